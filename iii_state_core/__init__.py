@@ -1,0 +1,107 @@
+"""iii-state core: one scoped key-value state API (``state::*``) over pluggable stores."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .adapter import Adapter, AsyncAdapter, Capabilities
+from .config import StateConfig, resolve
+from .errors import (
+    AdapterNotFoundError,
+    BackendError,
+    ConfigError,
+    ConflictError,
+    DeserializationError,
+    InvalidCursorError,
+    InvalidValueError,
+    KeyTooLargeError,
+    StateError,
+    UnknownOutcomeError,
+    UnsupportedError,
+    ValueTooLargeError,
+)
+from .events import EventBus
+from .hookspecs import hookimpl
+from .operations import Limits
+from .options import Options
+from .plugins import Registry, default_registry
+from .results import CompareAndSetResult, EntriesPage, SetResult, StateEvent, UpdateResult
+from .store import MISSING, AsyncStateStore, StateStore
+from .update_ops import OpError
+
+__version__ = "0.1.0"
+
+ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | None
+
+
+def _settings(
+    config: ConfigSource, adapter: str | None, adapter_config: Mapping[str, Any] | None
+) -> StateConfig:
+    if adapter is not None:
+        if config is not None:
+            raise ConfigError("give either `config` or `adapter`/`adapter_config`, not both")
+        return StateConfig(adapter, dict(adapter_config or {}), source=f"adapter={adapter}")
+    if adapter_config is not None:
+        raise ConfigError("`adapter_config` needs `adapter` to say which adapter it configures")
+    return resolve(config)
+
+
+def _open(
+    config: ConfigSource,
+    adapter: str | None,
+    adapter_config: Mapping[str, Any] | None,
+    registry: Registry | None,
+) -> tuple[Adapter, Limits, EventBus]:
+    settings = _settings(config, adapter, adapter_config)
+    registry = registry or default_registry()
+    info = registry.adapter(settings.adapter)
+    instance = info.cls.open(settings.adapter_config)
+    limits = Limits(
+        capabilities=type(instance).capabilities,
+        adapter_name=settings.adapter,
+        max_value_bytes=settings.max_value_bytes,
+        max_depth=settings.max_value_depth,
+    )
+    return instance, limits, EventBus(settings.triggers_enabled, registry.event_hook())
+
+
+def open_store(
+    config: ConfigSource = None,
+    *,
+    adapter: str | None = None,
+    adapter_config: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+) -> StateStore:
+    """Open a store.
+
+    :param config: path of an ``iii-config.yaml``, or the state block as a mapping. With nothing
+        given: ``$III_CONFIG``, then ``./iii-config.yaml``, then the embedded file store in
+        ``./data/state_store``.
+    :param adapter: pick an adapter by name instead (``kv``, ``redis``, …).
+    :param adapter_config: that adapter's config mapping.
+    :raises ConfigError: when the config is unusable (the message says what to change).
+    """
+    return StateStore(*_open(config, adapter, adapter_config, registry))
+
+
+def open_async_store(
+    config: ConfigSource = None,
+    *,
+    adapter: str | None = None,
+    adapter_config: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+) -> AsyncStateStore:
+    """Like :func:`open_store`, for asyncio code: every method is awaited."""
+    return AsyncStateStore(*_open(config, adapter, adapter_config, registry))
+
+
+__all__ = [
+    "MISSING", "Adapter", "AdapterNotFoundError", "AsyncAdapter", "AsyncStateStore",
+    "BackendError", "Capabilities", "CompareAndSetResult", "ConfigError", "ConflictError",
+    "DeserializationError", "EntriesPage", "InvalidCursorError", "InvalidValueError",
+    "KeyTooLargeError", "OpError", "Options", "Registry", "SetResult", "StateConfig",
+    "StateError", "StateEvent", "StateStore", "UnknownOutcomeError", "UnsupportedError",
+    "UpdateResult", "ValueTooLargeError", "hookimpl", "open_async_store", "open_store",
+]  # fmt: skip

@@ -1,0 +1,172 @@
+"""What an adapter is: declared capabilities plus a few storage primitives.
+
+The core (``operations``) owns every semantic rule; an adapter only stores bytes. Values
+cross this boundary as compact JSON ``bytes``; scopes and keys as ``str``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Literal
+
+#: An adapter's version token for conditional writes: the raw bytes, a version number, a
+#: memcached cas id … The core never looks inside it.
+Token = object
+#: One listing page: ``(key, raw value)`` pairs and the adapter's next cursor (``None`` = done).
+Page = tuple[list[tuple[str, bytes]], "str | None"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an adapter promises, declared once on the class and checked by the conformance suite.
+
+    ``None`` for a size means "no limit of its own".
+    """
+
+    #: Largest scope, in UTF-8 bytes, the backend can hold; longer is refused with KEY_TOO_LARGE.
+    max_scope_bytes: int | None = None
+    #: Largest key, in UTF-8 bytes.
+    max_key_bytes: int | None = None
+    #: Largest stored value (compact JSON bytes); larger is refused with VALUE_TOO_LARGE.
+    max_value_bytes: int | None = None
+    #: An acknowledged write survives the writing process being killed.
+    durable: bool = False
+    #: Separate processes (and hosts) that open the same config see one store.
+    shared: bool = True
+    #: ``native``: the adapter's ``modify`` is one atomic step; ``emulated``: the core loops
+    #: over ``read_versioned`` + ``write_if``.
+    atomic_update: Literal["native", "emulated"] = "emulated"
+    #: ``scan`` pages in a stable key order, so a walk returns each key exactly once.
+    ordered_listing: bool = False
+    #: The backend may drop entries by itself (memcached eviction).
+    may_evict: bool = False
+    #: One line on what listing costs, for ``iii-state plugins`` and the docs.
+    listing_cost: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class Adapter(ABC):
+    """Base class of every storage adapter.
+
+    Subclasses set ``name`` and ``capabilities``, build themselves in ``__init__`` from their
+    config mapping (use :class:`iii_state_core.options.Options`), and implement the
+    primitives below. They raise any exception on failure; the core wraps it into the
+    function's ``*_ERROR`` with secrets removed. An exception of
+    :class:`~iii_state_core.errors.UnknownOutcomeError` says a write may have been applied.
+    """
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    #: The PyPI distribution that ships this adapter (for error messages and ``plugins``).
+    distribution: ClassVar[str] = ""
+
+    @classmethod
+    def open(cls, config: Mapping[str, Any]) -> Adapter:
+        """Build an adapter from its config mapping. Override to pick a subclass by config."""
+        return cls(config)  # type: ignore[call-arg]
+
+    # -- reads ---------------------------------------------------------------------------------
+    @abstractmethod
+    def read(self, scope: str, key: str) -> bytes | None:
+        """The stored bytes, or ``None`` when the key is missing."""
+
+    def read_versioned(self, scope: str, key: str) -> tuple[bytes | None, Token]:
+        """The stored bytes and a token that ``write_if`` checks. Default token: the bytes."""
+        raw = self.read(scope, key)
+        return raw, raw
+
+    # -- writes (each atomic) ------------------------------------------------------------------
+    @abstractmethod
+    def write(self, scope: str, key: str, data: bytes) -> bytes | None:
+        """Store ``data``; return exactly the bytes it replaced (``None`` if the key was new)."""
+
+    @abstractmethod
+    def remove(self, scope: str, key: str) -> bytes | None:
+        """Delete the key; return exactly the bytes removed (``None`` if it was missing)."""
+
+    @abstractmethod
+    def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
+        """Store ``data`` only if the entry is still what ``read_versioned`` saw.
+
+        :param token: from ``read_versioned``; its "missing" form means "only if still missing".
+        :returns: ``True`` when written, ``False`` when the entry changed meanwhile.
+        """
+
+    def modify(
+        self, scope: str, key: str, change: Callable[[bytes | None], bytes]
+    ) -> tuple[bytes | None, bytes] | None:
+        """Optional native atomic read-modify-write.
+
+        ``change`` is pure and may be called more than once. Return ``(old, new)``, or ``None``
+        to let the core run its optimistic loop instead (the default).
+        """
+        return None
+
+    # -- listing -------------------------------------------------------------------------------
+    @abstractmethod
+    def list_scopes(self) -> list[str]:
+        """Every scope holding at least one key (order and duplicates do not matter)."""
+
+    @abstractmethod
+    def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
+        """Up to ``limit`` entries of ``scope`` after ``cursor`` (``None`` = from the start).
+
+        Memory must stay bounded by ``limit``. Return ``next_cursor=None`` when done.
+        """
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and files. Called once."""
+
+    def secrets(self) -> list[str]:
+        """Strings (passwords, tokens) that must never appear in an error message or log."""
+        return []
+
+    def describe(self) -> str:
+        """A one-line, secret-free description for logs (``redis at 127.0.0.1:6379``)."""
+        return self.name
+
+    def async_twin(self) -> AsyncAdapter | None:
+        """A natively async adapter over the same store, or ``None`` to run in threads."""
+        return None
+
+
+class AsyncAdapter(ABC):
+    """The awaitable twin of :class:`Adapter`: the same primitives as coroutines."""
+
+    @abstractmethod
+    async def read(self, scope: str, key: str) -> bytes | None: ...
+
+    async def read_versioned(self, scope: str, key: str) -> tuple[bytes | None, Token]:
+        raw = await self.read(scope, key)
+        return raw, raw
+
+    @abstractmethod
+    async def write(self, scope: str, key: str, data: bytes) -> bytes | None: ...
+
+    @abstractmethod
+    async def remove(self, scope: str, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    async def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool: ...
+
+    async def modify(
+        self, scope: str, key: str, change: Callable[[bytes | None], bytes]
+    ) -> tuple[bytes | None, bytes] | None:
+        return None
+
+    @abstractmethod
+    async def list_scopes(self) -> list[str]: ...
+
+    @abstractmethod
+    async def scan(self, scope: str, cursor: str | None, limit: int) -> Page: ...
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+AdapterFactory = Callable[[Mapping[str, Any]], Adapter]

@@ -1,0 +1,159 @@
+"""Find and read the state block of ``iii-config.yaml`` (SPEC §5)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .options import Options
+from .values import DEFAULT_MAX_DEPTH
+
+CONFIG_ENV = "III_CONFIG"
+DEFAULT_CONFIG_FILE = "iii-config.yaml"
+#: Where the embedded file store lives when no config names an adapter.
+DEFAULT_FILE_STORE = os.path.join("data", "state_store")
+WORKER_NAMES = ("iii-state", "state")
+LEGACY_MODULE = "modules::state::StateModule"
+LEGACY_ADAPTERS = {
+    "modules::state::adapters::KvStore": "kv",
+    "modules::state::adapters::RedisAdapter": "redis",
+}
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """The state worker's settings: which adapter, its config, and the core's limits."""
+
+    adapter: str = "kv"
+    adapter_config: dict[str, Any] = field(default_factory=dict)
+    triggers_enabled: bool = True
+    max_value_bytes: int | None = None
+    max_value_depth: int = DEFAULT_MAX_DEPTH
+    source: str = "defaults"
+
+    def __repr__(self) -> str:  # the adapter config may hold secrets: never print it
+        return f"StateConfig(adapter={self.adapter!r}, source={self.source!r})"
+
+
+def expand_env(text: str, *, where: str = "config") -> str:
+    """Replace ``${VAR}`` and ``${VAR:default}``; an unset variable without default is an error."""
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = os.environ.get(name)
+        if value is not None:
+            return value
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{where} uses ${{{name}}} but the environment variable {name} is not set; "
+            f"set it or write ${{{name}:default}}"
+        )
+
+    lines = []
+    for line in text.splitlines(keepends=True):
+        lines.append(line if line.lstrip().startswith("#") else _VAR.sub(replace, line))
+    return "".join(lines)
+
+
+def _state_block_of_document(doc: Any, where: str) -> Mapping[str, Any] | None:
+    """The state settings inside a whole iii-config document, or ``None`` when it has none."""
+    if doc is None:
+        return None
+    if not isinstance(doc, Mapping):
+        raise ConfigError(f"{where} must be a YAML mapping at the top level")
+    for worker in doc.get("workers") or []:
+        if isinstance(worker, Mapping) and worker.get("name") in WORKER_NAMES:
+            return worker.get("config") or {}
+    for module in doc.get("modules") or []:
+        if isinstance(module, Mapping) and module.get("class") == LEGACY_MODULE:
+            return module.get("config") or {}
+    return None
+
+
+def _adapter_of(block: Any, where: str) -> tuple[str, dict[str, Any]]:
+    if block is None:
+        return "kv", {}
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"{where}: 'adapter' must be a mapping with 'name' and 'config'")
+    opts = Options(f"{where}: 'adapter'", block)
+    name = opts.optional_str("name")
+    legacy = opts.optional_str("class")
+    config = opts.raw("config", None) or {}
+    opts.finish()
+    if legacy is not None and name is None:
+        if legacy not in LEGACY_ADAPTERS:
+            raise ConfigError(
+                f"{where}: unknown adapter class {legacy!r}; use one of "
+                f"{', '.join(LEGACY_ADAPTERS)} or the new form `name: <adapter>`"
+            )
+        name = LEGACY_ADAPTERS[legacy]
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{where}: 'adapter.config' must be a mapping")
+    return name or "kv", dict(config)
+
+
+def parse_state_block(block: Mapping[str, Any], *, source: str) -> StateConfig:
+    """Validate a state block (``{adapter: {name, config}, triggers_enabled, …}``)."""
+    opts = Options(f"state config ({source})", block)
+    name, adapter_config = _adapter_of(opts.raw("adapter", None), source)
+    triggers = opts.bool("triggers_enabled", True)
+    max_bytes = opts.int("max_value_bytes", None, minimum=1)
+    depth = opts.int("max_value_depth", DEFAULT_MAX_DEPTH, minimum=1)
+    interval = opts.int("save_interval_ms", None, minimum=0)
+    opts.finish()
+    if interval is not None and name == "kv":
+        # engine parity: the top-level cadence knob is folded into the kv adapter's config
+        adapter_config.setdefault("save_interval_ms", interval)
+    return StateConfig(name, adapter_config, triggers, max_bytes, depth, source)
+
+
+def load_file(path: str | os.PathLike[str]) -> StateConfig | None:
+    """Read an iii-config file; ``None`` when it has no state worker block."""
+    where = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {where}: {exc.strerror or exc}") from None
+    try:
+        doc = yaml.safe_load(expand_env(text, where=where))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where} is not valid YAML: {exc}") from None
+    block = _state_block_of_document(doc, where)
+    return None if block is None else parse_state_block(block, source=where)
+
+
+def default_config() -> StateConfig:
+    """The embedded file store under ``./data/state_store``."""
+    return StateConfig(
+        "kv", {"store_method": "file_based", "file_path": DEFAULT_FILE_STORE}, source="default file store"
+    )
+
+
+def resolve(config: str | os.PathLike[str] | Mapping[str, Any] | None) -> StateConfig:
+    """Turn what the caller gave into settings.
+
+    A path is an iii-config file; a mapping is a state block (or a whole iii-config document).
+    With nothing given: ``$III_CONFIG``, then ``./iii-config.yaml``, then the embedded store.
+    """
+    if isinstance(config, Mapping):
+        if "workers" in config or "modules" in config:
+            block = _state_block_of_document(config, "config mapping")
+            return default_config() if block is None else parse_state_block(block, source="config mapping")
+        return parse_state_block(config, source="config mapping")
+    if config is not None:
+        return load_file(config) or default_config()
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return load_file(env) or default_config()
+    if Path(DEFAULT_CONFIG_FILE).is_file():
+        return load_file(DEFAULT_CONFIG_FILE) or default_config()
+    return default_config()

@@ -1,0 +1,122 @@
+"""Run a plan against an adapter (sync or async) and turn adapter failures into wire errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from .adapter import Adapter, AsyncAdapter
+from .errors import BackendError, StateError
+from .operations import ERROR_CODES, FAILURE_TEXT, Plan
+from .results import StateEvent
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _mentions(exc: BaseException, secrets: list[str]) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = f"{seen!s} {seen!r}"
+        if any(s and s in text for s in secrets):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def backend_error(function: str, exc: Exception, describe: str, secrets: list[str]) -> StateError:
+    """Wrap an adapter's exception as the function's ``*_ERROR``, secrets removed.
+
+    State errors other than backend errors (a size limit an adapter checks itself) pass as they are.
+    """
+    if isinstance(exc, StateError) and not isinstance(exc, BackendError):
+        return exc
+    detail = redact(str(exc) or type(exc).__name__, secrets)
+    cls = type(exc) if isinstance(exc, BackendError) else BackendError
+    if isinstance(exc, BackendError) and detail.startswith(FAILURE_TEXT[function]):
+        message = detail
+    else:
+        message = f"{FAILURE_TEXT[function]}: {describe}: {detail}"
+    wrapped = cls(message, code=ERROR_CODES[function])
+    if not isinstance(exc, StateError):
+        wrapped.__cause__ = None if _mentions(exc, secrets) else exc
+    return wrapped
+
+
+def run_sync(plan: Plan, adapter: Adapter, function: str) -> tuple[Any, StateEvent | None]:
+    try:
+        call = next(plan)
+        while True:
+            if call.name == "sleep":
+                time.sleep(call.args[0])
+                value: Any = None
+            else:
+                try:
+                    value = getattr(adapter, call.name)(*call.args)
+                except Exception as exc:
+                    error = backend_error(function, exc, adapter.describe(), adapter.secrets())
+                    raise error from error.__cause__
+            call = plan.send(value)
+    except StopIteration as stop:
+        result: tuple[Any, StateEvent | None] = stop.value
+        return result
+
+
+async def run_async(
+    plan: Plan, adapter: AsyncAdapter, function: str, describe: str, secrets: list[str]
+) -> tuple[Any, StateEvent | None]:
+    try:
+        call = next(plan)
+        while True:
+            if call.name == "sleep":
+                await asyncio.sleep(call.args[0])
+                value: Any = None
+            else:
+                try:
+                    value = await getattr(adapter, call.name)(*call.args)
+                except Exception as exc:
+                    error = backend_error(function, exc, describe, secrets)
+                    raise error from error.__cause__
+            call = plan.send(value)
+    except StopIteration as stop:
+        result: tuple[Any, StateEvent | None] = stop.value
+        return result
+
+
+class ThreadedAsyncAdapter(AsyncAdapter):
+    """The async face of a sync adapter: each primitive runs in a worker thread."""
+
+    def __init__(self, adapter: Adapter) -> None:
+        self._adapter = adapter
+
+    async def read(self, scope: str, key: str) -> bytes | None:
+        return await asyncio.to_thread(self._adapter.read, scope, key)
+
+    async def read_versioned(self, scope: str, key: str) -> tuple[bytes | None, object]:
+        return await asyncio.to_thread(self._adapter.read_versioned, scope, key)
+
+    async def write(self, scope: str, key: str, data: bytes) -> bytes | None:
+        return await asyncio.to_thread(self._adapter.write, scope, key, data)
+
+    async def remove(self, scope: str, key: str) -> bytes | None:
+        return await asyncio.to_thread(self._adapter.remove, scope, key)
+
+    async def write_if(self, scope: str, key: str, data: bytes, token: object) -> bool:
+        return await asyncio.to_thread(self._adapter.write_if, scope, key, data, token)
+
+    async def modify(self, scope: str, key: str, change: Any) -> Any:
+        return await asyncio.to_thread(self._adapter.modify, scope, key, change)
+
+    async def list_scopes(self) -> list[str]:
+        return await asyncio.to_thread(self._adapter.list_scopes)
+
+    async def scan(self, scope: str, cursor: str | None, limit: int) -> Any:
+        return await asyncio.to_thread(self._adapter.scan, scope, cursor, limit)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._adapter.close)

@@ -1,0 +1,287 @@
+"""The nine state functions as sans-I/O plans: all semantics, no storage calls of their own.
+
+Each plan is a generator that yields :class:`Call` requests for adapter primitives and gets
+their results sent back; it returns ``(result, event_or_None)``. The sync and async stores
+drive the same plans, so both behave identically over every adapter.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from .adapter import Capabilities
+from .errors import (
+    ConflictError,
+    DeserializationError,
+    InvalidCursorError,
+    KeyTooLargeError,
+    ValueTooLargeError,
+)
+from .results import CompareAndSetResult, EntriesPage, SetResult, StateEvent, UpdateResult
+from .update_ops import Op, apply_ops
+from .values import DEFAULT_MAX_DEPTH, JSON, decode_stored, encode, same_json
+
+#: The wire error code each function's backend failures carry (SPEC §2).
+ERROR_CODES: Final = {
+    "set": "SET_ERROR",
+    "get": "GET_ERROR",
+    "delete": "DELETE_ERROR",
+    "update": "UPDATE_ERROR",
+    "compare_and_set": "UPDATE_ERROR",
+    "list": "LIST_ERROR",
+    "list_keys": "LIST_ERROR",
+    "list_entries": "LIST_ERROR",
+    "list_groups": "LIST_GROUPS_ERROR",
+}
+#: The engine's message prefix for each function's backend failures.
+FAILURE_TEXT: Final = {
+    "set": "Failed to set value",
+    "get": "Failed to get value",
+    "delete": "Failed to delete value",
+    "update": "Failed to update value",
+    "compare_and_set": "Failed to compare-and-set value",
+    "list": "Failed to list values",
+    "list_keys": "Failed to list keys",
+    "list_entries": "Failed to list entries",
+    "list_groups": "Failed to list groups",
+}
+SCAN_PAGE: Final = 500
+MAX_LIST_LIMIT: Final = 1000
+DEFAULT_LIST_LIMIT: Final = 100
+#: Optimistic writes give up after this many lost races (about 10 s at full backoff).
+MAX_ATTEMPTS: Final = 400
+_BACKOFF_BASE = 0.0005
+_BACKOFF_CAP = 0.025
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A request for one adapter primitive (or ``sleep``) with positional arguments."""
+
+    name: str
+    args: tuple[Any, ...]
+
+
+Plan = Generator[Call, Any, "tuple[Any, StateEvent | None]"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The checks that apply to every call of one store."""
+
+    capabilities: Capabilities
+    adapter_name: str
+    max_value_bytes: int | None = None
+    max_depth: int = DEFAULT_MAX_DEPTH
+
+    def check_name(self, what: str, text: object, limit: int | None) -> None:
+        if not isinstance(text, str):
+            raise DeserializationError(f"{what} must be a string, got {type(text).__name__}")
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise DeserializationError(
+                f"{what} holds a lone surrogate: scopes and keys must be valid Unicode"
+            ) from None
+        if limit is not None and size > limit:
+            raise KeyTooLargeError(
+                f"{what} is {size} bytes; the {self.adapter_name} adapter holds at most "
+                f"{limit} bytes"
+            )
+
+    def check_entry(self, scope: object, key: object) -> None:
+        self.check_name("scope", scope, self.capabilities.max_scope_bytes)
+        self.check_name("key", key, self.capabilities.max_key_bytes)
+
+    def encode(self, value: object) -> bytes:
+        """Check and encode a value for storage, enforcing the size limits."""
+        data = encode(value, max_depth=self.max_depth)
+        for limit, source in (
+            (self.max_value_bytes, "the configured max_value_bytes limit"),
+            (self.capabilities.max_value_bytes, f"the {self.adapter_name} adapter's limit"),
+        ):
+            if limit is not None and len(data) > limit:
+                raise ValueTooLargeError(
+                    f"value of {len(data)} bytes exceeds {source} of {limit}"
+                )
+        return data
+
+
+def _decode(raw: bytes | None) -> JSON:
+    return None if raw is None else decode_stored(raw)
+
+
+def _backoff(attempt: int) -> float:
+    return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** min(attempt, 16)))
+
+
+def _written(scope: str, key: str, old_raw: bytes | None, old: JSON, new: JSON) -> StateEvent:
+    kind = "state:created" if old_raw is None else "state:updated"
+    return StateEvent(kind, scope, key, old, new)
+
+
+# -- the functions ---------------------------------------------------------------------------
+
+
+def get_value(limits: Limits, scope: str, key: str) -> Plan:
+    limits.check_entry(scope, key)
+    raw = yield Call("read", (scope, key))
+    return _decode(raw), None
+
+
+def set_value(limits: Limits, scope: str, key: str, value: JSON) -> Plan:
+    limits.check_entry(scope, key)
+    data = limits.encode(value)
+    old_raw = yield Call("write", (scope, key, data))
+    old = _decode(old_raw)
+    return SetResult(old, value), _written(scope, key, old_raw, old, value)
+
+
+def delete_value(limits: Limits, scope: str, key: str) -> Plan:
+    limits.check_entry(scope, key)
+    old_raw = yield Call("remove", (scope, key))
+    old = _decode(old_raw)
+    # engine parity: a delete of a missing key still emits, with old_value null
+    return old, StateEvent("state:deleted", scope, key, old, None)
+
+
+def update(limits: Limits, scope: str, key: str, ops: list[Op]) -> Plan:
+    limits.check_entry(scope, key)
+    outcome: dict[str, Any] = {}
+
+    def change(old_raw: bytes | None) -> bytes:
+        current = None if old_raw is None else decode_stored(old_raw)
+        new, errors = apply_ops(current, old_raw is None, ops)
+        data = limits.encode(new)
+        outcome["new"], outcome["errors"] = new, errors
+        return data
+
+    native = yield Call("modify", (scope, key, change))
+    if native is not None:
+        old_raw = native[0]
+    else:
+        old_raw = yield from _optimistic(scope, key, change, "update")
+    old = _decode(old_raw)
+    new_value, errors = outcome["new"], outcome["errors"]
+    result = UpdateResult(old, new_value, errors)
+    return result, _written(scope, key, old_raw, old, new_value)
+
+
+def _optimistic(
+    scope: str, key: str, change: Any, function: str
+) -> Generator[Call, Any, bytes | None]:
+    """Read, compute, conditionally write; retry with jittered backoff when another writer won."""
+    for attempt in range(MAX_ATTEMPTS):
+        raw, token = yield Call("read_versioned", (scope, key))
+        data = change(raw)
+        if (yield Call("write_if", (scope, key, data, token))):
+            return raw
+        yield Call("sleep", (_backoff(attempt),))
+    raise ConflictError(
+        f"{FAILURE_TEXT[function]}: gave up after {MAX_ATTEMPTS} attempts because other writers "
+        f"kept changing the entry; nothing was written, retry later",
+        code=ERROR_CODES[function],
+    )
+
+
+#: ``expected`` of :func:`compare_and_set` meaning "only if the key is missing".
+MISSING: Final[Any] = object()
+
+
+def compare_and_set(
+    limits: Limits, scope: str, key: str, expected: JSON, new_value: JSON
+) -> Plan:
+    """Write ``new_value`` only if the entry equals ``expected`` (or is missing, for MISSING)."""
+    limits.check_entry(scope, key)
+    data = limits.encode(new_value)
+    for attempt in range(MAX_ATTEMPTS):
+        raw, token = yield Call("read_versioned", (scope, key))
+        current = _decode(raw)
+        if expected is MISSING:
+            if raw is not None:
+                return CompareAndSetResult("conflict", current, current), None
+        elif raw is None:
+            return CompareAndSetResult("not_found", None, None), None
+        elif not same_json(current, expected):
+            return CompareAndSetResult("conflict", current, current), None
+        if (yield Call("write_if", (scope, key, data, token))):
+            result = CompareAndSetResult("applied", current, new_value)
+            return result, _written(scope, key, raw, current, new_value)
+        yield Call("sleep", (_backoff(attempt),))
+    raise ConflictError(
+        f"{FAILURE_TEXT['compare_and_set']}: gave up after {MAX_ATTEMPTS} attempts; retry later",
+        code=ERROR_CODES["compare_and_set"],
+    )
+
+
+
+def _walk(scope: str) -> Generator[Call, Any, list[tuple[str, bytes]]]:
+    out: list[tuple[str, bytes]] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = yield Call("scan", (scope, cursor, SCAN_PAGE))
+        out.extend(page)
+        if cursor is None:
+            return out
+
+
+def list_values(limits: Limits, scope: str) -> Plan:
+    limits.check_name("scope", scope, limits.capabilities.max_scope_bytes)
+    entries = yield from _walk(scope)
+    if not limits.capabilities.ordered_listing:
+        entries = list(dict(entries).items())  # an unordered scan may repeat a key
+    return [decode_stored(raw) for _, raw in entries], None
+
+
+def list_keys(limits: Limits, scope: str) -> Plan:
+    limits.check_name("scope", scope, limits.capabilities.max_scope_bytes)
+    entries = yield from _walk(scope)
+    return list(dict.fromkeys(k for k, _ in entries)), None
+
+
+def list_groups(limits: Limits) -> Plan:
+    scopes = yield Call("list_scopes", ())
+    return sorted(dict.fromkeys(scopes)), None
+
+
+def _scope_tag(scope: str) -> str:
+    return hashlib.blake2s(scope.encode("utf-8"), digest_size=6).hexdigest()
+
+
+def encode_cursor(scope: str, adapter_cursor: str) -> str:
+    body = json.dumps([_scope_tag(scope), adapter_cursor], separators=(",", ":"))
+    return base64.urlsafe_b64encode(body.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def decode_cursor(scope: str, cursor: object) -> str:
+    """:raises InvalidCursorError: unless ``cursor`` came from ``list_entries`` of this scope."""
+    if not isinstance(cursor, str):
+        raise InvalidCursorError(f"cursor must be a string, got {type(cursor).__name__}")
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        tag, inner = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, TypeError, UnicodeError):
+        raise InvalidCursorError(
+            "cursor is not one this store handed out; pass the next_cursor of the previous page, "
+            "or omit it to start from the beginning"
+        ) from None
+    if tag != _scope_tag(scope) or not isinstance(inner, str):
+        raise InvalidCursorError("cursor belongs to another scope; start the walk again without it")
+    return inner
+
+
+def list_entries(limits: Limits, scope: str, cursor: str | None, limit: object) -> Plan:
+    limits.check_name("scope", scope, limits.capabilities.max_scope_bytes)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+        raise DeserializationError(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r}")
+    inner = None if cursor is None else decode_cursor(scope, cursor)
+    page, next_inner = yield Call("scan", (scope, inner, limit))
+    entries = [(k, decode_stored(raw)) for k, raw in page]
+    next_cursor = None if next_inner is None else encode_cursor(scope, next_inner)
+    return EntriesPage(entries, next_cursor, next_cursor is None), None

@@ -1,0 +1,99 @@
+"""Typed reading of a config mapping, so every adapter rejects unknown and mistyped keys alike."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+_MISSING: Any = object()
+
+
+class Options:
+    """Read options out of a config mapping; :meth:`finish` rejects the keys nobody read.
+
+    >>> opts = Options("adapter 'redis'", {"redis_url": "redis://h"})
+    >>> opts.str("redis_url", "redis://localhost:6379")
+    'redis://h'
+    >>> opts.finish()
+    """
+
+    def __init__(self, owner: str, config: Mapping[str, Any] | None) -> None:
+        if config is not None and not isinstance(config, Mapping):
+            raise ConfigError(f"{owner} config must be a mapping, got {type(config).__name__}")
+        self._owner = owner
+        self._data = dict(config or {})
+        self._known: list[str] = []
+
+    def _take(self, name: str, default: Any) -> Any:
+        self._known.append(name)
+        value = self._data.pop(name, _MISSING)
+        return default if value is _MISSING else value
+
+    def _fail(self, name: str, expected: str, value: Any) -> ConfigError:
+        shown = type(value).__name__
+        return ConfigError(f"{self._owner} config: '{name}' must be {expected}, got {shown}")
+
+    def str(self, name: str, default: str, *, choices: tuple[str, ...] = ()) -> str:
+        value = self._take(name, default)
+        if not isinstance(value, str):
+            raise self._fail(name, "a string", value)
+        if choices and value not in choices:
+            raise ConfigError(
+                f"{self._owner} config: '{name}' is {value!r}; choose one of {', '.join(choices)}"
+            )
+        return value
+
+    def optional_str(self, name: str) -> str | None:
+        value = self._take(name, None)
+        if value is not None and not isinstance(value, str):
+            raise self._fail(name, "a string", value)
+        return value
+
+    def int(self, name: str, default: int | None, *, minimum: int | None = None) -> Any:
+        value = self._take(name, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._fail(name, "an integer", value)
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{self._owner} config: '{name}' must be at least {minimum}")
+        return value
+
+    def float(self, name: str, default: float | None, *, minimum: float = 0.0) -> Any:
+        value = self._take(name, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self._fail(name, "a number", value)
+        if value < minimum:
+            raise ConfigError(f"{self._owner} config: '{name}' must be at least {minimum}")
+        return float(value)
+
+    def bool(self, name: str, default: bool | None) -> Any:
+        value = self._take(name, default)
+        if value is not None and not isinstance(value, bool):
+            raise self._fail(name, "true or false", value)
+        return value
+
+    def str_list(self, name: str, default: list[str]) -> list[str]:
+        """A list of strings; a single string is accepted as a one-item list."""
+        value = self._take(name, default)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._fail(name, "a string or a list of strings", value)
+        return list(value)
+
+    def raw(self, name: str, default: T) -> Any:
+        """An option of any shape (the caller checks it)."""
+        return self._take(name, default)
+
+    def finish(self) -> None:
+        """:raises ConfigError: naming every key that no reader asked for."""
+        if self._data:
+            unknown = ", ".join(repr(k) for k in sorted(map(str, self._data)))
+            known = ", ".join(self._known) or "none"
+            raise ConfigError(f"{self._owner} config has unknown key(s) {unknown}; known keys: {known}")

@@ -1,0 +1,83 @@
+"""The small result types of the typed API, and their wire (JSON) forms (SPEC §2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .update_ops import OpError
+from .values import JSON
+
+
+@dataclass(frozen=True, slots=True)
+class SetResult:
+    old_value: JSON
+    new_value: JSON
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"old_value": self.old_value, "new_value": self.new_value}
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    old_value: JSON
+    new_value: JSON
+    errors: list[OpError] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"old_value": self.old_value, "new_value": self.new_value}
+        if self.errors:
+            wire["errors"] = [e.to_wire() for e in self.errors]
+        return wire
+
+
+@dataclass(frozen=True, slots=True)
+class EntriesPage:
+    entries: list[tuple[str, JSON]]
+    next_cursor: str | None
+    done: bool
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "entries": [[k, v] for k, v in self.entries],
+            "next_cursor": self.next_cursor,
+            "done": self.done,
+        }
+
+
+Outcome = Literal["applied", "conflict", "not_found"]
+
+
+@dataclass(frozen=True, slots=True)
+class CompareAndSetResult:
+    outcome: Outcome
+    old_value: JSON
+    new_value: JSON
+
+    @property
+    def applied(self) -> bool:
+        return self.outcome == "applied"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "old_value": self.old_value, "new_value": self.new_value}
+
+
+@dataclass(frozen=True, slots=True)
+class StateEvent:
+    """One write's event (SPEC §4)."""
+
+    event_type: Literal["state:created", "state:updated", "state:deleted"]
+    scope: str
+    key: str
+    old_value: JSON
+    new_value: JSON
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "type": "state",
+            "event_type": self.event_type,
+            "scope": self.scope,
+            "key": self.key,
+            "old_value": self.old_value,
+            "new_value": self.new_value,
+        }

@@ -1,0 +1,180 @@
+"""Strict JSON values (SPEC §1): the checks, and the compact byte form every backend stores."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Final
+
+from .errors import InvalidValueError
+
+#: The engine's integer range: i64 minimum to u64 maximum.
+MIN_INT: Final = -(2**63)
+MAX_INT: Final = 2**64 - 1
+#: Default nesting limit: how many arrays/objects may enclose one another.
+DEFAULT_MAX_DEPTH: Final = 128
+
+JSON = Any  # a value that passed check_value; Python has no precise recursive JSON type
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _where(path: list[str | int]) -> str:
+    out = "value"
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f"[{json.dumps(part, ensure_ascii=False)}]"
+    return out
+
+
+def check_value(value: object, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+    """Raise :class:`InvalidValueError` unless ``value`` is strict JSON.
+
+    :param value: the Python value a caller wants to store.
+    :param max_depth: how many containers may nest; one more is an error.
+    :raises InvalidValueError: naming where in the value the problem is and what it was.
+    """
+    # Iterative walk: a deeply nested hostile value must not hit Python's recursion limit.
+    stack: list[tuple[object, int, list[str | int]]] = [(value, 0, [])]
+    while stack:
+        item, depth, path = stack.pop()
+        if item is None or isinstance(item, (str, bool)):
+            continue
+        if isinstance(item, int):
+            if not MIN_INT <= item <= MAX_INT:
+                raise InvalidValueError(
+                    f"{_where(path)} is the integer {item}, outside the supported range "
+                    f"-2^63 … 2^64-1; store it as a string instead"
+                )
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise InvalidValueError(
+                    f"{_where(path)} is {item!r}: JSON has no NaN or Infinity"
+                )
+            continue
+        if isinstance(item, (dict, list)):
+            if depth >= max_depth:
+                raise InvalidValueError(
+                    f"{_where(path)} nests deeper than the limit of {max_depth} arrays/objects"
+                )
+            if isinstance(item, dict):
+                for k, v in item.items():
+                    if not isinstance(k, str):
+                        raise InvalidValueError(
+                            f"{_where(path)} has a key {k!r} of type {_type_name(k)}; "
+                            f"JSON object keys must be strings"
+                        )
+                    stack.append((v, depth + 1, [*path, k]))
+            else:
+                for i, v in enumerate(item):
+                    stack.append((v, depth + 1, [*path, i]))
+            continue
+        raise InvalidValueError(
+            f"{_where(path)} is a {_type_name(item)}, which is not JSON; "
+            f"use null, a boolean, a number, a string, a list or a dict"
+        )
+
+
+def encode(value: object, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
+    """Check ``value`` and return its compact UTF-8 JSON bytes.
+
+    :raises InvalidValueError: when the value is not strict JSON.
+    """
+    check_value(value, max_depth=max_depth)
+    return dumps(value)
+
+
+def dumps(value: object) -> bytes:
+    """Compact UTF-8 JSON of an already checked value.
+
+    :raises InvalidValueError: when a string holds a lone surrogate (it has no UTF-8 form).
+    """
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end]
+        raise InvalidValueError(
+            f"value holds a lone surrogate {bad.encode('unicode_escape').decode()}: "
+            f"strings must be valid Unicode"
+        ) from None
+
+
+def _reject_constant(name: str) -> object:
+    raise InvalidValueError(f"JSON text contains {name}: JSON has no NaN or Infinity")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise InvalidValueError(f"JSON number {text} is too large for a double")
+    return number
+
+
+def loads(data: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> JSON:
+    """Parse strict JSON text (stored bytes, CLI input, import lines) into a checked value.
+
+    :raises InvalidValueError: when the text is not JSON or not strict JSON.
+    """
+    try:
+        value = json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+    except InvalidValueError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise InvalidValueError(f"not valid JSON: {exc}") from None
+    check_value(value, max_depth=max_depth)
+    return value
+
+
+def decode_stored(data: bytes) -> JSON:
+    """Parse bytes a backend returned. They were checked on the way in, so only parse.
+
+    :raises InvalidValueError: when the stored bytes are not JSON (a foreign writer).
+    """
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise InvalidValueError(f"stored bytes are not JSON: {exc}") from None
+
+
+def json_type(value: object) -> str:
+    """The JSON type name the engine's messages use: null, boolean, number, string, array, object."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def same_json(a: object, b: object) -> bool:
+    """Structural JSON equality: ``1`` is not ``1.0`` and ``true`` is not ``1`` (unlike ``==``)."""
+    if type(a) is not type(b):
+        # dict/list/str subclasses compare by JSON kind, not Python class
+        if json_type(a) != json_type(b) or isinstance(a, (bool, float)) or isinstance(b, (bool, float)):
+            return False
+        if isinstance(a, int) != isinstance(b, int):
+            return False
+    if isinstance(a, dict):
+        assert isinstance(b, dict)
+        return a.keys() == b.keys() and all(same_json(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        assert isinstance(b, list)
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def copy_json(value: JSON) -> JSON:
+    """A deep copy of a checked value (faster than ``copy.deepcopy`` for plain JSON)."""
+    if isinstance(value, dict):
+        return {k: copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_json(v) for v in value]
+    return value
