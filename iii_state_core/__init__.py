@@ -53,7 +53,7 @@ def _open(
     adapter: str | None,
     adapter_config: Mapping[str, Any] | None,
     registry: Registry | None,
-) -> tuple[Adapter, Limits, EventBus]:
+) -> tuple[Adapter, Limits, EventBus, StateConfig, Registry]:
     settings = _settings(config, adapter, adapter_config)
     registry = registry or default_registry()
     info = registry.adapter(settings.adapter)
@@ -64,7 +64,8 @@ def _open(
         max_value_bytes=settings.max_value_bytes,
         max_depth=settings.max_value_depth,
     )
-    return instance, limits, EventBus(settings.triggers_enabled, registry.event_hook())
+    events = EventBus(settings.triggers_enabled, registry.event_hook())
+    return instance, limits, events, settings, registry
 
 
 def open_store(

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from types import ModuleType
 from typing import Any
 
 import pluggy
@@ -50,6 +51,12 @@ class Registry:
     """A pluggy manager plus the adapters its plugins registered."""
 
     def __init__(self, extra_plugins: Iterable[object] = (), load_entry_points: bool = True) -> None:
+        extra_plugins = list(extra_plugins)
+        #: Importable names of the extra plugins, so another process can build the same registry.
+        self.extra_plugin_modules = [
+            p.__name__ for p in extra_plugins if isinstance(p, ModuleType)
+        ]
+        self.load_entry_points = load_entry_points
         self.manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.manager.add_hookspecs(hookspecs)
         if load_entry_points:

@@ -11,9 +11,11 @@ from typing import Any
 
 from . import operations as plans
 from .adapter import Adapter, AsyncAdapter
+from .config import StateConfig
 from .driver import ThreadedAsyncAdapter, run_async, run_sync
 from .events import Condition, EventBus, Handler, Subscription
 from .operations import Limits, Plan
+from .plugins import Registry
 from .results import CompareAndSetResult, EntriesPage, SetResult, StateEvent, UpdateResult
 from .update_ops import parse_ops
 from .values import JSON
@@ -24,10 +26,20 @@ MISSING = plans.MISSING
 
 
 class _Base:
-    def __init__(self, adapter: Adapter, limits: Limits, events: EventBus) -> None:
+    def __init__(
+        self,
+        adapter: Adapter,
+        limits: Limits,
+        events: EventBus,
+        settings: StateConfig | None = None,
+        registry: Registry | None = None,
+    ) -> None:
         self.adapter = adapter
         self.limits = limits
         self.events = events
+        #: How this store was opened, so another process can open the same one.
+        self.settings = settings
+        self.registry = registry
         self._closed = False
         self._close_lock = threading.Lock()
 
@@ -127,8 +139,15 @@ class StateStore(_Base):
 class AsyncStateStore(_Base):
     """The same surface as :class:`StateStore`, awaited. Adapter calls never block the loop."""
 
-    def __init__(self, adapter: Adapter, limits: Limits, events: EventBus) -> None:
-        super().__init__(adapter, limits, events)
+    def __init__(
+        self,
+        adapter: Adapter,
+        limits: Limits,
+        events: EventBus,
+        settings: StateConfig | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        super().__init__(adapter, limits, events, settings, registry)
         self.async_adapter: AsyncAdapter = adapter.async_twin() or ThreadedAsyncAdapter(adapter)
         self._describe = adapter.describe()
         self._secrets = adapter.secrets()

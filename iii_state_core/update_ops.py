@@ -113,7 +113,7 @@ def _op_value(where: str, value: object, max_depth: int) -> JSON:
     try:
         check_value(value, max_depth=max_depth)
     except DeserializationError as exc:
-        raise DeserializationError(f"{where}.{exc.message}") from None
+        raise type(exc)(f"{where}.{exc.message}") from None
     return value
 
 

@@ -1,0 +1,147 @@
+"""Run store work in separate processes: the contention and pagination tests need real ones.
+
+Children are started with ``spawn`` (no inherited sockets or locks) and reopen the store from
+a picklable :class:`StoreSpec`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from iii_state_core import StateStore, open_store
+from iii_state_core.plugins import Registry
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """Everything another process needs to open the same store."""
+
+    adapter: str
+    adapter_config: dict[str, Any]
+    state_block: dict[str, Any]
+    plugin_modules: list[str] = field(default_factory=list)
+    load_entry_points: bool = True
+
+    @classmethod
+    def of(cls, store: StateStore) -> StoreSpec | None:
+        settings = store.settings
+        if settings is None:
+            return None
+        registry = store.registry
+        return cls(
+            adapter=settings.adapter,
+            adapter_config=dict(settings.adapter_config),
+            state_block={
+                "triggers_enabled": settings.triggers_enabled,
+                "max_value_bytes": settings.max_value_bytes,
+                "max_value_depth": settings.max_value_depth,
+            },
+            plugin_modules=list(registry.extra_plugin_modules) if registry else [],
+            load_entry_points=registry.load_entry_points if registry else True,
+        )
+
+    def open(self) -> StateStore:
+        registry = Registry(
+            extra_plugins=[importlib.import_module(m) for m in self.plugin_modules],
+            load_entry_points=self.load_entry_points,
+        )
+        block = {"adapter": {"name": self.adapter, "config": self.adapter_config}}
+        block.update({k: v for k, v in self.state_block.items() if v is not None})
+        return open_store(block, registry=registry)
+
+
+def _child(
+    target: Callable[..., Any], spec: StoreSpec, queue: Any, args: tuple[Any, ...], index: int = 0
+) -> None:
+    try:
+        with spec.open() as store:
+            queue.put(("ok", index, target(store, *args)))
+    except BaseException:
+        queue.put(("error", index, traceback.format_exc()))
+
+
+def run_processes(
+    spec: StoreSpec,
+    target: Callable[..., Any],
+    args_per_process: list[tuple[Any, ...]],
+    *,
+    timeout: float = 120.0,
+) -> list[Any]:
+    """Run ``target(store, *args)`` in one process per args tuple; return results in args order.
+
+    :raises AssertionError: with the child's traceback when a child fails or times out.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [
+        ctx.Process(target=_child, args=(target, spec, queue, a, i), daemon=True)
+        for i, a in enumerate(args_per_process)
+    ]
+    for p in procs:
+        p.start()
+    results: list[Any] = [None] * len(procs)
+    deadline = time.monotonic() + timeout
+    try:
+        for _ in procs:
+            remaining = max(0.1, deadline - time.monotonic())
+            status, index, value = queue.get(timeout=remaining)
+            if status != "ok":
+                raise AssertionError(f"worker process {index} failed:\n{value}")
+            results[index] = value
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+    return results
+
+
+def context() -> Any:
+    return multiprocessing.get_context("spawn")
+
+
+# -- work done in children -------------------------------------------------------------------
+
+
+def increments(store: StateStore, scope: str, key: str, count: int, barrier: Any) -> int:
+    barrier.wait()
+    for _ in range(count):
+        store.update(scope, key, [{"type": "increment", "path": "n", "by": 1}])
+    return count
+
+
+def racing_cas(store: StateStore, scope: str, key: str, expected: Any, me: int, barrier: Any) -> str:
+    barrier.wait()
+    return store.compare_and_set(scope, key, expected, {"winner": me}).outcome
+
+
+def set_chain(store: StateStore, scope: str, key: str, me: int, count: int, barrier: Any) -> list[Any]:
+    barrier.wait()
+    return [store.set(scope, key, {"w": me, "i": i}).old_value for i in range(count)]
+
+
+def churn(store: StateStore, scope: str, prefix: str, stop: Any, started: Any) -> int:
+    """Write, overwrite and delete keys named ``prefix…`` until ``stop`` is set."""
+    n = 0
+    while not stop.is_set() or n < 50:
+        if n == 20:
+            started.set()  # the walk starts once writes are really flowing
+        key = f"{prefix}{n % 300:04d}"
+        if n % 3 == 2:
+            store.delete(scope, key)
+        else:
+            store.set(scope, key, {"churn": n})
+        n += 1
+        if n > 20000:
+            break
+    return n
+
+
+def reopen_and_read(store: StateStore, scope: str, key: str) -> Any:
+    return store.get(scope, key)

@@ -1,0 +1,56 @@
+"""The whole contract as one abstract test class. Subclass it and provide ``store``."""
+
+from __future__ import annotations
+
+from .base import GuardTests, SuiteBase
+from .capabilities import CapabilityTests
+from .concurrency import ConcurrencyTests
+from .events import EventTests
+from .functions import FunctionTests
+from .listing import ListingTests
+from .model import ModelTests
+from .names import NameTests
+from .update_ops import UpdateOpTests
+from .values import ValueTests
+
+#: Report areas, in the order ``iii-state conformance`` prints them.
+AREAS = {
+    FunctionTests: "functions (SPEC §2)",
+    UpdateOpTests: "update ops (SPEC §3)",
+    ValueTests: "values (SPEC §1)",
+    EventTests: "events (SPEC §4)",
+    NameTests: "scopes, keys and limits",
+    ListingTests: "listing",
+    CapabilityTests: "capabilities",
+    ConcurrencyTests: "concurrency",
+    ModelTests: "model (Hypothesis)",
+    GuardTests: "suite guard",
+}
+
+
+class StateStoreSuite(
+    FunctionTests,
+    UpdateOpTests,
+    ValueTests,
+    EventTests,
+    NameTests,
+    ListingTests,
+    CapabilityTests,
+    ConcurrencyTests,
+    ModelTests,
+    GuardTests,
+    SuiteBase,
+):
+    """Subclass with a ``store`` fixture yielding an open :class:`~iii_state_core.StateStore`.
+
+    Every test uses its own random scope and removes what it wrote; nothing is ever flushed.
+    """
+
+    __test__ = False
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__test__ = True
+
+
+__all__ = ["AREAS", "StateStoreSuite"]

@@ -1,0 +1,68 @@
+"""Atomicity under contention, in separate processes: no update lost, none applied twice."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from iii_state_core import StateStore
+
+from .. import processes
+from ..processes import StoreSpec
+
+WORKERS = 8
+
+
+class ConcurrencyTests:
+    def test_concurrent_increments_lose_nothing(self, store: StateStore, scope: str, spec: StoreSpec) -> None:
+        per_worker = 250
+        barrier = processes.context().Barrier(WORKERS)
+        processes.run_processes(
+            spec, processes.increments, [(scope, "counter", per_worker, barrier)] * WORKERS, timeout=300
+        )
+        assert store.get(scope, "counter") == {"n": WORKERS * per_worker}
+
+    def test_racing_compare_and_set_has_exactly_one_winner(
+        self, store: StateStore, scope: str, spec: StoreSpec
+    ) -> None:
+        for round_ in range(3):
+            key = f"race-{round_}"
+            store.set(scope, key, {"v": 0})
+            barrier = processes.context().Barrier(WORKERS)
+            outcomes = processes.run_processes(
+                spec, processes.racing_cas, [(scope, key, {"v": 0}, me, barrier) for me in range(WORKERS)]
+            )
+            assert sorted(outcomes) == ["applied"] + ["conflict"] * (WORKERS - 1), outcomes
+            winner = outcomes.index("applied")
+            assert store.get(scope, key) == {"winner": winner}
+
+    def test_concurrent_sets_return_an_unbroken_chain(self, store: StateStore, scope: str, spec: StoreSpec) -> None:
+        """Every value written is replaced exactly once (but the last), so the old values form one chain."""
+        per_worker = 100
+        barrier = processes.context().Barrier(WORKERS)
+        results = processes.run_processes(
+            spec, processes.set_chain, [(scope, "chain", me, per_worker, barrier) for me in range(WORKERS)],
+            timeout=300,
+        )  # fmt: skip
+        olds = Counter(_key(v) for worker in results for v in worker)
+        written = {_key({"w": me, "i": i}) for me in range(WORKERS) for i in range(per_worker)}
+        final = _key(store.get(scope, "chain"))
+        assert final in written
+        expected = Counter(written - {final}) + Counter([_key(None)])
+        seen_twice = [v for v, n in olds.items() if n > 1]
+        assert not seen_twice, f"values replaced twice (a write applied on a stale read): {seen_twice[:3]}"
+        lost = expected - olds
+        assert not lost, f"{sum(lost.values())} written values were never returned as replaced: lost updates"
+        assert olds == expected
+
+    def test_per_worker_order_is_kept(self, store: StateStore, scope: str, spec: StoreSpec) -> None:
+        """A worker's own writes replace each other in program order (read-your-writes per process)."""
+        barrier = processes.context().Barrier(2)
+        results = processes.run_processes(spec, processes.set_chain, [(scope, "order", me, 50, barrier) for me in range(2)])
+        for me, olds in enumerate(results):
+            own = [v["i"] for v in olds if isinstance(v, dict) and v.get("w") == me]
+            assert own == sorted(own), f"worker {me} saw its own writes out of order: {own}"
+
+
+def _key(value: Any) -> str:
+    return repr(value)
