@@ -42,7 +42,7 @@ def check_case(case: dict[str, Any], new: Any, errors: list[dict[str, Any]]) -> 
     if "errors" in case:
         expected_errors = case["errors"]
         assert len(errors) == len(expected_errors), f"{name}: errors {errors!r}"
-        for got, want in zip(errors, expected_errors):
+        for got, want in zip(errors, expected_errors, strict=True):
             assert got["op_index"] == want["op_index"], name
             assert got["code"] == want["code"], name
             if "message" in want:

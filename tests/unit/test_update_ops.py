@@ -238,7 +238,9 @@ def test_merge_at_path_keeps_siblings_of_target() -> None:
     assert_same(new, {"cfg": {"a": 1, "b": {"other": 2}, "c": 3}})
 
 
-@pytest.mark.parametrize(("value", "path"), [([1], None), ("s", None), (1, "a"), (None, "a"), (True, ["a", "b"])])
+@pytest.mark.parametrize(
+    ("value", "path"), [([1], None), ("s", None), (1, "a"), (None, "a"), (True, ["a", "b"])]
+)
 def test_merge_value_not_an_object(value: Any, path: Any) -> None:
     new, errors = run_ops({"keep": 1}, [{"type": "merge", "path": path, "value": value}])
     assert codes(errors) == [(0, "merge.value.not_an_object")]

@@ -36,7 +36,9 @@ def test_append_root_string_concatenates() -> None:
     assert_same(run_ops("ab", [append("", "cd"), append([], "")]), ("abcd", []))
 
 
-@pytest.mark.parametrize(("value", "type_name"), [(1, "number"), ([1], "array"), ({}, "object"), (None, "null")])
+@pytest.mark.parametrize(
+    ("value", "type_name"), [(1, "number"), ([1], "array"), ({}, "object"), (None, "null")]
+)
 def test_append_root_string_plus_non_string_is_type_mismatch(value: Any, type_name: str) -> None:
     new, errors = run_ops("ab", [append("", value)])
     assert codes(errors) == [(0, "append.type_mismatch")]
@@ -50,7 +52,8 @@ def test_append_root_null_value_acts_as_missing(value: Any, expected: Any) -> No
 
 
 @pytest.mark.parametrize(
-    ("current", "type_name"), [({}, "object"), ({"a": 1}, "object"), (5, "number"), (1.5, "number"), (True, "boolean")]
+    ("current", "type_name"),
+    [({}, "object"), ({"a": 1}, "object"), (5, "number"), (1.5, "number"), (True, "boolean")],
 )
 def test_append_root_object_number_bool_is_type_mismatch(current: Any, type_name: str) -> None:
     new, errors = run_ops(current, [append("", "x")])
@@ -119,9 +122,7 @@ def test_append_segments_replace_non_object_intermediates() -> None:
 
 
 def test_append_segments_existing_leaf_array_and_string() -> None:
-    new, errors = run_ops(
-        {"a": {"l": [1], "s": "x"}}, [append(["a", "l"], [2]), append(["a", "s"], "y")]
-    )
+    new, errors = run_ops({"a": {"l": [1], "s": "x"}}, [append(["a", "l"], [2]), append(["a", "s"], "y")])
     assert_same((new, errors), ({"a": {"l": [1, [2]], "s": "xy"}}, []))
 
 

@@ -223,7 +223,9 @@ def test_loads_rejects_float_overflow(text: str) -> None:
         loads(text)
 
 
-@pytest.mark.parametrize("text", ["18446744073709551616", "-9223372036854775809", '{"a": [1, 2, hello]}', "", "{", "'s'"])
+@pytest.mark.parametrize(
+    "text", ["18446744073709551616", "-9223372036854775809", '{"a": [1, 2, hello]}', "", "{", "'s'"]
+)
 def test_loads_rejects_out_of_range_and_invalid_text(text: str) -> None:
     with pytest.raises(InvalidValueError):
         loads(text)
@@ -260,3 +262,11 @@ def test_same_json_equal(a: Any, b: Any) -> None:
 )  # fmt: skip
 def test_same_json_different(a: Any, b: Any) -> None:
     assert not same_json(a, b) and not same_json(b, a)
+
+
+def test_assert_same_helper_is_strict_inside_tuples() -> None:
+    # the helper the op tests use on (new, errors) pairs must not fall back to Python's ==
+    with pytest.raises(AssertionError):
+        assert_same(({"n": 1}, []), ({"n": 1.0}, []))
+    with pytest.raises(AssertionError):
+        assert_same((True, []), (1, []))
