@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ import pluggy
 from . import hookspecs
 from .adapter import Adapter, Capabilities
 from .errors import AdapterNotFoundError, ConfigError
+
+log = logging.getLogger("iii_state.plugins")
 
 ENTRY_POINT_GROUP = "iii_state"
 #: Comma-separated entry-point names: only these plugins load (default: all installed).
@@ -57,6 +60,8 @@ class Registry:
             p.__name__ for p in extra_plugins if isinstance(p, ModuleType)
         ]
         self.load_entry_points = load_entry_points
+        #: Entry points that failed to import: name -> the error.
+        self.broken: dict[str, str] = {}
         self.manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.manager.add_hookspecs(hookspecs)
         if load_entry_points:
@@ -79,10 +84,11 @@ class Registry:
             try:
                 module = ep.load()
             except Exception as exc:
-                raise ConfigError(
-                    f"the iii-state plugin {ep.name!r} ({ep.value}) failed to import: {exc}; "
-                    f"reinstall it, or skip it with {BLOCK_ENV}={ep.name}"
-                ) from exc
+                # One broken plugin must not take every other adapter down with it: remember
+                # the failure and report it when (and only when) that adapter is asked for.
+                self.broken[ep.name] = f"{type(exc).__name__}: {exc}"
+                log.warning("iii-state plugin %r failed to import: %s", ep.name, exc)
+                continue
             self.manager.register(module, name=ep.name)
 
     def _register(self, cls: Any, plugin: str) -> None:
@@ -105,6 +111,12 @@ class Registry:
         info = self.adapters.get(name)
         if info is not None:
             return info
+        if name in self.broken:
+            raise AdapterNotFoundError(
+                f"the plugin for adapter {name!r} is installed but failed to import "
+                f"({self.broken[name]}); reinstall it: "
+                f"`pip install --force-reinstall {KNOWN_DISTRIBUTIONS.get(name, f'iii-state-{name}')}`"
+            )
         installed = ", ".join(sorted(self.adapters)) or "none"
         package = KNOWN_DISTRIBUTIONS.get(name, f"iii-state-{name}")
         raise AdapterNotFoundError(
