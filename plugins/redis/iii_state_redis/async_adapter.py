@@ -1,0 +1,159 @@
+"""The ``redis`` adapter for asyncio: the same scripts, plans and retry rules on ``redis.asyncio``.
+
+One instance serves one event loop (redis.asyncio connections belong to the loop that
+opened them), which is how :class:`iii_state_core.AsyncStateStore` uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from redis.exceptions import NoPermissionError, NoScriptError
+
+from iii_state_core import AsyncAdapter, StateError
+from iii_state_core.adapter import Page, Token
+
+from . import connections
+from .adapter import closed_error, cluster_enabled
+from .layout import REMOVE, WRITE, WRITE_IF, Layout, Script
+from .listing import PRIMARIES, Plan, Read, scan_plan, scopes_plan
+from .outcomes import Kind, RetryPolicy
+from .settings import RedisSettings
+
+T = TypeVar("T")
+
+
+class AsyncRedisAdapter(AsyncAdapter):
+    """The awaitable twin of :class:`~iii_state_redis.RedisAdapter`."""
+
+    def __init__(self, settings: RedisSettings, *, cluster: bool | None = None) -> None:
+        self.settings = settings
+        self.layout = Layout.for_prefix(settings.key_prefix)
+        self.policy = RetryPolicy(settings.retries)
+        self._cluster = settings.cluster if cluster is None else cluster
+        self._client: Any = None
+        self._closed = False
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"<AsyncRedisAdapter {self.settings.describe(self._cluster)}>"
+
+    # -- client --------------------------------------------------------------------------------
+    async def _connect(self) -> Any:
+        client = self._client
+        if client is not None:
+            return client
+        async with self._lock:
+            if self._closed:
+                raise closed_error()
+            if self._client is None:
+                cluster = self._cluster
+                standalone = None
+                if cluster is None:
+                    standalone = connections.async_standalone(self.settings)
+                    cluster = await self._detect(standalone)
+                if cluster:
+                    if standalone is not None:
+                        await standalone.aclose()
+                    self._client = connections.async_cluster(self.settings)
+                else:
+                    self._client = standalone or connections.async_standalone(self.settings)
+                self._cluster = cluster
+            return self._client
+
+    @staticmethod
+    async def _detect(client: Any) -> bool:
+        try:
+            return cluster_enabled(await client.info("cluster"))
+        except NoPermissionError:
+            return False
+        except BaseException:
+            await client.aclose()
+            raise
+
+    async def _call(self, kind: Kind, what: str, command: Callable[[Any], Awaitable[T]]) -> T:
+        attempt = 0
+        while True:
+            try:
+                return await command(await self._connect())
+            except StateError:
+                raise
+            except Exception as exc:
+                pause = self.policy.delay(kind, exc, attempt, what)
+            attempt += 1
+            await asyncio.sleep(pause)
+
+    async def _script(self, script: Script, key: bytes, *args: bytes) -> Any:
+        async def run(client: Any) -> Any:
+            try:
+                return await client.evalsha(script.sha, 1, key, *args)
+            except NoScriptError:
+                return await client.eval(script.source, 1, key, *args)
+
+        return await self._call("write", f"script {script.name}", run)
+
+    async def _drive(self, plan: Plan) -> Any:
+        request = next(plan)
+        while True:
+            if request is PRIMARIES:
+                reply: Any = await self._call("read", "CLUSTER SLOTS", self._primaries)
+            else:
+                assert isinstance(request, Read)
+                reply = await self._call(
+                    "read", str(request.args[0]), functools.partial(_execute, request=request)
+                )
+            try:
+                request = plan.send(reply)
+            except StopIteration as stop:
+                return stop.value
+
+    async def _primaries(self, client: Any) -> list[Any]:
+        return list(client.get_primaries()) if self._cluster else [None]
+
+    # -- primitives ----------------------------------------------------------------------------
+    async def read(self, scope: str, key: str) -> bytes | None:
+        name, field = self.layout.hash_key(scope), self.layout.field(key)
+        raw: bytes | None = await self._call("read", "HGET", lambda c: c.hget(name, field))
+        return raw
+
+    async def write(self, scope: str, key: str, data: bytes) -> bytes | None:
+        old: bytes | None = await self._script(
+            WRITE, self.layout.hash_key(scope), self.layout.field(key), data
+        )
+        return old
+
+    async def remove(self, scope: str, key: str) -> bytes | None:
+        old: bytes | None = await self._script(REMOVE, self.layout.hash_key(scope), self.layout.field(key))
+        return old
+
+    async def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
+        name, field = self.layout.hash_key(scope), self.layout.field(key)
+        if token is None:
+            return bool(await self._call("write", "HSETNX", lambda c: c.hsetnx(name, field, data)))
+        if not isinstance(token, bytes):
+            raise TypeError(f"write_if token must be the bytes read_versioned returned, got {token!r}")
+        return int(await self._script(WRITE_IF, name, field, token, data)) == 1
+
+    async def list_scopes(self) -> list[str]:
+        scopes: list[str] = await self._drive(scopes_plan(self.layout))
+        return scopes
+
+    async def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
+        page: Page = await self._drive(scan_plan(self.layout, scope, cursor, limit))
+        return page
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+
+def _execute(client: Any, request: Read) -> Awaitable[Any]:
+    if request.node is None:
+        return client.execute_command(*request.args)  # type: ignore[no-any-return]
+    return client.execute_command(*request.args, target_nodes=request.node)  # type: ignore[no-any-return]

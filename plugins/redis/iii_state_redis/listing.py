@@ -1,0 +1,153 @@
+"""Listing as sans-I/O plans: ``scan`` pages over HSCAN, ``list_scopes`` over SCAN.
+
+A plan yields :class:`Read` requests (or :data:`PRIMARIES`) and gets the replies sent back;
+the sync and async adapters drive the same plans.
+
+Paging HSCAN with a hard ``limit``: HSCAN's COUNT is only a hint, and a small hash (a
+listpack) comes back whole in one call. So a page may end inside a batch. The adapter
+cursor then holds the HSCAN cursor of that batch, the last key returned from it (batches
+are sorted by key) and the cursor that batch's HSCAN returned. The next page sends the same
+HSCAN again and skips keys up to the last one returned. That is safe only if the hash was
+not resized in between — a shrunken table folds keys of buckets not yet visited into this
+one — and a resize shows as a different returned cursor, in which case the batch is
+returned whole (repeats are allowed: the adapter declares unordered listing).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from iii_state_core import InvalidCursorError
+from iii_state_core.adapter import Page
+
+from .layout import Layout
+
+#: Smallest COUNT hint sent: tiny hints make HSCAN walk a sparse table in many round trips.
+MIN_COUNT: Final = 16
+#: COUNT hint of the SCAN behind ``list_groups``.
+SCOPE_SCAN_COUNT: Final = 1000
+
+
+@dataclass(frozen=True)
+class Read:
+    """A read-only command; ``node`` is a Cluster primary to send it to (``None``: by key)."""
+
+    args: tuple[Any, ...]
+    node: Any = None
+
+
+class _Primaries:
+    """Request for the nodes to SCAN: every Cluster primary, or ``[None]`` for one server."""
+
+
+PRIMARIES: Final = _Primaries()
+Request = Read | _Primaries
+Plan = Generator[Request, Any, Any]
+
+
+@dataclass(frozen=True)
+class ScanCursor:
+    """Where a ``scan`` walk stands (see the module docstring)."""
+
+    position: int
+    after: str | None = None
+    expect: int | None = None
+
+    def encode(self) -> str:
+        return json.dumps([self.position, self.expect, self.after], separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str) -> ScanCursor:
+        """:raises InvalidCursorError: for anything ``encode`` did not produce."""
+        try:
+            position, expect, after = json.loads(text)
+        except (ValueError, TypeError):
+            position = None
+        if not (
+            _is_cursor(position)
+            and (expect is None or _is_cursor(expect))
+            and (after is None or isinstance(after, str))
+            and (after is None) == (expect is None)
+        ):
+            raise InvalidCursorError(
+                "cursor is not one the redis adapter handed out; start the walk again without it"
+            )
+        return cls(position, after, expect)
+
+
+def _is_cursor(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
+
+
+def split_reply(reply: Any) -> tuple[int, list[tuple[Any, Any]] | list[Any]]:
+    """``(cursor, items)`` of a SCAN/HSCAN reply, parsed by redis-py or not."""
+    cursor, items = reply
+    if isinstance(cursor, dict):  # redis-py's Cluster SCAN: {node name: cursor} for our one node
+        (cursor,) = cursor.values()
+    if isinstance(items, dict):
+        return int(cursor), list(items.items())
+    return int(cursor), list(items)
+
+
+def _entries(items: list[Any]) -> list[tuple[str, bytes]]:
+    if items and not isinstance(items[0], tuple):
+        items = list(zip(items[::2], items[1::2], strict=True))
+    out: dict[str, bytes] = {}
+    for name, value in items:
+        try:
+            out[bytes(name).decode("utf-8")] = bytes(value)
+        except UnicodeDecodeError:
+            continue  # a field no state call can name; not ours to list
+    return sorted(out.items())
+
+
+def scan_plan(layout: Layout, scope: str, cursor: str | None, limit: int) -> Plan:
+    """Up to ``limit`` entries of ``scope`` after ``cursor``; returns a :data:`Page`."""
+    state = ScanCursor(0) if cursor is None else ScanCursor.decode(cursor)
+    key = layout.hash_key(scope)
+    position, after, expect = state.position, state.after, state.expect
+    page: list[tuple[str, bytes]] = []
+    while True:
+        want = limit - len(page)
+        reply = yield Read(("HSCAN", key, position, "COUNT", max(want, MIN_COUNT)))
+        following, items = split_reply(reply)
+        batch = _entries(items)
+        if after is not None:
+            if following == expect:
+                batch = [entry for entry in batch if entry[0] > after]
+            after = None
+        if len(batch) > want:
+            page.extend(batch[:want])
+            result: Page = (page, ScanCursor(position, page[-1][0], following).encode())
+            return result
+        page.extend(batch)
+        if following == 0:
+            return page, None
+        position = following
+        if len(page) >= limit:
+            return page, ScanCursor(position).encode()
+
+
+def scopes_plan(layout: Layout) -> Plan:
+    """Every scope with a hash under the prefix, on every primary; returns ``list[str]``."""
+    pattern = layout.scope_pattern()
+    nodes = yield PRIMARIES
+    found: dict[str, None] = {}
+    for node in nodes:
+        position = 0
+        while True:
+            # TYPE hash: other keys under the prefix (a string someone SET) are not scopes.
+            reply = yield Read(
+                ("SCAN", position, "MATCH", pattern, "COUNT", SCOPE_SCAN_COUNT, "TYPE", "hash"), node
+            )
+            position, names = split_reply(reply)
+            for name in names:
+                scope = layout.scope_of(bytes(name))
+                if scope is not None:
+                    found[scope] = None
+            if position == 0:
+                break
+    return list(found)
