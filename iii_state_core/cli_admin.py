@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 
 import click
 
 from .cli import cli, config_option, fail, opened
 from .errors import StateError
-from .plugins import default_registry
+from .plugins import AdapterInfo, default_registry
 
-_COLUMNS = (
+_COLUMNS: tuple[tuple[str, Callable[[AdapterInfo], object]], ...] = (
     ("adapter", lambda i: i.name),
     ("plugin", lambda i: i.plugin),
     ("durable", lambda i: i.capabilities.durable),
@@ -34,9 +35,9 @@ def plugins_command() -> None:
     rows = [[str(get(i)) for _, get in _COLUMNS] for i in infos]
     headers = [h for h, _ in _COLUMNS]
     widths = [max(len(h), *(len(r[n]) for r in rows)) if rows else len(h) for n, h in enumerate(headers)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
     if not rows:
         click.echo("(no adapters installed: pip install iii-state-kvfile)")
 

@@ -11,7 +11,7 @@ import click
 
 from .cli import CONFIG_HELP
 
-_TEST_MODULE = '''
+_TEST_MODULE = """
 import json, os
 import pytest
 from iii_state_conformance import StateStoreSuite
@@ -29,18 +29,22 @@ class TestConfiguredStore(StateStoreSuite):
     def store(self):
         registry = Registry(extra_plugins=[importlib.import_module(m) for m in _TARGET["plugins"]])
         if _TARGET["adapter"]:
-            opened = open_store(adapter=_TARGET["adapter"], adapter_config=_TARGET["options"], registry=registry)
+            opened = open_store(
+                adapter=_TARGET["adapter"], adapter_config=_TARGET["options"], registry=registry
+            )
         else:
             opened = open_store(_TARGET["config"], registry=registry)
         with opened as store:
             yield store
-'''
+"""
 
 
 def _option(text: str) -> tuple[str, object]:
     name, sep, raw = text.partition("=")
     if not sep or not name:
-        raise click.BadParameter(f"{text!r}: write options as NAME=VALUE, e.g. -o redis_url=redis://host:6379")
+        raise click.BadParameter(
+            f"{text!r}: write options as NAME=VALUE, e.g. -o redis_url=redis://host:6379"
+        )
     try:
         return name, json.loads(raw)
     except ValueError:
@@ -50,12 +54,27 @@ def _option(text: str) -> tuple[str, object]:
 @click.command("conformance")
 @click.option("--config", "-c", envvar="III_CONFIG", metavar="PATH", help=CONFIG_HELP)
 @click.option("--adapter", "-a", help="Test this adapter by name instead of the config's (kv, redis, …).")
-@click.option("--option", "-o", "options", multiple=True, metavar="NAME=VALUE",
-              help="An adapter config option for --adapter (repeatable; VALUE is JSON or text).")
-@click.option("--plugin", "plugins", multiple=True, metavar="MODULE",
-              help="Also load this importable plugin module (an adapter not installed as a package).")
-@click.option("--quick", is_flag=True, help="Skip the multi-process contention tests and shorten the model run.")
-@click.option("-k", "keyword", metavar="EXPR", help="Only run suite tests matching this pytest -k expression.")
+@click.option(
+    "--option",
+    "-o",
+    "options",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An adapter config option for --adapter (repeatable; VALUE is JSON or text).",
+)
+@click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    metavar="MODULE",
+    help="Also load this importable plugin module (an adapter not installed as a package).",
+)
+@click.option(
+    "--quick", is_flag=True, help="Skip the multi-process contention tests and shorten the model run."
+)
+@click.option(
+    "-k", "keyword", metavar="EXPR", help="Only run suite tests matching this pytest -k expression."
+)
 @click.option("--verbose", "-v", is_flag=True, help="Show every test as it runs.")
 def conformance(
     config: str | None, adapter: str | None, options: tuple[str, ...], plugins: tuple[str, ...],
@@ -75,7 +94,6 @@ def conformance(
     """
     try:
         import pytest
-
         from iii_state_conformance import plugin as report_plugin
     except ImportError:
         raise click.ClickException("the suite is not installed: pip install iii-state-conformance") from None
@@ -93,7 +111,15 @@ def conformance(
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(textwrap.dedent(_TEST_MODULE))
         os.environ["III_STATE_CONFORMANCE_TARGET"] = json.dumps(target)
-        args = [path, "-p", "no:cacheprovider", "--rootdir", folder, "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+        args = [
+            path,
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            folder,
+            "-W",
+            "ignore::pytest.PytestAssertRewriteWarning",
+        ]
         args += ["-v"] if verbose else ["-q", "--no-header", "--tb=line", "-rN"]
         selected = [keyword] if keyword else []
         if quick:

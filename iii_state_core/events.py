@@ -89,7 +89,11 @@ class EventBus:
 def _report(what: str, fn: Callable[..., Any], event: StateEvent) -> None:
     log.exception(
         "state %s %r failed for %s on scope=%r key=%r; the write stands",
-        what, fn, event.event_type, event.scope, event.key,
+        what,
+        fn,
+        event.event_type,
+        event.scope,
+        event.key,
     )
 
 

@@ -91,8 +91,7 @@ class Limits:
             ) from None
         if limit is not None and size > limit:
             raise KeyTooLargeError(
-                f"{what} is {size} bytes; the {self.adapter_name} adapter holds at most "
-                f"{limit} bytes"
+                f"{what} is {size} bytes; the {self.adapter_name} adapter holds at most {limit} bytes"
             )
 
     def check_entry(self, scope: object, key: object) -> None:
@@ -107,9 +106,7 @@ class Limits:
             (self.capabilities.max_value_bytes, f"the {self.adapter_name} adapter's limit"),
         ):
             if limit is not None and len(data) > limit:
-                raise ValueTooLargeError(
-                    f"value of {len(data)} bytes exceeds {source} of {limit}"
-                )
+                raise ValueTooLargeError(f"value of {len(data)} bytes exceeds {source} of {limit}")
         return data
 
 
@@ -122,8 +119,9 @@ def _backoff(attempt: int) -> float:
 
 
 def _written(scope: str, key: str, old_raw: bytes | None, old: JSON, new: JSON) -> StateEvent:
-    kind = "state:created" if old_raw is None else "state:updated"
-    return StateEvent(kind, scope, key, old, new)
+    if old_raw is None:
+        return StateEvent("state:created", scope, key, old, new)
+    return StateEvent("state:updated", scope, key, old, new)
 
 
 # -- the functions ---------------------------------------------------------------------------
@@ -173,15 +171,14 @@ def update(limits: Limits, scope: str, key: str, ops: list[Op]) -> Plan:
     return result, _written(scope, key, old_raw, old, new_value)
 
 
-def _optimistic(
-    scope: str, key: str, change: Any, function: str
-) -> Generator[Call, Any, bytes | None]:
+def _optimistic(scope: str, key: str, change: Any, function: str) -> Generator[Call, Any, bytes | None]:
     """Read, compute, conditionally write; retry with jittered backoff when another writer won."""
     for attempt in range(MAX_ATTEMPTS):
         raw, token = yield Call("read_versioned", (scope, key))
         data = change(raw)
         if (yield Call("write_if", (scope, key, data, token))):
-            return raw
+            replaced: bytes | None = raw
+            return replaced
         yield Call("sleep", (_backoff(attempt),))
     raise ConflictError(
         f"{FAILURE_TEXT[function]}: gave up after {MAX_ATTEMPTS} attempts because other writers "
@@ -194,9 +191,7 @@ def _optimistic(
 MISSING: Final[Any] = object()
 
 
-def compare_and_set(
-    limits: Limits, scope: str, key: str, expected: JSON, new_value: JSON
-) -> Plan:
+def compare_and_set(limits: Limits, scope: str, key: str, expected: JSON, new_value: JSON) -> Plan:
     """Write ``new_value`` only if the entry equals ``expected`` (or is missing, for MISSING)."""
     limits.check_entry(scope, key)
     data = limits.encode(new_value)
@@ -218,7 +213,6 @@ def compare_and_set(
         f"{FAILURE_TEXT['compare_and_set']}: gave up after {MAX_ATTEMPTS} attempts; retry later",
         code=ERROR_CODES["compare_and_set"],
     )
-
 
 
 def _walk(scope: str) -> Generator[Call, Any, list[tuple[str, bytes]]]:

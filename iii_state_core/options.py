@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -20,25 +21,27 @@ class Options:
     >>> opts.finish()
     """
 
-    def __init__(self, owner: str, config: Mapping[str, Any] | None) -> None:
+    def __init__(self, owner: builtins.str, config: Mapping[builtins.str, Any] | None) -> None:
         if config is not None and not isinstance(config, Mapping):
             raise ConfigError(f"{owner} config must be a mapping, got {type(config).__name__}")
         self._owner = owner
         self._data = dict(config or {})
-        self._known: list[str] = []
+        self._known: list[builtins.str] = []
 
-    def _take(self, name: str, default: Any) -> Any:
+    def _take(self, name: builtins.str, default: Any) -> Any:
         self._known.append(name)
         value = self._data.pop(name, _MISSING)
         return default if value is _MISSING else value
 
-    def _fail(self, name: str, expected: str, value: Any) -> ConfigError:
+    def _fail(self, name: builtins.str, expected: builtins.str, value: Any) -> ConfigError:
         shown = type(value).__name__
         return ConfigError(f"{self._owner} config: '{name}' must be {expected}, got {shown}")
 
-    def str(self, name: str, default: str, *, choices: tuple[str, ...] = ()) -> str:
+    def str(
+        self, name: builtins.str, default: builtins.str, *, choices: tuple[builtins.str, ...] = ()
+    ) -> builtins.str:
         value = self._take(name, default)
-        if not isinstance(value, str):
+        if not isinstance(value, builtins.str):
             raise self._fail(name, "a string", value)
         if choices and value not in choices:
             raise ConfigError(
@@ -46,13 +49,13 @@ class Options:
             )
         return value
 
-    def optional_str(self, name: str) -> str | None:
+    def optional_str(self, name: builtins.str) -> builtins.str | None:
         value = self._take(name, None)
-        if value is not None and not isinstance(value, str):
+        if value is not None and not isinstance(value, builtins.str):
             raise self._fail(name, "a string", value)
         return value
 
-    def int(self, name: str, default: int | None, *, minimum: int | None = None) -> Any:
+    def int(self, name: builtins.str, default: int | None, *, minimum: int | None = None) -> Any:
         value = self._take(name, default)
         if value is None:
             return None
@@ -62,7 +65,7 @@ class Options:
             raise ConfigError(f"{self._owner} config: '{name}' must be at least {minimum}")
         return value
 
-    def float(self, name: str, default: float | None, *, minimum: float = 0.0) -> Any:
+    def float(self, name: builtins.str, default: float | None, *, minimum: float = 0.0) -> Any:
         value = self._take(name, default)
         if value is None:
             return None
@@ -72,28 +75,28 @@ class Options:
             raise ConfigError(f"{self._owner} config: '{name}' must be at least {minimum}")
         return float(value)
 
-    def bool(self, name: str, default: bool | None) -> Any:
+    def bool(self, name: builtins.str, default: bool | None) -> Any:
         value = self._take(name, default)
         if value is not None and not isinstance(value, bool):
             raise self._fail(name, "true or false", value)
         return value
 
-    def str_list(self, name: str, default: list[str]) -> list[str]:
+    def str_list(self, name: builtins.str, default: list[builtins.str]) -> list[builtins.str]:
         """A list of strings; a single string is accepted as a one-item list."""
         value = self._take(name, default)
-        if isinstance(value, str):
+        if isinstance(value, builtins.str):
             value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, list) or not all(isinstance(v, builtins.str) for v in value):
             raise self._fail(name, "a string or a list of strings", value)
         return list(value)
 
-    def raw(self, name: str, default: T) -> Any:
+    def raw(self, name: builtins.str, default: T) -> Any:
         """An option of any shape (the caller checks it)."""
         return self._take(name, default)
 
     def finish(self) -> None:
         """:raises ConfigError: naming every key that no reader asked for."""
         if self._data:
-            unknown = ", ".join(repr(k) for k in sorted(map(str, self._data)))
+            unknown = ", ".join(repr(k) for k in sorted(map(builtins.str, self._data)))
             known = ", ".join(self._known) or "none"
             raise ConfigError(f"{self._owner} config has unknown key(s) {unknown}; known keys: {known}")

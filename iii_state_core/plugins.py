@@ -56,9 +56,7 @@ class Registry:
     def __init__(self, extra_plugins: Iterable[object] = (), load_entry_points: bool = True) -> None:
         extra_plugins = list(extra_plugins)
         #: Importable names of the extra plugins, so another process can build the same registry.
-        self.extra_plugin_modules = [
-            p.__name__ for p in extra_plugins if isinstance(p, ModuleType)
-        ]
+        self.extra_plugin_modules = [p.__name__ for p in extra_plugins if isinstance(p, ModuleType)]
         self.load_entry_points = load_entry_points
         #: Entry points that failed to import: name -> the error.
         self.broken: dict[str, str] = {}
@@ -95,8 +93,10 @@ class Registry:
         if not (isinstance(cls, type) and issubclass(cls, Adapter)):
             raise ConfigError(f"plugin {plugin!r} registered {cls!r}, which is not an Adapter subclass")
         name = getattr(cls, "name", None)
-        if not isinstance(name, str) or not name or not isinstance(
-            getattr(cls, "capabilities", None), Capabilities
+        if (
+            not isinstance(name, str)
+            or not name
+            or not isinstance(getattr(cls, "capabilities", None), Capabilities)
         ):
             raise ConfigError(f"plugin {plugin!r}: {cls.__name__} must set `name` and `capabilities`")
         if name in self.adapters and self.adapters[name].cls is not cls:

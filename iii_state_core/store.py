@@ -5,6 +5,7 @@ Both validate through the same plans (``operations``), so they give identical re
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -108,13 +109,13 @@ class StateStore(_Base):
         plan = plans.compare_and_set(self.limits, scope, key, expected_value, new_value)
         return self._run("compare_and_set", plan)  # type: ignore[no-any-return]
 
-    def list(self, scope: str) -> list[JSON]:
+    def list(self, scope: str) -> builtins.list[JSON]:
         return self._run("list", plans.list_values(self.limits, scope))  # type: ignore[no-any-return]
 
-    def list_keys(self, scope: str) -> list[str]:
+    def list_keys(self, scope: str) -> builtins.list[str]:
         return self._run("list_keys", plans.list_keys(self.limits, scope))  # type: ignore[no-any-return]
 
-    def list_groups(self) -> list[str]:
+    def list_groups(self) -> builtins.list[str]:
         return self._run("list_groups", plans.list_groups(self.limits))  # type: ignore[no-any-return]
 
     def list_entries(
@@ -180,13 +181,13 @@ class AsyncStateStore(_Base):
         plan = plans.compare_and_set(self.limits, scope, key, expected_value, new_value)
         return await self._run("compare_and_set", plan)  # type: ignore[no-any-return]
 
-    async def list(self, scope: str) -> list[JSON]:
+    async def list(self, scope: str) -> builtins.list[JSON]:
         return await self._run("list", plans.list_values(self.limits, scope))  # type: ignore[no-any-return]
 
-    async def list_keys(self, scope: str) -> list[str]:
+    async def list_keys(self, scope: str) -> builtins.list[str]:
         return await self._run("list_keys", plans.list_keys(self.limits, scope))  # type: ignore[no-any-return]
 
-    async def list_groups(self) -> list[str]:
+    async def list_groups(self) -> builtins.list[str]:
         return await self._run("list_groups", plans.list_groups(self.limits))  # type: ignore[no-any-return]
 
     async def list_entries(

@@ -71,9 +71,7 @@ def _parse_op(index: int, raw: object, max_depth: int) -> Op:
         raise DeserializationError(f"{where} must be an object, got {json_type(raw)}")
     op_type = raw.get("type")
     if op_type not in OP_TYPES:
-        raise DeserializationError(
-            f"{where}.type is {op_type!r}; expected one of {', '.join(OP_TYPES)}"
-        )
+        raise DeserializationError(f"{where}.type is {op_type!r}; expected one of {', '.join(OP_TYPES)}")
     if op_type in ("merge", "append"):
         segments = _segment_path(where, raw.get("path"))
         if "value" not in raw:
@@ -285,10 +283,14 @@ def _apply_one(current: JSON, missing: bool, op: Op, index: int) -> tuple[JSON, 
                 return current, missing, _not_number(kind, "root", current, index)
             return result, False, None
         if not isinstance(current, dict):
-            return current, missing, OpError(
-                index,
-                f"{kind}.target_not_object",
-                f"Cannot {kind} at path '{path}': target is {json_type(current)}, expected object.",
+            return (
+                current,
+                missing,
+                OpError(
+                    index,
+                    f"{kind}.target_not_object",
+                    f"Cannot {kind} at path '{path}': target is {json_type(current)}, expected object.",
+                ),
             )
         if kind == "set":
             current[path] = copy_json(op.value)
@@ -324,11 +326,15 @@ def _apply_one(current: JSON, missing: bool, op: Op, index: int) -> tuple[JSON, 
             return current, missing, error
         return holder[0], False, None
     if not isinstance(current, dict):
-        return current, missing, OpError(
-            index,
-            "append.target_not_object",
-            f"Cannot append at path '{_segments_label(op.segments)}': target is "
-            f"{json_type(current)}, expected object.",
+        return (
+            current,
+            missing,
+            OpError(
+                index,
+                "append.target_not_object",
+                f"Cannot append at path '{_segments_label(op.segments)}': target is "
+                f"{json_type(current)}, expected object.",
+            ),
         )
     *parents, leaf = op.segments
     parent = _walk_or_create(current, tuple(parents))

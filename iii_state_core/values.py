@@ -50,9 +50,7 @@ def check_value(value: object, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
             continue
         if isinstance(item, float):
             if not math.isfinite(item):
-                raise InvalidValueError(
-                    f"{_where(path)} is {item!r}: JSON has no NaN or Infinity"
-                )
+                raise InvalidValueError(f"{_where(path)} is {item!r}: JSON has no NaN or Infinity")
             continue
         if isinstance(item, (dict, list)):
             if depth >= max_depth:
@@ -167,7 +165,7 @@ def same_json(a: object, b: object) -> bool:
         return a.keys() == b.keys() and all(same_json(v, b[k]) for k, v in a.items())
     if isinstance(a, list):
         assert isinstance(b, list)
-        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 
