@@ -1,0 +1,309 @@
+"""The ``memcached`` adapter: atomic primitives from gets/cas and meta commands.
+
+Every write is a conditional store on the entry's cas (or an add when it is missing), retried
+with jittered backoff while other writers win, so the value a write returns is exactly the one
+it replaced. A delete is ``md <key> C<cas>``: it removes the item only if it is still the
+version whose value we return.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+from iii_state_core import Adapter, Capabilities, ConfigError, ConflictError, ValueTooLargeError
+from iii_state_core.adapter import Page, Token
+
+from . import records
+from .cas_cache import CasCache
+from .index import Index, backoff, quietly
+from .keys import Digest, KeyCodec, sha256_digest
+from .listing import Listing
+from .nodes import Cluster, Node
+from .records import Record
+from .settings import Settings, read_settings
+
+#: memcached's own bytes per item beyond the value (header, a 250-byte key, cas), measured on
+#: 1.6 as 309 for a 250-byte key; rounded up.
+SERVER_ITEM_OVERHEAD = 320
+#: Scope + key bytes every value up to ``max_value_bytes`` has room for. A longer pair still
+#: works; only its largest values are refused (VALUE_TOO_LARGE, with the reason).
+NAME_ALLOWANCE = 4096
+DEFAULT_ITEM_SIZE_MAX = 1024 * 1024
+
+
+def item_limit(item_size_max: int) -> int:
+    """The largest item the adapter stores on a server started with ``-I item_size_max``."""
+    return item_size_max - SERVER_ITEM_OVERHEAD
+
+
+def value_limit(item_size_max: int) -> int:
+    """The declared ``max_value_bytes`` for that server."""
+    return item_limit(item_size_max) - records.ITEM_OVERHEAD - records.RECORD_OVERHEAD - NAME_ALLOWANCE
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """``read_versioned``'s token: the item as read, its cas, and this pair's record in it."""
+
+    item: bytes | None
+    cas: bytes | None
+    own: Record | None
+
+
+class MemcachedAdapter(Adapter):
+    """State in memcached; see the package README for the guarantees and their limits."""
+
+    name = "memcached"
+    distribution = "iii-state-memcached"
+    capabilities = Capabilities(
+        max_value_bytes=value_limit(DEFAULT_ITEM_SIZE_MAX),
+        durable=False,
+        shared=True,
+        atomic_update="emulated",
+        ordered_listing=True,
+        may_evict=True,
+        listing_cost=(
+            "index buckets per scope kept with cas; a page reads the scope's buckets from the cursor "
+            "on plus one multi-get of values; list_groups probes every scope"
+        ),
+    )
+    _sized: ClassVar[dict[int, type[MemcachedAdapter]]] = {}
+
+    @classmethod
+    def open(cls, config: Mapping[str, Any], *, digest: Digest | None = None) -> MemcachedAdapter:
+        """Connect, read the servers' item size limit and check the store's recorded layout.
+
+        :param digest: the hash for long names; only tests replace it (to force collisions).
+        :raises ConfigError: for a bad config, or a layout that differs from the one on the server.
+        :raises BackendError: when a server cannot be reached or lacks the meta protocol.
+        """
+        settings = read_settings(config)
+        cluster = Cluster(settings)
+        try:
+            item_size_max = min(_item_size_max(node) for node in cluster.nodes)
+            codec = KeyCodec(settings.key_prefix, settings.index_buckets, settings.scope_shards,
+                             digest or sha256_digest)  # fmt: skip
+            _check_layout(cluster, codec, settings)
+        except BaseException:
+            cluster.close()
+            raise
+        return cls._for_item_size(item_size_max)(settings, cluster, codec, item_size_max)
+
+    @classmethod
+    def _for_item_size(cls, item_size_max: int) -> type[MemcachedAdapter]:
+        """A subclass declaring this server's limit: the core reads capabilities off the class."""
+        if item_size_max == DEFAULT_ITEM_SIZE_MAX:
+            return cls
+        found = cls._sized.get(item_size_max)
+        if found is None:
+            caps = replace(cls.capabilities, max_value_bytes=value_limit(item_size_max))
+            found = type(cls.__name__, (cls,), {"capabilities": caps, "__module__": cls.__module__})
+            cls._sized[item_size_max] = found
+        return found
+
+    def __init__(self, settings: Settings, cluster: Cluster, codec: KeyCodec, item_size_max: int) -> None:
+        self._settings = settings
+        self._cluster = cluster
+        self._codec = codec
+        self._item_limit = item_limit(item_size_max)
+        self._attempts = settings.max_attempts
+        self._cache = CasCache(settings.cas_cache_entries, settings.cas_cache_bytes)
+        self._index = Index(cluster, codec, settings.max_attempts, self._item_limit)
+        self._listing = Listing(cluster, codec, self._index)
+
+    def describe(self) -> str:
+        return f"{self._cluster.describe()}, key prefix {self._settings.key_prefix.decode()!r}"
+
+    def close(self) -> None:
+        self._cluster.close()
+        self._cache.clear()
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _locate(self, scope: str, key: str) -> tuple[bytes, Node]:
+        mc_key = self._codec.data_key(scope, key)
+        return mc_key, self._cluster.node(mc_key)
+
+    def _fit(self, item: bytes, data: bytes) -> bytes:
+        if len(item) > self._item_limit:
+            raise ValueTooLargeError(
+                f"value of {len(data)} bytes does not fit one memcached item together with its scope "
+                f"and key: the item would be {len(item)} bytes and the servers hold at most "
+                f"{self._item_limit}"
+            )
+        return item
+
+    def _gave_up(self, what: str) -> ConflictError:
+        return ConflictError(
+            f"{what}: gave up after {self._attempts} attempts because other writers kept changing "
+            f"the entry; nothing was written, retry later"
+        )
+
+    # -- reads -------------------------------------------------------------------------------------
+    def read(self, scope: str, key: str) -> bytes | None:
+        mc_key = self._codec.data_key(scope, key)
+        item = self._cluster.node(mc_key).get(mc_key)
+        if item is None:
+            return None
+        record = records.find(item, mc_key, scope.encode("utf-8"), key.encode("utf-8"))
+        return None if record is None else record.value
+
+    def read_versioned(self, scope: str, key: str) -> tuple[bytes | None, Token]:
+        mc_key, node = self._locate(scope, key)
+        item, cas, _ = node.gets(mc_key)
+        own = None if item is None else records.find(item, mc_key, scope.encode("utf-8"), key.encode("utf-8"))
+        return (None if own is None else own.value), Version(item, cas, own)
+
+    # -- writes ------------------------------------------------------------------------------------
+    def write(self, scope: str, key: str, data: bytes) -> bytes | None:
+        mc_key, node = self._locate(scope, key)
+        scope_raw, key_raw = scope.encode("utf-8"), key.encode("utf-8")
+        known = self._cache.get(mc_key)
+        if known is not None:
+            # One round trip: the store succeeds only if the item is still the one we know.
+            own = records.find(known.item, mc_key, scope_raw, key_raw)
+            if own is not None:
+                new = records.replaced(known.item, mc_key, Record(scope_raw, key_raw, own.generation, data))
+                stored = node.store_on_epoch(mc_key, self._fit(new, data), known.cas, known.epoch)
+                if stored is not None and stored.ok:
+                    self._cache.put(mc_key, stored.epoch, stored.cas, new)
+                    return own.value
+            self._cache.drop(mc_key)
+        for attempt in range(self._attempts):
+            item, cas, _ = node.gets(mc_key)
+            own = None if item is None else records.find(item, mc_key, scope_raw, key_raw)
+            if own is not None:
+                new = records.replaced(item, mc_key, Record(scope_raw, key_raw, own.generation, data))
+                stored = node.store(mc_key, self._fit(new, data), cas)
+                if stored.ok:
+                    self._cache.put(mc_key, stored.epoch, stored.cas, new)
+                    return own.value
+            elif self._create(scope, key, data, item, cas):
+                return None
+            time.sleep(backoff(attempt))
+        raise self._gave_up("Failed to set value")
+
+    def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
+        if not isinstance(token, Version):
+            raise TypeError("write_if needs the token read_versioned returned")
+        if token.own is None:
+            return self._create(scope, key, data, token.item, token.cas)
+        mc_key, node = self._locate(scope, key)
+        new = records.replaced(token.item, mc_key, token.own._replace(value=data))
+        assert token.cas is not None  # an item that holds our record was read with its cas
+        stored = node.store(mc_key, self._fit(new, data), token.cas)
+        if stored.ok:
+            self._cache.put(mc_key, stored.epoch, stored.cas, new)
+        return stored.ok
+
+    def _create(self, scope: str, key: str, data: bytes, item: bytes | None, cas: bytes | None) -> bool:
+        """Add the pair's first record: index it first, store it, then re-check the index.
+
+        ``item``/``cas``: what the slot holds now (``None``: empty; else other pairs' records
+        after a hash collision). :returns: ``False`` when another writer changed the slot first.
+        """
+        mc_key, node = self._locate(scope, key)
+        generation = random.getrandbits(63)
+        own = Record(scope.encode("utf-8"), key.encode("utf-8"), generation, data)
+        new = self._fit(records.replaced(item, mc_key, own), data)
+        # Index before storing: a crash in between leaves an entry without a value (skipped),
+        # never a value that listing cannot reach.
+        self._index.ensure_scope(scope)
+        self._index.put_entry(scope, key, generation)
+        stored = node.store(mc_key, new, cas)
+        if not stored.ok:
+            return False
+        self._cache.put(mc_key, stored.epoch, stored.cas, new)
+        quietly("re-checking the listing index", lambda: self._index.after_create(scope, key, generation))
+        return True
+
+    def remove(self, scope: str, key: str) -> bytes | None:
+        mc_key, node = self._locate(scope, key)
+        scope_raw, key_raw = scope.encode("utf-8"), key.encode("utf-8")
+        known = self._cache.get(mc_key)
+        if known is not None:
+            self._cache.drop(mc_key)
+            own = records.find(known.item, mc_key, scope_raw, key_raw)
+            if own is not None and self._take(node, mc_key, known.item, known.cas, own, known.epoch):
+                return self._removed(scope, key, own)
+        for attempt in range(self._attempts):
+            item, cas, _ = node.gets(mc_key)
+            own = None if item is None else records.find(item, mc_key, scope_raw, key_raw)
+            if own is None:
+                return None
+            assert item is not None and cas is not None
+            if self._take(node, mc_key, item, cas, own, None):
+                return self._removed(scope, key, own)
+            time.sleep(backoff(attempt))
+        raise self._gave_up("Failed to delete value")
+
+    def _take(
+        self, node: Node, mc_key: bytes, item: bytes, cas: bytes, own: Record, epoch: int | None
+    ) -> bool:
+        """Remove ``own`` from the item only if the item is still at ``cas``."""
+        rest = records.without(item, mc_key, own.scope, own.key)
+        if rest is None:
+            return node.delete(mc_key, cas, epoch) is True
+        if epoch is None:
+            return node.store(mc_key, rest, cas).ok
+        stored = node.store_on_epoch(mc_key, rest, cas, epoch)
+        return stored is not None and stored.ok
+
+    def _removed(self, scope: str, key: str, own: Record) -> bytes:
+        # The value is gone; unindexing it is housekeeping (a failure leaves a ghost, pruned later).
+        quietly("unindexing a deleted key", lambda: self._index.drop_entries(scope, {key: own.generation}))
+        return own.value
+
+    # -- listing -----------------------------------------------------------------------------------
+    def list_scopes(self) -> list[str]:
+        return self._listing.list_scopes()
+
+    def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
+        return self._listing.scan(scope, cursor, limit)
+
+
+def _item_size_max(node: Node) -> int:
+    value = node.stats("settings").get(b"item_size_max")
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return DEFAULT_ITEM_SIZE_MAX
+
+
+def _check_layout(cluster: Cluster, codec: KeyCodec, settings: Settings) -> None:
+    """Record the index layout on first use; refuse a client whose layout differs.
+
+    Two clients with different ``index_buckets`` would look for the same keys in different
+    buckets, so listing would silently miss entries.
+    """
+    layout = {
+        "f": records.FORMAT,
+        "index_buckets": settings.index_buckets,
+        "scope_shards": settings.scope_shards,
+    }
+    raw = json.dumps(layout, sort_keys=True).encode()
+    node = cluster.node(codec.meta_key)
+    if node.store(codec.meta_key, raw, None).ok:
+        return
+    found = node.get(codec.meta_key)
+    if found is None or found == raw:
+        return  # evicted meanwhile, or the same layout
+    try:
+        recorded = json.loads(found)
+    except ValueError:
+        recorded = None
+    if not isinstance(recorded, dict) or recorded.get("f") != records.FORMAT:
+        raise ConfigError(
+            f"adapter 'memcached': the key prefix {settings.key_prefix.decode()!r} is used by something "
+            f"else on {node.name}; choose another key_prefix"
+        )
+    raise ConfigError(
+        f"adapter 'memcached': the store under key prefix {settings.key_prefix.decode()!r} was set up "
+        f"with index_buckets={recorded.get('index_buckets')} and "
+        f"scope_shards={recorded.get('scope_shards')}; "
+        f"this config says {settings.index_buckets} and {settings.scope_shards}. Use the recorded values"
+    )

@@ -1,0 +1,98 @@
+"""Map scopes and keys of any content onto valid memcached keys.
+
+Every memcached key this adapter sends is built here and is printable ASCII without spaces,
+at most 250 bytes. A (scope, key) pair is percent-encoded when the result fits: percent
+encoding is injective and never yields ``:`` or a space, so ``d<scope>:<key>`` cannot be read
+two ways. A pair too long for that is hashed instead (``D<digest>``); the item then holds the
+real scope and key, and every read checks them (see ``records``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+from collections.abc import Callable
+from functools import lru_cache
+from urllib.parse import quote
+
+#: memcached's own limit on a key.
+MAX_KEY_BYTES = 250
+#: The hash of long names: 24 bytes of SHA-256 (192 bits; a collision is still handled safely).
+Digest = Callable[[bytes], bytes]
+
+
+def sha256_digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()[:24]
+
+
+def _encode(text: str) -> bytes:
+    # quote() keeps only [A-Za-z0-9_.~-] with safe="": no ':', '%', space or control byte survives
+    return quote(text, safe="", encoding="utf-8", errors="strict").encode("ascii")
+
+
+def _b64(digest: bytes) -> bytes:
+    return base64.urlsafe_b64encode(digest).rstrip(b"=")
+
+
+def _spread(text: str, modulo: int) -> int:
+    """A stable bucket number for ``text`` (independent of the injectable digest)."""
+    raw = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(raw, "big") % modulo
+
+
+class KeyCodec:
+    """Builds the memcached keys of one store (one ``key_prefix``).
+
+    Kinds, after the prefix: ``d``/``D`` an entry's data item, ``b``/``B`` a scope's index
+    bucket, ``s`` a shard of the scope index, ``m`` the store's layout record.
+
+    :param digest: hash used for names too long to encode; tests inject a colliding one.
+    """
+
+    def __init__(self, prefix: bytes, buckets: int, shards: int, digest: Digest = sha256_digest) -> None:
+        self.prefix = prefix
+        self.buckets = buckets
+        self.shards = shards
+        self._digest = digest
+        self.meta_key = prefix + b"m"
+        self.shard_keys = [prefix + b"s%d" % j for j in range(shards)]
+        # The hot paths (get, set) encode the same pairs over and over.
+        self.data_key: Callable[[str, str], bytes] = lru_cache(maxsize=16384)(self._data_key)
+        self.bucket_keys: Callable[[str], tuple[bytes, ...]] = lru_cache(maxsize=1024)(self._bucket_keys)
+
+    def _hashed(self, kind: bytes, material: bytes) -> bytes:
+        digest = self._digest(material)
+        if not 8 <= len(digest) <= 48:
+            raise ValueError("the key digest must return 8 to 48 bytes")
+        return self.prefix + kind + _b64(digest)
+
+    def _data_key(self, scope: str, key: str) -> bytes:
+        plain = self.prefix + b"d" + _encode(scope) + b":" + _encode(key)
+        if len(plain) <= MAX_KEY_BYTES:
+            return plain
+        scope_raw = scope.encode("utf-8")
+        material = struct.pack(">I", len(scope_raw)) + scope_raw + key.encode("utf-8")
+        return self._hashed(b"D", material)
+
+    def _bucket_keys(self, scope: str) -> tuple[bytes, ...]:
+        encoded = _encode(scope)
+        longest = self.prefix + b"b%d:" % (self.buckets - 1) + encoded
+        if len(longest) <= MAX_KEY_BYTES:
+            return tuple(self.prefix + b"b%d:" % i + encoded for i in range(self.buckets))
+        base = self._hashed(b"B", scope.encode("utf-8"))[len(self.prefix) + 1 :]
+        return tuple(self.prefix + b"B%d:" % i + base for i in range(self.buckets))
+
+    def bucket_of(self, key: str) -> int:
+        """Which of the scope's index buckets lists ``key``."""
+        return _spread(key, self.buckets)
+
+    def shard_of(self, scope: str) -> int:
+        """Which shard of the scope index lists ``scope``."""
+        return _spread(scope, self.shards)
+
+    def scope_shard_key(self, scope: str) -> bytes:
+        return self.shard_keys[self.shard_of(scope)]
+
+    def is_hashed(self, mc_key: bytes) -> bool:
+        return mc_key[len(self.prefix) : len(self.prefix) + 1] in (b"D", b"B")

@@ -1,0 +1,291 @@
+"""Connections to the memcached servers, which server owns which key, and confirmed commands.
+
+pymemcache's traps are owned here:
+
+- every write is a meta command (``ms``/``md``) sent with ``raw_command``, which always waits
+  for the reply — nothing is fire-and-forget (``default_noreply`` is off as well);
+- no error is ever turned into a miss: ``ignore_exc`` stays off, and ``HashClient`` is not used
+  because it answers ``None`` for keys of a server it has marked as failing and remaps keys of
+  a "dead" server to the others (a split brain once it returns). Here a key always belongs to
+  the same server; when that server is down its keys fail with a clear error;
+- a write whose reply was lost raises :class:`UnknownOutcomeError` and is never resent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from pymemcache.client.base import Client  # type: ignore[import-untyped]
+from pymemcache.exceptions import (  # type: ignore[import-untyped]
+    MemcacheClientError,
+    MemcacheError,
+    MemcacheServerError,
+    MemcacheUnexpectedCloseError,
+)
+
+from iii_state_core import BackendError, UnknownOutcomeError, ValueTooLargeError
+
+from .settings import Server, Settings
+
+_EPOCHS = itertools.count(1)
+_M64 = (1 << 64) - 1
+
+
+class Conn(Client):  # type: ignore[misc]
+    """A pymemcache ``Client`` that numbers its TCP connections.
+
+    ``epoch`` changes whenever the client (re)connects, so a cas remembered on one
+    connection is only trusted while that same connection — hence the same server process,
+    whose cas counter it came from — is still open.
+    """
+
+    epoch = 0
+
+    def _connect(self) -> None:
+        super()._connect()
+        self.epoch = next(_EPOCHS)
+
+
+class Stored(NamedTuple):
+    """The reply to a conditional store: ``ok``, the item's new cas, and the connection epoch."""
+
+    ok: bool
+    cas: bytes
+    epoch: int
+
+
+def _detail(exc: BaseException) -> str:
+    if isinstance(exc, MemcacheServerError) and exc.args and isinstance(exc.args[0], bytes):
+        return exc.args[0].decode("ascii", "replace")
+    if isinstance(exc, MemcacheClientError):
+        # the message of an unknown-command error repeats the whole command, data included
+        return type(exc).__name__
+    return str(exc) or type(exc).__name__
+
+
+class Node:
+    """One server: a small pool of connections and the commands the adapter sends it."""
+
+    def __init__(self, server: Server, settings: Settings) -> None:
+        self.server = server
+        self.name = server.name
+        self.seed = int.from_bytes(hashlib.blake2b(self.name.encode(), digest_size=8).digest(), "big")
+        self._settings = settings
+        self._idle: deque[Conn] = deque()
+
+    def _new(self) -> Conn:
+        s = self._settings
+        return Conn(
+            self.server.spec,
+            connect_timeout=s.connect_timeout,
+            timeout=s.timeout,
+            no_delay=True,
+            ignore_exc=False,
+            default_noreply=False,
+            tls_context=s.tls,
+        )
+
+    def _acquire(self) -> Conn:
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._new()
+
+    def _release(self, conn: Conn) -> None:
+        if conn.sock is not None and len(self._idle) < self._settings.pool_size:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+    # -- reads ---------------------------------------------------------------------------------
+    def _read_error(self, op: str, exc: BaseException) -> BackendError:
+        return BackendError(f"memcached at {self.name}: {op} failed: {_detail(exc)}")
+
+    def get(self, key: bytes) -> bytes | None:
+        conn = self._acquire()
+        try:
+            value: bytes | None = conn.get(key)
+        except (MemcacheError, OSError) as exc:
+            raise self._read_error("get", exc) from exc
+        finally:
+            self._release(conn)
+        return value
+
+    def gets(self, key: bytes) -> tuple[bytes | None, bytes | None, int]:
+        """``(item, cas, epoch)``; ``(None, None, epoch)`` when the key is missing."""
+        conn = self._acquire()
+        try:
+            item, cas = conn.gets(key)
+        except (MemcacheError, OSError) as exc:
+            raise self._read_error("gets", exc) from exc
+        finally:
+            self._release(conn)
+        return item, cas, conn.epoch
+
+    def get_many(self, keys: list[bytes]) -> dict[bytes, bytes]:
+        out: dict[bytes, bytes] = {}
+        if not keys:
+            return out
+        conn = self._acquire()
+        try:
+            # bounded batches keep each request line far below memcached's line limits
+            for at in range(0, len(keys), 100):
+                out.update(conn.get_many(keys[at : at + 100]))
+        except (MemcacheError, OSError) as exc:
+            raise self._read_error("get", exc) from exc
+        finally:
+            self._release(conn)
+        return out
+
+    def stats(self, *args: str) -> dict[bytes, Any]:
+        conn = self._acquire()
+        try:
+            result: dict[bytes, Any] = conn.stats(*args)
+        except (MemcacheError, OSError) as exc:
+            raise self._read_error("stats", exc) from exc
+        finally:
+            self._release(conn)
+        return result
+
+    # -- confirmed writes ----------------------------------------------------------------------
+    def _send(self, conn: Conn, op: str, command: bytes) -> bytes:
+        """Send one meta command and return its reply line.
+
+        :raises BackendError: when it was certainly not applied (no connection, server refusal).
+        :raises UnknownOutcomeError: when it was sent and the reply was lost.
+        """
+        if conn.sock is None:
+            try:
+                conn._connect()
+            except (MemcacheError, OSError) as exc:
+                conn.close()
+                raise BackendError(f"memcached at {self.name}: cannot connect: {_detail(exc)}") from exc
+        try:
+            reply: bytes = conn.raw_command(command, b"\r\n")
+        except MemcacheUnexpectedCloseError as exc:
+            raise self._unknown(op, "the server closed the connection") from exc
+        except MemcacheServerError as exc:
+            text = _detail(exc)
+            if "too large" in text:
+                raise ValueTooLargeError(
+                    f"memcached at {self.name} refused an item as too large for its item size limit"
+                ) from None
+            if "out of memory" in text:
+                raise BackendError(
+                    f"memcached at {self.name} is out of memory and may not evict (it runs with -M): "
+                    f"{op} was refused, nothing was written"
+                ) from None
+            raise BackendError(f"memcached at {self.name}: {op} refused: {text}") from None
+        except MemcacheClientError as exc:
+            raise BackendError(
+                f"memcached at {self.name} refused {op} ({_detail(exc)}); the adapter needs "
+                f"memcached 1.6 with the meta protocol (ms/md)"
+            ) from None
+        except (MemcacheError, OSError) as exc:
+            raise self._unknown(op, _detail(exc)) from exc
+        return reply
+
+    def _unknown(self, op: str, why: str) -> UnknownOutcomeError:
+        return UnknownOutcomeError(
+            f"memcached at {self.name}: {op} was sent but no reply came ({why}); "
+            f"it may or may not have been applied"
+        )
+
+    def _store_on(self, conn: Conn, key: bytes, item: bytes, mode: bytes) -> Stored:
+        reply = self._send(conn, "store", b"ms %s %d %s c\r\n%s" % (key, len(item), mode, item))
+        if reply.startswith(b"HD"):
+            for token in reply.split()[1:]:
+                if token[:1] == b"c":
+                    return Stored(True, token[1:], conn.epoch)
+            return Stored(True, b"", conn.epoch)
+        if reply[:2] in (b"NS", b"EX", b"NF"):
+            return Stored(False, b"", conn.epoch)
+        raise self._unknown("store", f"unexpected reply {reply[:20]!r}")
+
+    def store(self, key: bytes, item: bytes, cas: bytes | None) -> Stored:
+        """Store ``item`` only if the key's cas is still ``cas`` (``None``: only if missing)."""
+        mode = b"ME" if cas is None else b"C" + cas
+        conn = self._acquire()
+        try:
+            return self._store_on(conn, key, item, mode)
+        finally:
+            self._release(conn)
+
+    def store_on_epoch(self, key: bytes, item: bytes, cas: bytes, epoch: int) -> Stored | None:
+        """Like :meth:`store`, but only on the connection ``epoch`` names; ``None``: not sent."""
+        conn = self._acquire()
+        try:
+            if conn.epoch != epoch or conn.sock is None:
+                return None
+            return self._store_on(conn, key, item, b"C" + cas)
+        finally:
+            self._release(conn)
+
+    def delete(self, key: bytes, cas: bytes, epoch: int | None = None) -> bool | None:
+        """Delete the item only if its cas is still ``cas``; ``None`` when ``epoch`` did not match."""
+        conn = self._acquire()
+        try:
+            if epoch is not None and (conn.epoch != epoch or conn.sock is None):
+                return None
+            reply = self._send(conn, "delete", b"md %s C%s" % (key, cas))
+        finally:
+            self._release(conn)
+        if reply.startswith(b"HD"):
+            return True
+        if reply[:2] in (b"EX", b"NF"):
+            return False
+        raise self._unknown("delete", f"unexpected reply {reply[:20]!r}")
+
+
+def _mix(x: int) -> int:
+    """splitmix64's finaliser: a cheap, well-spread 64-bit mix for rendezvous scores."""
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+class Cluster:
+    """All servers; each key belongs to one by rendezvous (highest random weight) hashing.
+
+    Rendezvous hashing does not depend on the order the servers are listed in, and adding or
+    removing a server moves only the keys that it wins or held.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.nodes = [Node(server, settings) for server in settings.servers]
+        self._single = self.nodes[0] if len(self.nodes) == 1 else None
+
+    def node(self, key: bytes) -> Node:
+        if self._single is not None:
+            return self._single
+        h = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+        return max(self.nodes, key=lambda n: _mix(h ^ n.seed))
+
+    def get_many(self, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        """Fetch many keys with one batched request per server."""
+        by_node: dict[int, tuple[Node, list[bytes]]] = {}
+        for key in keys:
+            node = self.node(key)
+            by_node.setdefault(id(node), (node, []))[1].append(key)
+        out: dict[bytes, bytes] = {}
+        for node, batch in by_node.values():
+            out.update(node.get_many(batch))
+        return out
+
+    def describe(self) -> str:
+        names = [n.name for n in self.nodes]
+        if len(names) == 1:
+            return f"memcached at {names[0]}"
+        return f"memcached at {', '.join(names)} (rendezvous hashing)"
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()

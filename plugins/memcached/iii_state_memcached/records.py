@@ -1,0 +1,151 @@
+"""The bytes of the items this adapter stores.
+
+A data item holds one record per (scope, key) that owns its memcached key; normally one, more
+only when two hashed pairs collide (they then share the item, each finding its own record):
+
+    0xA1, then per record: >IIQI (scope length, key length, generation, value length),
+    scope UTF-8, key UTF-8, value bytes — the value exactly as the core gave it.
+
+The generation is a random number fixed when the entry is created and kept by every later
+write; the listing index records it so that a delete removes only its own index entry.
+
+Index buckets and scope-index shards are compact JSON (they are read whole and rewritten
+whole under cas): a bucket maps scope -> {key: generation}; a shard lists scope names.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from iii_state_core import BackendError
+
+MAGIC = 0xA1
+_HEAD = struct.Struct(">IIQI")
+#: Bytes an item needs beyond its records' names and values.
+ITEM_OVERHEAD = 1
+RECORD_OVERHEAD = _HEAD.size
+FORMAT = 1
+
+
+class Record(NamedTuple):
+    scope: bytes
+    key: bytes
+    generation: int
+    value: bytes
+
+
+def _foreign(mc_key: bytes) -> BackendError:
+    shown = mc_key.decode("ascii", "replace")
+    return BackendError(
+        f"memcached item {shown!r} is not in the iii-state format: another program writes under "
+        f"this key_prefix; give iii-state a key_prefix of its own"
+    )
+
+
+def iter_records(item: bytes, mc_key: bytes) -> Iterator[Record]:
+    """:raises BackendError: when the item was not written by this adapter."""
+    if not item or item[0] != MAGIC:
+        raise _foreign(mc_key)
+    at, end = 1, len(item)
+    while at < end:
+        if at + _HEAD.size > end:
+            raise _foreign(mc_key)
+        scope_len, key_len, generation, value_len = _HEAD.unpack_from(item, at)
+        at += _HEAD.size
+        stop = at + scope_len + key_len + value_len
+        if stop > end:
+            raise _foreign(mc_key)
+        key_at = at + scope_len
+        value_at = key_at + key_len
+        yield Record(item[at:key_at], item[key_at:value_at], generation, item[value_at:stop])
+        at = stop
+
+
+def find(item: bytes, mc_key: bytes, scope: bytes, key: bytes) -> Record | None:
+    """The record of (scope, key) in ``item``, or ``None`` when the item holds only others."""
+    # The common case, one record: check it in place without building the others.
+    if item and item[0] == MAGIC and len(item) >= 1 + _HEAD.size:
+        scope_len, key_len, generation, value_len = _HEAD.unpack_from(item, 1)
+        at = 1 + _HEAD.size
+        if at + scope_len + key_len + value_len == len(item):
+            key_at = at + scope_len
+            value_at = key_at + key_len
+            if item[at:key_at] == scope and item[key_at:value_at] == key:
+                return Record(scope, key, generation, item[value_at:])
+            return None
+    for record in iter_records(item, mc_key):
+        if record.scope == scope and record.key == key:
+            return record
+    return None
+
+
+def pack(records: list[Record]) -> bytes:
+    parts = [bytes((MAGIC,))]
+    for r in records:
+        parts += [_HEAD.pack(len(r.scope), len(r.key), r.generation, len(r.value)), r.scope, r.key, r.value]
+    return b"".join(parts)
+
+
+def replaced(item: bytes | None, mc_key: bytes, new: Record) -> bytes:
+    """``item`` with the record of ``new``'s pair replaced by (or extended with) ``new``."""
+    if item is None:
+        return pack([new])
+    others = [r for r in iter_records(item, mc_key) if (r.scope, r.key) != (new.scope, new.key)]
+    return pack([*others, new])
+
+
+def without(item: bytes, mc_key: bytes, scope: bytes, key: bytes) -> bytes | None:
+    """``item`` minus the pair's record; ``None`` when nothing else is left."""
+    others = [r for r in iter_records(item, mc_key) if (r.scope, r.key) != (scope, key)]
+    return pack(others) if others else None
+
+
+# -- index items -------------------------------------------------------------------------------
+
+Sections = dict[str, dict[str, int]]
+
+
+def _load(item: bytes | None, mc_key: bytes) -> dict[str, object]:
+    if item is None:
+        return {}
+    try:
+        doc = json.loads(item)
+    except ValueError:
+        raise _foreign(mc_key) from None
+    if not isinstance(doc, dict) or doc.get("f") != FORMAT:
+        raise _foreign(mc_key)
+    return doc
+
+
+def _dump(doc: object) -> bytes:
+    # sort_keys: a bucket's keys come back in code-point order, which ordered listing walks
+    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return text.encode("utf-8")
+
+
+def load_bucket(item: bytes | None, mc_key: bytes) -> Sections:
+    """scope -> {key: generation}; a hashed bucket key can serve several colliding scopes."""
+    sections = _load(item, mc_key).get("s", {})
+    if not isinstance(sections, dict):
+        raise _foreign(mc_key)
+    return sections
+
+
+def dump_bucket(sections: Sections) -> bytes | None:
+    """The item for ``sections``; ``None`` when it lists nothing (the item is deleted)."""
+    live = {scope: keys for scope, keys in sections.items() if keys}
+    return _dump({"f": FORMAT, "s": live}) if live else None
+
+
+def load_shard(item: bytes | None, mc_key: bytes) -> set[str]:
+    scopes = _load(item, mc_key).get("s", [])
+    if not isinstance(scopes, list):
+        raise _foreign(mc_key)
+    return set(scopes)
+
+
+def dump_shard(scopes: set[str]) -> bytes | None:
+    return _dump({"f": FORMAT, "s": sorted(scopes)}) if scopes else None
