@@ -1,0 +1,91 @@
+"""Building the boto3 client: our own session, no botocore retries, timeouts from the config."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import boto3  # type: ignore[import-untyped, unused-ignore]
+from botocore.config import Config  # type: ignore[import-untyped, unused-ignore]
+from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
+    BotoCoreError,
+    ChecksumError,
+    ProfileNotFound,
+)
+
+from iii_state_core import ConfigError
+
+from .config import OWNER, Settings
+
+USER_AGENT = "iii-state-dynamodb/0.1.0"
+#: Region for a local endpoint (dynalite, moto, DynamoDB Local) when none is configured:
+#: they ignore it, but botocore refuses to sign without one.
+LOCAL_REGION = "us-east-1"
+
+
+def make_session(settings: Settings) -> boto3.session.Session:
+    """A session of our own: boto3's default session is shared and not thread-safe.
+
+    :raises ConfigError: when the profile does not exist.
+    """
+    try:
+        return boto3.session.Session(profile_name=settings.profile)
+    except ProfileNotFound:
+        raise ConfigError(
+            f"{OWNER} config: AWS profile {settings.profile!r} is not in ~/.aws/config or "
+            "~/.aws/credentials (or the files AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE name)"
+        ) from None
+
+
+def region_of(settings: Settings, session: boto3.session.Session) -> str:
+    """:raises ConfigError: when no region is configured anywhere and there is no local endpoint."""
+    region = settings.region or session.region_name
+    if region:
+        return str(region)
+    if settings.endpoint_url:
+        return LOCAL_REGION
+    raise ConfigError(
+        f"{OWNER} config: no AWS region: set `region` in the adapter config, or AWS_REGION / "
+        "AWS_DEFAULT_REGION, or a region in the AWS profile"
+    )
+
+
+def make_client(settings: Settings, session: boto3.session.Session, region: str) -> Any:
+    """A DynamoDB client. Clients are thread-safe; one is shared by every thread of the adapter.
+
+    :raises ConfigError: when botocore cannot build a client from these settings.
+    """
+    config = Config(
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        # Our Caller retries, and only where it is safe; see calls.py.
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=settings.max_pool_connections,
+        user_agent_extra=USER_AGENT,
+    )
+    try:
+        client = session.client(
+            "dynamodb", region_name=region, endpoint_url=settings.endpoint_url, config=config
+        )
+    except (BotoCoreError, ValueError) as exc:
+        raise ConfigError(f"{OWNER} config: cannot build a DynamoDB client: {exc}") from None
+    client.meta.events.register("before-parse.dynamodb", check_crc32)
+    return client
+
+
+def check_crc32(response_dict: dict[str, Any], **_: Any) -> None:
+    """Refuse a reply whose body does not match DynamoDB's ``x-amz-crc32`` header.
+
+    botocore checks this header only inside its legacy retry handler, which we switch off. A body
+    cut or changed on the way could otherwise parse as a reply without ``Item``/``Attributes``,
+    that is, as "missing" — a wrong read, or a wrong old value.
+
+    :raises ChecksumError: on a mismatch (the caller treats it like a lost reply).
+    """
+    expected = response_dict.get("headers", {}).get("x-amz-crc32")
+    body = response_dict.get("body")
+    if expected is None or not isinstance(body, bytes):
+        return
+    actual = zlib.crc32(body) & 0xFFFFFFFF
+    if str(actual) != str(expected).strip():
+        raise ChecksumError(checksum_type="crc32", expected_checksum=expected, actual_checksum=actual)

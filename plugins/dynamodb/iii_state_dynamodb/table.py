@@ -1,0 +1,103 @@
+"""Checking the table at open: it exists, has our key schema, is usable; or creating it on request."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from iii_state_core import BackendError, ConfigError
+
+from .calls import TABLE_MISSING, AwsError, Caller
+from .layout import PK, SK
+
+#: Statuses in which items can be read and written.
+USABLE = frozenset({"ACTIVE", "UPDATING"})
+_POLL_FIRST = 0.02
+_POLL_CAP = 1.0
+
+
+def _describe(client: Any, caller: Caller) -> dict[str, Any] | None:
+    """The table's description, or ``None`` when it does not exist."""
+    try:
+        reply = caller("DescribeTable", client.describe_table, write=False, TableName=caller.table)
+    except AwsError as exc:
+        if exc.aws_code == TABLE_MISSING:
+            return None
+        raise
+    table: dict[str, Any] = reply["Table"]
+    return table
+
+
+def _check_schema(table: dict[str, Any], name: str) -> None:
+    keys = {k["AttributeName"]: k["KeyType"] for k in table.get("KeySchema", [])}
+    types = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}
+    if keys != {PK: "HASH", SK: "RANGE"} or types.get(PK) != "S" or types.get(SK) != "S":
+        found = ", ".join(f"{n} ({types.get(n, '?')}, {t})" for n, t in keys.items()) or "none"
+        raise ConfigError(
+            f"DynamoDB table {name!r} has key schema {found}; the dynamodb adapter needs partition "
+            f"key '{PK}' (S, HASH) and sort key '{SK}' (S, RANGE). Use another `table_name`, or "
+            "let the adapter create a new table with `create_table: true`"
+        )
+
+
+def _create(client: Any, caller: Caller) -> None:
+    try:
+        caller(
+            "CreateTable",
+            client.create_table,
+            write=False,  # idempotent here: a repeat answers ResourceInUseException, handled below
+            TableName=caller.table,
+            AttributeDefinitions=[
+                {"AttributeName": PK, "AttributeType": "S"},
+                {"AttributeName": SK, "AttributeType": "S"},
+            ],
+            KeySchema=[{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    except AwsError as exc:
+        # Another process created it first: fine, wait for it like for our own.
+        if exc.aws_code != "ResourceInUseException":
+            raise
+
+
+def ensure_table(
+    client: Any,
+    caller: Caller,
+    *,
+    create: bool,
+    timeout: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Make sure the table exists with our key schema and is usable; create it when asked.
+
+    :raises ConfigError: when the table is missing (and ``create`` is false) or has another schema.
+    :raises BackendError: when DynamoDB fails, or the table does not become ACTIVE within ``timeout``.
+    """
+    table = _describe(client, caller)
+    if table is None:
+        if not create:
+            raise ConfigError(
+                f"DynamoDB table {caller.table!r} does not exist ({caller.where}): create it with "
+                f"partition key '{PK}' and sort key '{SK}', both of type S (see the "
+                "iii-state-dynamodb README), or set `create_table: true` in the adapter config"
+            )
+        _create(client, caller)
+    deadline = time.monotonic() + timeout
+    delay = _POLL_FIRST
+    while True:
+        if table is not None:
+            _check_schema(table, caller.table)
+            status = table.get("TableStatus", "ACTIVE")
+            if status in USABLE:
+                return
+            if status != "CREATING":
+                raise BackendError(f"DynamoDB table {caller.table!r} is {status}; it cannot be used")
+        if time.monotonic() >= deadline:
+            raise BackendError(
+                f"DynamoDB table {caller.table!r} did not become ACTIVE within {timeout:g} s "
+                "(`create_timeout` sets the wait)"
+            )
+        sleep(delay)
+        delay = min(_POLL_CAP, delay * 2)
+        table = _describe(client, caller)
