@@ -1,0 +1,312 @@
+"""The kv adapter in one process: threads, hostile names, listing, and its config options."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from iii_state_kvfile import KvFileStore, KvMemoryStore
+from iii_state_kvfile.file_store import DB_FILE
+from kv_helpers import file_config
+
+from iii_state_core import ConfigError, StateStore, open_store
+from iii_state_core.config import resolve
+
+HOSTILE = [
+    "", "\x00", "a\x00b", "\n", "line\nbreak", "😀", "🎉🎉", "x" * 1024, "é" * 600,
+    "a:b", "c", "a", "b:c", "a:b:c", "foo", "foobar", "%", "*", "{x}", "/", " ", "\uffff",
+]  # fmt: skip
+
+
+@pytest.fixture(params=["in_memory", "file_based"])
+def any_store(request: pytest.FixtureRequest, store_dir: Path) -> Iterator[StateStore]:
+    config = {"store_method": "in_memory"} if request.param == "in_memory" else file_config(store_dir)
+    with open_store(adapter="kv", adapter_config=config) as store:
+        yield store
+
+
+def run_threads(count: int, target: Callable[[int], None]) -> None:
+    errors: list[BaseException] = []
+
+    def guarded(n: int) -> None:
+        try:
+            target(n)
+        except BaseException as exc:  # surfaced below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+
+
+# -- (d) threads -------------------------------------------------------------------------------
+
+
+def test_threads_lose_no_update(any_store: StateStore) -> None:
+    ops = [{"type": "increment", "path": "n", "by": 1}]
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def work(_: int) -> None:
+        for _ in range(250):
+            n = any_store.update("t", "counter", ops).new_value["n"]
+            with lock:
+                seen.append(n)
+
+    run_threads(8, work)
+    assert any_store.get("t", "counter") == {"n": 2000}
+    assert sorted(seen) == list(range(1, 2001))
+
+
+def test_threads_compare_and_set_retry_loops_lose_nothing(any_store: StateStore) -> None:
+    any_store.set("t", "cas", 0)
+
+    def work(_: int) -> None:
+        for _ in range(100):
+            while True:
+                current = any_store.get("t", "cas")
+                if any_store.compare_and_set("t", "cas", current, current + 1).applied:
+                    break
+
+    run_threads(6, work)
+    assert any_store.get("t", "cas") == 600
+
+
+def test_threads_set_returns_an_unbroken_chain(any_store: StateStore) -> None:
+    olds: list[Any] = []
+    lock = threading.Lock()
+
+    def work(n: int) -> None:
+        for i in range(200):
+            old = any_store.set("t", "chain", [n, i]).old_value
+            with lock:
+                olds.append(old)
+
+    run_threads(5, work)
+    final = any_store.get("t", "chain")
+    # every written value was replaced exactly once, except the final one; the first saw None
+    written = {(n, i) for n in range(5) for i in range(200)}
+    replaced = [tuple(o) for o in olds if o is not None]
+    assert olds.count(None) == 1
+    assert len(replaced) == len(set(replaced)) == 999
+    assert set(replaced) | {tuple(final)} == written
+
+
+def test_threads_mixed_writes_and_listing(any_store: StateStore) -> None:
+    stable = {f"stable{i:03}": i for i in range(120)}
+    for key, value in stable.items():
+        any_store.set("mix", key, value)
+    stop = threading.Event()
+
+    def churn(n: int) -> None:
+        rng = random.Random(n)
+        while not stop.is_set():
+            key = f"churn{rng.randrange(60):03}"
+            if rng.random() < 0.5:
+                any_store.set("mix", key, n)
+            else:
+                any_store.delete("mix", key)
+
+    writers = [threading.Thread(target=churn, args=(n,)) for n in range(3)]
+    for thread in writers:
+        thread.start()
+    try:
+        for _ in range(5):
+            seen: list[str] = []
+            cursor = None
+            while True:
+                page = any_store.list_entries("mix", cursor=cursor, limit=7)
+                seen.extend(k for k, _ in page.entries)
+                if page.done:
+                    break
+                cursor = page.next_cursor
+            stable_seen = [k for k in seen if k.startswith("stable")]
+            # ordered listing: every key present for the whole walk exactly once
+            assert sorted(stable_seen) == sorted(stable)
+            assert len(seen) == len(set(seen))
+    finally:
+        stop.set()
+        for thread in writers:
+            thread.join(timeout=30)
+
+
+# -- (e) hostile names -------------------------------------------------------------------------
+
+
+def test_hostile_scopes_and_keys_are_all_distinct(any_store: StateStore) -> None:
+    pairs = [(s, k) for s in HOSTILE for k in HOSTILE[::3]] + [("a:b", "c"), ("a", "b:c"), ("a", "b")]
+    expected: dict[tuple[str, str], int] = {}
+    for n, (scope, key) in enumerate(pairs):
+        any_store.set(scope, key, n)
+        expected[(scope, key)] = n
+    for (scope, key), n in expected.items():
+        assert any_store.get(scope, key) == n, (scope, key)
+    assert any_store.list_groups() == sorted({s for s, _ in expected})
+    for scope in HOSTILE:
+        assert sorted(any_store.list_keys(scope)) == sorted(k for s, k in expected if s == scope), repr(scope)
+        assert sorted(any_store.list(scope)) == sorted(n for (s, _), n in expected.items() if s == scope)
+    assert any_store.get("a:b", "c") != any_store.get("a", "b:c")
+    assert any_store.get("a", "\x00b") is None  # NUL is no separator: ("a\x00b", "") is another entry
+    assert any_store.get("a\x00b", "") is not None
+
+
+def test_hostile_names_survive_reopen(store_dir: Path) -> None:
+    config = file_config(store_dir)
+    with open_store(adapter="kv", adapter_config=config) as store:
+        for n, name in enumerate(HOSTILE):
+            store.set(name, name, n)
+    with open_store(adapter="kv", adapter_config=config) as store:
+        assert store.list_groups() == sorted(HOSTILE)
+        for n, name in enumerate(HOSTILE):
+            assert store.get(name, name) == n
+            assert store.list_keys(name) == [name]
+
+
+def test_hostile_names_paginate_in_code_point_order(any_store: StateStore) -> None:
+    for name in HOSTILE:
+        any_store.set("p", name, name)
+    keys: list[str] = []
+    cursor = None
+    while True:
+        page = any_store.list_entries("p", cursor=cursor, limit=4)
+        keys.extend(k for k, _ in page.entries)
+        if page.done:
+            break
+        cursor = page.next_cursor
+    assert keys == sorted(HOSTILE)
+
+
+# -- (f) list_groups skip-scan -----------------------------------------------------------------
+
+
+def test_list_groups_matches_a_model_under_random_writes(any_store: StateStore) -> None:
+    rng = random.Random(7)
+    scopes = ["", "a", "a\x00", "a\x00b", "ab", "b", "😀", "\uffff", "\x7f", "é", "z" * 300]
+    model: dict[str, set[str]] = {}
+    for step in range(600):
+        scope, key = rng.choice(scopes), str(rng.randrange(4))
+        if rng.random() < 0.55:
+            any_store.set(scope, key, step)
+            model.setdefault(scope, set()).add(key)
+        else:
+            any_store.delete(scope, key)
+            model.get(scope, set()).discard(key)
+        if step % 50 == 0:
+            assert any_store.list_groups() == sorted(s for s, keys in model.items() if keys)
+    assert any_store.list_groups() == sorted(s for s, keys in model.items() if keys)
+
+
+def test_list_groups_many_scopes_each_once(any_store: StateStore) -> None:
+    for i in range(300):
+        for key in range(3):
+            any_store.set(f"scope{i:04}", str(key), key)
+    assert any_store.list_groups() == [f"scope{i:04}" for i in range(300)]
+
+
+def test_list_groups_drops_emptied_scope_on_disk(store_dir: Path) -> None:
+    config = file_config(store_dir)
+    with open_store(adapter="kv", adapter_config=config) as store:
+        store.set("keep", "k", 1)
+        store.set("gone", "k", 1)
+        store.delete("gone", "k")
+    with open_store(adapter="kv", adapter_config=config) as store:
+        assert store.list_groups() == ["keep"]
+
+
+# -- (g) config options ------------------------------------------------------------------------
+
+
+def test_config_default_store_method_is_in_memory() -> None:
+    with open_store(adapter="kv") as store:
+        assert isinstance(store.adapter, KvMemoryStore)
+        assert store.capabilities.durable is False and store.capabilities.shared is False
+
+
+def test_config_file_based_uses_file_path(store_dir: Path) -> None:
+    with open_store(adapter="kv", adapter_config=file_config(store_dir / "deep" / "er")) as store:
+        assert isinstance(store.adapter, KvFileStore)
+        assert store.capabilities.durable is True
+        store.set("s", "k", 1)
+        assert str(store_dir / "deep" / "er") in repr(store)
+    assert (store_dir / "deep" / "er" / DB_FILE).is_file()
+
+
+def test_config_in_memory_stores_are_separate() -> None:
+    with open_store(adapter="kv") as a, open_store(adapter="kv") as b:
+        a.set("s", "k", 1)
+        assert b.get("s", "k") is None
+
+
+@pytest.mark.parametrize("interval", [0, 1, 5000])
+def test_config_save_interval_ms_accepted(store_dir: Path, interval: int) -> None:
+    with open_store(adapter="kv", adapter_config=file_config(store_dir, save_interval_ms=interval)) as store:
+        store.set("s", "k", 1)
+    with open_store(adapter="kv", adapter_config={"store_method": "in_memory", "save_interval_ms": interval}):
+        pass
+
+
+def test_config_save_interval_from_state_block(store_dir: Path) -> None:
+    block = {"adapter": {"name": "kv", "config": file_config(store_dir)}, "save_interval_ms": 100}
+    assert resolve(block).adapter_config["save_interval_ms"] == 100
+    with open_store(block) as store:
+        store.set("s", "k", 1)
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ({"store_method": "in_memory", "bogus": 1}, "bogus"),
+        ({"store_method": "file_based", "filepath": "x"}, "filepath"),
+        ({"store_method": "redis"}, "store_method"),
+        ({"store_method": "file_based", "file_path": 5}, "file_path"),
+        ({"save_interval_ms": -1}, "save_interval_ms"),
+        ({"save_interval_ms": "fast"}, "save_interval_ms"),
+        ({"fsync": "yes"}, "fsync"),
+        ({"busy_timeout_ms": 1.5}, "busy_timeout_ms"),
+    ],
+)
+def test_config_bad_option_is_rejected_naming_it(config: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        open_store(adapter="kv", adapter_config=config)
+
+
+@pytest.mark.parametrize(("fsync", "level"), [(False, 1), (True, 2)])
+def test_config_fsync_sets_synchronous_level(store_dir: Path, fsync: bool, level: int) -> None:
+    with open_store(adapter="kv", adapter_config=file_config(store_dir, fsync=fsync)) as store:
+        adapter = store.adapter
+        assert isinstance(adapter, KvFileStore)
+        db = adapter._db  # the adapter's own connection: the pragma is per connection
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == level  # NORMAL=1, FULL=2
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_config_busy_timeout(store_dir: Path) -> None:
+    with open_store(adapter="kv", adapter_config=file_config(store_dir, busy_timeout_ms=1234)) as store:
+        adapter = store.adapter
+        assert isinstance(adapter, KvFileStore)
+        assert adapter._db.execute("PRAGMA busy_timeout").fetchone()[0] == 1234
+
+
+def test_config_from_yaml_file(tmp_path: Path) -> None:
+    (tmp_path / "iii-config.yaml").write_text(
+        "workers:\n"
+        "  - name: iii-state\n"
+        "    config:\n"
+        "      adapter:\n"
+        "        name: kv\n"
+        "        config:\n"
+        "          store_method: file_based\n"
+        f"          file_path: {tmp_path / 'yaml-store'}\n"
+        "          save_interval_ms: 500\n"
+        "          fsync: true\n"
+    )
+    with open_store(tmp_path / "iii-config.yaml") as store:
+        store.set("s", "k", [])
+    assert (tmp_path / "yaml-store" / DB_FILE).is_file()
