@@ -204,6 +204,9 @@ def _async_class(settings: RedisSettings) -> type[aconn.AbstractConnection]:
 
 def _kwargs(settings: RedisSettings) -> dict[str, Any]:
     kwargs = settings.connection_kwargs()
+    # RESP2, as the iii engine speaks: no push messages, and none of redis-py 8's RESP3-only
+    # machinery (maintenance notifications that can move connections under a command).
+    kwargs["protocol"] = 2
     if settings.path is not None:
         kwargs.pop("socket_connect_timeout", None)
     return kwargs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import pytest
@@ -25,6 +27,10 @@ __all__ = [
     "redis_url",
     "start_server",
 ]
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # ``--import-mode=importlib`` does not add it (redis_helpers, redis_proxy)
+    sys.path.insert(0, _HERE)
 
 
 @pytest.fixture(params=["single", "cluster"])
