@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import select
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -91,9 +92,19 @@ class Node:
 
     def _acquire(self) -> Conn:
         try:
-            return self._idle.pop()
+            conn = self._idle.pop()
         except IndexError:
             return self._new()
+        # An idle connection the server closed (it restarted, or dropped idle clients) reads as
+        # EOF: close it here so the command opens a new one, instead of failing on it — a write
+        # failing after it was sent would have to be reported as an unknown outcome.
+        try:
+            readable, _, _ = select.select([conn.sock], [], [], 0)
+        except (OSError, ValueError):
+            readable = [conn.sock]
+        if readable:
+            conn.close()
+        return conn
 
     def _release(self, conn: Conn) -> None:
         if conn.sock is not None and len(self._idle) < self._settings.pool_size:

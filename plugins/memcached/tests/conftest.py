@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +16,12 @@ from iii_state_conformance.fixtures import (
     memcached_servers_pair,
     start_server,
 )
+from iii_state_memcached import MemcachedAdapter
+from iii_state_memcached.keys import Digest
+
+from iii_state_core import StateStore, open_store
+from iii_state_core.events import EventBus
+from iii_state_core.operations import Limits
 
 __all__ = ["memcached_server_factory", "memcached_servers", "memcached_servers_pair", "start_server"]
 
@@ -30,3 +37,27 @@ def memcached_config(request: pytest.FixtureRequest) -> dict[str, Any]:
     fixture = "memcached_servers" if request.param == "one-server" else "memcached_servers_pair"
     servers: list[str] = request.getfixturevalue(fixture)
     return {"servers": servers, "key_prefix": fresh_prefix()}
+
+
+@pytest.fixture
+def open_memcached() -> Iterator[Callable[..., StateStore]]:
+    """``open_memcached(servers, digest=None, **options)``: a store with a fresh key prefix.
+
+    ``digest`` replaces the hash of long names (the test hook that forces collisions); such a
+    store is built directly, since the hook is not a config option. Closed after the test.
+    """
+    opened: list[StateStore] = []
+
+    def make(servers: list[str], digest: Digest | None = None, **options: Any) -> StateStore:
+        config = {"servers": servers, "key_prefix": fresh_prefix(), **options}
+        if digest is None:
+            store = open_store(adapter="memcached", adapter_config=config)
+        else:
+            adapter = MemcachedAdapter.open(config, digest=digest)
+            store = StateStore(adapter, Limits(type(adapter).capabilities, "memcached"), EventBus())
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()

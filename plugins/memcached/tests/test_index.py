@@ -1,0 +1,149 @@
+"""The listing index: sharding of large scopes, crashes between steps, and racing repairs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from iii_state_core import BackendError, StateStore
+from iii_state_memcached import records
+
+
+def _adapter(store: StateStore) -> Any:
+    return store.adapter
+
+
+def _indexed(store: StateStore, scope: str) -> dict[str, int]:
+    """What the scope's buckets list, read straight from the servers."""
+    adapter = _adapter(store)
+    found: dict[str, int] = {}
+    for mc_key, item in adapter._cluster.get_many(adapter._codec.bucket_keys(scope)).items():
+        found.update(records.load_bucket(item, mc_key).get(scope, {}))
+    return found
+
+
+def _walk(store: StateStore, scope: str, limit: int) -> list[str]:
+    keys: list[str] = []
+    page = store.list_entries(scope, None, limit)
+    keys += [k for k, _ in page.entries]
+    while not page.done:
+        page = store.list_entries(scope, page.next_cursor, limit)
+        keys += [k for k, _ in page.entries]
+    return keys
+
+
+@pytest.fixture
+def store(memcached_servers: list[str], open_memcached: Callable[..., StateStore]) -> StateStore:
+    return open_memcached(memcached_servers)
+
+
+def test_a_scope_of_2500_kibibyte_keys_is_sharded_and_walked_exactly_once(store: StateStore) -> None:
+    keys = [f"{i:05d}-" + "x" * 1018 for i in range(2500)]
+    for i, key in enumerate(keys):
+        store.set("big", key, i)
+    adapter = _adapter(store)
+    sizes = [len(item) for item in adapter._cluster.get_many(adapter._codec.bucket_keys("big")).values()]
+    assert len(sizes) == adapter._codec.buckets, "every bucket should hold some keys"
+    assert sum(sizes) > 2_500_000 and max(sizes) < adapter._item_limit
+    walked = _walk(store, "big", 97)
+    assert Counter(walked) == Counter(keys), "each key exactly once"
+    assert sorted(store.list("big")) == list(range(2500))
+    for key in keys[:100]:
+        store.delete("big", key)
+    assert len(store.list_keys("big")) == 2400 and len(_indexed(store, "big")) == 2400
+
+
+def test_a_crash_between_indexing_and_storing_leaves_no_ghost_in_listings(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.set("s", "kept", 1)
+    node = _adapter(store)._cluster.nodes[0]
+    real_store = node.store
+
+    def crash(mc_key: bytes, item: bytes, cas: bytes | None) -> Any:
+        if b"ghost" in mc_key:
+            raise BackendError("simulated crash after the index was written")
+        return real_store(mc_key, item, cas)
+
+    monkeypatch.setattr(node, "store", crash)
+    with pytest.raises(BackendError):
+        store.set("s", "ghost", 2)
+    monkeypatch.undo()
+    assert "ghost" in _indexed(store, "s"), "the crash left an index entry (expected)"
+    assert store.get("s", "ghost") is None
+    assert store.list_keys("s") == ["kept"] and store.list("s") == [1]
+    assert "ghost" not in _indexed(store, "s"), "listing pruned the ghost"
+    store.set("s", "ghost", 3)
+    assert sorted(store.list_keys("s")) == ["ghost", "kept"]
+
+
+def test_a_crash_between_deleting_and_unindexing_is_cleaned_up(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.set("gone", "only", {"v": 1})
+    index = _adapter(store)._index
+
+    def crash(scope: str, entries: dict[str, int]) -> None:
+        raise BackendError("simulated crash after the value was deleted")
+
+    monkeypatch.setattr(index, "drop_entries", crash)
+    assert store.delete("gone", "only") == {"v": 1}, "the delete happened and says so"
+    monkeypatch.undo()
+    assert "only" in _indexed(store, "gone")
+    assert "gone" not in store.list_groups(), "an all-ghost scope is not listed"
+    assert _indexed(store, "gone") == {}, "and its ghosts and scope entry were pruned"
+    shard = _adapter(store)._codec.scope_shard_key("gone")
+    assert "gone" not in records.load_shard(_adapter(store)._cluster.node(shard).get(shard), shard)
+
+
+def test_a_pruner_racing_a_creator_cannot_unlist_the_new_value(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The creator indexed the key; a listing sees no value yet and prunes the entry as a ghost;
+    then the value is stored. The creator's re-check must put the entry back."""
+    node = _adapter(store)._cluster.nodes[0]
+    real_store = node.store
+
+    def listing_runs_first(mc_key: bytes, item: bytes, cas: bytes | None) -> Any:
+        if b"racer" in mc_key:
+            assert store.list_keys("race") == []  # prunes the entry: no value yet
+            assert "racer" not in _indexed(store, "race")
+            assert "race" not in store.list_groups()  # prunes the scope too
+        return real_store(mc_key, item, cas)
+
+    monkeypatch.setattr(node, "store", listing_runs_first)
+    store.set("race", "racer", 1)
+    monkeypatch.undo()
+    assert store.list_keys("race") == ["racer"]
+    assert "race" in store.list_groups()
+
+
+def test_a_delete_racing_a_create_keeps_the_new_entry_listed(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleter A removes the value, creator B stores a new one, then A unindexes: A only removes
+    the entry if it still names A's generation, which B's indexing replaced."""
+    store.set("dc", "k", "old")
+    index = _adapter(store)._index
+    real_drop = index.drop_entries
+
+    def create_in_between(scope: str, entries: dict[str, int]) -> None:
+        monkeypatch.setattr(index, "drop_entries", real_drop)
+        assert store.set("dc", "k", "new").old_value is None
+        real_drop(scope, entries)
+
+    monkeypatch.setattr(index, "drop_entries", create_in_between)
+    assert store.delete("dc", "k") == "old"
+    assert store.list("dc") == ["new"]
+    assert store.get("dc", "k") == "new"
+
+
+def test_a_bad_cursor_is_a_clear_error(store: StateStore) -> None:
+    store.set("c", "a", 1)
+    adapter = _adapter(store)
+    for bad in ("nonsense", "[99, \"a\"]", "[0, 1]", "[true, \"a\"]"):
+        with pytest.raises(Exception, match="cursor"):
+            adapter.scan("c", bad, 10)
