@@ -1,0 +1,285 @@
+"""``StateWorker``: serves the nine ``state::*`` functions and the ``state`` trigger type to an
+iii engine through the ``iii-sdk`` client, over any installed adapter.
+
+Two event loops are involved. The SDK runs its own loop on a thread of its own and calls our
+handlers there; the worker keeps the store, the in-flight count and the reactions on *its* loop
+(the one :meth:`StateWorker.start` is awaited on). Each SDK handler only forwards the call to
+the worker's loop, so an adapter call never runs on, and never stalls, the SDK's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from iii import InitOptions  # type: ignore[import-untyped]
+from iii.iii import III  # type: ignore[import-untyped]
+from iii_helpers.observability import ReconnectionConfig
+
+from .. import ConfigSource, __version__, open_async_store
+from ..errors import StateError
+from ..plugins import Registry
+from ..store import AsyncStateStore
+from ..wire import FUNCTIONS
+from .engine_link import SDK_LOGGER, EngineLink
+from .functions import SPECS, FunctionCallError, call_error
+from .reactions import TRIGGER_TYPE, Reactions, TriggerTable
+from .settings import WorkerSettings, check_engine_url
+
+log = logging.getLogger("iii_state.worker")
+
+
+class StateWorker:
+    """The iii worker for ``state::*``.
+
+    Use it from a coroutine on the loop that should own the store::
+
+        worker = StateWorker("iii-config.yaml", WorkerSettings(engine_url="ws://127.0.0.1:49134"))
+        await worker.start()
+        ...
+        await worker.stop()          # drains, disconnects, closes the adapter
+
+    or, blocking, :func:`iii_state_core.worker.run_worker` with signal handling.
+
+    :param config: where the adapter comes from, as for :func:`iii_state_core.open_store`
+        (an ``iii-config.yaml`` path, a state block mapping, or ``None`` for the defaults).
+    :param settings: engine address, identity and time budgets.
+    :param store: serve this already-open store instead (``config`` must then be ``None``);
+        the caller keeps ownership and closes it.
+    :param registry: the plugin registry to find the adapter in (tests register extra plugins).
+    """
+
+    def __init__(
+        self,
+        config: ConfigSource = None,
+        settings: WorkerSettings | None = None,
+        *,
+        store: AsyncStateStore | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        if store is not None and config is not None:
+            raise ValueError("give either `config` or an open `store`, not both")
+        self.settings = settings or WorkerSettings()
+        self.url = check_engine_url(self.settings.resolved_url())
+        self._config = config
+        self._registry = registry
+        self._owns_store = store is None
+        self.store: AsyncStateStore | None = store
+        self.triggers = TriggerTable()
+        self.reactions = Reactions(self.triggers, self._call_engine)
+        self.link = EngineLink(self.url, self.settings.reconnect_max_ms, self.triggers.clear, self._given_up)
+        self.iii: Any = None  # iii.iii.III once started; the SDK ships no types
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._refs: list[Any] = []
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopped = asyncio.Event()
+        self._stopping = False
+        #: ``1`` once the SDK gave up on the engine for good; what the CLI exits with.
+        self.exit_code = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store (unless one was given), connect, and register every function.
+
+        Returns at once: the connection comes up in the background and is retried forever
+        (watch the log, or :meth:`wait_connected`).
+
+        :raises StateError: when the store cannot be opened (bad config, unknown adapter).
+        """
+        if self._loop is not None:
+            raise RuntimeError("this StateWorker was already started")
+        self._loop = asyncio.get_running_loop()
+        if not self.settings.trace_payloads:
+            # Values are user data: keep them out of the engine's traces unless asked.
+            os.environ.setdefault("III_DISABLE_TRACE_PAYLOADS", "1")
+        if self.store is None:
+            self.store = await asyncio.to_thread(open_async_store, self._config, registry=self._registry)
+        store = self.store
+        try:
+            self._unsubscribe.append(store.on_change(self.reactions.on_event))
+            logging.getLogger(SDK_LOGGER).addFilter(self.link.filter)
+            self._log_startup(store)
+            self.iii = III(self.url, self._init_options())
+            self._unsubscribe.append(self.iii.add_connection_state_listener(self.link.on_state))
+            with warnings.catch_warnings():
+                # Deprecated from iii-sdk 0.25 in favour of observe descriptors, which engines
+                # before 0.25 do not speak; it is the only way to offer the `state` trigger type.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.iii.register_trigger_type(dict(TRIGGER_TYPE), self.triggers)
+            for name in FUNCTIONS:
+                spec = SPECS[name]
+                self._refs.append(
+                    self.iii.register_function(
+                        spec.function_id,
+                        self._sdk_handler(name),
+                        description=spec.description,
+                        request_format=spec.request_format,
+                    )
+                )
+        except BaseException:
+            await self._release()
+            raise
+
+    async def wait_connected(self, timeout: float | None = None) -> bool:
+        """:returns: ``True`` once the engine connection is up, ``False`` after ``timeout`` seconds."""
+        return await asyncio.to_thread(self.link.wait_connected, timeout)
+
+    async def wait_stopped(self) -> None:
+        """Return once :meth:`stop` has finished (from any caller)."""
+        await self._stopped.wait()
+
+    async def stop(self) -> None:
+        """Stop cleanly: take no new calls, finish the ones in flight, let pending reactions
+        finish (each bounded by ``settings.drain_timeout``), disconnect, close the adapter.
+
+        Safe to call more than once and from a signal handler's task.
+        """
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        try:
+            grace = self.settings.drain_timeout
+            # Unregistering first makes the engine stop routing calls here; a call already on
+            # its way is still served (it counts as in flight) or answered function_not_found.
+            for ref in self._refs:
+                ref.unregister()
+            if self._in_flight:
+                log.info("stopping: waiting for %d in-flight call(s) (up to %g s)", self._in_flight, grace)
+            try:
+                await asyncio.wait_for(self._idle.wait(), grace)
+            except asyncio.TimeoutError:
+                log.warning(
+                    "stopping: %d call(s) still running after %g s; abandoning them", self._in_flight, grace
+                )
+            if self.reactions.pending:
+                log.info("stopping: waiting for reactions of %d write(s)", self.reactions.pending)
+            cancelled = await self.reactions.drain(grace)
+            if cancelled:
+                log.warning("stopping: cancelled the reactions of %d write(s) after %g s", cancelled, grace)
+        finally:
+            await self._release()
+            self._stopped.set()
+            log.info("iii-state worker stopped")
+
+    async def _release(self) -> None:
+        self.link.stopping = True
+        if self.iii is not None:
+            iii, self.iii = self.iii, None
+            await asyncio.to_thread(iii.shutdown)
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        logging.getLogger(SDK_LOGGER).removeFilter(self.link.filter)
+        if self.store is not None and self._owns_store:
+            store, self.store = self.store, None
+            try:
+                await store.close()
+            except Exception as exc:  # closing must not hide why we stop; the core redacted it
+                log.warning("closing the adapter failed: %s", exc)
+
+    # -- serving -----------------------------------------------------------------------------
+
+    def _sdk_handler(self, name: str) -> Callable[[Any], Awaitable[Any]]:
+        """The coroutine the SDK runs, on *its* loop, for ``state::<name>``."""
+        worker_loop = self._loop
+        assert worker_loop is not None
+
+        async def handler(data: Any) -> Any:
+            future = asyncio.run_coroutine_threadsafe(self._serve(name, data), worker_loop)
+            return await asyncio.wrap_future(future)
+
+        handler.__name__ = handler.__qualname__ = f"state_{name}"
+        return handler
+
+    async def _serve(self, name: str, data: Any) -> Any:
+        """Run one call on the worker's loop; the result is exactly SPEC §2's."""
+        store = self.store
+        if store is None:  # only after stop() released it; the engine stopped routing by then
+            raise FunctionCallError("function_not_found", f"state::{name} is shutting down")
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await store.trigger({"function_id": f"state::{name}", "payload": data})
+        except Exception as exc:
+            error = call_error(name, exc)
+            if not isinstance(exc, StateError):
+                log.error("state::%s hit an internal error", name, exc_info=exc)
+            elif error.client_fault:
+                log.debug("state::%s refused: %s", name, error)
+            else:
+                log.warning("state::%s failed: %s", name, error)
+            # `from None`: the traceback the SDK sends to the caller stops here.
+            raise error from None
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    async def _call_engine(self, function_id: str, payload: Any, namespace: str, metadata: Any) -> Any:
+        """Call a function through the engine (conditions and reactions)."""
+        iii = self.iii
+        if iii is None:
+            raise RuntimeError("the worker is disconnected from the engine for good")
+        request: dict[str, Any] = {
+            "function_id": function_id,
+            "payload": payload,
+            "namespace": namespace,
+            "timeout_ms": int(self.settings.reaction_timeout * 1000),
+        }
+        if metadata is not None:
+            request["metadata"] = metadata
+        return await iii.trigger_async(request)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _init_options(self) -> Any:
+        s = self.settings
+        adapter = self.store.adapter.name if self.store is not None else "?"
+        return InitOptions(
+            worker_name=s.worker_name,
+            worker_description=f"iii-state {__version__}: scoped key-value state (state::*) on {adapter}",
+            namespace=s.namespace or None,
+            invocation_timeout_ms=int(s.reaction_timeout * 1000),
+            reconnection_config=ReconnectionConfig(
+                initial_delay_ms=s.reconnect_initial_ms, max_delay_ms=s.reconnect_max_ms
+            ),
+            otel={"enabled": False} if s.telemetry is False else None,
+        )
+
+    def _given_up(self) -> None:
+        """The SDK stopped retrying (fatal rejection): stop the worker with exit code 1."""
+        self.exit_code = 1
+        loop = self._loop
+        if loop is not None and not self._stopping:
+            loop.call_soon_threadsafe(lambda: loop.create_task(self.stop()))
+
+    def _log_startup(self, store: AsyncStateStore) -> None:
+        s = self.settings
+        settings = store.settings
+        log.info(
+            "iii-state worker %s: adapter %s (config: %s)", __version__, store.adapter.describe(),
+            settings.source if settings is not None else "an open store",
+        )  # fmt: skip
+        log.info(
+            "engine %s; worker name %s; namespace %s", self.link.safe_url,
+            os.environ.get("III_WORKER_NAME") or s.worker_name or "<host:pid>",
+            s.namespace or os.environ.get("III_NAMESPACE") or "default",
+        )  # fmt: skip
+        log.info(
+            "serving %s and the `state` trigger type", ", ".join(SPECS[n].function_id for n in FUNCTIONS)
+        )
+        limit = store.limits.max_value_bytes
+        log.info(
+            "reactions %s; max_value_bytes %s",
+            "on" if store.events.enabled else "off (triggers_enabled: false)",
+            limit if limit is not None else "unlimited",
+        )
