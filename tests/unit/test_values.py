@@ -270,3 +270,18 @@ def test_assert_same_helper_is_strict_inside_tuples() -> None:
         assert_same(({"n": 1}, []), ({"n": 1.0}, []))
     with pytest.raises(AssertionError):
         assert_same((True, []), (1, []))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: max_value_depth has no upper bound, but json.dumps recurses: with "
+    "max_value_depth: 5000 a 3000-deep value escapes as a raw RecursionError, not a StateError",
+)
+def test_depth_limit_above_recursion_limit_fails_cleanly() -> None:
+    with open_store({"adapter": {"name": "kv"}, "max_value_depth": 5000}) as store:
+        try:
+            store.set("s", "k", nest(3000))
+        except RecursionError:
+            pytest.fail("RecursionError escaped instead of a StateError")
+        except DeserializationError:
+            pass  # refusing it clearly is fine; so is storing it
