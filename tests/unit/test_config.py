@@ -352,3 +352,18 @@ def test_top_level_save_interval_is_folded_into_kv_config() -> None:
         {"adapter": {"name": "kv", "config": {"save_interval_ms": 5}}, "save_interval_ms": 250}
     )
     assert explicit.adapter_config == {"save_interval_ms": 5}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: open_store lets an adapter's open() failure escape as a raw OSError "
+    "(FileExistsError here) instead of a StateError naming what could not be opened",
+)
+def test_adapter_that_cannot_open_raises_state_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    from iii_state_core import StateError
+
+    with pytest.raises(StateError):
+        open_store(
+            adapter="kv", adapter_config={"store_method": "file_based", "file_path": str(tmp_path / "file")}
+        )
