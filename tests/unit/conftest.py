@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,10 @@ from typing import Any
 import pytest
 
 from iii_state_core import StateStore, open_store
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # ``--import-mode=importlib`` does not add it; tests import ``unit_helpers``
+    sys.path.insert(0, _HERE)
 
 #: Environment variables the core reads; a developer's shell must not leak into a test.
 CORE_ENV = ("III_CONFIG", "III_STATE_PLUGINS", "III_STATE_DISABLE_PLUGINS")

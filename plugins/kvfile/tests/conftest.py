@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kv_helpers import file_config
 
 from iii_state_core import StateStore, open_store
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # ``--import-mode=importlib`` does not add it; tests import ``kv_helpers``
+    sys.path.insert(0, _HERE)
 
 
 @pytest.fixture(autouse=True)
@@ -24,5 +28,6 @@ def store_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def file_store(store_dir: Path) -> Iterator[StateStore]:
-    with open_store(adapter="kv", adapter_config=file_config(store_dir)) as store:
+    config = {"store_method": "file_based", "file_path": str(store_dir)}
+    with open_store(adapter="kv", adapter_config=config) as store:
         yield store
