@@ -14,6 +14,7 @@ import logging
 import os
 import warnings
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from iii import InitOptions  # type: ignore[import-untyped]
@@ -21,6 +22,7 @@ from iii.iii import III  # type: ignore[import-untyped]
 from iii_helpers.observability import ReconnectionConfig
 
 from .. import ConfigSource, __version__, open_async_store
+from ..config import CONFIG_ENV, DEFAULT_CONFIG_FILE, DEFAULT_FILE_STORE, default_config
 from ..errors import StateError
 from ..plugins import Registry
 from ..store import AsyncStateStore
@@ -262,6 +264,20 @@ class StateWorker:
         if loop is not None and not self._stopping:
             loop.call_soon_threadsafe(lambda: loop.create_task(self.stop()))
 
+    def _log_default_store(self) -> None:
+        named = self._config if isinstance(self._config, (str, os.PathLike)) else None
+        named = named or os.environ.get(CONFIG_ENV)
+        if named is None and Path(DEFAULT_CONFIG_FILE).exists():
+            named = DEFAULT_CONFIG_FILE
+        if named is None:
+            log.info("no iii-config.yaml found; serving the embedded file store in %s", DEFAULT_FILE_STORE)
+            return
+        # Easy to do by accident: pointing --config at the engine's own config.yaml.
+        log.warning(
+            "%s has no `iii-state` (or `state`) worker block; serving the embedded file store in %s",
+            os.fspath(named), DEFAULT_FILE_STORE,
+        )  # fmt: skip
+
     def _log_startup(self, store: AsyncStateStore) -> None:
         s = self.settings
         settings = store.settings
@@ -269,6 +285,8 @@ class StateWorker:
             "iii-state worker %s: adapter %s (config: %s)", __version__, store.adapter.describe(),
             settings.source if settings is not None else "an open store",
         )  # fmt: skip
+        if settings is not None and settings.source == default_config().source:
+            self._log_default_store()
         log.info(
             "engine %s; worker name %s; namespace %s", self.link.safe_url,
             os.environ.get("III_WORKER_NAME") or s.worker_name or "<host:pid>",

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from engine_peer import EnginePeer
-from worker_harness import FAST, GatedAdapter, make_registry, run, serving
+from worker_harness import FAST, GatedAdapter, free_port, make_registry, run, serving
 
 from iii_state_core import open_async_store
 from iii_state_core.wire import FUNCTION_IDS
@@ -127,3 +128,23 @@ def test_a_config_that_cannot_be_opened_fails_start_and_leaves_nothing_running()
 def test_an_engine_url_that_is_not_a_websocket_is_refused() -> None:
     with pytest.raises(ValueError, match=r"'http://\*\*\*@h:1' is not a ws:// or wss:// URL"):
         StateWorker(settings=replace(FAST, engine_url="http://u:secret@h:1"))
+
+
+def test_a_config_file_without_a_state_block_is_called_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The easy mistake: pointing the worker at the engine's own config.yaml."""
+    caplog.set_level("INFO", logger="iii_state")
+    monkeypatch.chdir(tmp_path)  # the embedded store is created under ./data
+    (tmp_path / "config.yaml").write_text("workers:\n  - name: http\n")
+
+    async def scenario() -> None:
+        worker = StateWorker("config.yaml", replace(FAST, engine_url=f"ws://127.0.0.1:{free_port()}"))
+        await worker.start()
+        await worker.stop()
+
+    run(scenario())
+    assert (
+        "config.yaml has no `iii-state` (or `state`) worker block; "
+        "serving the embedded file store in data/state_store"
+    ) in caplog.text
