@@ -23,7 +23,7 @@ from .cas_cache import CasCache
 from .index import Index, backoff, quietly
 from .keys import Digest, KeyCodec, sha256_digest
 from .listing import Listing
-from .nodes import Cluster, Node
+from .nodes import Cluster, Node, OutOfMemoryError, Stored
 from .records import Record
 from .settings import Settings, read_settings
 
@@ -143,6 +143,27 @@ class MemcachedAdapter(Adapter):
             f"the entry; nothing was written, retry later"
         )
 
+    def _replace(
+        self, node: Node, mc_key: bytes, new: bytes, cas: bytes, old: bytes, epoch: int | None = None
+    ) -> Stored | None:
+        """Store ``new`` over ``old`` if the item is still at ``cas`` (on connection ``epoch``).
+
+        :returns: the store's reply; ``None`` when ``epoch`` named another connection.
+        :raises OutOfMemoryError: after putting ``old`` back, which memcached dropped.
+        """
+        try:
+            if epoch is None:
+                return node.store(mc_key, new, cas)
+            return node.store_on_epoch(mc_key, new, cas, epoch)
+        except OutOfMemoryError as exc:
+            self._cache.drop(mc_key)
+            if node.put_back(mc_key, old):
+                raise OutOfMemoryError(f"{exc}; the entry keeps its previous value") from None
+            raise OutOfMemoryError(
+                f"{exc}; memcached dropped the entry's previous value with it and it could not be "
+                f"put back"
+            ) from None
+
     # -- reads -------------------------------------------------------------------------------------
     def read(self, scope: str, key: str) -> bytes | None:
         mc_key = self._codec.data_key(scope, key)
@@ -168,7 +189,7 @@ class MemcachedAdapter(Adapter):
             own = records.find(known.item, mc_key, scope_raw, key_raw)
             if own is not None:
                 new = records.replaced(known.item, mc_key, Record(scope_raw, key_raw, own.generation, data))
-                stored = node.store_on_epoch(mc_key, self._fit(new, data), known.cas, known.epoch)
+                stored = self._replace(node, mc_key, self._fit(new, data), known.cas, known.item, known.epoch)
                 if stored is not None and stored.ok:
                     self._cache.put(mc_key, stored.epoch, stored.cas, new)
                     return own.value
@@ -177,9 +198,10 @@ class MemcachedAdapter(Adapter):
             item, cas, _ = node.gets(mc_key)
             own = None if item is None else records.find(item, mc_key, scope_raw, key_raw)
             if own is not None:
+                assert item is not None and cas is not None
                 new = records.replaced(item, mc_key, Record(scope_raw, key_raw, own.generation, data))
-                stored = node.store(mc_key, self._fit(new, data), cas)
-                if stored.ok:
+                stored = self._replace(node, mc_key, self._fit(new, data), cas, item)
+                if stored is not None and stored.ok:
                     self._cache.put(mc_key, stored.epoch, stored.cas, new)
                     return own.value
             elif self._create(scope, key, data, item, cas):
@@ -193,12 +215,14 @@ class MemcachedAdapter(Adapter):
         if token.own is None:
             return self._create(scope, key, data, token.item, token.cas)
         mc_key, node = self._locate(scope, key)
+        # an item that holds our record was read, with its cas
+        assert token.item is not None and token.cas is not None
         new = records.replaced(token.item, mc_key, token.own._replace(value=data))
-        assert token.cas is not None  # an item that holds our record was read with its cas
-        stored = node.store(mc_key, self._fit(new, data), token.cas)
-        if stored.ok:
-            self._cache.put(mc_key, stored.epoch, stored.cas, new)
-        return stored.ok
+        stored = self._replace(node, mc_key, self._fit(new, data), token.cas, token.item)
+        if stored is None or not stored.ok:
+            return False
+        self._cache.put(mc_key, stored.epoch, stored.cas, new)
+        return True
 
     def _create(self, scope: str, key: str, data: bytes, item: bytes | None, cas: bytes | None) -> bool:
         """Add the pair's first record: index it first, store it, then re-check the index.
@@ -214,8 +238,17 @@ class MemcachedAdapter(Adapter):
         # never a value that listing cannot reach.
         self._index.ensure_scope(scope)
         self._index.put_entry(scope, key, generation)
-        stored = node.store(mc_key, new, cas)
-        if not stored.ok:
+        try:
+            if item is None or cas is None:
+                stored: Stored | None = node.store(mc_key, new, None)
+            else:  # other pairs' records share this hashed key: keep them if memory runs out
+                stored = self._replace(node, mc_key, new, cas, item)
+        except OutOfMemoryError:
+            # Nothing was stored: take the entry out again rather than leave a ghost to prune.
+            entry = {key: generation}
+            quietly("unindexing a refused key", lambda: self._index.drop_entries(scope, entry))
+            raise
+        if stored is None or not stored.ok:
             return False
         self._cache.put(mc_key, stored.epoch, stored.cas, new)
         quietly("re-checking the listing index", lambda: self._index.after_create(scope, key, generation))
@@ -248,9 +281,7 @@ class MemcachedAdapter(Adapter):
         rest = records.without(item, mc_key, own.scope, own.key)
         if rest is None:
             return node.delete(mc_key, cas, epoch) is True
-        if epoch is None:
-            return node.store(mc_key, rest, cas).ok
-        stored = node.store_on_epoch(mc_key, rest, cas, epoch)
+        stored = self._replace(node, mc_key, rest, cas, item, epoch)
         return stored is not None and stored.ok
 
     def _removed(self, scope: str, key: str, own: Record) -> bytes:

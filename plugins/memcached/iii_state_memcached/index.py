@@ -22,18 +22,44 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Final
 
 from iii_state_core import BackendError, ConflictError, UnknownOutcomeError
 
 from . import records
 from .keys import KeyCodec
-from .nodes import Cluster
+from .nodes import Cluster, OutOfMemoryError
 
 log = logging.getLogger("iii_state.memcached")
 
 NO_CHANGE: Final = b"\x00no-change"
 Change = Callable[[bytes | None], bytes | None]
+#: Puts entries of a dropped index item back into what the key holds now.
+Merge = Callable[[bytes | None, bytes], bytes | None]
+
+
+def _merged(merge: Merge, current: bytes | None, *, lost: bytes) -> bytes | None:
+    return merge(current, lost)
+
+
+def merge_buckets(mc_key: bytes) -> Merge:
+    def merge(current: bytes | None, lost: bytes) -> bytes | None:
+        sections = records.load_bucket(current, mc_key)
+        for scope, entries in records.load_bucket(lost, mc_key).items():
+            section = sections.setdefault(scope, {})
+            for key, generation in entries.items():
+                section.setdefault(key, generation)
+        return records.dump_bucket(sections)
+
+    return merge
+
+
+def merge_shards(mc_key: bytes) -> Merge:
+    def merge(current: bytes | None, lost: bytes) -> bytes | None:
+        return records.dump_shard(records.load_shard(current, mc_key) | records.load_shard(lost, mc_key))
+
+    return merge
 
 
 def backoff(attempt: int) -> float:
@@ -50,11 +76,13 @@ class Index:
         self.item_limit = item_limit
 
     # -- the one cas loop every index change goes through -----------------------------------------
-    def _update(self, mc_key: bytes, change: Change, what: str) -> None:
+    def _update(self, mc_key: bytes, change: Change, what: str, merge: Merge) -> None:
         """Apply ``change`` to the item at ``mc_key`` atomically (gets, then cas/add/delete).
 
         ``change`` gets the current item (``None``: missing) and returns the new one, ``None``
-        to delete it, or :data:`NO_CHANGE`.
+        to delete it, or :data:`NO_CHANGE`. ``merge`` puts the old item's entries back when
+        memcached dropped it on an out-of-memory store (entries too many are harmless ghosts;
+        entries too few would hide live values).
 
         :raises BackendError: when the item would outgrow the server's item size, when the
             retry budget runs out, or when the server fails.
@@ -81,6 +109,10 @@ class Index:
             except UnknownOutcomeError as exc:
                 # Only the index was in flight, never the entry's value: a plain failure for callers.
                 raise BackendError(f"{exc} (while updating {what})") from None
+            except OutOfMemoryError:
+                if item is not None and not node.put_back(mc_key, item):
+                    self._update(mc_key, partial(_merged, merge, lost=item), what, merge)
+                raise
             if done:
                 return
             time.sleep(backoff(attempt))
@@ -101,7 +133,7 @@ class Index:
             scopes.add(scope)
             return records.dump_shard(scopes)
 
-        self._update(shard, change, "the scope index")
+        self._update(shard, change, "the scope index", merge_shards(shard))
 
     def drop_scope_if_empty(self, scope: str) -> bool:
         """Remove ``scope`` from the scope index, then put it back if a key appeared meanwhile.
@@ -117,7 +149,7 @@ class Index:
             scopes.discard(scope)
             return records.dump_shard(scopes)
 
-        self._update(shard, change, "the scope index")
+        self._update(shard, change, "the scope index", merge_shards(shard))
         # Re-check after the write: a creator that indexed a key before our removal is seen here;
         # one that indexes after it sees the scope missing in its own re-check and adds it back.
         if self.scope_has_entries(scope):
@@ -145,7 +177,7 @@ class Index:
             section[key] = generation
             return records.dump_bucket(sections)
 
-        self._update(bucket, change, f"the listing index of scope {scope[:80]!r}")
+        self._update(bucket, change, f"the listing index of scope {scope[:80]!r}", merge_buckets(bucket))
 
     def drop_entries(self, scope: str, entries: dict[str, int]) -> None:
         """Remove the entries of ``entries`` (key -> generation) that still name that generation."""
@@ -166,7 +198,7 @@ class Index:
                     del section[k]
                 return records.dump_bucket(sections)
 
-            self._update(bucket, change, f"the listing index of scope {scope[:80]!r}")
+            self._update(bucket, change, f"the listing index of scope {scope[:80]!r}", merge_buckets(bucket))
 
     def after_create(self, scope: str, key: str, generation: int) -> None:
         """The creator's re-check: its entry and its scope must still be indexed."""

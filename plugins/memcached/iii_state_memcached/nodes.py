@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import select
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -49,6 +50,11 @@ class Conn(Client):  # type: ignore[misc]
     def _connect(self) -> None:
         super()._connect()
         self.epoch = next(_EPOCHS)
+
+
+class OutOfMemoryError(BackendError):
+    """The server had no memory for the item. memcached then also *drops* the item the store
+    would have replaced (its "no stale data" rule), so callers put the old one back."""
 
 
 class Stored(NamedTuple):
@@ -190,9 +196,9 @@ class Node:
                     f"memcached at {self.name} refused an item as too large for its item size limit"
                 ) from None
             if "out of memory" in text:
-                raise BackendError(
-                    f"memcached at {self.name} is out of memory and may not evict (it runs with -M): "
-                    f"{op} was refused, nothing was written"
+                raise OutOfMemoryError(
+                    f"memcached at {self.name} is out of memory (started with -M it may not evict; "
+                    f"without -M nothing of this size could be evicted): the {op} was refused"
                 ) from None
             raise BackendError(f"memcached at {self.name}: {op} refused: {text}") from None
         except MemcacheClientError as exc:
@@ -220,6 +226,22 @@ class Node:
         if reply[:2] in (b"NS", b"EX", b"NF"):
             return Stored(False, b"", conn.epoch)
         raise self._unknown("store", f"unexpected reply {reply[:20]!r}")
+
+    def put_back(self, key: bytes, item: bytes) -> bool:
+        """After an out-of-memory store dropped ``item``: add it again (its memory was just freed).
+
+        :returns: ``False`` when it could not be (someone stored the key meanwhile, or no memory).
+        """
+        for attempt in range(6):
+            try:
+                return self.store(key, item, None).ok
+            except OutOfMemoryError:
+                # the dropped item's memory is not always free at once (another thread of the
+                # server may still hold it): give it a moment
+                time.sleep(0.001 * 2**attempt)
+            except BackendError:
+                return False
+        return False
 
     def store(self, key: bytes, item: bytes, cas: bytes | None) -> Stored:
         """Store ``item`` only if the key's cas is still ``cas`` (``None``: only if missing)."""

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from iii_state_memcached import records
 
 from iii_state_core import BackendError, StateStore
-from iii_state_memcached import records
 
 
 def _adapter(store: StateStore) -> Any:

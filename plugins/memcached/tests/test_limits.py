@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-from iii_state_core import BackendError, StateStore, ValueTooLargeError
 from iii_state_memcached import MemcachedAdapter
 from iii_state_memcached.adapter import NAME_ALLOWANCE, value_limit
+
+from iii_state_core import BackendError, StateStore, ValueTooLargeError
 
 
 def test_the_class_declares_the_default_one_megabyte_limit() -> None:
