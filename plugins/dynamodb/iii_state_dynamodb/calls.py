@@ -63,10 +63,13 @@ class ConditionFailed(Exception):
 
 
 class AwsError(BackendError):
-    """DynamoDB refused a request; ``aws_code`` is its error code (``ResourceNotFoundException``…)."""
+    """DynamoDB refused a request; ``aws_code`` is its error code (``ResourceNotFoundException``…).
 
-    def __init__(self, message: str, *, aws_code: str) -> None:
-        super().__init__(message)
+    Keeps ``BackendError``'s signature: the core's driver rebuilds it as ``cls(message, code=…)``.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None, aws_code: str = "") -> None:
+        super().__init__(message, code=code)
         self.aws_code = aws_code
 
 

@@ -1,0 +1,135 @@
+"""A loopback HTTP proxy in front of a DynamoDB endpoint that injects faults on request.
+
+Not a server manager: it forwards to a server the shared fixtures started, and lets a test say
+"throttle the next 3 PutItem", "apply the next PutItem but cut the reply", "corrupt the next
+GetItem reply" or "hold the next GetItem for 0.5 s". It counts what it saw per operation, so a
+test can prove a request was sent exactly once.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+THROTTLE = "throttle"  # answer 400 ThrottlingException without forwarding
+SERVER_ERROR = "server-error"  # forward (so it is applied), then answer 500
+CUT_REPLY = "cut-reply"  # forward (so it is applied), then close the connection without a reply
+CORRUPT = "corrupt"  # forward, then change `marker` in the reply body (its CRC32 no longer matches)
+DELAY = "delay"  # wait `delay` seconds, then forward
+
+
+class FaultyProxy:
+    """``url`` forwards to ``upstream``; ``fail(operation, action, times)`` arms a fault."""
+
+    def __init__(self, upstream: str, delay: float = 0.5, marker: bytes = b"marker") -> None:
+        parts = urllib.parse.urlsplit(upstream)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.delay = delay
+        self.marker = marker
+        self.seen: Counter[str] = Counter()
+        self._faults: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                proxy._handle(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def fail(self, operation: str, action: str, times: int = 1) -> None:
+        with self._lock:
+            self._faults.setdefault(operation, []).extend([action] * times)
+
+    def _next_fault(self, operation: str) -> str | None:
+        with self._lock:
+            self.seen[operation] += 1
+            queue = self._faults.get(operation)
+            return queue.pop(0) if queue else None
+
+    def _forward(
+        self, handler: BaseHTTPRequestHandler, body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        conn = http.client.HTTPConnection(*self.upstream, timeout=30)
+        try:
+            headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
+            conn.request("POST", handler.path, body=body, headers=headers)
+            reply = conn.getresponse()
+            return reply.status, reply.getheaders(), reply.read()
+        finally:
+            conn.close()
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        body = handler.rfile.read(int(handler.headers.get("Content-Length", "0")))
+        operation = handler.headers.get("X-Amz-Target", "").rpartition(".")[2]
+        fault = self._next_fault(operation)
+        if fault == THROTTLE:
+            error = {
+                "__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
+                "message": "Rate exceeded",
+            }
+            self._reply(handler, 400, [], json.dumps(error).encode())
+            return
+        if fault == DELAY:
+            time.sleep(self.delay)
+        status, headers, payload = self._forward(handler, body)
+        if fault == CUT_REPLY:
+            handler.close_connection = True
+            handler.connection.close()
+            return
+        if fault == SERVER_ERROR:
+            error = {"__type": "com.amazon.coral.service#InternalServerError", "message": "injected"}
+            self._reply(handler, 500, [], json.dumps(error).encode())
+            return
+        if fault == CORRUPT:
+            # Still valid JSON, just another value: only the CRC32 can tell.
+            payload = payload.replace(self.marker, self.marker[:-1] + b"t")
+        self._reply(handler, status, headers, payload)
+
+    @staticmethod
+    def _reply(
+        handler: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], body: bytes
+    ) -> None:
+        handler.send_response(status)
+        skip = {"content-length", "connection", "transfer-encoding", "date", "server"}
+        for name, value in headers:
+            if name.lower() not in skip:
+                handler.send_header(name, value)
+        if not any(name.lower() == "content-type" for name, _ in headers):
+            handler.send_header("Content-Type", "application/x-amz-json-1.0")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def start(self) -> FaultyProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@contextmanager
+def faulty_proxy(upstream: str, delay: float = 0.5) -> Iterator[FaultyProxy]:
+    proxy = FaultyProxy(upstream, delay).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

@@ -1,0 +1,67 @@
+"""The item layout: injective, order-preserving key encoding and the size arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from iii_state_dynamodb import DynamoDBAdapter
+from iii_state_dynamodb.layout import (
+    ITEM_BUDGET,
+    MAX_KEY_BYTES,
+    MAX_SCOPE_BYTES,
+    MAX_VALUE_BYTES,
+    decode_name,
+    encode_name,
+    item_key,
+    new_version,
+    value_text,
+)
+
+from iii_state_core import KeyTooLargeError, ValueTooLargeError
+
+names = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
+
+
+def test_declared_limits_are_the_layout_limits() -> None:
+    caps = DynamoDBAdapter.capabilities
+    assert (caps.max_scope_bytes, caps.max_key_bytes) == (2047, 1023)
+    assert caps.max_value_bytes == MAX_VALUE_BYTES == ITEM_BUDGET - (2 + 2048 + 2 + 1024 + 3 + 3 + 21)
+    assert caps.ordered_listing and caps.durable and caps.shared and not caps.may_evict
+    assert caps.atomic_update == "emulated"
+
+
+@given(names, names)
+def test_encoding_is_injective_non_empty_and_keeps_utf8_order(a: str, b: str) -> None:
+    ea, eb = encode_name("key", a, MAX_KEY_BYTES), encode_name("key", b, MAX_KEY_BYTES)
+    assert ea and eb
+    assert (ea == eb) == (a == b)
+    assert decode_name(ea) == a
+    # DynamoDB compares string keys by their UTF-8 bytes
+    assert (ea.encode() < eb.encode()) == (a.encode() < b.encode())
+
+
+def test_empty_scope_and_key_become_legal_key_attributes() -> None:
+    assert item_key("", "") == {"pk": {"S": "#"}, "sk": {"S": "#"}}
+    assert decode_name("other") is None
+
+
+def test_key_limits_at_the_boundary() -> None:
+    assert len(encode_name("key", "é" * 511 + "a", MAX_KEY_BYTES).encode()) == 1024
+    with pytest.raises(KeyTooLargeError, match=r"1024 bytes.*at most 1023"):
+        encode_name("key", "é" * 512, MAX_KEY_BYTES)
+    assert len(encode_name("scope", "a" * MAX_SCOPE_BYTES, MAX_SCOPE_BYTES).encode()) == 2048
+    with pytest.raises(KeyTooLargeError):
+        item_key("a" * (MAX_SCOPE_BYTES + 1), "k")
+
+
+def test_value_limit_at_the_boundary() -> None:
+    assert len(value_text(b"1" * MAX_VALUE_BYTES)) == MAX_VALUE_BYTES
+    with pytest.raises(ValueTooLargeError, match=str(MAX_VALUE_BYTES)):
+        value_text(b"1" * (MAX_VALUE_BYTES + 1))
+
+
+def test_versions_are_fresh_positive_63_bit_numbers() -> None:
+    drawn = {new_version() for _ in range(1000)}
+    assert len(drawn) == 1000
+    assert all(0 <= int(v) < 2**63 and len(v) <= 19 for v in drawn)
