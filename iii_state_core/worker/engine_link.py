@@ -21,6 +21,7 @@ SDK_LOGGER = "iii.iii"
 _CONNECT_FAILED = "Connection failed: "
 _DEPRECATED = "register_trigger_type is deprecated"
 _HANDLER_ERROR = "Error in handler state::"
+_REJECTED = "Function registration rejected"
 
 
 class EngineLink:
@@ -29,7 +30,8 @@ class EngineLink:
     :param url: the address dialled (logged only in redacted form).
     :param max_delay_ms: the reconnect backoff's cap, quoted in the retry message.
     :param on_lost: called (on the SDK's thread) when an established connection is lost.
-    :param on_failed: called (on the SDK's thread) when the SDK gives up for good.
+    :param on_failed: called (on the SDK's thread) when the SDK gives up for good, or when the
+        engine refuses one of our functions because another worker already serves it.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class EngineLink:
         self._failures = 0
         self._outage_reported = False
         self._down_since: float | None = None
+        self._refused: set[str] = set()
         #: Set while the worker shuts down: state changes are expected then, not news.
         self.stopping = False
         #: Connections established so far (the first one included).
@@ -105,6 +108,24 @@ class EngineLink:
             self.safe_url, scrub(reason, self.url), attempt, self._max_delay_s,
         )  # fmt: skip
 
+    def on_function_refused(self, function_id: str, namespace: str, owner: str) -> None:
+        """The engine refused one registration: another live worker owns that function."""
+        if self.stopping:
+            return
+        with self._lock:
+            first = not self._refused
+            self._refused.add(function_id)
+        if not first:
+            log.error("the engine refused %s too (owned by worker %s)", function_id, owner or "?")
+            return
+        log.error(
+            "the engine refused %s: worker %s already serves it in namespace %r. Is the engine's "
+            "built-in state worker still on? Remove `iii-state`/`state` from the engine's config.yaml "
+            "(see docs/worker.md). Stopping rather than serving only part of state::*",
+            function_id, owner or "?", namespace or "default",
+        )  # fmt: skip
+        self._on_failed()
+
     def _on_connected(self) -> None:
         with self._lock:
             down_for = None if self._down_since is None else time.monotonic() - self._down_since
@@ -145,6 +166,7 @@ class _SdkLogFilter(logging.Filter):
 
     - hides the URL's credentials in every SDK line (it logs ``Connected to <url>``);
     - turns each ``Connection failed: …`` warning into the worker's own retry line;
+    - turns a refused ``state::*`` registration into the worker's error line and a stop;
     - drops the SDK's traceback for a ``state::*`` failure the worker already logged at the
       right level (a bad payload is the caller's mistake, not an ERROR with a traceback);
     - drops the once-per-process deprecation warning for ``register_trigger_type``: the worker
@@ -165,6 +187,11 @@ class _SdkLogFilter(logging.Filter):
             return False
         if message.startswith(_DEPRECATED):
             return False
+        if message.startswith(_REJECTED) and isinstance(record.args, tuple) and len(record.args) == 4:
+            _code, namespace, function_id, owner = (str(a) for a in record.args)
+            if function_id.startswith("state::"):
+                self._link.on_function_refused(function_id, namespace, owner)
+                return False
         if message.startswith(_HANDLER_ERROR) and _is_reported(record):
             return False
         clean = scrub(message, self._link.url)

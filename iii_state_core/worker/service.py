@@ -83,6 +83,7 @@ class StateWorker:
         self._idle.set()
         self._stopped = asyncio.Event()
         self._stopping = False
+        self._stop_task: asyncio.Task[None] | None = None
         #: ``1`` once the SDK gave up on the engine for good; what the CLI exits with.
         self.exit_code = 0
 
@@ -258,11 +259,16 @@ class StateWorker:
         )
 
     def _given_up(self) -> None:
-        """The SDK stopped retrying (fatal rejection): stop the worker with exit code 1."""
+        """The engine will not take this worker (fatal rejection, or another worker owns some
+        ``state::*`` function): stop with exit code 1. Called on the SDK's thread."""
         self.exit_code = 1
         loop = self._loop
         if loop is not None and not self._stopping:
-            loop.call_soon_threadsafe(lambda: loop.create_task(self.stop()))
+            loop.call_soon_threadsafe(self._stop_soon)
+
+    def _stop_soon(self) -> None:
+        if self._stop_task is None and not self._stopping:
+            self._stop_task = asyncio.get_running_loop().create_task(self.stop())
 
     def _log_default_store(self) -> None:
         named = self._config if isinstance(self._config, (str, os.PathLike)) else None

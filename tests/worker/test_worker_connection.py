@@ -137,3 +137,29 @@ def test_a_fatal_rejection_stops_the_worker_with_exit_code_1(caplog: pytest.LogC
 
     run(scenario())
     assert "gave up on the iii engine" in caplog.text
+
+
+def test_a_function_another_worker_owns_stops_the_worker(caplog: pytest.LogCaptureFixture) -> None:
+    """Serving only part of state::* next to the engine's built-in would split the data."""
+    caplog.set_level("INFO", logger="iii_state")
+
+    async def scenario() -> None:
+        async with serving() as (peer, worker):
+            await peer.send(
+                {
+                    "type": "registrationrejected",
+                    "code": "FUNCTION_NAMESPACE_CONFLICT",
+                    "namespace": "default",
+                    "function_id": "state::get",
+                    "owner_worker_id": "builtin-1",
+                }
+            )
+            await asyncio.wait_for(worker.wait_stopped(), 5)
+            assert worker.exit_code == 1
+
+    run(scenario())
+    assert (
+        "the engine refused state::get: worker builtin-1 already serves it in namespace 'default'. "
+        "Is the engine's built-in state worker still on?"
+    ) in caplog.text
+    assert "Function registration rejected" not in caplog.text
