@@ -43,6 +43,7 @@ def test_names_beyond_the_allowance_refuse_only_the_largest_values(
 ) -> None:
     store = open_memcached(memcached_servers)
     limit = type(store.adapter).capabilities.max_value_bytes
+    assert limit is not None
     key = "k" * (2 * NAME_ALLOWANCE)
     with pytest.raises(ValueTooLargeError, match="together with its scope and key") as info:
         store.set("s", key, "v" * (limit - 2))
