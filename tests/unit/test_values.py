@@ -285,3 +285,45 @@ def test_depth_limit_above_recursion_limit_fails_cleanly() -> None:
             pytest.fail("RecursionError escaped instead of a StateError")
         except DeserializationError:
             pass  # refusing it clearly is fine; so is storing it
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b'{"a":1}', b' {"a":1}', b'{"a":1}\n', b"1 ", b"0", b"-0", b"-0.0", b"1e5", b"12345678901234567890",
+     b'"\\ud83d\\ude00"', b'"\xf0\x9f\x98\x80"', b"\xef\xbb\xbf[1]", b"[1,2]", b"[]", b"{}", b"null",
+     b"true", b"false", b'"x"', b"t", b"1 2", b"[1,2]x", b"\x00", b"", b'"a\xff"', b"-", b"[1,", b"nul"],
+)  # fmt: skip
+def test_decode_stored_agrees_with_json_loads(data: bytes) -> None:
+    # decode_stored may take shortcuts for the core's own compact bytes; it must never parse
+    # anything differently from json.loads, nor accept what json.loads refuses
+    import json
+
+    try:
+        expected = json.loads(data)
+    except ValueError:
+        with pytest.raises(InvalidValueError):
+            decode_stored(data)
+        return
+    assert_same(decode_stored(data), expected)
+
+
+class _Str(str):
+    pass
+
+
+class _Dict(dict):  # type: ignore[type-arg]
+    pass
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"a": [1, 2.5, None, True, False, "é\n\"\\"]}, 0.1, 1e16, 1e-7, -0.0, 2**64 - 1, -(2**63),
+     [_Str("sub")], _Dict(a=1), {"k": _Dict(b=[1])}, nest(47), nest(48), nest(49), nest(128),
+     {"\u2028": "\u2029"}, "\x00\x1f", [[], {}], {"": ""}],
+    ids=lambda v: repr(v)[:40],
+)  # fmt: skip
+def test_encode_matches_json_dumps(value: Any) -> None:
+    import json
+
+    expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    assert encode(value) == expected
