@@ -46,10 +46,23 @@ class Conn(Client):  # type: ignore[misc]
     """
 
     epoch = 0
+    _poll: Any = None
 
     def _connect(self) -> None:
         super()._connect()
         self.epoch = next(_EPOCHS)
+        self._poll = select.poll()
+        self._poll.register(self.sock.fileno(), select.POLLIN)
+
+    def dropped(self) -> bool:
+        """True when the idle connection has something to read: the server closed it (or the
+        stream is out of step). Nothing else ever arrives unasked on a memcached connection."""
+        if self.sock is None or self._poll is None:
+            return False
+        try:
+            return bool(self._poll.poll(0))
+        except (OSError, ValueError):
+            return True
 
 
 class OutOfMemoryError(BackendError):
@@ -104,11 +117,7 @@ class Node:
         # An idle connection the server closed (it restarted, or dropped idle clients) reads as
         # EOF: close it here so the command opens a new one, instead of failing on it — a write
         # failing after it was sent would have to be reported as an unknown outcome.
-        try:
-            readable, _, _ = select.select([conn.sock], [], [], 0)
-        except (OSError, ValueError):
-            readable = [conn.sock]
-        if readable:
+        if conn.dropped():
             conn.close()
         return conn
 
