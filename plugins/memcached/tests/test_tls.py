@@ -13,7 +13,7 @@ from iii_state_conformance.servers import LOOPBACK, MemcachedServer, TlsFiles, g
 from iii_state_core import BackendError, StateStore
 
 
-class TlsMemcached(MemcachedServer):
+class TlsMemcached(MemcachedServer):  # type: ignore[misc]
     """memcached with TLS on its only port; the readiness probe speaks TLS too."""
 
     def __init__(self, files: TlsFiles, *, require_client_cert: bool = False) -> None:
@@ -29,7 +29,7 @@ class TlsMemcached(MemcachedServer):
         with socket.create_connection((LOOPBACK, port), timeout=2.0) as raw:
             with context.wrap_socket(raw, server_hostname=LOOPBACK) as sock:
                 sock.sendall(b"version\r\n")
-                return sock.recv(64).startswith(b"VERSION ")
+                return bool(sock.recv(64).startswith(b"VERSION "))
 
 
 @pytest.fixture(scope="module")
