@@ -58,7 +58,15 @@ class AsyncRedisAdapter(AsyncAdapter):
                 if cluster:
                     if standalone is not None:
                         await standalone.aclose()
-                    self._client = connections.async_cluster(self.settings)
+                    client = connections.async_cluster(self.settings)
+                    # Learn the slot map before anyone can use the client: commands racing
+                    # the first lazy initialisation find nodes closed under them (redis-py 8.1).
+                    try:
+                        await client.initialize()
+                    except BaseException:
+                        await client.aclose()
+                        raise
+                    self._client = client
                 else:
                     self._client = standalone or connections.async_standalone(self.settings)
                 self._cluster = cluster

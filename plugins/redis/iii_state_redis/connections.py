@@ -122,6 +122,15 @@ class _TrackedAsync:
         finally:
             self._iii_connecting = False
 
+    async def can_read(self) -> bool:
+        # asyncio reports a reset (RST) as an error stored on the reader, not as end of file,
+        # and redis-py's pool check looks only for the latter: a connection reset while idle
+        # would be handed out, and the next command written into it would be lost.
+        writer = getattr(self, "_writer", None)
+        if writer is not None and writer.transport.is_closing():
+            return True  # "has data": the pool reconnects it
+        return await super().can_read()  # type: ignore[misc,no-any-return]
+
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         if self._iii_connecting:
             await super().send_packed_command(command, check_health)  # type: ignore[misc]

@@ -18,13 +18,13 @@ LOOPBACK = "127.0.0.1"
 
 
 def _abort(sock: socket.socket) -> None:
-    """Wake any thread blocked on ``sock`` and close it with a RST."""
+    """Wake any thread blocked on ``sock`` and close it with a bare RST (no FIN first)."""
     with suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     with suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
+        sock.shutdown(socket.SHUT_RD)  # wakes our own blocked recv; sends nothing to the peer
     with suppress(OSError):
-        sock.close()
+        sock.close()  # linger 0: the peer gets a RST
 
 
 class _Pair:
