@@ -4,6 +4,7 @@ clear error, and a table deleted while open says so."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import boto3
@@ -20,6 +21,11 @@ def raw(endpoint: str) -> Any:
 
 
 def delete_table(raw: Any, name: str) -> None:
+    """Delete a test table, once it is no longer CREATING (dynalite refuses that until then)."""
+    for _ in range(200):
+        if raw.describe_table(TableName=name)["Table"]["TableStatus"] != "CREATING":
+            break
+        time.sleep(0.02)
     raw.delete_table(TableName=name)
 
 
