@@ -1,0 +1,158 @@
+"""What the iii-state worker costs per call, over the same fake engine and the same store.
+
+"ours" is ``StateWorker``. The SDK's loop forwards each call to the worker's loop, which counts it
+as in flight and runs ``AsyncStateStore.trigger``. "raw" is a bare ``iii-sdk`` worker whose
+handler awaits the same ``AsyncStateStore.trigger`` directly on the SDK's loop: the least any
+SDK-based state worker could do. Both use the in-memory kv store, so the difference is the
+worker's own overhead. The peer (``tests/worker/engine_peer.py``) stands in for the engine::
+
+    python bench/bench_worker.py [--seconds 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "worker"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engine_peer import EnginePeer
+from harness import Measurement, Pair, measure, table
+from iii import InitOptions  # type: ignore[import-untyped]
+from iii.iii import III  # type: ignore[import-untyped]
+
+from iii_state_core import open_async_store
+from iii_state_core.wire import FUNCTIONS
+from iii_state_core.worker import StateWorker, WorkerSettings
+
+T = TypeVar("T")
+MEMORY = {"adapter": {"name": "kv", "config": {"store_method": "in_memory"}}}
+INCREMENT = [{"type": "increment", "path": "n", "by": 1}]
+OPS: dict[str, Any] = {
+    "set": lambda i: {"scope": "bench", "key": f"k{i % 1000}", "value": {"n": i, "tags": ["a", "b"]}},
+    "get": lambda i: {"scope": "bench", "key": f"k{i % 1000}"},
+    "update": lambda i: {
+        "scope": "bench",
+        "key": "counter",
+        "ops": [{"type": "increment", "path": "n", "by": 1}],
+    },
+}
+
+
+class Loop:
+    """An event loop on a thread of its own, for the peers and the worker."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+async def _start_peer() -> EnginePeer:
+    peer = EnginePeer()
+    await peer.start()
+    return peer
+
+
+async def _wait_registered(peer: EnginePeer) -> None:
+    for name in FUNCTIONS:
+        await peer.wait_for_function(f"state::{name}")
+
+
+async def _serve_raw() -> tuple[EnginePeer, Any, Any]:
+    peer = EnginePeer()
+    await peer.start()
+    store = open_async_store(MEMORY)
+    iii = await asyncio.to_thread(III, peer.url, InitOptions(worker_name="raw", otel={"enabled": False}))
+    for name in OPS:
+
+        async def handler(data: Any, name: str = name) -> Any:
+            return await store.trigger({"function_id": f"state::{name}", "payload": data})
+
+        iii.register_function(f"raw::{name}", handler)
+        await peer.wait_for_function(f"raw::{name}")
+    return peer, iii, store
+
+
+def _concurrent(runner: Loop, peer: EnginePeer, function_id: str, label: str, n: int = 2000) -> Measurement:
+    """``n`` calls in flight at once, 200 at a time."""
+
+    async def go() -> list[float]:
+        sem = asyncio.Semaphore(200)
+        times: list[float] = []
+
+        async def one(i: int) -> None:
+            async with sem:
+                t0 = time.perf_counter()
+                await peer.call(function_id, OPS["update"](i), timeout=30)
+                times.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return times
+
+    started = time.perf_counter()
+    times = sorted(runner.run(go()))
+    total = time.perf_counter() - started
+    return Measurement(label, n / total, statistics.median(times) * 1e6, times[int(n * 0.99)] * 1e6)
+
+
+def _caller(runner: Loop, peer: EnginePeer, function_id: str, op: str) -> Callable[[int], object]:
+    """One blocking call through ``peer``: what :func:`harness.measure` times."""
+    return lambda i: runner.run(peer.call(function_id, OPS[op](i)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=1.0)
+    args = parser.parse_args()
+    os.environ.setdefault("OTEL_ENABLED", "false")
+    runner = Loop()
+    # The worker owns its loop, as under `iii-state worker`; the peers share another one.
+    worker_loop = Loop()
+    ours_peer = runner.run(_start_peer())
+    worker = StateWorker(MEMORY, WorkerSettings(engine_url=ours_peer.url, telemetry=False))
+    worker_loop.run(worker.start())
+    runner.run(_wait_registered(ours_peer))
+    raw_peer, raw_iii, raw_store = runner.run(_serve_raw())
+    pairs = []
+    for name in OPS:
+        ours = measure(
+            f"state::{name}", _caller(runner, ours_peer, f"state::{name}", name), seconds=args.seconds
+        )
+        raw = measure(f"raw::{name}", _caller(runner, raw_peer, f"raw::{name}", name), seconds=args.seconds)
+        pairs.append(Pair(f"{name} (one at a time)", ours, raw))
+    pairs.append(
+        Pair(
+            "update (200 in flight)",
+            _concurrent(runner, ours_peer, "state::update", "ours"),
+            _concurrent(runner, raw_peer, "raw::update", "raw"),
+        )
+    )
+    worker_loop.run(worker.stop())
+    worker_loop.close()
+    runner.run(asyncio.to_thread(raw_iii.shutdown))
+    runner.run(raw_store.close())
+    runner.run(ours_peer.close())
+    runner.run(raw_peer.close())
+    runner.close()
+    print(table("iii-state worker vs a bare iii-sdk handler (fake engine, in-memory kv)", pairs))
+
+
+if __name__ == "__main__":
+    main()
