@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any, TypeVar
 
 from redis.exceptions import NoPermissionError, NoScriptError
@@ -19,10 +19,11 @@ from iii_state_core import Adapter, AsyncAdapter, BackendError, Capabilities, St
 from iii_state_core.adapter import Page, Token
 
 from . import connections
-from .layout import REMOVE, WRITE, WRITE_IF, Layout, Script
-from .listing import PRIMARIES, Plan, Read, scan_plan, scopes_plan
+from .layout import REMOVE, SWAP, WRITE, Layout, Script
+from .listing import PRIMARIES, Read, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
 from .settings import RedisSettings, read_settings
+from .updating import Pause, Recent, Swap, modify_plan, swap_args, swap_result
 
 T = TypeVar("T")
 
@@ -35,8 +36,9 @@ CAPABILITIES = Capabilities(
     # outlives the server depends on its AOF/RDB settings (see the README).
     durable=True,
     shared=True,
-    # The core's loop: HGET, then a compare-and-swap script on the exact bytes.
-    atomic_update="emulated",
+    # modify(): a compare-and-swap script on the exact bytes, from the last value this process
+    # saw (one round trip) or one HGET; the core's op engine computes the new value.
+    atomic_update="native",
     # HSCAN may return a key twice (the core deduplicates list and list_keys).
     ordered_listing=False,
     listing_cost=(
@@ -69,6 +71,7 @@ class RedisAdapter(Adapter):
         self.settings = settings
         self.layout = Layout.for_prefix(settings.key_prefix)
         self.policy = RetryPolicy(settings.retries)
+        self.recent = Recent()
         self._cluster = settings.cluster
         self._client: Any = None
         self._closed = False
@@ -138,18 +141,28 @@ class RedisAdapter(Adapter):
 
         return self._call("write", f"script {script.name}", run)
 
-    def _drive(self, plan: Plan) -> Any:
+    def _drive(self, plan: Generator[Any, Any, Any]) -> Any:
+        """Run a plan of ``listing``/``updating`` requests to its result."""
         request = next(plan)
         while True:
+            reply: Any = None
             if request is PRIMARIES:
-                reply: Any = self._call("read", "CLUSTER SLOTS", self._primaries)
-            else:
-                assert isinstance(request, Read)
+                reply = self._call("read", "CLUSTER SLOTS", self._primaries)
+            elif isinstance(request, Read):
                 reply = self._call("read", str(request.args[0]), functools.partial(_execute, request=request))
+            elif isinstance(request, Swap):
+                reply = self._swap(request)
+            elif isinstance(request, Pause):
+                time.sleep(request.seconds)
             try:
                 request = plan.send(reply)
             except StopIteration as stop:
                 return stop.value
+
+    def _swap(self, request: Swap) -> tuple[bool, bytes | None]:
+        stored, current = swap_result(self._script(SWAP, request.name, *swap_args(request)))
+        self.recent.put(request.name, request.field, request.data if stored else current)
+        return stored, current
 
     def _primaries(self, client: Any) -> list[Any]:
         return list(client.get_primaries()) if self._cluster else [None]
@@ -161,20 +174,29 @@ class RedisAdapter(Adapter):
         return raw
 
     def write(self, scope: str, key: str, data: bytes) -> bytes | None:
-        old: bytes | None = self._script(WRITE, self.layout.hash_key(scope), self.layout.field(key), data)
+        name, field = self.layout.hash_key(scope), self.layout.field(key)
+        old: bytes | None = self._script(WRITE, name, field, data)
+        self.recent.put(name, field, data)
         return old
 
     def remove(self, scope: str, key: str) -> bytes | None:
-        old: bytes | None = self._script(REMOVE, self.layout.hash_key(scope), self.layout.field(key))
+        name, field = self.layout.hash_key(scope), self.layout.field(key)
+        old: bytes | None = self._script(REMOVE, name, field)
+        self.recent.put(name, field, None)
         return old
 
     def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
-        name, field = self.layout.hash_key(scope), self.layout.field(key)
-        if token is None:
-            return bool(self._call("write", "HSETNX", lambda c: c.hsetnx(name, field, data)))
-        if not isinstance(token, bytes):
+        if token is not None and not isinstance(token, bytes):
             raise TypeError(f"write_if token must be the bytes read_versioned returned, got {token!r}")
-        return int(self._script(WRITE_IF, name, field, token, data)) == 1
+        stored, _ = self._swap(Swap(self.layout.hash_key(scope), self.layout.field(key), token, data))
+        return stored
+
+    def modify(
+        self, scope: str, key: str, change: Callable[[bytes | None], bytes]
+    ) -> tuple[bytes | None, bytes]:
+        name, field = self.layout.hash_key(scope), self.layout.field(key)
+        result: tuple[bytes | None, bytes] = self._drive(modify_plan(self.recent, name, field, change))
+        return result
 
     def list_scopes(self) -> list[str]:
         scopes: list[str] = self._drive(scopes_plan(self.layout))
@@ -195,7 +217,7 @@ class RedisAdapter(Adapter):
     def async_twin(self) -> AsyncAdapter:
         from .async_adapter import AsyncRedisAdapter
 
-        return AsyncRedisAdapter(self.settings, cluster=self._cluster)
+        return AsyncRedisAdapter(self.settings, cluster=self._cluster, recent=self.recent)
 
 
 def _execute(client: Any, request: Read) -> Any:

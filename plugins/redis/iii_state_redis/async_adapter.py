@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
 from redis.exceptions import NoPermissionError, NoScriptError
@@ -18,10 +18,11 @@ from iii_state_core.adapter import Page, Token
 
 from . import connections
 from .adapter import closed_error, cluster_enabled
-from .layout import REMOVE, WRITE, WRITE_IF, Layout, Script
-from .listing import PRIMARIES, Plan, Read, scan_plan, scopes_plan
+from .layout import REMOVE, SWAP, WRITE, Layout, Script
+from .listing import PRIMARIES, Read, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
 from .settings import RedisSettings
+from .updating import Pause, Recent, Swap, modify_plan, swap_args, swap_result
 
 T = TypeVar("T")
 
@@ -29,8 +30,11 @@ T = TypeVar("T")
 class AsyncRedisAdapter(AsyncAdapter):
     """The awaitable twin of :class:`~iii_state_redis.RedisAdapter`."""
 
-    def __init__(self, settings: RedisSettings, *, cluster: bool | None = None) -> None:
+    def __init__(
+        self, settings: RedisSettings, *, cluster: bool | None = None, recent: Recent | None = None
+    ) -> None:
         self.settings = settings
+        self.recent = Recent() if recent is None else recent
         self.layout = Layout.for_prefix(settings.key_prefix)
         self.policy = RetryPolicy(settings.retries)
         self._cluster = settings.cluster if cluster is None else cluster
@@ -103,20 +107,29 @@ class AsyncRedisAdapter(AsyncAdapter):
 
         return await self._call("write", f"script {script.name}", run)
 
-    async def _drive(self, plan: Plan) -> Any:
+    async def _drive(self, plan: Generator[Any, Any, Any]) -> Any:
         request = next(plan)
         while True:
+            reply: Any = None
             if request is PRIMARIES:
-                reply: Any = await self._call("read", "CLUSTER SLOTS", self._primaries)
-            else:
-                assert isinstance(request, Read)
+                reply = await self._call("read", "CLUSTER SLOTS", self._primaries)
+            elif isinstance(request, Read):
                 reply = await self._call(
                     "read", str(request.args[0]), functools.partial(_execute, request=request)
                 )
+            elif isinstance(request, Swap):
+                reply = await self._swap(request)
+            elif isinstance(request, Pause):
+                await asyncio.sleep(request.seconds)
             try:
                 request = plan.send(reply)
             except StopIteration as stop:
                 return stop.value
+
+    async def _swap(self, request: Swap) -> tuple[bool, bytes | None]:
+        stored, current = swap_result(await self._script(SWAP, request.name, *swap_args(request)))
+        self.recent.put(request.name, request.field, request.data if stored else current)
+        return stored, current
 
     async def _primaries(self, client: Any) -> list[Any]:
         return list(client.get_primaries()) if self._cluster else [None]
@@ -128,22 +141,29 @@ class AsyncRedisAdapter(AsyncAdapter):
         return raw
 
     async def write(self, scope: str, key: str, data: bytes) -> bytes | None:
-        old: bytes | None = await self._script(
-            WRITE, self.layout.hash_key(scope), self.layout.field(key), data
-        )
+        name, field = self.layout.hash_key(scope), self.layout.field(key)
+        old: bytes | None = await self._script(WRITE, name, field, data)
+        self.recent.put(name, field, data)
         return old
 
     async def remove(self, scope: str, key: str) -> bytes | None:
-        old: bytes | None = await self._script(REMOVE, self.layout.hash_key(scope), self.layout.field(key))
+        name, field = self.layout.hash_key(scope), self.layout.field(key)
+        old: bytes | None = await self._script(REMOVE, name, field)
+        self.recent.put(name, field, None)
         return old
 
     async def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
-        name, field = self.layout.hash_key(scope), self.layout.field(key)
-        if token is None:
-            return bool(await self._call("write", "HSETNX", lambda c: c.hsetnx(name, field, data)))
-        if not isinstance(token, bytes):
+        if token is not None and not isinstance(token, bytes):
             raise TypeError(f"write_if token must be the bytes read_versioned returned, got {token!r}")
-        return int(await self._script(WRITE_IF, name, field, token, data)) == 1
+        stored, _ = await self._swap(Swap(self.layout.hash_key(scope), self.layout.field(key), token, data))
+        return stored
+
+    async def modify(
+        self, scope: str, key: str, change: Callable[[bytes | None], bytes]
+    ) -> tuple[bytes | None, bytes]:
+        name, field = self.layout.hash_key(scope), self.layout.field(key)
+        result: tuple[bytes | None, bytes] = await self._drive(modify_plan(self.recent, name, field, change))
+        return result
 
     async def list_scopes(self) -> list[str]:
         scopes: list[str] = await self._drive(scopes_plan(self.layout))

@@ -42,17 +42,20 @@ REMOVE: Final = Script(
     "if old then redis.call('HDEL', KEYS[1], ARGV[1]) end\n"
     "return old\n",
 )
-#: Compare-and-swap on the exact stored bytes: 1 when written, 0 when the entry changed.
-#: (A byte-equal ABA is harmless here: the new value was computed from those same bytes.)
-WRITE_IF: Final = Script(
-    "write_if",
-    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then\n"
-    "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])\n"
-    "  return 1\n"
+#: Compare-and-swap on the exact stored bytes. ARGV: field, "1" and the expected bytes (or
+#: "0" and "" for "expect missing"), the new bytes. Returns {1} when stored, else {0, current}
+#: ({0} when missing), so a lost race needs no extra read.
+SWAP: Final = Script(
+    "swap",
+    "local cur = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if (ARGV[2] == '0' and not cur) or (ARGV[2] == '1' and cur == ARGV[3]) then\n"
+    "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])\n"
+    "  return {1}\n"
     "end\n"
-    "return 0\n",
+    "if cur then return {0, cur} end\n"
+    "return {0}\n",
 )
-SCRIPTS: Final = (WRITE, REMOVE, WRITE_IF)
+SCRIPTS: Final = (WRITE, REMOVE, SWAP)
 
 
 def glob_escape(text: bytes) -> bytes:

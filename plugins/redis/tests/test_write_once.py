@@ -86,31 +86,36 @@ def test_a_lost_reply_of_a_write_is_an_unknown_outcome_and_sent_once(
     assert store.get(scope, "k") == expected
 
 
+@pytest.mark.parametrize("known", [True, False], ids=["remembered", "unknown-entry"])
 def test_a_lost_reply_of_an_update_is_unknown_and_its_increment_applied_once(
-    store: StateStore, proxy: TcpProxy, server: RedisServer
+    store: StateStore, proxy: TcpProxy, server: RedisServer, known: bool
 ) -> None:
     scope = unique("update")
-    store.set(scope, "n", {"n": 0})
     _warm(store, scope)
+    if known:  # the store wrote it: update swaps from the remembered bytes, one round trip
+        store.set(scope, "n", {"n": 0})
+    else:  # someone else wrote it: update reads it first (HGET), then swaps
+        server.command("HSET", f"state:{scope}", "n", '{"n":0}')
     reset_stats(server)
-    proxy.drop_next_reply(skip=1)  # HGET passes, the compare-and-swap's reply is lost
+    proxy.drop_next_reply(skip=0 if known else 1)
     with pytest.raises(UnknownOutcomeError) as info:
         store.update(scope, "n", [{"type": "increment", "path": "n", "by": 1}])
     assert info.value.code == "UPDATE_ERROR"
     assert command_calls(server, "evalsha") == 1
+    assert command_calls(server, "hget") == (1 if known else 2)  # (+1: the HGET inside the script)
     assert store.get(scope, "n") == {"n": 1}
 
 
-def test_a_lost_reply_of_a_first_update_hsetnx_is_unknown(
+def test_a_lost_reply_of_a_first_update_is_unknown(
     store: StateStore, proxy: TcpProxy, server: RedisServer
 ) -> None:
-    scope = unique("hsetnx")
+    scope = unique("first")
     _warm(store, scope)
     reset_stats(server)
-    proxy.drop_next_reply(skip=1)  # HGET (missing) passes; HSETNX's reply is lost
+    proxy.drop_next_reply(skip=1)  # HGET (missing) passes; the swap's reply is lost
     with pytest.raises(UnknownOutcomeError):
         store.update(scope, "fresh", [{"type": "set", "path": "a", "value": 1}])
-    assert command_calls(server, "hsetnx") == 1
+    assert command_calls(server, "evalsha") == 1
     assert store.get(scope, "fresh") == {"a": 1}
 
 
@@ -124,12 +129,13 @@ def test_a_lost_reply_of_a_read_is_read_again(
     proxy.drop_next_reply()
     assert store.get(scope, "k") == [1, 2]
     assert command_calls(server, "hget") == 2
-    # An update whose read loses its reply reads again, then writes once.
-    store.set(scope, "n", {"n": 1})
+    # An update of an entry the store has not seen reads it; that read loses its reply, is
+    # read again, and the swap runs once.
+    server.command("HSET", f"state:{scope}", "n", '{"n":1}')
     reset_stats(server)
     proxy.drop_next_reply()
     assert store.update(scope, "n", [{"type": "increment", "path": "n", "by": 1}]).new_value == {"n": 2}
-    # (INFO commandstats also counts the HGET inside the compare-and-swap script)
+    # (INFO commandstats also counts the HGET inside the swap script)
     assert (command_calls(server, "hget"), command_calls(server, "evalsha")) == (3, 1)
     assert store.get(scope, "n") == {"n": 2}
 

@@ -1,0 +1,120 @@
+"""``update`` in one round trip when this process already knows the entry.
+
+The core computes the new value (its op engine; Lua's cjson would lose ``[]`` and big
+integers); Redis only has to swap it in atomically. :data:`~.layout.SWAP` stores the new
+bytes if the entry still holds exactly the bytes the change was computed from, and otherwise
+returns what it does hold — so a lost race costs one more round trip, not two.
+
+What the change starts from is the last value this process wrote or swapped for the entry
+(:class:`Recent`), or one ``HGET`` when it knows nothing. The remembered bytes are a hint,
+never an answer: reads never come from here, and a stale hint only fails the swap. A
+byte-equal entry changed and changed back meanwhile (ABA) is harmless: the new value was
+computed from exactly those bytes, so the update still reads as one atomic step.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from iii_state_core import ConflictError
+from iii_state_core.operations import MAX_ATTEMPTS
+
+from .listing import Read
+
+#: Entries and bytes remembered per adapter (values above the byte cap are not kept).
+RECENT_ENTRIES: Final = 4096
+RECENT_BYTES: Final = 8 * 1024 * 1024
+_BACKOFF_BASE = 0.0005  # the core's optimistic loop backs off the same way
+_BACKOFF_CAP = 0.025
+
+
+class Recent:
+    """A bounded, thread-safe LRU of the last bytes seen per (hash, field); ``None`` = missing."""
+
+    def __init__(self, max_entries: int = RECENT_ENTRIES, max_bytes: int = RECENT_BYTES) -> None:
+        self._max_entries, self._max_bytes = max_entries, max_bytes
+        self._entries: OrderedDict[tuple[bytes, bytes], bytes | None] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, name: bytes, field: bytes) -> tuple[bool, bytes | None]:
+        """``(known, bytes)``: whether anything is remembered, and what."""
+        with self._lock:
+            key = (name, field)
+            if key not in self._entries:
+                return False, None
+            self._entries.move_to_end(key)
+            return True, self._entries[key]
+
+    def put(self, name: bytes, field: bytes, data: bytes | None) -> None:
+        with self._lock:
+            old = self._entries.pop((name, field), None)
+            self._bytes -= len(old or b"")
+            if data is not None and len(data) > self._max_bytes // 64:
+                return  # big values cost more memory than the round trip they save
+            self._entries[(name, field)] = data
+            self._bytes += len(data or b"")
+            while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= len(dropped or b"")
+
+    def forget(self, name: bytes, field: bytes) -> None:
+        with self._lock:
+            self._bytes -= len(self._entries.pop((name, field), None) or b"")
+
+
+@dataclass(frozen=True)
+class Swap:
+    """Run SWAP: store ``data`` if the entry holds ``expected`` (``None``: is missing)."""
+
+    name: bytes
+    field: bytes
+    expected: bytes | None
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Pause:
+    seconds: float
+
+
+def swap_args(request: Swap) -> tuple[bytes, ...]:
+    expected = request.expected
+    flag = b"0" if expected is None else b"1"
+    return request.field, flag, expected or b"", request.data
+
+
+def swap_result(reply: Any) -> tuple[bool, bytes | None]:
+    """``(stored, current)`` from SWAP's reply ``[1]``, ``[0, bytes]`` or ``[0]``."""
+    if int(reply[0]) == 1:
+        return True, None
+    return False, (bytes(reply[1]) if len(reply) > 1 else None)
+
+
+def modify_plan(
+    recent: Recent, name: bytes, field: bytes, change: Callable[[bytes | None], bytes]
+) -> Generator[Read | Swap | Pause, Any, tuple[bytes | None, bytes]]:
+    """Yield requests until ``change`` applied atomically; return ``(replaced, stored)``.
+
+    :raises ConflictError: when other writers won :data:`MAX_ATTEMPTS` races in a row.
+    """
+    known, current = recent.get(name, field)
+    if not known:
+        current = yield Read(("HGET", name, field))
+    for attempt in range(MAX_ATTEMPTS):
+        data = change(current)
+        stored, found = yield Swap(name, field, current, data)
+        if stored:
+            return current, data
+        current = found
+        if attempt:  # the first miss is usually a stale hint: try again at once
+            yield Pause(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** min(attempt, 16))))
+    raise ConflictError(
+        f"gave up after {MAX_ATTEMPTS} attempts because other writers kept changing the entry; "
+        "nothing was written, retry later"
+    )
