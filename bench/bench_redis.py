@@ -38,7 +38,9 @@ LISTED = 1000
 PAGE = 100
 Op = Callable[[int], object]
 
-SET_SCRIPT = "local o = redis.call('HGET', KEYS[1], ARGV[1]) redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return o"
+SET_SCRIPT = (
+    "local o = redis.call('HGET', KEYS[1], ARGV[1]) redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return o"
+)
 DEL_SCRIPT = "local o = redis.call('HGET', KEYS[1], ARGV[1]) redis.call('HDEL', KEYS[1], ARGV[1]) return o"
 INCR_SCRIPT = """
 local o = redis.call('HGET', KEYS[1], ARGV[1])
