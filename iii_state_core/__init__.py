@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from .adapter import Adapter, AsyncAdapter, Capabilities
 from .config import StateConfig, resolve
@@ -22,6 +23,7 @@ from .errors import (
     UnsupportedError,
     ValueTooLargeError,
 )
+from .driver import _mentions, redact
 from .events import EventBus
 from .hookspecs import hookimpl
 from .operations import Limits
@@ -48,6 +50,33 @@ def _settings(
     return resolve(config)
 
 
+def _config_secrets(config: Mapping[str, Any]) -> list[str]:
+    """Strings of an adapter config that may be secret: passwords in URLs, secret-named keys."""
+    found: list[str] = []
+    for name, value in config.items():
+        if not isinstance(value, str):
+            continue
+        if any(word in name.lower() for word in ("password", "secret", "token", "key")):
+            found.append(value)
+        password = urlsplit(value).password if "://" in value else None
+        if password:
+            found += [password, unquote(password)]
+    return found
+
+
+def _open_adapter(cls: type[Adapter], settings: StateConfig) -> Adapter:
+    """Build the adapter; a failure becomes a one-line state error with secrets removed."""
+    try:
+        return cls.open(settings.adapter_config)
+    except StateError:
+        raise
+    except Exception as exc:
+        secrets = _config_secrets(settings.adapter_config)
+        detail = redact(f"{type(exc).__name__}: {exc}", secrets)
+        error = BackendError(f"cannot open the {settings.adapter} adapter: {detail}", code="OPEN_ERROR")
+        raise error from (None if _mentions(exc, secrets) else exc)
+
+
 def _open(
     config: ConfigSource,
     adapter: str | None,
@@ -57,7 +86,7 @@ def _open(
     settings = _settings(config, adapter, adapter_config)
     registry = registry or default_registry()
     info = registry.adapter(settings.adapter)
-    instance = info.cls.open(settings.adapter_config)
+    instance = _open_adapter(info.cls, settings)
     limits = Limits(
         capabilities=type(instance).capabilities,
         adapter_name=settings.adapter,

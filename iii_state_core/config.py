@@ -25,6 +25,8 @@ LEGACY_ADAPTERS = {
     "modules::state::adapters::KvStore": "kv",
     "modules::state::adapters::RedisAdapter": "redis",
 }
+#: The deepest nesting a store may be configured to accept (JSON encoding recurses per level).
+MAX_VALUE_DEPTH_LIMIT = 512
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 
 
@@ -44,7 +46,10 @@ class StateConfig:
 
 
 def expand_env(text: str, *, where: str = "config") -> str:
-    """Replace ``${VAR}`` and ``${VAR:default}``; an unset variable without default is an error."""
+    """Replace ``${VAR}`` and ``${VAR:default}`` in one string.
+
+    :raises ConfigError: naming a variable that is unset and has no default.
+    """
 
     def replace(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
@@ -58,10 +63,31 @@ def expand_env(text: str, *, where: str = "config") -> str:
             f"set it or write ${{{name}:default}}"
         )
 
-    lines = []
-    for line in text.splitlines(keepends=True):
-        lines.append(line if line.lstrip().startswith("#") else _VAR.sub(replace, line))
-    return "".join(lines)
+    return _VAR.sub(replace, text)
+
+
+def _expand_tree(node: Any, where: str) -> Any:
+    """Expand variables inside the string scalars of a parsed document.
+
+    Expanding after parsing keeps a value holding ``#`` or quotes intact and ignores
+    comments. A scalar that is exactly one ``${…}`` is read again as a YAML scalar, so
+    ``max_value_bytes: ${LIMIT:1048576}`` stays an integer.
+    """
+    if isinstance(node, dict):
+        return {k: _expand_tree(v, where) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_tree(v, where) for v in node]
+    if isinstance(node, str) and "${" in node:
+        expanded = expand_env(node, where=where)
+        if _VAR.fullmatch(node.strip()):
+            try:
+                typed = yaml.safe_load(expanded)
+            except yaml.YAMLError:
+                return expanded
+            if isinstance(typed, (int, float, bool)) or typed is None:
+                return typed
+        return expanded
+    return node
 
 
 def _state_block_of_document(doc: Any, where: str) -> Mapping[str, Any] | None:
@@ -108,6 +134,11 @@ def parse_state_block(block: Mapping[str, Any], *, source: str) -> StateConfig:
     triggers = opts.bool("triggers_enabled", True)
     max_bytes = opts.int("max_value_bytes", None, minimum=1)
     depth = opts.int("max_value_depth", DEFAULT_MAX_DEPTH, minimum=1)
+    if depth > MAX_VALUE_DEPTH_LIMIT:
+        raise ConfigError(
+            f"state config ({source}): 'max_value_depth' is {depth}; at most {MAX_VALUE_DEPTH_LIMIT} "
+            f"(deeper values would exhaust Python's recursion limit while encoding)"
+        )
     interval = opts.int("save_interval_ms", None, minimum=0)
     opts.finish()
     if interval is not None and name == "kv":
@@ -124,11 +155,28 @@ def load_file(path: str | os.PathLike[str]) -> StateConfig | None:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {where}: {exc.strerror or exc}") from None
     try:
-        doc = yaml.safe_load(expand_env(text, where=where))
+        doc = _expand_tree(yaml.safe_load(text), where)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{where} is not valid YAML: {exc}") from None
+        if "${" not in text:
+            raise _yaml_error(where, exc) from None
+        # `${…}` inside a flow mapping ({a: ${X}}) is not valid YAML before expansion:
+        # expand the text (whole-line comments excepted), then parse.
+        lines = text.splitlines(keepends=True)
+        expanded = "".join(ln if ln.lstrip().startswith("#") else expand_env(ln, where=where) for ln in lines)
+        try:
+            doc = yaml.safe_load(expanded)
+        except yaml.YAMLError:
+            raise _yaml_error(where, exc) from None
     block = _state_block_of_document(doc, where)
     return None if block is None else parse_state_block(block, source=where)
+
+
+def _yaml_error(where: str, exc: yaml.YAMLError) -> ConfigError:
+    """A one-line message: PyYAML's own text spans several lines with carets."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        line = f" at line {exc.problem_mark.line + 1}" if exc.problem_mark else ""
+        return ConfigError(f"{where} is not valid YAML{line}: {exc.problem or exc.context}")
+    return ConfigError(f"{where} is not valid YAML: {str(exc).splitlines()[0]}")
 
 
 def default_config() -> StateConfig:

@@ -22,7 +22,7 @@ def redact(text: str, secrets: list[str]) -> str:
 def _mentions(exc: BaseException, secrets: list[str]) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
-        text = f"{seen!s} {seen!r}"
+        text = f"{seen!s} {seen!r} {getattr(seen, '__notes__', '')}"
         if any(s and s in text for s in secrets):
             return True
         seen = seen.__cause__ or seen.__context__

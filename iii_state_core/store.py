@@ -6,6 +6,7 @@ Both validate through the same plans (``operations``), so they give identical re
 from __future__ import annotations
 
 import builtins
+import inspect
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,6 +28,9 @@ MISSING = plans.MISSING
 
 
 class _Base:
+    #: Whether handlers and conditions may be coroutines (only the async store awaits them).
+    _awaits_handlers = False
+
     def __init__(
         self,
         adapter: Adapter,
@@ -60,7 +64,14 @@ class _Base:
 
         :param condition: called first; only a result of exactly ``False`` skips the handler.
         :returns: a function that removes the subscription.
+        :raises TypeError: for ``async def`` handlers on a sync store (use :func:`open_async_store`).
         """
+        if not self._awaits_handlers and any(
+            inspect.iscoroutinefunction(fn) for fn in (handler, condition) if fn is not None
+        ):
+            raise TypeError(
+                "an async handler or condition needs an async store: open it with open_async_store()"
+            )
         return self.events.subscribe(Subscription(handler, scope, key, condition))
 
     def _plan_update(self, scope: str, key: str, ops: list[dict[str, Any]]) -> Plan:
@@ -139,6 +150,8 @@ class StateStore(_Base):
 
 class AsyncStateStore(_Base):
     """The same surface as :class:`StateStore`, awaited. Adapter calls never block the loop."""
+
+    _awaits_handlers = True
 
     def __init__(
         self,

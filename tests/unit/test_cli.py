@@ -122,22 +122,12 @@ def test_cli_missing_config_file_is_one_line_error(in_tmp: Path) -> None:
     assert_one_line_error(run("get", "s", "k", "-c", "nope.yaml"), 1, "error: CONFIG_ERROR: ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a YAML syntax error gives a multi-line `error: CONFIG_ERROR: …` (PyYAML's "
-    "mark and caret lines are passed through); every other config error is one line",
-)
 def test_cli_invalid_yaml_is_one_line_error(in_tmp: Path) -> None:
     (in_tmp / "broken.yaml").write_text("workers:\n  - name: iii-state\n    config: [\n")
     line = assert_one_line_error(run("get", "s", "k", "-c", "broken.yaml"), 1, "error: CONFIG_ERROR: ")
     assert "broken.yaml" in line and "line 4" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an adapter that fails to open (here kv file_path is a regular file: "
-    "FileExistsError) is not wrapped in a StateError, so the CLI prints a raw traceback",
-)
 def test_cli_store_that_cannot_open_is_one_line_error(in_tmp: Path) -> None:
     (in_tmp / "data").mkdir()
     (in_tmp / "data" / "state_store").write_text("not a directory")

@@ -354,11 +354,6 @@ def test_top_level_save_interval_is_folded_into_kv_config() -> None:
     assert explicit.adapter_config == {"save_interval_ms": 5}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: open_store lets an adapter's open() failure escape as a raw OSError "
-    "(FileExistsError here) instead of a StateError naming what could not be opened",
-)
 def test_adapter_that_cannot_open_raises_state_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     from iii_state_core import StateError
@@ -369,11 +364,6 @@ def test_adapter_that_cannot_open_raises_state_error(tmp_path: Path) -> None:
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ${VAR} is expanded textually before YAML parsing, so a value holding ' #' is "
-    "cut at the '#' (YAML reads a comment) and the rest of a password silently vanishes",
-)
 def test_env_value_with_hash_is_not_truncated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("III_TEST_PATH", "dir #2")
     config = write(
@@ -392,11 +382,6 @@ def test_env_value_with_hash_is_not_truncated(tmp_path: Path, monkeypatch: pytes
     assert settings is not None and settings.adapter_config["file_path"] == "dir #2"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: only whole-line comments skip ${VAR} expansion; an unset variable named in a "
-    "trailing comment ('key: x  # uses ${UNSET}') fails the whole config",
-)
 def test_env_variable_in_trailing_comment_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("III_TEST_NEVER_SET", raising=False)
     config = write(

@@ -195,11 +195,6 @@ def test_backend_error_redacts_every_occurrence() -> None:
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes (PEP 678) are Python 3.11+")
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: driver.backend_error ignores exception notes (PEP 678 __notes__); a secret in "
-    "a note stays on the chained cause and traceback.format_exception prints it",
-)
 def test_backend_error_drops_cause_whose_note_holds_a_secret() -> None:
     exc = RuntimeError("write failed")
     exc.add_note(f"while sending AUTH {SECRET}")  # type: ignore[attr-defined,unused-ignore]

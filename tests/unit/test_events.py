@@ -261,11 +261,6 @@ def test_event_typed_api_emits_like_trigger(memory_store: StateStore) -> None:
     assert len(rec.events) == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an `async def` handler on the sync StateStore is called, never awaited, and "
-    "silently never runs (only a 'coroutine was never awaited' RuntimeWarning)",
-)
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_event_async_handler_on_sync_store_runs_or_is_refused(memory_store: StateStore) -> None:
     seen: list[str] = []
