@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 from .adapter import Adapter, AsyncAdapter, Capabilities
 from .config import StateConfig, resolve
+from .driver import mentions_secret, redact
 from .errors import (
     AdapterNotFoundError,
     BackendError,
@@ -23,7 +24,6 @@ from .errors import (
     UnsupportedError,
     ValueTooLargeError,
 )
-from .driver import _mentions, redact
 from .events import EventBus
 from .hookspecs import hookimpl
 from .operations import Limits
@@ -74,7 +74,7 @@ def _open_adapter(cls: type[Adapter], settings: StateConfig) -> Adapter:
         secrets = _config_secrets(settings.adapter_config)
         detail = redact(f"{type(exc).__name__}: {exc}", secrets)
         error = BackendError(f"cannot open the {settings.adapter} adapter: {detail}", code="OPEN_ERROR")
-        raise error from (None if _mentions(exc, secrets) else exc)
+        raise error from (None if mentions_secret(exc, secrets) else exc)
 
 
 def _open(

@@ -19,7 +19,7 @@ def redact(text: str, secrets: list[str]) -> str:
     return text
 
 
-def _mentions(exc: BaseException, secrets: list[str]) -> bool:
+def mentions_secret(exc: BaseException, secrets: list[str]) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
         text = f"{seen!s} {seen!r} {getattr(seen, '__notes__', '')}"
@@ -44,24 +44,24 @@ def backend_error(function: str, exc: Exception, describe: str, secrets: list[st
         message = f"{FAILURE_TEXT[function]}: {describe}: {detail}"
     wrapped = cls(message, code=ERROR_CODES[function])
     if not isinstance(exc, StateError):
-        wrapped.__cause__ = None if _mentions(exc, secrets) else exc
+        wrapped.__cause__ = None if mentions_secret(exc, secrets) else exc
     return wrapped
 
 
 def run_sync(plan: Plan, adapter: Adapter, function: str) -> tuple[Any, StateEvent | None]:
     try:
-        call = next(plan)
+        name, args = next(plan)
         while True:
-            if call.name == "sleep":
-                time.sleep(call.args[0])
+            if name == "sleep":
+                time.sleep(args[0])
                 value: Any = None
             else:
                 try:
-                    value = getattr(adapter, call.name)(*call.args)
+                    value = getattr(adapter, name)(*args)
                 except Exception as exc:
                     error = backend_error(function, exc, adapter.describe(), adapter.secrets())
                     raise error from error.__cause__
-            call = plan.send(value)
+            name, args = plan.send(value)
     except StopIteration as stop:
         result: tuple[Any, StateEvent | None] = stop.value
         return result
