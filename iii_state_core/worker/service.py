@@ -210,6 +210,7 @@ class StateWorker:
             raise FunctionCallError("function_not_found", f"state::{name} is shutting down")
         self._in_flight += 1
         self._idle.clear()
+        log.debug("state::%s: call started (%d in flight)", name, self._in_flight)
         try:
             return await store.trigger({"function_id": f"state::{name}", "payload": data})
         except Exception as exc:

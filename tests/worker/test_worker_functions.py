@@ -295,11 +295,9 @@ def test_a_slow_call_does_not_hold_up_the_others() -> None:
         async with serving(config, registry=make_registry()) as (peer, _):
             slow = asyncio.ensure_future(peer.invoke("state::get", {"scope": "gated", "key": "k"}))
             await asyncio.to_thread(GatedAdapter.entered.wait, 5)
-            started = time.perf_counter()
             for i in range(20):
                 await peer.call("state::set", {"scope": "fast", "key": str(i), "value": i})
-            assert time.perf_counter() - started < 3.0
-            assert not slow.done()
+            assert not slow.done(), "the fast calls were answered while the slow one waits"
             GatedAdapter.gate.set()
             assert (await slow).ok
 

@@ -37,7 +37,9 @@ def test_sigterm_finishes_the_call_in_flight_and_exits_0(
 
     async def scenario() -> WorkerProcess:
         async with EnginePeer() as peer:
-            worker = WorkerProcess("--config", "iii-config.yaml", "--engine", peer.url, cwd=tmp_path)
+            worker = WorkerProcess(
+                "--config", "iii-config.yaml", "--engine", peer.url, "--log-level", "debug", cwd=tmp_path
+            )  # fmt: skip
             try:
                 for function_id in FUNCTION_IDS:
                     await peer.wait_for_function(function_id, timeout=20)
@@ -49,7 +51,8 @@ def test_sigterm_finishes_the_call_in_flight_and_exits_0(
                 lock = sqlite3.connect(tmp_path / "data" / "state.sqlite3", isolation_level=None)
                 lock.execute("BEGIN IMMEDIATE")
                 call = asyncio.ensure_future(peer.invoke("state::update", op, timeout=20))
-                await asyncio.sleep(0.5)
+                await asyncio.to_thread(worker.wait_for_line, "state::update: call started (1 in flight)", 2)
+                await asyncio.sleep(0.2)
                 assert not call.done()
 
                 worker.proc.send_signal(signal.SIGTERM)
