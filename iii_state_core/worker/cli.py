@@ -69,8 +69,8 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
 @click.option(
     "--engine", "engine_url", envvar="III_URL", default=DEFAULT_ENGINE_URL, show_default=True,
     metavar="URL", callback=_url,
-    help="The iii engine's WebSocket address (env: III_URL). Put no credentials in it: the SDK logs "
-    "it; set III_TOKEN instead (sent as a bearer token).",
+    help="The iii engine's WebSocket address (env: III_URL). Put no credentials in it (the SDK "
+    "writes it to $HOME/.iii/run); set III_TOKEN instead, sent as a bearer token.",
 )  # fmt: skip
 @click.option(
     "--worker-name", envvar="III_WORKER_NAME", default=DEFAULT_WORKER_NAME, show_default=True,
@@ -109,7 +109,8 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
 @click.option(
     "--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="info",
     show_default=True, envvar="III_STATE_LOG_LEVEL",
-    help="Log level of the worker and the SDK (env: III_STATE_LOG_LEVEL). Logs go to stderr.",
+    help="Log level of the worker (env: III_STATE_LOG_LEVEL); debug also shows the SDK's own "
+    "lines. Logs go to stderr.",
 )  # fmt: skip
 def worker(
     config: str | None,
