@@ -82,6 +82,19 @@ def find(item: bytes, mc_key: bytes, scope: bytes, key: bytes) -> Record | None:
     return None
 
 
+def _only(item: bytes, new: Record) -> bool:
+    """True when ``item`` holds exactly one record, of ``new``'s pair (the common case)."""
+    if len(item) < 1 + _HEAD.size or item[0] != MAGIC:
+        return False
+    scope_len, key_len, _, value_len = _HEAD.unpack_from(item, 1)
+    at = 1 + _HEAD.size
+    return (
+        at + scope_len + key_len + value_len == len(item)
+        and item[at : at + scope_len] == new.scope
+        and item[at + scope_len : at + scope_len + key_len] == new.key
+    )
+
+
 def pack(records: list[Record]) -> bytes:
     parts = [bytes((MAGIC,))]
     for r in records:
@@ -91,7 +104,7 @@ def pack(records: list[Record]) -> bytes:
 
 def replaced(item: bytes | None, mc_key: bytes, new: Record) -> bytes:
     """``item`` with the record of ``new``'s pair replaced by (or extended with) ``new``."""
-    if item is None:
+    if item is None or _only(item, new):
         return pack([new])
     others = [r for r in iter_records(item, mc_key) if (r.scope, r.key) != (new.scope, new.key)]
     return pack([*others, new])
