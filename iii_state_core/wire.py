@@ -23,12 +23,15 @@ class UnknownFunctionError(StateError, LookupError):
     code = "function_not_found"
 
 
+_KIND_NAMES: Final = {str: "a string", list: "an array"}
+
+
 def _field(payload: Mapping[str, Any], name: str, *, kind: type = str) -> Any:
     if name not in payload:
         raise DeserializationError(f"missing field `{name}`")
     value = payload[name]
     if not isinstance(value, kind):
-        raise DeserializationError(f"field `{name}` must be a {kind.__name__}, got {json_type(value)}")
+        raise DeserializationError(f"field `{name}` must be {_KIND_NAMES[kind]}, got {json_type(value)}")
     return value
 
 
@@ -93,7 +96,7 @@ def decode_request(limits: Limits, request: object) -> tuple[str, Plan]:
     :raises UnknownFunctionError: when the function id is not one of the nine.
     :raises DeserializationError: when the request or payload has the wrong shape.
     """
-    if not isinstance(request, Mapping):
+    if type(request) is not dict and not isinstance(request, Mapping):  # exact dict: skip the ABC check
         raise DeserializationError(f"request must be an object, got {json_type(request)}")
     function_id = request.get("function_id")
     if not isinstance(function_id, str) or not function_id.startswith("state::"):
@@ -113,6 +116,6 @@ def decode_payload(limits: Limits, function: str, payload: object) -> Plan:
         )
     if payload is None:
         payload = {}
-    if not isinstance(payload, Mapping):
+    if type(payload) is not dict and not isinstance(payload, Mapping):
         raise DeserializationError(f"payload must be an object, got {json_type(payload)}")
     return decoder(limits, payload)
