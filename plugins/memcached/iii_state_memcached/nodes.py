@@ -234,6 +234,7 @@ class Node:
             return Stored(True, b"", conn.epoch)
         if reply[:2] in (b"NS", b"EX", b"NF"):
             return Stored(False, b"", conn.epoch)
+        conn.close()  # out of step with the server: never reuse this connection
         raise self._unknown("store", f"unexpected reply {reply[:20]!r}")
 
     def put_back(self, key: bytes, item: bytes) -> bool:
@@ -278,13 +279,14 @@ class Node:
             if epoch is not None and (conn.epoch != epoch or conn.sock is None):
                 return None
             reply = self._send(conn, "delete", b"md %s C%s" % (key, cas))
+            if reply.startswith(b"HD"):
+                return True
+            if reply[:2] in (b"EX", b"NF"):
+                return False
+            conn.close()  # out of step with the server: never reuse this connection
+            raise self._unknown("delete", f"unexpected reply {reply[:20]!r}")
         finally:
             self._release(conn)
-        if reply.startswith(b"HD"):
-            return True
-        if reply[:2] in (b"EX", b"NF"):
-            return False
-        raise self._unknown("delete", f"unexpected reply {reply[:20]!r}")
 
 
 def _mix(x: int) -> int:
