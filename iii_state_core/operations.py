@@ -13,7 +13,7 @@ import json
 import random
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from .adapter import Capabilities
 from .errors import (
@@ -60,9 +60,12 @@ _BACKOFF_BASE = 0.0005
 _BACKOFF_CAP = 0.025
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A request for one adapter primitive (or ``sleep``) with positional arguments."""
+class Call(NamedTuple):
+    """A request for one adapter primitive (or ``sleep``) with positional arguments.
+
+    A named tuple rather than a frozen dataclass: one is built per storage call, and a
+    frozen dataclass's ``__init__`` cost more than the in-memory adapter's whole ``read``.
+    """
 
     name: str
     args: tuple[Any, ...]
@@ -81,6 +84,9 @@ class Limits:
     max_depth: int = DEFAULT_MAX_DEPTH
 
     def check_name(self, what: str, text: object, limit: int | None) -> None:
+        # ASCII (nearly every name): its UTF-8 size is its length and it has no surrogate.
+        if type(text) is str and text.isascii() and (limit is None or len(text) <= limit):
+            return
         if not isinstance(text, str):
             raise DeserializationError(f"{what} must be a string, got {type(text).__name__}")
         try:
@@ -101,6 +107,9 @@ class Limits:
     def encode(self, value: object) -> bytes:
         """Check and encode a value for storage, enforcing the size limits."""
         data = encode(value, max_depth=self.max_depth)
+        configured, declared = self.max_value_bytes, self.capabilities.max_value_bytes
+        if (configured is None or len(data) <= configured) and (declared is None or len(data) <= declared):
+            return data
         for limit, source in (
             (self.max_value_bytes, "the configured max_value_bytes limit"),
             (self.capabilities.max_value_bytes, f"the {self.adapter_name} adapter's limit"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Final
 
 from .errors import InvalidValueError
@@ -28,6 +29,54 @@ def _where(path: list[str | int]) -> str:
     return out
 
 
+#: How deep the fast check recurses before it leaves the value to the iterative walk.
+_FAST_DEPTH: Final = 48
+_isfinite = math.isfinite
+
+
+def _plainly_valid(value: object, depth: int, max_depth: int) -> bool:
+    """``True`` only when ``value`` certainly passes :func:`check_value`.
+
+    The hot path of every write: exact builtin types only, recursion capped at ``_FAST_DEPTH``.
+    Anything unusual (a subclass, a bad value, deep nesting) answers ``False`` and the full
+    walk then runs and names the problem, so results and messages stay the walk's.
+    """
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return MIN_INT <= value <= MAX_INT  # type: ignore[operator]
+    if kind is float:
+        return _isfinite(value)  # type: ignore[arg-type]
+    if depth >= max_depth or depth >= _FAST_DEPTH:
+        return False
+    if kind is dict:
+        for k, v in value.items():  # type: ignore[attr-defined]
+            if type(k) is not str:
+                return False
+            leaf = type(v)
+            if leaf is str or leaf is bool or v is None:
+                continue
+            if leaf is int:
+                if not MIN_INT <= v <= MAX_INT:
+                    return False
+            elif not _plainly_valid(v, depth + 1, max_depth):
+                return False
+        return True
+    if kind is list:
+        for v in value:  # type: ignore[attr-defined]
+            leaf = type(v)
+            if leaf is str or leaf is bool or v is None:
+                continue
+            if leaf is int:
+                if not MIN_INT <= v <= MAX_INT:
+                    return False
+            elif not _plainly_valid(v, depth + 1, max_depth):
+                return False
+        return True
+    return False
+
+
 def check_value(value: object, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
     """Raise :class:`InvalidValueError` unless ``value`` is strict JSON.
 
@@ -35,6 +84,8 @@ def check_value(value: object, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
     :param max_depth: how many containers may nest; one more is an error.
     :raises InvalidValueError: naming where in the value the problem is and what it was.
     """
+    if _plainly_valid(value, 0, max_depth):
+        return
     # Iterative walk: a deeply nested hostile value must not hit Python's recursion limit.
     stack: list[tuple[object, int, list[str | int]]] = [(value, 0, [])]
     while stack:
@@ -81,7 +132,11 @@ def encode(value: object, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
     :raises InvalidValueError: when the value is not strict JSON.
     """
     check_value(value, max_depth=max_depth)
-    return dumps(value)
+    if _encode_checked is None:
+        return dumps(value)
+    # A checked value nests at most max_depth deep, so it has no cycle and the encoder can
+    # skip its cycle bookkeeping; the text is what json.dumps with our options gives.
+    return _utf8("".join(_encode_checked(value, 0)))
 
 
 def dumps(value: object) -> bytes:
@@ -89,7 +144,21 @@ def dumps(value: object) -> bytes:
 
     :raises InvalidValueError: when a string holds a lone surrogate (it has no UTF-8 form).
     """
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _utf8(json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
+
+
+#: ``json.dumps(separators=(",", ":"), ensure_ascii=False, allow_nan=False)`` as one reusable C
+#: encoder without cycle markers (building a JSONEncoder per call cost more than the encoding).
+_encode_checked: Any = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(
+        None, json.JSONEncoder().default, encode_basestring, None, ":", ",", False, False, False
+    )
+)
+
+
+def _utf8(text: str) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -126,11 +195,26 @@ def loads(data: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> JSON:
     return value
 
 
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+#: First bytes of the compact JSON the core stores: no BOM, no NUL, no leading whitespace.
+_PLAIN_FIRST: Final = frozenset(b'{["-0123456789tfn')
+
+
 def decode_stored(data: bytes) -> JSON:
     """Parse bytes a backend returned. They were checked on the way in, so only parse.
 
     :raises InvalidValueError: when the stored bytes are not JSON (a foreign writer).
     """
+    # Fast path for what the core itself wrote: UTF-8 without a BOM (json.loads would detect
+    # the same encoding), one document and nothing after it. Anything else takes json.loads.
+    if type(data) is bytes and data and data[0] in _PLAIN_FIRST and (len(data) == 1 or data[1]):
+        try:
+            text = data.decode("utf-8", "surrogatepass")
+            value, end = _scan_once(text, 0)
+            if end == len(text):
+                return value
+        except Exception:
+            pass  # json.loads below raises what it always raised
     try:
         return json.loads(data)
     except ValueError as exc:
