@@ -3,29 +3,18 @@ credentials, and a fresh table per test session and server."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from dynamodb_test_helpers import DUMMY_ENV, adapter_config, new_table_name
 
 # The shared server fixtures (dynalite from npm, moto through its request-serialising runner).
 from iii_state_conformance.fixtures import dynalite_endpoint, moto_endpoint
 from iii_state_conformance.servers import DYNAMODB_URL_ENV, external_url
+from iii_state_dynamodb import DynamoDBAdapter
 
 __all__ = ["dynalite_endpoint", "moto_endpoint"]
-
-#: Neither dynalite nor moto checks signatures, but botocore will not sign without credentials.
-#: Set for the whole session (child processes of the concurrency tests inherit them) so that no
-#: real credential is ever sent to a test server, and boto3 never asks an instance-metadata service.
-DUMMY_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -41,10 +30,6 @@ def dummy_aws_credentials() -> Iterator[None]:
         yield
 
 
-def new_table_name(tag: str = "") -> str:
-    return f"iii-state-test-{tag}{secrets.token_hex(4)}"
-
-
 @pytest.fixture(scope="session", params=["dynalite", "moto"])
 def endpoint(request: pytest.FixtureRequest) -> str:
     """Each test that takes this runs once against dynalite and once against moto."""
@@ -56,22 +41,11 @@ def endpoint(request: pytest.FixtureRequest) -> str:
 def session_table(endpoint: str) -> str:
     """A table created once per server for the session; tests keep to their own random scopes."""
     name = new_table_name()
-    config = adapter_config(endpoint, name, create_table=True)
-    from iii_state_dynamodb import DynamoDBAdapter
-
-    DynamoDBAdapter.open(config).close()
+    DynamoDBAdapter.open(adapter_config(endpoint, name, create_table=True)).close()
     return name
-
-
-def adapter_config(endpoint: str, table: str, **extra: Any) -> dict[str, Any]:
-    return {"table_name": table, "endpoint_url": endpoint, **extra}
 
 
 @pytest.fixture
 def config(endpoint: str, session_table: str) -> dict[str, Any]:
     """The adapter config of the session table on this test's server."""
     return adapter_config(endpoint, session_table)
-
-
-def env_has_dummy_credentials() -> bool:
-    return os.environ.get("AWS_ACCESS_KEY_ID") == DUMMY_ENV["AWS_ACCESS_KEY_ID"]

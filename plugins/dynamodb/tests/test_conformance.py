@@ -11,7 +11,7 @@ from iii_state_conformance import StateStoreSuite
 from iii_state_core import StateStore, open_store
 
 
-class TestDynamoDB(StateStoreSuite):
+class TestDynamoDB(StateStoreSuite):  # type: ignore[misc]  # the suite is typed Any
     @pytest.fixture
     def store(self, config: dict[str, Any]) -> Iterator[StateStore]:
         with open_store(adapter="dynamodb", adapter_config=config) as store:

@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import adapter_config, new_table_name
+from dynamodb_test_helpers import adapter_config, new_table_name
 from iii_state_dynamodb import DynamoDBAdapter
 
 from iii_state_core import BackendError, ConfigError, open_store
