@@ -105,7 +105,18 @@ def run(servers: list[str], seconds: float, rounds: int) -> str:
     store.close()
     raw.close()
     where = ", ".join(servers)
-    return table(f"memcached ({where}) via iii-state vs raw pymemcache", pairs)
+    title = f"memcached ({where}) via iii-state vs raw pymemcache"
+    return f"{table(title, pairs)}\n\n{_medians(pairs)}"
+
+
+def _medians(pairs: list[Pair]) -> str:
+    """Median latencies side by side: steadier than throughput on a machine shared with others."""
+    lines = ["| operation | iii-state p50 µs | raw p50 µs | raw/ours |", "|---|---:|---:|---:|"]
+    for p in pairs:
+        if p.raw is not None:
+            ratio = p.raw.p50_us / p.ours.p50_us
+            lines.append(f"| {p.operation} | {p.ours.p50_us:,.1f} | {p.raw.p50_us:,.1f} | {ratio:.2f}\u00d7 |")
+    return "\n".join(lines)
 
 
 def main() -> None:
