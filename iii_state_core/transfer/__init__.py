@@ -25,7 +25,7 @@ from .errors import (
 from .exporting import DEFAULT_PAGE_SIZE, export_entries
 from .importing import ImportReport, OnConflict, import_entries, import_file, put_entry
 from .jsonl import Entry, Validation, encode_line, parse_line, read_jsonl, validate_jsonl, write_jsonl
-from .migrate import MigrationReport, Progress, migrate
+from .migration import MigrationReport, Progress, migrate
 
 __all__ = [
     "DEFAULT_PAGE_SIZE", "ConflictsFoundError", "Entry", "EntryConflictError", "ImportReport",

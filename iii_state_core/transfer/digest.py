@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..store import StateStore
-from .exporting import DEFAULT_PAGE_SIZE, groups, pages
+from .exporting import DEFAULT_PAGE_SIZE, pages
 from .jsonl import Entry, encode_line
 
 _MODULUS: Final = 2**256
@@ -130,7 +130,7 @@ def verify(
     :raises StateError: when either store fails.
     """
     report = VerifyReport()
-    wanted = groups(source) if scopes is None else list(scopes)
+    wanted = source.list_groups() if scopes is None else list(scopes)
     for scope in wanted:
         report.scopes.append(
             ScopeCheck(
@@ -141,5 +141,5 @@ def verify(
         )
     if scopes is None:
         known = set(wanted)
-        report.extra_scopes = [s for s in groups(target) if s not in known]
+        report.extra_scopes = [s for s in target.list_groups() if s not in known]
     return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -110,7 +111,13 @@ class MigrationInterrupted(TransferError):
         super().__init__(f"interrupted after {processed} of {total} entries; {resume}")
 
 
+#: Characters a terminal would act on rather than show: controls, line/paragraph separators,
+#: and the bidirectional overrides that can make text display as something else.
+_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
 def show(text: str, limit: int = 60) -> str:
-    """A scope or key for a message: JSON-quoted (newlines visible), long ones shortened."""
-    shown = json.dumps(text, ensure_ascii=False)
+    """A scope or key for a message or table: JSON-quoted with every invisible or line-breaking
+    character escaped (a scope name cannot move the cursor or split a line), long ones shortened."""
+    shown = _HIDDEN.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(text, ensure_ascii=False))
     return shown if len(shown) <= limit else shown[: limit - 2] + '…"'

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Final, cast
+from typing import Final
 
 from ..operations import MAX_LIST_LIMIT
 from ..results import EntriesPage
@@ -19,13 +19,6 @@ def check_page_size(page_size: int) -> int:
     if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_LIST_LIMIT:
         raise ValueError(f"page_size must be an integer from 1 to {MAX_LIST_LIMIT}, got {page_size!r}")
     return page_size
-
-
-def groups(store: StateStore) -> list[str]:
-    """``store.list_groups()``: every scope holding a key, sorted by code point."""
-    # StateStore defines a method named ``list``, which hides the builtin inside its class body,
-    # so mypy reads the declared return type as unknown; the cast restores it.
-    return cast("list[str]", store.list_groups())
 
 
 def pages(
@@ -60,7 +53,7 @@ def export_entries(
     :raises StateError: when the store fails.
     """
     check_page_size(page_size)
-    for scope in groups(store) if scopes is None else scopes:
+    for scope in store.list_groups() if scopes is None else scopes:
         for page in pages(store, scope, None, page_size):
             for key, value in page.entries:
                 yield Entry(scope, key, value)

@@ -15,7 +15,7 @@ from ..adapter import Capabilities
 from ..errors import StateError
 from ..operations import Limits
 from ..values import JSON, json_type
-from .errors import InvalidLinesError, LineProblem
+from .errors import InvalidLinesError, LineProblem, show
 
 #: A line longer than this is reported rather than read into memory whole.
 MAX_LINE_BYTES: Final = 64 * 1024 * 1024
@@ -82,8 +82,7 @@ def parse_line(raw: bytes, limits: Limits = ANY_TARGET) -> Entry | str | None:
         return "missing field " + ", ".join(f'"{f}"' for f in missing)
     unknown = [f for f in record if f not in FIELDS]
     if unknown:
-        name = json.dumps(unknown[0], ensure_ascii=False)
-        return f"unknown field {name} (a line holds only scope, key and value)"
+        return f"unknown field {show(unknown[0])} (a line holds only scope, key and value)"
     scope, key, value = record["scope"], record["key"], record["value"]
     for name, item in (("scope", scope), ("key", key)):
         if not isinstance(item, str):

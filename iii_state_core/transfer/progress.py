@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from .errors import show
-from .migrate import Progress
+from .migration import Progress
 
 _BAR = 24
 _REDRAW = 0.1  # seconds between redraws of the terminal bar
@@ -21,7 +21,7 @@ def _clock(seconds: float) -> str:
 
 
 class ProgressDisplay:
-    """A :data:`~iii_state_core.transfer.migrate.ProgressCallback` that writes to ``stream``.
+    """A :data:`~iii_state_core.transfer.migration.ProgressCallback` that writes to ``stream``.
 
     :param tty: redraw one line with a bar (default: whether ``stream`` is a terminal).
     :param interval: seconds between plain lines when not a terminal (``0``: every page).
@@ -69,9 +69,12 @@ class ProgressDisplay:
             self.stream.flush()
 
     def _numbers(self, event: Progress) -> tuple[str, str]:
+        """The rate and ETA texts; empty until this phase has moved (no "0 entries/s")."""
         rate = self.rate(event.done)
+        if rate <= 0:
+            return "", ""
         eta = ""
-        if event.total and rate > 0 and not event.finished:
+        if event.total and not event.finished:
             eta = f"ETA {_clock(max(0, event.total - event.done) / rate)}"
         return f"{rate:,.0f} entries/s", eta
 
@@ -79,12 +82,13 @@ class ProgressDisplay:
         """The plain log line for an event (also what a non-terminal gets)."""
         rate, eta = self._numbers(event)
         if event.total is None:
-            text = f"{event.phase}: {event.done} entries read, {rate}"
+            text = f"{event.phase}: {event.done} entries read"
         else:
             share = 100 * min(event.done, event.total) / event.total if event.total else 100.0
-            text = f"{event.phase}: {event.done}/{event.total} entries ({share:.1f}%), {rate}"
-        if eta:
-            text += f", {eta}"
+            text = f"{event.phase}: {event.done}/{event.total} entries ({share:.1f}%)"
+        for part in (rate, eta):
+            if part:
+                text += f", {part}"
         if event.finished:
             text += ", done"
         elif event.scope is not None:

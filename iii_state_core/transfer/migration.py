@@ -10,14 +10,17 @@ the job with every entry present exactly once.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from ..errors import InvalidCursorError, StateError
 from ..results import EntriesPage
 from ..store import StateStore
+from ..values import JSON
 from .digest import VerifyReport, verify
 from .errors import (
     EntryConflictError,
@@ -26,8 +29,8 @@ from .errors import (
     MigrationStateError,
     show,
 )
-from .exporting import DEFAULT_PAGE_SIZE, check_page_size, groups, pages
-from .importing import OnConflict, check_policy, put_entry
+from .exporting import DEFAULT_PAGE_SIZE, check_page_size, pages
+from .importing import OnConflict, Outcome, check_policy, put_entry
 from .jsonl import Entry
 from .state_file import MigrationState, load_state, migration_id, remove_state, save_state
 
@@ -82,8 +85,10 @@ class _Run:
         page_size: int,
         progress: ProgressCallback | None,
         should_stop: Callable[[], bool] | None,
+        pool: ThreadPoolExecutor | None,
     ) -> None:
         self.source, self.target, self.state, self.state_file = source, target, state, state_file
+        self.pool = pool
         self.page_size = page_size
         self._progress = progress
         self._should_stop = should_stop or (lambda: False)
@@ -130,41 +135,103 @@ class _Run:
                         bad += 1
                         if len(problems) < MAX_INCOMPATIBLE:
                             problems.append(f"scope {show(scope)} key {show(key)}: {exc}")
-                count += len(page.entries)
-                self.report("check", scope, count, None)
+                if page.entries:  # a walk may end on an empty page: nothing to report
+                    count += len(page.entries)
+                    self.report("check", scope, count, None)
                 self.stop_requested(self.state.processed)
         if bad:
             raise IncompatibleEntriesError(problems, bad)
         self.report("check", None, count, count, finished=True)
         return count
 
+    def write_page(self, scope: str, entries: list[tuple[str, JSON]], policy: OnConflict) -> dict[str, int]:
+        """Write one page, on ``self.pool`` threads when there is one; count the outcomes.
+
+        :raises MigrationInterrupted: when a stop was asked for (some of the page may be written).
+        :raises EntryConflictError: under ``fail``, at a key holding a different value.
+        """
+        halt = threading.Event()  # a stop or a conflict: the other threads write nothing more
+
+        def one(item: tuple[str, JSON]) -> Outcome | None:
+            if halt.is_set() or self._should_stop():
+                halt.set()
+                return None
+            try:
+                outcome = put_entry(self.target, Entry(scope, *item), policy)
+            except BaseException:
+                halt.set()
+                raise
+            if outcome == "conflict":
+                halt.set()
+            return outcome
+
+        if self.pool is None:
+            outcomes = []
+            for item in entries:
+                outcomes.append(one(item))
+                if halt.is_set():
+                    break
+        else:
+            outcomes = list(self.pool.map(one, entries))
+        counts = {"written": 0, "unchanged": 0, "skipped": 0}
+        for item, outcome in zip(entries, outcomes, strict=False):  # a stop leaves fewer outcomes
+            if outcome == "conflict":
+                raise EntryConflictError(scope, item[0], self.state.written + counts["written"])
+            if outcome is not None:
+                counts[outcome] += 1
+        if halt.is_set():
+            done = self.state.processed + sum(counts.values())
+            raise MigrationInterrupted(done, self.total, self.state_file)
+        return counts
+
     def copy(self, scopes: list[str], policy: OnConflict) -> None:
         state = self.state
         for scope in scopes:
             state.scope, state.cursor = scope, state.cursor if scope == state.scope else None
             for page in self.walk(scope):
-                done = state.processed
-                counts = {"written": 0, "unchanged": 0, "skipped": 0}
-                for key, value in page.entries:
-                    self.stop_requested(done)
-                    outcome = put_entry(self.target, Entry(scope, key, value), policy)
-                    if outcome == "conflict":
-                        raise EntryConflictError(scope, key, state.written + counts["written"])
-                    counts[outcome] += 1
-                    done += 1
+                counts = self.write_page(scope, page.entries, policy)
                 # saved only now: a kill before this line makes the next run redo the page
-                state.processed = done
+                state.processed += len(page.entries)
                 state.written += counts["written"]
                 state.unchanged += counts["unchanged"]
                 state.skipped += counts["skipped"]
-                state.cursor = page.next_cursor
+                if page.done or page.next_cursor is None:
+                    # the scope's end goes into the same save as its last page: a kill between two
+                    # saves would leave "in this scope, no cursor" and the re-run would redo it all
+                    state.done_through, state.scope, state.cursor = scope, None, None
+                else:
+                    state.cursor = page.next_cursor
                 self.save()
-                self.report("copy", scope, done, self.total)
-            state.done_through, state.scope, state.cursor = scope, None, None
-            self.save()
+                if page.entries:
+                    self.report("copy", scope, state.processed, self.total)
         state.copy_finished = True
         self.save()
         self.report("copy", None, state.processed, self.total, finished=True)
+
+    def verify(self, chosen: list[str] | None) -> VerifyReport:
+        read = 0
+
+        def on_page(scope: str, entries: int) -> None:
+            nonlocal read
+            read += entries
+            self.report("verify", scope, read, 2 * self.total)
+            self.stop_requested(self.state.processed)
+
+        report = verify(self.source, self.target, chosen, page_size=self.page_size, progress=on_page)
+        self.report("verify", None, read, read, finished=True)
+        return report
+
+    def run(
+        self, every: list[str], chosen: list[str] | None, policy: OnConflict, verify_after: bool
+    ) -> VerifyReport | None:
+        """Check what is left, copy it, verify everything."""
+        remaining = [s for s in every if not self.state.is_done(s)]
+        # the check pass reads the source once more, but finds what the target cannot hold before
+        # anything is written, and gives the progress bar its total
+        self.total = self.state.processed + self.check(remaining)
+        self.save()
+        self.copy(remaining, policy)
+        return self.verify(chosen) if verify_after else None
 
 
 def migrate(
@@ -177,6 +244,7 @@ def migrate(
     restart: bool = False,
     page_size: int = DEFAULT_PAGE_SIZE,
     verify_after: bool = True,
+    workers: int = 1,
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> MigrationReport:
@@ -194,6 +262,9 @@ def migrate(
     :param restart: ignore an existing state file and start from the first scope.
     :param page_size: entries per ``list_entries`` call, and per state-file save.
     :param verify_after: compare counts and digests of every scope at the end.
+    :param workers: threads writing each page's entries at once (the store is thread-safe). A
+        remote target is bound by round trips, so 8 threads copy several times faster; memory
+        stays bounded by the page size.
     :param progress: called with a :class:`Progress` after each page and phase.
     :param should_stop: polled between entries; when it returns true the run saves and raises.
     :returns: counts over all runs, and the verification (``report.ok`` is false on a mismatch).
@@ -206,6 +277,8 @@ def migrate(
     started = time.monotonic()
     policy = check_policy(on_conflict)
     check_page_size(page_size)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     chosen = None if scopes is None else sorted(set(scopes))
     ident = migration_id(source.adapter.describe(), target.adapter.describe(), chosen)
     path = None if state_file is None else os.fspath(state_file)
@@ -218,27 +291,15 @@ def migrate(
                 f"pass another --state-file, or --restart to discard it"
             )
         state = MigrationState(ident, source.adapter.describe(), target.adapter.describe())
-    run = _Run(source, target, state, path, page_size, progress, should_stop)
     # list_groups is sorted by code point, the order ``done_through`` relies on
-    every = groups(source) if chosen is None else chosen
-    remaining = [s for s in every if not state.is_done(s)]
-    # the check pass reads the source once more, but finds what the target cannot hold before
-    # anything is written, and gives the progress bar its total
-    run.total = state.processed + run.check(remaining)
-    run.save()
-    run.copy(remaining, policy)
-    verification = None
-    if verify_after:
-        read = 0
-
-        def on_page(scope: str, entries: int) -> None:
-            nonlocal read
-            read += entries
-            run.report("verify", scope, read, 2 * run.total)
-            run.stop_requested(state.processed)
-
-        verification = verify(source, target, chosen, page_size=page_size, progress=on_page)
-        run.report("verify", None, read, read, finished=True)
+    every = source.list_groups() if chosen is None else chosen
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="iii-state-migrate") if workers > 1 else None
+    try:
+        run = _Run(source, target, state, path, page_size, progress, should_stop, pool)
+        verification = run.run(every, chosen, policy, verify_after)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     if path is not None and (verification is None or verification.ok):
         remove_state(path)
     return MigrationReport(
