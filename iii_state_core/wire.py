@@ -23,7 +23,7 @@ class UnknownFunctionError(StateError, LookupError):
     code = "function_not_found"
 
 
-_KIND_NAMES: Final = {str: "a string", list: "an array"}
+_KIND_NAMES: Final[dict[type, str]] = {str: "a string", list: "an array"}
 
 
 def _field(payload: Mapping[str, Any], name: str, *, kind: type = str) -> Any:
