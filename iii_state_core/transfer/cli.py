@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -23,7 +24,6 @@ from .errors import (
     InvalidLinesError,
     LineProblem,
     MigrationInterrupted,
-    TransferError,
     show,
 )
 from .exporting import DEFAULT_PAGE_SIZE, export_entries
@@ -222,6 +222,16 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
+def _resume_command(source: str, target: str, scopes: list[str] | None, state_file: str | None) -> str:
+    """The command line that resumes this migration (the scopes and state file decide which)."""
+    parts = ["iii-state", "migrate", "--from", source, "--to", target]
+    for scope in scopes or ():
+        parts += ["--scope", scope]
+    if state_file:
+        parts += ["--state-file", state_file]
+    return shlex.join(parts)
+
+
 def _check_config(path: str, option: str) -> None:
     try:
         if load_file(path) is None:
@@ -291,13 +301,16 @@ def migrate_command(
                 )  # fmt: skip
         except MigrationInterrupted as exc:
             display.close()
-            click.echo(f"{exc}: iii-state migrate --from {source_config} --to {target_config}"
-                       + (f" --state-file {path}" if state_file else ""), err=True)  # fmt: skip
+            click.echo(f"{exc}:\n  {_resume_command(source_config, target_config, chosen, state_file)}",
+                       err=True)  # fmt: skip
             sys.exit(EXIT_INTERRUPTED)
-        except TransferError as exc:
+        except (StateError, OSError) as exc:
+            # a store failure or a lost connection mid-copy: the record is as current as the last
+            # finished page, so the same command picks up from there
             display.close()
-            fail(f"{exc.code}: {exc}" + (f". Progress is kept in {path}; re-run to resume" if
-                                         os.path.exists(path) else ""))  # fmt: skip
+            code = exc.code if isinstance(exc, StateError) else "OS_ERROR"
+            hint = f"; progress is kept in {path}, re-run to resume" if os.path.exists(path) else ""
+            fail(f"{code}: {exc}{hint}")
         display.close()
         print_summary(report, report.verification)
         if not report.ok:

@@ -101,14 +101,15 @@ class MigrationInterrupted(TransferError):
 
     code = "INTERRUPTED"
 
-    def __init__(self, processed: int, total: int, state_file: str | None) -> None:
+    def __init__(self, processed: int, total: int | None, state_file: str | None) -> None:
         self.processed, self.total, self.state_file = processed, total, state_file
         resume = (
             f"run the same command again to resume (progress is kept in {state_file})"
             if state_file
             else "no state file was given, so a new run starts over (safely: the copy is idempotent)"
         )
-        super().__init__(f"interrupted after {processed} of {total} entries; {resume}")
+        done = "before copying" if total is None else f"after {processed} of {total} entries"
+        super().__init__(f"interrupted {done}; {resume}")
 
 
 #: Characters a terminal would act on rather than show: controls, line/paragraph separators,

@@ -92,7 +92,7 @@ class _Run:
         self.page_size = page_size
         self._progress = progress
         self._should_stop = should_stop or (lambda: False)
-        self.total = 0
+        self.total: int | None = None  # known once the check pass has counted
 
     def report(
         self, phase: Phase, scope: str | None, done: int, total: int | None, finished: bool = False
@@ -214,7 +214,7 @@ class _Run:
         def on_page(scope: str, entries: int) -> None:
             nonlocal read
             read += entries
-            self.report("verify", scope, read, 2 * self.total)
+            self.report("verify", scope, read, 2 * (self.total or 0))
             self.stop_requested(self.state.processed)
 
         report = verify(self.source, self.target, chosen, page_size=self.page_size, progress=on_page)
@@ -303,7 +303,7 @@ def migrate(
     if path is not None and (verification is None or verification.ok):
         remove_state(path)
     return MigrationReport(
-        total=run.total, written=state.written, unchanged=state.unchanged, skipped=state.skipped,
+        total=run.total or 0, written=state.written, unchanged=state.unchanged, skipped=state.skipped,
         scopes=len(every), resumed=resumed, seconds=time.monotonic() - started,
         verification=verification, state_file=path,
     )  # fmt: skip

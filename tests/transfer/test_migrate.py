@@ -299,3 +299,11 @@ def test_parallel_writers_stop_resume_and_conflict(
     )
     assert report.ok and report.resumed
     assert raw_entries(kv_target) == raw_entries(kv_source)
+
+
+def test_a_stop_during_the_check_writes_nothing(kv_source: StateStore, kv_target: StateStore) -> None:
+    fill(kv_source, make_entries(50, ["a"]))
+    with pytest.raises(MigrationInterrupted, match="interrupted before copying") as caught:
+        migrate(kv_source, kv_target, should_stop=lambda: True)
+    assert caught.value.total is None and kv_target.list_groups() == []
+    assert "a new run starts over" in str(caught.value)  # no state file was given
