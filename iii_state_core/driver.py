@@ -42,7 +42,10 @@ def backend_error(function: str, exc: Exception, describe: str, secrets: list[st
         message = detail
     else:
         message = f"{FAILURE_TEXT[function]}: {describe}: {detail}"
-    wrapped = cls(message, code=ERROR_CODES[function])
+    try:
+        wrapped = cls(message, code=ERROR_CODES[function])
+    except TypeError:  # an adapter's subclass with an __init__ of its own
+        wrapped = BackendError(message, code=ERROR_CODES[function])
     if not isinstance(exc, StateError):
         wrapped.__cause__ = None if mentions_secret(exc, secrets) else exc
     return wrapped

@@ -116,6 +116,22 @@ def increments(store: StateStore, scope: str, key: str, count: int, barrier: Any
     return count
 
 
+def increments_and_deletes(
+    store: StateStore, scope: str, key: str, count: int, me: int, barrier: Any
+) -> tuple[int, int]:
+    """Increment ``n``, deleting the entry every tenth step; return (increments, sum of n deleted)."""
+    barrier.wait()
+    increments = deleted = 0
+    for i in range(count):
+        if (i + me) % 10 == 9:
+            removed = store.delete(scope, key)
+            deleted += removed["n"] if isinstance(removed, dict) else 0
+        else:
+            store.update(scope, key, [{"type": "increment", "path": "n", "by": 1}])
+            increments += 1
+    return increments, deleted
+
+
 def racing_cas(store: StateStore, scope: str, key: str, expected: Any, me: int, barrier: Any) -> str:
     barrier.wait()
     return store.compare_and_set(scope, key, expected, {"winner": me}).outcome

@@ -49,6 +49,21 @@ class NonAtomicSet(NonAtomicUpdate):
         return KvFileStore.write_if(self, scope, key, data, token)
 
 
+class ReadThenDelete(NonAtomicUpdate):
+    """The iii engine's old delete: read the value, then delete whatever is there by then."""
+
+    name = "broken-read-then-delete"
+
+    def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
+        return KvFileStore.write_if(self, scope, key, data, token)
+
+    def remove(self, scope: str, key: str) -> bytes | None:
+        old = self.read(scope, key)
+        os.sched_yield()
+        KvFileStore.remove(self, scope, key)
+        return old
+
+
 class _Memory(KvMemoryStore):
     @classmethod
     def open(cls, config: Any) -> Adapter:
@@ -117,7 +132,7 @@ class EmptyArrayBecomesObject(_Memory):
 
 BROKEN: dict[str, type[Adapter]] = {
     cls.name: cls
-    for cls in (NonAtomicUpdate, NonAtomicSet, CollidingKeys, DropsSecondPage, KeepsEmptiedScopes, EmptyArrayBecomesObject)
+    for cls in (NonAtomicUpdate, NonAtomicSet, ReadThenDelete, CollidingKeys, DropsSecondPage, KeepsEmptiedScopes, EmptyArrayBecomesObject)
 }
 
 

@@ -41,6 +41,10 @@ EXPECTED = {
         {"test_concurrent_sets_return_an_unbroken_chain"},
         "concurrent_sets or test_set_returns or test_delete",
     ),
+    "broken-read-then-delete": (
+        {"test_concurrent_deletes_return_exactly_what_they_removed"},
+        "concurrent_deletes or test_delete or test_set_returns",
+    ),
     "broken-colliding-keys": (
         {"test_separator_lookalikes_do_not_collide", "test_hostile_scopes_are_distinct_scopes"},
         "hostile or separator or empty_scope or test_set_returns or test_update_op_rule",

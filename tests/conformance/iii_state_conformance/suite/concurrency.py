@@ -22,6 +22,24 @@ class ConcurrencyTests:
         )
         assert store.get(scope, "counter") == {"n": WORKERS * per_worker}
 
+    def test_concurrent_deletes_return_exactly_what_they_removed(
+        self, store: StateStore, scope: str, spec: StoreSpec
+    ) -> None:
+        """Every increment ends up either in a value some delete returned or in the final value."""
+        barrier = processes.context().Barrier(WORKERS)
+        results = processes.run_processes(
+            spec, processes.increments_and_deletes,
+            [(scope, "counter", 200, me, barrier) for me in range(WORKERS)], timeout=300,
+        )  # fmt: skip
+        increments = sum(done for done, _ in results)
+        returned_by_deletes = sum(deleted for _, deleted in results)
+        final = store.get(scope, "counter")
+        left = final["n"] if isinstance(final, dict) else 0
+        assert returned_by_deletes + left == increments, (
+            f"{increments} increments, but deletes returned {returned_by_deletes} and {left} remain: "
+            f"a delete lost or duplicated a concurrent update (read-then-delete?)"
+        )
+
     def test_racing_compare_and_set_has_exactly_one_winner(
         self, store: StateStore, scope: str, spec: StoreSpec
     ) -> None:
