@@ -18,8 +18,8 @@ import itertools
 import select
 import time
 from collections import deque
-from collections.abc import Iterable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple, TypeVar
 
 from pymemcache.client.base import Client  # type: ignore[import-untyped]
 from pymemcache.exceptions import (  # type: ignore[import-untyped]
@@ -34,6 +34,7 @@ from iii_state_core import BackendError, UnknownOutcomeError, ValueTooLargeError
 from .settings import Server, Settings
 
 _EPOCHS = itertools.count(1)
+T = TypeVar("T")
 _M64 = (1 << 64) - 1
 
 
@@ -135,50 +136,52 @@ class Node:
     def _read_error(self, op: str, exc: BaseException) -> BackendError:
         return BackendError(f"memcached at {self.name}: {op} failed: {_detail(exc)}")
 
-    def get(self, key: bytes) -> bytes | None:
-        conn = self._acquire()
+    def _read(self, op: str, call: Callable[[Conn], T]) -> tuple[T, int]:
+        """Run a read and return its result and the connection's epoch.
+
+        Reads skip the dropped-connection check that writes make: a read that meets a pooled
+        connection the server has closed is simply sent once more on a new connection, which a
+        write could not be.
+        """
         try:
-            value: bytes | None = conn.get(key)
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._new()
+        reused = conn.sock is not None
+        try:
+            try:
+                return call(conn), conn.epoch
+            except (MemcacheUnexpectedCloseError, ConnectionError):
+                if not reused:
+                    raise
+                conn.close()
+                return call(conn), conn.epoch
         except (MemcacheError, OSError) as exc:
-            raise self._read_error("get", exc) from exc
+            raise self._read_error(op, exc) from exc
         finally:
             self._release(conn)
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self._read("get", lambda conn: conn.get(key))[0]
         return value
 
     def gets(self, key: bytes) -> tuple[bytes | None, bytes | None, int]:
         """``(item, cas, epoch)``; ``(None, None, epoch)`` when the key is missing."""
-        conn = self._acquire()
-        try:
-            item, cas = conn.gets(key)
-        except (MemcacheError, OSError) as exc:
-            raise self._read_error("gets", exc) from exc
-        finally:
-            self._release(conn)
-        return item, cas, conn.epoch
+        (item, cas), epoch = self._read("gets", lambda conn: conn.gets(key))
+        return item, cas, epoch
 
     def get_many(self, keys: list[bytes]) -> dict[bytes, bytes]:
-        out: dict[bytes, bytes] = {}
-        if not keys:
-            return out
-        conn = self._acquire()
-        try:
+        def fetch(conn: Conn) -> dict[bytes, bytes]:
+            out: dict[bytes, bytes] = {}
             # bounded batches keep each request line far below memcached's line limits
             for at in range(0, len(keys), 100):
                 out.update(conn.get_many(keys[at : at + 100]))
-        except (MemcacheError, OSError) as exc:
-            raise self._read_error("get", exc) from exc
-        finally:
-            self._release(conn)
-        return out
+            return out
+
+        return self._read("get", fetch)[0] if keys else {}
 
     def stats(self, *args: str) -> dict[bytes, Any]:
-        conn = self._acquire()
-        try:
-            result: dict[bytes, Any] = conn.stats(*args)
-        except (MemcacheError, OSError) as exc:
-            raise self._read_error("stats", exc) from exc
-        finally:
-            self._release(conn)
+        result: dict[bytes, Any] = self._read("stats", lambda conn: conn.stats(*args))[0]
         return result
 
     # -- confirmed writes ----------------------------------------------------------------------

@@ -85,6 +85,9 @@ def test_a_restarted_server_is_a_fresh_empty_store_not_an_error(
     # the remembered cas belongs to the old server process and must not be used
     assert store.set("s", "k", 3).old_value is None
     assert store.get("s", "k") == 3 and store.list_keys("s") == ["k"]
+    server.restart()
+    # a read on a pooled connection the server closed is simply sent again
+    assert store.get("s", "k") is None and store.list_keys("s") == []
 
 
 def test_a_store_with_another_index_layout_is_refused(
