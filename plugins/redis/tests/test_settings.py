@@ -104,7 +104,7 @@ def test_the_plugin_registers_the_adapter() -> None:
     info = Registry().adapter("redis")
     assert info.cls is RedisAdapter and info.capabilities is CAPABILITIES
     assert RedisAdapter.distribution == "iii-state-redis"
-    assert CAPABILITIES.atomic_update == "emulated" and CAPABILITIES.ordered_listing is False
+    assert CAPABILITIES.atomic_update == "native" and CAPABILITIES.ordered_listing is False
 
 
 def _retries(retry: Any) -> int:
