@@ -81,7 +81,9 @@ class Raw:
         self.client, self.table, self.pk = client, table, "#" + scope
 
     def key(self, i: int) -> dict[str, Any]:
-        return {"pk": {"S": self.pk}, "sk": {"S": f"#r{i % KEYS}"}}
+        """Items 0..KEYS-1 are the working set; index -1 is the compare-and-set counter."""
+        name = "cas" if i < 0 else f"r{i % KEYS}"
+        return {"pk": {"S": self.pk}, "sk": {"S": "#" + name}}
 
     def get(self, i: int) -> object:
         item = self.client.get_item(TableName=self.table, Key=self.key(i), ConsistentRead=True)["Item"]
@@ -156,17 +158,16 @@ def run(kind: str, endpoint: str, seconds: float, rounds: int) -> str:
 
     def raw_cas(_: int) -> object:
         n = counters["raw"]
-        assert raw.compare_and_set(KEYS - 1, {"v": n}, {"v": n + 1})
+        assert raw.compare_and_set(-1, {"v": n}, {"v": n + 1})
         counters["raw"] = n + 1
         return n
 
     store.set(scope, "cas", {"v": 0})
-    raw.set(KEYS - 1, {"v": 0})
+    raw.set(-1, {"v": 0})
     ops: list[tuple[str, Op, Op | None]] = [
         ("get", lambda i: store.get(scope, f"k{i % KEYS}"), raw.get),
         ("set", lambda i: store.set(scope, f"k{i % KEYS}", value), lambda i: raw.set(i, value)),
-        ("update (1 increment)", lambda i: store.update(scope, f"k{i % (KEYS - 1)}", increment),
-         lambda i: raw.update(i % (KEYS - 1))),
+        ("update (1 increment)", lambda i: store.update(scope, f"k{i % KEYS}", increment), raw.update),
         ("compare_and_set", ours_cas, raw_cas),
         (f"list_entries (page of {PAGE})", lambda i: store.list_entries(scope, None, PAGE), raw.list_entries),
     ]  # fmt: skip

@@ -52,6 +52,10 @@ NOT_SENT: Final = (EndpointConnectionError, ConnectTimeoutError, ProxyConnection
 #: The request may have reached DynamoDB and been applied (a reply that fails its CRC32 is no reply).
 MAYBE_SENT: Final = (HTTPClientError, SSLError, ChecksumError, ResponseParserError)
 
+_THROTTLE_ADVICE: Final = (
+    " Raise the table's capacity, switch it to on-demand (PAY_PER_REQUEST), or slow the writers."
+)
+_CONNECT_ADVICE: Final = " Check `endpoint_url` / `region` and the network."
 BACKOFF_BASE: Final = 0.025
 BACKOFF_CAP: Final = 1.0
 
@@ -124,7 +128,7 @@ class Caller:
         :raises BackendError: on any other failure, or when retries ran out.
         """
         started = time.monotonic()
-        last = ""
+        last = advice = ""
         for attempt in range(self.max_attempts):
             if attempt:
                 self.sleep(self.backoff(attempt - 1))
@@ -138,19 +142,21 @@ class Caller:
                     raise AwsError(table_missing_message(self.table, self.where), aws_code=code) from exc
                 if code in REJECTED_CODES:
                     last = f"{_detail(exc)} (throttled or conflicting: nothing was applied)"
+                    advice = _THROTTLE_ADVICE
                     continue
                 if code in UNSURE_CODES or _status(exc) >= 500:
                     if write:
                         raise UnknownOutcomeError(self._unknown(operation, _detail(exc))) from exc
-                    last = _detail(exc)
+                    last, advice = _detail(exc), ""
                     continue
                 message = f"DynamoDB {operation} on table {self.table!r}: {_detail(exc)}"
                 raise AwsError(message, aws_code=code) from exc
             except NOT_SENT as exc:
                 last = f"{type(exc).__name__}: {exc} (no connection was made)"
+                advice = _CONNECT_ADVICE
                 continue
             except MAYBE_SENT as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                last, advice = f"{type(exc).__name__}: {exc}", ""
                 if write:
                     raise UnknownOutcomeError(self._unknown(operation, last)) from exc
                 continue
@@ -159,8 +165,7 @@ class Caller:
         elapsed = time.monotonic() - started
         raise BackendError(
             f"DynamoDB {operation} on table {self.table!r} ({self.where}) failed {self.max_attempts} "
-            f"times in {elapsed:.1f} s; last: {last}. If DynamoDB is throttling, raise the table's "
-            "capacity or switch it to on-demand (PAY_PER_REQUEST); `max_attempts` sets the retries"
+            f"times in {elapsed:.1f} s; last: {last}.{advice} `max_attempts` sets the number of tries"
         )
 
     def _unknown(self, operation: str, detail: str) -> str:

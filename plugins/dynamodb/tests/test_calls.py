@@ -119,8 +119,9 @@ def test_a_write_is_retried_when_no_connection_was_made(caller: Caller) -> None:
 
 def test_an_unreachable_endpoint_gives_up_with_the_cause(caller: Caller) -> None:
     method = Script(*[EndpointConnectionError(endpoint_url="http://x")] * 4)
-    with pytest.raises(BackendError, match="no connection was made"):
+    with pytest.raises(BackendError, match="no connection was made") as info:
         caller("GetItem", method, write=False)
+    assert "endpoint_url" in str(info.value) and "on-demand" not in str(info.value)
 
 
 def test_a_failed_condition_is_not_an_error(caller: Caller) -> None:
