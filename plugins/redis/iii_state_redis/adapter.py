@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import NoPermissionError, NoScriptError
 
-from iii_state_core import Adapter, AsyncAdapter, BackendError, Capabilities, StateError
+from iii_state_core import Adapter, AsyncAdapter, BackendError, Capabilities, ConfigError, StateError
 from iii_state_core.adapter import Page, Token
 
 from . import connections
@@ -54,6 +54,15 @@ def closed_error() -> BackendError:
 
 def cluster_enabled(info: Mapping[str, Any]) -> bool:
     return str(info.get("cluster_enabled", 0)) == "1"
+
+
+def check_cluster_fits(settings: RedisSettings) -> None:
+    """:raises ConfigError: when ``cluster: auto`` found a Cluster the config cannot address."""
+    if settings.path is not None or settings.db != 0:
+        raise ConfigError(
+            "adapter 'redis' config: the server is a Redis Cluster node, and a Cluster has no "
+            "unix sockets and only db 0; point redis_url at a node's host:port without a db"
+        )
 
 
 class RedisAdapter(Adapter):
@@ -103,6 +112,7 @@ class RedisAdapter(Adapter):
                 if cluster:
                     if standalone is not None:
                         standalone.close()
+                    check_cluster_fits(self.settings)
                     self._client = connections.sync_cluster(self.settings)
                 else:
                     self._client = standalone or connections.sync_standalone(self.settings)

@@ -17,7 +17,7 @@ from iii_state_core import AsyncAdapter, StateError
 from iii_state_core.adapter import Page, Token
 
 from . import connections
-from .adapter import closed_error, cluster_enabled
+from .adapter import check_cluster_fits, closed_error, cluster_enabled
 from .layout import REMOVE, SWAP, WRITE, Layout, Script
 from .listing import PRIMARIES, Read, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
@@ -62,6 +62,7 @@ class AsyncRedisAdapter(AsyncAdapter):
                 if cluster:
                     if standalone is not None:
                         await standalone.aclose()
+                    check_cluster_fits(self.settings)
                     client = connections.async_cluster(self.settings)
                     # Learn the slot map before anyone can use the client: commands racing
                     # the first lazy initialisation find nodes closed under them (redis-py 8.1).

@@ -15,7 +15,14 @@ from iii_state_conformance.servers import RedisCluster, RedisServer, ServerUnava
 from redis.crc import key_slot
 from redis_helpers import command_calls, reset_stats, unique
 
-from iii_state_core import BackendError, StateError, StateStore, UnknownOutcomeError, open_store
+from iii_state_core import (
+    BackendError,
+    ConfigError,
+    StateError,
+    StateStore,
+    UnknownOutcomeError,
+    open_store,
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +66,13 @@ def test_cluster_auto_detection(redis_cluster_url: str) -> None:
         assert store.get(scope, "k") == []
         assert store.adapter.describe().startswith("redis cluster via")
         store.delete(scope, "k")
+
+
+def test_auto_detection_refuses_a_db_a_cluster_does_not_have(redis_cluster_url: str) -> None:
+    config = {"redis_url": f"{redis_cluster_url}/2"}
+    with open_store(adapter="redis", adapter_config=config) as store, pytest.raises(ConfigError) as info:
+        store.get(unique("db"), "k")
+    assert "only db 0" in str(info.value)
 
 
 def test_a_single_node_client_on_a_cluster_says_what_to_change(redis_cluster_url: str) -> None:
