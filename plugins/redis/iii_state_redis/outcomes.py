@@ -73,6 +73,8 @@ def explain(exc: BaseException) -> str:
             "the server is a Redis Cluster node (it answered MOVED); set 'cluster: true' "
             "or leave it at \"auto\""
         )
+    if "SELECT is not allowed in cluster mode" in str(exc):
+        return "the server is a Redis Cluster node, which has only db 0; drop the db from redis_url"
     if isinstance(exc, AuthenticationError):
         return f"authentication failed ({exc}); check the user and password in redis_url"
     text = str(exc).strip()

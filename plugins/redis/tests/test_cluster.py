@@ -17,7 +17,6 @@ from redis_helpers import command_calls, reset_stats, unique
 
 from iii_state_core import (
     BackendError,
-    ConfigError,
     StateError,
     StateStore,
     UnknownOutcomeError,
@@ -69,10 +68,13 @@ def test_cluster_auto_detection(redis_cluster_url: str) -> None:
 
 
 def test_auto_detection_refuses_a_db_a_cluster_does_not_have(redis_cluster_url: str) -> None:
-    config = {"redis_url": f"{redis_cluster_url}/2"}
-    with open_store(adapter="redis", adapter_config=config) as store, pytest.raises(ConfigError) as info:
-        store.get(unique("db"), "k")
-    assert "only db 0" in str(info.value)
+    for cluster in ("auto", True, False):
+        config = {"redis_url": f"{redis_cluster_url}/2", "cluster": cluster}
+        with pytest.raises(StateError) as info:
+            with open_store(adapter="redis", adapter_config=config) as store:
+                store.get(unique("db"), "k")
+        assert "only db 0" in str(info.value)
+        assert info.value.code == ("CONFIG_ERROR" if cluster is True else "GET_ERROR")
 
 
 def test_a_single_node_client_on_a_cluster_says_what_to_change(redis_cluster_url: str) -> None:
