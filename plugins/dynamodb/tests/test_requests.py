@@ -1,0 +1,152 @@
+"""The exact requests the adapter sends, checked offline with botocore's Stubber."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.stub import ANY, Stubber
+from iii_state_dynamodb import DynamoDBAdapter, parse_settings
+from iii_state_dynamodb.client import make_client, make_session
+
+TABLE = "stubbed"
+KEY = {"pk": {"S": "#s"}, "sk": {"S": "#k"}}
+DESCRIBED = {
+    "Table": {
+        "TableName": TABLE,
+        "TableStatus": "ACTIVE",
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+    }
+}
+
+
+@pytest.fixture
+def stubbed() -> Iterator[tuple[DynamoDBAdapter, Stubber]]:
+    settings = parse_settings({"table_name": TABLE, "endpoint_url": "http://127.0.0.1:9"})
+    client = make_client(settings, make_session(settings), "us-east-1")
+    with Stubber(client) as stubber:
+        stubber.add_response("describe_table", DESCRIBED, {"TableName": TABLE})
+        adapter = DynamoDBAdapter(settings, client=client, sleep=lambda _: None)
+        yield adapter, stubber
+        stubber.assert_no_pending_responses()
+
+
+def item(value: str, version: str | None = "7") -> dict[str, Any]:
+    found: dict[str, Any] = {**KEY, "val": {"S": value}}
+    if version is not None:
+        found["ver"] = {"N": version}
+    return found
+
+
+def test_set_is_one_put_returning_the_old_item(stubbed: tuple[DynamoDBAdapter, Stubber]) -> None:
+    adapter, stub = stubbed
+    expected = {
+        "TableName": TABLE,
+        "Item": {**KEY, "val": {"S": "[1]"}, "ver": {"N": ANY}},
+        "ReturnValues": "ALL_OLD",
+    }
+    stub.add_response("put_item", {"Attributes": item("{}")}, expected)
+    assert adapter.write("s", "k", b"[1]") == b"{}"
+
+
+def test_delete_is_one_delete_returning_the_old_item(stubbed: tuple[DynamoDBAdapter, Stubber]) -> None:
+    adapter, stub = stubbed
+    stub.add_response("delete_item", {}, {"TableName": TABLE, "Key": KEY, "ReturnValues": "ALL_OLD"})
+    assert adapter.remove("s", "k") is None
+
+
+def test_reads_are_strongly_consistent(stubbed: tuple[DynamoDBAdapter, Stubber]) -> None:
+    adapter, stub = stubbed
+    stub.add_response(
+        "get_item", {"Item": item('"x"')}, {"TableName": TABLE, "Key": KEY, "ConsistentRead": True}
+    )
+    assert adapter.read_versioned("s", "k") == (b'"x"', ("version", "7"))
+
+
+@pytest.mark.parametrize(
+    ("token", "condition"),
+    [
+        (None, {"ConditionExpression": "attribute_not_exists(#p)", "ExpressionAttributeNames": {"#p": "pk"}}),
+        (
+            ("version", "7"),
+            {
+                "ConditionExpression": "#n = :n",
+                "ExpressionAttributeNames": {"#n": "ver"},
+                "ExpressionAttributeValues": {":n": {"N": "7"}},
+            },
+        ),
+        (
+            ("value", "{}"),
+            {
+                "ConditionExpression": "#v = :v AND attribute_not_exists(#n)",
+                "ExpressionAttributeNames": {"#v": "val", "#n": "ver"},
+                "ExpressionAttributeValues": {":v": {"S": "{}"}},
+            },
+        ),
+    ],
+    ids=["missing", "versioned", "foreign-item"],
+)
+def test_write_if_conditions_on_what_was_read(
+    stubbed: tuple[DynamoDBAdapter, Stubber], token: Any, condition: dict[str, Any]
+) -> None:
+    adapter, stub = stubbed
+    expected = {"TableName": TABLE, "Item": {**KEY, "val": {"S": "1"}, "ver": {"N": ANY}}, **condition}
+    stub.add_response("put_item", {}, expected)
+    assert adapter.write_if("s", "k", b"1", token) is True
+    stub.add_client_error("put_item", "ConditionalCheckFailedException", expected_params=expected)
+    assert adapter.write_if("s", "k", b"1", token) is False
+
+
+def test_a_foreign_token_is_refused(stubbed: tuple[DynamoDBAdapter, Stubber]) -> None:
+    adapter, _ = stubbed
+    with pytest.raises(TypeError):
+        adapter.write_if("s", "k", b"1", b"raw bytes")
+
+
+def test_scan_pages_by_exclusive_start_key(stubbed: tuple[DynamoDBAdapter, Stubber]) -> None:
+    adapter, stub = stubbed
+    query = {
+        "TableName": TABLE,
+        "KeyConditionExpression": "#p = :p",
+        "ProjectionExpression": "#k, #v",
+        "ExpressionAttributeNames": {"#p": "pk", "#k": "sk", "#v": "val"},
+        "ExpressionAttributeValues": {":p": {"S": "#s"}},
+        "ConsistentRead": True,
+        "Limit": 2,
+    }
+    page = [{"sk": {"S": "#a"}, "val": {"S": "1"}}, {"sk": {"S": "#b"}, "val": {"S": "2"}}]
+    stub.add_response(
+        "query", {"Items": page, "LastEvaluatedKey": {"pk": {"S": "#s"}, "sk": {"S": "#b"}}}, query
+    )
+    stub.add_response(
+        "query", {"Items": []}, {**query, "ExclusiveStartKey": {"pk": {"S": "#s"}, "sk": {"S": "#b"}}}
+    )
+    entries, cursor = adapter.scan("s", None, 2)
+    assert entries == [("a", b"1"), ("b", b"2")] and cursor == "#b"
+    assert adapter.scan("s", cursor, 2) == ([], None)
+
+
+def test_list_scopes_scans_the_partition_keys(stubbed: tuple[DynamoDBAdapter, Stubber]) -> None:
+    adapter, stub = stubbed
+    scan = {
+        "TableName": TABLE,
+        "ProjectionExpression": "#p",
+        "ExpressionAttributeNames": {"#p": "pk"},
+        "ConsistentRead": True,
+    }
+    start = {"pk": {"S": "#b"}, "sk": {"S": "#x"}}
+    stub.add_response(
+        "scan", {"Items": [{"pk": {"S": "#a"}}, {"pk": {"S": "#b"}}], "LastEvaluatedKey": start}, scan
+    )
+    stub.add_response(
+        "scan", {"Items": [{"pk": {"S": "#a"}}, {"pk": {"S": "other"}}]}, {**scan, "ExclusiveStartKey": start}
+    )
+    assert sorted(adapter.list_scopes()) == ["a", "b"]
