@@ -13,7 +13,7 @@ from iii_state_core.transfer.migration import Progress
 from iii_state_core.transfer.progress import ProgressDisplay
 from iii_state_core.values import dumps
 
-_VALUE = dumps({"i": 0, "text": "Zoë 🔥 " * 12, "list": [1.5, None]}).replace(b"0", b"%d", 1)
+_VALUE = dumps({"i": 0, "text": "Zoë 🔥", "list": [1.5, None]}).replace(b"0", b"%d", 1)
 
 
 class _Synthetic(Adapter):
@@ -82,14 +82,14 @@ def _export_peak(count: int) -> tuple[int, int]:
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-    assert lines == count and sink.written > count * 100
+    assert lines == count and sink.written > count * 60
     return peak, sink.written
 
 
 def test_export_memory_is_bounded_by_the_page_not_the_data() -> None:
     small, _ = _export_peak(10_000)
     large, written = _export_peak(100_000)
-    assert written > 15_000_000  # the export itself is far larger than the bound below
+    assert written > 6_000_000  # the export itself is larger than the bound below
     assert large < 3 * 1024 * 1024, f"peak {large} bytes while exporting 100,000 entries"
     assert large < small * 1.5 + 256 * 1024, f"peak grew with the data: {small} -> {large}"
 
