@@ -100,3 +100,9 @@ def open_target(
     yield open_
     for store in opened:
         store.close()
+
+
+@pytest.fixture(autouse=True)
+def _run_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands write resume records to the current directory: keep them out of the checkout."""
+    monkeypatch.chdir(tmp_path)
