@@ -1,0 +1,1 @@
+"""The fault campaign: ``python -m bench.faults [--quick]`` writes ``docs/RELIABILITY.md``."""

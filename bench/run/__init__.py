@@ -1,0 +1,1 @@
+"""The pieces of ``python -m bench``: targets (adapter + raw client), measurements, the report."""

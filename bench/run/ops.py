@@ -1,0 +1,157 @@
+"""The standard table: get, set, delete, update (1 and 10 ops), compare_and_set, list_entries."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bench.harness import Pair
+from iii_state_core import StateStore
+
+from . import workload as w
+from .measuring import Budget, Op, alternate, counting
+from .raw import RawSide
+
+LABELS = {
+    "get": "get",
+    "set": "set",
+    "delete": "delete",
+    "update1": "update (1 op)",
+    "update10": "update (10 ops)",
+    "compare_and_set": "compare_and_set",
+    "list_entries": f"list_entries (page of {w.PAGE})",
+}
+#: Most deletes one side's pool holds; a faster side than that is reported, not hidden.
+MAX_POOL = 300_000
+
+
+class Ours:
+    """The same workload through the iii-state store."""
+
+    def __init__(self, store: StateStore, scope: str) -> None:
+        self.store, self.scope, self.list_scope = store, scope, f"{scope}-list"
+
+    def populate(self) -> None:
+        for i in range(w.KEYS):
+            self.store.set(self.scope, w.key(i), w.VALUE)
+        for i in range(w.LISTED):
+            self.store.set(self.list_scope, f"e{i:04d}", w.VALUE)
+        self.store.set(self.scope, "cas", {"v": 0})
+
+    def fill_deletes(self, start: int, count: int) -> None:
+        for j in range(start, start + count):
+            self.store.set(self.scope, f"d{j}", w.VALUE)
+
+    def get(self, i: int) -> Any:
+        return self.store.get(self.scope, w.key(i))
+
+    def set(self, i: int) -> Any:
+        return self.store.set(self.scope, w.key(i), w.VALUE)
+
+    def delete(self, j: int) -> Any:
+        return self.store.delete(self.scope, f"d{j}")
+
+    def update1(self, i: int) -> Any:
+        return self.store.update(self.scope, w.key(i), w.INCREMENT)
+
+    def update10(self, i: int) -> Any:
+        return self.store.update(self.scope, w.key(i), w.TEN_OPS)
+
+    def compare_and_set(self, n: int) -> bool:
+        return self.store.compare_and_set(self.scope, "cas", {"v": n}, {"v": n + 1}).applied
+
+    def list_entries(self) -> Any:
+        return self.store.list_entries(self.list_scope, None, w.PAGE)
+
+
+def _cas_op(side: Ours | RawSide) -> Op:
+    """Each call expects what the previous one stored, so every compare-and-set applies."""
+    state = {"n": 0}
+
+    def op(_i: int) -> bool:
+        applied = side.compare_and_set(state["n"])
+        if not applied:
+            raise AssertionError(f"compare_and_set did not apply at n={state['n']}")
+        state["n"] += 1
+        return applied
+
+    return op
+
+
+def _delete_op(side: Ours | RawSide, misses: list[int]) -> Op:
+    def op(j: int) -> Any:
+        old = side.delete(j)
+        if old is None:
+            misses[0] += 1
+        return old
+
+    return counting(op)
+
+
+def _pool_size(set_pair: Pair | None, budget: Budget, raw: bool) -> int:
+    """Entries one side deletes in all rounds: its set rate, three times over, plus warm-ups."""
+    if set_pair is None:
+        return 1000
+    rate = set_pair.raw.ops_per_s if raw and set_pair.raw else set_pair.ours.ops_per_s
+    return min(MAX_POOL, math.ceil(rate * budget.seconds * budget.rounds * 3) + 50 * budget.rounds + 100)
+
+
+def standard_pairs(ours: Ours, raw: RawSide, budget: Budget) -> tuple[list[Pair], dict[str, str]]:
+    """Populate both sides and measure every operation of the standard table.
+
+    :returns: the pairs in table order and notes (what the raw side does, anything odd).
+    """
+    ours.populate()
+    raw.populate()
+    notes: dict[str, str] = {}
+    pairs: list[Pair] = []
+    set_pair: Pair | None = None
+    for operation in ("get", "set", "delete", "update1", "update10", "compare_and_set", "list_entries"):
+        has_raw = operation in raw.supported
+        if operation == "delete":
+            ours.fill_deletes(0, _pool_size(set_pair, budget, raw=False))
+            if has_raw:
+                raw.fill_deletes(0, _pool_size(set_pair, budget, raw=True))
+            our_misses, raw_misses = [0], [0]
+            pair = alternate(
+                LABELS[operation],
+                _delete_op(ours, our_misses),
+                _delete_op(raw, raw_misses) if has_raw else None,
+                budget,
+            )
+            if our_misses[0] or raw_misses[0]:
+                notes[LABELS[operation]] = (
+                    f"the key pool ran out: {our_misses[0]} of ours and {raw_misses[0]} raw deletes "
+                    "hit a missing key"
+                )
+        elif operation == "compare_and_set":
+            pair = alternate(LABELS[operation], _cas_op(ours), _cas_op(raw) if has_raw else None, budget)
+        elif operation == "list_entries":
+            pair = alternate(
+                LABELS[operation],
+                lambda _i: ours.list_entries(),
+                (lambda _i: raw.list_entries()) if has_raw else None,
+                budget,
+            )
+        else:
+            pair = alternate(
+                LABELS[operation],
+                getattr(ours, operation),
+                getattr(raw, operation) if has_raw else None,
+                budget,
+            )
+        if operation == "set":
+            set_pair = pair
+        pairs.append(pair)
+    return pairs, notes
+
+
+def raw_notes(raw: RawSide) -> dict[str, str]:
+    """What the raw side does per operation (and which have no raw equivalent), for the report."""
+    notes = {}
+    for operation, label in LABELS.items():
+        if operation not in raw.supported:
+            notes[label] = "no raw equivalent (the backend cannot do it by itself)"
+        elif operation in raw.described:
+            notes[label] = f"raw: {raw.described[operation]}"
+    return notes
