@@ -1,4 +1,5 @@
-"""The ``redis`` adapter (sync): the primitives over redis-py, one round trip each.
+"""The ``redis`` adapter (sync): the primitives over redis-py, one round trip each (``update``:
+one when this process knows the entry, see ``updating``).
 
 The client is built on first use, so opening a store does no I/O and a server that is
 down at start-up is retried like any other outage. With ``cluster: auto`` the server is

@@ -5,7 +5,7 @@ connection, client and Cluster level. For a write that is a second application. 
 client built here has those retries switched off (``Retry(NoBackoff(), 0)``), and its
 connections remember whether the current command's bytes have gone out: a connection or
 timeout error after that point is raised as :class:`ReplyLost`. The adapters retry only what
-certainly did not run (see ``protocol.classify``).
+certainly did not run (see ``outcomes.classify``).
 """
 
 from __future__ import annotations
