@@ -35,8 +35,9 @@ class Capabilities:
     durable: bool = False
     #: Separate processes (and hosts) that open the same config see one store.
     shared: bool = True
-    #: ``native``: the adapter's ``modify`` is one atomic step; ``emulated``: the core loops
-    #: over ``read_versioned`` + ``write_if``.
+    #: ``native``: the adapter's ``modify`` runs the read-modify-write itself (one atomic step,
+    #: or its own compare-and-swap loop); ``emulated``: ``modify`` returns ``None`` and the core
+    #: loops over ``read_versioned`` + ``write_if``.
     atomic_update: Literal["native", "emulated"] = "emulated"
     #: ``scan`` pages in a stable key order, so a walk returns each key exactly once.
     ordered_listing: bool = False
