@@ -103,7 +103,7 @@ class TestSound(StateStoreSuite):
     selection = " or ".join(f"({sel})" for _, sel in EXPECTED.values())
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", "-k", selection)
     outcomes = result.parseoutcomes()
-    assert outcomes.get("failed", 0) == 0 and outcomes.get("passed", 0) > 100, outcomes
+    assert outcomes.get("failed", 0) == 0 and outcomes.get("passed", 0) >= 40, outcomes
 
 
 class _Guarded:
