@@ -48,13 +48,14 @@ def _parse(log: Path) -> tuple[list[int], int | None]:
     return acked, begun
 
 
-def _spawn(directory: str, log: Path, writer: str, start: int) -> subprocess.Popen[bytes]:
+def _spawn(directory: str, log: Path, writer: str, start: int, lie: bool) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "bench.faults.kv_writer", directory, str(log), writer, str(start)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=Path(__file__).resolve().parents[2],
-        env={**os.environ, "III_STATE_PLUGINS": "kv"},  # start fast: load only the kv plugin
+        # start fast: load only the kv plugin
+        env={**os.environ, "III_STATE_PLUGINS": "kv", "III_FAULTS_ACK_EARLY": "1" if lie else "0"},
     )
 
 
@@ -78,7 +79,12 @@ def _read_all(directory: str) -> dict[str, Any]:
         return {key: s.get(SCOPE, key) for key in s.list_keys(SCOPE)}
 
 
-def run(kills: int, seed: int | None = None) -> Line:
+def run(kills: int, seed: int | None = None, *, ack_early: bool = False) -> Line:
+    """SIGKILL writers ``kills`` times in all and check the store after every cycle.
+
+    :param ack_early: a negative control: writers log the acknowledgement before the write, so
+        a kill in between loses an "acknowledged" write and the check must say so.
+    """
     line = Line(
         "kv file store",
         f"writer processes SIGKILLed at random moments ({len(WRITERS)} concurrent writers per cycle)",
@@ -100,7 +106,7 @@ def run(kills: int, seed: int | None = None) -> Line:
         procs = {}
         for writer in WRITERS:
             log = logs / f"{writer}-{cycle}.log"
-            procs[writer] = (_spawn(directory, log, writer, next_seq[writer]), log)
+            procs[writer] = (_spawn(directory, log, writer, next_seq[writer], ack_early), log)
         order = list(WRITERS)
         rng.shuffle(order)
         moments = {w: _kill_at_random(procs[w][0], rng) for w in order}

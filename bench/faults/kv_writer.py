@@ -13,6 +13,8 @@ import sys
 from typing import Any
 
 KEYS = 8
+#: Set by the campaign's self-test only: a writer that lies, so the check must catch lost writes.
+ACK_EARLY = os.environ.get("III_FAULTS_ACK_EARLY") == "1"
 
 
 def key_for(writer: str, s: int) -> str:
@@ -50,6 +52,8 @@ def run(directory: str, log_path: str, writer: str, start: int) -> None:
     while True:
         key, op = key_for(writer, s), op_for(s)
         os.write(log, f"B {s}\n".encode())
+        if ACK_EARLY:  # the negative control: acknowledge before the write is done
+            os.write(log, f"A {s}\n".encode())
         if op == "set":
             store.set(scope, key, {"seq": s})
         elif op == "update":
@@ -72,7 +76,8 @@ def run(directory: str, log_path: str, writer: str, start: int) -> None:
             if not result.applied:
                 print(f"compare_and_set {s} did not apply: {result}", file=sys.stderr, flush=True)
                 os._exit(3)
-        os.write(log, f"A {s}\n".encode())
+        if not ACK_EARLY:
+            os.write(log, f"A {s}\n".encode())
         apply(model, writer, s)
         s += 1
 

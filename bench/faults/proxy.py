@@ -91,6 +91,8 @@ class FaultProxy:
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((LOOPBACK, 0))
         self._listener.listen(128)
+        # accept() wakes up now and then to see whether the proxy was closed
+        self._listener.settimeout(0.1)
         self.port: int = self._listener.getsockname()[1]
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._accept, name="fault-proxy", daemon=True)
@@ -140,8 +142,11 @@ class FaultProxy:
         while not self._closed.is_set():
             try:
                 client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            client.settimeout(None)
             try:
                 upstream = socket.create_connection(self.upstream, timeout=2.0)
                 upstream.settimeout(None)

@@ -53,7 +53,13 @@ class Fault:
     over: float
 
 
-def _writer(tid: int, store: StateStore, stop: threading.Event, ops: list[Op], seed: int) -> None:
+#: Every fault kind, weighted by how often the injector picks it.
+FAULTS: tuple[str, ...] = ("reset", "reset", "cut", "cut", "cut", "stall", "restart", "restart")
+
+
+def _writer(
+    tid: int, store: StateStore, stop: threading.Event, ops: list[Op], seed: int, retry_unknown: bool
+) -> None:
     rng = random.Random(seed)
     seq = 0
     while not stop.is_set():
@@ -62,10 +68,17 @@ def _writer(tid: int, store: StateStore, stop: threading.Event, ops: list[Op], s
         key = f"t{tid}-s" if kind == "set" else f"t{tid}-k{rng.randrange(KEYS_PER_THREAD)}"
         op = Op(tid, kind, key, seq, time.monotonic())
         try:
-            if kind == "set":
-                store.set(SCOPE, key, {"seq": seq})
-            else:
-                store.update(SCOPE, key, [{"type": "append", "path": "log", "value": seq}])
+            for attempt in range(5 if retry_unknown else 1):
+                try:
+                    if kind == "set":
+                        store.set(SCOPE, key, {"seq": seq})
+                    else:
+                        store.update(SCOPE, key, [{"type": "append", "path": "log", "value": seq}])
+                    break
+                except UnknownOutcomeError:
+                    # the negative control: a client that resends a write whose reply was lost
+                    if not retry_unknown or attempt == 4:
+                        raise
             op.outcome = "ok"
         except UnknownOutcomeError as exc:
             op.outcome, op.error = "unknown", str(exc)[:200]
@@ -85,10 +98,10 @@ def _inject(
     stop: threading.Event,
     faults: list[Fault],
     rng: random.Random,
-    restarts: bool,
+    kinds: tuple[str, ...],
+    every: float,
 ) -> None:
-    kinds = ["reset", "reset", "cut", "cut", "cut", "stall"] + (["restart", "restart"] if restarts else [])
-    while not stop.wait(rng.uniform(0.3, 1.2)):
+    while not stop.wait(rng.uniform(every / 2, every * 1.5)):
         kind = rng.choice(kinds)
         at = time.monotonic()
         if kind == "reset":
@@ -173,8 +186,26 @@ def _recoveries(ops: list[Op], faults: list[Fault], line: Line) -> tuple[int, fl
     return recovered, worst
 
 
-def run(name: str, seconds: float, threads: int = 3, seed: int | None = None) -> list[Line]:
-    """Break ``name``'s server and connections for ``seconds`` while ``threads`` writers write."""
+def run(
+    name: str,
+    seconds: float,
+    threads: int = 3,
+    seed: int | None = None,
+    *,
+    kinds: tuple[str, ...] = FAULTS,
+    every: float = 0.75,
+    calm: float = 3 * TIMEOUT + 2,
+    retry_unknown: bool = False,
+) -> list[Line]:
+    """Break ``name``'s server and connections for ``seconds`` while ``threads`` writers write.
+
+    :param kinds: the faults to pick from (repeat one to make it likelier).
+    :param every: mean seconds between two faults.
+    :param calm: seconds without faults at the end, in which every writer must get through.
+    :param retry_unknown: a negative control: writers resend a write whose outcome was unknown
+        and call it acknowledged, as a silently retrying client would; the check must catch it.
+    :returns: the writes line and the recovery line.
+    """
     backend = BACKENDS[name]
     seed = random.randrange(2**32) if seed is None else seed
     rng = random.Random(seed)
@@ -203,11 +234,13 @@ def run(name: str, seconds: float, threads: int = 3, seed: int | None = None) ->
             logs: list[list[Op]] = [[] for _ in range(threads)]
             faults: list[Fault] = []
             workers = [
-                threading.Thread(target=_writer, args=(t, store, stop, logs[t], seed + t), daemon=True)
+                threading.Thread(
+                    target=_writer, args=(t, store, stop, logs[t], seed + t, retry_unknown), daemon=True
+                )
                 for t in range(threads)
             ]
             injector = threading.Thread(
-                target=_inject, args=(server, proxy, stop_faults, faults, rng, True), daemon=True
+                target=_inject, args=(server, proxy, stop_faults, faults, rng, kinds, every), daemon=True
             )
             for t in workers:
                 t.start()
@@ -215,7 +248,7 @@ def run(name: str, seconds: float, threads: int = 3, seed: int | None = None) ->
             time.sleep(seconds)
             stop_faults.set()
             injector.join(30)
-            time.sleep(min(RECOVERY_S, 3 * TIMEOUT + 2))  # calm period: every writer must get through
+            time.sleep(calm)  # no faults now: every writer must get through
             stop.set()
             for t in workers:
                 t.join(HANG_S)

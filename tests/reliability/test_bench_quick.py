@@ -1,0 +1,102 @@
+"""``python -m bench --quick``: every row of the report is there and its figures are sane.
+
+No timing is asserted (the machine is shared): only that each measurement ran and gave
+positive, finite numbers, and that the core-overhead and growth sections are complete.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.run.ops import LABELS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _rows(text: str, heading: str) -> list[list[str]]:
+    """The body rows of the first table after ``heading``."""
+    section = text.split(heading, 1)[1]
+    rows = []
+    started = False
+    for line in section.splitlines():
+        if line.startswith("|"):
+            started = True
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if not set("".join(cells)) <= set("-: "):
+                rows.append(cells)
+        elif started:
+            break
+    return rows[1:]  # without the header
+
+
+def _number(cell: str) -> float:
+    return float(cell.replace(",", ""))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("bench") / "PERFORMANCE.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--adapters", "kv,kv-memory", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out.read_text()
+
+
+@pytest.mark.parametrize(
+    "title", ["kv (file_based: SQLite WAL) vs raw sqlite3", "kv (in_memory) vs a raw locked dict"]
+)
+def test_adapter_table_has_every_operation_with_sane_ratios(report: str, title: str) -> None:
+    rows = _rows(report, f"### {title}")
+    assert [r[0] for r in rows] == list(LABELS.values())
+    for operation, ours, raw, ratio, p50, p99, raw_p50, raw_p99 in rows:
+        for cell in (ours, raw, p50, p99, raw_p50, raw_p99):
+            value = _number(cell)
+            assert math.isfinite(value) and value > 0, (operation, cell)
+        # a ratio is ours/raw; far outside this range means one side measured something else
+        assert 0.01 < _number(ratio) < 100, (operation, ratio)
+        assert abs(_number(ratio) - _number(ours) / _number(raw)) < 0.01 + 0.01 * _number(ratio)
+        assert _number(p99) >= _number(p50)
+
+
+def test_core_overhead_section_has_get_and_set_both_ways(report: str) -> None:
+    rows = _rows(report, "## Core overhead over the in-memory adapter")
+    assert [r[0] for r in rows] == ["get", "set", "trigger(state::get)", "trigger(state::set)"]
+    for row in rows:
+        assert all(math.isfinite(_number(c)) for c in row[1:])
+    assert re.search(
+        r"\*\*Target \(< 10 µs per call for get and set, typed and trigger\): (met|NOT met)\*\*", report
+    )
+
+
+def test_growth_and_walk_sections_cover_both_adapters(report: str) -> None:
+    growth = _rows(report, "## How cost grows with a scope")
+    assert {(r[0], r[1]) for r in growth} == {(a, op) for a in ("kv", "kv-memory") for op in ("get", "set")}
+    walk = _rows(report, "A full `list_entries` walk")
+    assert [r[0] for r in walk] == ["kv", "kv-memory"]
+    for row in walk:
+        keys, returned, distinct = _number(row[1]), _number(row[6]), row[7]
+        assert distinct.replace(",", "") == row[1].replace(",", ""), f"walk of {row[0]} missed keys: {row}"
+        assert returned >= keys
+
+
+def test_report_names_the_machine_and_nothing_failed(report: str) -> None:
+    for fact in ("| cores |", "| CPU |", "| Python |", "| date (UTC) |", "| redis-server |"):
+        assert fact in report
+    assert "FAILED" not in report
+
+
+def test_unknown_adapter_is_a_clear_error() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--adapters", "kv,nosuch"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "unknown adapter(s) nosuch" in done.stderr

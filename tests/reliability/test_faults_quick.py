@@ -1,0 +1,62 @@
+"""The fault campaign, short: 20 kv SIGKILLs, a few seconds of server and connection faults on
+Redis and memcached, short state-machine runs, and each check proved able to fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bench.faults import kv_kill, model_runs, server_faults
+from bench.faults.outcome import Line
+
+
+def _explain(line: Line) -> str:
+    return f"{line.area}: {line.what}: {line.failed}/{line.tried} failed: {line.failures} {line.details}"
+
+
+def test_kv_store_survives_20_sigkills() -> None:
+    line = kv_kill.run(20)
+    assert line.tried == 20
+    assert line.failed == 0, _explain(line)
+    assert isinstance(line.details["acknowledged writes checked"], int)
+    assert line.details["acknowledged writes checked"] > 0
+
+
+def test_kv_kill_check_catches_writes_acknowledged_too_early() -> None:
+    """Writers that acknowledge before writing lose "acknowledged" writes when killed."""
+    line = kv_kill.run(10, ack_early=True)
+    assert line.failed > 0, _explain(line)
+    assert any("acknowledged ops give" in f for f in line.failures), line.failures
+
+
+def _server_run(needs_server: Callable[[Callable[[], Any]], Any], name: str) -> None:
+    writes, recovery = needs_server(lambda: server_faults.run(name, 3.0, calm=2.0, every=0.3))
+    assert writes.tried > 0 and recovery.tried > 0, (writes.details, recovery.details)
+    assert writes.failed == 0, _explain(writes)
+    assert recovery.failed == 0, _explain(recovery)
+    assert recovery.details["recovered"] == recovery.tried
+
+
+def test_redis_writes_survive_server_and_connection_faults(needs_server: Any) -> None:
+    _server_run(needs_server, "redis")
+
+
+def test_memcached_writes_survive_server_and_connection_faults(needs_server: Any) -> None:
+    _server_run(needs_server, "memcached")
+
+
+def test_server_check_catches_a_client_that_resends_lost_writes(needs_server: Any) -> None:
+    """Resending a write whose reply was lost applies it twice: the check must see that."""
+    writes, _ = needs_server(
+        lambda: server_faults.run("redis", 2.0, kinds=("cut",), every=0.1, calm=1.0, retry_unknown=True)
+    )
+    assert writes.details["reported unknown outcome"] == 0  # every one of them was "retried away"
+    assert any("applied 2 times" in f or "applied 3 times" in f for f in writes.failures), _explain(writes)
+
+
+def test_state_machine_short_runs_match_the_model() -> None:
+    for name in ("kv", "kv-memory"):
+        line = model_runs.run(name, 10)
+        assert line.tried >= 10
+        assert line.failed == 0, _explain(line)

@@ -1,0 +1,19 @@
+"""A short fuzz run: only documented errors, except for the known open limits."""
+
+from __future__ import annotations
+
+from bench.faults import fuzz
+from bench.faults.campaign import new_failures
+from bench.faults.limits import OPEN_LIMITS, match
+
+
+def test_short_fuzz_finds_nothing_new() -> None:
+    lines = fuzz.run(100)
+    assert [line.tried > 0 for line in lines] == [True, True, True]
+    assert new_failures(lines) == []
+
+
+def test_open_limits_recognise_their_own_failures() -> None:
+    assert match("trigger(cursor of JSON nested 1000): RecursionError: maximum recursion") is OPEN_LIMITS[0]
+    assert match("get of stored b'[[[[': RecursionError: maximum recursion") is OPEN_LIMITS[1]
+    assert match("trigger(x): TypeError: boom") is None
