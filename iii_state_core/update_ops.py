@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from .errors import DeserializationError
 from .values import JSON, MAX_INT, MIN_INT, check_value, copy_json, json_type
@@ -24,9 +24,12 @@ OpType = Literal["set", "merge", "increment", "decrement", "append", "remove"]
 OP_TYPES: Final[tuple[OpType, ...]] = ("set", "merge", "increment", "decrement", "append", "remove")
 
 
-@dataclass(frozen=True, slots=True)
-class Op:
-    """One parsed update op. ``segments`` is the normalised path (``()`` = the whole value)."""
+class Op(NamedTuple):
+    """One parsed update op. ``segments`` is the normalised path (``()`` = the whole value).
+
+    A named tuple: one is built per op of every update, and a frozen dataclass's ``__init__``
+    was a good part of the cost of parsing one.
+    """
 
     type: OpType
     segments: tuple[str, ...]
@@ -65,53 +68,59 @@ def parse_ops(raw: object, *, max_depth: int) -> list[Op]:
     return [_parse_op(i, item, max_depth) for i, item in enumerate(raw)]
 
 
+def _where(index: int) -> str:
+    # Built only on the error paths: formatting it for every op cost more than parsing the op.
+    return f"ops[{index}]"
+
+
 def _parse_op(index: int, raw: object, max_depth: int) -> Op:
-    where = f"ops[{index}]"
     if not isinstance(raw, dict):
-        raise DeserializationError(f"{where} must be an object, got {json_type(raw)}")
+        raise DeserializationError(f"{_where(index)} must be an object, got {json_type(raw)}")
     op_type = raw.get("type")
     if op_type not in OP_TYPES:
-        raise DeserializationError(f"{where}.type is {op_type!r}; expected one of {', '.join(OP_TYPES)}")
+        raise DeserializationError(
+            f"{_where(index)}.type is {op_type!r}; expected one of {', '.join(OP_TYPES)}"
+        )
     if op_type in ("merge", "append"):
-        segments = _segment_path(where, raw.get("path"))
+        segments = _segment_path(index, raw.get("path"))
         if "value" not in raw:
-            raise DeserializationError(f"{where} ({op_type}) is missing its value")
-        return Op(op_type, segments, _op_value(where, raw["value"], max_depth))
+            raise DeserializationError(f"{_where(index)} ({op_type}) is missing its value")
+        return Op(op_type, segments, _op_value(index, raw["value"], max_depth))
     path = raw.get("path")
     if not isinstance(path, str):
         raise DeserializationError(
-            f"{where}.path must be a string for {op_type}, got "
+            f"{_where(index)}.path must be a string for {op_type}, got "
             f"{'nothing' if 'path' not in raw else json_type(path)}"
         )
     segments = (path,) if path else ()
     if op_type == "set":
-        return Op("set", segments, _op_value(where, raw.get("value"), max_depth))
+        return Op("set", segments, _op_value(index, raw.get("value"), max_depth))
     if op_type in ("increment", "decrement"):
         by = raw.get("by")
         if isinstance(by, bool) or not isinstance(by, int) or not I64_MIN <= by <= I64_MAX:
             raise DeserializationError(
-                f"{where}.by must be an integer between -2^63 and 2^63-1, got "
+                f"{_where(index)}.by must be an integer between -2^63 and 2^63-1, got "
                 f"{'nothing' if 'by' not in raw else repr(by)}"
             )
         return Op(op_type, segments, by=by)
     return Op("remove", segments)
 
 
-def _segment_path(where: str, path: object) -> tuple[str, ...]:
+def _segment_path(index: int, path: object) -> tuple[str, ...]:
     if path is None or path == "":
         return ()
     if isinstance(path, str):
         return (path,)
     if isinstance(path, list) and all(isinstance(s, str) for s in path):
         return tuple(path)
-    raise DeserializationError(f"{where}.path must be a string or a list of strings")
+    raise DeserializationError(f"{_where(index)}.path must be a string or a list of strings")
 
 
-def _op_value(where: str, value: object, max_depth: int) -> JSON:
+def _op_value(index: int, value: object, max_depth: int) -> JSON:
     try:
         check_value(value, max_depth=max_depth)
     except DeserializationError as exc:
-        raise type(exc)(f"{where}.{exc.message}") from None
+        raise type(exc)(f"{_where(index)}.{exc.message}") from None
     return value
 
 
@@ -152,13 +161,15 @@ def _check_path(op: Op, index: int) -> OpError | None:
     for segment in op.segments:
         if not segment:
             return OpError(index, f"{name}.path.empty_segment", "Path contains an empty segment")
-        size = len(segment.encode("utf-8", "surrogatepass"))
-        if size > MAX_SEGMENT_BYTES:
-            return OpError(
-                index,
-                f"{name}.path.segment_too_long",
-                f"Path segment of {size} bytes exceeds maximum of {MAX_SEGMENT_BYTES}",
-            )
+        # A character takes at most 4 UTF-8 bytes: only a longer segment needs encoding to measure.
+        if len(segment) > MAX_SEGMENT_BYTES // 4:
+            size = len(segment.encode("utf-8", "surrogatepass"))
+            if size > MAX_SEGMENT_BYTES:
+                return OpError(
+                    index,
+                    f"{name}.path.segment_too_long",
+                    f"Path segment of {size} bytes exceeds maximum of {MAX_SEGMENT_BYTES}",
+                )
         if segment in PROTO_POLLUTION_KEYS:
             return OpError(
                 index,
