@@ -36,10 +36,12 @@ def _parse(log: Path) -> tuple[list[int], int | None]:
     acked: list[int] = []
     begun: int | None = None
     if log.exists():
-        for line in log.read_text().splitlines():
-            kind, _, number = line.partition(" ")
+        for line in log.read_text().splitlines(keepends=True):
+            if not line.endswith("\n"):
+                continue  # cut short by the kill (never seen: each line is one small write)
+            kind, _, number = line.strip().partition(" ")
             if not number.isdigit():
-                continue  # a line cut short by the kill: only its op's B could be cut
+                continue
             if kind == "B":
                 begun = int(number)
             elif kind == "A":
