@@ -11,11 +11,11 @@ Raw boto3 (a plain ``boto3`` client, default config), per operation:
 - list_entries: ``query`` of 100 items (ConsistentRead, the same projection) + ``json.loads``
   of each value.
 
-Each operation alternates ours and raw for ``--rounds`` rounds and keeps each side's best round,
-so load from other processes skews both sides alike.
+Each operation alternates ours and raw for ``--rounds`` short rounds and keeps each side's best
+round, so load from other processes skews both sides alike (short rounds follow load changes).
 
 Run: python -m bench.bench_dynamodb [--server dynalite|moto|both] [--endpoint-url URL]
-                                    [--seconds 1.0] [--rounds 3]
+                                    [--seconds 0.5] [--rounds 8]
 Without ``--endpoint-url`` it starts dynalite and/or moto on free loopback ports (the shared
 ``iii_state_conformance.servers`` module) with dummy credentials, and stops them after.
 """
@@ -185,8 +185,8 @@ def main() -> None:
     )
     parser.add_argument("--server", choices=("dynalite", "moto", "both"), default="both")
     parser.add_argument("--endpoint-url", help="use this DynamoDB endpoint instead of starting a server")
-    parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per operation")
+    parser.add_argument("--seconds", type=float, default=0.5, help="time per measurement")
+    parser.add_argument("--rounds", type=int, default=8, help="alternating rounds per operation")
     args = parser.parse_args()
     kinds = (
         ["endpoint"]
