@@ -47,6 +47,10 @@ class _Base:
         self.registry = registry
         self._closed = False
         self._close_lock = threading.Lock()
+        self._opened()
+
+    def _opened(self) -> None:
+        """Subclass hook: finish setting up once the adapter is in place."""
 
     @property
     def capabilities(self) -> Any:
@@ -153,18 +157,10 @@ class AsyncStateStore(_Base):
 
     _awaits_handlers = True
 
-    def __init__(
-        self,
-        adapter: Adapter,
-        limits: Limits,
-        events: EventBus,
-        settings: StateConfig | None = None,
-        registry: Registry | None = None,
-    ) -> None:
-        super().__init__(adapter, limits, events, settings, registry)
-        self.async_adapter: AsyncAdapter = adapter.async_twin() or ThreadedAsyncAdapter(adapter)
-        self._describe = adapter.describe()
-        self._secrets = adapter.secrets()
+    def _opened(self) -> None:
+        self.async_adapter: AsyncAdapter = self.adapter.async_twin() or ThreadedAsyncAdapter(self.adapter)
+        self._describe = self.adapter.describe()
+        self._secrets = self.adapter.secrets()
 
     async def _run(self, function: str, plan: Plan) -> Any:
         result, event = await run_async(plan, self.async_adapter, function, self._describe, self._secrets)
