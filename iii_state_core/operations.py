@@ -25,7 +25,7 @@ from .errors import (
 )
 from .results import CompareAndSetResult, EntriesPage, SetResult, StateEvent, UpdateResult
 from .update_ops import Op, apply_ops
-from .values import DEFAULT_MAX_DEPTH, JSON, decode_stored, encode, same_json
+from .values import DEFAULT_MAX_DEPTH, JSON, check_value, decode_stored, encode, same_json
 
 #: The wire error code each function's backend failures carry (SPEC §2).
 ERROR_CODES: Final = {
@@ -204,6 +204,8 @@ def compare_and_set(limits: Limits, scope: str, key: str, expected: JSON, new_va
     """Write ``new_value`` only if the entry equals ``expected`` (or is missing, for MISSING)."""
     limits.check_entry(scope, key)
     data = limits.encode(new_value)
+    if expected is not MISSING:
+        check_value(expected, max_depth=limits.max_depth)
     for attempt in range(MAX_ATTEMPTS):
         raw, token = yield Call("read_versioned", (scope, key))
         current = _decode(raw)

@@ -192,6 +192,7 @@ def loads(data: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> JSON:
     except (ValueError, RecursionError) as exc:
         raise InvalidValueError(f"not valid JSON: {exc}") from None
     check_value(value, max_depth=max_depth)
+    dumps(value)  # refuses lone surrogates, which a \ud800 escape can smuggle in
     return value
 
 

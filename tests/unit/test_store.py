@@ -391,11 +391,6 @@ def test_max_value_bytes_failed_update_keeps_old_value(limited_store: StateStore
     assert call(limited_store, "get", scope="s", key="k") == "abc"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: compare_and_set never checks expected_value: a non-JSON one (NaN, non-string "
-    "keys) gives 'conflict'/'not_found' instead of deserialization_error",
-)
 @pytest.mark.parametrize("expected", [float("nan"), {1: 2}, {"s": {1, 2}}])
 def test_compare_and_set_non_json_expected_value_is_deserialization_error(
     memory_store: StateStore, expected: Any

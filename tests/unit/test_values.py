@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from unit_helpers import assert_same, call
 
-from iii_state_core import DeserializationError, InvalidValueError, StateStore, open_store
+from iii_state_core import ConfigError, DeserializationError, InvalidValueError, StateStore, open_store
 from iii_state_core.values import (
     DEFAULT_MAX_DEPTH,
     check_value,
@@ -168,11 +168,6 @@ def test_surrogate_pair_is_fine() -> None:
     assert loads('"\\ud83d\\ude00"') == "😀"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: values.loads()/check_value() accept a lone surrogate (JSON text '\"\\ud800\"'); "
-    "only dumps() notices it later, so loads() returns a value that is not valid Unicode",
-)
 def test_loads_rejects_lone_surrogate_escape() -> None:
     with pytest.raises(InvalidValueError):
         loads('"\\ud800"')
@@ -272,19 +267,15 @@ def test_assert_same_helper_is_strict_inside_tuples() -> None:
         assert_same((True, []), (1, []))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: max_value_depth has no upper bound, but json.dumps recurses: with "
-    "max_value_depth: 5000 a 3000-deep value escapes as a raw RecursionError, not a StateError",
-)
-def test_depth_limit_above_recursion_limit_fails_cleanly() -> None:
-    with open_store({"adapter": {"name": "kv"}, "max_value_depth": 5000}) as store:
-        try:
-            store.set("s", "k", nest(3000))
-        except RecursionError:
-            pytest.fail("RecursionError escaped instead of a StateError")
-        except DeserializationError:
-            pass  # refusing it clearly is fine; so is storing it
+def test_depth_limit_above_recursion_limit_is_refused_in_config() -> None:
+    """A depth limit deeper than encoding can recurse is a config error, never a RecursionError."""
+    with pytest.raises(ConfigError, match="max_value_depth"):
+        open_store({"adapter": {"name": "kv"}, "max_value_depth": 5000})
+    with open_store({"adapter": {"name": "kv"}, "max_value_depth": 512}) as store:
+        store.set("s", "k", nest(511))
+        assert store.get("s", "k") == nest(511)
+        with pytest.raises(DeserializationError):
+            store.set("s", "k", nest(600))
 
 
 @pytest.mark.parametrize(
