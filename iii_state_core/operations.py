@@ -271,7 +271,7 @@ def decode_cursor(scope: str, cursor: object) -> str:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         tag, inner = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, TypeError, UnicodeError):
+    except (ValueError, TypeError, UnicodeError, RecursionError):
         raise InvalidCursorError(
             "cursor is not one this store handed out; pass the next_cursor of the previous page, "
             "or omit it to start from the beginning"

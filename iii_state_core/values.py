@@ -220,6 +220,8 @@ def decode_stored(data: bytes) -> JSON:
         return json.loads(data)
     except ValueError as exc:
         raise InvalidValueError(f"stored bytes are not JSON: {exc}") from None
+    except RecursionError:  # a foreign writer's value nested past what Python can parse
+        raise InvalidValueError("stored bytes nest too deeply to parse") from None
 
 
 def json_type(value: object) -> str:

@@ -1,7 +1,7 @@
 """Cases the fault campaign's fuzzing found or tried by hand, kept as regression tests.
 
-The two ``xfail(strict=True)`` tests are open limits (``bench/faults/limits.py``, reported to
-the lead): once fixed they pass, fail the run as XPASS, and their mark goes with the fix.
+The two RecursionError cases (a hostile cursor, deeply nested foreign bytes) were open limits
+found by the campaign; they are fixed and stay here as regressions.
 """
 
 from __future__ import annotations
@@ -22,13 +22,7 @@ def store() -> Iterator[StateStore]:
         yield s
 
 
-_KNOWN = "BUG (open limit, reported to the lead): RecursionError escapes instead of a StateError"
-CASES = [
-    pytest.param(request, id=label, marks=[pytest.mark.xfail(strict=True, reason=_KNOWN)])
-    if label.startswith("cursor of") and ("1000" in label or "50000" in label)
-    else pytest.param(request, id=label)
-    for label, request in hostile_requests()
-]
+CASES = [pytest.param(request, id=label) for label, request in hostile_requests()]
 
 
 @pytest.mark.parametrize("request_", CASES)
@@ -39,14 +33,12 @@ def test_hostile_request_answers_or_raises_a_state_error(store: StateStore, requ
         pass
 
 
-@pytest.mark.xfail(strict=True, reason=_KNOWN + " (operations.decode_cursor)")
 def test_deeply_nested_cursor_is_an_invalid_cursor(store: StateStore) -> None:
     cursor = base64.urlsafe_b64encode(b"[" * 100_000).decode()
     with pytest.raises(InvalidCursorError):
         store.list_entries("s", cursor)
 
 
-@pytest.mark.xfail(strict=True, reason=_KNOWN + " (values.decode_stored)")
 def test_deeply_nested_stored_bytes_are_invalid_value(store: StateStore) -> None:
     store.adapter.write("s", "k", b"[" * 100_000)
     with pytest.raises(InvalidValueError):
