@@ -118,7 +118,11 @@ class KeepsEmptiedScopes(_Memory):
 
     def remove(self, scope: str, key: str) -> bytes | None:
         with self._lock:
-            return self._scopes.get(scope, {}).pop(key, None)
+            return self._drop(scope, key, keep_empty_scope=True)
+
+    def list_scopes(self) -> list[str]:
+        with self._lock:
+            return list(self._scopes)
 
 
 class EmptyArrayBecomesObject(_Memory):
