@@ -33,10 +33,15 @@ def run(seconds: float) -> str:
     value = {"n": 1, "name": "alice", "tags": ["a", "b"]}
     for i in range(1000):
         store.set(scope, f"k{i}", value)
-        db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", (bscope, f"k{i}".encode(), json.dumps(value).encode()))
+        db.execute(
+            "INSERT OR REPLACE INTO entries VALUES (?, ?, ?)",
+            (bscope, f"k{i}".encode(), json.dumps(value).encode()),
+        )
 
     def raw_get(i: int) -> object:
-        row = db.execute("SELECT value FROM entries WHERE scope = ? AND key = ?", (bscope, f"k{i % 1000}".encode())).fetchone()
+        row = db.execute(
+            "SELECT value FROM entries WHERE scope = ? AND key = ?", (bscope, f"k{i % 1000}".encode())
+        ).fetchone()
         return json.loads(row[0])
 
     def raw_set(i: int) -> object:
@@ -44,7 +49,10 @@ def run(seconds: float) -> str:
         key = f"k{i % 1000}".encode()
         db.execute("BEGIN IMMEDIATE")
         row = db.execute("SELECT value FROM entries WHERE scope = ? AND key = ?", (bscope, key)).fetchone()
-        db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", (bscope, key, json.dumps(value, separators=(",", ":")).encode()))
+        db.execute(
+            "INSERT OR REPLACE INTO entries VALUES (?, ?, ?)",
+            (bscope, key, json.dumps(value, separators=(",", ":")).encode()),
+        )
         db.execute("COMMIT")
         return row
 
@@ -54,17 +62,44 @@ def run(seconds: float) -> str:
         row = db.execute("SELECT value FROM entries WHERE scope = ? AND key = ?", (bscope, key)).fetchone()
         current = json.loads(row[0])
         current["n"] += 1
-        db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", (bscope, key, json.dumps(current, separators=(",", ":")).encode()))
+        db.execute(
+            "INSERT OR REPLACE INTO entries VALUES (?, ?, ?)",
+            (bscope, key, json.dumps(current, separators=(",", ":")).encode()),
+        )
         db.execute("COMMIT")
         return current
 
     increment = [{"type": "increment", "path": "n", "by": 1}]
     pairs = [
-        Pair("get", measure("get", lambda i: store.get(scope, f"k{i % 1000}"), seconds=seconds), measure("raw get", raw_get, seconds=seconds)),
-        Pair("set", measure("set", lambda i: store.set(scope, f"k{i % 1000}", value), seconds=seconds), measure("raw set", raw_set, seconds=seconds)),
-        Pair("update (1 increment)", measure("update", lambda i: store.update(scope, f"k{i % 1000}", increment), seconds=seconds), measure("raw update", raw_update, seconds=seconds)),
-        Pair("delete+set", measure("delete", lambda i: (store.delete(scope, f"k{i % 1000}"), store.set(scope, f"k{i % 1000}", value)), seconds=seconds), None),
-        Pair("list_entries (page of 100)", measure("list_entries", lambda i: store.list_entries(scope, None, 100), seconds=seconds), None),
+        Pair(
+            "get",
+            measure("get", lambda i: store.get(scope, f"k{i % 1000}"), seconds=seconds),
+            measure("raw get", raw_get, seconds=seconds),
+        ),
+        Pair(
+            "set",
+            measure("set", lambda i: store.set(scope, f"k{i % 1000}", value), seconds=seconds),
+            measure("raw set", raw_set, seconds=seconds),
+        ),
+        Pair(
+            "update (1 increment)",
+            measure("update", lambda i: store.update(scope, f"k{i % 1000}", increment), seconds=seconds),
+            measure("raw update", raw_update, seconds=seconds),
+        ),
+        Pair(
+            "delete+set",
+            measure(
+                "delete",
+                lambda i: (store.delete(scope, f"k{i % 1000}"), store.set(scope, f"k{i % 1000}", value)),
+                seconds=seconds,
+            ),
+            None,
+        ),
+        Pair(
+            "list_entries (page of 100)",
+            measure("list_entries", lambda i: store.list_entries(scope, None, 100), seconds=seconds),
+            None,
+        ),
     ]
     store.close()
     db.close()
