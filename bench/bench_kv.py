@@ -20,7 +20,8 @@ def raw_sqlite(directory: str) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute(
-        "CREATE TABLE IF NOT EXISTS entries (scope BLOB, key BLOB, value BLOB, PRIMARY KEY (scope, key)) WITHOUT ROWID"
+        "CREATE TABLE IF NOT EXISTS entries "
+        "(scope BLOB, key BLOB, value BLOB, PRIMARY KEY (scope, key)) WITHOUT ROWID"
     )
     return db
 

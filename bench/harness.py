@@ -16,7 +16,9 @@ class Measurement:
     p99_us: float
 
 
-def measure(label: str, op: Callable[[int], object], *, seconds: float = 1.0, warmup: int = 50) -> Measurement:
+def measure(
+    label: str, op: Callable[[int], object], *, seconds: float = 1.0, warmup: int = 50
+) -> Measurement:
     """Call ``op(i)`` repeatedly for about ``seconds``; return throughput and latency percentiles."""
     for i in range(warmup):
         op(i)
@@ -60,7 +62,7 @@ def table(title: str, pairs: Iterable[Pair]) -> str:
     ]
     for p in pairs:
         raw = "-" if p.raw is None else f"{p.raw.ops_per_s:,.0f}"
-        ratio = "-" if p.ratio is None else f"{p.ratio:.2f}×"
+        ratio = "-" if p.ratio is None else f"{p.ratio:.2f}×"  # noqa: RUF001 (a real times sign)
         lines.append(
             f"| {p.operation} | {p.ours.ops_per_s:,.0f} | {raw} | {ratio} | "
             f"{p.ours.p50_us:,.1f} | {p.ours.p99_us:,.1f} |"

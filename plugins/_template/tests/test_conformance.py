@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from iii_state_conformance import StateStoreSuite
+
 from iii_state_core import StateStore, open_store
 
 

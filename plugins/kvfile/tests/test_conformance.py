@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from iii_state_conformance import StateStoreSuite
+
 from iii_state_core import StateStore, open_store
 
 

@@ -21,6 +21,7 @@ def shown(value: Any) -> str:
 
 def load_cases(name: str) -> list[dict[str, Any]]:
     """A data file shipped in ``iii_state_conformance/data``."""
-    text = resources.files("iii_state_conformance").joinpath("data", name).read_text(encoding="utf-8")
+    folder = resources.files("iii_state_conformance").joinpath("data")
+    text = folder.joinpath(name).read_text(encoding="utf-8")
     cases: list[dict[str, Any]] = json.loads(text)
     return cases

@@ -34,7 +34,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if area is not None:
             item.stash[_AREA_KEY] = area
             # lets `-k ConcurrencyTests` select or drop a whole area
-            item.extra_keyword_matches.add(getattr(item, "function").__qualname__.split(".")[0])
+            owner = item.function.__qualname__.split(".")[0]  # type: ignore[attr-defined]
+            item.extra_keyword_matches.add(owner)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -65,9 +66,7 @@ def area_report() -> list[str]:
         got = _results.get(area)
         if not got:
             continue
-        lines.append(
-            f"{area:28} {len(got['passed']):>6} {len(got['failed']):>6} {len(got['skipped']):>7}"
-        )
+        lines.append(f"{area:28} {len(got['passed']):>6} {len(got['failed']):>6} {len(got['skipped']):>7}")
         lines.extend(f"    FAILED {name}" for name in got["failed"][:20])
         lines.extend(f"    skipped {why}" for why in got["skipped"][:20])
     return lines

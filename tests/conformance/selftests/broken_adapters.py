@@ -10,9 +10,10 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from iii_state_kvfile import KvFileStore, KvMemoryStore
+
 from iii_state_core import Adapter, Capabilities, hookimpl
 from iii_state_core.adapter import Page, Token
-from iii_state_kvfile import KvFileStore, KvMemoryStore
 
 
 class NonAtomicUpdate(KvFileStore):
@@ -92,7 +93,9 @@ class CollidingKeys(_Memory):
     def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
         return super().write_if(*self._map(scope, key), data, token)
 
-    def modify(self, scope: str, key: str, change: Callable[[bytes | None], bytes]) -> tuple[bytes | None, bytes]:
+    def modify(
+        self, scope: str, key: str, change: Callable[[bytes | None], bytes]
+    ) -> tuple[bytes | None, bytes]:
         return super().modify(*self._map(scope, key), change)
 
 
@@ -102,7 +105,9 @@ class DropsSecondPage(_Memory):
     name = "broken-drops-second-page"
 
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
-        number, inner = (0, None) if cursor is None else (int(cursor.partition("|")[0]), cursor.partition("|")[2])
+        number, inner = (
+            (0, None) if cursor is None else (int(cursor.partition("|")[0]), cursor.partition("|")[2])
+        )
         page, following = super().scan(scope, inner, limit)
         if number == 1:  # this is the second page: drop it and hand out the third instead
             if following is None:
@@ -136,7 +141,15 @@ class EmptyArrayBecomesObject(_Memory):
 
 BROKEN: dict[str, type[Adapter]] = {
     cls.name: cls
-    for cls in (NonAtomicUpdate, NonAtomicSet, ReadThenDelete, CollidingKeys, DropsSecondPage, KeepsEmptiedScopes, EmptyArrayBecomesObject)
+    for cls in (
+        NonAtomicUpdate,
+        NonAtomicSet,
+        ReadThenDelete,
+        CollidingKeys,
+        DropsSecondPage,
+        KeepsEmptiedScopes,
+        EmptyArrayBecomesObject,
+    )
 }
 
 

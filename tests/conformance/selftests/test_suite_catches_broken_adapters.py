@@ -33,8 +33,10 @@ class TestBroken(StateStoreSuite):
 # adapter -> (tests that must fail, -k selection to keep the run short)
 EXPECTED = {
     "broken-non-atomic": (
-        {"test_concurrent_increments_lose_nothing", "test_racing_compare_and_set_has_exactly_one_winner",
-         },
+        {
+            "test_concurrent_increments_lose_nothing",
+            "test_racing_compare_and_set_has_exactly_one_winner",
+        },
         "concurrent_increments or racing or test_set_returns",
     ),
     "broken-non-atomic-set": (
@@ -54,15 +56,21 @@ EXPECTED = {
         "list_entries or test_list_returns or test_list_keys",
     ),
     "broken-keeps-emptied-scopes": (
-        {"test_list_groups_is_sorted_deduplicated_and_non_empty", "test_list_groups_drops_a_scope_when_its_last_key_goes"},
+        {
+            "test_list_groups_is_sorted_deduplicated_and_non_empty",
+            "test_list_groups_drops_a_scope_when_its_last_key_goes",
+        },
         "list_groups or test_delete or test_set_returns",
     ),
     "broken-empty-array": (
-        {"test_value_round_trips_exactly[empty-array]", "test_value_round_trips_exactly[nested-empties]",
-         "test_update_op_rule[empty_containers_are_kept]"},
+        {
+            "test_value_round_trips_exactly[empty-array]",
+            "test_value_round_trips_exactly[nested-empties]",
+            "test_update_op_rule[empty_containers_are_kept]",
+        },
         "test_value_round_trips or test_set_returns or empty_containers or test_get_of_missing",
     ),
-}  # fmt: skip
+}
 
 
 def _failed_names(result: pytest.RunResult) -> set[str]:
@@ -80,9 +88,13 @@ def test_suite_fails_the_named_tests(pytester: pytest.Pytester, adapter: str) ->
     result = pytester.runpytest_subprocess("-q", "-rf", "-p", "no:cacheprovider", "-k", selection)
     failed = _failed_names(result)
     missed = must_fail - failed
-    assert not missed, f"{adapter}: the suite did not catch it in {sorted(missed)}; it failed {sorted(failed)}"
+    assert not missed, (
+        f"{adapter}: the suite did not catch it in {sorted(missed)}; it failed {sorted(failed)}"
+    )
     outcomes = result.parseoutcomes()
-    assert outcomes.get("passed", 0) > 0, "the selection ran no passing test: the broken adapter is too broken to judge"
+    assert outcomes.get("passed", 0) > 0, (
+        "the selection ran no passing test: the broken adapter is too broken to judge"
+    )
 
 
 def test_suite_passes_a_correct_adapter_on_the_same_selection(pytester: pytest.Pytester) -> None:
@@ -96,7 +108,8 @@ from iii_state_core import open_store
 class TestSound(StateStoreSuite):
     @pytest.fixture
     def store(self, tmp_path):
-        with open_store(adapter="kv", adapter_config={"store_method": "file_based", "file_path": str(tmp_path)}) as s:
+        config = {"store_method": "file_based", "file_path": str(tmp_path)}
+        with open_store(adapter="kv", adapter_config=config) as s:
             yield s
 """
     )
@@ -147,11 +160,31 @@ def test_cli_conformance_exit_codes(pytester: pytest.Pytester, tmp_path: object)
 
     exe = os.path.join(os.path.dirname(sys.executable), "iii-state")
     env = {**os.environ, "PYTHONPATH": HERE + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    ok = subprocess.run([exe, "conformance", "--adapter", "kv", "--quick", "-k", "FunctionTests"],
-                        capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    ok = subprocess.run(
+        [exe, "conformance", "--adapter", "kv", "--quick", "-k", "FunctionTests"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
     assert "conformance: PASS" in ok.stdout and "functions (SPEC §2)" in ok.stdout
-    bad = subprocess.run([exe, "conformance", "--adapter", "broken-empty-array", "--plugin", "broken_adapters",
-                          "--quick", "-k", "ValueTests"], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    bad = subprocess.run(
+        [
+            exe,
+            "conformance",
+            "--adapter",
+            "broken-empty-array",
+            "--plugin",
+            "broken_adapters",
+            "--quick",
+            "-k",
+            "ValueTests",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert bad.returncode == 1, bad.stdout[-2000:] + bad.stderr[-2000:]
     assert "conformance: FAIL" in bad.stdout

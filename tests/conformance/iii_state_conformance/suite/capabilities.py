@@ -21,7 +21,9 @@ class CapabilityTests:
         assert caps.atomic_update in ("native", "emulated")
         assert isinstance(store.adapter.name, str) and store.adapter.name
 
-    def test_atomic_update_declaration_matches_the_adapter(self, store: StateStore, scope: str, caps: Any) -> None:
+    def test_atomic_update_declaration_matches_the_adapter(
+        self, store: StateStore, scope: str, caps: Any
+    ) -> None:
         """``native`` must implement ``modify``; ``emulated`` must leave it to the core's loop."""
         calls: list[Any] = []
 
@@ -49,7 +51,9 @@ class CapabilityTests:
         with spec.open() as reader:
             assert reader.get(scope, "kept") == {"v": [1, 2]}
 
-    def test_shared_store_is_seen_by_another_process(self, store: StateStore, scope: str, spec: StoreSpec) -> None:
+    def test_shared_store_is_seen_by_another_process(
+        self, store: StateStore, scope: str, spec: StoreSpec
+    ) -> None:
         from .. import processes
 
         store.set(scope, "seen", {"from": "parent"})

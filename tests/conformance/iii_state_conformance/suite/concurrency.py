@@ -28,9 +28,11 @@ class ConcurrencyTests:
         """Every increment ends up either in a value some delete returned or in the final value."""
         barrier = processes.context().Barrier(WORKERS)
         results = processes.run_processes(
-            spec, processes.increments_and_deletes,
-            [(scope, "counter", 200, me, barrier) for me in range(WORKERS)], timeout=300,
-        )  # fmt: skip
+            spec,
+            processes.increments_and_deletes,
+            [(scope, "counter", 200, me, barrier) for me in range(WORKERS)],
+            timeout=300,
+        )
         increments = sum(done for done, _ in results)
         returned_by_deletes = sum(deleted for _, deleted in results)
         final = store.get(scope, "counter")
@@ -54,14 +56,18 @@ class ConcurrencyTests:
             winner = outcomes.index("applied")
             assert store.get(scope, key) == {"winner": winner}
 
-    def test_concurrent_sets_return_an_unbroken_chain(self, store: StateStore, scope: str, spec: StoreSpec) -> None:
+    def test_concurrent_sets_return_an_unbroken_chain(
+        self, store: StateStore, scope: str, spec: StoreSpec
+    ) -> None:
         """Every value written is replaced exactly once (but the last), so the old values form one chain."""
         per_worker = 100
         barrier = processes.context().Barrier(WORKERS)
         results = processes.run_processes(
-            spec, processes.set_chain, [(scope, "chain", me, per_worker, barrier) for me in range(WORKERS)],
+            spec,
+            processes.set_chain,
+            [(scope, "chain", me, per_worker, barrier) for me in range(WORKERS)],
             timeout=300,
-        )  # fmt: skip
+        )
         olds = Counter(_key(v) for worker in results for v in worker)
         written = {_key({"w": me, "i": i}) for me in range(WORKERS) for i in range(per_worker)}
         final = _key(store.get(scope, "chain"))
@@ -76,7 +82,9 @@ class ConcurrencyTests:
     def test_per_worker_order_is_kept(self, store: StateStore, scope: str, spec: StoreSpec) -> None:
         """A worker's own writes replace each other in program order (read-your-writes per process)."""
         barrier = processes.context().Barrier(2)
-        results = processes.run_processes(spec, processes.set_chain, [(scope, "order", me, 50, barrier) for me in range(2)])
+        results = processes.run_processes(
+            spec, processes.set_chain, [(scope, "order", me, 50, barrier) for me in range(2)]
+        )
         for me, olds in enumerate(results):
             own = [v["i"] for v in olds if isinstance(v, dict) and v.get("w") == me]
             assert own == sorted(own), f"worker {me} saw its own writes out of order: {own}"

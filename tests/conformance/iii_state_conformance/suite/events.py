@@ -19,7 +19,14 @@ def _record(store: StateStore, **filters: Any) -> list[dict[str, Any]]:
 
 
 def _event(kind: str, scope: str, key: str, old: Any, new: Any) -> dict[str, Any]:
-    return {"type": "state", "event_type": f"state:{kind}", "scope": scope, "key": key, "old_value": old, "new_value": new}
+    return {
+        "type": "state",
+        "event_type": f"state:{kind}",
+        "scope": scope,
+        "key": key,
+        "old_value": old,
+        "new_value": new,
+    }
 
 
 class EventTests:
@@ -72,7 +79,12 @@ class EventTests:
         with pytest.raises(StateError):
             store.set(scope, "k", float("nan"))
         with pytest.raises(StateError):
-            store.trigger({"function_id": "state::update", "payload": {"scope": scope, "key": "k", "ops": [{"type": "x"}]}})
+            store.trigger(
+                {
+                    "function_id": "state::update",
+                    "payload": {"scope": scope, "key": "k", "ops": [{"type": "x"}]},
+                }
+            )
         assert seen == []
 
     def test_scope_and_key_filters_are_exact(self, store: StateStore, make_scope: Any) -> None:
@@ -89,16 +101,24 @@ class EventTests:
 
     def test_only_a_condition_returning_exactly_false_skips(self, store: StateStore, scope: str) -> None:
         ran: list[str] = []
+        def recorder(label: str) -> Any:
+            return lambda event: ran.append(label)
+
+        def verdict_of(verdict: Any) -> Any:
+            return lambda event: verdict
+
         for label, verdict in [("false", False), ("none", None), ("zero", 0), ("empty", ""), ("true", True)]:
-            store.on_change(lambda e, label=label: ran.append(label), scope=scope,
-                            condition=lambda e, verdict=verdict: verdict)  # fmt: skip
+            store.on_change(recorder(label), scope=scope, condition=verdict_of(verdict))
         store.set(scope, "k", 1)
         assert sorted(ran) == ["empty", "none", "true", "zero"]
 
     def test_condition_sees_the_event(self, store: StateStore, scope: str) -> None:
         ran: list[Any] = []
-        store.on_change(lambda e: ran.append(e.new_value), scope=scope,
-                        condition=lambda e: isinstance(e.new_value, int) and e.new_value > 5)  # fmt: skip
+        store.on_change(
+            lambda e: ran.append(e.new_value),
+            scope=scope,
+            condition=lambda e: isinstance(e.new_value, int) and e.new_value > 5,
+        )
         for n in (1, 10, 3, 7):
             store.set(scope, "k", n)
         assert ran == [10, 7]
@@ -134,11 +154,16 @@ class EventTests:
     def test_triggers_disabled_emits_nothing(self, store: StateStore, scope: str) -> None:
         spec = StoreSpec.of(store)
         if spec is None:
-            pytest.skip("the store was not opened with open_store(); cannot reopen it with triggers_enabled false")
+            pytest.skip(
+                "the store was not opened with open_store(); cannot reopen it with triggers_enabled false"
+            )
         quiet_spec = StoreSpec(
-            spec.adapter, spec.adapter_config, {**spec.state_block, "triggers_enabled": False},
-            spec.plugin_modules, spec.load_entry_points,
-        )  # fmt: skip
+            spec.adapter,
+            spec.adapter_config,
+            {**spec.state_block, "triggers_enabled": False},
+            spec.plugin_modules,
+            spec.load_entry_points,
+        )
         with quiet_spec.open() as quiet:
             seen = _record(quiet)
             quiet.set(scope, "k", 1)

@@ -23,22 +23,74 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("delete", {"scope": "{scope}", "key": 1}, "key a number"),
     ("update", {"scope": "{scope}", "key": "k"}, "ops missing"),
     ("update", {"scope": "{scope}", "key": "k", "ops": {"type": "set"}}, "ops not a list"),
-    ("update", {"scope": "{scope}", "key": "k", "ops": [{"type": "multiply", "path": "n"}]}, "unknown op type"),
+    (
+        "update",
+        {"scope": "{scope}", "key": "k", "ops": [{"type": "multiply", "path": "n"}]},
+        "unknown op type",
+    ),
     ("update", {"scope": "{scope}", "key": "k", "ops": [{"path": "n", "value": 1}]}, "op type missing"),
     ("update", {"scope": "{scope}", "key": "k", "ops": ["set"]}, "op not an object"),
-    ("update", {"scope": "{scope}", "key": "k", "ops": [{"type": "increment", "path": "n", "by": 1.5}]}, "by a float"),
-    ("update", {"scope": "{scope}", "key": "k", "ops": [{"type": "increment", "path": "n", "by": 1.0}]}, "by 1.0"),
-    ("update", {"scope": "{scope}", "key": "k", "ops": [{"type": "increment", "path": "n", "by": "1"}]}, "by a string"),
-    ("update", {"scope": "{scope}", "key": "k", "ops": [{"type": "increment", "path": "n", "by": True}]}, "by a boolean"),
-    ("update", {"scope": "{scope}", "key": "k", "ops": [{"type": "increment", "path": "n", "by": 2**63}]}, "by past i64"),
+    (
+        "update",
+        {"scope": "{scope}", "key": "k", "ops": [{"type": "increment", "path": "n", "by": 1.5}]},
+        "by a float",
+    ),
+    (
+        "update",
+        {"scope": "{scope}", "key": "k", "ops": [{"type": "increment", "path": "n", "by": 1.0}]},
+        "by 1.0",
+    ),
+    (
+        "update",
+        {"scope": "{scope}", "key": "k", "ops": [{"type": "increment", "path": "n", "by": "1"}]},
+        "by a string",
+    ),
+    (
+        "update",
+        {"scope": "{scope}", "key": "k", "ops": [{"type": "increment", "path": "n", "by": True}]},
+        "by a boolean",
+    ),
+    (
+        "update",
+        {"scope": "{scope}", "key": "k", "ops": [{"type": "increment", "path": "n", "by": 2**63}]},
+        "by past i64",
+    ),
     ("update", {"scope": "{scope}", "key": "k", "ops": [{"type": "decrement", "path": "n"}]}, "by missing"),
-    ("update", {"scope": "{scope}", "key": "k", "ops": [{"type": "increment", "by": 1}]}, "increment path missing"),
-    ("update", {"scope": "{scope}", "key": "k", "ops": [{"type": "set", "path": 3, "value": 1}]}, "set path a number"),
+    (
+        "update",
+        {"scope": "{scope}", "key": "k", "ops": [{"type": "increment", "by": 1}]},
+        "increment path missing",
+    ),
+    (
+        "update",
+        {"scope": "{scope}", "key": "k", "ops": [{"type": "set", "path": 3, "value": 1}]},
+        "set path a number",
+    ),
     ("update", {"scope": "{scope}", "key": "k", "ops": [{"type": "remove"}]}, "remove path missing"),
-    ("update", {"scope": "{scope}", "key": "k", "ops": [{"type": "merge", "path": "a"}]}, "merge value missing"),
-    ("update", {"scope": "{scope}", "key": "k", "ops": [{"type": "merge", "path": [1], "value": {}}]}, "merge path list of numbers"),
-    ("update", {"scope": "{scope}", "key": "k", "ops": [{"type": "append", "path": "a"}]}, "append value missing"),
-    ("update", {"scope": "{scope}", "key": "k", "ops": [{"type": "set", "path": "a", "value": 1}, {"type": "bogus"}]}, "second op bad"),
+    (
+        "update",
+        {"scope": "{scope}", "key": "k", "ops": [{"type": "merge", "path": "a"}]},
+        "merge value missing",
+    ),
+    (
+        "update",
+        {"scope": "{scope}", "key": "k", "ops": [{"type": "merge", "path": [1], "value": {}}]},
+        "merge path list of numbers",
+    ),
+    (
+        "update",
+        {"scope": "{scope}", "key": "k", "ops": [{"type": "append", "path": "a"}]},
+        "append value missing",
+    ),
+    (
+        "update",
+        {
+            "scope": "{scope}",
+            "key": "k",
+            "ops": [{"type": "set", "path": "a", "value": 1}, {"type": "bogus"}],
+        },
+        "second op bad",
+    ),
     ("list", {}, "scope missing"),
     ("list_keys", {"scope": 1}, "scope a number"),
     ("list_entries", {"scope": "{scope}", "limit": 0}, "limit 0"),
@@ -86,7 +138,9 @@ class FunctionTests:
         assert call(store, "list_keys", {"scope": scope}) == {"keys": ["k"]}
         assert call(store, "list", {"scope": scope}) == [None]
         # compare_and_set tells them apart: expected null matches a stored null …
-        applied = call(store, "compare_and_set", {"scope": scope, "key": "k", "expected_value": None, "new_value": 1})
+        applied = call(
+            store, "compare_and_set", {"scope": scope, "key": "k", "expected_value": None, "new_value": 1}
+        )
         assert applied["outcome"] == "applied"
         # … and "only if missing" does not match it
         call(store, "set", {"scope": scope, "key": "k", "value": None})
@@ -110,7 +164,9 @@ class FunctionTests:
 
     # -- update ----------------------------------------------------------------------------------
     def test_update_result_has_errors_only_when_an_op_failed(self, store: StateStore, scope: str) -> None:
-        ok = call(store, "update", {"scope": scope, "key": "k", "ops": [{"type": "set", "path": "a", "value": 1}]})
+        ok = call(
+            store, "update", {"scope": scope, "key": "k", "ops": [{"type": "set", "path": "a", "value": 1}]}
+        )
         assert ok == {"old_value": None, "new_value": {"a": 1}}
         bad = call(
             store,
@@ -121,8 +177,13 @@ class FunctionTests:
         assert [(e["op_index"], e["code"]) for e in bad["errors"]] == [(0, "append.type_mismatch")]
         assert isinstance(bad["errors"][0]["message"], str) and "a" in bad["errors"][0]["message"]
 
-    def test_update_with_no_ops_writes_empty_object_for_missing_key(self, store: StateStore, scope: str) -> None:
-        assert call(store, "update", {"scope": scope, "key": "k", "ops": []}) == {"old_value": None, "new_value": {}}
+    def test_update_with_no_ops_writes_empty_object_for_missing_key(
+        self, store: StateStore, scope: str
+    ) -> None:
+        assert call(store, "update", {"scope": scope, "key": "k", "ops": []}) == {
+            "old_value": None,
+            "new_value": {},
+        }
         assert call(store, "get", {"scope": scope, "key": "k"}) == {}
         assert call(store, "list_keys", {"scope": scope}) == {"keys": ["k"]}
 
@@ -151,7 +212,9 @@ class FunctionTests:
         result = call(store, "list_keys", {"scope": scope})
         assert set(result) == {"keys"} and sorted(result["keys"]) == ["a", "b", "c"]
 
-    def test_list_groups_is_sorted_deduplicated_and_non_empty(self, store: StateStore, make_scope: Any) -> None:
+    def test_list_groups_is_sorted_deduplicated_and_non_empty(
+        self, store: StateStore, make_scope: Any
+    ) -> None:
         scopes = [make_scope(s) for s in ["-z", "-a", "-é", "-😀", "-A"]]
         for s in scopes:
             store.set(s, "k1", 1)
@@ -197,7 +260,11 @@ class FunctionTests:
         assert 1 <= len(page["entries"]) <= 100
 
     def test_list_entries_of_unknown_scope_is_done(self, store: StateStore, scope: str) -> None:
-        assert call(store, "list_entries", {"scope": scope}) == {"entries": [], "next_cursor": None, "done": True}
+        assert call(store, "list_entries", {"scope": scope}) == {
+            "entries": [],
+            "next_cursor": None,
+            "done": True,
+        }
 
     def test_list_entries_rejects_a_cursor_of_another_scope(self, store: StateStore, make_scope: Any) -> None:
         a, b = make_scope("-a"), make_scope("-b")
@@ -238,7 +305,9 @@ class FunctionTests:
         assert store.compare_and_set(scope, "t", 1, "x").outcome == "conflict", "true is not 1"
 
     # -- malformed payloads ------------------------------------------------------------------------
-    @pytest.mark.parametrize(("function", "payload", "problem"), MALFORMED, ids=[f"{f}-{p}" for f, _, p in MALFORMED])
+    @pytest.mark.parametrize(
+        ("function", "payload", "problem"), MALFORMED, ids=[f"{f}-{p}" for f, _, p in MALFORMED]
+    )
     def test_malformed_payload_is_deserialization_error_and_changes_nothing(
         self, store: StateStore, scope: str, function: str, payload: dict[str, Any], problem: str
     ) -> None:
@@ -250,7 +319,8 @@ class FunctionTests:
         assert sorted(store.list_keys(scope)) == ["k"]
 
     def test_payload_that_is_not_an_object_is_rejected(self, store: StateStore) -> None:
-        for payload in ([], "scope", 3):
+        payloads: list[Any] = [[], "scope", 3]
+        for payload in payloads:
             assert wire_error(store, "get", payload).code == "deserialization_error"
 
     # -- max_value_bytes (a store opened with the limit) --------------------------------------------
@@ -259,12 +329,18 @@ class FunctionTests:
         if spec is None:
             pytest.skip("the store was not opened with open_store(); cannot reopen it with max_value_bytes")
         limited_spec = StoreSpec(
-            spec.adapter, spec.adapter_config, {**spec.state_block, "max_value_bytes": 64},
-            spec.plugin_modules, spec.load_entry_points,
-        )  # fmt: skip
+            spec.adapter,
+            spec.adapter_config,
+            {**spec.state_block, "max_value_bytes": 64},
+            spec.plugin_modules,
+            spec.load_entry_points,
+        )
         with limited_spec.open() as limited:
             big = "x" * 100
-            assert wire_error(limited, "set", {"scope": scope, "key": "a", "value": big}).code == "VALUE_TOO_LARGE"
+            assert (
+                wire_error(limited, "set", {"scope": scope, "key": "a", "value": big}).code
+                == "VALUE_TOO_LARGE"
+            )
             upd = {"scope": scope, "key": "b", "ops": [{"type": "set", "path": "s", "value": big}]}
             assert wire_error(limited, "update", upd).code == "VALUE_TOO_LARGE"
             cas = {"scope": scope, "key": "c", "new_value": big}

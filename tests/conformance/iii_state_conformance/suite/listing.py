@@ -28,7 +28,9 @@ def _walk(store: StateStore, scope: str, limit: int) -> list[str]:
 
 
 class ListingTests:
-    def test_list_groups_drops_a_scope_when_its_last_key_goes(self, store: StateStore, make_scope: Any) -> None:
+    def test_list_groups_drops_a_scope_when_its_last_key_goes(
+        self, store: StateStore, make_scope: Any
+    ) -> None:
         scope = make_scope("-groups")
         store.set(scope, "a", 1)
         store.set(scope, "b", 1)

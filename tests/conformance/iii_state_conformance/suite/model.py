@@ -25,24 +25,35 @@ SCALARS = (
 )
 VALUES = st.recursive(
     SCALARS,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
     max_leaves=12,
 )
 FIELDS = st.sampled_from(["n", "s", "l", "o", "", "x.y"])
 OPS = st.lists(
     st.one_of(
         st.builds(lambda p, v: {"type": "set", "path": p, "value": v}, FIELDS, VALUES),
-        st.builds(lambda p, v: {"type": "merge", "path": p, "value": v},
-                  st.sampled_from([None, "o", ["o", "p"]]), st.dictionaries(st.text(max_size=4), VALUES, max_size=3)),
-        st.builds(lambda p, b: {"type": "increment", "path": p, "by": b}, FIELDS,
-                  st.integers(min_value=-(2**63), max_value=2**63 - 1)),
+        st.builds(
+            lambda p, v: {"type": "merge", "path": p, "value": v},
+            st.sampled_from([None, "o", ["o", "p"]]),
+            st.dictionaries(st.text(max_size=4), VALUES, max_size=3),
+        ),
+        st.builds(
+            lambda p, b: {"type": "increment", "path": p, "by": b},
+            FIELDS,
+            st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        ),
         st.builds(lambda p, b: {"type": "decrement", "path": p, "by": b}, FIELDS, st.integers(-5, 5)),
-        st.builds(lambda p, v: {"type": "append", "path": p, "value": v},
-                  st.sampled_from([None, "l", "s", ["o", "l"]]), VALUES),
+        st.builds(
+            lambda p, v: {"type": "append", "path": p, "value": v},
+            st.sampled_from([None, "l", "s", ["o", "l"]]),
+            VALUES,
+        ),
         st.builds(lambda p: {"type": "remove", "path": p}, FIELDS),
     ),
     max_size=4,
-)  # fmt: skip
+)
 _ABSENT = object()
 
 
@@ -118,7 +129,7 @@ class ModelTests:
             return machine
 
         run_state_machine_as_test(
-            build,
+            build,  # type: ignore[arg-type]  # any factory of machines works
             settings=settings(
                 max_examples=self.model_examples,
                 stateful_step_count=25,

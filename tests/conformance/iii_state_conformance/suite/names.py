@@ -11,11 +11,48 @@ import pytest
 from iii_state_core import KeyTooLargeError, StateStore, ValueTooLargeError
 
 HOSTILE = [
-    "", "foo", "foobar", "a:b", "c", "a", "b:c", "*", "?", "%", "_", "%s", "%%", "{x}", "{", "}",
-    "/", "..", "../x", "a/b", " ", "  lead", "trail ", "\n", "\r\n", "\t", "\u0000", "\\", "'", '"',
-    "[x]", "state:", "😀", "🏳️‍🌈", "é", "e\u0301", "漢字", "\u202e", "\ufeff",
-    "x" * 1024, "é" * 512,
-]  # fmt: skip
+    "",
+    "foo",
+    "foobar",
+    "a:b",
+    "c",
+    "a",
+    "b:c",
+    "*",
+    "?",
+    "%",
+    "_",
+    "%s",
+    "%%",
+    "{x}",
+    "{",
+    "}",
+    "/",
+    "..",
+    "../x",
+    "a/b",
+    " ",
+    "  lead",
+    "trail ",
+    "\n",
+    "\r\n",
+    "\t",
+    "\u0000",
+    "\\",
+    "'",
+    '"',
+    "[x]",
+    "state:",
+    "😀",
+    "🏳️‍🌈",
+    "é",
+    "e\u0301",
+    "漢字",
+    "\u202e",
+    "\ufeff",
+    "x" * 1024,
+    "é" * 512,
+]
 
 
 def _sized(prefix: str, size: int) -> str:
@@ -47,11 +84,11 @@ class NameTests:
             for i, (s, key) in enumerate(itertools.product(scopes, ["k", "", "k:x"])):
                 store.set(s, key, i)
             for i, (s, key) in enumerate(itertools.product(scopes, ["k", "", "k:x"])):
-                assert store.get(s, key) == i, f"scope {s[len(base):]!r} key {key!r} read another entry"
+                assert store.get(s, key) == i, f"scope {s[len(base) :]!r} key {key!r} read another entry"
             for s in scopes:
-                assert sorted(store.list_keys(s)) == ["", "k", "k:x"], f"scope {s[len(base):]!r}"
+                assert sorted(store.list_keys(s)) == ["", "k", "k:x"], f"scope {s[len(base) :]!r}"
             groups = set(store.list_groups())
-            missing = [s[len(base):] for s in scopes if s not in groups]
+            missing = [s[len(base) :] for s in scopes if s not in groups]
             assert not missing, f"list_groups lacks the scopes {missing!r}"
         finally:
             for s in scopes:
@@ -60,14 +97,23 @@ class NameTests:
 
     def test_separator_lookalikes_do_not_collide(self, store: StateStore, make_scope: Any) -> None:
         base = make_scope("")
-        pairs = [(base + "a:b", "c"), (base + "a", "b:c"), (base + "a", "b/c"), (base + "a/b", "c"),
-                 (base + "a\u0000b", "c"), (base + "a", "b\u0000c"), (base + "foo", "bar"), (base + "foob", "ar"),
-                 (base + "", "x"), (base + "x", "")]  # fmt: skip
+        pairs = [
+            (base + "a:b", "c"),
+            (base + "a", "b:c"),
+            (base + "a", "b/c"),
+            (base + "a/b", "c"),
+            (base + "a\u0000b", "c"),
+            (base + "a", "b\u0000c"),
+            (base + "foo", "bar"),
+            (base + "foob", "ar"),
+            (base + "", "x"),
+            (base + "x", ""),
+        ]
         try:
             for i, (s, k) in enumerate(pairs):
                 store.set(s, k, i)
             for i, (s, k) in enumerate(pairs):
-                assert store.get(s, k) == i, f"({s[len(base):]!r}, {k!r}) collided with another pair"
+                assert store.get(s, k) == i, f"({s[len(base) :]!r}, {k!r}) collided with another pair"
         finally:
             for s, k in pairs:
                 store.delete(s, k)

@@ -49,6 +49,6 @@ class UpdateOpTests:
             assert [(e["op_index"], e["code"]) for e in got] == [
                 (e["op_index"], e["code"]) for e in case["errors"]
             ]
-            for want, have in zip(case["errors"], got):
+            for want, have in zip(case["errors"], got, strict=True):
                 if "message" in want:
                     assert have["message"] == want["message"]

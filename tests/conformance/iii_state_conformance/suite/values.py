@@ -33,7 +33,7 @@ EXACT_VALUES: list[tuple[str, Any]] = [
     ("empty-object", {}),
     ("nested-empties", {"a": [], "b": {}, "c": [[], [{}]], "d": {"e": {}}}),
     ("string-empty", ""),
-    ("string-unicode", "héllo 😀 \u0000 \n \t \\ \" \u2028 \ufeff 漢字"),
+    ("string-unicode", 'héllo 😀 \u0000 \n \t \\ " \u2028 \ufeff 漢字'),
     ("object-unicode-keys", {"😀": 1, "": 2, "a.b": 3, "\u0000": 4, "__proto__": 5}),
     ("mixed", {"n": [1, 1.0, True, None, "1"], "big": [2**64 - 1, -(2**63)]}),
 ]
@@ -66,7 +66,9 @@ def _nested(depth: int) -> Any:
 class ValueTests:
     @pytest.mark.parametrize(("label", "value"), EXACT_VALUES, ids=[v[0] for v in EXACT_VALUES])
     def test_value_round_trips_exactly(self, store: StateStore, scope: str, label: str, value: Any) -> None:
-        assert strict_equal(call(store, "set", {"scope": scope, "key": "k", "value": value})["new_value"], value)
+        assert strict_equal(
+            call(store, "set", {"scope": scope, "key": "k", "value": value})["new_value"], value
+        )
         for got in (
             store.get(scope, "k"),
             call(store, "get", {"scope": scope, "key": "k"}),
