@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.harness import Measurement, Pair, measure
 
 Op = Callable[[int], object]
+Fill = Callable[[int, int], object]
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,59 @@ def alternate(name: str, ours: Op, raw: Op | None, budget: Budget) -> Pair:
         if raw is not None:
             theirs.append(measure(f"raw {name}", raw, seconds=budget.seconds, warmup=20))
     return Pair(name, best(mine), best(theirs) if theirs else None)
+
+
+def consuming(
+    label: str,
+    fill: Callable[[int, int], object],
+    op: Callable[[int], object],
+    *,
+    seconds: float,
+    chunk: int = 500,
+) -> Measurement:
+    """Time ``op(j)`` on entries that each call uses up (``delete``), refilled in untimed chunks.
+
+    ``fill(start, count)`` creates entries ``start … start + count - 1``; then each is consumed
+    once with its own timing. Only the calls are timed, so ops/s is calls ÷ their summed time
+    (the refills cost nothing), and the scope never holds more than ``chunk`` such entries.
+    """
+    samples: list[float] = []
+    spent = 0.0
+    start = 0
+    while spent < seconds or len(samples) < 20:
+        fill(start, chunk)
+        for j in range(start, start + chunk):
+            t0 = time.perf_counter()
+            op(j)
+            t1 = time.perf_counter()
+            samples.append(t1 - t0)
+            spent += t1 - t0
+        start += chunk
+    samples.sort()
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return Measurement(label, len(samples) / spent, statistics.median(samples) * 1e6, p99 * 1e6)
+
+
+def alternate_consuming(
+    name: str, ours: tuple[Fill, Op], raw: tuple[Fill, Op] | None, budget: Budget
+) -> Pair:
+    """:func:`alternate` for operations that use up their entries (see :func:`consuming`)."""
+    mine: list[Measurement] = []
+    theirs: list[Measurement] = []
+    offset = 0
+    for _ in range(budget.rounds):
+        for side, runs in ((ours, mine), (raw, theirs)):
+            if side is None:
+                continue
+            fill, op = side
+            runs.append(consuming(name, *_shifted(fill, op, offset), seconds=budget.seconds))
+        offset += 10_000_000  # each round uses fresh entry numbers
+    return Pair(name, best(mine), best(theirs) if theirs else None)
+
+
+def _shifted(fill: Fill, op: Op, base: int) -> tuple[Fill, Op]:
+    """``fill`` and ``op`` on entry numbers ``base`` and up."""
+    return (lambda start, count: fill(base + start, count)), (lambda j: op(base + j))
 
 
 def counting(op: Callable[[int], object]) -> Op:
