@@ -35,15 +35,28 @@ def main(extra: list[str]) -> int:
             print(f"\n== {rel}", flush=True)
             started = time.monotonic()
             code = subprocess.call(
-                [sys.executable, "-m", "pytest", str(rel), "-q", "-rfEs", "-p", "no:cacheprovider",
-                 f"--junitxml={report}", *extra],
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    str(rel),
+                    "-q",
+                    "-rfEs",
+                    "-p",
+                    "no:cacheprovider",
+                    f"--junitxml={report}",
+                    *extra,
+                ],
                 cwd=ROOT,
-            )  # fmt: skip
+            )
             counts = _counts(report)
             for k in totals:
                 totals[k] += counts[k]
-            print(f"== {rel}: {counts['passed']} passed, {counts['failed']} failed, "
-                  f"{counts['skipped']} skipped in {time.monotonic() - started:.0f}s", flush=True)  # fmt: skip
+            print(
+                f"== {rel}: {counts['passed']} passed, {counts['failed']} failed, "
+                f"{counts['skipped']} skipped in {time.monotonic() - started:.0f}s",
+                flush=True,
+            )
             if code not in (0, 5) or counts["failed"]:
                 failed_folders.append(f"{rel} (exit {code})")
     if failed_folders:
