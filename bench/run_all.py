@@ -187,6 +187,11 @@ def _adapter_sections(options: Options, report: Report) -> None:
             "scope. Memory bounded by the page size means a peak ratio near 1.",
             "",
             scaling.walk_table(walk_rows),
+            "",
+            f"Called out (a call over {scaling.GROWTH_FLAG} times slower, walk memory over "
+            f"{scaling.PEAK_FLAG} times, creating a key over {scaling.CREATE_FLAG} times overwriting one):",
+            "",
+            *([f"- {flag}" for flag in scaling.flags(growth_rows, walk_rows)] or ["- nothing."]),
         ]))  # fmt: skip
 
 

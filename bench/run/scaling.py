@@ -169,3 +169,39 @@ def walk_table(rows: list[tuple[str, Walk, float]]) -> str:
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+#: Above these, a figure is called out under the tables.
+GROWTH_FLAG = 1.5
+PEAK_FLAG = 2.0
+CREATE_FLAG = 5.0
+
+
+def flags(growth_rows: list[tuple[str, Growth]], walk_rows: list[tuple[str, Walk, float]]) -> list[str]:
+    """Sentences for whatever did not stay flat: slower calls, unbounded walk memory, missed keys,
+    creating keys that costs more than overwriting them (a cost that grows while filling)."""
+    out = []
+    for name, g in growth_rows:
+        for op, small, large in (("get", g.get_small, g.get_large), ("set", g.set_small, g.set_large)):
+            if large.p50_us > GROWTH_FLAG * small.p50_us:
+                out.append(
+                    f"{name}: {op} p50 is {large.p50_us / small.p50_us:.1f} times slower in the "
+                    f"{g.large:,}-key scope than in the 10-key one."
+                )
+        per_create = g.fill_s / g.large * 1e6
+        if per_create > CREATE_FLAG * g.set_large.p50_us:
+            out.append(
+                f"{name}: creating the {g.large:,} keys took {g.fill_s:,.0f} s, {per_create:,.0f} µs per key "
+                f"on average, against {g.set_large.p50_us:,.0f} µs to overwrite one: creating a key costs "
+                "more the larger its scope."
+            )
+    for name, k, _fill in walk_rows:
+        if not k.complete:
+            out.append(f"{name}: the walk returned {k.distinct:,} of {k.keys:,} keys.")
+        if k.peak_large > PEAK_FLAG * k.peak_small:
+            out.append(
+                f"{name}: the walk's peak memory grows with the scope: {k.peak_large / 1024:,.0f} KiB for "
+                f"{k.keys:,} keys against {k.peak_small / 1024:,.0f} KiB for {SMALL_WALK:,} "
+                f"({k.peak_large / k.peak_small:.1f} times), not bounded by the page size."
+            )
+    return out
