@@ -226,6 +226,19 @@ def find_valkey_server() -> str:
     )
 
 
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is in the stopped state (``T`` in /proc)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        for task in tasks:
+            with open(f"/proc/{pid}/task/{task}/stat", encoding="ascii", errors="replace") as stat:
+                if stat.read().rpartition(")")[2].split()[0] not in ("T", "t"):
+                    return False
+    except OSError:
+        return True  # no /proc (or the process is gone): nothing more to wait for
+    return True
+
+
 def _read_from(path: Path, offset: int = 0, limit: int = 4000) -> str:
     try:
         with path.open("rb") as fh:
@@ -766,9 +779,17 @@ class ManagedServer(Generic[InfoT]):
             return self.start()
 
     def pause(self) -> None:
-        """SIGSTOP the process (it stops answering; connections stay open)."""
-        if self._proc is not None:
-            self._proc.send_signal(signal.SIGSTOP)
+        """SIGSTOP the process (it stops answering; connections stay open).
+
+        Returns once every thread is stopped: a thread running on another core could
+        otherwise still answer a request sent right after the signal.
+        """
+        if self._proc is None:
+            return
+        self._proc.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and not _all_threads_stopped(self._proc.pid):
+            time.sleep(0.001)
 
     def resume(self) -> None:
         """SIGCONT a paused process."""
