@@ -294,15 +294,7 @@ def _apply_one(current: JSON, missing: bool, op: Op, index: int) -> tuple[JSON, 
                 return current, missing, _not_number(kind, "root", current, index)
             return result, False, None
         if not isinstance(current, dict):
-            return (
-                current,
-                missing,
-                OpError(
-                    index,
-                    f"{kind}.target_not_object",
-                    f"Cannot {kind} at path '{path}': target is {json_type(current)}, expected object.",
-                ),
-            )
+            return current, missing, _not_object(kind, path, current, index)
         if kind == "set":
             current[path] = copy_json(op.value)
         elif kind == "remove":
@@ -337,16 +329,7 @@ def _apply_one(current: JSON, missing: bool, op: Op, index: int) -> tuple[JSON, 
             return current, missing, error
         return holder[0], False, None
     if not isinstance(current, dict):
-        return (
-            current,
-            missing,
-            OpError(
-                index,
-                "append.target_not_object",
-                f"Cannot append at path '{_segments_label(op.segments)}': target is "
-                f"{json_type(current)}, expected object.",
-            ),
-        )
+        return current, missing, _not_object(kind, _segments_label(op.segments), current, index)
     *parents, leaf = op.segments
     parent = _walk_or_create(current, tuple(parents))
     if leaf in parent:
@@ -356,6 +339,14 @@ def _apply_one(current: JSON, missing: bool, op: Op, index: int) -> tuple[JSON, 
         error = None
     # engine parity: the walk's created intermediates stay even when the leaf append fails
     return current, False, error
+
+
+def _not_object(kind: OpType, label: str, found: JSON, index: int) -> OpError:
+    return OpError(
+        index,
+        f"{kind}.target_not_object",
+        f"Cannot {kind} at path '{label}': target is {json_type(found)}, expected object.",
+    )
 
 
 def _not_number(kind: OpType, label: str, found: JSON, index: int) -> OpError:
