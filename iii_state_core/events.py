@@ -58,32 +58,32 @@ class EventBus:
     def active(self) -> bool:
         return self.enabled and (bool(self._subscriptions) or self._hook is not None)
 
+    def _deliveries(self, event: StateEvent) -> list[Subscription]:
+        """The subscriptions this event goes to; the plugin hook runs first, here."""
+        if self._hook is not None:
+            _guarded("iii_state_event hook", self._hook, event)
+        return [sub for sub in self._subscriptions if sub.matches(event)]
+
     def emit(self, event: StateEvent) -> None:
         if not self.enabled:
             return
-        if self._hook is not None:
-            _guarded("iii_state_event hook", self._hook, event)
-        for sub in self._subscriptions:
-            if sub.matches(event):
-                if sub.condition is not None:
-                    ok, verdict = _guarded("condition", sub.condition, event)
-                    if not ok or verdict is False:
-                        continue
-                _guarded("handler", sub.handler, event)
+        for sub in self._deliveries(event):
+            if sub.condition is not None:
+                ok, verdict = _guarded("condition", sub.condition, event)
+                if not ok or verdict is False:
+                    continue
+            _guarded("handler", sub.handler, event)
 
     async def emit_async(self, event: StateEvent) -> None:
         """Like :meth:`emit`, awaiting handlers and conditions that are coroutines."""
         if not self.enabled:
             return
-        if self._hook is not None:
-            _guarded("iii_state_event hook", self._hook, event)
-        for sub in self._subscriptions:
-            if sub.matches(event):
-                if sub.condition is not None:
-                    ok, verdict = await _guarded_async("condition", sub.condition, event)
-                    if not ok or verdict is False:
-                        continue
-                await _guarded_async("handler", sub.handler, event)
+        for sub in self._deliveries(event):
+            if sub.condition is not None:
+                ok, verdict = await _guarded_async("condition", sub.condition, event)
+                if not ok or verdict is False:
+                    continue
+            await _guarded_async("handler", sub.handler, event)
 
 
 def _report(what: str, fn: Callable[..., Any], event: StateEvent) -> None:
