@@ -11,7 +11,7 @@ from bench.run import machine
 
 from . import fuzz, kv_kill, model_runs, server_faults
 from .backends import BACKENDS
-from .limits import OPEN_LIMITS, match
+from .limits import FIXED, OPEN_LIMITS, Limit, match
 from .outcome import Line
 
 PARTS = ("kv-kill", "servers", "model", "fuzz")
@@ -151,25 +151,18 @@ def markdown(lines: list[Line], plan: Plan, command: str, facts: list[tuple[str,
         "",
         "## Open limits",
         "",
-        "Failures found by this campaign that are not fixed yet (reported to the lead), each with "
-        "its reproduction and a strict-xfail regression test that turns red once it is fixed.",
+        "Failures found by this campaign that are not fixed yet (reported to the lead), each with its "
+        "reproduction and a strict-xfail regression test that turns red once it is fixed.",
         "",
     ]
+    if not OPEN_LIMITS:
+        out += ["None open.", ""]
     for limit in OPEN_LIMITS:
         status = "seen in this run" if limit.title in seen else "not exercised or not seen in this run"
-        out += [
-            f"### {limit.title}",
-            "",
-            f"- where: {limit.where}",
-            f"- regression test: `{limit.test}`",
-            f"- suggested fix: {limit.fix}",
-            f"- {status}",
-            "",
-            "```python",
-            limit.reproduction,
-            "```",
-            "",
-        ]
+        out += _limit_lines(limit, [f"- suggested fix: {limit.fix}", f"- {status}"])
+    out += ["## Found by this campaign and fixed", ""]
+    for limit, commit in FIXED:
+        out += _limit_lines(limit, [f"- fixed in {commit}: {limit.fix}"])
     out += [
         "## What the promises mean",
         "",
@@ -194,6 +187,21 @@ def markdown(lines: list[Line], plan: Plan, command: str, facts: list[tuple[str,
     if new:
         out += ["## New failures", "", *[f"- `{_cell(f[:600])}`" for f in new], ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _limit_lines(limit: Limit, extra: list[str]) -> list[str]:
+    return [
+        f"### {limit.title}",
+        "",
+        f"- where: {limit.where}",
+        f"- regression test: `{limit.test}`",
+        *extra,
+        "",
+        "```python",
+        limit.reproduction,
+        "```",
+        "",
+    ]
 
 
 def new_failures(lines: list[Line]) -> list[str]:

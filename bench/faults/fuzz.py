@@ -10,11 +10,13 @@ what it stores is strict JSON.
 from __future__ import annotations
 
 import base64
+import random
 import time
 from collections.abc import Callable
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as with_seed
 from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
@@ -244,16 +246,15 @@ def _short(value: Any) -> str:
 
 
 def run(examples: int, seed: int | None = None) -> list[Line]:
-    """Fuzz payload decoding, the op engine and stored-bytes decoding; ``examples`` per target."""
+    """Fuzz payload decoding, the op engine and stored-bytes decoding; ``examples`` per target.
 
+    :param seed: Hypothesis's seed (default: a random one, reported on each line to rerun it).
+    """
+    seed = random.randrange(2**32) if seed is None else seed
     lines = []
     store = open_store(adapter="kv", adapter_config={"store_method": "in_memory"})
     opts = settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-        derandomize=seed is None,
+        max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck)
     )
 
     decoding = Line(
@@ -335,15 +336,11 @@ def run(examples: int, seed: int | None = None) -> list[Line]:
     return lines
 
 
-def _run(test: Callable[[], None], seed: int | None, line: Line) -> None:
+def _run(test: Callable[[], None], seed: int, line: Line) -> None:
     """Run a Hypothesis test; a failure inside it is already on ``line``, anything else is added."""
+    line.details["seed"] = seed
     try:
-        if seed is not None:
-            from hypothesis import seed as with_seed
-
-            with_seed(seed)(test)()
-        else:
-            test()
+        with_seed(seed)(test)()
     except HypothesisException as exc:
         line.fail(f"Hypothesis could not run: {exc}")
     except Exception as exc:

@@ -25,6 +25,45 @@ class Limit:
 #: tests/reliability/test_fuzz_regressions.py.
 OPEN_LIMITS: tuple[Limit, ...] = ()
 
+#: What the campaign found and what was done about it, for the report's history section.
+FIXED: tuple[tuple[Limit, str], ...] = (
+    (
+        Limit(
+            title="A hostile list_entries cursor raised RecursionError instead of InvalidCursorError",
+            pattern=("cursor", "RecursionError"),
+            where="iii_state_core/operations.py `decode_cursor` caught ValueError/TypeError/UnicodeError "
+            "around `json.loads`, but deeply nested JSON raises RecursionError",
+            reproduction=(
+                "import base64\n"
+                "from iii_state_core import open_store\n"
+                "store = open_store(adapter='kv')\n"
+                "cursor = base64.urlsafe_b64encode(b'[' * 100_000).decode()\n"
+                "store.list_entries('s', cursor)   # was RecursionError; now InvalidCursorError"
+            ),
+            test="tests/reliability/test_fuzz_regressions.py::test_deeply_nested_cursor_is_an_invalid_cursor",
+            fix="RecursionError is caught in `decode_cursor`",
+        ),
+        "81f51d8",
+    ),
+    (
+        Limit(
+            title="Deeply nested bytes left by a foreign writer raised RecursionError on read",
+            pattern=("stored", "RecursionError"),
+            where="iii_state_core/values.py `decode_stored` turned ValueError into InvalidValueError, "
+            "but json.loads raises RecursionError for deeply nested input",
+            reproduction=(
+                "from iii_state_core import open_store\n"
+                "store = open_store(adapter='kv')\n"
+                "store.adapter.write('s', 'k', b'[' * 100_000)   # what another program could leave\n"
+                "store.get('s', 'k')   # was RecursionError; now InvalidValueError"
+            ),
+            test="tests/reliability/test_fuzz_regressions.py::test_deeply_nested_stored_bytes_are_invalid_value",
+            fix="RecursionError is caught in `decode_stored`",
+        ),
+        "81f51d8",
+    ),
+)
+
 
 def match(failure: str) -> Limit | None:
     for limit in OPEN_LIMITS:
