@@ -85,6 +85,7 @@ def test_growth_and_walk_sections_cover_both_adapters(report: str) -> None:
         keys, returned, distinct = _number(row[1]), _number(row[6]), row[7]
         assert distinct.replace(",", "") == row[1].replace(",", ""), f"walk of {row[0]} missed keys: {row}"
         assert returned >= keys
+    assert re.search(r"Called out \(.*\):\n\n- ", report), "the growth flags are missing"
 
 
 def test_report_names_the_machine_and_nothing_failed(report: str) -> None:
