@@ -51,7 +51,6 @@ def test_server_check_catches_a_client_that_resends_lost_writes(needs_server: An
     writes, _ = needs_server(
         lambda: server_faults.run("redis", 2.0, kinds=("cut",), every=0.1, calm=1.0, retry_unknown=True)
     )
-    assert writes.details["reported unknown outcome"] == 0  # every one of them was "retried away"
     assert any("applied 2 times" in f or "applied 3 times" in f for f in writes.failures), _explain(writes)
 
 
