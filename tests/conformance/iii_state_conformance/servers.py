@@ -1347,7 +1347,29 @@ def _needs_node(script: str) -> bool:
     return first.startswith(b"#!") and b"node" in first
 
 
-class DynaliteServer(ManagedServer[HttpEndpointInfo]):
+class _DynamoDBEndpoint(ManagedServer[HttpEndpointInfo]):
+    """What dynalite and moto share: an HTTP endpoint that answers the DynamoDB API."""
+
+    def _probe(self, port: int, pid: int) -> bool:
+        return _probe_dynamodb(port)
+
+    def _make_info(self, port: int, pid: int, data_dir: Path, log_file: Path) -> HttpEndpointInfo:
+        return HttpEndpointInfo(
+            kind=self.kind,
+            host=LOOPBACK,
+            port=port,
+            pid=pid,
+            data_dir=data_dir,
+            log_file=log_file,
+            url=f"http://{LOOPBACK}:{port}",
+        )
+
+    @property
+    def url(self) -> str:
+        return self.info.url
+
+
+class DynaliteServer(_DynamoDBEndpoint):
     """``dynalite --host 127.0.0.1 --port PORT`` (in memory; ``persistent=True``
     keeps a LevelDB store in the temp dir so data survives ``restart()``).
 
@@ -1398,24 +1420,6 @@ class DynaliteServer(ManagedServer[HttpEndpointInfo]):
             args += ["--path", str(self._dir / "leveldb")]
         return args + list(self.extra_args)
 
-    def _probe(self, port: int, pid: int) -> bool:
-        return _probe_dynamodb(port)
-
-    def _make_info(self, port: int, pid: int, data_dir: Path, log_file: Path) -> HttpEndpointInfo:
-        return HttpEndpointInfo(
-            kind=self.kind,
-            host=LOOPBACK,
-            port=port,
-            pid=pid,
-            data_dir=data_dir,
-            log_file=log_file,
-            url=f"http://{LOOPBACK}:{port}",
-        )
-
-    @property
-    def url(self) -> str:
-        return self.info.url
-
     def __enter__(self) -> DynaliteServer:
         self.start()
         return self
@@ -1439,7 +1443,7 @@ def _python_has_moto(python: str) -> bool:
     return done.returncode == 0
 
 
-class MotoServer(ManagedServer[HttpEndpointInfo]):
+class MotoServer(_DynamoDBEndpoint):
     """moto's server, run through our ``moto_runner.py`` which serialises all
     requests with one global lock (see that module for why: moto's own
     ``python -m moto.server`` is threaded and lets conditional writes race).
@@ -1480,24 +1484,6 @@ class MotoServer(ManagedServer[HttpEndpointInfo]):
         env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
         env["PYTHONUNBUFFERED"] = "1"
         return env
-
-    def _probe(self, port: int, pid: int) -> bool:
-        return _probe_dynamodb(port)
-
-    def _make_info(self, port: int, pid: int, data_dir: Path, log_file: Path) -> HttpEndpointInfo:
-        return HttpEndpointInfo(
-            kind=self.kind,
-            host=LOOPBACK,
-            port=port,
-            pid=pid,
-            data_dir=data_dir,
-            log_file=log_file,
-            url=f"http://{LOOPBACK}:{port}",
-        )
-
-    @property
-    def url(self) -> str:
-        return self.info.url
 
     def __enter__(self) -> MotoServer:
         self.start()
