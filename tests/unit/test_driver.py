@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from iii_state_conformance import doubles
 
 from iii_state_core import (
     Adapter,
     BackendError,
-    Capabilities,
     KeyTooLargeError,
     Registry,
     StateError,
@@ -23,7 +23,6 @@ from iii_state_core import (
     open_async_store,
     open_store,
 )
-from iii_state_core.adapter import Page, Token
 from iii_state_core.driver import backend_error
 
 SECRET = "hunter2-S3CRET-token"
@@ -56,42 +55,16 @@ def _failure(kind: str) -> Exception:
     raise AssertionError(kind)
 
 
-class FailingAdapter(Adapter):
+class FailingAdapter(doubles.FailingAdapter):
     """Every primitive raises the configured failure."""
 
-    name = "failing"
-    capabilities = Capabilities()
     kind = "message"
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        self.config = dict(config)
-
-    def _boom(self) -> Any:
-        raise _failure(self.kind)
+    def failure(self) -> BaseException:
+        return _failure(self.kind)
 
     def secrets(self) -> list[str]:
         return [SECRET, ""]
-
-    def describe(self) -> str:
-        return "failing adapter at db:6379"
-
-    def read(self, scope: str, key: str) -> bytes | None:
-        return self._boom()  # type: ignore[no-any-return]
-
-    def write(self, scope: str, key: str, data: bytes) -> bytes | None:
-        return self._boom()  # type: ignore[no-any-return]
-
-    def remove(self, scope: str, key: str) -> bytes | None:
-        return self._boom()  # type: ignore[no-any-return]
-
-    def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
-        return self._boom()  # type: ignore[no-any-return]
-
-    def list_scopes(self) -> list[str]:
-        return self._boom()  # type: ignore[no-any-return]
-
-    def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
-        return self._boom()  # type: ignore[no-any-return]
 
 
 class FailingPlugin:

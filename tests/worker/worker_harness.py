@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine_peer import EnginePeer
+from iii_state_conformance import doubles
 
 from iii_state_core import Adapter, Capabilities, Registry, hookimpl
 from iii_state_core.adapter import Page, Token
@@ -83,41 +84,14 @@ async def _borrowed(peer: EnginePeer) -> AsyncIterator[EnginePeer]:
 # -- test adapters ---------------------------------------------------------------------------
 
 
-class FailingAdapter(Adapter):
+class FailingAdapter(doubles.FailingAdapter):
     """Every primitive fails the way a careless client library does: secret in the message."""
 
-    name = "failing"
-    capabilities = Capabilities()
-
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        self.config = dict(config)
-
-    def _boom(self) -> Any:
-        raise ConnectionError(f"AUTH failed for redis://admin:{SECRET}@db:6379")
+    def failure(self) -> BaseException:
+        return ConnectionError(f"AUTH failed for redis://admin:{SECRET}@db:6379")
 
     def secrets(self) -> list[str]:
         return [SECRET]
-
-    def describe(self) -> str:
-        return "failing adapter at db:6379"
-
-    def read(self, scope: str, key: str) -> bytes | None:
-        return self._boom()  # type: ignore[no-any-return]
-
-    def write(self, scope: str, key: str, data: bytes) -> bytes | None:
-        return self._boom()  # type: ignore[no-any-return]
-
-    def remove(self, scope: str, key: str) -> bytes | None:
-        return self._boom()  # type: ignore[no-any-return]
-
-    def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
-        return self._boom()  # type: ignore[no-any-return]
-
-    def list_scopes(self) -> list[str]:
-        return self._boom()  # type: ignore[no-any-return]
-
-    def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
-        return self._boom()  # type: ignore[no-any-return]
 
 
 class GatedAdapter(Adapter):
