@@ -87,5 +87,10 @@ def test_upstream_down_resets_the_client() -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    with FaultProxy(port) as proxy, _client(proxy) as sock:
-        assert _recv_or_reset(sock) in (None, b"")
+    with FaultProxy(port) as proxy:
+        try:
+            sock = _client(proxy)
+        except ConnectionResetError:
+            return  # the reset can land during the handshake: the client saw it, which is the point
+        with sock:
+            assert _recv_or_reset(sock) in (None, b"")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -82,7 +83,27 @@ class KvFileStore(Adapter):
         )
         self._lock = threading.Lock()
         self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
+        self._prepare(fsync, busy_timeout_ms / 1000)
+
+    def _prepare(self, fsync: bool, patience: float) -> None:
+        """Switch to WAL and create the table, waiting out other processes doing the same.
+
+        Switching the journal mode can report "database is locked" at once, without SQLite's
+        busy handler, while another process opens or recovers the same file; retry it.
+        """
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                self._init_schema(fsync)
+                return
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
+
+    def _init_schema(self, fsync: bool) -> None:
+        if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self._db.execute("PRAGMA journal_mode = WAL")
         # NORMAL: a commit is in the WAL (in the OS) before it returns, which survives a killed
         # process; FULL adds an fsync per commit so it also survives power loss.
         self._db.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
