@@ -36,13 +36,21 @@ class EntriesPage:
     entries: list[tuple[str, JSON]]
     next_cursor: str | None
     done: bool
+    #: Rows sent before this page in the same walk.
+    offset: int = 0
+    #: How many rows the scope held when the walk began (the first page counted them);
+    #: ``None`` for a page of the older walk, whose wire form has no offset and total.
+    total: int | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "entries": [[k, v] for k, v in self.entries],
             "next_cursor": self.next_cursor,
             "done": self.done,
         }
+        if self.total is not None:
+            wire["offset"], wire["total"] = self.offset, self.total
+        return wire
 
 
 Outcome = Literal["applied", "conflict", "not_found"]
