@@ -110,7 +110,7 @@ def run(servers: list[str], seconds: float, rounds: int) -> str:
 
 
 def _medians(pairs: list[Pair]) -> str:
-    """Median latencies side by side: steadier than throughput on a machine shared with others."""
+    """Median latencies side by side: steadier than throughput on a busy machine."""
     lines = ["| operation | iii-state p50 µs | raw p50 µs | raw/ours |", "|---|---:|---:|---:|"]
     for p in pairs:
         if p.raw is not None:

@@ -1,4 +1,4 @@
-"""Find and read the state block of ``iii-config.yaml`` (SPEC §5)."""
+"""Find and read the state block of ``iii-config.yaml`` (contract § Configuration)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 class StateError(Exception):
     """Root of every error this pack raises.
 
-    ``code`` is the wire code a ``state::*`` call fails with (SPEC §2).
+    ``code`` is the wire code a ``state::*`` call fails with (contract § Functions).
     """
 
     code: str = "STATE_ERROR"

@@ -1,4 +1,4 @@
-"""In-process reactions (SPEC §4): subscriptions with scope/key filters and a condition."""
+"""In-process reactions (contract § Events): subscriptions with scope/key filters and a condition."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ def iii_state_register_adapters(register: Callable[[type[Adapter]], None]) -> No
 
 @hookspec
 def iii_state_event(event: StateEvent) -> None:
-    """Observe every write's event (SPEC §4) of every store opened in this process.
+    """Observe every write's event (contract § Events) of every store opened in this process.
 
     Called after the write, never able to undo it; an exception is logged and ignored.
     Not called when the store's ``triggers_enabled`` is false.

@@ -27,7 +27,7 @@ from .results import CompareAndSetResult, EntriesPage, SetResult, StateEvent, Up
 from .update_ops import Op, apply_ops
 from .values import DEFAULT_MAX_DEPTH, JSON, check_value, decode_stored, encode, same_json
 
-#: The wire error code each function's backend failures carry (SPEC §2).
+#: The wire error code each function's backend failures carry (contract § Functions).
 ERROR_CODES: Final = {
     "set": "SET_ERROR",
     "get": "GET_ERROR",

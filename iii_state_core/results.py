@@ -1,4 +1,4 @@
-"""The small result types of the typed API, and their wire (JSON) forms (SPEC §2)."""
+"""The small result types of the typed API, and their wire (JSON) forms (contract § Functions)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class CompareAndSetResult:
 
 @dataclass(frozen=True, slots=True)
 class StateEvent:
-    """One write's event (SPEC §4)."""
+    """One write's event (contract § Events)."""
 
     event_type: Literal["state:created", "state:updated", "state:deleted"]
     scope: str

@@ -95,7 +95,8 @@ class StateStore(_Base):
         return result
 
     def trigger(self, request: dict[str, Any]) -> JSON:
-        """Run ``{"function_id": "state::…", "payload": {...}}`` and return the SPEC §2 JSON result.
+        """Run ``{"function_id": "state::…", "payload": {...}}`` and return its JSON result
+        (contract § Functions).
 
         :raises StateError: whose ``.code`` is the wire code.
         """

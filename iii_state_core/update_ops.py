@@ -1,4 +1,4 @@
-"""The ``state::update`` op engine (SPEC §3): parse the wire ops, apply them to a value.
+"""The ``state::update`` op engine (contract § Update ops): parse the wire ops, apply them to a value.
 
 Pure functions, no I/O: every backend runs exactly this code, so results cannot drift.
 """

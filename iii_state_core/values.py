@@ -1,4 +1,4 @@
-"""Strict JSON values (SPEC §1): the checks, and the compact byte form every backend stores."""
+"""Strict JSON values (contract § Values): the checks, and the compact byte form every backend stores."""
 
 from __future__ import annotations
 

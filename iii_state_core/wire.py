@@ -80,7 +80,7 @@ _DECODERS: Final[dict[str, Callable[[Limits, Mapping[str, Any]], Plan]]] = {
 
 
 def result_to_wire(function: str, result: Any) -> Any:
-    """The JSON result SPEC §2 gives for ``function``."""
+    """The JSON result contract § Functions gives for ``function``."""
     if isinstance(result, (SetResult, UpdateResult, EntriesPage, CompareAndSetResult)):
         return result.to_wire()
     if function == "list_groups":

@@ -151,7 +151,7 @@ def markdown(lines: list[Line], plan: Plan, command: str, facts: list[tuple[str,
         "",
         "## Open limits",
         "",
-        "Failures found by this campaign that are not fixed yet (reported to the lead), each with its "
+        "Failures found by this campaign that are not fixed yet, each with its "
         "reproduction and a strict-xfail regression test that turns red once it is fixed.",
         "",
     ]

@@ -1,5 +1,5 @@
 """kv file store: writers SIGKILLed at random moments; after each kill the store must be intact
-and hold every acknowledged write (SPEC §6: crash-safe).
+and hold every acknowledged write (contract § Backends: crash-safe).
 
 Each cycle starts two writer processes (``kv_writer``) on disjoint keys of one store, kills each
 at its own random moment (some while still opening the store), then checks from this process:

@@ -75,7 +75,7 @@ def facts() -> list[tuple[str, str]]:
         memory = "?"
     rows = [
         ("date (UTC)", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")),
-        ("commit", commit + (" (with uncommitted changes by others in the tree)" if dirty.strip() else "")),
+        ("commit", commit + (" (plus uncommitted changes)" if dirty.strip() else "")),
         ("CPU", cpu_model()),
         ("cores", str(os.cpu_count())),
         ("memory", memory),

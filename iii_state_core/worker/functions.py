@@ -16,7 +16,7 @@ _SCOPE_KEY: Final = {"scope": _STR, "key": _STR}
 
 
 def _obj(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    # additionalProperties stays open: SPEC §2 ignores unknown payload fields.
+    # additionalProperties stays open: contract § Functions ignores unknown payload fields.
     return {"type": "object", "properties": properties, "required": required}
 
 
@@ -90,7 +90,7 @@ CLIENT_CODES: Final = frozenset(
 class FunctionCallError(Exception):
     """What a ``state::*`` handler raises; the SDK sends ``str(self)`` as the error message.
 
-    The SDK always answers ``invocation_failed``, so the SPEC §2 code travels as the message's
+    The SDK always answers ``invocation_failed``, so the contract § Functions code travels as the message's
     prefix (``SET_ERROR: Failed to set value: …``), as the engine's standalone state worker does.
     """
 

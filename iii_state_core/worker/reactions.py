@@ -1,4 +1,4 @@
-"""The ``state`` trigger type (SPEC §4 reactions): the table of bindings the engine sends, and
+"""The ``state`` trigger type (contract § Events reactions): the table of bindings the engine sends, and
 the fan-out that calls each matching binding's condition and function after a write."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ log = logging.getLogger("iii_state.worker.reactions")
 
 TRIGGER_TYPE = {
     "id": "state",
-    "description": "Fires after each successful state write (SPEC §4 event); "
+    "description": "Fires after each successful state write (contract § Events event); "
     "config: optional scope, key, condition_function_id",
     "trigger_request_format": {
         "type": "object",
@@ -150,7 +150,7 @@ class Reactions:
     """Fans each event out to the matching bindings, one background task per write.
 
     The task calls, for each matching binding in turn, the condition (if any; only a result of
-    exactly ``false`` skips) and then the function, with the SPEC §4 event as payload. Nothing
+    exactly ``false`` skips) and then the function, with the contract § Events event as payload. Nothing
     here can delay or undo the write: the store's event handler only schedules the task.
 
     :param table: the bindings.

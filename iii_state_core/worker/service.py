@@ -204,7 +204,7 @@ class StateWorker:
         return handler
 
     async def _serve(self, name: str, data: Any) -> Any:
-        """Run one call on the worker's loop; the result is exactly SPEC §2's."""
+        """Run one call on the worker's loop; the result is exactly contract § Functions's."""
         store = self.store
         if store is None:  # only after stop() released it; the engine stopped routing by then
             raise FunctionCallError("function_not_found", f"state::{name} is shutting down")

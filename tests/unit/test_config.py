@@ -1,4 +1,4 @@
-"""SPEC §5: finding and reading the state block of ``iii-config.yaml``."""
+"""contract § Configuration: finding and reading the state block of ``iii-config.yaml``."""
 
 from __future__ import annotations
 

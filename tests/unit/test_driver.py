@@ -1,4 +1,4 @@
-"""SPEC §2 backend failures: each function's ``*_ERROR`` code, and no secret in any error text."""
+"""contract § Functions, backend failures: each function's ``*_ERROR`` code, no secret in any error."""
 
 from __future__ import annotations
 

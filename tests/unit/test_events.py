@@ -1,4 +1,4 @@
-"""SPEC §4: one event per successful write, none otherwise; reactions, filters, conditions, hooks."""
+"""contract § Events: one event per successful write, none otherwise; reactions, filters, hooks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The core's optimistic write loop over adapters without a native ``modify`` (SPEC §2 atomicity)."""
+"""The core's optimistic write loop over adapters without a native ``modify`` (contract § Functions)."""
 
 from __future__ import annotations
 

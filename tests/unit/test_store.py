@@ -1,4 +1,4 @@
-"""SPEC §2 through ``trigger``: every function's payload and result, on both kv forms."""
+"""contract § Functions through ``trigger``: every function's payload and result, on both kv forms."""
 
 from __future__ import annotations
 

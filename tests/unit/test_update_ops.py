@@ -1,4 +1,4 @@
-"""SPEC §3: paths, set, merge, remove, the skip-and-report batch, and whole-call parse errors.
+"""contract § Update ops: paths, set, merge, remove, the skip-and-report batch, and whole-call parse errors.
 
 Numbers are in ``test_update_ops_numeric.py``, append in ``test_update_ops_append.py`` and
 the engine's own vectors in ``test_engine_vectors.py``.

@@ -1,4 +1,4 @@
-"""SPEC §3 append: the root, one segment, two or more segments, and every target type."""
+"""contract § Update ops append: the root, one segment, two or more segments, and every target type."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def test_append_segments_existing_leaf_array_and_string() -> None:
 
 
 def test_append_segments_null_leaf_acts_as_missing_leaf_of_one_segment() -> None:
-    # SPEC: a null target behaves as a missing leaf at one segment (a string stays a string)
+    # contract: a null target behaves as a missing leaf at one segment (a string stays a string)
     new, errors = run_ops({"a": {"s": None, "n": None}}, [append(["a", "s"], "x"), append(["a", "n"], 1)])
     assert_same((new, errors), ({"a": {"s": "x", "n": [1]}}, []))
 

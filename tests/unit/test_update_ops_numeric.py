@@ -1,4 +1,4 @@
-"""SPEC §3 increment/decrement: exact integers in i64 then u64, floats, and the type traps."""
+"""contract § Update ops increment/decrement: exact integers in i64 then u64, floats, and the type traps."""
 
 from __future__ import annotations
 

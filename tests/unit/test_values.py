@@ -1,4 +1,4 @@
-"""SPEC §1: what a value may be, its compact stored bytes, exact round trips, ``same_json``."""
+"""contract § Values: what a value may be, its compact stored bytes, exact round trips, ``same_json``."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 :class:`EnginePeer` is a small asyncio WebSocket server that a worker built on
 the real ``iii-sdk`` client connects to instead of an iii engine. It speaks the
-engine's JSON frames (see ``docs/worker-protocol-notes.md``): it greets each
+engine's JSON frames (see ``tests/worker/README.md``): it greets each
 connection with ``workerregistered``, records what the worker registers, sends
 ``invokefunction`` / ``registertrigger`` / ``unregistertrigger`` and awaits the
 answers, answers the worker's own ``invokefunction`` calls with functions a test

@@ -4,7 +4,7 @@ Each test builds a tiny worker directly with ``iii.register_worker`` and drives
 it through :class:`engine_peer.EnginePeer` over a real WebSocket on loopback,
 proving the peer speaks the frames the SDK expects before the iii-state worker
 is tested on it. What the tests show about the SDK is written up in
-``docs/worker-protocol-notes.md``. ``conftest.py`` isolates the SDK's environment.
+``tests/worker/README.md``. ``conftest.py`` isolates the SDK's environment.
 """
 
 from __future__ import annotations

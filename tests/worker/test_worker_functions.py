@@ -1,5 +1,5 @@
 """The nine ``state::*`` functions served by the real ``iii-sdk`` client inside ``StateWorker``,
-invoked by the engine peer over a real WebSocket: SPEC §2 results and every error path."""
+invoked by the engine peer over a real WebSocket: contract § Functions results and every error path."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_registers_nine_functions_and_the_state_trigger_type() -> None:
     run(scenario())
 
 
-#: (function, payload, the SPEC §2 result). Runs in order on one empty store.
+#: (function, payload, the contract § Functions result). Runs in order on one empty store.
 STEPS: list[tuple[str, Any, Any]] = [
     ("set", {"scope": "orders", "key": "o1", "value": {"n": 1}}, {"old_value": None, "new_value": {"n": 1}}),
     (

@@ -1,4 +1,4 @@
-"""The ``state`` trigger type (SPEC §4): matching, conditions, failures, and ``triggers_enabled``.
+"""The ``state`` trigger type (contract § Events): matching, conditions, failures, and ``triggers_enabled``.
 
 Reactions for one write run one binding after the other, in registration order, so each
 scenario registers a catch-all ``sentinel`` binding last: once the sentinel is called for a

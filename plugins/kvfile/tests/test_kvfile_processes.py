@@ -1,4 +1,4 @@
-"""SPEC §6 ``kv``: several processes share one file store, lose no update, and survive SIGKILL."""
+"""contract § Backends, ``kv``: processes share one file store, lose no update, survive SIGKILL."""
 
 from __future__ import annotations
 

@@ -193,7 +193,7 @@ def _cluster_mode(value: object) -> bool | None:
 
 
 def read_settings(config: Mapping[str, Any] | None) -> RedisSettings:
-    """Read the adapter config (SPEC §5); unknown keys are an error.
+    """Read the adapter config (contract § Configuration); unknown keys are an error.
 
     :raises ConfigError: naming the offending key, never quoting the URL.
     """

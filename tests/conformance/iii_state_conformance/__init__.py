@@ -1,4 +1,4 @@
-"""The iii-state contract (SPEC) as an installable pytest suite.
+"""The iii-state contract (docs/contract.md) as an installable pytest suite.
 
 A third party's whole conformance file::
 

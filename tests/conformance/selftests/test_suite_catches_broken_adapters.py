@@ -168,7 +168,7 @@ def test_cli_conformance_exit_codes(pytester: pytest.Pytester, tmp_path: object)
         timeout=300,
     )
     assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
-    assert "conformance: PASS" in ok.stdout and "functions (SPEC §2)" in ok.stdout
+    assert "conformance: PASS" in ok.stdout and "functions (contract § Functions)" in ok.stdout
     bad = subprocess.run(
         [
             exe,

@@ -15,10 +15,10 @@ from .values import ValueTests
 
 #: Report areas, in the order ``iii-state conformance`` prints them.
 AREAS = {
-    FunctionTests: "functions (SPEC §2)",
-    UpdateOpTests: "update ops (SPEC §3)",
-    ValueTests: "values (SPEC §1)",
-    EventTests: "events (SPEC §4)",
+    FunctionTests: "functions (contract § Functions)",
+    UpdateOpTests: "update ops (contract § Update ops)",
+    ValueTests: "values (contract § Values)",
+    EventTests: "events (contract § Events)",
     NameTests: "scopes, keys and limits",
     ListingTests: "listing",
     CapabilityTests: "capabilities",

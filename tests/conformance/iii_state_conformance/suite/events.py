@@ -1,4 +1,4 @@
-"""SPEC §4: one event per successful write, filters, conditions, failing handlers."""
+"""contract § Events: one event per successful write, filters, conditions, failing handlers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §2: every function's payload, result and error codes, through the wire (``trigger``)."""
+"""contract § Functions: every function's payload, result and error codes, through the wire (``trigger``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §2 listing guarantees: list_groups lists non-empty scopes; list_entries walks safely."""
+"""contract § Functions listing guarantees: list_groups lists non-empty scopes; list_entries walks safely."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hostile scopes and keys: every pair is its own entry, on every backend (SPEC preamble)."""
+"""Hostile scopes and keys: every pair is its own entry, on every backend (contract § Terms)."""
 
 from __future__ import annotations
 

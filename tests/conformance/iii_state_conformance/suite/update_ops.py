@@ -1,4 +1,4 @@
-"""SPEC §3: every update-op rule, table-driven from data files shipped with the suite.
+"""contract § Update ops: every update-op rule, table-driven from data files shipped with the suite.
 
 ``engine_update_ops.json`` holds the iii engine's own tests as data; ``spec_update_ops.json``
 the rules they do not touch. Each case runs through the store, so the backend's storage of

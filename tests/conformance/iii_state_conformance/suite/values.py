@@ -1,4 +1,4 @@
-"""SPEC §1: values round-trip exactly through the backend; non-JSON is refused, nothing stored."""
+"""contract § Values: values round-trip exactly through the backend; non-JSON is refused, nothing stored."""
 
 from __future__ import annotations
 
