@@ -36,7 +36,7 @@ def test_contract_sections_named_in_text_exist() -> None:
     headings = re.findall(r"^## (.+)$", (REPO / "docs/contract.md").read_text(), re.M)
     unknown, named = [], 0
     for path in _tracked():
-        if path.suffix not in {".py", ".md", ".json"}:
+        if path.suffix not in {".py", ".md", ".json"} or path.name == Path(__file__).name:
             continue
         for rest in re.findall(r"contract § (.{0,40})", path.read_text()):
             named += 1
