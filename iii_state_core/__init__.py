@@ -64,10 +64,29 @@ def _config_secrets(config: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def _open_adapter(cls: type[Adapter], settings: StateConfig) -> Adapter:
+def _adapter_config(cls: type[Adapter], settings: StateConfig) -> dict[str, Any]:
+    """The adapter config, with relative path options made relative to the config file."""
+    config = dict(settings.adapter_config)
+    if settings.base_dir is not None:
+        for name in cls.path_options:
+            value = config.get(name)
+            if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
+                config[name] = os.path.join(settings.base_dir, value)
+    return config
+
+
+def _open_adapter(cls: type[Adapter], settings: StateConfig, *, must_exist: bool = False) -> Adapter:
     """Build the adapter; a failure becomes a one-line state error with secrets removed."""
+    config = _adapter_config(cls, settings)
+    if must_exist:
+        missing = cls.missing_store(config)
+        if missing is not None:
+            raise ConfigError(
+                f"the store named by {settings.source} does not exist ({missing}); nothing was read. "
+                f"Relative paths in a config file are relative to that file's directory"
+            )
     try:
-        return cls.open(settings.adapter_config)
+        return cls.open(config)
     except StateError:
         raise
     except Exception as exc:
@@ -82,11 +101,12 @@ def _open(
     adapter: str | None,
     adapter_config: Mapping[str, Any] | None,
     registry: Registry | None,
+    must_exist: bool = False,
 ) -> tuple[Adapter, Limits, EventBus, StateConfig, Registry]:
     settings = _settings(config, adapter, adapter_config)
     registry = registry or default_registry()
     info = registry.adapter(settings.adapter)
-    instance = _open_adapter(info.cls, settings)
+    instance = _open_adapter(info.cls, settings, must_exist=must_exist)
     limits = Limits(
         capabilities=type(instance).capabilities,
         adapter_name=settings.adapter,
@@ -103,6 +123,7 @@ def open_store(
     adapter: str | None = None,
     adapter_config: Mapping[str, Any] | None = None,
     registry: Registry | None = None,
+    must_exist: bool = False,
 ) -> StateStore:
     """Open a store.
 
@@ -111,9 +132,12 @@ def open_store(
         ``./data/state_store``.
     :param adapter: pick an adapter by name instead (``kv``, ``redis``, …).
     :param adapter_config: that adapter's config mapping.
-    :raises ConfigError: when the config is unusable (the message says what to change).
+    :param must_exist: refuse (``ConfigError``) a store that opening would create, e.g. a file
+        store whose file is missing — for reading data out of it.
+    :raises ConfigError: when the config is unusable (the message says what to change). A config
+        file must hold the state block; relative paths in it are relative to its directory.
     """
-    return StateStore(*_open(config, adapter, adapter_config, registry))
+    return StateStore(*_open(config, adapter, adapter_config, registry, must_exist))
 
 
 def open_async_store(
@@ -122,9 +146,10 @@ def open_async_store(
     adapter: str | None = None,
     adapter_config: Mapping[str, Any] | None = None,
     registry: Registry | None = None,
+    must_exist: bool = False,
 ) -> AsyncStateStore:
     """Like :func:`open_store`, for asyncio code: every method is awaited."""
-    return AsyncStateStore(*_open(config, adapter, adapter_config, registry))
+    return AsyncStateStore(*_open(config, adapter, adapter_config, registry, must_exist))
 
 
 __all__ = [

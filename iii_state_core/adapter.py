@@ -64,6 +64,18 @@ class Adapter(ABC):
     capabilities: ClassVar[Capabilities]
     #: The PyPI distribution that ships this adapter (for error messages and ``plugins``).
     distribution: ClassVar[str] = ""
+    #: Config options that hold file-system paths. A relative one read from a config file is
+    #: taken relative to that file's directory, so a config means one store wherever it is used.
+    path_options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def missing_store(cls, config: Mapping[str, Any]) -> str | None:
+        """Why the store ``config`` names does not exist yet (``None``: it exists, or cannot tell).
+
+        Checked without creating anything, so ``export`` and ``migrate`` can refuse to read from a
+        store that opening would create empty. Example: ``"/srv/data/state.sqlite3 does not exist"``.
+        """
+        return None
 
     @classmethod
     def open(cls, config: Mapping[str, Any]) -> Adapter:

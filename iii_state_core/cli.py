@@ -63,10 +63,20 @@ def fail(message: str) -> None:
 
 
 @contextmanager
-def opened(config: str | None) -> Iterator[StateStore]:
-    """Open the configured store; turn state errors into one-line messages and exit code 1."""
+def opened(
+    config: str | None, *, must_exist: bool = False, role: str | None = None
+) -> Iterator[StateStore]:
+    """Open the configured store; with ``role``, say on stderr which store that is.
+
+    The line names a path or a server, never a secret. The single-call commands (get, set, …)
+    pass no role: their stderr stays for errors, one line each, unless stderr is a terminal.
+    State errors become one-line messages and exit code 1. ``must_exist`` refuses a store that
+    opening would create empty (for reading data out of it).
+    """
     try:
-        with open_store(config) as store:
+        with open_store(config, must_exist=must_exist) as store:
+            if role is not None or sys.stderr.isatty():
+                click.echo(f"{role or 'store'}: {store.adapter.describe()}", err=True)
             yield store
     except StateError as exc:
         fail(f"{exc.code}: {exc}")

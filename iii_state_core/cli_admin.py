@@ -47,8 +47,7 @@ def plugins_command() -> None:
 def check_command(config: str | None) -> None:
     """Load the config, connect, and write/read/delete in a throwaway scope."""
     scope = f"iii-state-check-{secrets.token_hex(6)}"
-    with opened(config) as store:
-        click.echo(f"adapter: {store.adapter.describe()}")
+    with opened(config, role="store") as store:
         started = time.perf_counter()
         value = {"check": scope, "n": 1}
         store.set(scope, "probe", value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -40,6 +41,9 @@ class StateConfig:
     max_value_bytes: int | None = None
     max_value_depth: int = DEFAULT_MAX_DEPTH
     source: str = "defaults"
+    #: The directory of the config file these settings came from: relative paths in the adapter
+    #: config are taken relative to it (``None``: relative to the current directory).
+    base_dir: str | None = None
 
     def __repr__(self) -> str:  # the adapter config may hold secrets: never print it
         return f"StateConfig(adapter={self.adapter!r}, source={self.source!r})"
@@ -148,7 +152,10 @@ def parse_state_block(block: Mapping[str, Any], *, source: str) -> StateConfig:
 
 
 def load_file(path: str | os.PathLike[str]) -> StateConfig | None:
-    """Read an iii-config file; ``None`` when it has no state worker block."""
+    """Read an iii-config file; ``None`` when it has no state worker block.
+
+    Relative paths in the adapter config will be taken relative to the file's directory.
+    """
     where = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -168,7 +175,26 @@ def load_file(path: str | os.PathLike[str]) -> StateConfig | None:
         except yaml.YAMLError:
             raise _yaml_error(where, exc) from None
     block = _state_block_of_document(doc, where)
-    return None if block is None else parse_state_block(block, source=where)
+    if block is None:
+        return None
+    settings = parse_state_block(block, source=where)
+    return dataclasses.replace(settings, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def require_file(path: str | os.PathLike[str]) -> StateConfig:
+    """Read an iii-config file that must hold the state block.
+
+    :raises ConfigError: naming the file when it has none (an empty file, another program's
+        config, the iii engine's own ``config.yaml``).
+    """
+    settings = load_file(path)
+    if settings is None:
+        raise ConfigError(
+            f"{path} has no iii-state block: iii-state reads `workers: - name: iii-state` with its "
+            f"`config:` (see docs/contract.md § Configuration); the iii engine's own config.yaml "
+            f"is a different file"
+        )
+    return settings
 
 
 def _yaml_error(where: str, exc: yaml.YAMLError) -> ConfigError:
@@ -195,13 +221,18 @@ def resolve(config: str | os.PathLike[str] | Mapping[str, Any] | None) -> StateC
     if isinstance(config, Mapping):
         if "workers" in config or "modules" in config:
             block = _state_block_of_document(config, "config mapping")
-            return default_config() if block is None else parse_state_block(block, source="config mapping")
+            if block is None:
+                raise ConfigError(
+                    "the config mapping has `workers`/`modules` but no iii-state block "
+                    "(`workers: [{name: iii-state, config: {...}}]`)"
+                )
+            return parse_state_block(block, source="config mapping")
         return parse_state_block(config, source="config mapping")
     if config is not None:
-        return load_file(config) or default_config()
+        return require_file(config)
     env = os.environ.get(CONFIG_ENV)
     if env:
-        return load_file(env) or default_config()
+        return require_file(env)
     if Path(DEFAULT_CONFIG_FILE).is_file():
-        return load_file(DEFAULT_CONFIG_FILE) or default_config()
+        return require_file(DEFAULT_CONFIG_FILE)
     return default_config()

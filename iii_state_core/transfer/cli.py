@@ -81,7 +81,7 @@ def export_command(config: str | None, scopes: tuple[str, ...], output: str, pag
       iii-state export --scope users --scope orders -o some.jsonl
       iii-state export -c old/iii-config.yaml | iii-state import -c new/iii-config.yaml -
     """
-    with opened(config) as store:
+    with opened(config, must_exist=True, role="exporting from") as store:
         entries = export_entries(store, scopes or None, page_size=page_size)
         if output == "-":
             stream = sys.stdout.buffer
@@ -134,7 +134,7 @@ def import_command(config: str | None, file: str, on_conflict: str, skip_invalid
       iii-state import --on-conflict overwrite state.jsonl
       iii-state import --skip-invalid --on-conflict skip - < state.jsonl
     """
-    with opened(config) as store, _seekable(file) as path:
+    with opened(config, role="importing into") as store, _seekable(file) as path:
         try:
             report = import_file(store, path, on_conflict, skip_invalid=skip_invalid)  # type: ignore[arg-type]
         except InvalidLinesError as exc:
@@ -281,7 +281,9 @@ def migrate_command(
     """
     _check_config(source_config, "--from")
     _check_config(target_config, "--to")
-    with opened(source_config) as source, opened(target_config) as target:
+    with opened(source_config, must_exist=True, role="from") as source, opened(
+        target_config, role="to"
+    ) as target:
         if source.adapter.describe() == target.adapter.describe():
             fail(f"--from and --to open the same store ({source.adapter.describe()})")
         chosen = sorted(set(scopes)) or None
@@ -289,7 +291,6 @@ def migrate_command(
             f".iii-state-migrate-"
             f"{migration_id(source.adapter.describe(), target.adapter.describe(), chosen)}.json"
         )
-        click.echo(f"migrating {source.adapter.describe()} -> {target.adapter.describe()}", err=True)
         display = ProgressDisplay(sys.stderr, interval=progress_interval)
         try:
             with _stop_on_signals() as stop:
@@ -313,6 +314,12 @@ def migrate_command(
             fail(f"{code}: {exc}{hint}")
         display.close()
         print_summary(report, report.verification)
+        if not report.ok and report.skipped:
+            click.echo(
+                f"note: {report.skipped} entries were skipped (--on-conflict skip kept the target's "
+                f"different values), so the scopes holding them differ by design",
+                err=True,
+            )
         if not report.ok:
             click.echo(f"the resume record {path} is kept; --restart copies everything again", err=True)
             sys.exit(1)

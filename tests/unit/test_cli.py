@@ -171,7 +171,7 @@ def test_cli_plugins_with_no_plugins(in_tmp: Path, monkeypatch: pytest.MonkeyPat
 def test_cli_check_passes_and_leaves_nothing(in_tmp: Path) -> None:
     result = run("check")
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[0].startswith("adapter: kv (file_based")
+    assert result.stderr.startswith(f"store: kv (file_based at {in_tmp / 'data/state_store/state.sqlite3'})")
     assert result.stdout.splitlines()[-1].startswith("ok:")
     assert out_json(run("groups")) == []
 
@@ -261,3 +261,17 @@ def test_process_plugins_and_check(tmp_path: Path) -> None:
     check = proc(tmp_path, "check")
     assert check.returncode == 0, check.stderr
     assert check.stdout.splitlines()[-1].startswith("ok:")
+
+
+@pytest.mark.parametrize(
+    "text", ["", "foo: 1\n", "workers:\n  - name: iii-http\n"], ids=["empty", "foo", "engine"]
+)
+@pytest.mark.parametrize(
+    "command", [["get", "s", "k"], ["groups"], ["check"], ["export"], ["set", "s", "k", "1"]]
+)
+def test_cli_config_without_state_block_is_refused(in_tmp: Path, text: str, command: list[str]) -> None:
+    """Regression: such a file silently meant the embedded default (`check` said "ok")."""
+    (in_tmp / "c.yaml").write_text(text)
+    result = run(*command, "-c", "c.yaml")
+    assert_one_line_error(result, 1, "error: CONFIG_ERROR: c.yaml has no iii-state block")
+    assert not (in_tmp / "data").exists()

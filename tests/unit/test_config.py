@@ -114,10 +114,68 @@ def test_legacy_unknown_adapter_class_is_refused(tmp_path: Path) -> None:
         load_file(config)
 
 
-def test_file_without_state_block_falls_back_to_default_store(tmp_path: Path) -> None:
-    config = write(tmp_path / "c.yaml", "workers:\n  - name: other\n")
+@pytest.mark.parametrize(
+    "text",
+    ["", "foo: 1\n", "workers:\n  - name: other\n", "workers: []\n",
+     # the iii engine's own config.yaml, with its state worker left out
+     "workers:\n  - name: iii-http\n    config:\n      port: 3111\n"],
+    ids=["empty", "foo", "other-worker", "no-workers", "engine-config"],
+)  # fmt: skip
+def test_config_file_without_state_block_is_an_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    config = write(tmp_path / "c.yaml", text)
     assert load_file(config) is None
-    assert resolve(str(config)).source == "default file store"
+    with pytest.raises(ConfigError, match=r"c\.yaml has no iii-state block") as explicit:
+        resolve(str(config))
+    assert "\n" not in str(explicit.value)
+    monkeypatch.setenv("III_CONFIG", str(config))
+    with pytest.raises(ConfigError, match=r"c\.yaml has no iii-state block"):
+        resolve(None)
+
+
+def test_config_mapping_without_state_block_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="no iii-state block"):
+        resolve({"workers": [{"name": "other"}]})
+
+
+def test_relative_file_path_resolves_against_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    write(
+        project / "iii-config.yaml",
+        "workers:\n  - name: iii-state\n    config:\n      adapter:\n        name: kv\n"
+        "        config: {store_method: file_based, file_path: ./data/store}\n",
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with open_store("../project/iii-config.yaml") as store:
+        store.set("s", "k", 1)
+        assert store.adapter.describe() == f"kv (file_based at {project / 'data/store/state.sqlite3'})"
+    assert (project / "data/store/state.sqlite3").is_file()
+    assert not (elsewhere / "data").exists()
+    # without a config file, a relative path stays relative to the current directory
+    with open_store(adapter="kv", adapter_config={"store_method": "file_based", "file_path": "here"}) as s:
+        assert s.adapter.describe() == f"kv (file_based at {elsewhere / 'here/state.sqlite3'})"
+
+
+def test_must_exist_refuses_a_missing_file_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write(
+        tmp_path / "iii-config.yaml",
+        "workers:\n  - name: iii-state\n    config:\n      adapter:\n        name: kv\n"
+        "        config: {store_method: file_based, file_path: nothere}\n",
+    )
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"does not exist \(.*nothere/state\.sqlite3 does not exist\)"):
+        open_store(str(config), must_exist=True)
+    assert not (tmp_path / "nothere").exists(), "refusing must not create the store"
+    with open_store(str(config)) as store:  # without must_exist it is created
+        store.set("s", "k", 1)
+    with open_store(str(config), must_exist=True) as store:
+        assert store.get("s", "k") == 1
 
 
 # -- ${VAR} expansion --------------------------------------------------------------------------

@@ -58,6 +58,18 @@ class KvFileStore(Adapter):
         listing_cost="list_entries O(log n + page); list_groups O(scopes · log n) by index skip-scan",
     )
 
+    path_options = ("file_path",)
+
+    @classmethod
+    def missing_store(cls, config: Mapping[str, Any]) -> str | None:
+        if config.get("store_method", "in_memory") != "file_based":
+            return "an in_memory store starts empty in every process"
+        directory = config.get("file_path", "kv_store_data")
+        if not isinstance(directory, str):
+            return None  # open() reports the bad option
+        database = os.path.abspath(os.path.join(directory, DB_FILE))
+        return None if os.path.isfile(database) else f"{database} does not exist"
+
     @classmethod
     def open(cls, config: Mapping[str, Any]) -> Adapter:
         opts = Options("adapter 'kv'", config)
@@ -75,7 +87,7 @@ class KvFileStore(Adapter):
 
     def __init__(self, directory: str, *, fsync: bool = False, busy_timeout_ms: int = 30_000) -> None:
         os.makedirs(directory, exist_ok=True)
-        self.path = os.path.join(directory, DB_FILE)
+        self.path = os.path.abspath(os.path.join(directory, DB_FILE))
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so every write takes the
         # write lock before it reads, and read-modify-write cannot interleave across processes.
         self._db = sqlite3.connect(

@@ -59,6 +59,7 @@ class MemcachedAdapter(Adapter):
     """State in memcached; see the package README for the guarantees and their limits."""
 
     name = "memcached"
+    path_options = ("tls_ca_file", "tls_cert_file", "tls_key_file")
     distribution = "iii-state-memcached"
     capabilities = Capabilities(
         max_value_bytes=value_limit(DEFAULT_ITEM_SIZE_MAX),

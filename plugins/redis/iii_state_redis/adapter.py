@@ -70,6 +70,7 @@ class RedisAdapter(Adapter):
     """Scopes as Redis hashes (``<key_prefix><scope>``), values as compact JSON fields."""
 
     name = "redis"
+    path_options = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
     distribution = "iii-state-redis"
     capabilities = CAPABILITIES
 
