@@ -98,7 +98,7 @@ def test_with_no_engine_it_keeps_retrying_and_stops_on_sigint(tmp_path: Path) ->
     log = worker.log
     assert "pw-s3cret" not in log and "tok-s3cret" not in log
     assert "no iii-config.yaml found; serving the embedded file store in data/state_store" in log
-    assert "adapter kv (file_based at data/state_store/state.sqlite3)" in log
+    assert f"adapter kv (file_based at {tmp_path / 'data/state_store/state.sqlite3'})" in log
     assert "serving state::set, state::get, state::delete, state::update, state::list" in log
     assert "SIGINT received: stopping" in log and "iii-state worker stopped" in log
     assert "Traceback" not in log
