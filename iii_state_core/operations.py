@@ -10,20 +10,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import random
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from .adapter import Capabilities
 from .errors import (
-    ConflictError,
     DeserializationError,
     InvalidCursorError,
     KeyTooLargeError,
     ValueTooLargeError,
 )
 from .results import CompareAndSetResult, EntriesPage, SetResult, StateEvent, UpdateResult
+from .retry import LOST, Lost, optimistic
 from .update_ops import Op, apply_ops
 from .values import DEFAULT_MAX_DEPTH, JSON, check_value, decode_stored, encode, same_json
 
@@ -54,10 +53,6 @@ FAILURE_TEXT: Final = {
 SCAN_PAGE: Final = 500
 MAX_LIST_LIMIT: Final = 1000
 DEFAULT_LIST_LIMIT: Final = 100
-#: Optimistic writes give up after this many lost races (about 10 s at full backoff).
-MAX_ATTEMPTS: Final = 400
-_BACKOFF_BASE = 0.0005
-_BACKOFF_CAP = 0.025
 
 
 class Call(NamedTuple):
@@ -123,10 +118,6 @@ def _decode(raw: bytes | None) -> JSON:
     return None if raw is None else decode_stored(raw)
 
 
-def _backoff(attempt: int) -> float:
-    return random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** min(attempt, 16)))
-
-
 def _written(scope: str, key: str, old_raw: bytes | None, old: JSON, new: JSON) -> StateEvent:
     if old_raw is None:
         return StateEvent("state:created", scope, key, old, new)
@@ -180,19 +171,21 @@ def update(limits: Limits, scope: str, key: str, ops: list[Op]) -> Plan:
     return result, _written(scope, key, old_raw, old, new_value)
 
 
+def _sleep(seconds: float) -> Call:
+    return Call("sleep", (seconds,))
+
+
 def _optimistic(scope: str, key: str, change: Any, function: str) -> Generator[Call, Any, bytes | None]:
-    """Read, compute, conditionally write; retry with jittered backoff when another writer won."""
-    for attempt in range(MAX_ATTEMPTS):
+    """Read, compute, conditionally write; the retry helper repeats it while other writers win."""
+
+    def attempt(_n: int) -> Generator[Call, Any, bytes | Lost | None]:
         raw, token = yield Call("read_versioned", (scope, key))
         data = change(raw)
-        if (yield Call("write_if", (scope, key, data, token))):
-            replaced: bytes | None = raw
-            return replaced
-        yield Call("sleep", (_backoff(attempt),))
-    raise ConflictError(
-        f"{FAILURE_TEXT[function]}: gave up after {MAX_ATTEMPTS} attempts because other writers "
-        f"kept changing the entry; nothing was written, retry later",
-        code=ERROR_CODES[function],
+        won = yield Call("write_if", (scope, key, data, token))
+        return raw if won else LOST
+
+    return (
+        yield from optimistic(attempt, _sleep, failure=FAILURE_TEXT[function], code=ERROR_CODES[function])
     )
 
 
@@ -206,7 +199,8 @@ def compare_and_set(limits: Limits, scope: str, key: str, expected: JSON, new_va
     data = limits.encode(new_value)
     if expected is not MISSING:
         check_value(expected, max_depth=limits.max_depth)
-    for attempt in range(MAX_ATTEMPTS):
+
+    def attempt(_n: int) -> Generator[Call, Any, tuple[CompareAndSetResult, StateEvent | None] | Lost]:
         raw, token = yield Call("read_versioned", (scope, key))
         current = _decode(raw)
         if expected is MISSING:
@@ -216,14 +210,13 @@ def compare_and_set(limits: Limits, scope: str, key: str, expected: JSON, new_va
             return CompareAndSetResult("not_found", None, None), None
         elif not same_json(current, expected):
             return CompareAndSetResult("conflict", current, current), None
-        if (yield Call("write_if", (scope, key, data, token))):
-            result = CompareAndSetResult("applied", current, new_value)
-            return result, _written(scope, key, raw, current, new_value)
-        yield Call("sleep", (_backoff(attempt),))
-    raise ConflictError(
-        f"{FAILURE_TEXT['compare_and_set']}: gave up after {MAX_ATTEMPTS} attempts; retry later",
-        code=ERROR_CODES["compare_and_set"],
-    )
+        if not (yield Call("write_if", (scope, key, data, token))):
+            return LOST
+        event = _written(scope, key, raw, current, new_value)
+        return CompareAndSetResult("applied", current, new_value), event
+
+    failure, code = FAILURE_TEXT["compare_and_set"], ERROR_CODES["compare_and_set"]
+    return (yield from optimistic(attempt, _sleep, failure=failure, code=code))
 
 
 def _walk(scope: str) -> Generator[Call, Any, list[tuple[str, bytes]]]:

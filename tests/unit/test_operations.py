@@ -18,6 +18,7 @@ from iii_state_core import (
     UnknownOutcomeError,
     hookimpl,
     open_store,
+    retry,
 )
 from iii_state_core import operations as plans
 from iii_state_core.adapter import Page, Token
@@ -89,7 +90,7 @@ class RacyPlugin:
 
 @pytest.fixture
 def racy(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[StateStore, RacyAdapter, list[StateEvent]]]:
-    monkeypatch.setattr(plans, "_backoff", lambda attempt: 0.0)  # keep retries instant
+    monkeypatch.setattr(retry, "backoff", lambda attempt: 0.0)  # keep retries instant
     RacyAdapter.instances.clear()
     events: list[StateEvent] = []
     with open_store(adapter="racy", registry=Registry(extra_plugins=[RacyPlugin()])) as store:
@@ -127,7 +128,7 @@ def test_retry_budget_exhausted_is_conflict_error_and_writes_nothing(
     racy: tuple[StateStore, RacyAdapter, list[StateEvent]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, adapter, events = racy
-    monkeypatch.setattr(plans, "MAX_ATTEMPTS", 5)
+    monkeypatch.setattr(retry, "MAX_ATTEMPTS", 5)
     store.set("s", "k", 1)
     adapter.losses = 10**6
     with pytest.raises(ConflictError) as info:

@@ -1,7 +1,7 @@
 """The ``memcached`` adapter: atomic primitives from gets/cas and meta commands.
 
 Every write is a conditional store on the entry's cas (or an add when it is missing), retried
-with jittered backoff while other writers win, so the value a write returns is exactly the one
+by the core's optimistic-write helper while other writers win, so the value a write returns is exactly the one
 it replaced. A delete is ``md <key> C<cas>``: it removes the item only if it is still the
 version whose value we return.
 """
@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from iii_state_core import Adapter, Capabilities, ConfigError, ConflictError, ValueTooLargeError
+from iii_state_core import Adapter, Capabilities, ConfigError, ValueTooLargeError
 from iii_state_core.adapter import Page, Token
+from iii_state_core.retry import LOST, Lost, retry
 
 from . import records
 from .cas_cache import CasCache
-from .index import Index, backoff, quietly
+from .index import Index, quietly
 from .keys import Digest, KeyCodec, sha256_digest
 from .listing import Listing
 from .nodes import Cluster, Node, OutOfMemoryError, Stored
@@ -138,12 +138,6 @@ class MemcachedAdapter(Adapter):
             )
         return item
 
-    def _gave_up(self, what: str) -> ConflictError:
-        return ConflictError(
-            f"{what}: gave up after {self._attempts} attempts because other writers kept changing "
-            f"the entry; nothing was written, retry later"
-        )
-
     def _replace(
         self, node: Node, mc_key: bytes, new: bytes, cas: bytes, old: bytes, epoch: int | None = None
     ) -> Stored | None:
@@ -195,7 +189,8 @@ class MemcachedAdapter(Adapter):
                     self._cache.put(mc_key, stored.epoch, stored.cas, new)
                     return own.value
             self._cache.drop(mc_key)
-        for attempt in range(self._attempts):
+
+        def attempt() -> bytes | Lost | None:
             item, cas, _ = node.gets(mc_key)
             own = None if item is None else records.find(item, mc_key, scope_raw, key_raw)
             if own is not None:
@@ -205,10 +200,10 @@ class MemcachedAdapter(Adapter):
                 if stored is not None and stored.ok:
                     self._cache.put(mc_key, stored.epoch, stored.cas, new)
                     return own.value
-            elif self._create(scope, key, data, item, cas):
-                return None
-            time.sleep(backoff(attempt))
-        raise self._gave_up("Failed to set value")
+                return LOST
+            return None if self._create(scope, key, data, item, cas) else LOST
+
+        return retry(attempt, attempts=self._attempts)
 
     def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
         if not isinstance(token, Version):
@@ -264,7 +259,8 @@ class MemcachedAdapter(Adapter):
             own = records.find(known.item, mc_key, scope_raw, key_raw)
             if own is not None and self._take(node, mc_key, known.item, known.cas, own, known.epoch):
                 return self._removed(scope, key, own)
-        for attempt in range(self._attempts):
+
+        def attempt() -> bytes | Lost | None:
             item, cas, _ = node.gets(mc_key)
             own = None if item is None else records.find(item, mc_key, scope_raw, key_raw)
             if own is None:
@@ -272,8 +268,9 @@ class MemcachedAdapter(Adapter):
             assert item is not None and cas is not None
             if self._take(node, mc_key, item, cas, own, None):
                 return self._removed(scope, key, own)
-            time.sleep(backoff(attempt))
-        raise self._gave_up("Failed to delete value")
+            return LOST
+
+        return retry(attempt, attempts=self._attempts)
 
     def _take(
         self, node: Node, mc_key: bytes, item: bytes, cas: bytes, own: Record, epoch: int | None

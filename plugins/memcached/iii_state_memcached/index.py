@@ -19,13 +19,12 @@ prunes ghosts, so it never shows one, and ``list_scopes`` prunes scopes whose ke
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Final
 
-from iii_state_core import BackendError, ConflictError, UnknownOutcomeError
+from iii_state_core import BackendError, UnknownOutcomeError
+from iii_state_core.retry import LOST, Lost, retry
 
 from . import records
 from .keys import KeyCodec
@@ -62,11 +61,6 @@ def merge_shards(mc_key: bytes) -> Merge:
     return merge
 
 
-def backoff(attempt: int) -> float:
-    """Jittered exponential backoff between lost cas races (0.5 ms doubling, capped at 20 ms)."""
-    return random.uniform(0, min(0.02, 0.0005 * 2 ** min(attempt, 10)))
-
-
 class Index:
     def __init__(self, cluster: Cluster, codec: KeyCodec, max_attempts: int, item_limit: int) -> None:
         self.cluster = cluster
@@ -88,11 +82,12 @@ class Index:
             retry budget runs out, or when the server fails.
         """
         node = self.cluster.node(mc_key)
-        for attempt in range(self.max_attempts):
+
+        def attempt() -> Lost | None:
             item, cas, _ = node.gets(mc_key)
             new = change(item)
             if new is NO_CHANGE:
-                return
+                return None
             if new is not None and len(new) > self.item_limit:
                 raise BackendError(
                     f"{what} is full: it would need {len(new)} bytes and memcached items hold at most "
@@ -113,10 +108,9 @@ class Index:
                 if item is not None and not node.put_back(mc_key, item):
                     self._update(mc_key, partial(_merged, merge, lost=item), what, merge)
                 raise
-            if done:
-                return
-            time.sleep(backoff(attempt))
-        raise ConflictError(f"gave up updating {what} after {self.max_attempts} lost races; retry later")
+            return None if done else LOST
+
+        retry(attempt, attempts=self.max_attempts)
 
     def _bucket_key(self, scope: str, key: str) -> bytes:
         return self.codec.bucket_keys(scope)[self.codec.bucket_of(key)]

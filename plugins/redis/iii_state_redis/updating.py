@@ -14,23 +14,19 @@ computed from exactly those bytes, so the update still reads as one atomic step.
 
 from __future__ import annotations
 
-import random
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from iii_state_core import ConflictError
-from iii_state_core.operations import MAX_ATTEMPTS
+from iii_state_core.retry import LOST, Lost, optimistic
 
 from .listing import Read
 
 #: Entries and bytes remembered per adapter (values above the byte cap are not kept).
 RECENT_ENTRIES: Final = 4096
 RECENT_BYTES: Final = 8 * 1024 * 1024
-_BACKOFF_BASE = 0.0005  # the core's optimistic loop backs off the same way
-_BACKOFF_CAP = 0.025
 
 
 class Recent:
@@ -101,20 +97,20 @@ def modify_plan(
 ) -> Generator[Read | Swap | Pause, Any, tuple[bytes | None, bytes]]:
     """Yield requests until ``change`` applied atomically; return ``(replaced, stored)``.
 
-    :raises ConflictError: when other writers won :data:`MAX_ATTEMPTS` races in a row.
+    :raises ConflictError: when other writers won every attempt of the core's retry budget.
     """
     known, current = recent.get(name, field)
     if not known:
         current = yield Read(("HGET", name, field))
-    for attempt in range(MAX_ATTEMPTS):
-        data = change(current)
-        stored, found = yield Swap(name, field, current, data)
+    seen = [current]  # what the next attempt computes from: the bytes the last swap found
+
+    def attempt(_n: int) -> Generator[Swap | Pause, Any, tuple[bytes | None, bytes] | Lost]:
+        data = change(seen[0])
+        stored, found = yield Swap(name, field, seen[0], data)
         if stored:
-            return current, data
-        current = found
-        if attempt:  # the first miss is usually a stale hint: try again at once
-            yield Pause(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** min(attempt, 16))))
-    raise ConflictError(
-        f"gave up after {MAX_ATTEMPTS} attempts because other writers kept changing the entry; "
-        "nothing was written, retry later"
-    )
+            return seen[0], data
+        seen[0] = found
+        return LOST
+
+    # the first miss is usually a stale hint, not contention: retry it at once
+    return (yield from optimistic(attempt, Pause, retry_at_once=True))

@@ -16,7 +16,7 @@ from iii_state_redis.updating import Pause, Recent, Swap, modify_plan, swap_resu
 from redis_helpers import command_calls, reset_stats, unique
 
 from iii_state_core import ConflictError, open_store
-from iii_state_core.operations import MAX_ATTEMPTS
+from iii_state_core.retry import MAX_ATTEMPTS
 
 
 def _run(plan: Generator[Any, Any, Any], server: Callable[[Any], Any]) -> tuple[Any, list[Any]]:
