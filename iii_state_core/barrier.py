@@ -13,13 +13,13 @@ events.
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Final
 
 from .errors import ConflictError, DeserializationError, StateError
-from .operations import MAX_ATTEMPTS, Call, Limits, Plan
+from .operations import Call, Limits, Plan, sleep_call
+from .retry import LOST, Lost, optimistic
 from .values import JSON, decode_stored, encode, json_type
 
 BARRIER_SCOPE: Final = "state_barrier"
@@ -29,7 +29,6 @@ CONFIG_MISSING: Final = (
     "state::barrier needs `condition_config` { id, expect, key_from?, carry? } — as a binding it "
     "goes in `conditions: [{ function_id, config }]`"
 )
-_BACKOFF_CAP = 0.025
 
 
 class BarrierError(StateError):
@@ -235,7 +234,7 @@ def barrier(limits: Limits, payload: object) -> Plan:
 
 
 def _record(limits: Limits, config: BarrierConfig, event: JSON) -> Generator[Call, Any, dict[str, Any]]:
-    for attempt in range(MAX_ATTEMPTS):
+    def attempt(_n: int) -> Generator[Call, Any, dict[str, Any] | Lost]:
         raw, token = yield Call("read_versioned", (BARRIER_SCOPE, config.id))
         try:
             stored = None if raw is None else decode_stored(raw)
@@ -248,9 +247,13 @@ def _record(limits: Limits, config: BarrierConfig, event: JSON) -> Generator[Cal
         data = encode(outcome.record, max_depth=limits.max_depth + 4)
         if (yield Call("write_if", (BARRIER_SCOPE, config.id, data, token))):
             return outcome.decision
-        yield Call("sleep", (random.uniform(0, min(_BACKOFF_CAP, 0.0005 * 2 ** min(attempt, 16))),))
-    raise ConflictError(
-        f"barrier `{config.id}`: gave up after {MAX_ATTEMPTS} attempts because other arrivals kept "
-        "changing the record; nothing was recorded, retry",
-        code="BARRIER_ERROR",
-    )
+        return LOST
+
+    def give_up(attempts: int) -> ConflictError:
+        return ConflictError(
+            f"barrier `{config.id}`: gave up after {attempts} attempts because other arrivals kept "
+            "changing the record; nothing was recorded, retry",
+            code="BARRIER_ERROR",
+        )
+
+    return (yield from optimistic(attempt, sleep_call, give_up=give_up))

@@ -171,7 +171,8 @@ def update(limits: Limits, scope: str, key: str, ops: list[Op]) -> Plan:
     return result, _written(scope, key, old_raw, old, new_value)
 
 
-def _sleep(seconds: float) -> Call:
+def sleep_call(seconds: float) -> Call:
+    """The request to pause a plan (the retry helper's back-off between lost races)."""
     return Call("sleep", (seconds,))
 
 
@@ -185,7 +186,7 @@ def _optimistic(scope: str, key: str, change: Any, function: str) -> Generator[C
         return raw if won else LOST
 
     return (
-        yield from optimistic(attempt, _sleep, failure=FAILURE_TEXT[function], code=ERROR_CODES[function])
+        yield from optimistic(attempt, sleep_call, failure=FAILURE_TEXT[function], code=ERROR_CODES[function])
     )
 
 
@@ -216,7 +217,7 @@ def compare_and_set(limits: Limits, scope: str, key: str, expected: JSON, new_va
         return CompareAndSetResult("applied", current, new_value), event
 
     failure, code = FAILURE_TEXT["compare_and_set"], ERROR_CODES["compare_and_set"]
-    return (yield from optimistic(attempt, _sleep, failure=failure, code=code))
+    return (yield from optimistic(attempt, sleep_call, failure=failure, code=code))
 
 
 def _walk(scope: str) -> Generator[Call, Any, list[tuple[str, bytes]]]:

@@ -66,6 +66,7 @@ def optimistic(
     retry_at_once: bool = False,
     failure: str = "",
     code: str | None = None,
+    give_up: Callable[[int], Exception] | None = None,
 ) -> Generator[Y, Any, R]:
     """Run ``attempt(n)`` until it returns something other than :data:`LOST`.
 
@@ -74,6 +75,8 @@ def optimistic(
     :param pause: builds the request to yield for a pause of so many seconds.
     :param attempts: the budget (default :data:`MAX_ATTEMPTS`).
     :param retry_at_once: no pause after the first lost race (it was a stale hint, not contention).
+    :param give_up: builds the error for an exhausted budget of so many attempts, for a function
+        whose text differs (the default is :func:`gave_up` with ``failure`` and ``code``).
     :raises ConflictError: when every attempt lost.
     """
     budget = MAX_ATTEMPTS if attempts is None else attempts
@@ -83,7 +86,7 @@ def optimistic(
             return outcome
         if n or not retry_at_once:
             yield pause(backoff(n))
-    raise gave_up(budget, failure, code=code)
+    raise gave_up(budget, failure, code=code) if give_up is None else give_up(budget)
 
 
 def _once(step: Callable[[], R | Lost]) -> Callable[[int], Generator[float, Any, R | Lost]]:

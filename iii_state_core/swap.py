@@ -10,16 +10,15 @@ was missing and ``state:updated`` when it was present (a stored ``null`` include
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from .errors import ConflictError
-from .operations import MAX_ATTEMPTS, Call, Limits, Plan, _backoff
+from .operations import Call, Limits, Plan, sleep_call
 from .results import StateEvent
+from .retry import LOST, Lost, optimistic
 from .values import JSON, check_value, decode_stored, same_json
-
-#: The retry budget, as our other optimistic writes.
-CAS_ATTEMPTS: Final = MAX_ATTEMPTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,17 +44,23 @@ def compare_and_set(limits: Limits, scope: str, key: str, expected: JSON, value:
     limits.check_entry(scope, key)
     data = limits.encode(value)
     check_value(expected, max_depth=limits.max_depth)
-    for attempt in range(CAS_ATTEMPTS):
+
+    def attempt(_n: int) -> Generator[Call, Any, tuple[SwapResult, StateEvent | None] | Lost]:
         raw, token = yield Call("read_versioned", (scope, key))
         current = None if raw is None else decode_stored(raw)
         if not matches(raw, current, expected):
             return SwapResult(False, current), None
-        if (yield Call("write_if", (scope, key, data, token))):
-            kind: Any = "state:created" if raw is None else "state:updated"
-            return SwapResult(True), StateEvent(kind, scope, key, current, value)
-        yield Call("sleep", (_backoff(attempt),))
-    raise ConflictError(
-        f"Failed to compare-and-set value: gave up after {CAS_ATTEMPTS} attempts because other "
+        if not (yield Call("write_if", (scope, key, data, token))):
+            return LOST
+        kind: Any = "state:created" if raw is None else "state:updated"
+        return SwapResult(True), StateEvent(kind, scope, key, current, value)
+
+    return (yield from optimistic(attempt, sleep_call, give_up=_gave_up))
+
+
+def _gave_up(attempts: int) -> ConflictError:
+    return ConflictError(
+        f"Failed to compare-and-set value: gave up after {attempts} attempts because other "
         "writers kept changing the entry; nothing was written, retry",
         code="CAS_ERROR",
     )
