@@ -40,9 +40,13 @@ class Lost:
 LOST: Final = Lost()
 
 
-def backoff(attempt: int) -> float:
-    """The pause after lost race number ``attempt`` (0-based), in seconds."""
-    return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempt, 16)))
+def backoff(attempt: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
+    """The pause after failure number ``attempt`` (0-based), in seconds: full jitter, capped.
+
+    Adapters retrying a transport failure (throttling, a reconnect) pass their own ``base``
+    and ``cap`` so every back-off in the pack draws the same way.
+    """
+    return random.uniform(0, min(cap, base * 2 ** min(attempt, 16)))
 
 
 def gave_up(attempts: int, failure: str = "", *, code: str | None = None) -> ConflictError:

@@ -14,7 +14,6 @@ would fail its condition and make the core apply the update a second time. Inste
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -32,6 +31,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
 from botocore.parsers import ResponseParserError  # type: ignore[import-untyped, unused-ignore]
 
 from iii_state_core import BackendError, UnknownOutcomeError
+from iii_state_core.retry import backoff
 
 #: The request was refused before it was applied: retrying is always safe.
 REJECTED_CODES: Final = frozenset(
@@ -116,7 +116,7 @@ class Caller:
 
     def backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
-        return random.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(attempt, 16)))
+        return backoff(attempt, base=BACKOFF_BASE, cap=BACKOFF_CAP)
 
     def __call__(self, operation: str, method: Method, *, write: bool, **params: Any) -> dict[str, Any]:
         """Call ``method(**params)``.

@@ -12,7 +12,6 @@ Three outcomes:
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -30,6 +29,7 @@ from redis.exceptions import (
 )
 
 from iii_state_core import BackendError, UnknownOutcomeError
+from iii_state_core.retry import backoff
 
 from .connections import ReplyLost
 
@@ -107,4 +107,4 @@ class RetryPolicy:
             tries = f" (after {attempt + 1} attempts)" if attempt else ""
             raise BackendError(f"{what} failed{tries}: {explain(exc)}") from exc
         # Full jitter: many clients reconnecting to a restarted server do not move in step.
-        return random.uniform(0, min(self.cap, self.base * 2**attempt))
+        return backoff(attempt, base=self.base, cap=self.cap)
