@@ -17,7 +17,7 @@ round, so load from other processes skews both sides alike (short rounds follow 
 Run: python -m bench.bench_dynamodb [--server dynalite|moto|both] [--endpoint-url URL]
                                     [--seconds 0.5] [--rounds 8]
 Without ``--endpoint-url`` it starts dynalite and/or moto on free loopback ports (the shared
-``iii_state_conformance.servers`` module) with dummy credentials, and stops them after.
+``iii_state_testsupport`` module) with dummy credentials, and stops them after.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _endpoint(kind: str, given: str | None) -> Iterator[str]:
     if given:
         yield given
         return
-    from iii_state_conformance.servers import dynalite_server, moto_server
+    from iii_state_testsupport import dynalite_server, moto_server
 
     for name, value in DUMMY_ENV.items():
         os.environ.setdefault(name, value)

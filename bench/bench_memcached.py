@@ -34,7 +34,7 @@ def _servers(given: str | None) -> Iterator[list[str]]:
     if given:
         yield [s for s in given.replace(",", " ").split() if s]
         return
-    from iii_state_conformance.servers import memcached_server
+    from iii_state_testsupport import memcached_server
 
     with memcached_server() as server:
         yield [server.address]

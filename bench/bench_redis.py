@@ -16,7 +16,7 @@ so load from other processes skews both sides alike.
 
 Run: python -m bench.bench_redis [--url redis://host:port] [--seconds 1.0] [--rounds 3]
 Without ``--url`` it starts its own redis-server on a free loopback port (the shared
-``iii_state_conformance.servers`` module) and stops it after.
+``iii_state_testsupport`` module) and stops it after.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _server(given: str | None) -> Iterator[str]:
     if given:
         yield given
         return
-    from iii_state_conformance.servers import redis_server
+    from iii_state_testsupport import redis_server
 
     with redis_server() as server:
         yield server.url

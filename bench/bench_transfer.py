@@ -107,7 +107,7 @@ def run(entries: int, seconds: float, rounds: int, with_redis: bool) -> str:
             source.set(f"scope-{i % SCOPES}", f"key-{i}", value)
         pairs = _rows("kv → kv", source, stack.enter_context(_kv(Path(tmp) / "target")), seconds, rounds)
         if with_redis:
-            from iii_state_conformance.servers import RedisServer
+            from iii_state_testsupport import RedisServer
 
             server = stack.enter_context(RedisServer())
             config = {"redis_url": server.url, "key_prefix": f"bench{secrets.token_hex(3)}:"}

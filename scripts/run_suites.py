@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = [
     "tests/unit",
     "tests/conformance/selftests",
+    "tests/support/selftests",
     "plugins/*/tests",
     "tests/worker",
     "tests/transfer",

@@ -15,7 +15,7 @@ TIMEOUT = 2.0
 @dataclass(frozen=True)
 class Backend:
     name: str
-    #: starts a managed server (``iii_state_conformance.servers``); ``.port``, ``.kill()``, ``.start()``
+    #: starts a managed server (``iii_state_testsupport``); ``.port``, ``.kill()``, ``.start()``
     server: Callable[[], Any]
     #: the store's adapter name and config, reaching the server at ``host:port``; the second
     #: argument names the run (a key prefix), so every store of one run sees the same data
@@ -27,19 +27,19 @@ class Backend:
 
 
 def _redis_server() -> Any:
-    from iii_state_conformance.servers import RedisServer
+    from iii_state_testsupport import RedisServer
 
     return RedisServer(appendonly=True)
 
 
 def _memcached_server() -> Any:
-    from iii_state_conformance.servers import MemcachedServer
+    from iii_state_testsupport import MemcachedServer
 
     return MemcachedServer()
 
 
 def _dynalite_server() -> Any:
-    from iii_state_conformance.servers import DynaliteServer
+    from iii_state_testsupport import DynaliteServer
 
     for name, value in (("AWS_ACCESS_KEY_ID", "faults"), ("AWS_SECRET_ACCESS_KEY", "faults")):
         os.environ.setdefault(name, value)

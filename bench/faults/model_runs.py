@@ -41,7 +41,7 @@ def _kv_memory() -> Iterator[StateStore]:
 
 @contextlib.contextmanager
 def _redis() -> Iterator[StateStore]:
-    from iii_state_conformance.servers import redis_server
+    from iii_state_testsupport import redis_server
 
     with redis_server() as server, open_store(adapter="redis", adapter_config={"redis_url": server.url}) as s:
         yield s
@@ -49,7 +49,7 @@ def _redis() -> Iterator[StateStore]:
 
 @contextlib.contextmanager
 def _memcached() -> Iterator[StateStore]:
-    from iii_state_conformance.servers import memcached_server
+    from iii_state_testsupport import memcached_server
 
     with memcached_server() as server:
         config = {"servers": [server.address], "key_prefix": "model:"}
@@ -61,7 +61,7 @@ def _memcached() -> Iterator[StateStore]:
 def _dynamodb() -> Iterator[StateStore]:
     import os
 
-    from iii_state_conformance.servers import dynalite_server
+    from iii_state_testsupport import dynalite_server
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(name, "model")

@@ -52,7 +52,7 @@ def _package(name: str) -> str:
 
 def _dynalite() -> str:
     try:
-        from iii_state_conformance.servers import find_dynalite
+        from iii_state_testsupport import find_dynalite
 
         path = Path(find_dynalite()).resolve()
     except Exception as exc:  # unavailable: say why in the table

@@ -23,7 +23,7 @@ assert RAW_KEYS == w.KEYS, "bench_dynamodb.Raw cycles through a different number
 def server_facts(kind: str) -> str:
     if kind == "moto":
         return f"moto {version('moto')} (serialised runner)"
-    from iii_state_conformance.servers import DYNALITE_VERSION, find_dynalite
+    from iii_state_testsupport import DYNALITE_VERSION, find_dynalite
 
     try:
         node = subprocess.run(

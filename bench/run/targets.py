@@ -1,6 +1,6 @@
 """The adapters ``python -m bench`` can run: how to start each one's server and open both sides.
 
-Servers come from the shared ``iii_state_conformance.servers`` module (loopback, free port,
+Servers come from the shared ``iii_state_testsupport`` module (loopback, free port,
 own temp dir, stopped by pid). A target whose server cannot start is reported, not skipped
 silently.
 """

@@ -30,7 +30,7 @@ def needs_server() -> Iterator[Callable[[Callable[[], Any]], Any]]:
     """Run a step that starts a test server: a missing server fails under CI=true, else skips."""
 
     def run(step: Callable[[], Any]) -> Any:
-        from iii_state_conformance.servers import ServerUnavailable
+        from iii_state_testsupport import ServerUnavailable
 
         try:
             return step()

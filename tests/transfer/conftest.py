@@ -1,8 +1,8 @@
 """Shared set-up for the transfer tests: hostile data, file-store configs, and target stores.
 
 The server fixtures (``redis_url``, ``memcached_servers``, ``dynalite_endpoint``) come from the
-conformance package (``pip install -e tests/conformance``); a server that cannot start skips
-the test, or fails it under ``CI=true``.
+unpublished test-support package's pytest plugin (``pip install -e tests/support``); a server
+that cannot start skips the test, or fails it under ``CI=true``.
 """
 
 from __future__ import annotations
@@ -15,12 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from iii_state_conformance.fixtures import (  # noqa: F401  (fixtures used by name)
-    ci_mode,
-    dynalite_endpoint,
-    memcached_servers,
-    redis_url,
-)
+from iii_state_testsupport import ci_mode
 
 from iii_state_core import StateStore, open_store
 from iii_state_core.plugins import default_registry

@@ -9,12 +9,10 @@ from typing import Any
 import pytest
 from dynamodb_test_helpers import DUMMY_ENV, adapter_config, new_table_name
 
-# The shared server fixtures (dynalite from npm, moto through its request-serialising runner).
-from iii_state_conformance.fixtures import dynalite_endpoint, moto_endpoint
-from iii_state_conformance.servers import DYNAMODB_URL_ENV, external_url
+# ``dynalite_endpoint`` and ``moto_endpoint`` (moto behind its request-serialising runner) are
+# fixtures of the unpublished test-support package's pytest plugin (tests/support).
 from iii_state_dynamodb import DynamoDBAdapter
-
-__all__ = ["dynalite_endpoint", "moto_endpoint"]
+from iii_state_testsupport import DYNAMODB_URL_ENV, external_url
 
 
 @pytest.fixture(scope="session", autouse=True)

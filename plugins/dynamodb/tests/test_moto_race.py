@@ -7,7 +7,7 @@ the window is microseconds wide (the shared ``moto_runner.py`` notes 4 double wi
 rounds under a tiny thread switch interval); here we widen it to 0.3 s by slowing the condition
 check, so the outcome does not depend on luck.
 
-The same widened window behind the lock that ``iii_state_conformance.moto_runner`` puts around
+The same widened window behind the lock that ``iii_state_testsupport.moto_runner`` puts around
 moto's WSGI app lets exactly one writer win: that is the mode the ``moto_endpoint`` fixture runs.
 If moto ever adds its own lock, the first test fails and tells us the workaround can go.
 """
@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 moto_werkzeug = pytest.importorskip("moto.moto_server.werkzeug_app")
 moto_table = pytest.importorskip("moto.dynamodb.models.table")
-from iii_state_conformance.moto_runner import SerializedApp  # noqa: E402
+from iii_state_testsupport.moto_runner import SerializedApp  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402  (after the importorskip guards)
 
 PAUSE = 0.3

@@ -8,22 +8,15 @@ from typing import Any
 
 import pytest
 
-# The shared servers: one memcached and a pair per session, private ones (-M, -m, -I) per test.
-# Nothing here starts a server itself.
-from iii_state_conformance.fixtures import (
-    memcached_server_factory,
-    memcached_servers,
-    memcached_servers_pair,
-    start_server,
-)
+# The shared servers (``memcached_servers``, ``memcached_servers_pair``,
+# ``memcached_server_factory``, ``start_server``) are fixtures of the unpublished test-support
+# package's pytest plugin (tests/support). Nothing here starts a server itself.
 from iii_state_memcached import MemcachedAdapter
 from iii_state_memcached.keys import Digest
 
 from iii_state_core import StateStore, open_store
 from iii_state_core.events import EventBus
 from iii_state_core.operations import Limits
-
-__all__ = ["memcached_server_factory", "memcached_servers", "memcached_servers_pair", "start_server"]
 
 
 def fresh_prefix() -> str:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from iii_state_conformance.servers import free_port
+from iii_state_testsupport import free_port
 
 from iii_state_core import (
     BackendError,

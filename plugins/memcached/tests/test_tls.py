@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from iii_state_conformance.servers import LOOPBACK, MemcachedServer, TlsFiles, generate_tls_files
+from iii_state_testsupport import LOOPBACK, MemcachedServer, TlsFiles, generate_tls_files
 
 from iii_state_core import BackendError, StateStore
 

@@ -8,27 +8,9 @@ from typing import Any
 
 import pytest
 
-# The shared servers: one redis-server and one 3-primary Cluster per session, private
-# servers (AOF, requirepass, ACL users, TLS) per test. Nothing here starts a server itself.
-from iii_state_conformance.fixtures import (
-    _iii_state_redis_cluster,
-    redis_cluster_nodes,
-    redis_cluster_url,
-    redis_server_factory,
-    redis_url,
-    start_server,
-    valkey_server_url,
-)
-
-__all__ = [
-    "_iii_state_redis_cluster",
-    "redis_cluster_nodes",
-    "redis_cluster_url",
-    "redis_server_factory",
-    "redis_url",
-    "start_server",
-    "valkey_server_url",
-]
+# The shared servers (``redis_url``, ``redis_cluster_url``, ``redis_server_factory``,
+# ``valkey_server_url``, ``start_server``...) are fixtures of the unpublished test-support
+# package's pytest plugin (tests/support). Nothing here starts a server itself.
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:  # ``--import-mode=importlib`` does not add it (redis_helpers, redis_proxy)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from iii_state_conformance.servers import RedisServer
+from iii_state_testsupport import RedisServer
 
 
 def unique(tag: str) -> str:

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from iii_state_conformance.servers import RedisServer
 from iii_state_redis import AsyncRedisAdapter
+from iii_state_testsupport import RedisServer
 from redis_helpers import command_calls, reset_stats, unique
 from redis_proxy import tcp_proxy
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from iii_state_conformance.fixtures import server_unavailable
-from iii_state_conformance.servers import RedisCluster, RedisServer, ServerUnavailable
+from iii_state_testsupport import RedisCluster, RedisServer, ServerUnavailable
+from iii_state_testsupport.fixtures import server_unavailable
 from redis.crc import key_slot
 from redis_helpers import command_calls, reset_stats, unique
 

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from iii_state_conformance.servers import RedisServer
+from iii_state_testsupport import RedisServer
 from redis_helpers import unique
 from redis_proxy import tcp_proxy
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import redis
-from iii_state_conformance.servers import RedisServer
 from iii_state_redis.layout import Layout
 from iii_state_redis.listing import MIN_COUNT, Read, ScanCursor, scan_plan
+from iii_state_testsupport import RedisServer
 from redis_helpers import command_calls, unique
 
 from iii_state_core import InvalidCursorError, StateStore, open_store

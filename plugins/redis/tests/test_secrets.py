@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from iii_state_conformance.fixtures import server_unavailable
-from iii_state_conformance.servers import RedisCluster, RedisServer, ServerUnavailable, free_port
+from iii_state_testsupport import RedisCluster, RedisServer, ServerUnavailable, free_port
+from iii_state_testsupport.fixtures import server_unavailable
 from redis_helpers import unique
 from redis_proxy import tcp_proxy
 

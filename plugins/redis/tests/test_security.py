@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import redis
-from iii_state_conformance.servers import AclUser, RedisServer
+from iii_state_testsupport import AclUser, RedisServer
 from redis_helpers import unique
 
 from iii_state_core import ConfigError, StateError, open_store

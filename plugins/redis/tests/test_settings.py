@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 import pytest
-from iii_state_conformance.servers import free_port
 from iii_state_redis import CAPABILITIES, RedisAdapter, connections, read_settings
+from iii_state_testsupport import free_port
 
 from iii_state_core import ConfigError, StateError, open_store
 from iii_state_core.plugins import Registry

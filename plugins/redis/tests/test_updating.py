@@ -10,9 +10,9 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
-from iii_state_conformance.servers import RedisServer
 from iii_state_redis.listing import Read
 from iii_state_redis.updating import Pause, Recent, Swap, modify_plan, swap_result
+from iii_state_testsupport import RedisServer
 from redis_helpers import command_calls, reset_stats, unique
 
 from iii_state_core import ConflictError, open_store

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import redis
-from iii_state_conformance.servers import RedisServer
+from iii_state_testsupport import RedisServer
 from redis_helpers import command_calls, reset_stats, unique
 from redis_proxy import TcpProxy, tcp_proxy
 

@@ -1,7 +1,7 @@
 """The suite's opt-in pytest plugin: ``pytest_plugins = ["iii_state_conformance.plugin"]``.
 
-It brings the test-server fixtures (``redis_url``, ``memcached_servers``, ``dynalite_endpoint``…)
-and prints a per-area report of the suite's results after the run.
+It prints a per-area report of the suite's results after the run (``iii-state conformance``
+uses it too). It starts no server: the suite needs only your ``store`` fixture.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
-
-from .fixtures import *  # noqa: F403  (the server fixtures are part of what this plugin offers)
 
 _AREA_KEY = pytest.StashKey[str]()
 _results: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))

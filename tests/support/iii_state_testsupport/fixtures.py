@@ -1,8 +1,7 @@
 """pytest fixtures that provide test servers for the backend test suites.
 
-Load them from a root ``conftest.py`` (or a test module) with::
-
-    pytest_plugins = ["iii_state_conformance.fixtures"]
+They are loaded in every pytest session of a venv where this (unpublished) package is
+installed: its ``pytest11`` entry point is :mod:`iii_state_testsupport.plugin`.
 
 Order of preference for every server kind:
 
@@ -32,25 +31,22 @@ from typing import Any, NoReturn, Protocol, TypeVar
 
 import pytest
 
-from iii_state_conformance.servers import (
+from .containers import can_use_testcontainers, memcached_container, redis_container
+from .dynamodb import DynaliteServer, MotoServer
+from .environment import (
     DYNAMODB_URL_ENV,
     MEMCACHED_SERVERS_ENV,
     REDIS_CLUSTER_URL_ENV,
     REDIS_URL_ENV,
-    DynaliteServer,
-    MemcachedServer,
-    MotoServer,
-    RedisCluster,
-    RedisServer,
     ServerUnavailable,
     address_of,
-    can_use_testcontainers,
+    ci_mode,
     external_url,
-    find_valkey_server,
-    memcached_container,
-    redis_container,
     split_addresses,
 )
+from .memcached import MemcachedServer
+from .redis import RedisServer, find_valkey_server
+from .redis_cluster import RedisCluster
 
 NO_CONTAINERS_ENV = "III_STATE_TEST_NO_CONTAINERS"
 
@@ -87,11 +83,6 @@ class ServerStarter(Protocol):
     """Type of the ``start_server`` fixture: ``start_server(handle) -> handle``."""
 
     def __call__(self, server: StartableT, /) -> StartableT: ...
-
-
-def ci_mode() -> bool:
-    """True when the environment says we run in CI (``CI=true``)."""
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
 def server_unavailable(reason: str | BaseException) -> NoReturn:

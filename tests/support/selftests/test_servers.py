@@ -1,7 +1,7 @@
 """Self-tests of the test-server fixtures: every server kind is started for real
 and spoken to with raw sockets / HTTP (no client libraries needed).
 
-Run: PYTHONPATH=tests/conformance python -m pytest tests/conformance/selftests -q
+Run: pytest tests/support/selftests -q  (the fixtures come from the package's pytest plugin)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from iii_state_conformance.servers import (
+from iii_state_testsupport import (
     DYNALITE_BINARY_ENV,
     LOOPBACK,
     REDIS_URL_ENV,
@@ -42,9 +42,9 @@ from iii_state_conformance.servers import (
 )
 
 if TYPE_CHECKING:
-    from iii_state_conformance.fixtures import ServerStarter
+    from iii_state_testsupport.fixtures import ServerStarter
 
-pytest_plugins = ("pytester", "iii_state_conformance.fixtures")
+pytest_plugins = ("pytester",)
 
 
 def _key(prefix: str = "selftest") -> str:
@@ -463,7 +463,6 @@ def test_needs_redis(redis_url):
 
 
 def _isolate(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    pytester.makeconftest('pytest_plugins = ["iii_state_conformance.fixtures"]')
     pytester.makepyfile(test_inner=_INNER_TEST)
     empty = tmp_path / "empty-bin"
     empty.mkdir()
