@@ -15,6 +15,7 @@ from bench.run import machine, overhead, scaling
 from bench.run.measuring import Budget, rows_table
 from bench.run.ops import Ours, raw_notes, standard_pairs
 from bench.run.targets import TARGETS
+from bench.run.transfer import transfer_table
 from bench.run.worker import worker_table
 
 DEFAULT_ADAPTERS = tuple(TARGETS)
@@ -32,16 +33,19 @@ class Options:
     baseline: str | None
     callgrind_calls: int
     worker: bool
+    #: entries moved by each export / migrate / verify call (0: no transfer section)
+    transfer_entries: int
     quick: bool
 
     @classmethod
     def make(cls, *, quick: bool, adapters: tuple[str, ...] | None = None, **overrides: object) -> Options:
         base: dict[str, object] = (
             dict(budget=Budget(0.05, 1), large=2000, overhead_rounds=3, overhead_calls=3000, baseline=None,
-                 callgrind_calls=0, worker=False)
+                 callgrind_calls=0, worker=False, transfer_entries=200)
             if quick
             else dict(budget=Budget(1.0, 3), large=100_000, overhead_rounds=9, overhead_calls=20000,
-                      baseline=overhead.BASELINE_REV, callgrind_calls=2000, worker=True)
+                      baseline=overhead.BASELINE_REV, callgrind_calls=2000, worker=True,
+                      transfer_entries=5000)
         )  # fmt: skip
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(adapters=adapters or DEFAULT_ADAPTERS, quick=quick, **base)  # type: ignore[arg-type]
@@ -215,6 +219,8 @@ def run(options: Options) -> Report:
         report.failed["core overhead"] = f"{type(exc).__name__}: {exc}"
         _say(traceback.format_exc())
     _adapter_sections(options, report)
+    if options.transfer_entries:
+        _transfer_section(options, report)
     if options.worker:
         _say("worker")
         table, why = worker_table(options.budget.seconds)
@@ -227,8 +233,27 @@ def run(options: Options) -> Report:
     return report
 
 
+def _transfer_section(options: Options, report: Report) -> None:
+    _say(f"transfer: export / migrate / verify of {options.transfer_entries:,} entries")
+    try:
+        table = transfer_table(options.transfer_entries, options.budget, "redis" in options.adapters)
+    except Exception as exc:
+        unavailable = type(exc).__name__ == "ServerUnavailable"
+        (report.not_run if unavailable else report.failed)["transfer"] = f"{type(exc).__name__}: {exc}"
+        return
+    report.sections.append("## Export, migrate, verify\n\n" + TRANSFER_TEXT + "\n\n" + table)
+
+
+TRANSFER_TEXT = (
+    "The core's `export`, `migrate` and `verify` beside the adapter primitives doing the same work "
+    "with no core in between (`scan` pages written out as lines; `scan` + `write` into the target; "
+    "`scan` of both sides compared as bytes). The gap is what the checks, JSON decoding/encoding, "
+    "the conflict policy, the resume record and the digest cost."
+)
+
+
 WORKER_TEXT = (
-    "`bench/bench_worker.py`, run as it is: each state function served by the worker (`StateWorker`) to "
+    "`bench/run/worker_script.py`, run as it is: each state function served by the worker (`StateWorker`) to "
     "the fake engine of `tests/worker/engine_peer.py` over a loopback WebSocket, timed from the engine's "
     "side, beside a bare iii-sdk handler making the same store call; in-memory kv underneath. ops/s is "
     "the worker's invocations per second."

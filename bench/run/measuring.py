@@ -1,4 +1,4 @@
-"""Timing helpers on top of ``bench.harness``: alternating rounds, counters, the row table."""
+"""The one bench harness: time an operation, alternate ours and raw in rounds, the row table."""
 
 from __future__ import annotations
 
@@ -8,10 +8,52 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.harness import Measurement, Pair, measure
-
 Op = Callable[[int], object]
 Fill = Callable[[int, int], object]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    label: str
+    ops_per_s: float
+    p50_us: float
+    p99_us: float
+
+
+def measure(
+    label: str, op: Callable[[int], object], *, seconds: float = 1.0, warmup: int = 50
+) -> Measurement:
+    """Call ``op(i)`` repeatedly for about ``seconds``; return throughput and latency percentiles."""
+    for i in range(warmup):
+        op(i)
+    samples: list[float] = []
+    started = time.perf_counter()
+    i = 0
+    while True:
+        t0 = time.perf_counter()
+        op(i)
+        t1 = time.perf_counter()
+        samples.append(t1 - t0)
+        i += 1
+        if t1 - started >= seconds and i >= 20:
+            break
+    total = time.perf_counter() - started
+    samples.sort()
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return Measurement(label, i / total, statistics.median(samples) * 1e6, p99 * 1e6)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One operation measured through the adapter and through the raw client doing the same work."""
+
+    operation: str
+    ours: Measurement
+    raw: Measurement | None
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.raw is None else self.ours.ops_per_s / self.raw.ops_per_s
 
 
 @dataclass(frozen=True)
@@ -97,7 +139,7 @@ def _shifted(fill: Fill, op: Op, base: int) -> tuple[Fill, Op]:
 def counting(op: Callable[[int], object]) -> Op:
     """Call ``op`` with 0, 1, 2, … whatever index the caller passes.
 
-    ``harness.measure`` restarts its index after the warm-up; a pool of keys that each call
+    ``measure`` restarts its index after the warm-up; a pool of keys that each call
     consumes (deletes) needs a number that never repeats.
     """
     counter = itertools.count()

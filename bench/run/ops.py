@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.harness import Pair
 from iii_state_core import StateStore
 
 from . import workload as w
-from .measuring import Budget, Op, alternate, alternate_consuming
+from .measuring import Budget, Op, Pair, alternate, alternate_consuming
 from .raw import RawSide
 
 LABELS = {

@@ -1,8 +1,9 @@
-"""Raw boto3 beside the dynamodb adapter: ``bench.bench_dynamodb.Raw`` plus the operations it lacks."""
+"""Raw boto3 beside the dynamodb adapter: the same minimum work, written directly against a client."""
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 from importlib.metadata import version
@@ -11,13 +12,77 @@ from typing import Any, ClassVar
 import boto3  # type: ignore[import-untyped, unused-ignore]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped, unused-ignore]
 
-from bench.bench_dynamodb import KEYS as RAW_KEYS
-from bench.bench_dynamodb import Raw
-
 from . import workload as w
 from .raw import RawSide
 
-assert RAW_KEYS == w.KEYS, "bench_dynamodb.Raw cycles through a different number of keys"
+
+class RawCalls:
+    """The same work as the adapter, written directly against a boto3 client."""
+
+    def __init__(self, client: Any, table: str, scope: str) -> None:
+        self.client, self.table, self.pk = client, table, "#" + scope
+
+    def key(self, i: int) -> dict[str, Any]:
+        """Items 0..w.KEYS-1 are the working set; index -1 is the compare-and-set counter."""
+        name = "cas" if i < 0 else f"r{i % w.KEYS}"
+        return {"pk": {"S": self.pk}, "sk": {"S": "#" + name}}
+
+    def get(self, i: int) -> object:
+        item = self.client.get_item(TableName=self.table, Key=self.key(i), ConsistentRead=True)["Item"]
+        return json.loads(item["val"]["S"])
+
+    def put(self, i: int, value: Any, **condition: Any) -> dict[str, Any]:
+        item = {**self.key(i), "val": {"S": json.dumps(value, separators=(",", ":"))},
+                "ver": {"N": str(int.from_bytes(os.urandom(8), "big") >> 1)}}  # fmt: skip
+        reply: dict[str, Any] = self.client.put_item(TableName=self.table, Item=item, **condition)
+        return reply
+
+    def set(self, i: int, value: Any) -> object:
+        old = self.put(i, value, ReturnValues="ALL_OLD").get("Attributes")
+        return json.loads(old["val"]["S"]) if old else None
+
+    def update(self, i: int) -> object:
+        while True:
+            item = self.client.get_item(TableName=self.table, Key=self.key(i), ConsistentRead=True)["Item"]
+            value = json.loads(item["val"]["S"])
+            value["n"] += 1
+            try:
+                self.put(i, value, ConditionExpression="#n = :n", ExpressionAttributeNames={"#n": "ver"},
+                         ExpressionAttributeValues={":n": item["ver"]})  # fmt: skip
+                return value
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+
+    def compare_and_set(self, i: int, expected: Any, new: Any) -> object:
+        item = self.client.get_item(TableName=self.table, Key=self.key(i), ConsistentRead=True)["Item"]
+        if json.loads(item["val"]["S"]) != expected:
+            return False
+        try:
+            self.put(
+                i, new, ConditionExpression="#n = :n", ExpressionAttributeNames={"#n": "ver"},
+                ExpressionAttributeValues={":n": item["ver"]},
+            )  # fmt: skip
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    def list_entries(self, _: int) -> object:
+        reply = self.client.query(
+            TableName=self.table, KeyConditionExpression="pk = :p", ConsistentRead=True, Limit=w.PAGE,
+            ExpressionAttributeValues={":p": {"S": self.pk}}, ProjectionExpression="sk, val",
+        )  # fmt: skip
+        return [(item["sk"]["S"][1:], json.loads(item["val"]["S"])) for item in reply["Items"]]
+
+
+#: Dummy credentials for the local endpoints (neither dynalite nor moto checks them).
+DUMMY_ENV = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 def server_facts(kind: str) -> str:
@@ -37,20 +102,20 @@ def server_facts(kind: str) -> str:
 
 class RawDynamo(RawSide):
     described: ClassVar[dict[str, str]] = {
-        "get": "get_item (ConsistentRead) + json.loads (bench_dynamodb.Raw)",
-        "set": "put_item ReturnValues=ALL_OLD + json.loads(old) (bench_dynamodb.Raw)",
+        "get": "get_item (ConsistentRead) + json.loads",
+        "set": "put_item ReturnValues=ALL_OLD + json.loads(old)",
         "delete": "delete_item ReturnValues=ALL_OLD + json.loads(old)",
-        "update1": "get_item; change; put_item conditional on the version, looped (bench_dynamodb.Raw)",
+        "update1": "get_item; change; put_item conditional on the version, looped",
         "update10": "as update (1 op), ten changes in Python",
-        "compare_and_set": "get_item; compare; conditional put_item (bench_dynamodb.Raw)",
-        "list_entries": "query Limit=100 (ConsistentRead) + json.loads each (bench_dynamodb.Raw)",
+        "compare_and_set": "get_item; compare; conditional put_item",
+        "list_entries": "query Limit=100 (ConsistentRead) + json.loads each",
     }
 
     def __init__(self, endpoint: str, table: str) -> None:
         self.client = boto3.session.Session().client(
             "dynamodb", endpoint_url=endpoint, region_name="us-east-1"
         )
-        self.base = Raw(self.client, table, f"raw-{secrets.token_hex(3)}")
+        self.base = RawCalls(self.client, table, f"raw-{secrets.token_hex(3)}")
 
     def populate(self) -> None:
         for i in range(w.KEYS):

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 from typing import Any, ClassVar
 
-from bench.bench_kv import raw_sqlite
-
 from . import workload as w
 from .raw import RawSide
+
+
+def raw_sqlite(directory: str) -> sqlite3.Connection:
+    db = sqlite3.connect(os.path.join(directory, "raw.sqlite3"), isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS entries "
+        "(scope BLOB, key BLOB, value BLOB, PRIMARY KEY (scope, key)) WITHOUT ROWID"
+    )
+    return db
+
 
 SCOPE = b"raw"
 LIST_SCOPE = b"raw-list"

@@ -1,8 +1,5 @@
-"""Raw pymemcache beside the memcached adapter, with the same connection settings.
-
-``bench.bench_memcached`` keeps its raw operations inside its ``run()``, so they cannot be
-imported; these are the same calls (``gets``/``cas`` loops) plus the operations it lacks.
-"""
+"""Raw pymemcache beside the memcached adapter, with the same connection settings (TCP_NODELAY,
+replies awaited): ``get``, confirmed ``set``, and ``gets``/``cas`` loops for the updates."""
 
 from __future__ import annotations
 

@@ -10,11 +10,10 @@ import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from bench.harness import Measurement, measure
 from iii_state_core import StateStore
 
 from . import workload as w
-from .measuring import Budget, best
+from .measuring import Budget, Measurement, best, measure
 
 SMALL = 10
 #: The scope a walk's peak memory is compared against: same page size, 1/100 of the keys.

@@ -8,6 +8,7 @@ silently.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
 import tempfile
@@ -82,11 +83,12 @@ def _kv_memory() -> Iterator[Session]:
 
 @contextlib.contextmanager
 def _redis() -> Iterator[Session]:
-    from bench.bench_redis import _server
+    from iii_state_testsupport import redis_server
 
     from .raw_redis import RawRedis, server_version
 
-    with _server(None) as url:
+    with redis_server() as server:
+        url = server.url
         config = {"redis_url": url}
         store = open_store(adapter="redis", adapter_config=config)
         raw = RawRedis(url)
@@ -102,11 +104,12 @@ def _redis() -> Iterator[Session]:
 
 @contextlib.contextmanager
 def _memcached() -> Iterator[Session]:
-    from bench.bench_memcached import _servers
+    from iii_state_testsupport import memcached_server
 
     from .raw_memcached import RawMemcached
 
-    with _servers(None) as servers:
+    with memcached_server() as server:
+        servers = [server.address]
         config: dict[str, Any] = {"servers": servers, "key_prefix": f"b{secrets.token_hex(3)}:"}
         store = open_store(adapter="memcached", adapter_config=config)
         raw = RawMemcached(servers[0])
@@ -123,11 +126,14 @@ def _memcached() -> Iterator[Session]:
 def _dynamodb(kind: str) -> Opener:
     @contextlib.contextmanager
     def opener() -> Iterator[Session]:
-        from bench.bench_dynamodb import _endpoint
+        from iii_state_testsupport import dynalite_server, moto_server
 
-        from .raw_dynamodb import RawDynamo, server_facts
+        from .raw_dynamodb import DUMMY_ENV, RawDynamo, server_facts
 
-        with _endpoint(kind, None) as endpoint:
+        for name, value in DUMMY_ENV.items():  # neither server checks them; boto3 wants some
+            os.environ.setdefault(name, value)
+        with dynalite_server() if kind == "dynalite" else moto_server() as server:
+            endpoint = server.url
             table = f"iii-bench-{secrets.token_hex(4)}"
             config = {"table_name": table, "endpoint_url": endpoint, "create_table": True}
             store = open_store(adapter="dynamodb", adapter_config=config)

@@ -1,4 +1,4 @@
-"""The iii worker's invocations/s over loopback: ``bench/bench_worker.py`` run as it is.
+"""The iii worker's invocations/s over loopback: ``bench/run/worker_script.py`` run as it is.
 
 That script serves the state functions through ``StateWorker`` to the fake engine of
 ``tests/worker/engine_peer.py`` and times each call from the engine's side, beside a bare
@@ -14,13 +14,13 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "bench" / "bench_worker.py"
+SCRIPT = REPO / "bench" / "run" / "worker_script.py"
 
 
 def worker_table(seconds: float, timeout: float = 600) -> tuple[str | None, str]:
     """:returns: ``(table, "")`` or ``(None, why it did not run)``."""
     if not SCRIPT.exists() or not (REPO / "iii_state_core" / "worker" / "__init__.py").exists():
-        return None, "the worker or bench/bench_worker.py does not exist in this tree"
+        return None, "the worker or bench/run/worker_script.py does not exist in this tree"
     with tempfile.TemporaryDirectory() as home:
         # the SDK writes a marker under $HOME and would dial an OpenTelemetry collector
         env = {**os.environ, "HOME": home, "OTEL_ENABLED": "false"}
@@ -30,9 +30,9 @@ def worker_table(seconds: float, timeout: float = 600) -> tuple[str | None, str]
                 cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
-            return None, f"bench/bench_worker.py did not finish within {timeout:.0f} s"
+            return None, f"bench/run/worker_script.py did not finish within {timeout:.0f} s"
     if done.returncode != 0:
-        return None, f"bench/bench_worker.py failed: {done.stderr.strip().splitlines()[-1:]}"
+        return None, f"bench/run/worker_script.py failed: {done.stderr.strip().splitlines()[-1:]}"
     lines = done.stdout.strip().splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("### ")), 0)
     return "\n".join(lines[start:]), ""

@@ -5,13 +5,12 @@
 compared as bytes (verify). The gap is what the core's checks, JSON decoding/encoding, the
 conflict policy, the resume record and the digest cost. One "op" moves ``--entries`` entries.
 
-Run: python -m bench.bench_transfer [--entries 5000] [--seconds 1] [--rounds 2] [--redis]
-``--redis`` adds a kv -> redis row against a private redis-server on a free port.
+A section of ``python -m bench``; with the redis adapter in the run it adds a kv -> redis row
+against a private redis-server on a free port.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -20,10 +19,11 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bench.harness import Measurement, Pair, measure, table
 from iii_state_core import StateStore, open_store
 from iii_state_core.adapter import Adapter
 from iii_state_core.transfer import export_entries, migrate, verify, write_jsonl
+
+from .measuring import Budget, Measurement, Pair, best, measure, rows_table
 
 Op = Callable[[int], object]
 SCOPES = 10
@@ -69,19 +69,17 @@ def _raw_verify(source: Adapter, target: Adapter) -> bool:
     return ok
 
 
-def _best(runs: list[Measurement]) -> Measurement:
-    return max(runs, key=lambda m: m.ops_per_s)
+def _pair(name: str, ours: Op, raw: Op, budget: Budget) -> Pair:
+    mine: list[Measurement] = []
+    theirs: list[Measurement] = []
+    for _ in range(budget.rounds):  # alternate, so load from other processes skews both sides alike
+        # one warm-up call: each call moves every entry
+        mine.append(measure(name, ours, seconds=budget.seconds, warmup=1))
+        theirs.append(measure(f"raw {name}", raw, seconds=budget.seconds, warmup=1))
+    return Pair(name, best(mine), best(theirs))
 
 
-def _pair(name: str, ours: Op, raw: Op, seconds: float, rounds: int) -> Pair:
-    mine, theirs = [], []
-    for _ in range(rounds):  # alternate, so load from other processes skews both sides alike
-        mine.append(measure(name, ours, seconds=seconds, warmup=1))
-        theirs.append(measure(f"raw {name}", raw, seconds=seconds, warmup=1))
-    return Pair(name, _best(mine), _best(theirs))
-
-
-def _rows(label: str, source: StateStore, target: StateStore, seconds: float, rounds: int) -> list[Pair]:
+def _rows(label: str, source: StateStore, target: StateStore, budget: Budget) -> list[Pair]:
     a, b = source.adapter, target.adapter
 
     def ours_export(i: int) -> object:
@@ -96,37 +94,23 @@ def _rows(label: str, source: StateStore, target: StateStore, seconds: float, ro
         ("migrate (4 writers)", ours_migrate(4), lambda i: _raw_copy(a, b)),
         ("verify", lambda i: verify(source, target), lambda i: _raw_verify(a, b)),
     ]
-    return [_pair(f"{label}: {name}", ours, raw, seconds, rounds) for name, ours, raw in ops]
+    return [_pair(f"{label}: {name}", ours, raw, budget) for name, ours, raw in ops]
 
 
-def run(entries: int, seconds: float, rounds: int, with_redis: bool) -> str:
+def transfer_table(entries: int, budget: Budget, with_redis: bool) -> str:
+    """The export / migrate / verify rows of ``entries`` entries (kv -> kv, and kv -> redis)."""
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         source = stack.enter_context(_kv(Path(tmp) / "source"))
         for i in range(entries):
             value = {"i": i, "name": "Zoë", "tags": ["a", "b"], "f": 1.5}
             source.set(f"scope-{i % SCOPES}", f"key-{i}", value)
-        pairs = _rows("kv → kv", source, stack.enter_context(_kv(Path(tmp) / "target")), seconds, rounds)
+        pairs = _rows("kv → kv", source, stack.enter_context(_kv(Path(tmp) / "target")), budget)
         if with_redis:
             from iii_state_testsupport import RedisServer
 
             server = stack.enter_context(RedisServer())
             config = {"redis_url": server.url, "key_prefix": f"bench{secrets.token_hex(3)}:"}
             redis = stack.enter_context(open_store(adapter="redis", adapter_config=config))
-            pairs += _rows("kv → redis", source, redis, seconds, rounds)
-    return table(f"transfer of {entries:,} entries in {SCOPES} scopes: ops/s, one op = all entries", pairs)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--entries", type=int, default=5000, help="entries per op")
-    parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per operation")
-    parser.add_argument("--redis", action="store_true", help="also measure kv -> redis")
-    args = parser.parse_args()
-    print(run(args.entries, args.seconds, args.rounds, args.redis))
-
-
-if __name__ == "__main__":
-    main()
+            pairs += _rows("kv → redis", source, redis, budget)
+    title = f"transfer of {entries:,} entries in {SCOPES} scopes: ops/s, one op = all entries"
+    return rows_table(title, pairs)

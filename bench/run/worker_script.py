@@ -6,7 +6,9 @@ handler awaits the same ``AsyncStateStore.trigger`` directly on the SDK's loop: 
 SDK-based state worker could do. Both use the in-memory kv store, so the difference is the
 worker's own overhead. The peer (``tests/worker/engine_peer.py``) stands in for the engine::
 
-    python bench/bench_worker.py [--seconds 1]
+    python bench/run/worker_script.py [--seconds 1]
+
+``python -m bench`` runs it in a process of its own (``bench/run/worker.py``) and keeps its table.
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "worker"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "worker"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run by path: ``bench`` from the root
 
 from engine_peer import EnginePeer
-from harness import Measurement, Pair, measure, table
 from iii import InitOptions  # type: ignore[import-untyped]
 from iii.iii import III  # type: ignore[import-untyped]
 
+from bench.run.measuring import Measurement, Pair, measure, rows_table
 from iii_state_core import open_async_store
 from iii_state_core.wire import FUNCTIONS
 from iii_state_core.worker import StateWorker, WorkerSettings
@@ -151,7 +153,7 @@ def main() -> None:
     runner.run(ours_peer.close())
     runner.run(raw_peer.close())
     runner.close()
-    print(table("iii-state worker vs a bare iii-sdk handler (fake engine, in-memory kv)", pairs))
+    print(rows_table("iii-state worker vs a bare iii-sdk handler (fake engine, in-memory kv)", pairs))
 
 
 if __name__ == "__main__":
