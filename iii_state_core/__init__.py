@@ -20,9 +20,11 @@ from .errors import (
     InvalidValueError,
     KeyTooLargeError,
     StateError,
+    StoredValueError,
     UnknownOutcomeError,
     UnsupportedError,
     ValueTooLargeError,
+    WriteAppliedError,
 )
 from .events import EventBus
 from .hookspecs import hookimpl
@@ -158,5 +160,6 @@ __all__ = [
     "DeserializationError", "EntriesPage", "InvalidCursorError", "InvalidValueError",
     "KeyTooLargeError", "OpError", "Options", "Registry", "SetResult", "StateConfig",
     "StateError", "StateEvent", "StateStore", "UnknownOutcomeError", "UnsupportedError",
-    "UpdateResult", "ValueTooLargeError", "hookimpl", "open_async_store", "open_store",
+    "StoredValueError", "UpdateResult", "ValueTooLargeError", "WriteAppliedError", "hookimpl",
+    "open_async_store", "open_store",
 ]  # fmt: skip

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from .adapter import Adapter, AsyncAdapter
-from .errors import BackendError, StateError
+from .errors import BackendError, StateError, WriteAppliedError
 from .operations import ERROR_CODES, FAILURE_TEXT, Plan
 from .results import StateEvent
 
@@ -51,7 +51,24 @@ def backend_error(function: str, exc: Exception, describe: str, secrets: list[st
     return wrapped
 
 
+def _applies(name: str, value: Any) -> bool:
+    """Whether a primitive's result means a write reached the store."""
+    if name in ("write", "remove"):
+        return True
+    return (name == "write_if" and value is True) or (name == "modify" and value is not None)
+
+
+def _after_write(function: str, exc: Exception) -> WriteAppliedError:
+    """A plan failed after its write was applied: say so, never report a plain failure."""
+    detail = str(exc) or type(exc).__name__
+    return WriteAppliedError(
+        f"{FAILURE_TEXT[function]}: the write was applied, then this failed: {detail}",
+        code=ERROR_CODES[function],
+    )
+
+
 def run_sync(plan: Plan, adapter: Adapter, function: str) -> tuple[Any, StateEvent | None]:
+    applied = False
     try:
         name, args = next(plan)
         while True:
@@ -64,7 +81,15 @@ def run_sync(plan: Plan, adapter: Adapter, function: str) -> tuple[Any, StateEve
                 except Exception as exc:
                     error = backend_error(function, exc, adapter.describe(), adapter.secrets())
                     raise error from error.__cause__
-            name, args = plan.send(value)
+                applied = applied or _applies(name, value)
+            try:
+                name, args = plan.send(value)
+            except StopIteration:
+                raise
+            except Exception as exc:
+                if applied:
+                    raise _after_write(function, exc) from exc
+                raise
     except StopIteration as stop:
         result: tuple[Any, StateEvent | None] = stop.value
         return result
@@ -73,6 +98,7 @@ def run_sync(plan: Plan, adapter: Adapter, function: str) -> tuple[Any, StateEve
 async def run_async(
     plan: Plan, adapter: AsyncAdapter, function: str, describe: str, secrets: list[str]
 ) -> tuple[Any, StateEvent | None]:
+    applied = False
     try:
         call = next(plan)
         while True:
@@ -85,7 +111,15 @@ async def run_async(
                 except Exception as exc:
                     error = backend_error(function, exc, describe, secrets)
                     raise error from error.__cause__
-            call = plan.send(value)
+                applied = applied or _applies(call.name, value)
+            try:
+                call = plan.send(value)
+            except StopIteration:
+                raise
+            except Exception as exc:
+                if applied:
+                    raise _after_write(function, exc) from exc
+                raise
     except StopIteration as stop:
         result: tuple[Any, StateEvent | None] = stop.value
         return result

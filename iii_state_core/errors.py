@@ -69,6 +69,21 @@ class BackendError(StateError, OSError):
     code = "BACKEND_ERROR"
 
 
+class StoredValueError(BackendError):
+    """An entry's stored bytes are not strict JSON: another program wrote them.
+
+    The caller's request was fine, so the code is the function's ``*_ERROR``, not
+    ``deserialization_error``. Nothing was written; ``set`` or ``delete`` replaces such an entry.
+    """
+
+
+class WriteAppliedError(BackendError):
+    """The write was applied, and then something failed: the store holds the new state.
+
+    Raised instead of a plain error so that no failure is ever reported for a write that happened.
+    """
+
+
 class UnknownOutcomeError(BackendError):
     """A write was sent but the connection died before the reply: it may or may not be applied.
 

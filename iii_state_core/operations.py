@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
@@ -19,6 +20,7 @@ from .errors import (
     DeserializationError,
     InvalidCursorError,
     KeyTooLargeError,
+    StoredValueError,
     ValueTooLargeError,
 )
 from .results import CompareAndSetResult, EntriesPage, SetResult, StateEvent, UpdateResult
@@ -50,6 +52,7 @@ FAILURE_TEXT: Final = {
     "list_entries": "Failed to list entries",
     "list_groups": "Failed to list groups",
 }
+log = logging.getLogger("iii_state.operations")
 SCAN_PAGE: Final = 500
 MAX_LIST_LIMIT: Final = 1000
 DEFAULT_LIST_LIMIT: Final = 100
@@ -114,8 +117,45 @@ class Limits:
         return data
 
 
-def _decode(raw: bytes | None) -> JSON:
-    return None if raw is None else decode_stored(raw)
+def _entry(scope: str, key: str) -> str:
+    shown = [json.dumps(t if len(t) <= 60 else f"{t[:60]}…", ensure_ascii=False) for t in (scope, key)]
+    return f"scope {shown[0]} key {shown[1]}"
+
+
+def _decode(function: str, scope: str, key: str, raw: bytes | None) -> JSON:
+    """The value of stored bytes, read before anything is written.
+
+    :raises StoredValueError: with the function's ``*_ERROR`` code when another program stored
+        bytes that are not strict JSON (the caller's request is not to blame).
+    """
+    if raw is None:
+        return None
+    try:
+        return decode_stored(raw)
+    except StoredValueError as exc:
+        raise StoredValueError(
+            f"{FAILURE_TEXT[function]}: {_entry(scope, key)}: {exc}; another program wrote them: "
+            f"overwrite the entry with set or remove it with delete",
+            code=ERROR_CODES[function],
+        ) from None
+
+
+def _replaced(function: str, scope: str, key: str, raw: bytes | None) -> JSON:
+    """The value a write replaced. The write is done, so this must not fail.
+
+    Bytes another program stored that are not JSON have no value to report: ``null`` (the
+    event still says ``state:updated``, since the key was present) and a logged warning.
+    """
+    if raw is None:
+        return None
+    try:
+        return decode_stored(raw)
+    except StoredValueError as exc:
+        log.warning(
+            "state::%s on %s replaced what was there: %s; old_value is reported as null",
+            function, _entry(scope, key), exc,
+        )  # fmt: skip
+        return None
 
 
 def _written(scope: str, key: str, old_raw: bytes | None, old: JSON, new: JSON) -> StateEvent:
@@ -130,21 +170,21 @@ def _written(scope: str, key: str, old_raw: bytes | None, old: JSON, new: JSON) 
 def get_value(limits: Limits, scope: str, key: str) -> Plan:
     limits.check_entry(scope, key)
     raw = yield Call("read", (scope, key))
-    return _decode(raw), None
+    return _decode("get", scope, key, raw), None
 
 
 def set_value(limits: Limits, scope: str, key: str, value: JSON) -> Plan:
     limits.check_entry(scope, key)
     data = limits.encode(value)
     old_raw = yield Call("write", (scope, key, data))
-    old = _decode(old_raw)
+    old = _replaced("set", scope, key, old_raw)
     return SetResult(old, value), _written(scope, key, old_raw, old, value)
 
 
 def delete_value(limits: Limits, scope: str, key: str) -> Plan:
     limits.check_entry(scope, key)
     old_raw = yield Call("remove", (scope, key))
-    old = _decode(old_raw)
+    old = _replaced("delete", scope, key, old_raw)
     # engine parity: a delete of a missing key still emits, with old_value null
     return old, StateEvent("state:deleted", scope, key, old, None)
 
@@ -154,7 +194,7 @@ def update(limits: Limits, scope: str, key: str, ops: list[Op]) -> Plan:
     outcome: dict[str, Any] = {}
 
     def change(old_raw: bytes | None) -> bytes:
-        current = None if old_raw is None else decode_stored(old_raw)
+        current = _decode("update", scope, key, old_raw)
         new, errors = apply_ops(current, old_raw is None, ops)
         data = limits.encode(new)
         outcome["new"], outcome["errors"] = new, errors
@@ -165,7 +205,7 @@ def update(limits: Limits, scope: str, key: str, ops: list[Op]) -> Plan:
         old_raw = native[0]
     else:
         old_raw = yield from _optimistic(scope, key, change, "update")
-    old = _decode(old_raw)
+    old = _replaced("update", scope, key, old_raw)  # change() read it already: cannot fail
     new_value, errors = outcome["new"], outcome["errors"]
     result = UpdateResult(old, new_value, errors)
     return result, _written(scope, key, old_raw, old, new_value)
@@ -203,7 +243,7 @@ def compare_and_set(limits: Limits, scope: str, key: str, expected: JSON, new_va
 
     def attempt(_n: int) -> Generator[Call, Any, tuple[CompareAndSetResult, StateEvent | None] | Lost]:
         raw, token = yield Call("read_versioned", (scope, key))
-        current = _decode(raw)
+        current = _decode("compare_and_set", scope, key, raw)
         if expected is MISSING:
             if raw is not None:
                 return CompareAndSetResult("conflict", current, current), None
@@ -235,7 +275,7 @@ def list_values(limits: Limits, scope: str) -> Plan:
     entries = yield from _walk(scope)
     if not limits.capabilities.ordered_listing:
         entries = list(dict(entries).items())  # an unordered scan may repeat a key
-    return [decode_stored(raw) for _, raw in entries], None
+    return [_decode("list", scope, k, raw) for k, raw in entries], None
 
 
 def list_keys(limits: Limits, scope: str) -> Plan:
@@ -281,6 +321,6 @@ def list_entries(limits: Limits, scope: str, cursor: str | None, limit: object) 
         raise DeserializationError(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r}")
     inner = None if cursor is None else decode_cursor(scope, cursor)
     page, next_inner = yield Call("scan", (scope, inner, limit))
-    entries = [(k, decode_stored(raw)) for k, raw in page]
+    entries = [(k, _decode("list_entries", scope, k, raw)) for k, raw in page]
     next_cursor = None if next_inner is None else encode_cursor(scope, next_inner)
     return EntriesPage(entries, next_cursor, next_cursor is None), None

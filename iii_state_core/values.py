@@ -7,7 +7,7 @@ import math
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Final
 
-from .errors import InvalidValueError
+from .errors import InvalidValueError, StoredValueError
 
 #: The engine's integer range: i64 minimum to u64 maximum.
 MIN_INT: Final = -(2**63)
@@ -174,10 +174,23 @@ def _reject_constant(name: str) -> object:
 
 
 def _finite_float(text: str) -> float:
+    """A JSON number as a double, refusing the texts a double cannot hold.
+
+    ``1e400`` overflows to infinity (not JSON). ``1e-400`` underflows to ``0.0``: a nonzero
+    number silently read as zero, refused too (``0e-400`` is a zero and stays one).
+    """
     number = float(text)
     if not math.isfinite(number):
-        raise InvalidValueError(f"JSON number {text} is too large for a double")
+        raise InvalidValueError(f"JSON number {_clip(text)} is too large for a double")
+    if number == 0.0 and any(c in "123456789" for c in text.partition("e")[0].partition("E")[0]):
+        raise InvalidValueError(
+            f"JSON number {_clip(text)} is too small for a double (it would read back as 0.0)"
+        )
     return number
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}…"
 
 
 def loads(data: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> JSON:
@@ -196,7 +209,10 @@ def loads(data: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> JSON:
     return value
 
 
-_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+#: The strict scanner for stored bytes: NaN, Infinity and numbers no double holds are refused,
+#: so nothing read from a store can be printed as text that is not JSON.
+_STRICT = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_scan_once = _STRICT.scan_once  # type: ignore[attr-defined]
 #: First bytes of the compact JSON the core stores: no BOM, no NUL, no leading whitespace.
 _PLAIN_FIRST: Final = frozenset(b'{["-0123456789tfn')
 
@@ -204,7 +220,8 @@ _PLAIN_FIRST: Final = frozenset(b'{["-0123456789tfn')
 def decode_stored(data: bytes) -> JSON:
     """Parse bytes a backend returned. They were checked on the way in, so only parse.
 
-    :raises InvalidValueError: when the stored bytes are not JSON (a foreign writer).
+    :raises StoredValueError: when the stored bytes are not strict JSON (another program wrote
+        them): not JSON at all, NaN/Infinity, a number no double holds, or nested past parsing.
     """
     # Fast path for what the core itself wrote: UTF-8 without a BOM (json.loads would detect
     # the same encoding), one document and nothing after it. Anything else takes json.loads.
@@ -214,14 +231,18 @@ def decode_stored(data: bytes) -> JSON:
             value, end = _scan_once(text, 0)
             if end == len(text):
                 return value
+        except InvalidValueError as exc:
+            raise StoredValueError(f"stored bytes are not strict JSON ({exc})") from None
         except Exception:
             pass  # json.loads below raises what it always raised
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_reject_constant, parse_float=_finite_float)
+    except InvalidValueError as exc:
+        raise StoredValueError(f"stored bytes are not strict JSON ({exc})") from None
     except ValueError as exc:
-        raise InvalidValueError(f"stored bytes are not JSON: {exc}") from None
+        raise StoredValueError(f"stored bytes are not JSON ({exc})") from None
     except RecursionError:  # a foreign writer's value nested past what Python can parse
-        raise InvalidValueError("stored bytes nest too deeply to parse") from None
+        raise StoredValueError("stored bytes nest too deeply to parse") from None
 
 
 def json_type(value: object) -> str:

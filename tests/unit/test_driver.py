@@ -173,3 +173,52 @@ def test_backend_error_drops_cause_whose_note_holds_a_secret() -> None:
     exc.add_note(f"while sending AUTH {SECRET}")  # type: ignore[attr-defined,unused-ignore]
     wrapped = backend_error("set", exc, "x", [SECRET])
     assert SECRET not in "".join(traceback.format_exception(wrapped))
+
+
+
+def _fails_after(write: str, args: tuple[Any, ...]) -> Any:
+    from iii_state_core.operations import Call
+
+    yield Call(write, args)
+    raise ValueError("the result could not be built")
+
+
+_WRITES = [("write", ("s", "k", b"1")), ("remove", ("s", "k")), ("write_if", ("s", "k", b"1", None))]
+
+
+@pytest.mark.parametrize(("write", "args"), _WRITES)
+def test_a_plan_failing_after_its_write_says_the_write_was_applied(write: str, args: tuple[Any, ...]) -> None:
+    """Issue 12 #1, as a rule of the driver: no error after a write may read as "not written"."""
+    from iii_state_core import WriteAppliedError
+    from iii_state_core.driver import run_sync
+
+    with open_store(adapter="kv", adapter_config={}) as store:
+        with pytest.raises(WriteAppliedError, match="the write was applied") as info:
+            run_sync(_fails_after(write, args), store.adapter, "set")
+        assert info.value.code == "SET_ERROR"
+        assert store.adapter.read("s", "k") == (None if write == "remove" else b"1")
+
+
+@pytest.mark.parametrize(("write", "args"), _WRITES)
+def test_an_async_plan_failing_after_its_write_says_the_write_was_applied(
+    write: str, args: tuple[Any, ...]
+) -> None:
+    from iii_state_core import WriteAppliedError
+    from iii_state_core.driver import run_async
+
+    async def main() -> None:
+        store = open_async_store(adapter="kv", adapter_config={})
+        with pytest.raises(WriteAppliedError, match="the write was applied"):
+            await run_async(_fails_after(write, args), store.async_adapter, "delete", "kv", [])
+        assert store.adapter.read("s", "k") == (None if write == "remove" else b"1")
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_plan_failing_before_any_write_keeps_its_own_error() -> None:
+    from iii_state_core.driver import run_sync
+
+    with open_store(adapter="kv", adapter_config={}) as store:
+        with pytest.raises(ValueError, match="could not be built"):
+            run_sync(_fails_after("read", ("s", "k")), store.adapter, "get")

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 from unit_helpers import assert_same, call
 
-from iii_state_core import ConfigError, DeserializationError, InvalidValueError, StateStore, open_store
+from iii_state_core import (
+    ConfigError,
+    DeserializationError,
+    InvalidValueError,
+    StateStore,
+    StoredValueError,
+    open_store,
+)
 from iii_state_core.values import (
     DEFAULT_MAX_DEPTH,
     check_value,
@@ -233,8 +240,29 @@ def test_loads_accepts_edges_exactly() -> None:
 
 
 def test_decode_stored_rejects_foreign_bytes() -> None:
-    with pytest.raises(InvalidValueError, match="stored bytes"):
+    with pytest.raises(StoredValueError, match="stored bytes"):
         decode_stored(b"\x00not json")
+
+
+@pytest.mark.parametrize(
+    "data", [b"NaN", b"-Infinity", b"[1,Infinity]", b"1e400", b'{"a":-1e999}', b"1e-400", b" 1e-400"]
+)
+def test_decode_stored_refuses_what_no_json_output_could_print(data: bytes) -> None:
+    """Issue 12 #2: foreign NaN/1e400 were returned as floats and printed as `NaN`/`Infinity`."""
+    with pytest.raises(StoredValueError, match="strict JSON"):
+        decode_stored(data)
+
+
+@pytest.mark.parametrize("text", ["1e-400", "-2.5e-330", "[1E-999]"])
+def test_loads_rejects_numbers_that_underflow_to_zero(text: str) -> None:
+    """Issue 12: `1e-400` silently became 0.0; now it is refused, like 1e400."""
+    with pytest.raises(InvalidValueError, match="too small for a double"):
+        loads(text)
+
+
+@pytest.mark.parametrize(("text", "value"), [("0e-400", 0.0), ("-0.0e-999", -0.0), ("5e-324", 5e-324)])
+def test_loads_keeps_zeros_and_subnormals(text: str, value: float) -> None:
+    assert_same(loads(text), value)
 
 
 # -- same_json ---------------------------------------------------------------------------------
@@ -292,7 +320,7 @@ def test_decode_stored_agrees_with_json_loads(data: bytes) -> None:
     try:
         expected = json.loads(data)
     except ValueError:
-        with pytest.raises(InvalidValueError):
+        with pytest.raises(StoredValueError):
             decode_stored(data)
         return
     assert_same(decode_stored(data), expected)

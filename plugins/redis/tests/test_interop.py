@@ -122,3 +122,38 @@ def test_fields_that_are_not_utf8_are_skipped_by_listing(store: StateStore, raw:
         assert store.list_keys(scope) == ["ok"]
     finally:
         raw.delete(f"state:{scope}")
+
+
+@pytest.mark.parametrize("foreign", [b"not json", b"NaN", b"1e400"])
+def test_set_and_delete_over_what_another_program_wrote_succeed_as_reported(
+    store: StateStore, raw: Any, foreign: bytes
+) -> None:
+    """Issue 12 #1: set/delete reported a failure, yet HGET showed the write had happened."""
+    scope = unique("foreign")
+    raw.hset(f"state:{scope}", "bad", foreign)
+    assert store.set(scope, "bad", "new").to_wire() == {"old_value": None, "new_value": "new"}
+    assert raw.hget(f"state:{scope}", "bad") == b'"new"'
+    raw.hset(f"state:{scope}", "bad", foreign)
+    assert store.delete(scope, "bad") is None
+    assert raw.hexists(f"state:{scope}", "bad") == 0
+
+
+@pytest.mark.parametrize("foreign", [b"not json", b"NaN", b"1e400", b"[Infinity]"])
+def test_reads_of_what_another_program_wrote_fail_as_the_store_s_fault(
+    store: StateStore, raw: Any, foreign: bytes
+) -> None:
+    """Issue 12 #2: NaN/1e400 were printed as non-JSON; the error blamed the caller."""
+    scope = unique("foreign")
+    raw.hset(f"state:{scope}", "bad", foreign)
+    try:
+        for function, code in (("get", "GET_ERROR"), ("list", "LIST_ERROR"), ("list_entries", "LIST_ERROR")):
+            payload = {"scope": scope, "key": "bad"}
+            with pytest.raises(StateError) as info:
+                store.trigger({"function_id": f"state::{function}", "payload": payload})
+            assert info.value.code == code, info.value
+        with pytest.raises(StateError) as info:
+            store.update(scope, "bad", [{"type": "set", "path": "", "value": 1}])
+        assert info.value.code == "UPDATE_ERROR"
+        assert raw.hget(f"state:{scope}", "bad") == foreign
+    finally:
+        raw.delete(f"state:{scope}")

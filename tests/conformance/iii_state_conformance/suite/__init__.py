@@ -6,6 +6,7 @@ from .base import GuardTests, SuiteBase
 from .capabilities import CapabilityTests
 from .concurrency import ConcurrencyTests
 from .events import EventTests
+from .foreign import ForeignBytesTests
 from .functions import FunctionTests
 from .listing import ListingTests
 from .model import ModelTests
@@ -19,6 +20,7 @@ AREAS = {
     UpdateOpTests: "update ops (contract § Update ops)",
     ValueTests: "values (contract § Values)",
     EventTests: "events (contract § Events)",
+    ForeignBytesTests: "foreign stored bytes (contract § Functions)",
     NameTests: "scopes, keys and limits",
     ListingTests: "listing",
     CapabilityTests: "capabilities",
@@ -33,6 +35,7 @@ class StateStoreSuite(
     UpdateOpTests,
     ValueTests,
     EventTests,
+    ForeignBytesTests,
     NameTests,
     ListingTests,
     CapabilityTests,

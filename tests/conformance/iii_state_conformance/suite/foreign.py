@@ -1,0 +1,86 @@
+"""Entries whose stored bytes another program wrote and that are not strict JSON (contract § Functions).
+
+The bytes are put in place with the adapter's own ``write`` primitive, which stores them as
+they are, exactly where a foreign writer sharing the backend would have left them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from iii_state_core import StateError, StateStore, StoredValueError
+
+#: Not JSON; NaN and numbers no double holds (JSON text the core never writes nor returns).
+FOREIGN = [b"not json", b"NaN", b"[1,Infinity]", b"1e400", b"1e-400", b"\xff\xfe"]
+_CODES = {
+    "get": "GET_ERROR",
+    "list": "LIST_ERROR",
+    "list_entries": "LIST_ERROR",
+    "update": "UPDATE_ERROR",
+    "compare_and_set": "UPDATE_ERROR",
+}
+
+
+def _put(store: StateStore, scope: str, raw: bytes) -> None:
+    try:
+        _put(store, scope, raw)
+    except Exception as exc:  # e.g. DynamoDB strings: no program can store bytes that are not UTF-8
+        pytest.skip(f"{store.adapter.name} cannot hold the stored bytes {raw!r} at all: {exc}")
+
+
+def _events(store: StateStore, scope: str) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    store.on_change(lambda e: seen.append(e.to_wire()), scope=scope)
+    return seen
+
+
+class ForeignBytesTests:
+    @pytest.mark.parametrize("raw", FOREIGN)
+    def test_set_over_foreign_bytes_succeeds_and_stores(
+        self, store: StateStore, scope: str, raw: bytes
+    ) -> None:
+        """A write is never reported as failed once applied: set replaces whatever was stored."""
+        _put(store, scope, raw)
+        seen = _events(store, scope)
+        result = store.set(scope, "k", "new")
+        assert (result.old_value, result.new_value) == (None, "new")
+        assert store.adapter.read(scope, "k") == b'"new"'
+        assert store.get(scope, "k") == "new"
+        assert [(e["event_type"], e["old_value"], e["new_value"]) for e in seen] == [
+            ("state:updated", None, "new")
+        ]
+
+    @pytest.mark.parametrize("raw", FOREIGN)
+    def test_delete_of_foreign_bytes_succeeds_and_removes(
+        self, store: StateStore, scope: str, raw: bytes
+    ) -> None:
+        _put(store, scope, raw)
+        seen = _events(store, scope)
+        request = {"function_id": "state::delete", "payload": {"scope": scope, "key": "k"}}
+        assert store.trigger(request) is None
+        assert store.adapter.read(scope, "k") is None
+        assert [(e["event_type"], e["old_value"]) for e in seen] == [("state:deleted", None)]
+
+    @pytest.mark.parametrize("raw", FOREIGN)
+    @pytest.mark.parametrize("function", sorted(_CODES))
+    def test_reads_and_conditional_writes_refuse_foreign_bytes_and_change_nothing(
+        self, store: StateStore, scope: str, raw: bytes, function: str
+    ) -> None:
+        """Nothing unreadable is ever returned (nor printed as text that is not JSON), the error
+        names the store's data rather than the caller's request, and nothing is written."""
+        _put(store, scope, raw)
+        seen = _events(store, scope)
+        payload: dict[str, Any] = {"scope": scope, "key": "k"}
+        if function == "update":
+            payload["ops"] = [{"type": "set", "path": "", "value": 1}]
+        if function == "compare_and_set":
+            payload.update(expected_value=1, new_value=2)
+        with pytest.raises(StateError) as info:
+            store.trigger({"function_id": f"state::{function}", "payload": payload})
+        assert isinstance(info.value, StoredValueError), repr(info.value)
+        assert info.value.code == _CODES[function]
+        assert "not" in str(info.value) and "\n" not in str(info.value)
+        assert store.adapter.read(scope, "k") == raw
+        assert seen == []
