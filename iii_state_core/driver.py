@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from .adapter import Adapter, AsyncAdapter
-from .errors import BackendError, StateError, WriteAppliedError
+from .errors import BackendError, DeserializationError, StateError, StoredValueError, WriteAppliedError
 from .operations import ERROR_CODES, FAILURE_TEXT, Plan
 from .results import StateEvent
 
@@ -58,12 +58,26 @@ def _applies(name: str, value: Any) -> bool:
     return (name == "write_if" and value is True) or (name == "modify" and value is not None)
 
 
+def _reports_a_lost_write(applied: bool, exc: Exception) -> bool:
+    """Whether a plan's error, raised after ``applied`` writes, would read as "nothing written".
+
+    An unexpected exception or a data error (a value or stored bytes the plan could not read)
+    after a write is never a decision about the write, so it must say the write was applied. A
+    state error with a code of its own (``SCOPE_CONFLICT`` after compensating writes, …) is the
+    plan's deliberate answer and passes as it is.
+    """
+    return applied and (
+        not isinstance(exc, StateError) or isinstance(exc, (DeserializationError, StoredValueError))
+    )
+
+
 def _after_write(function: str, exc: Exception) -> WriteAppliedError:
     """A plan failed after its write was applied: say so, never report a plain failure."""
     detail = str(exc) or type(exc).__name__
     return WriteAppliedError(
-        f"{FAILURE_TEXT[function]}: the write was applied, then this failed: {detail}",
-        code=ERROR_CODES[function],
+        f"{FAILURE_TEXT.get(function, f'state::{function} failed')}: the write was applied, "
+        f"then this failed: {detail}",
+        code=ERROR_CODES.get(function, "BACKEND_ERROR"),
     )
 
 
@@ -87,7 +101,7 @@ def run_sync(plan: Plan, adapter: Adapter, function: str) -> tuple[Any, StateEve
             except StopIteration:
                 raise
             except Exception as exc:
-                if applied:
+                if _reports_a_lost_write(applied, exc):
                     raise _after_write(function, exc) from exc
                 raise
     except StopIteration as stop:
@@ -117,7 +131,7 @@ async def run_async(
             except StopIteration:
                 raise
             except Exception as exc:
-                if applied:
+                if _reports_a_lost_write(applied, exc):
                     raise _after_write(function, exc) from exc
                 raise
     except StopIteration as stop:

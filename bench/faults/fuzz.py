@@ -311,7 +311,7 @@ def run(examples: int, seed: int | None = None) -> list[Line]:
     stored = Line(
         "core",
         "fuzzed bytes left in the backend by a foreign writer, read through get/list/list_entries",
-        "only StateError subclasses (InvalidValueError), no crash",
+        "only StateError subclasses (StoredValueError), no crash",
     )
     started = time.monotonic()
     fuzzer = Fuzzer(store, stored)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, get_args
 
 from ..driver import run_sync
+from ..errors import StoredValueError
 from ..operations import Call, Limits, Plan
 from ..store import MISSING, StateStore
 from ..values import JSON, decode_stored, same_json
@@ -101,8 +102,13 @@ def differs_from_stored(store: StateStore, entry: Entry) -> bool:
     the core's driver (errors are wrapped and redacted as for ``get``).
     """
     raw: bytes | None = run_sync(_read_raw(store.limits, entry.scope, entry.key), store.adapter, "get")[0]
-    stored: JSON = None if raw is None else decode_stored(raw)
-    return raw is not None and not same_json(stored, entry.value)
+    if raw is None:
+        return False
+    try:
+        stored: JSON = decode_stored(raw)
+    except StoredValueError:  # another program's bytes: not the entry's value, whatever it is
+        return True
+    return not same_json(stored, entry.value)
 
 
 def import_file(

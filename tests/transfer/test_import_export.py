@@ -238,3 +238,34 @@ def test_help_texts_explain_and_show_examples() -> None:
     for command in ("export", "import", "migrate"):
         code, out, _ = run(command, "--help")
         assert code == 0 and "Examples:" in out and f"iii-state {command}" in out
+
+
+# -- entries another program wrote (issue 12) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("foreign", [b"NaN", b"1e400", b"not json"])
+def test_export_of_bytes_another_program_wrote_fails_in_one_line(tmp_path: Path, foreign: bytes) -> None:
+    """It printed part of the scope, then a ValueError traceback."""
+    config = kv_config_file(tmp_path, "store")
+    with kv_store(tmp_path / "store-data") as store:
+        store.set("s", "a", 1)
+        store.adapter.write("s", "b", foreign)
+    out = tmp_path / "out.jsonl"
+    code, _, err = run("export", "-c", str(config), "-o", str(out))
+    assert code == 1 and not out.exists()
+    assert err.startswith("error: LIST_ERROR") and 'key "b"' in err and len(err.splitlines()) == 1
+    assert "Traceback" not in err and "NaN" not in err.split("(")[0]
+
+
+def test_import_over_bytes_another_program_wrote_is_a_conflict_or_an_overwrite(tmp_path: Path) -> None:
+    config = kv_config_file(tmp_path, "store")
+    with kv_store(tmp_path / "store-data") as store:
+        store.adapter.write("s", "k", b"NaN")
+    source = tmp_path / "in.jsonl"
+    write_lines(source, [Entry("s", "k", 1)])
+    code, _, err = run("import", "-c", str(config), str(source))
+    assert code == 1 and "Traceback" not in err
+    code, _, err = run("import", "-c", str(config), "--on-conflict", "overwrite", str(source))
+    assert code == 0, err
+    with kv_store(tmp_path / "store-data") as store:
+        assert store.get("s", "k") == 1

@@ -216,6 +216,21 @@ def test_an_async_plan_failing_after_its_write_says_the_write_was_applied(
     asyncio.run(main())
 
 
+def test_a_deliberate_state_error_after_compensating_writes_passes_as_it_is() -> None:
+    from iii_state_core.driver import run_sync
+    from iii_state_core.operations import Call
+
+    def plan() -> Any:
+        yield Call("write", ("s", "k", b"1"))
+        yield Call("remove", ("s", "k"))
+        raise StateError("taken by someone else", code="SCOPE_CONFLICT")
+
+    with open_store(adapter="kv", adapter_config={}) as store:
+        with pytest.raises(StateError) as info:
+            run_sync(plan(), store.adapter, "set")
+        assert info.value.code == "SCOPE_CONFLICT"
+
+
 def test_a_plan_failing_before_any_write_keeps_its_own_error() -> None:
     from iii_state_core.driver import run_sync
 
