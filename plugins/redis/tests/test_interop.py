@@ -124,7 +124,7 @@ def test_fields_that_are_not_utf8_are_skipped_by_listing(store: StateStore, raw:
         raw.delete(f"state:{scope}")
 
 
-@pytest.mark.parametrize("foreign", [b"not json", b"NaN", b"1e400"])
+@pytest.mark.parametrize("foreign", [b"not json", b"NaN", b"1e400", b"\xff\xfe"])
 def test_set_and_delete_over_what_another_program_wrote_succeed_as_reported(
     store: StateStore, raw: Any, foreign: bytes
 ) -> None:
@@ -138,7 +138,7 @@ def test_set_and_delete_over_what_another_program_wrote_succeed_as_reported(
     assert raw.hexists(f"state:{scope}", "bad") == 0
 
 
-@pytest.mark.parametrize("foreign", [b"not json", b"NaN", b"1e400", b"[Infinity]"])
+@pytest.mark.parametrize("foreign", [b"not json", b"NaN", b"1e400", b"[Infinity]", b"\xff\xfe"])
 def test_reads_of_what_another_program_wrote_fail_as_the_store_s_fault(
     store: StateStore, raw: Any, foreign: bytes
 ) -> None:
