@@ -10,6 +10,7 @@ import click
 
 from .cli import cli, config_option, fail, opened
 from .errors import StateError
+from .install_hints import install_hint
 from .plugins import AdapterInfo, default_registry
 
 _COLUMNS: tuple[tuple[str, Callable[[AdapterInfo], object]], ...] = (
@@ -39,7 +40,7 @@ def plugins_command() -> None:
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
     if not rows:
-        click.echo("(no adapters installed: pip install iii-state-kvfile)")
+        click.echo(f"(no adapters installed; {install_hint('iii-state-kvfile')})")
 
 
 @cli.command("check")

@@ -10,6 +10,7 @@ import textwrap
 import click
 
 from .cli import CONFIG_HELP
+from .install_hints import install_hint
 
 _TEST_MODULE = """
 import json, os
@@ -96,7 +97,9 @@ def conformance(
         import pytest
         from iii_state_conformance import plugin as report_plugin
     except ImportError:
-        raise click.ClickException("the suite is not installed: pip install iii-state-conformance") from None
+        raise click.ClickException(
+            f"the conformance suite is not installed; {install_hint('iii-state-conformance')}"
+        ) from None
     target = {
         "adapter": adapter,
         "options": dict(_option(o) for o in options),

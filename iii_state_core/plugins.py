@@ -15,6 +15,7 @@ import pluggy
 from . import hookspecs
 from .adapter import Adapter, Capabilities
 from .errors import AdapterNotFoundError, ConfigError
+from .install_hints import install_hint
 
 log = logging.getLogger("iii_state.plugins")
 
@@ -114,14 +115,14 @@ class Registry:
         if name in self.broken:
             raise AdapterNotFoundError(
                 f"the plugin for adapter {name!r} is installed but failed to import "
-                f"({self.broken[name]}); reinstall it: "
-                f"`pip install --force-reinstall {KNOWN_DISTRIBUTIONS.get(name, f'iii-state-{name}')}`"
+                f"({self.broken[name]}); reinstall it with --force-reinstall; "
+                f"{install_hint(KNOWN_DISTRIBUTIONS.get(name, f'iii-state-{name}'))}"
             )
         installed = ", ".join(sorted(self.adapters)) or "none"
         package = KNOWN_DISTRIBUTIONS.get(name, f"iii-state-{name}")
         raise AdapterNotFoundError(
             f"no installed plugin provides the adapter {name!r} (installed: {installed}); "
-            f"install it with `pip install {package}`"
+            f"{install_hint(package)}"
         )
 
     def event_hook(self) -> Any:

@@ -9,6 +9,7 @@ import click
 
 from ..cli import CONFIG_HELP, fail
 from ..errors import StateError
+from ..install_hints import install_hint
 from .settings import DEFAULT_ENGINE_URL, DEFAULT_WORKER_NAME, WorkerSettings, check_engine_url, scrub
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -138,7 +139,7 @@ def worker(
     try:
         from .runner import run_worker
     except ImportError as exc:
-        fail(f"the worker needs the iii SDK ({exc}); install it: pip install 'iii-state-core[worker]'")
+        fail(f"the worker needs the iii SDK ({exc}); {install_hint('iii-state-core', '[worker]')}")
     _setup_logging(log_level, engine_url)
     settings = WorkerSettings(
         engine_url=engine_url,
