@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,6 +13,7 @@ import click
 from . import open_store
 from .errors import StateError
 from .store import StateStore
+from .table import TABLE, StateFunction
 from .values import loads
 
 CONFIG_HELP = (
@@ -38,12 +39,21 @@ def _installed(name: str) -> bool:
         return False
 
 
+def _table_commands() -> dict[str, StateFunction[Any, Any]]:
+    return {f.command.name: f for f in TABLE.values() if f.command is not None}
+
+
 class _Group(click.Group):
+    """Subcommands: the state functions' (from the function table), ours, and lazy ones."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *(n for n in LAZY_COMMANDS if _installed(n))])
+        lazy = [n for n in LAZY_COMMANDS if _installed(n)]
+        return sorted([*super().list_commands(ctx), *_table_commands(), *lazy])
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         command = super().get_command(ctx, name)
+        if command is None and name in _table_commands():
+            return state_command(_table_commands()[name])
         if command is not None or name not in LAZY_COMMANDS:
             return command
         import importlib
@@ -114,67 +124,32 @@ def cli() -> None:
     """
 
 
-def _state_command(name: str, help_text: str) -> Callable[[Callable[..., Any]], click.Command]:
-    def wrap(fn: Callable[..., Any]) -> click.Command:
-        return cli.command(name, help=help_text)(config_option(fn))
-
-    return wrap
-
-
-@_state_command("get", "Print the value at SCOPE/KEY (null when missing).")
-@click.argument("scope")
-@click.argument("key")
-def get_command(scope: str, key: str, config: str | None) -> None:
+def _call(function: StateFunction[Any, Any], config: str | None, given: dict[str, Any]) -> None:
+    arguments: dict[str, Any] = {}
+    for f in function.fields or ():
+        raw = given.get(f.name)
+        if raw is not None:
+            arguments[f.name] = parse_json(raw, f.name.upper()) if f.json else raw
     with opened(config) as store:
-        emit(store.get(scope, key))
+        result = getattr(store, function.method)(**arguments)
+    emit(result.to_wire() if hasattr(result, "to_wire") else result)
 
 
-@_state_command("set", "Store VALUE (JSON) at SCOPE/KEY; print {old_value, new_value}.")
-@click.argument("scope")
-@click.argument("key")
-@click.argument("value")
-def set_command(scope: str, key: str, value: str, config: str | None) -> None:
-    parsed = parse_json(value, "VALUE")
-    with opened(config) as store:
-        emit(store.set(scope, key, parsed).to_wire())
+def state_command(function: StateFunction[Any, Any]) -> click.Command:
+    """The subcommand the function table declares: required fields are arguments, in order;
+    optional ones are ``--options``; JSON-valued fields are parsed as JSON. Prints the result
+    as one line of JSON (the typed result's wire form)."""
+    assert function.command is not None
+    params: list[click.Parameter] = [
+        click.Argument([f.name]) if f.required else click.Option([f"--{f.name.replace('_', '-')}", f.name])
+        for f in function.fields or ()
+    ]
+    params.append(click.Option(["--config", "-c"], envvar="III_CONFIG", metavar="PATH", help=CONFIG_HELP))
 
+    def callback(config: str | None, **given: Any) -> None:
+        _call(function, config, given)
 
-@_state_command("update", "Apply OPS (a JSON list of update ops) to SCOPE/KEY atomically.")
-@click.argument("scope")
-@click.argument("key")
-@click.argument("ops")
-def update_command(scope: str, key: str, ops: str, config: str | None) -> None:
-    parsed = parse_json(ops, "OPS")
-    with opened(config) as store:
-        emit(store.update(scope, key, parsed).to_wire())
-
-
-@_state_command("delete", "Delete SCOPE/KEY; print the value removed (null when missing).")
-@click.argument("scope")
-@click.argument("key")
-def delete_command(scope: str, key: str, config: str | None) -> None:
-    with opened(config) as store:
-        emit(store.delete(scope, key))
-
-
-@_state_command("list", "Print the values of SCOPE as a JSON array.")
-@click.argument("scope")
-def list_command(scope: str, config: str | None) -> None:
-    with opened(config) as store:
-        emit(store.list(scope))
-
-
-@_state_command("keys", "Print the keys of SCOPE as a JSON array.")
-@click.argument("scope")
-def keys_command(scope: str, config: str | None) -> None:
-    with opened(config) as store:
-        emit(store.list_keys(scope))
-
-
-@_state_command("groups", "Print every scope that holds at least one key.")
-def groups_command(config: str | None) -> None:
-    with opened(config) as store:
-        emit(store.list_groups())
+    return click.Command(function.command.name, callback=callback, params=params, help=function.command.help)
 
 
 def main() -> None:

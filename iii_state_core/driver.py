@@ -8,8 +8,9 @@ from typing import Any
 
 from .adapter import Adapter, AsyncAdapter
 from .errors import BackendError, DeserializationError, StateError, StoredValueError, WriteAppliedError
-from .operations import ERROR_CODES, FAILURE_TEXT, Plan
+from .operations import Plan
 from .results import StateEvent
+from .table import TABLE
 
 
 def redact(text: str, secrets: list[str]) -> str:
@@ -36,16 +37,17 @@ def backend_error(function: str, exc: Exception, describe: str, secrets: list[st
     """
     if isinstance(exc, StateError) and not isinstance(exc, BackendError):
         return exc
+    declared = TABLE[function]
     detail = redact(str(exc) or type(exc).__name__, secrets)
     cls = type(exc) if isinstance(exc, BackendError) else BackendError
-    if isinstance(exc, BackendError) and detail.startswith(FAILURE_TEXT[function]):
+    if isinstance(exc, BackendError) and detail.startswith(declared.failure_text):
         message = detail
     else:
-        message = f"{FAILURE_TEXT[function]}: {describe}: {detail}"
+        message = f"{declared.failure_text}: {describe}: {detail}"
     try:
-        wrapped = cls(message, code=ERROR_CODES[function])
+        wrapped = cls(message, code=declared.error_code)
     except TypeError:  # an adapter's subclass with an __init__ of its own
-        wrapped = BackendError(message, code=ERROR_CODES[function])
+        wrapped = BackendError(message, code=declared.error_code)
     if not isinstance(exc, StateError):
         wrapped.__cause__ = None if mentions_secret(exc, secrets) else exc
     return wrapped
@@ -74,10 +76,11 @@ def _reports_a_lost_write(applied: bool, exc: Exception) -> bool:
 def _after_write(function: str, exc: Exception) -> WriteAppliedError:
     """A plan failed after its write was applied: say so, never report a plain failure."""
     detail = str(exc) or type(exc).__name__
+    declared = TABLE.get(function)
     return WriteAppliedError(
-        f"{FAILURE_TEXT.get(function, f'state::{function} failed')}: the write was applied, "
+        f"{declared.failure_text if declared else f'state::{function} failed'}: the write was applied, "
         f"then this failed: {detail}",
-        code=ERROR_CODES.get(function, "BACKEND_ERROR"),
+        code=declared.error_code if declared else "BACKEND_ERROR",
     )
 
 

@@ -1,4 +1,4 @@
-"""The nine state functions as sans-I/O plans: all semantics, no storage calls of their own.
+"""The state functions as sans-I/O plans: all semantics, no storage calls of their own.
 
 Each plan is a generator that yields :class:`Call` requests for adapter primitives and gets
 their results sent back; it returns ``(result, event_or_None)``. The sync and async stores
@@ -25,33 +25,10 @@ from .errors import (
 )
 from .results import CompareAndSetResult, EntriesPage, SetResult, StateEvent, UpdateResult
 from .retry import LOST, Lost, optimistic
+from .table import TABLE
 from .update_ops import Op, apply_ops
 from .values import DEFAULT_MAX_DEPTH, JSON, check_value, decode_stored, encode, same_json
 
-#: The wire error code each function's backend failures carry (contract § Functions).
-ERROR_CODES: Final = {
-    "set": "SET_ERROR",
-    "get": "GET_ERROR",
-    "delete": "DELETE_ERROR",
-    "update": "UPDATE_ERROR",
-    "compare_and_set": "UPDATE_ERROR",
-    "list": "LIST_ERROR",
-    "list_keys": "LIST_ERROR",
-    "list_entries": "LIST_ERROR",
-    "list_groups": "LIST_GROUPS_ERROR",
-}
-#: The engine's message prefix for each function's backend failures.
-FAILURE_TEXT: Final = {
-    "set": "Failed to set value",
-    "get": "Failed to get value",
-    "delete": "Failed to delete value",
-    "update": "Failed to update value",
-    "compare_and_set": "Failed to compare-and-set value",
-    "list": "Failed to list values",
-    "list_keys": "Failed to list keys",
-    "list_entries": "Failed to list entries",
-    "list_groups": "Failed to list groups",
-}
 log = logging.getLogger("iii_state.operations")
 SCAN_PAGE: Final = 500
 MAX_LIST_LIMIT: Final = 1000
@@ -134,9 +111,9 @@ def _decode(function: str, scope: str, key: str, raw: bytes | None) -> JSON:
         return decode_stored(raw)
     except StoredValueError as exc:
         raise StoredValueError(
-            f"{FAILURE_TEXT[function]}: {_entry(scope, key)}: {exc}; another program wrote them: "
+            f"{TABLE[function].failure_text}: {_entry(scope, key)}: {exc}; another program wrote them: "
             f"overwrite the entry with set or remove it with delete",
-            code=ERROR_CODES[function],
+            code=TABLE[function].error_code,
         ) from None
 
 
@@ -225,9 +202,8 @@ def _optimistic(scope: str, key: str, change: Any, function: str) -> Generator[C
         won = yield Call("write_if", (scope, key, data, token))
         return raw if won else LOST
 
-    return (
-        yield from optimistic(attempt, sleep_call, failure=FAILURE_TEXT[function], code=ERROR_CODES[function])
-    )
+    declared = TABLE[function]
+    return (yield from optimistic(attempt, sleep_call, failure=declared.failure_text, code=declared.error_code))
 
 
 #: ``expected`` of :func:`compare_and_set` meaning "only if the key is missing".
@@ -256,7 +232,7 @@ def compare_and_set(limits: Limits, scope: str, key: str, expected: JSON, new_va
         event = _written(scope, key, raw, current, new_value)
         return CompareAndSetResult("applied", current, new_value), event
 
-    failure, code = FAILURE_TEXT["compare_and_set"], ERROR_CODES["compare_and_set"]
+    failure, code = TABLE["compare_and_set"].failure_text, TABLE["compare_and_set"].error_code
     return (yield from optimistic(attempt, sleep_call, failure=failure, code=code))
 
 

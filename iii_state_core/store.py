@@ -5,23 +5,24 @@ Both validate through the same plans (``operations``), so they give identical re
 
 from __future__ import annotations
 
-import builtins
 import inspect
 import threading
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from . import operations as plans
 from .adapter import Adapter, AsyncAdapter
-from .config import StateConfig
 from .driver import ThreadedAsyncAdapter, run_async, run_sync
 from .events import Condition, EventBus, Handler, Subscription
+from .functions import StateFunctions
 from .operations import Limits, Plan
-from .plugins import Registry
-from .results import CompareAndSetResult, EntriesPage, SetResult, StateEvent, UpdateResult
-from .update_ops import parse_ops
+from .table import AsyncFront, StateFunction, SyncFront, serve
 from .values import JSON
 from .wire import decode_request, result_to_wire
+
+if TYPE_CHECKING:
+    from .config import StateConfig
+    from .plugins import Registry
 
 #: Pass as ``expected_value`` to :meth:`StateStore.compare_and_set` for "only if missing".
 MISSING = plans.MISSING
@@ -78,15 +79,15 @@ class _Base:
             )
         return self.events.subscribe(Subscription(handler, scope, key, condition))
 
-    def _plan_update(self, scope: str, key: str, ops: list[dict[str, Any]]) -> Plan:
-        return plans.update(self.limits, scope, key, parse_ops(ops, max_depth=self.limits.max_depth))
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.adapter.describe()}>"
 
 
-class StateStore(_Base):
-    """Scoped JSON state over one adapter. Thread-safe; use as a context manager or ``close()``."""
+class StateStore(_Base, StateFunctions, SyncFront):
+    """Scoped JSON state over one adapter. Thread-safe; use as a context manager or ``close()``.
+
+    One method per state function (``get``, ``set``, ``update`` …), made from the function table.
+    """
 
     def _run(self, function: str, plan: Plan) -> Any:
         result, event = run_sync(plan, self.adapter, function)
@@ -103,43 +104,6 @@ class StateStore(_Base):
         function, plan = decode_request(self.limits, request)
         return result_to_wire(function, self._run(function, plan))
 
-    def get(self, scope: str, key: str) -> JSON:
-        """The value, or ``None`` when the key is missing (or holds ``null``)."""
-        return self._run("get", plans.get_value(self.limits, scope, key))
-
-    def set(self, scope: str, key: str, value: JSON) -> SetResult:
-        return self._run("set", plans.set_value(self.limits, scope, key, value))  # type: ignore[no-any-return]
-
-    def delete(self, scope: str, key: str) -> JSON:
-        """Remove the key; returns the value removed, or ``None``."""
-        return self._run("delete", plans.delete_value(self.limits, scope, key))
-
-    def update(self, scope: str, key: str, ops: list[dict[str, Any]]) -> UpdateResult:
-        """Apply wire-shaped ops (``{"type": "increment", "path": "n", "by": 1}``) atomically."""
-        return self._run("update", self._plan_update(scope, key, ops))  # type: ignore[no-any-return]
-
-    def compare_and_set(
-        self, scope: str, key: str, expected_value: JSON = MISSING, new_value: JSON = None
-    ) -> CompareAndSetResult:
-        """Store ``new_value`` only if the entry equals ``expected_value`` (omit it: only if missing)."""
-        plan = plans.compare_and_set(self.limits, scope, key, expected_value, new_value)
-        return self._run("compare_and_set", plan)  # type: ignore[no-any-return]
-
-    def list(self, scope: str) -> builtins.list[JSON]:
-        return self._run("list", plans.list_values(self.limits, scope))  # type: ignore[no-any-return]
-
-    def list_keys(self, scope: str) -> builtins.list[str]:
-        return self._run("list_keys", plans.list_keys(self.limits, scope))  # type: ignore[no-any-return]
-
-    def list_groups(self) -> builtins.list[str]:
-        return self._run("list_groups", plans.list_groups(self.limits))  # type: ignore[no-any-return]
-
-    def list_entries(
-        self, scope: str, cursor: str | None = None, limit: int = plans.DEFAULT_LIST_LIMIT
-    ) -> EntriesPage:
-        plan = plans.list_entries(self.limits, scope, cursor, limit)
-        return self._run("list_entries", plan)  # type: ignore[no-any-return]
-
     def close(self) -> None:
         with self._close_lock:
             if not self._closed:
@@ -153,7 +117,7 @@ class StateStore(_Base):
         self.close()
 
 
-class AsyncStateStore(_Base):
+class AsyncStateStore(_Base, StateFunctions, AsyncFront):
     """The same surface as :class:`StateStore`, awaited. Adapter calls never block the loop."""
 
     _awaits_handlers = True
@@ -173,39 +137,6 @@ class AsyncStateStore(_Base):
         function, plan = decode_request(self.limits, request)
         return result_to_wire(function, await self._run(function, plan))
 
-    async def get(self, scope: str, key: str) -> JSON:
-        return await self._run("get", plans.get_value(self.limits, scope, key))
-
-    async def set(self, scope: str, key: str, value: JSON) -> SetResult:
-        return await self._run("set", plans.set_value(self.limits, scope, key, value))  # type: ignore[no-any-return]
-
-    async def delete(self, scope: str, key: str) -> JSON:
-        return await self._run("delete", plans.delete_value(self.limits, scope, key))
-
-    async def update(self, scope: str, key: str, ops: list[dict[str, Any]]) -> UpdateResult:
-        return await self._run("update", self._plan_update(scope, key, ops))  # type: ignore[no-any-return]
-
-    async def compare_and_set(
-        self, scope: str, key: str, expected_value: JSON = MISSING, new_value: JSON = None
-    ) -> CompareAndSetResult:
-        plan = plans.compare_and_set(self.limits, scope, key, expected_value, new_value)
-        return await self._run("compare_and_set", plan)  # type: ignore[no-any-return]
-
-    async def list(self, scope: str) -> builtins.list[JSON]:
-        return await self._run("list", plans.list_values(self.limits, scope))  # type: ignore[no-any-return]
-
-    async def list_keys(self, scope: str) -> builtins.list[str]:
-        return await self._run("list_keys", plans.list_keys(self.limits, scope))  # type: ignore[no-any-return]
-
-    async def list_groups(self) -> builtins.list[str]:
-        return await self._run("list_groups", plans.list_groups(self.limits))  # type: ignore[no-any-return]
-
-    async def list_entries(
-        self, scope: str, cursor: str | None = None, limit: int = plans.DEFAULT_LIST_LIMIT
-    ) -> EntriesPage:
-        plan = plans.list_entries(self.limits, scope, cursor, limit)
-        return await self._run("list_entries", plan)  # type: ignore[no-any-return]
-
     async def close(self) -> None:
         with self._close_lock:
             if self._closed:
@@ -222,4 +153,24 @@ class AsyncStateStore(_Base):
         await self.close()
 
 
-EventHook = Callable[[StateEvent], Awaitable[None] | None]
+
+def _sync_method(function: StateFunction[Any, Any]) -> Callable[..., Any]:
+    plan, name = function.plan, function.id
+
+    def method(self: StateStore, *args: Any, **kwargs: Any) -> Any:
+        return self._run(name, plan(self.limits, *args, **kwargs))
+
+    return method
+
+
+def _async_method(function: StateFunction[Any, Any]) -> Callable[..., Any]:
+    plan, name = function.plan, function.id
+
+    async def method(self: AsyncStateStore, *args: Any, **kwargs: Any) -> Any:
+        return await self._run(name, plan(self.limits, *args, **kwargs))
+
+    return method
+
+
+serve(StateStore, _sync_method)
+serve(AsyncStateStore, _async_method)

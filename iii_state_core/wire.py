@@ -1,99 +1,37 @@
-"""The wire form: decode a ``trigger`` request into a plan, and a plan's result into JSON."""
+"""The wire form: decode a ``trigger`` request into a plan, and a plan's result into JSON.
+
+Both follow from the function table (:mod:`iii_state_core.functions`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
-from . import operations as plans
-from .errors import DeserializationError, StateError
+from .errors import DeserializationError
+from .functions import StateFunctions  # noqa: F401  (declares the built-ins into the table)
 from .operations import Limits, Plan
-from .results import CompareAndSetResult, EntriesPage, SetResult, UpdateResult
-from .update_ops import parse_ops
+from .table import TABLE, UnknownFunctionError, function, function_ids
 from .values import json_type
 
-FUNCTIONS: Final = (
-    "set", "get", "delete", "update", "list", "list_groups",
-    "list_keys", "list_entries", "compare_and_set",
-)  # fmt: skip
+#: The built-in functions' short names and ids (the table may hold more: see ``table.TABLE``).
+FUNCTIONS: Final = tuple(TABLE)
 FUNCTION_IDS: Final = tuple(f"state::{name}" for name in FUNCTIONS)
 
-
-class UnknownFunctionError(StateError, LookupError):
-    code = "function_not_found"
-
-
-_KIND_NAMES: Final[dict[type, str]] = {str: "a string", list: "an array"}
+__all__ = [
+    "FUNCTIONS", "FUNCTION_IDS", "UnknownFunctionError", "decode_payload", "decode_request", "result_to_wire",
+]  # fmt: skip
 
 
-def _field(payload: Mapping[str, Any], name: str, *, kind: type = str) -> Any:
-    if name not in payload:
-        raise DeserializationError(f"missing field `{name}`")
-    value = payload[name]
-    if not isinstance(value, kind):
-        raise DeserializationError(f"field `{name}` must be {_KIND_NAMES[kind]}, got {json_type(value)}")
-    return value
-
-
-def _set_value(payload: Mapping[str, Any]) -> Any:
-    if "value" in payload and "data" in payload:
-        raise DeserializationError("give `value` or its old alias `data`, not both")
-    if "value" in payload:
-        return payload["value"]
-    if "data" in payload:
-        return payload["data"]
-    raise DeserializationError("missing field `value`")
-
-
-def _list_entries(limits: Limits, p: Mapping[str, Any]) -> Plan:
-    cursor = p.get("cursor")
-    limit = p.get("limit")
-    return plans.list_entries(
-        limits,
-        _field(p, "scope"),
-        cursor,
-        plans.DEFAULT_LIST_LIMIT if limit is None else limit,
-    )
-
-
-def _compare_and_set(limits: Limits, p: Mapping[str, Any]) -> Plan:
-    if "new_value" not in p:
-        raise DeserializationError("missing field `new_value`")
-    expected = p["expected_value"] if "expected_value" in p else plans.MISSING
-    return plans.compare_and_set(limits, _field(p, "scope"), _field(p, "key"), expected, p["new_value"])
-
-
-_DECODERS: Final[dict[str, Callable[[Limits, Mapping[str, Any]], Plan]]] = {
-    "set": lambda lim, p: plans.set_value(lim, _field(p, "scope"), _field(p, "key"), _set_value(p)),
-    "get": lambda lim, p: plans.get_value(lim, _field(p, "scope"), _field(p, "key")),
-    "delete": lambda lim, p: plans.delete_value(lim, _field(p, "scope"), _field(p, "key")),
-    "update": lambda lim, p: plans.update(
-        lim, _field(p, "scope"), _field(p, "key"),
-        parse_ops(_field(p, "ops", kind=list), max_depth=lim.max_depth),
-    ),
-    "list": lambda lim, p: plans.list_values(lim, _field(p, "scope")),
-    "list_keys": lambda lim, p: plans.list_keys(lim, _field(p, "scope")),
-    "list_groups": lambda lim, p: plans.list_groups(lim),
-    "list_entries": _list_entries,
-    "compare_and_set": _compare_and_set,
-}  # fmt: skip
-
-
-def result_to_wire(function: str, result: Any) -> Any:
-    """The JSON result contract § Functions gives for ``function``."""
-    if isinstance(result, (SetResult, UpdateResult, EntriesPage, CompareAndSetResult)):
-        return result.to_wire()
-    if function == "list_groups":
-        return {"groups": result}
-    if function == "list_keys":
-        return {"keys": result}
-    return result
+def result_to_wire(function_name: str, result: Any) -> Any:
+    """The JSON result contract § Functions gives for ``function_name``."""
+    return TABLE[function_name].to_wire(result)
 
 
 def decode_request(limits: Limits, request: object) -> tuple[str, Plan]:
     """Turn ``{"function_id": "state::…", "payload": {...}}`` into ``(function, plan)``.
 
-    :raises UnknownFunctionError: when the function id is not one of the nine.
+    :raises UnknownFunctionError: when the function id is not in the table.
     :raises DeserializationError: when the request or payload has the wrong shape.
     """
     if type(request) is not dict and not isinstance(request, Mapping):  # exact dict: skip the ABC check
@@ -101,21 +39,17 @@ def decode_request(limits: Limits, request: object) -> tuple[str, Plan]:
     function_id = request.get("function_id")
     if not isinstance(function_id, str) or not function_id.startswith("state::"):
         raise UnknownFunctionError(
-            f"function_id {function_id!r} is not a state function; use one of {', '.join(FUNCTION_IDS)}"
+            f"function_id {function_id!r} is not a state function; use one of {', '.join(function_ids())}"
         )
-    function = function_id[len("state::") :]
+    name = function_id[len("state::") :]
     payload = request.get("payload", {})
-    return function, decode_payload(limits, function, payload)
+    return name, decode_payload(limits, name, payload)
 
 
-def decode_payload(limits: Limits, function: str, payload: object) -> Plan:
-    decoder = _DECODERS.get(function)
-    if decoder is None:
-        raise UnknownFunctionError(
-            f"state::{function} is not a state function; use one of {', '.join(FUNCTION_IDS)}"
-        )
+def decode_payload(limits: Limits, function_name: str, payload: object) -> Plan:
+    declared = function(function_name)
     if payload is None:
         payload = {}
     if type(payload) is not dict and not isinstance(payload, Mapping):
         raise DeserializationError(f"payload must be an object, got {json_type(payload)}")
-    return decoder(limits, payload)
+    return declared.decode(limits, payload)

@@ -26,9 +26,8 @@ from ..config import CONFIG_ENV, DEFAULT_CONFIG_FILE, DEFAULT_FILE_STORE, defaul
 from ..errors import StateError
 from ..plugins import Registry
 from ..store import AsyncStateStore
-from ..wire import FUNCTIONS
 from .engine_link import SDK_LOGGER, EngineLink
-from .functions import SPECS, FunctionCallError, call_error
+from .functions import FunctionCallError, call_error, specs
 from .reactions import TRIGGER_TYPE, Reactions, TriggerTable
 from .settings import WorkerSettings, check_engine_url
 
@@ -117,8 +116,7 @@ class StateWorker:
                 # before 0.25 do not speak; it is the only way to offer the `state` trigger type.
                 warnings.simplefilter("ignore", DeprecationWarning)
                 self.iii.register_trigger_type(dict(TRIGGER_TYPE), self.triggers)
-            for name in FUNCTIONS:
-                spec = SPECS[name]
+            for name, spec in specs().items():
                 self._refs.append(
                     self.iii.register_function(
                         spec.function_id,
@@ -300,7 +298,7 @@ class StateWorker:
             s.namespace or os.environ.get("III_NAMESPACE") or "default",
         )  # fmt: skip
         log.info(
-            "serving %s and the `state` trigger type", ", ".join(SPECS[n].function_id for n in FUNCTIONS)
+            "serving %s and the `state` trigger type", ", ".join(s.function_id for s in specs().values())
         )
         limit = store.limits.max_value_bytes
         log.info(

@@ -1,0 +1,190 @@
+"""The function table: every built-in ``state::*`` function, declared once.
+
+To add a function, declare it here (id, fields, error code and failure text, plan, result
+form, docs row, optional CLI command) and write its plan; ``trigger``, both stores' typed
+methods, the worker, the CLI and the docs table follow from the declaration (see
+:mod:`iii_state_core.table`; ``table.markdown_table()`` prints the docs table).
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from . import operations as plans
+from .operations import Limits, Plan
+from .results import CompareAndSetResult, EntriesPage, SetResult, UpdateResult
+from .table import ANY, STRING, Command, Field, StateFunction
+from .update_ops import parse_ops
+from .values import JSON
+
+SCOPE = Field("scope", STRING, kind=str)
+KEY = Field("key", STRING, kind=str)
+VALUE = Field("value", ANY, aliases=("data",), json=True)
+OPS = Field("ops", {"type": "array", "items": {"type": "object"}}, kind=list, json=True)
+EXPECTED_VALUE = Field("expected_value", ANY, required=False)
+NEW_VALUE = Field("new_value", ANY)
+CURSOR = Field("cursor", {"type": ["string", "null"]}, required=False)
+LIMIT = Field(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": plans.MAX_LIST_LIMIT},
+    required=False,
+    null_is_absent=True,
+)
+
+
+# -- plans whose typed signature differs from the core plan's ------------------------------------
+def _update(limits: Limits, scope: str, key: str, ops: builtins.list[dict[str, Any]]) -> Plan:
+    """Apply wire-shaped ops (``{"type": "increment", "path": "n", "by": 1}``) atomically."""
+    return plans.update(limits, scope, key, parse_ops(ops, max_depth=limits.max_depth))
+
+
+def _compare_and_set(
+    limits: Limits, scope: str, key: str, expected_value: JSON = plans.MISSING, new_value: JSON = None
+) -> Plan:
+    return plans.compare_and_set(limits, scope, key, expected_value, new_value)
+
+
+def _list_entries(
+    limits: Limits, scope: str, cursor: str | None = None, limit: int = plans.DEFAULT_LIST_LIMIT
+) -> Plan:
+    return plans.list_entries(limits, scope, cursor, limit)
+
+
+# -- result forms ----------------------------------------------------------------------------------
+def _value(value: JSON) -> JSON:
+    return value
+
+
+def _values(values: builtins.list[JSON]) -> builtins.list[JSON]:
+    return values
+
+
+def _groups(groups: builtins.list[str]) -> dict[str, Any]:
+    return {"groups": groups}
+
+
+def _keys(keys: builtins.list[str]) -> dict[str, Any]:
+    return {"keys": keys}
+
+
+class StateFunctions:
+    """The built-in functions; each attribute is also the stores' typed method of that name."""
+
+    set = StateFunction(
+        "set",
+        description="Store a JSON value at scope/key; returns {old_value, new_value}",
+        plan=plans.set_value,
+        fields=[SCOPE, KEY, VALUE],
+        result=SetResult.to_wire,
+        error_code="SET_ERROR",
+        failure_text="Failed to set value",
+        payload_doc="`{scope, key, value}` (`data` accepted as an old alias of `value`)",
+        result_doc="`{old_value, new_value}`; `old_value` is `null` when the key was new",
+        command=Command("set", "Store VALUE (JSON) at SCOPE/KEY; print {old_value, new_value}."),
+    )
+    get = StateFunction(
+        "get",
+        description="Read the value at scope/key (null when missing)",
+        plan=plans.get_value,
+        fields=[SCOPE, KEY],
+        result=_value,
+        error_code="GET_ERROR",
+        failure_text="Failed to get value",
+        payload_doc="`{scope, key}`",
+        result_doc="the value, or `null` when missing",
+        command=Command("get", "Print the value at SCOPE/KEY (null when missing)."),
+    )
+    delete = StateFunction(
+        "delete",
+        description="Delete scope/key; returns the value removed (or null)",
+        plan=plans.delete_value,
+        fields=[SCOPE, KEY],
+        result=_value,
+        error_code="DELETE_ERROR",
+        failure_text="Failed to delete value",
+        payload_doc="`{scope, key}`",
+        result_doc="the value that was removed (bare, not wrapped), or `null`",
+        command=Command("delete", "Delete SCOPE/KEY; print the value removed (null when missing)."),
+    )
+    update = StateFunction(
+        "update",
+        description="Apply update ops atomically; returns {old_value, new_value, errors?}",
+        plan=_update,
+        fields=[SCOPE, KEY, OPS],
+        result=UpdateResult.to_wire,
+        error_code="UPDATE_ERROR",
+        failure_text="Failed to update value",
+        payload_doc="`{scope, key, ops}`",
+        result_doc="`{old_value, new_value}` plus `errors` only when some op failed",
+        command=Command("update", "Apply OPS (a JSON list of update ops) to SCOPE/KEY atomically."),
+    )
+    list = StateFunction(
+        "list",
+        description="The values of a scope, as an array",
+        plan=plans.list_values,
+        fields=[SCOPE],
+        result=_values,
+        error_code="LIST_ERROR",
+        failure_text="Failed to list values",
+        payload_doc="`{scope}`",
+        result_doc="array of the scope's values (no keys); `[]` for an unknown scope",
+        command=Command("list", "Print the values of SCOPE as a JSON array."),
+    )
+    list_groups = StateFunction(
+        "list_groups",
+        description="Every scope holding at least one key: {groups}",
+        plan=plans.list_groups,
+        fields=[],
+        result=_groups,
+        error_code="LIST_GROUPS_ERROR",
+        failure_text="Failed to list groups",
+        payload_doc="`{}`",
+        result_doc="`{groups: [...]}`: every scope holding at least one key, deduplicated, sorted by "
+        "code point (**fix**: the engine's file store kept emptied scopes)",
+        command=Command("groups", "Print every scope that holds at least one key."),
+    )
+    list_keys = StateFunction(
+        "list_keys",
+        description="The keys of a scope: {keys}",
+        plan=plans.list_keys,
+        fields=[SCOPE],
+        result=_keys,
+        error_code="LIST_ERROR",
+        failure_text="Failed to list keys",
+        payload_doc="`{scope}`",
+        result_doc="`{keys: [...]}`",
+        extension=True,
+        command=Command("keys", "Print the keys of SCOPE as a JSON array."),
+    )
+    list_entries = StateFunction(
+        "list_entries",
+        description="One page of a scope's [key, value] pairs: {entries, next_cursor, done}",
+        plan=_list_entries,
+        fields=[SCOPE, CURSOR, LIMIT],
+        result=EntriesPage.to_wire,
+        error_code="LIST_ERROR",
+        failure_text="Failed to list entries",
+        payload_doc="`{scope, cursor?, limit?}` (limit 1–1000, default 100)",  # noqa: RUF001
+        result_doc="`{entries: [[key, value], …], next_cursor, done}`; a full walk returns every key "
+        "present for the whole walk at least once, whatever is written meanwhile, and exactly once "
+        "where the adapter declares ordered listing; memory stays bounded by `limit`, not by the "
+        "scope's size; cursors are opaque strings; a bad cursor is a clear error",
+        extension=True,
+    )
+    compare_and_set = StateFunction(
+        "compare_and_set",
+        description="Store new_value only if the entry equals expected_value (absent: only if missing); "
+        "returns {outcome, old_value, new_value}",
+        plan=_compare_and_set,
+        fields=[SCOPE, KEY, EXPECTED_VALUE, NEW_VALUE],
+        result=CompareAndSetResult.to_wire,
+        error_code="UPDATE_ERROR",
+        failure_text="Failed to compare-and-set value",
+        payload_doc="`{scope, key, expected_value, new_value}`; leaving `expected_value` out means "
+        '"only if the key is missing"',
+        result_doc='`{outcome: "applied" | "conflict" | "not_found", old_value, new_value}`; equality '
+        "is structural JSON equality; `new_value` is the stored value after the call",
+        extension=True,
+    )
+
