@@ -202,8 +202,8 @@ def _optimistic(scope: str, key: str, change: Any, function: str) -> Generator[C
         won = yield Call("write_if", (scope, key, data, token))
         return raw if won else LOST
 
-    declared = TABLE[function]
-    return (yield from optimistic(attempt, sleep_call, failure=declared.failure_text, code=declared.error_code))
+    failure, code = TABLE[function].failure_text, TABLE[function].error_code
+    return (yield from optimistic(attempt, sleep_call, failure=failure, code=code))
 
 
 #: ``expected`` of :func:`compare_and_set` meaning "only if the key is missing".
