@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import tempfile
 import textwrap
+from typing import Any
 
 import click
 
-from .cli import CONFIG_HELP
+from . import open_store
+from .cli import CONFIG_HELP, fail
+from .errors import StateError
 from .install_hints import install_hint
+from .plugins import Registry
+from .store import StateStore
 
 _TEST_MODULE = """
 import json, os
 import pytest
 from iii_state_conformance import StateStoreSuite
-from iii_state_core import open_store
-from iii_state_core.plugins import Registry
-import importlib
+from iii_state_core.cli_conformance import open_target, record_writes
 
 _TARGET = json.loads(os.environ["III_STATE_CONFORMANCE_TARGET"])
 
@@ -28,16 +32,57 @@ class TestConfiguredStore(StateStoreSuite):
 
     @pytest.fixture
     def store(self):
-        registry = Registry(extra_plugins=[importlib.import_module(m) for m in _TARGET["plugins"]])
-        if _TARGET["adapter"]:
-            opened = open_store(
-                adapter=_TARGET["adapter"], adapter_config=_TARGET["options"], registry=registry
-            )
-        else:
-            opened = open_store(_TARGET["config"], registry=registry)
-        with opened as store:
+        with open_target(_TARGET) as store:
+            record_writes(store)
             yield store
 """
+#: The suite names every scope it creates with this prefix.
+PREFIX = "iii-conf-"
+#: Every (scope, key) a suite test wrote through a store this command opened.
+WRITTEN: set[tuple[str, str]] = set()
+
+
+def record_writes(store: StateStore) -> None:
+    """Remember every (scope, key) the adapter is asked to write, whatever writes it: the core,
+    or a suite test planting bytes through the adapter itself. Events would miss the latter."""
+    adapter = store.adapter
+    for name in ("write", "write_if", "modify"):
+        original = getattr(adapter, name)
+
+        def recording(scope: str, key: str, *args: Any, _original: Any = original) -> Any:
+            WRITTEN.add((scope, key))
+            return _original(scope, key, *args)
+
+        setattr(adapter, name, recording)
+
+
+def open_target(target: dict[str, Any]) -> StateStore:
+    """Open the store under test, as the suite's ``store`` fixture does."""
+    registry = Registry(extra_plugins=[importlib.import_module(m) for m in target["plugins"]])
+    if target["adapter"]:
+        return open_store(adapter=target["adapter"], adapter_config=target["options"], registry=registry)
+    return open_store(target["config"], registry=registry)
+
+
+def _ours(scope: str, key: str) -> bool:
+    return scope.startswith(PREFIX) or (scope == "" and key.startswith(PREFIX))
+
+
+def _sweep(target: dict[str, Any], earlier: set[str]) -> list[str]:
+    """Delete what the suite wrote, whatever the tests' outcome; return the scopes left behind.
+
+    Two sources, so one broken primitive does not hide data: every write the suite's stores
+    reported, and a listing of the ``iii-conf-`` scopes that were not there before the run.
+    """
+    with open_target(target) as store:
+        for scope, key in sorted(WRITTEN):
+            if _ours(scope, key):
+                store.delete(scope, key)
+        for scope in store.list_groups():
+            if scope.startswith(PREFIX) and scope not in earlier:
+                for key in store.list_keys(scope):
+                    store.delete(scope, key)
+        return sorted(s for s in store.list_groups() if s.startswith(PREFIX) and s not in earlier)
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -83,8 +128,9 @@ def conformance(
 ) -> None:  # fmt: skip
     """Run the iii-state contract suite against a store and print a per-area report.
 
-    The suite only writes to its own random scopes (iii-conf-…) and deletes what it wrote;
-    it never flushes a database. Exit code 0 means every test passed or was skipped for a
+    It WRITES TO THE CONFIGURED STORE: only under its own random scopes (iii-conf-…), which it
+    removes at the end whatever the outcome (exit 1 if any could not be removed); it never
+    flushes a database. Exit code 0 means every test passed or was skipped for a
     capability the adapter does not declare.
 
     \b
@@ -109,6 +155,19 @@ def conformance(
     }
     if options and not adapter:
         raise click.BadParameter("--option needs --adapter")
+    try:
+        with open_target(target) as store:
+            described = store.adapter.describe()
+            earlier = {s for s in store.list_groups() if s.startswith(PREFIX)}
+    except StateError as exc:
+        fail(f"{exc.code}: {exc}")
+    click.echo(f"conformance: testing {described}")
+    click.echo(
+        f"  the suite writes to this store, only under scopes named {PREFIX}…, and removes them "
+        f"at the end whatever the outcome"
+        + (f" ({len(earlier)} {PREFIX}… scopes already there are left alone)" if earlier else "")
+    )
+    WRITTEN.clear()
     with tempfile.TemporaryDirectory(prefix="iii-state-conformance-") as folder:
         path = os.path.join(folder, "test_iii_state_conformance.py")
         with open(path, "w", encoding="utf-8") as handle:
@@ -131,6 +190,13 @@ def conformance(
             args += ["-k", " and ".join(f"({s})" for s in selected)]
         code = pytest.main(args, plugins=[report_plugin])
     # the per-area table was printed by the plugin's terminal summary
+    try:
+        left = _sweep(target, earlier)
+    except StateError as exc:
+        fail(f"could not remove what the suite wrote: {exc.code}: {exc}")
+    if left:
+        shown = ", ".join(repr(s) for s in left[:5]) + (" …" if len(left) > 5 else "")
+        fail(f"{len(left)} {PREFIX}… scope(s) could not be removed from {described}: {shown}")
     if code == 0:
         click.echo("conformance: PASS")
     else:

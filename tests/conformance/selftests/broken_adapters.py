@@ -116,6 +116,22 @@ class DropsSecondPage(_Memory):
         return page, (None if following is None else f"{number + 1}|{following}")
 
 
+class FileStoreHidesAnEntry(KvFileStore):
+    """A file store whose listing leaves out the last entry of every page: whoever cleans up by
+    listing misses entries."""
+
+    name = "broken-file-hides-an-entry"
+    capabilities = Capabilities(durable=True, shared=True, atomic_update="native", ordered_listing=True)
+
+    @classmethod
+    def open(cls, config: Any) -> Adapter:
+        return cls(config["file_path"])
+
+    def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
+        page, following = KvFileStore.scan(self, scope, cursor, limit)
+        return page[:-1], following
+
+
 class KeepsEmptiedScopes(_Memory):
     """``list_groups`` keeps scopes whose last key was deleted."""
 
@@ -147,6 +163,7 @@ BROKEN: dict[str, type[Adapter]] = {
         ReadThenDelete,
         CollidingKeys,
         DropsSecondPage,
+        FileStoreHidesAnEntry,
         KeepsEmptiedScopes,
         EmptyArrayBecomesObject,
     )

@@ -11,6 +11,7 @@ from .functions import FunctionTests
 from .listing import ListingTests
 from .model import ModelTests
 from .names import NameTests
+from .store_objects import StoreObjectTests
 from .update_ops import UpdateOpTests
 from .values import ValueTests
 
@@ -23,6 +24,7 @@ AREAS = {
     ForeignBytesTests: "foreign stored bytes (contract § Functions)",
     NameTests: "scopes, keys and limits",
     ListingTests: "listing",
+    StoreObjectTests: "two store objects, one config",
     CapabilityTests: "capabilities",
     ConcurrencyTests: "concurrency",
     ModelTests: "model (Hypothesis)",
@@ -38,6 +40,7 @@ class StateStoreSuite(
     ForeignBytesTests,
     NameTests,
     ListingTests,
+    StoreObjectTests,
     CapabilityTests,
     ConcurrencyTests,
     ModelTests,
