@@ -72,13 +72,38 @@ class CompareAndSetResult:
 
 @dataclass(frozen=True, slots=True)
 class StateEvent:
-    """One write's event (contract § Events)."""
+    """One write's event (contract § Events).
+
+    Read it as attributes (``event.scope``) or as the contract's object, the dict a worker
+    ``state`` trigger's function receives (``event["scope"]``, ``event["type"] == "state"``), so
+    one handler body serves both.
+    """
 
     event_type: Literal["state:created", "state:updated", "state:deleted"]
     scope: str
     key: str
     old_value: JSON
     new_value: JSON
+
+    def __getitem__(self, field: str) -> Any:
+        """``event["scope"]`` … as in the contract's event object; unknown fields: ``KeyError``."""
+        if field == "type":
+            return "state"
+        if field in _EVENT_FIELDS:
+            return getattr(self, field)
+        raise KeyError(field)
+
+    def get(self, field: str, default: Any = None) -> Any:
+        try:
+            return self[field]
+        except KeyError:
+            return default
+
+    def keys(self) -> tuple[str, ...]:
+        return ("type", *_EVENT_FIELDS)
+
+    def __contains__(self, field: object) -> bool:
+        return field == "type" or field in _EVENT_FIELDS
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -89,3 +114,6 @@ class StateEvent:
             "old_value": self.old_value,
             "new_value": self.new_value,
         }
+
+
+_EVENT_FIELDS = ("event_type", "scope", "key", "old_value", "new_value")
