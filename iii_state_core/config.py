@@ -75,7 +75,8 @@ def _expand_tree(node: Any, where: str) -> Any:
 
     Expanding after parsing keeps a value holding ``#`` or quotes intact and ignores
     comments. A scalar that is exactly one ``${…}`` is read again as a YAML scalar, so
-    ``max_value_bytes: ${LIMIT:1048576}`` stays an integer.
+    ``max_value_bytes: ${LIMIT:1048576}`` stays an integer. Call :func:`_check_shape` first:
+    this copies the tree, which YAML aliases could otherwise make huge or endless.
     """
     if isinstance(node, dict):
         return {k: _expand_tree(v, where) for k, v in node.items()}
@@ -86,7 +87,7 @@ def _expand_tree(node: Any, where: str) -> Any:
         if _VAR.fullmatch(node.strip()):
             try:
                 typed = yaml.safe_load(expanded)
-            except yaml.YAMLError:
+            except (yaml.YAMLError, ValueError, RecursionError):
                 return expanded
             if isinstance(typed, (int, float, bool)) or typed is None:
                 return typed
@@ -94,19 +95,111 @@ def _expand_tree(node: Any, where: str) -> Any:
     return node
 
 
+#: The most values (scalars, lists, mappings) a config may hold once YAML aliases are expanded.
+#: Real configs hold dozens; a few aliases nested ten wide would otherwise make billions.
+MAX_CONFIG_VALUES = 100_000
+
+
+def _check_shape(doc: Any, where: str) -> None:
+    """Refuse a document that refers to itself or expands to more than MAX_CONFIG_VALUES values.
+
+    YAML aliases make the parsed document a graph (``&a [*a]`` is a list inside itself). The
+    count is memoised per shared node, so this takes time linear in the document as written.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: Any, path: str, depth: int) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        ident = id(node)
+        if ident in sizes:
+            return sizes[ident]
+        if ident in open_nodes:
+            raise ConfigError(
+                f"{where}: {path or 'the document'} refers back to a value that contains it "
+                f"(a YAML alias loop such as `&a [*a]`)"
+            )
+        if depth > 100:
+            raise ConfigError(f"{where}: {path} nests more than 100 levels deep")
+        open_nodes.add(ident)
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        total = 1
+        for k, v in items:
+            step = f"[{k}]" if isinstance(k, int) else f".{k}" if path else str(k)
+            total += size(v, f"{path}{step}", depth + 1)
+            if total > MAX_CONFIG_VALUES:
+                raise ConfigError(
+                    f"{where}: {path or 'the document'} expands to more than {MAX_CONFIG_VALUES} "
+                    f"values through YAML aliases; a config is never that large"
+                )
+        open_nodes.discard(ident)
+        sizes[ident] = total
+        return total
+
+    size(doc, "", 0)
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` whose every failure is one ConfigError naming the file."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise
+    except RecursionError:
+        raise ConfigError(f"{where} nests too deeply to read") from None
+    except (ValueError, OverflowError, TypeError) as exc:  # e.g. the timestamp 0000-01-01
+        raise ConfigError(f"{where} holds a value YAML cannot build: {exc}") from None
+    _check_shape(doc, where)
+    return doc
+
+
+def _entries(doc: Mapping[str, Any], section: str, where: str) -> list[Any]:
+    entries = doc.get(section)
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise ConfigError(
+            f"{where}: '{section}' must be a list of {section[:-1]} entries "
+            f"(`{section}:` then `- {'name' if section == 'workers' else 'class'}: …` lines), "
+            f"got {_yaml_type(entries)}"
+        )
+    return entries
+
+
+def _yaml_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return "null" if value is None else type(value).__name__
+
+
 def _state_block_of_document(doc: Any, where: str) -> Mapping[str, Any] | None:
     """The state settings inside a whole iii-config document, or ``None`` when it has none."""
     if doc is None:
         return None
     if not isinstance(doc, Mapping):
-        raise ConfigError(f"{where} must be a YAML mapping at the top level")
-    for worker in doc.get("workers") or []:
+        raise ConfigError(f"{where} must be a YAML mapping at the top level, got {_yaml_type(doc)}")
+    for worker in _entries(doc, "workers", where):
         if isinstance(worker, Mapping) and worker.get("name") in WORKER_NAMES:
-            return worker.get("config") or {}
-    for module in doc.get("modules") or []:
+            return _block(worker.get("config"), f"{where}: workers[{worker.get('name')!r}].config")
+    for module in _entries(doc, "modules", where):
         if isinstance(module, Mapping) and module.get("class") == LEGACY_MODULE:
-            return module.get("config") or {}
+            return _block(module.get("config"), f"{where}: modules[{LEGACY_MODULE!r}].config")
     return None
+
+
+def _block(config: Any, where: str) -> Mapping[str, Any]:
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{where} must be a mapping of state settings, got {_yaml_type(config)}")
+    return config
 
 
 def _adapter_of(block: Any, where: str) -> tuple[str, dict[str, Any]]:
@@ -158,11 +251,18 @@ def load_file(path: str | os.PathLike[str]) -> StateConfig | None:
     """
     where = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {where}: {exc.strerror or exc}") from None
     try:
-        doc = _expand_tree(yaml.safe_load(text), where)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{where} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); save it as UTF-8"
+        ) from None
+    try:
+        doc = _expand_tree(_parse_yaml(text, where), where)
     except yaml.YAMLError as exc:
         if "${" not in text:
             raise _yaml_error(where, exc) from None
@@ -171,7 +271,7 @@ def load_file(path: str | os.PathLike[str]) -> StateConfig | None:
         lines = text.splitlines(keepends=True)
         expanded = "".join(ln if ln.lstrip().startswith("#") else expand_env(ln, where=where) for ln in lines)
         try:
-            doc = yaml.safe_load(expanded)
+            doc = _parse_yaml(expanded, where)
         except yaml.YAMLError:
             raise _yaml_error(where, exc) from None
     block = _state_block_of_document(doc, where)
@@ -219,6 +319,7 @@ def resolve(config: str | os.PathLike[str] | Mapping[str, Any] | None) -> StateC
     With nothing given: ``$III_CONFIG``, then ``./iii-config.yaml``, then the embedded store.
     """
     if isinstance(config, Mapping):
+        _check_shape(config, "config mapping")
         if "workers" in config or "modules" in config:
             block = _state_block_of_document(config, "config mapping")
             if block is None:

@@ -10,6 +10,18 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 _MISSING: Any = object()
+#: Default upper bounds: what a C ``int`` holds, and a million (seconds: about 11.5 days).
+MAX_INT_OPTION = 2**31 - 1
+MAX_FLOAT_OPTION = 1_000_000.0
+
+
+def _plain(number: float) -> builtins.str:
+    return builtins.str(int(number)) if float(number).is_integer() else repr(number)
+
+
+def _shown(value: float) -> builtins.str:
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:12]}…({len(text)} digits)"
 
 
 class Options:
@@ -55,24 +67,50 @@ class Options:
             raise self._fail(name, "a string", value)
         return value
 
-    def int(self, name: builtins.str, default: int | None, *, minimum: int | None = None) -> Any:
+    def int(
+        self,
+        name: builtins.str,
+        default: int | None,
+        *,
+        minimum: int | None = None,
+        maximum: int = MAX_INT_OPTION,
+    ) -> Any:
+        """An integer from ``minimum`` to ``maximum`` (default: what a C ``int`` holds)."""
         value = self._take(name, default)
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._fail(name, "an integer", value)
         if minimum is not None and value < minimum:
-            raise ConfigError(f"{self._owner} config: '{name}' must be at least {minimum}")
+            raise ConfigError(f"{self._owner} config: '{name}' must be at least {minimum}, got {value}")
+        if value > maximum:
+            shown = _shown(value)
+            raise ConfigError(f"{self._owner} config: '{name}' must be at most {maximum}, got {shown}")
         return value
 
-    def float(self, name: builtins.str, default: float | None, *, minimum: float = 0.0) -> Any:
+    def float(
+        self,
+        name: builtins.str,
+        default: float | None,
+        *,
+        minimum: float = 0.0,
+        maximum: float = MAX_FLOAT_OPTION,
+    ) -> Any:
+        """A finite number from ``minimum`` to ``maximum`` (default: a million, as seconds 11 days).
+
+        NaN, infinities and huge numbers are refused here, at load, rather than by every call
+        later (a socket timeout of ``.inf`` or ``1e300`` overflows inside the client library).
+        """
         value = self._take(name, default)
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self._fail(name, "a number", value)
-        if value < minimum:
-            raise ConfigError(f"{self._owner} config: '{name}' must be at least {minimum}")
+        if not (minimum <= value <= maximum):  # NaN fails every comparison
+            raise ConfigError(
+                f"{self._owner} config: '{name}' must be at least {_plain(minimum)} and at most "
+                f"{_plain(maximum)}, got {_shown(value)}"
+            )
         return float(value)
 
     def bool(self, name: builtins.str, default: bool | None) -> Any:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from iii_state_core import Adapter, Capabilities, Options
+from iii_state_core import Adapter, BackendError, Capabilities, ConfigError, Options
 from iii_state_core.adapter import Page, Token
 
 from .memory_store import KvMemoryStore
@@ -41,6 +41,23 @@ SELECT scope FROM s WHERE scope IS NOT NULL
 """
 
 
+#: Options that only a file_based store uses.
+_FILE_OPTIONS = ("file_path", "fsync", "busy_timeout_ms")
+
+
+def store_method(config: Mapping[str, Any]) -> str:
+    """The store method a config asks for.
+
+    Omitted, it is ``file_based`` when ``file_path`` is given (as iii's ``state`` worker
+    defaults to a file store: a path that is never used would lose every write at exit), else
+    the engine's ``in_memory``.
+    """
+    method = config.get("store_method")
+    if method is None:
+        return "file_based" if "file_path" in config else "in_memory"
+    return method if isinstance(method, str) else "in_memory"  # open() reports a bad type
+
+
 def _b(text: str) -> bytes:
     return text.encode("utf-8")
 
@@ -62,7 +79,7 @@ class KvFileStore(Adapter):
 
     @classmethod
     def missing_store(cls, config: Mapping[str, Any]) -> str | None:
-        if config.get("store_method", "in_memory") != "file_based":
+        if store_method(config) != "file_based":
             return "an in_memory store starts empty in every process"
         directory = config.get("file_path", "kv_store_data")
         if not isinstance(directory, str):
@@ -73,7 +90,7 @@ class KvFileStore(Adapter):
     @classmethod
     def open(cls, config: Mapping[str, Any]) -> Adapter:
         opts = Options("adapter 'kv'", config)
-        method = opts.str("store_method", "in_memory", choices=("in_memory", "file_based"))
+        method = opts.str("store_method", store_method(config), choices=("in_memory", "file_based"))
         file_path = opts.str("file_path", "kv_store_data")
         # Accepted for engine parity; every write here is committed before it returns, so
         # there is no save loop for this cadence to drive.
@@ -82,20 +99,32 @@ class KvFileStore(Adapter):
         busy_timeout_ms = opts.int("busy_timeout_ms", 30_000, minimum=0)
         opts.finish()
         if method == "in_memory":
+            ignored = [name for name in _FILE_OPTIONS if name in config]
+            if ignored:
+                raise ConfigError(
+                    f"adapter 'kv' config: {', '.join(ignored)} would be ignored by store_method: "
+                    f"in_memory (nothing is written to disk); remove it, or set store_method: file_based"
+                )
             return KvMemoryStore()
         return cls(file_path, fsync=fsync, busy_timeout_ms=busy_timeout_ms)
 
     def __init__(self, directory: str, *, fsync: bool = False, busy_timeout_ms: int = 30_000) -> None:
-        os.makedirs(directory, exist_ok=True)
         self.path = os.path.abspath(os.path.join(directory, DB_FILE))
-        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so every write takes the
-        # write lock before it reads, and read-modify-write cannot interleave across processes.
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
-        )
-        self._lock = threading.Lock()
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self._prepare(fsync, busy_timeout_ms / 1000)
+        try:
+            os.makedirs(directory, exist_ok=True)
+            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so every write takes the
+            # write lock before it reads, and read-modify-write cannot interleave across processes.
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+            )
+            self._lock = threading.Lock()
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            self._prepare(fsync, busy_timeout_ms / 1000)
+        except (OSError, sqlite3.Error) as exc:
+            detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise BackendError(
+                f"cannot open the kv file store {self.path}: {detail}", code="OPEN_ERROR"
+            ) from None
 
     def _prepare(self, fsync: bool, patience: float) -> None:
         """Switch to WAL and create the table, waiting out other processes doing the same.

@@ -13,7 +13,7 @@ from iii_state_kvfile import KvFileStore, KvMemoryStore
 from iii_state_kvfile.file_store import DB_FILE
 from kv_helpers import file_config
 
-from iii_state_core import ConfigError, StateStore, open_store
+from iii_state_core import ConfigError, StateError, StateStore, open_store
 from iii_state_core.config import resolve
 
 HOSTILE = [
@@ -310,3 +310,38 @@ def test_config_from_yaml_file(tmp_path: Path) -> None:
     with open_store(tmp_path / "iii-config.yaml") as store:
         store.set("s", "k", [])
     assert (tmp_path / "yaml-store" / DB_FILE).is_file()
+
+
+def test_file_path_without_store_method_is_a_file_store(tmp_path: Path) -> None:
+    """Issue 12 #7: `file_path` alone kept everything in memory; the next process saw nothing.
+
+    iii's `state` worker defaults to a file store; a path given means a file store."""
+    directory = tmp_path / "mydata"
+    with open_store(adapter="kv", adapter_config={"file_path": str(directory)}) as store:
+        assert isinstance(store.adapter, KvFileStore)
+        store.set("s", "k", 1)
+    assert (directory / DB_FILE).is_file()
+    with open_store(adapter="kv", adapter_config={"file_path": str(directory)}) as store:
+        assert store.get("s", "k") == 1
+
+
+@pytest.mark.parametrize(
+    "extra", [{"file_path": "x"}, {"fsync": True}, {"busy_timeout_ms": 5}, {"file_path": "x", "fsync": False}]
+)
+def test_options_an_in_memory_store_would_ignore_are_errors(tmp_path: Path, extra: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="would be ignored by store_method: in_memory"):
+        open_store(adapter="kv", adapter_config={"store_method": "in_memory", **extra})
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_file_store_that_cannot_open_names_its_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the directory should be")
+    with pytest.raises(StateError) as info:
+        open_store(adapter="kv", adapter_config={"file_path": str(blocker / "d")})
+    assert str(blocker / "d" / DB_FILE) in str(info.value) and info.value.code == "OPEN_ERROR"
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / DB_FILE).write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StateError) as info:
+        open_store(adapter="kv", adapter_config={"file_path": str(tmp_path / "db")})
+    assert str(tmp_path / "db" / DB_FILE) in str(info.value)

@@ -178,10 +178,13 @@ def _query_bool(name: str, text: str) -> bool:
 
 
 def _query_number(name: str, text: str, kind: type[int] | type[float]) -> Any:
+    """A number from the URL's query string, range-checked like the same option in the config."""
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         raise ConfigError(f"{OWNER} config: '{name}' in 'redis_url' must be a number") from None
+    opts = Options(f"{OWNER} 'redis_url' query", {name: value})
+    return opts.int(name, None, minimum=0) if kind is int else opts.float(name, None, minimum=0.001)
 
 
 def _cluster_mode(value: object) -> bool | None:

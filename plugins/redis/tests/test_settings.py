@@ -143,3 +143,32 @@ def test_the_sync_cluster_client_never_retries(redis_cluster_url: str) -> None:
             assert pool.connection_class is connections.TrackedConnection
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("number", [".nan", ".inf", "-.inf", "1.0e+300", "1e300", "0", "-1"])
+@pytest.mark.parametrize("option", ["socket_timeout", "connect_timeout"])
+def test_timeouts_out_of_range_fail_at_load(tmp_path: Any, option: str, number: str) -> None:
+    """Issue 12 #5: `.nan`, `.inf`, `1e300` loaded, then every call failed (OverflowError, NaN)."""
+    path = tmp_path / "iii-config.yaml"
+    path.write_text(
+        "workers:\n  - name: iii-state\n    config:\n      adapter:\n        name: redis\n"
+        f"        config: {{redis_url: 'redis://127.0.0.1:1', {option}: {number}}}\n"
+    )
+    with pytest.raises(ConfigError, match=f"'{option}' must be "):
+        open_store(path)
+
+
+@pytest.mark.parametrize(
+    "query", ["socket_timeout=nan", "socket_timeout=inf", "socket_connect_timeout=1e300", "db=1e3"]
+)
+def test_url_query_numbers_out_of_range_fail_at_load(query: str) -> None:
+    with pytest.raises(ConfigError, match="must be"):
+        read_settings({"redis_url": f"redis://h?{query}"})
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("max_connections", 10**300), ("retries", 2**40), ("db", 2**31)]
+)
+def test_integer_options_have_an_upper_bound(option: str, value: int) -> None:
+    with pytest.raises(ConfigError, match=f"'{option}' must be at most"):
+        read_settings({option: value})
