@@ -29,8 +29,14 @@ BAD: dict[str, tuple[bytes, str]] = {
     "workers-map": (b"workers: {name: iii-state}\n", "'workers' must be a list"),
     "top-list": (b"- 1\n", "mapping at the top level"),
     "config-int": (b"workers:\n  - name: iii-state\n    config: 5\n", "must be a mapping"),
-    "config-list": (b"modules:\n  - class: modules::state::StateModule\n    config: [1]\n", "must be a mapping"),
-    "not-utf8": (b"workers:\n  - name: iii-state\n    config: {x: \"\xff\"}\n", "not UTF-8 text (byte 0xff on line 3)"),
+    "config-list": (
+        b"modules:\n  - class: modules::state::StateModule\n    config: [1]\n",
+        "must be a mapping",
+    ),
+    "not-utf8": (
+        b'workers:\n  - name: iii-state\n    config: {x: "\xff"}\n',
+        "not UTF-8 text (byte 0xff on line 3)",
+    ),
     "utf16": ("workers: []\n".encode("utf-16"), "not UTF-8 text"),
     "self-alias": (b"workers: &a [*a]\n", "YAML alias loop"),
     "self-alias-map": (b"workers:\n  - &w {name: iii-state, config: {adapter: *w}}\n", "YAML alias loop"),
@@ -55,7 +61,9 @@ def test_bad_config_files_are_one_clear_error_naming_the_file(tmp_path: Path, na
 
 @pytest.mark.parametrize("command", [["get", "s", "k"], ["worker"], ["check"]])
 @pytest.mark.parametrize("name", ["workers-int", "not-utf8", "self-alias", "bomb"])
-def test_cli_and_worker_answer_a_bad_config_in_one_line(tmp_path: Path, name: str, command: list[str]) -> None:
+def test_cli_and_worker_answer_a_bad_config_in_one_line(
+    tmp_path: Path, name: str, command: list[str]
+) -> None:
     """They raised TypeError / UnicodeDecodeError / RecursionError tracebacks, or ran for minutes."""
     path = tmp_path / "c.yaml"
     path.write_bytes(BAD[name][0])

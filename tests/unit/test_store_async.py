@@ -84,6 +84,8 @@ async def run_async_script(store: AsyncStateStore) -> list[Any]:
 @pytest.mark.parametrize("method", ["in_memory", "file_based"])
 def test_async_trigger_results_identical_to_sync(method: str, tmp_path: Path) -> None:
     def config(name: str) -> dict[str, Any]:
+        if method == "in_memory":
+            return {"store_method": method}
         return {"store_method": method, "file_path": str(tmp_path / name)}
 
     sync_events: list[dict[str, Any]] = []
