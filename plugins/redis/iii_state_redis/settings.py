@@ -128,6 +128,12 @@ class _Url:
     query: dict[str, str]
 
 
+_ENCODE_HINT = (
+    "percent-encode #, /, ?, @, : and % in the user name and password (# is %23, / is %2F, "
+    "@ is %40), or give them as the 'username'/'password' options"
+)
+
+
 def _parse_url(url: str) -> _Url:
     """Split a Redis URL. Error messages never quote the URL: it may hold a password."""
     try:
@@ -136,8 +142,11 @@ def _parse_url(url: str) -> _Url:
         raw_user, raw_password = parts.username, parts.password
     except ValueError:
         raise ConfigError(
-            f"{OWNER} config: 'redis_url' is not a valid URL (check the port and any brackets)"
+            f"{OWNER} config: 'redis_url' is not a valid URL (check the port and any brackets; "
+            f"{_ENCODE_HINT})"
         ) from None
+    if "#" in url:
+        raise ConfigError(f"{OWNER} config: 'redis_url' holds a '#', which ends a URL; {_ENCODE_HINT}")
     if parts.scheme not in SCHEMES:
         raise ConfigError(
             f"{OWNER} config: 'redis_url' must start with redis://, rediss:// or unix://"

@@ -172,3 +172,18 @@ def test_url_query_numbers_out_of_range_fail_at_load(query: str) -> None:
 def test_integer_options_have_an_upper_bound(option: str, value: int) -> None:
     with pytest.raises(ConfigError, match=f"'{option}' must be at most"):
         read_settings({option: value})
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://app:pa#ss@127.0.0.1:6379", "redis://:s3#cret@h", "redis://app:pa/ss@h:1", "redis://h:1#x"]
+)
+def test_a_reserved_character_in_the_password_says_to_percent_encode(url: str) -> None:
+    """Regression: `#` in a password gave only "check the port and any brackets"."""
+    with pytest.raises(ConfigError) as info:
+        read_settings({"redis_url": url})
+    assert "percent-encode" in str(info.value) and "# is %23" in str(info.value)
+    assert "ss@" not in str(info.value) and "cret" not in str(info.value)
+
+
+def test_a_percent_encoded_hash_in_the_password_works() -> None:
+    assert read_settings({"redis_url": "redis://app:pa%23ss@h:1"}).password == "pa#ss"
