@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -10,7 +11,14 @@ import click
 from ..cli import CONFIG_HELP, fail
 from ..errors import StateError
 from ..install_hints import install_hint
-from .settings import DEFAULT_ENGINE_URL, DEFAULT_WORKER_NAME, WorkerSettings, check_engine_url, scrub
+from .settings import (
+    DEFAULT_ENGINE_URL,
+    DEFAULT_WORKER_NAME,
+    WorkerSettings,
+    check_engine_url,
+    redact_url,
+    scrub,
+)
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -108,6 +116,11 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
     "sets III_DISABLE_TRACE_PAYLOADS=1 unless the environment sets it.",
 )  # fmt: skip
 @click.option(
+    "--dry-run", is_flag=True,
+    help="Open the store and print what would be registered (functions, trigger type, adapter, "
+    "engine), then exit: no engine is contacted and the iii SDK is not needed.",
+)  # fmt: skip
+@click.option(
     "--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="info",
     show_default=True, envvar="III_STATE_LOG_LEVEL",
     help="Log level of the worker (env: III_STATE_LOG_LEVEL); debug also shows the SDK's own "
@@ -123,6 +136,7 @@ def worker(
     threads: int,
     telemetry: bool | None,
     trace_payloads: bool,
+    dry_run: bool,
     log_level: str,
 ) -> None:
     """Serve state::* to an iii engine from the adapter chosen in iii-config.yaml.
@@ -136,6 +150,9 @@ def worker(
     Example:
       iii-state worker --config iii-config.yaml --engine ws://127.0.0.1:49134
     """
+    if dry_run:
+        _dry_run(config, engine_url, worker_name, namespace, telemetry, trace_payloads)
+        return
     try:
         from .runner import run_worker
     except ImportError as exc:
@@ -155,3 +172,37 @@ def worker(
     except StateError as exc:
         fail(f"{exc.code}: {exc}")
     sys.exit(code)
+
+
+def _dry_run(
+    config: str | None, engine_url: str, worker_name: str, namespace: str | None,
+    telemetry: bool | None, trace_payloads: bool,
+) -> None:  # fmt: skip
+    """Print what ``iii-state worker`` would register, from the same config, without an engine."""
+    from .. import open_store
+    from .functions import specs
+    from .trigger_type import TRIGGER_TYPE
+
+    try:
+        with open_store(config) as store:
+            adapter, source = store.adapter.describe(), store.settings.source if store.settings else "?"
+            reactions = "on" if store.events.enabled else "off (triggers_enabled: false)"
+    except StateError as exc:
+        fail(f"{exc.code}: {exc}")
+    functions = [spec.function_id for spec in specs().values()]
+    binding = ", ".join(TRIGGER_TYPE["trigger_request_format"]["properties"])
+    lines = [
+        "iii-state worker --dry-run: nothing is registered and no engine is contacted",
+        f"adapter:      {adapter}",
+        f"config:       {source}",
+        f"engine:       {redact_url(engine_url)}",
+        f"worker name:  {os.environ.get('III_WORKER_NAME') or worker_name}",
+        f"namespace:    {(namespace or '').strip() or 'default'}",
+        f"functions:    {len(functions)}: {', '.join(functions)}",
+        f"trigger type: {TRIGGER_TYPE['id']} (binding config: {binding}, each optional)",
+        f"reactions:    {reactions}",
+        f"telemetry:    {'on' if telemetry is not False else 'off'}"
+        f"{' (the SDK default; --no-telemetry turns it off)' if telemetry is None else ''}; "
+        f"trace payloads {'on' if trace_payloads else 'off'}",
+    ]
+    click.echo("\n".join(lines))

@@ -17,30 +17,6 @@ from ..values import json_type
 
 log = logging.getLogger("iii_state.worker.reactions")
 
-TRIGGER_TYPE = {
-    "id": "state",
-    "description": "Fires after each successful state write (contract § Events event); "
-    "config: optional scope, key, condition_function_id",
-    "trigger_request_format": {
-        "type": "object",
-        "properties": {
-            "scope": {"type": "string"},
-            "key": {"type": "string"},
-            "condition_function_id": {"type": "string"},
-        },
-    },
-    "call_request_format": {
-        "type": "object",
-        "properties": {
-            "type": {"const": "state"},
-            "event_type": {"enum": ["state:created", "state:updated", "state:deleted"]},
-            "scope": {"type": "string"},
-            "key": {"type": "string"},
-            "old_value": {},
-            "new_value": {},
-        },
-    },
-}
 _CONFIG_FIELDS = ("scope", "key", "condition_function_id")
 
 #: ``call(function_id, payload, namespace, metadata)``: an awaited call through the engine.

@@ -14,7 +14,6 @@ import logging
 import os
 import warnings
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from iii import InitOptions  # type: ignore[import-untyped]
@@ -22,14 +21,15 @@ from iii.iii import III  # type: ignore[import-untyped]
 from iii_helpers.observability import ReconnectionConfig
 
 from .. import ConfigSource, __version__, open_async_store
-from ..config import CONFIG_ENV, DEFAULT_CONFIG_FILE, DEFAULT_FILE_STORE, default_config
+from ..config import DEFAULT_FILE_STORE, default_config
 from ..errors import StateError
 from ..plugins import Registry
 from ..store import AsyncStateStore
 from .engine_link import SDK_LOGGER, EngineLink
 from .functions import FunctionCallError, call_error, specs
-from .reactions import TRIGGER_TYPE, Reactions, TriggerTable
+from .reactions import Reactions, TriggerTable
 from .settings import WorkerSettings, check_engine_url
+from .trigger_type import TRIGGER_TYPE
 
 log = logging.getLogger("iii_state.worker")
 
@@ -270,18 +270,9 @@ class StateWorker:
             self._stop_task = asyncio.get_running_loop().create_task(self.stop())
 
     def _log_default_store(self) -> None:
-        named = self._config if isinstance(self._config, (str, os.PathLike)) else None
-        named = named or os.environ.get(CONFIG_ENV)
-        if named is None and Path(DEFAULT_CONFIG_FILE).exists():
-            named = DEFAULT_CONFIG_FILE
-        if named is None:
-            log.info("no iii-config.yaml found; serving the embedded file store in %s", DEFAULT_FILE_STORE)
-            return
-        # Easy to do by accident: pointing --config at the engine's own config.yaml.
-        log.warning(
-            "%s has no `iii-state` (or `state`) worker block; serving the embedded file store in %s",
-            os.fspath(named), DEFAULT_FILE_STORE,
-        )  # fmt: skip
+        # A config file without the state block never gets here: opening the store refuses it
+        # (the easy mistake of pointing the worker at the engine's own config.yaml).
+        log.info("no iii-config.yaml found; serving the embedded file store in %s", DEFAULT_FILE_STORE)
 
     def _log_startup(self, store: AsyncStateStore) -> None:
         s = self.settings

@@ -12,7 +12,7 @@ import pytest
 from engine_peer import EnginePeer
 from worker_harness import FAST, GatedAdapter, free_port, make_registry, run, serving
 
-from iii_state_core import open_async_store
+from iii_state_core import ConfigError, open_async_store
 from iii_state_core.wire import FUNCTION_IDS
 from iii_state_core.worker import StateWorker
 
@@ -130,21 +130,18 @@ def test_an_engine_url_that_is_not_a_websocket_is_refused() -> None:
         StateWorker(settings=replace(FAST, engine_url="http://u:secret@h:1"))
 
 
-def test_a_config_file_without_a_state_block_is_called_out(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_a_config_file_without_a_state_block_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The easy mistake: pointing the worker at the engine's own config.yaml."""
-    caplog.set_level("INFO", logger="iii_state")
-    monkeypatch.chdir(tmp_path)  # the embedded store is created under ./data
+    """The easy mistake: pointing the worker at the engine's own config.yaml. It used to serve the
+    embedded store with a warning; now it refuses to start, naming the file."""
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "config.yaml").write_text("workers:\n  - name: http\n")
 
     async def scenario() -> None:
         worker = StateWorker("config.yaml", replace(FAST, engine_url=f"ws://127.0.0.1:{free_port()}"))
-        await worker.start()
-        await worker.stop()
+        with pytest.raises(ConfigError, match=r"config\.yaml has no iii-state block"):
+            await worker.start()
 
     run(scenario())
-    assert (
-        "config.yaml has no `iii-state` (or `state`) worker block; "
-        "serving the embedded file store in data/state_store"
-    ) in caplog.text
+    assert not (tmp_path / "data").exists()

@@ -4,8 +4,11 @@ a config it cannot open, and ``--help``."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -129,3 +132,26 @@ def test_help_explains_every_option() -> None:
     for phrase in ("III_URL", "III_TOKEN", "III_WORKER_NAME", "III_NAMESPACE", "ws://127.0.0.1:49134",
                    "built-in state worker", "SIGTERM"):  # fmt: skip
         assert phrase in text, phrase
+
+
+def test_dry_run_shows_what_would_be_registered_without_an_engine(tmp_path: Path) -> None:
+    """``iii-state worker --dry-run``: the functions, the trigger type, the adapter and the engine
+    URL with its credentials hidden; no engine runs, exit code 0, in well under the retry delay."""
+    (tmp_path / "iii-config.yaml").write_text(
+        "workers:\n  - name: iii-state\n    config:\n      adapter:\n        name: kv\n"
+        "        config: {store_method: file_based, file_path: ./store}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("III_WORKER_NAME", "III_CONFIG", "III_URL")}
+    done = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "iii-state"), "worker", "--dry-run", "--no-telemetry",
+         "--engine", "ws://u:pw-s3cret@127.0.0.1:1/?token=t0k"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "nothing is registered and no engine is contacted" in out
+    assert f"adapter:      kv (file_based at {tmp_path / 'store/state.sqlite3'})" in out
+    assert "engine:       ws://***@127.0.0.1:1/?token=***" in out and "s3cret" not in out + done.stderr
+    assert "functions:    9: state::set, state::get, state::delete, state::update, state::list," in out
+    assert "trigger type: state (binding config: scope, key, condition_function_id, each optional)" in out
+    assert "telemetry:    off" in out
