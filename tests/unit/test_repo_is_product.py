@@ -53,3 +53,15 @@ def test_readme_links_limits_decisions_changelog() -> None:
     assert "## Unreleased" in (REPO / "CHANGELOG.md").read_text()
     for plugin in ("kvfile", "redis", "dynamodb", "memcached", "_template"):
         assert "\n## Limits\n" in (REPO / "plugins" / plugin / "README.md").read_text(), plugin
+
+
+def test_one_account_of_the_config_files() -> None:
+    """README, contract and worker guide tell the same story: iii-config.yaml is iii-state's own
+    file, config.yaml is the engine's, never the same file."""
+    contract = (REPO / "docs/contract.md").read_text()
+    readme = (REPO / "README.md").read_text()
+    worker = (REPO / "docs/worker.md").read_text()
+    assert "the file an iii project already has" not in contract
+    for text in (contract, readme):
+        assert "**Two files, two programs.** `iii-config.yaml` is iii-state's own settings file" in text
+    assert "never give this file to the engine" in worker and "two files,\n   two programs" in worker
