@@ -22,6 +22,7 @@ FOLDERS = [
     "tests/worker",
     "tests/transfer",
     "tests/reliability",
+    "tests/docs",
 ]
 
 
