@@ -20,6 +20,7 @@ from .errors import (
     InvalidValueError,
     KeyTooLargeError,
     StateError,
+    StoreClosedError,
     StoredValueError,
     UnknownOutcomeError,
     UnsupportedError,
@@ -46,9 +47,20 @@ def _settings(
     if adapter is not None:
         if config is not None:
             raise ConfigError("give either `config` or `adapter`/`adapter_config`, not both")
+        if not isinstance(adapter, str):
+            raise ConfigError(f"`adapter` must be an adapter name (a string), got {type(adapter).__name__}")
+        if adapter_config is not None and not isinstance(adapter_config, Mapping):
+            raise ConfigError(
+                f"`adapter_config` must be a mapping of the adapter's options, "
+                f"got {type(adapter_config).__name__}"
+            )
         return StateConfig(adapter, dict(adapter_config or {}), source=f"adapter={adapter}")
     if adapter_config is not None:
         raise ConfigError("`adapter_config` needs `adapter` to say which adapter it configures")
+    if config is not None and not isinstance(config, (str, os.PathLike, Mapping)):
+        raise ConfigError(
+            f"`config` must be the path of an iii-config.yaml or a mapping, got {type(config).__name__}"
+        )
     return resolve(config)
 
 
@@ -160,6 +172,6 @@ __all__ = [
     "DeserializationError", "EntriesPage", "InvalidCursorError", "InvalidValueError",
     "KeyTooLargeError", "OpError", "Options", "Registry", "SetResult", "StateConfig",
     "StateError", "StateEvent", "StateStore", "UnknownOutcomeError", "UnsupportedError",
-    "StoredValueError", "UpdateResult", "ValueTooLargeError", "WriteAppliedError", "hookimpl",
-    "open_async_store", "open_store",
+    "StoreClosedError", "StoredValueError", "UpdateResult", "ValueTooLargeError",
+    "WriteAppliedError", "hookimpl", "open_async_store", "open_store",
 ]  # fmt: skip

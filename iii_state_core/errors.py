@@ -53,6 +53,12 @@ class UnsupportedError(StateError, NotImplementedError):
     code = "UNSUPPORTED"
 
 
+class StoreClosedError(StateError, RuntimeError):
+    """The store was closed; nothing was sent. Open a new one."""
+
+    code = "STORE_CLOSED"
+
+
 class ConfigError(StateError, ValueError):
     """The configuration cannot be used; the message says which field and what to do."""
 

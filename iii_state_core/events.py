@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -65,8 +67,26 @@ class EventBus:
         return [sub for sub in self._subscriptions if sub.matches(event)]
 
     def emit(self, event: StateEvent) -> None:
+        """Deliver ``event``; a write made by a handler is delivered after that handler returns.
+
+        Queued, not nested: a handler that writes the key it watches makes a loop of writes, not
+        a recursion, and the loop stops after MAX_REACTION_DEPTH generations (logged).
+        """
         if not self.enabled:
             return
+        delivery: _Delivery | None = getattr(_thread_delivery, "current", None)
+        if delivery is not None and delivery.draining:
+            delivery.enqueue(self, event)
+            return
+        delivery = _thread_delivery.current = _Delivery(self, event)
+        try:
+            while delivery.queue:
+                bus, queued = delivery.next()
+                bus._deliver(queued)
+        finally:
+            _thread_delivery.current = None
+
+    def _deliver(self, event: StateEvent) -> None:
         for sub in self._deliveries(event):
             if sub.condition is not None:
                 ok, verdict = _guarded("condition", sub.condition, event)
@@ -78,12 +98,69 @@ class EventBus:
         """Like :meth:`emit`, awaiting handlers and conditions that are coroutines."""
         if not self.enabled:
             return
+        delivery = _task_delivery.get()
+        if delivery is not None and delivery.draining:
+            delivery.enqueue(self, event)
+            return
+        delivery = _Delivery(self, event)
+        token = _task_delivery.set(delivery)
+        try:
+            while delivery.queue:
+                bus, queued = delivery.next()
+                await bus._deliver_async(queued)
+        finally:
+            delivery.draining = False
+            _task_delivery.reset(token)
+
+    async def _deliver_async(self, event: StateEvent) -> None:
         for sub in self._deliveries(event):
             if sub.condition is not None:
                 ok, verdict = await _guarded_async("condition", sub.condition, event)
                 if not ok or verdict is False:
                     continue
             await _guarded_async("handler", sub.handler, event)
+
+
+#: How many generations of writes made by handlers one write may set off before delivery stops.
+MAX_REACTION_DEPTH = 100
+
+
+class _Delivery:
+    """The events one thread (or asyncio task) is delivering, oldest first, with generations.
+
+    Generation 0 is the caller's write; a write a handler makes while an event of generation g
+    is delivered is generation g + 1.
+    """
+
+    def __init__(self, bus: EventBus, event: StateEvent) -> None:
+        self.queue: deque[tuple[EventBus, StateEvent, int]] = deque([(bus, event, 0)])
+        self.generation = 0
+        self.draining = True
+        self._reported = False
+
+    def next(self) -> tuple[EventBus, StateEvent]:
+        bus, event, self.generation = self.queue.popleft()
+        return bus, event
+
+    def enqueue(self, bus: EventBus, event: StateEvent) -> None:
+        generation = self.generation + 1
+        if generation <= MAX_REACTION_DEPTH:
+            self.queue.append((bus, event, generation))
+            return
+        if not self._reported:
+            self._reported = True
+            log.error(
+                "state reactions stopped: a chain of %d writes made by handlers (a handler probably "
+                "writes what it watches) reached %s on scope=%r key=%r; the writes stand, their "
+                "events are not delivered",
+                MAX_REACTION_DEPTH, event.event_type, event.scope, event.key,
+            )  # fmt: skip
+
+
+_thread_delivery = threading.local()
+_task_delivery: contextvars.ContextVar[_Delivery | None] = contextvars.ContextVar(
+    "iii_state_delivery", default=None
+)
 
 
 def _report(what: str, fn: Callable[..., Any], event: StateEvent) -> None:

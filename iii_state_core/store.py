@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from . import operations as plans
 from .adapter import Adapter, AsyncAdapter
 from .driver import ThreadedAsyncAdapter, run_async, run_sync
+from .errors import StoreClosedError
 from .events import Condition, EventBus, Handler, Subscription
 from .functions import StateFunctions
 from .operations import Limits, Plan
@@ -71,6 +72,12 @@ class _Base:
         :returns: a function that removes the subscription.
         :raises TypeError: for ``async def`` handlers on a sync store (use :func:`open_async_store`).
         """
+        for what, fn in (("handler", handler), ("condition", condition)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"on_change {what} must be callable, got {type(fn).__name__}")
+        for what, name in (("scope", scope), ("key", key)):
+            if name is not None and not isinstance(name, str):
+                raise TypeError(f"on_change {what} must be a string or None, got {type(name).__name__}")
         if not self._awaits_handlers and any(
             inspect.iscoroutinefunction(fn) for fn in (handler, condition) if fn is not None
         ):
@@ -83,6 +90,13 @@ class _Base:
         return f"<{type(self).__name__} {self.adapter.describe()}>"
 
 
+def _closed_error(store: _Base) -> StoreClosedError:
+    return StoreClosedError(
+        f"this store ({store.adapter.describe()}) is closed; nothing was sent. Open a new one with "
+        f"open_store() / open_async_store()"
+    )
+
+
 class StateStore(_Base, StateFunctions, SyncFront):
     """Scoped JSON state over one adapter. Thread-safe; use as a context manager or ``close()``.
 
@@ -90,6 +104,9 @@ class StateStore(_Base, StateFunctions, SyncFront):
     """
 
     def _run(self, function: str, plan: Plan) -> Any:
+        if self._closed:
+            plan.close()
+            raise _closed_error(self)
         result, event = run_sync(plan, self.adapter, function)
         if event is not None and self.events.enabled:
             self.events.emit(event)
@@ -128,6 +145,9 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
         self._secrets = self.adapter.secrets()
 
     async def _run(self, function: str, plan: Plan) -> Any:
+        if self._closed:
+            plan.close()
+            raise _closed_error(self)
         result, event = await run_async(plan, self.async_adapter, function, self._describe, self._secrets)
         if event is not None and self.events.enabled:
             await self.events.emit_async(event)

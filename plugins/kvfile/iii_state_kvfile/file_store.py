@@ -18,6 +18,7 @@ from typing import Any
 from iii_state_core import Adapter, BackendError, Capabilities, ConfigError, Options
 from iii_state_core.adapter import Page, Token
 
+from . import cursors
 from .memory_store import KvMemoryStore
 
 DB_FILE = "state.sqlite3"
@@ -216,7 +217,7 @@ class KvFileStore(Adapter):
         return [bytes(r[0]).decode("utf-8") for r in rows]
 
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
-        after = b"" if cursor is None else bytes.fromhex(cursor)
+        after = b"" if cursor is None else cursors.decode(cursor)
         op = ">=" if cursor is None else ">"
         with self._lock:
             rows = self._db.execute(
@@ -225,7 +226,7 @@ class KvFileStore(Adapter):
             ).fetchall()
         page = [(bytes(k).decode("utf-8"), bytes(v)) for k, v in rows]
         more = len(rows) == limit
-        return page, (bytes(rows[-1][0]).hex() if more and rows else None)
+        return page, (cursors.encode(bytes(rows[-1][0])) if more and rows else None)
 
     def close(self) -> None:
         with self._lock:

@@ -10,6 +10,8 @@ from typing import Any
 from iii_state_core import Adapter, Capabilities
 from iii_state_core.adapter import Page, Token
 
+from . import cursors
+
 
 class KvMemoryStore(Adapter):
     name = "kv"
@@ -83,10 +85,11 @@ class KvMemoryStore(Adapter):
             return [scope for scope, entries in self._scopes.items() if entries]
 
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
+        after = None if cursor is None else cursors.decode(cursor).decode("utf-8")
         with self._lock:
             entries = self._scopes.get(scope, {})
             keys = self._sorted.get(scope, [])
-            start = 0 if cursor is None else bisect_right(keys, cursor)
+            start = 0 if after is None else bisect_right(keys, after)
             page = [(k, entries[k]) for k in keys[start : start + limit]]
         more = len(page) == limit
-        return page, (page[-1][0] if more and page else None)
+        return page, (cursors.encode(page[-1][0].encode("utf-8")) if more and page else None)

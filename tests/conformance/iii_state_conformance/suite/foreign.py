@@ -78,3 +78,25 @@ class ForeignBytesTests:
         assert "not" in str(info.value) and "\n" not in str(info.value)
         assert store.adapter.read(scope, "k") == raw
         assert seen == []
+
+    @pytest.mark.parametrize(
+        "inner", ["zz", "", "0", "\x00", "ü", "[", "{}", "-1", "9" * 400, "ff" * 3000, "%%", "A:B:C"]
+    )
+    def test_a_forged_cursor_with_this_scope_s_tag_fails_as_a_cursor(
+        self, store: StateStore, scope: str, inner: str
+    ) -> None:
+        """Issue 12 #6: the kv file store answered LIST_ERROR (fromhex) to such a cursor.
+
+        Where an adapter's cursor names a position, a forged one may also give a page from there.
+        """
+        from iii_state_core import InvalidCursorError
+        from iii_state_core.operations import encode_cursor
+
+        for key in ("a", "b", "c"):
+            store.set(scope, key, 1)
+        try:
+            page = store.list_entries(scope, encode_cursor(scope, inner), 2)
+        except InvalidCursorError as exc:
+            assert exc.code == "deserialization_error" and "cursor" in str(exc)
+        else:
+            assert {k for k, _ in page.entries} <= {"a", "b", "c"}
