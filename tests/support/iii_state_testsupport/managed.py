@@ -131,6 +131,7 @@ class ManagedServer(Generic[InfoT]):
         self._dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._info: InfoT | None = None
+        self._program = ""
         self._lock = threading.RLock()
 
     # ---- hooks for subclasses ------------------------------------------------
@@ -162,6 +163,11 @@ class ManagedServer(Generic[InfoT]):
         if self._info is None:
             raise RuntimeError(f"{self.kind} server has not been started")
         return self._info
+
+    @property
+    def program(self) -> str:
+        """The executable of the last start (empty before the first)."""
+        return self._program
 
     @property
     def running(self) -> bool:
@@ -302,6 +308,7 @@ class ManagedServer(Generic[InfoT]):
         log_file = data_dir / "server.log"
         offset = log_file.stat().st_size if log_file.exists() else 0
         command = self._command(port)
+        self._program = command[0]
         with log_file.open("ab") as log:
             proc = subprocess.Popen(
                 command,

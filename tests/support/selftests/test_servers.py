@@ -32,13 +32,10 @@ from iii_state_testsupport import (
     RespError,
     ServerUnavailable,
     address_of,
-    can_use_testcontainers,
-    docker_available,
     dynamodb_call,
     external_url,
     free_cluster_port,
     free_port,
-    redis_container,
 )
 
 if TYPE_CHECKING:
@@ -468,7 +465,7 @@ def _isolate(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_pat
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))  # simulate: redis-server not installed
     monkeypatch.delenv(REDIS_URL_ENV, raising=False)
-    monkeypatch.setenv("III_STATE_TEST_NO_CONTAINERS", "1")
+    monkeypatch.setenv("III_STATE_TEST_SERVERS", "binary")
 
 
 def test_ci_true_turns_an_unavailable_server_into_a_failure(
@@ -502,14 +499,3 @@ def test_external_url_is_used_instead_of_a_binary(
     result.assert_outcomes(passed=1)
     monkeypatch.setenv(REDIS_URL_ENV, "  ")
     assert external_url(REDIS_URL_ENV) is None
-
-
-def test_testcontainers_is_skipped_without_docker() -> None:
-    started = time.monotonic()
-    usable = can_use_testcontainers()
-    assert time.monotonic() - started < 10
-    if not docker_available():
-        assert usable is False
-    if not usable:
-        with pytest.raises(ServerUnavailable), redis_container():
-            pass
