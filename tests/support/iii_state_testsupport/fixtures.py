@@ -76,7 +76,7 @@ class ServerStarter(Protocol):
 def _local(stack: contextlib.ExitStack, server: Any, value: Callable[[Any], Any]) -> tuple[Any, str]:
     """Start a local server handle inside ``stack``: ``(value(handle), what it is and where)``."""
     started = stack.enter_context(server)
-    return value(started), f"{started.program} at {started.address} (pid {started.pid})"
+    return value(started), f"{started.kind} ({started.program}) at {started.address} (pid {started.pid})"
 
 
 # --------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def test_the_report_says_a_local_binary_served(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([
-        "redis: local binary — *redis-server at 127.0.0.1:* (pid *) (no container: "
+        "redis: local binary — redis (*redis-server) at 127.0.0.1:* (pid *) (no container: "
         f"{MODE_ENV}=binary)",
     ])  # fmt: skip
 
