@@ -34,6 +34,8 @@ SERVER_ITEM_OVERHEAD = 320
 #: works; only its largest values are refused (VALUE_TOO_LARGE, with the reason).
 NAME_ALLOWANCE = 4096
 DEFAULT_ITEM_SIZE_MAX = 1024 * 1024
+#: The layout this code writes: per-scope index trees (1 was 16 JSON buckets per scope).
+LAYOUT = 2
 
 
 def item_limit(item_size_max: int) -> int:
@@ -69,8 +71,8 @@ class MemcachedAdapter(Adapter):
         ordered_listing=True,
         may_evict=True,
         listing_cost=(
-            "index buckets per scope kept with cas; a page reads the scope's buckets from the cursor "
-            "on plus one multi-get of values; list_groups probes every scope"
+            "a per-scope tree of small index leaves kept with cas; a page reads the leaves it covers "
+            "plus one multi-get of values; list_groups probes every scope"
         ),
     )
     _sized: ClassVar[dict[int, type[MemcachedAdapter]]] = {}
@@ -87,13 +89,12 @@ class MemcachedAdapter(Adapter):
         cluster = Cluster(settings)
         try:
             item_size_max = min(_item_size_max(node) for node in cluster.nodes)
-            codec = KeyCodec(settings.key_prefix, settings.index_buckets, settings.scope_shards,
-                             digest or sha256_digest)  # fmt: skip
-            _check_layout(cluster, codec, settings)
+            codec = KeyCodec(settings.key_prefix, settings.scope_shards, digest or sha256_digest)
+            legacy_buckets = _check_layout(cluster, codec, settings)
         except BaseException:
             cluster.close()
             raise
-        return cls._for_item_size(item_size_max)(settings, cluster, codec, item_size_max)
+        return cls._for_item_size(item_size_max)(settings, cluster, codec, item_size_max, legacy_buckets)
 
     @classmethod
     def _for_item_size(cls, item_size_max: int) -> type[MemcachedAdapter]:
@@ -107,14 +108,24 @@ class MemcachedAdapter(Adapter):
             cls._sized[item_size_max] = found
         return found
 
-    def __init__(self, settings: Settings, cluster: Cluster, codec: KeyCodec, item_size_max: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        cluster: Cluster,
+        codec: KeyCodec,
+        item_size_max: int,
+        legacy_buckets: int | None = None,
+    ) -> None:
         self._settings = settings
         self._cluster = cluster
         self._codec = codec
         self._item_limit = item_limit(item_size_max)
         self._attempts = settings.max_attempts
         self._cache = CasCache(settings.cas_cache_entries, settings.cas_cache_bytes)
-        self._index = Index(cluster, codec, settings.max_attempts, self._item_limit)
+        self._index = Index(
+            cluster, codec, settings.max_attempts, self._item_limit, legacy_buckets,
+            settings.cas_cache_entries, settings.cas_cache_bytes,
+        )  # fmt: skip
         self._listing = Listing(cluster, codec, self._index)
 
     def describe(self) -> str:
@@ -189,6 +200,8 @@ class MemcachedAdapter(Adapter):
                     self._cache.put(mc_key, stored.epoch, stored.cas, new)
                     return own.value
             self._cache.drop(mc_key)
+        elif self._create(scope, key, data, None, None, new_only=True):
+            return None  # the index showed the key had no value: created without reading it
 
         def attempt() -> bytes | Lost | None:
             item, cas, _ = node.gets(mc_key)
@@ -220,11 +233,15 @@ class MemcachedAdapter(Adapter):
         self._cache.put(mc_key, stored.epoch, stored.cas, new)
         return True
 
-    def _create(self, scope: str, key: str, data: bytes, item: bytes | None, cas: bytes | None) -> bool:
+    def _create(
+        self, scope: str, key: str, data: bytes, item: bytes | None, cas: bytes | None, new_only: bool = False
+    ) -> bool:
         """Add the pair's first record: index it first, store it, then re-check the index.
 
         ``item``/``cas``: what the slot holds now (``None``: empty; else other pairs' records
-        after a hash collision). :returns: ``False`` when another writer changed the slot first.
+        after a hash collision). ``new_only``: the slot was not read; go ahead only if the
+        index shows the key has no value (``Index.put_new``). :returns: ``False`` when another
+        writer changed the slot first, or (``new_only``) the index could not tell.
         """
         mc_key, node = self._locate(scope, key)
         generation = random.getrandbits(63)
@@ -232,11 +249,18 @@ class MemcachedAdapter(Adapter):
         new = self._fit(records.replaced(item, mc_key, own), data)
         # Index before storing: a crash in between leaves an entry without a value (skipped),
         # never a value that listing cannot reach.
-        self._index.ensure_scope(scope)
-        self._index.put_entry(scope, key, generation)
+        if new_only:
+            fast = self._index.put_new(scope, key, generation)
+            if fast is None:
+                return False
+            receipt = fast
+        else:
+            receipt = self._index.put_entry(scope, key, generation)
+        probes: list[bytes | None] | None = None
         try:
             if item is None or cas is None:
-                stored: Stored | None = node.store(mc_key, new, None)
+                stored: Stored | None
+                stored, probes = self._index.store_value(node, mc_key, new, receipt)
             else:  # other pairs' records share this hashed key: keep them if memory runs out
                 stored = self._replace(node, mc_key, new, cas, item)
         except OutOfMemoryError:
@@ -245,9 +269,15 @@ class MemcachedAdapter(Adapter):
             quietly("unindexing a refused key", lambda: self._index.drop_entries(scope, entry))
             raise
         if stored is None or not stored.ok:
+            # Another writer stored the key first: its entry may now name our generation. Point
+            # it at the live record (else a later delete could not unindex it).
+            quietly("re-indexing after a lost race", lambda: self._index.resync(scope, [key]))
             return False
         self._cache.put(mc_key, stored.epoch, stored.cas, new)
-        quietly("re-checking the listing index", lambda: self._index.after_create(scope, key, generation))
+        quietly(
+            "re-checking the listing index",
+            lambda: self._index.confirm(scope, key, generation, receipt, probes),
+        )
         return True
 
     def remove(self, scope: str, key: str) -> bytes | None:
@@ -303,36 +333,69 @@ def _item_size_max(node: Node) -> int:
         return DEFAULT_ITEM_SIZE_MAX
 
 
-def _check_layout(cluster: Cluster, codec: KeyCodec, settings: Settings) -> None:
-    """Record the index layout on first use; refuse a client whose layout differs.
+def _check_layout(cluster: Cluster, codec: KeyCodec, settings: Settings) -> int | None:
+    """Record the store's layout on first use; refuse a client whose layout differs.
 
-    Two clients with different ``index_buckets`` would look for the same keys in different
-    buckets, so listing would silently miss entries.
+    Two clients with different ``scope_shards`` would look for the same scopes in different
+    shards, so listing would silently miss them. A store of layout 1 is taken over: its record
+    is rewritten (so a client of that layout opened later is refused) and its index buckets are
+    converted scope by scope as they are touched.
+
+    :returns: layout 1's buckets per scope when the store may still hold some, else ``None``.
     """
-    layout = {
-        "f": records.FORMAT,
-        "index_buckets": settings.index_buckets,
-        "scope_shards": settings.scope_shards,
-    }
-    raw = json.dumps(layout, sort_keys=True).encode()
     node = cluster.node(codec.meta_key)
-    if node.store(codec.meta_key, raw, None).ok:
-        return
-    found = node.get(codec.meta_key)
-    if found is None or found == raw:
-        return  # evicted meanwhile, or the same layout
-    try:
-        recorded = json.loads(found)
-    except ValueError:
-        recorded = None
-    if not isinstance(recorded, dict) or recorded.get("f") != records.FORMAT:
-        raise ConfigError(
-            f"adapter 'memcached': the key prefix {settings.key_prefix.decode()!r} is used by something "
-            f"else on {node.name}; choose another key_prefix"
-        )
-    raise ConfigError(
-        f"adapter 'memcached': the store under key prefix {settings.key_prefix.decode()!r} was set up "
-        f"with index_buckets={recorded.get('index_buckets')} and "
-        f"scope_shards={recorded.get('scope_shards')}; "
-        f"this config says {settings.index_buckets} and {settings.scope_shards}. Use the recorded values"
-    )
+    prefix = settings.key_prefix.decode()
+
+    def attempt() -> int | Lost | None:
+        layout: dict[str, Any] = {"f": LAYOUT, "scope_shards": settings.scope_shards}
+        raw = json.dumps(layout, sort_keys=True).encode()
+        if node.store(codec.meta_key, raw, None).ok:
+            # A store whose record was evicted looks new: if it lists scopes, it may be layout 1's.
+            if not cluster.get_many(codec.shard_keys):
+                return None
+            layout["legacy_buckets"] = settings.index_buckets
+            _rewrite_layout(node, codec, layout)
+            return settings.index_buckets
+        found, cas, _ = node.gets(codec.meta_key)
+        if found is None or cas is None:
+            return LOST  # evicted meanwhile
+        try:
+            recorded = json.loads(found)
+        except ValueError:
+            recorded = None
+        if not isinstance(recorded, dict) or recorded.get("f") not in (records.FORMAT, LAYOUT):
+            raise ConfigError(
+                f"adapter 'memcached': the key prefix {prefix!r} is used by something else on "
+                f"{node.name}; choose another key_prefix"
+            )
+        if recorded.get("scope_shards") != settings.scope_shards:
+            raise ConfigError(
+                f"adapter 'memcached': the store under key prefix {prefix!r} was set up with "
+                f"scope_shards={recorded.get('scope_shards')}; this config says "
+                f"{settings.scope_shards}. Use the recorded value"
+            )
+        if recorded["f"] == LAYOUT:
+            legacy = recorded.get("legacy_buckets")
+            return legacy if isinstance(legacy, int) and not isinstance(legacy, bool) else None
+        buckets = recorded.get("index_buckets")
+        if isinstance(buckets, bool) or not isinstance(buckets, int) or not 1 <= buckets <= 1024:
+            raise ConfigError(
+                f"adapter 'memcached': the layout record under key prefix {prefix!r} is damaged; "
+                f"choose another key_prefix"
+            )
+        layout["legacy_buckets"] = buckets
+        raw = json.dumps(layout, sort_keys=True).encode()
+        return buckets if node.store(codec.meta_key, raw, cas).ok else LOST
+
+    return retry(attempt, attempts=settings.max_attempts)
+
+
+def _rewrite_layout(node: Node, codec: KeyCodec, layout: dict[str, Any]) -> None:
+    raw = json.dumps(layout, sort_keys=True).encode()
+    for _ in range(8):
+        found, cas, _ = node.gets(codec.meta_key)
+        if found is None or cas is None:
+            if node.store(codec.meta_key, raw, None).ok:
+                return
+        elif node.store(codec.meta_key, raw, cas).ok:
+            return

@@ -37,29 +37,38 @@ def _b64(digest: bytes) -> bytes:
 
 def _spread(text: str, modulo: int) -> int:
     """A stable bucket number for ``text`` (independent of the injectable digest)."""
-    raw = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(raw, "big") % modulo
+    return key_hash(text) % modulo
+
+
+def key_hash(text: str) -> int:
+    """A key's 64-bit position in its scope's index (independent of the injectable digest)."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+#: Deepest node of a scope's index: a node at depth ``d`` covers the keys whose hash starts
+#: with its ``d`` bits.
+MAX_DEPTH = 64
 
 
 class KeyCodec:
     """Builds the memcached keys of one store (one ``key_prefix``).
 
-    Kinds, after the prefix: ``d``/``D`` an entry's data item, ``b``/``B`` a scope's index
-    bucket, ``s`` a shard of the scope index, ``m`` the store's layout record.
+    Kinds, after the prefix: ``d``/``D`` an entry's data item, ``n``/``N`` a node of a scope's
+    index, ``s`` a shard of the scope index, ``m`` the store's layout record; ``b``/``B`` the
+    index buckets of layout 1, read only to convert them.
 
     :param digest: hash used for names too long to encode; tests inject a colliding one.
     """
 
-    def __init__(self, prefix: bytes, buckets: int, shards: int, digest: Digest = sha256_digest) -> None:
+    def __init__(self, prefix: bytes, shards: int, digest: Digest = sha256_digest) -> None:
         self.prefix = prefix
-        self.buckets = buckets
         self.shards = shards
         self._digest = digest
         self.meta_key = prefix + b"m"
         self.shard_keys = [prefix + b"s%d" % j for j in range(shards)]
         # The hot paths (get, set) encode the same pairs over and over.
         self.data_key: Callable[[str, str], bytes] = lru_cache(maxsize=16384)(self._data_key)
-        self.bucket_keys: Callable[[str], tuple[bytes, ...]] = lru_cache(maxsize=1024)(self._bucket_keys)
+        self._node_base: Callable[[str], tuple[bytes, bool]] = lru_cache(maxsize=4096)(self._node_base_of)
 
     def _hashed(self, kind: bytes, material: bytes) -> bytes:
         digest = self._digest(material)
@@ -75,17 +84,31 @@ class KeyCodec:
         material = struct.pack(">I", len(scope_raw)) + scope_raw + key.encode("utf-8")
         return self._hashed(b"D", material)
 
-    def _bucket_keys(self, scope: str) -> tuple[bytes, ...]:
+    def _node_base_of(self, scope: str) -> tuple[bytes, bool]:
         encoded = _encode(scope)
-        longest = self.prefix + b"b%d:" % (self.buckets - 1) + encoded
-        if len(longest) <= MAX_KEY_BYTES:
-            return tuple(self.prefix + b"b%d:" % i + encoded for i in range(self.buckets))
-        base = self._hashed(b"B", scope.encode("utf-8"))[len(self.prefix) + 1 :]
-        return tuple(self.prefix + b"B%d:" % i + base for i in range(self.buckets))
+        # the longest node name: depth 64 and 16 hex digits of path
+        if len(self.prefix) + len(b"n64.ffffffffffffffff:") + len(encoded) <= MAX_KEY_BYTES:
+            return encoded, False
+        return self._hashed(b"N", scope.encode("utf-8"))[len(self.prefix) + 1 :], True
 
-    def bucket_of(self, key: str) -> int:
-        """Which of the scope's index buckets lists ``key``."""
-        return _spread(key, self.buckets)
+    def node_key(self, scope: str, depth: int, path: int) -> bytes:
+        """The index node of ``scope`` at ``depth`` covering the hashes that start with ``path``."""
+        base, hashed = self._node_base(scope)
+        return self.prefix + (b"N" if hashed else b"n") + b"%d.%x:" % (depth, path) + base
+
+    def nodes_hashed(self, scope: str) -> bool:
+        """True when the scope's node names are hashed, so its nodes may be shared with other
+        scopes and their records name the scope."""
+        return self._node_base(scope)[1]
+
+    def legacy_bucket_keys(self, scope: str, buckets: int) -> tuple[bytes, ...]:
+        """The index buckets layout 1 kept for ``scope`` (``buckets`` of them)."""
+        encoded = _encode(scope)
+        longest = self.prefix + b"b%d:" % (buckets - 1) + encoded
+        if len(longest) <= MAX_KEY_BYTES:
+            return tuple(self.prefix + b"b%d:" % i + encoded for i in range(buckets))
+        base = self._hashed(b"B", scope.encode("utf-8"))[len(self.prefix) + 1 :]
+        return tuple(self.prefix + b"B%d:" % i + base for i in range(buckets))
 
     def shard_of(self, scope: str) -> int:
         """Which shard of the scope index lists ``scope``."""
@@ -95,4 +118,4 @@ class KeyCodec:
         return self.shard_keys[self.shard_of(scope)]
 
     def is_hashed(self, mc_key: bytes) -> bool:
-        return mc_key[len(self.prefix) : len(self.prefix) + 1] in (b"D", b"B")
+        return mc_key[len(self.prefix) : len(self.prefix) + 1] in (b"D", b"B", b"N")

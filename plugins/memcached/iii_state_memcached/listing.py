@@ -1,27 +1,28 @@
 """Walking the listing index: ``scan`` pages of a scope and ``list_scopes``.
 
-A scope's keys have a fixed order — bucket number, then key in code-point order — so a walk
-with a cursor ``(bucket, last key)`` returns every key present for the whole walk exactly
-once (ordered listing). Index entries whose value is gone are skipped and pruned.
+A scope's keys have a fixed order — the 64-bit hash of the key, then the key in code-point
+order — that does not depend on how the index happens to be split into leaves. A walk with a
+cursor ``(hash, last key)`` therefore returns every key present for the whole walk exactly once
+(ordered listing), however leaves split meanwhile. A page reads the leaves it needs, one at a
+time, and the page's values: its memory is bounded by the page and the leaf size, never by the
+scope. Index entries whose value is gone are skipped and pruned.
 """
 
 from __future__ import annotations
 
 import json
-from bisect import bisect_right
 
 from iii_state_core import InvalidCursorError
 from iii_state_core.adapter import Page
 
 from . import records
 from .index import Index, quietly
-from .keys import KeyCodec
+from .keys import KeyCodec, key_hash
 from .nodes import Cluster
 
 #: Values fetched per request while looking for one live key of a scope.
 _PROBE = 16
-#: Scopes whose buckets ``list_scopes`` fetches together.
-_SCOPE_BATCH = 16
+_TOP = 1 << 64
 
 
 class Listing:
@@ -31,53 +32,46 @@ class Listing:
         self.index = index
 
     # -- cursors -----------------------------------------------------------------------------------
-    def _decode_cursor(self, cursor: str | None) -> tuple[int, str | None]:
+    @staticmethod
+    def _decode_cursor(cursor: str | None) -> tuple[int, str | None]:
         if cursor is None:
             return 0, None
         try:
-            bucket, after = json.loads(cursor)
+            position, after = json.loads(cursor)
         except (ValueError, TypeError):
-            bucket = after = None
+            position = after = None
         if (
-            isinstance(bucket, bool)
-            or not isinstance(bucket, int)
-            or not 0 <= bucket < self.codec.buckets
+            isinstance(position, bool)
+            or not isinstance(position, int)
+            or not 0 <= position < _TOP
             or not isinstance(after, str)
         ):
             raise InvalidCursorError(
                 "cursor does not belong to this memcached store's listing; start the walk again without it"
             )
-        return bucket, after
+        return position, after
 
     @staticmethod
-    def _encode_cursor(bucket: int, key: str) -> str:
-        return json.dumps([bucket, key], ensure_ascii=False, separators=(",", ":"))
+    def _encode_cursor(position: int, key: str) -> str:
+        return json.dumps([position, key], ensure_ascii=False, separators=(",", ":"))
 
     # -- scan ----------------------------------------------------------------------------------------
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
         """Up to ``limit`` live entries of ``scope`` after ``cursor``, and the next cursor."""
         start, after = self._decode_cursor(cursor)
-        bucket_keys = self.codec.bucket_keys(scope)[start:]
-        loaded = self.cluster.get_many(bucket_keys)
+        self.index.convert(scope)
+        step = self.index.leaves(scope, start)
         chosen: list[tuple[int, str, int]] = []
         more = False
-        for offset, bucket_key in enumerate(bucket_keys):
-            item = loaded.get(bucket_key)
-            if item is None:
-                continue
-            section = records.load_bucket(item, bucket_key).get(scope)
-            if not section:
-                continue
-            keys = sorted(section)
-            if offset == 0 and after is not None:
-                keys = keys[bisect_right(keys, after) :]
-            for key in keys:
+        while not more and (leaf := step()) is not None:
+            entries = sorted((key_hash(k), k, g) for k, g in self.index.entries_of(scope, leaf).items())
+            for entry in entries:
+                if after is not None and entry[:2] <= (start, after):
+                    continue
                 if len(chosen) == limit:
                     more = True
                     break
-                chosen.append((start + offset, key, section[key]))
-            if more:
-                break
+                chosen.append(entry)
         page, ghosts = self._values(scope, [(key, generation) for _, key, generation in chosen])
         if ghosts:
             quietly("pruning the listing index", lambda: self.index.prune(scope, ghosts))
@@ -109,32 +103,22 @@ class Listing:
         known: set[str] = set()
         for shard_key, item in shards.items():
             known |= records.load_shard(item, shard_key)
-        ordered = sorted(known)
-        live: list[str] = []
-        for at in range(0, len(ordered), _SCOPE_BATCH):
-            batch = ordered[at : at + _SCOPE_BATCH]
-            wanted = [k for scope in batch for k in self.codec.bucket_keys(scope)]
-            buckets = self.cluster.get_many(wanted)
-            for scope in batch:
-                entries: dict[str, int] = {}
-                for bucket_key in self.codec.bucket_keys(scope):
-                    bucket = buckets.get(bucket_key)
-                    if bucket is not None:
-                        entries.update(records.load_bucket(bucket, bucket_key).get(scope, {}))
-                if self._holds_a_live_key(scope, entries):
-                    live.append(scope)
-        return live
+        return [scope for scope in sorted(known) if self._holds_a_live_key(scope)]
 
-    def _holds_a_live_key(self, scope: str, entries: dict[str, int]) -> bool:
-        pending = sorted(entries.items())
+    def _holds_a_live_key(self, scope: str) -> bool:
+        """Reads the scope's leaves in order until one lists a live key."""
+        self.index.convert(scope)
         ghosts: dict[str, int] = {}
-        for at in range(0, len(pending), _PROBE):
-            page, dead = self._values(scope, pending[at : at + _PROBE])
-            ghosts.update(dead)
-            if page:
-                if ghosts:
-                    quietly("pruning the listing index", lambda: self.index.prune(scope, ghosts))
-                return True
+        step = self.index.leaves(scope)
+        while (leaf := step()) is not None:
+            pending = sorted(self.index.entries_of(scope, leaf).items())
+            for at in range(0, len(pending), _PROBE):
+                page, dead = self._values(scope, pending[at : at + _PROBE])
+                ghosts.update(dead)
+                if page:
+                    if ghosts:
+                        quietly("pruning the listing index", lambda: self.index.prune(scope, ghosts))
+                    return True
 
         def drop() -> None:
             self.index.prune(scope, ghosts)

@@ -180,16 +180,38 @@ class Node:
 
         return self._read("get", fetch)[0] if keys else {}
 
+    def gets_many(self, keys: list[bytes]) -> tuple[dict[bytes, tuple[bytes, bytes]], int]:
+        """``({key: (item, cas)}, epoch)`` for the keys that exist, in one request."""
+        if not keys:
+            return {}, 0
+        found, epoch = self._read("gets", lambda conn: conn.gets_many(keys))
+        return found, epoch
+
+    def probe(self, keys: list[bytes]) -> tuple[list[bytes | None], int]:
+        """The cas of each key (``None``: missing) without its value, in one request."""
+
+        def fetch(conn: Conn) -> list[bytes | None]:
+            replies = conn._misc_cmd([b"mg %s c\r\n" % key for key in keys], b"mg", False, b"\r\n")
+            return [_cas_of(reply) for reply in replies]
+
+        return self._read("get", fetch)
+
     def stats(self, *args: str) -> dict[bytes, Any]:
         result: dict[bytes, Any] = self._read("stats", lambda conn: conn.stats(*args))[0]
         return result
 
     # -- confirmed writes ----------------------------------------------------------------------
     def _send(self, conn: Conn, op: str, command: bytes) -> bytes:
-        """Send one meta command and return its reply line.
+        """Send one meta command and return its reply line (see :meth:`_send_all`)."""
+        return self._send_all(conn, op, [command + b"\r\n"])[0]
 
-        :raises BackendError: when it was certainly not applied (no connection, server refusal).
-        :raises UnknownOutcomeError: when it was sent and the reply was lost.
+    def _send_all(self, conn: Conn, op: str, commands: list[bytes]) -> list[bytes]:
+        """Send meta commands (each ending in CRLF) in one write and return their reply lines.
+
+        The server runs them in order, so a read sent after a write sees that write.
+
+        :raises BackendError: when the first was certainly not applied (no connection, refusal).
+        :raises UnknownOutcomeError: when they were sent and a reply was lost.
         """
         if conn.sock is None:
             try:
@@ -198,10 +220,11 @@ class Node:
                 conn.close()
                 raise BackendError(f"memcached at {self.name}: cannot connect: {_detail(exc)}") from exc
         try:
-            reply: bytes = conn.raw_command(command, b"\r\n")
+            replies: list[bytes] = conn._misc_cmd(commands, b"ms", False, b"\r\n")
         except MemcacheUnexpectedCloseError as exc:
             raise self._unknown(op, "the server closed the connection") from exc
         except MemcacheServerError as exc:
+            # pymemcache closed the connection: replies after this one were not read
             text = _detail(exc)
             if "too large" in text:
                 raise ValueTooLargeError(
@@ -220,7 +243,7 @@ class Node:
             ) from None
         except (MemcacheError, OSError) as exc:
             raise self._unknown(op, _detail(exc)) from exc
-        return reply
+        return replies
 
     def _unknown(self, op: str, why: str) -> UnknownOutcomeError:
         return UnknownOutcomeError(
@@ -230,6 +253,9 @@ class Node:
 
     def _store_on(self, conn: Conn, key: bytes, item: bytes, mode: bytes) -> Stored:
         reply = self._send(conn, "store", b"ms %s %d %s c\r\n%s" % (key, len(item), mode, item))
+        return self._stored(conn, reply)
+
+    def _stored(self, conn: Conn, reply: bytes) -> Stored:
         if reply.startswith(b"HD"):
             for token in reply.split()[1:]:
                 if token[:1] == b"c":
@@ -265,6 +291,26 @@ class Node:
         finally:
             self._release(conn)
 
+    def store_probing(
+        self, key: bytes, item: bytes, cas: bytes | None, probes: list[bytes], epoch: int | None = None
+    ) -> tuple[Stored, list[bytes | None]] | None:
+        """:meth:`store`, then the cas of each of ``probes`` read *after* it, in one round trip.
+
+        With ``epoch``, only on that connection (``None`` when it is not the one at hand).
+        """
+        conn = self._acquire()
+        try:
+            if epoch is not None and (conn.epoch != epoch or conn.sock is None):
+                return None
+            mode = b"ME" if cas is None else b"C" + cas
+            commands = [b"ms %s %d %s c\r\n%s\r\n" % (key, len(item), mode, item)]
+            commands += [b"mg %s c\r\n" % probe for probe in probes]
+            replies = self._send_all(conn, "store", commands)
+            stored = self._stored(conn, replies[0])
+            return stored, [_cas_of(reply) for reply in replies[1:]]
+        finally:
+            self._release(conn)
+
     def store_on_epoch(self, key: bytes, item: bytes, cas: bytes, epoch: int) -> Stored | None:
         """Like :meth:`store`, but only on the connection ``epoch`` names; ``None``: not sent."""
         conn = self._acquire()
@@ -290,6 +336,17 @@ class Node:
             raise self._unknown("delete", f"unexpected reply {reply[:20]!r}")
         finally:
             self._release(conn)
+
+
+def _cas_of(reply: bytes) -> bytes | None:
+    """The cas in an ``mg <key> c`` reply (``HD c<cas>``); ``None`` for a miss (``EN``)."""
+    if reply.startswith(b"HD"):
+        for token in reply.split()[1:]:
+            if token[:1] == b"c":
+                return token[1:]
+    if reply.startswith(b"EN"):
+        return None
+    raise BackendError(f"memcached: unexpected reply to a probe: {reply[:20]!r}")
 
 
 def _mix(x: int) -> int:

@@ -9,8 +9,17 @@ only when two hashed pairs collide (they then share the item, each finding its o
 The generation is a random number fixed when the entry is created and kept by every later
 write; the listing index records it so that a delete removes only its own index entry.
 
-Index buckets and scope-index shards are compact JSON (they are read whole and rewritten
-whole under cas): a bucket maps scope -> {key: generation}; a shard lists scope names.
+A scope's index is a tree of nodes (see ``index``). A node item is one kind byte — ``LEAF``,
+``SEALED`` (a leaf being split: frozen) or ``SPLIT`` (its entries live in its two children) —
+then, for leaves, a log of entry records, each ``>BQII`` (operation, generation, scope length,
+key length), scope UTF-8, key UTF-8. ``PUT`` points the key at the generation; ``DROP`` removes
+it only if it still names that generation. The scope is written only in nodes whose name is
+hashed (and may be shared by colliding scopes); elsewhere the node's name says it. A new record
+is appended to the bytes already there, so adding an entry never decodes the leaf.
+
+Scope-index shards are compact JSON (read whole and rewritten whole under cas): a shard lists
+scope names. Layout 1 kept JSON index buckets (scope -> {key: generation}); they are read only
+to convert them.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ _HEAD = struct.Struct(">IIQI")
 #: Bytes an item needs beyond its records' names and values.
 ITEM_OVERHEAD = 1
 RECORD_OVERHEAD = _HEAD.size
+#: The ``f`` of shard items (and of layout 1's buckets).
 FORMAT = 1
 
 
@@ -162,3 +172,79 @@ def load_shard(item: bytes | None, mc_key: bytes) -> set[str]:
 
 def dump_shard(scopes: set[str]) -> bytes | None:
     return _dump({"f": FORMAT, "s": sorted(scopes)}) if scopes else None
+
+
+# -- index nodes (layout 2) ---------------------------------------------------------------------
+
+LEAF, SEALED, SPLIT = 0xB1, 0xB2, 0xB3
+PUT, DROP = 1, 2
+_ENTRY = struct.Struct(">BQII")
+EMPTY_LEAF = bytes((LEAF,))
+SPLIT_ITEM = bytes((SPLIT,))
+#: (scope, key) as bytes; the scope is ``b""`` in nodes whose name already says it.
+EntryId = tuple[bytes, bytes]
+
+
+def entry_record(op: int, generation: int, scope: bytes, key: bytes) -> bytes:
+    return _ENTRY.pack(op, generation, len(scope), len(key)) + scope + key
+
+
+def node_kind(item: bytes, mc_key: bytes) -> int:
+    """:raises BackendError: when the item is not an index node of this adapter."""
+    if not item or item[0] not in (LEAF, SEALED, SPLIT):
+        raise _foreign(mc_key)
+    return item[0]
+
+
+def replay(item: bytes, mc_key: bytes) -> dict[EntryId, int]:
+    """The entries a leaf's log leaves: (scope, key) -> generation, in no particular order."""
+    node_kind(item, mc_key)
+    entries: dict[EntryId, int] = {}
+    at, end, head = 1, len(item), _ENTRY.size
+    unpack = _ENTRY.unpack_from
+    while at < end:
+        if at + head > end:
+            raise _foreign(mc_key)
+        op, generation, scope_len, key_len = unpack(item, at)
+        at += head
+        stop = at + scope_len + key_len
+        if stop > end:
+            raise _foreign(mc_key)
+        entry = (item[at : at + scope_len], item[at + scope_len : stop])
+        at = stop
+        if op == PUT:
+            entries[entry] = generation
+        elif op == DROP:
+            if entries.get(entry) == generation:
+                del entries[entry]
+        else:
+            raise _foreign(mc_key)
+    return entries
+
+
+def names_key(item: bytes, key: bytes) -> bool:
+    """Whether a leaf of an unhashed node may hold a record of ``key`` (a byte search: it can
+    say yes wrongly, when another key contains this one's record, never no wrongly)."""
+    return _NAMED.pack(0, len(key)) + key in item
+
+
+_NAMED = struct.Struct(">II")
+
+
+def leaf_item(entries: dict[EntryId, int], kind: int = LEAF) -> bytes:
+    """A compacted leaf: one ``PUT`` per entry."""
+    parts = [bytes((kind,))]
+    for (scope, key), generation in entries.items():
+        parts.append(_ENTRY.pack(PUT, generation, len(scope), len(key)) + scope + key)
+    return b"".join(parts)
+
+
+def scope_entries(item: bytes | None, mc_key: bytes, scope: bytes | None) -> dict[str, int]:
+    """key -> generation of one scope in a leaf; ``scope=None``: every record (unhashed node)."""
+    if item is None or item[0] == SPLIT:
+        return {}
+    return {
+        key.decode("utf-8"): generation
+        for (owner, key), generation in replay(item, mc_key).items()
+        if scope is None or owner == scope
+    }

@@ -1,7 +1,7 @@
 """Pairs forced onto the same hashed memcached key still read back as their own.
 
 The hook: a digest that returns the same bytes for everything, so every name too long to be
-encoded lands in one data item (and every long scope in one set of bucket items).
+encoded lands in one data item (and every long scope in one tree of index nodes).
 """
 
 from __future__ import annotations
@@ -66,10 +66,10 @@ def test_delete_update_and_cas_touch_only_their_own_record(colliding: StateStore
     assert colliding.list_keys("s") == [] and "s" not in colliding.list_groups()
 
 
-def test_long_scopes_sharing_bucket_items_keep_separate_listings(colliding: StateStore) -> None:
+def test_long_scopes_sharing_index_nodes_keep_separate_listings(colliding: StateStore) -> None:
     first, second = "S" * 300 + "1", "S" * 300 + "2"
     adapter: Any = colliding.adapter
-    assert adapter._codec.bucket_keys(first) == adapter._codec.bucket_keys(second)
+    assert adapter._codec.node_key(first, 0, 0) == adapter._codec.node_key(second, 0, 0)
     for i in range(20):
         colliding.set(first, f"k{i}", i)
         colliding.set(second, f"k{i}", -i)

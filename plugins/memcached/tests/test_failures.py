@@ -95,8 +95,8 @@ def test_a_store_with_another_index_layout_is_refused(
 ) -> None:
     first = open_memcached(memcached_servers)
     prefix = first.adapter.describe().rsplit("'", 2)[-2]
-    with pytest.raises(ConfigError, match="index_buckets=16"):
-        open_memcached(memcached_servers, key_prefix=prefix, index_buckets=8)
+    with pytest.raises(ConfigError, match="scope_shards=16"):
+        open_memcached(memcached_servers, key_prefix=prefix, scope_shards=8)
     assert open_memcached(memcached_servers, key_prefix=prefix).get("s", "k") is None
 
 

@@ -16,12 +16,21 @@ def _adapter(store: StateStore) -> Any:
     return store.adapter
 
 
+def _leaves(store: StateStore, scope: str) -> list[Any]:
+    """The scope's index leaves in hash order, read straight from the servers."""
+    index = _adapter(store)._index
+    step, found = index.leaves(scope), []
+    while (leaf := step()) is not None:
+        found.append(leaf)
+    return found
+
+
 def _indexed(store: StateStore, scope: str) -> dict[str, int]:
-    """What the scope's buckets list, read straight from the servers."""
-    adapter = _adapter(store)
+    """What the scope's index lists, read straight from the servers."""
+    index = _adapter(store)._index
     found: dict[str, int] = {}
-    for mc_key, item in adapter._cluster.get_many(adapter._codec.bucket_keys(scope)).items():
-        found.update(records.load_bucket(item, mc_key).get(scope, {}))
+    for leaf in _leaves(store, scope):
+        found.update(index.entries_of(scope, leaf))
     return found
 
 
@@ -40,14 +49,18 @@ def store(memcached_servers: list[str], open_memcached: Callable[..., StateStore
     return open_memcached(memcached_servers)
 
 
-def test_a_scope_of_2500_kibibyte_keys_is_sharded_and_walked_exactly_once(store: StateStore) -> None:
+def test_a_scope_of_2500_kibibyte_keys_splits_into_small_leaves_and_is_walked_exactly_once(
+    store: StateStore,
+) -> None:
     keys = [f"{i:05d}-" + "x" * 1018 for i in range(2500)]
     for i, key in enumerate(keys):
         store.set("big", key, i)
     adapter = _adapter(store)
-    sizes = [len(item) for item in adapter._cluster.get_many(adapter._codec.bucket_keys("big")).values()]
-    assert len(sizes) == adapter._codec.buckets, "every bucket should hold some keys"
-    assert sum(sizes) > 2_500_000 and max(sizes) < adapter._item_limit
+    leaves = _leaves(store, "big")
+    sizes = [len(leaf.item or b"") for leaf in leaves]
+    assert len(leaves) > 2_500_000 // adapter._index.leaf_bytes, "the index split into many leaves"
+    assert sum(sizes) > 2_500_000 and max(sizes) <= adapter._index.leaf_bytes + 1100
+    assert [leaf.low for leaf in leaves][1:] == [leaf.high for leaf in leaves][:-1], "leaves tile the hashes"
     walked = _walk(store, "big", 97)
     assert Counter(walked) == Counter(keys), "each key exactly once"
     assert sorted(store.list("big")) == list(range(2500))
@@ -56,28 +69,50 @@ def test_a_scope_of_2500_kibibyte_keys_is_sharded_and_walked_exactly_once(store:
     assert len(store.list_keys("big")) == 2400 and len(_indexed(store, "big")) == 2400
 
 
-def test_a_crash_between_indexing_and_storing_leaves_no_ghost_in_listings(
-    store: StateStore, monkeypatch: pytest.MonkeyPatch
+def _before_storing(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch, marker: bytes, action: Callable[[], None]
 ) -> None:
-    store.set("s", "kept", 1)
+    """Run ``action`` just before any store of an item whose key contains ``marker`` (both the
+    plain store and the store that probes the index after it)."""
     node = _adapter(store)._cluster.nodes[0]
-    real_store = node.store
+    real_store, real_probing = node.store, node.store_probing
 
-    def crash(mc_key: bytes, item: bytes, cas: bytes | None) -> Any:
-        if b"ghost" in mc_key:
-            raise BackendError("simulated crash after the index was written")
-        return real_store(mc_key, item, cas)
+    def plain(mc_key: bytes, *args: Any) -> Any:
+        if marker in mc_key:
+            action()
+        return real_store(mc_key, *args)
 
-    monkeypatch.setattr(node, "store", crash)
+    def probing(mc_key: bytes, *args: Any) -> Any:
+        if marker in mc_key:
+            action()
+        return real_probing(mc_key, *args)
+
+    monkeypatch.setattr(node, "store", plain)
+    monkeypatch.setattr(node, "store_probing", probing)
+
+
+@pytest.mark.parametrize("first_key", [True, False], ids=["new-scope", "known-leaf"])
+def test_a_crash_between_indexing_and_storing_leaves_no_ghost_in_listings(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch, first_key: bool
+) -> None:
+    scope = "s-new" if first_key else "s"
+    if not first_key:
+        store.set(scope, "kept", 1)  # this process now knows the leaf: the create takes the fast path
+
+    def crash() -> None:
+        raise BackendError("simulated crash after the index was written")
+
+    _before_storing(store, monkeypatch, b"ghost", crash)
     with pytest.raises(BackendError):
-        store.set("s", "ghost", 2)
+        store.set(scope, "ghost", 2)
     monkeypatch.undo()
-    assert "ghost" in _indexed(store, "s"), "the crash left an index entry (expected)"
-    assert store.get("s", "ghost") is None
-    assert store.list_keys("s") == ["kept"] and store.list("s") == [1]
-    assert "ghost" not in _indexed(store, "s"), "listing pruned the ghost"
-    store.set("s", "ghost", 3)
-    assert sorted(store.list_keys("s")) == ["ghost", "kept"]
+    assert "ghost" in _indexed(store, scope), "the crash left an index entry (expected)"
+    assert store.get(scope, "ghost") is None
+    assert store.list_keys(scope) == ([] if first_key else ["kept"])
+    assert "ghost" not in _indexed(store, scope), "listing pruned the ghost"
+    assert (scope in store.list_groups()) is not first_key
+    store.set(scope, "ghost", 3)
+    assert sorted(store.list_keys(scope)) == (["ghost"] if first_key else ["ghost", "kept"])
 
 
 def test_a_crash_between_deleting_and_unindexing_is_cleaned_up(
@@ -99,25 +134,25 @@ def test_a_crash_between_deleting_and_unindexing_is_cleaned_up(
     assert "gone" not in records.load_shard(_adapter(store)._cluster.node(shard).get(shard), shard)
 
 
+@pytest.mark.parametrize("first_key", [True, False], ids=["new-scope", "known-leaf"])
 def test_a_pruner_racing_a_creator_cannot_unlist_the_new_value(
-    store: StateStore, monkeypatch: pytest.MonkeyPatch
+    store: StateStore, monkeypatch: pytest.MonkeyPatch, first_key: bool
 ) -> None:
     """The creator indexed the key; a listing sees no value yet and prunes the entry as a ghost;
     then the value is stored. The creator's re-check must put the entry back."""
-    node = _adapter(store)._cluster.nodes[0]
-    real_store = node.store
+    others = [] if first_key else ["other"]
+    for key in others:
+        store.set("race", key, 0)
 
-    def listing_runs_first(mc_key: bytes, item: bytes, cas: bytes | None) -> Any:
-        if b"racer" in mc_key:
-            assert store.list_keys("race") == []  # prunes the entry: no value yet
-            assert "racer" not in _indexed(store, "race")
-            assert "race" not in store.list_groups()  # prunes the scope too
-        return real_store(mc_key, item, cas)
+    def listing_runs_first() -> None:
+        assert store.list_keys("race") == others  # prunes the entry: no value yet
+        assert "racer" not in _indexed(store, "race")
+        assert ("race" in store.list_groups()) is not first_key  # an empty scope is pruned too
 
-    monkeypatch.setattr(node, "store", listing_runs_first)
+    _before_storing(store, monkeypatch, b"racer", listing_runs_first)
     store.set("race", "racer", 1)
     monkeypatch.undo()
-    assert store.list_keys("race") == ["racer"]
+    assert sorted(store.list_keys("race")) == sorted(["racer", *others])
     assert "race" in store.list_groups()
 
 
@@ -144,6 +179,6 @@ def test_a_delete_racing_a_create_keeps_the_new_entry_listed(
 def test_a_bad_cursor_is_a_clear_error(store: StateStore) -> None:
     store.set("c", "a", 1)
     adapter = _adapter(store)
-    for bad in ("nonsense", "[99, \"a\"]", "[0, 1]", "[true, \"a\"]"):
+    for bad in ("nonsense", "[-1, \"a\"]", "[18446744073709551616, \"a\"]", "[0, 1]", "[true, \"a\"]"):
         with pytest.raises(Exception, match="cursor"):
             adapter.scan("c", bad, 10)

@@ -23,7 +23,7 @@ def _valid(mc_key: bytes) -> bool:
 
 
 def test_every_hostile_pair_gets_a_valid_distinct_memcached_key() -> None:
-    codec = KeyCodec(PREFIX, 16, 16)
+    codec = KeyCodec(PREFIX, 16)
     names = [*HOSTILE, "x" * 250, "é" * 100]
     seen: dict[bytes, tuple[str, str]] = {}
     for pair in itertools.product(names, names):
@@ -33,7 +33,7 @@ def test_every_hostile_pair_gets_a_valid_distinct_memcached_key() -> None:
 
 
 def test_short_pairs_are_encoded_readably_and_long_ones_hashed() -> None:
-    codec = KeyCodec(PREFIX, 16, 16)
+    codec = KeyCodec(PREFIX, 16)
     assert codec.data_key("users", "alice") == b"iii-state:dusers:alice"
     assert codec.data_key("a:b", "c") == b"iii-state:da%3Ab:c"
     assert codec.data_key("a", "b:c") == b"iii-state:da:b%3Ac"
@@ -42,12 +42,13 @@ def test_short_pairs_are_encoded_readably_and_long_ones_hashed() -> None:
     assert codec.is_hashed(long_key) and not codec.is_hashed(codec.data_key("s", "k"))
 
 
-def test_bucket_keys_are_valid_and_distinct_per_scope() -> None:
-    codec = KeyCodec(PREFIX, 16, 16)
-    all_keys = [k for scope in [*HOSTILE, "s" * 400] for k in codec.bucket_keys(scope)]
+def test_index_node_keys_are_valid_and_distinct_per_scope_and_place() -> None:
+    codec = KeyCodec(PREFIX, 16)
+    places = [(0, 0), (1, 0), (1, 1), (11, 0), (11, 2047), (64, 2**64 - 1)]
+    all_keys = [codec.node_key(scope, d, p) for scope in [*HOSTILE, "s" * 400] for d, p in places]
     assert len(set(all_keys)) == len(all_keys)
     assert all(_valid(k) for k in all_keys)
-    assert {codec.bucket_of(f"key{i}") for i in range(200)} == set(range(16))
+    assert codec.nodes_hashed("s" * 400) and not codec.nodes_hashed("users")
 
 
 @given(st.text(), st.text())
@@ -56,11 +57,11 @@ def test_data_keys_are_always_valid(scope: str, key: str) -> None:
         scope.encode("utf-8"), key.encode("utf-8")
     except UnicodeEncodeError:
         return  # the core rejects lone surrogates before any adapter sees them
-    assert _valid(KeyCodec(PREFIX, 16, 16).data_key(scope, key))
+    assert _valid(KeyCodec(PREFIX, 16).data_key(scope, key))
 
 
 def test_a_digest_of_the_wrong_size_is_refused() -> None:
-    codec = KeyCodec(PREFIX, 16, 16, digest=lambda data: b"short")
+    codec = KeyCodec(PREFIX, 16, digest=lambda data: b"short")
     with pytest.raises(ValueError):
         codec.data_key("s", "k" * 300)
 
