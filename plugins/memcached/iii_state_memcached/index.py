@@ -366,11 +366,19 @@ class Index:
         owner, key_raw = self._hashed_scope(scope), key.encode("utf-8")
         if new_only and (owner or records.names_key(remembered.item, key_raw)):
             return None
-        new = remembered.item + records.entry_record(records.PUT, generation, owner, key_raw)
+        record = records.entry_record(records.PUT, generation, owner, key_raw)
+        new = remembered.item + record
         if len(new) > self.leaf_bytes:
             return None
         node, shard = self.home(scope), self.codec.scope_shard_key(scope)
-        reply = node.store_probing(leaf, new, remembered.cas, [shard], remembered.epoch)
+        try:
+            # appended only if the leaf is still at the remembered cas: only the record is sent
+            reply = node.store_probing(leaf, record, remembered.cas, [shard], remembered.epoch, append=True)
+        except OutOfMemoryError:
+            self._leaves.drop(leaf)
+            if not node.put_back(leaf, remembered.item):  # memcached may drop what it could not extend
+                log.warning("memcached adapter: an index item was lost to an out-of-memory store")
+            raise
         if reply is None or not reply[0].ok:
             self._leaves.drop(leaf)
             return None

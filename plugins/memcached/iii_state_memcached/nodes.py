@@ -292,17 +292,25 @@ class Node:
             self._release(conn)
 
     def store_probing(
-        self, key: bytes, item: bytes, cas: bytes | None, probes: list[bytes], epoch: int | None = None
+        self,
+        key: bytes,
+        item: bytes,
+        cas: bytes | None,
+        probes: list[bytes],
+        epoch: int | None = None,
+        *,
+        append: bool = False,
     ) -> tuple[Stored, list[bytes | None]] | None:
         """:meth:`store`, then the cas of each of ``probes`` read *after* it, in one round trip.
 
         With ``epoch``, only on that connection (``None`` when it is not the one at hand).
+        With ``append``, ``item`` is added to the end of the stored item (which must be at ``cas``).
         """
         conn = self._acquire()
         try:
             if epoch is not None and (conn.epoch != epoch or conn.sock is None):
                 return None
-            mode = b"ME" if cas is None else b"C" + cas
+            mode = b"ME" if cas is None else (b"MA C" if append else b"C") + cas
             commands = [b"ms %s %d %s c\r\n%s\r\n" % (key, len(item), mode, item)]
             commands += [b"mg %s c\r\n" % probe for probe in probes]
             replies = self._send_all(conn, "store", commands)

@@ -77,15 +77,15 @@ def _before_storing(
     node = _adapter(store)._cluster.nodes[0]
     real_store, real_probing = node.store, node.store_probing
 
-    def plain(mc_key: bytes, *args: Any) -> Any:
+    def plain(mc_key: bytes, *args: Any, **kwargs: Any) -> Any:
         if marker in mc_key:
             action()
-        return real_store(mc_key, *args)
+        return real_store(mc_key, *args, **kwargs)
 
-    def probing(mc_key: bytes, *args: Any) -> Any:
+    def probing(mc_key: bytes, *args: Any, **kwargs: Any) -> Any:
         if marker in mc_key:
             action()
-        return real_probing(mc_key, *args)
+        return real_probing(mc_key, *args, **kwargs)
 
     monkeypatch.setattr(node, "store", plain)
     monkeypatch.setattr(node, "store_probing", probing)

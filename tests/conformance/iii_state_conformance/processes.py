@@ -159,5 +159,13 @@ def churn(store: StateStore, scope: str, prefix: str, stop: Any, started: Any) -
     return n
 
 
+def create_keys(store: StateStore, scope: str, prefix: str, count: int, barrier: Any) -> int:
+    """Create ``count`` new keys ``prefix00000…`` once every process is ready."""
+    barrier.wait()
+    for i in range(count):
+        store.set(scope, f"{prefix}{i:05d}", i)
+    return count
+
+
 def reopen_and_read(store: StateStore, scope: str, key: str) -> Any:
     return store.get(scope, key)
