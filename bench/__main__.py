@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from bench.run.targets import TARGETS
-from bench.run_all import Options, markdown, run
+from bench.run_all import Options, Report, markdown, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +23,12 @@ def main(argv: list[str] | None = None) -> int:
         "--adapters", help=f"comma-separated, from: {', '.join(TARGETS)} (default: all)", default=None
     )
     parser.add_argument("--out", type=Path, help="write the report here (default: print it)")
+    parser.add_argument(
+        "--update",
+        type=Path,
+        metavar="REPORT",
+        help="refresh only the --adapters' figures in this existing report (no core overhead, no worker)",
+    )
     parser.add_argument("--seconds", type=float, help="seconds per measurement round")
     parser.add_argument("--rounds", type=int, help="alternating rounds per operation")
     parser.add_argument("--large", type=int, help="keys in the large scope (default 100,000; quick 2,000)")
@@ -49,9 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     options = Options.make(quick=args.quick, adapters=adapters, **overrides)
     if args.no_callgrind:
         options = Options(**{**options.__dict__, "callgrind_calls": 0})
-    if args.no_worker:
+    if args.no_worker or args.update:
         options = Options(**{**options.__dict__, "worker": False})
+    if args.update:
+        if args.out or not adapters:
+            parser.error("--update needs --adapters and no --out")
+        if not args.update.exists():
+            parser.error(f"--update: {args.update} does not exist; write a full report with --out first")
+        options = Options(**{**options.__dict__, "overhead": False})
     report = run(options)
+    if args.update:
+        return _update(args.update, report, argv)
     text = markdown(
         report, options, "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     )
@@ -62,6 +76,29 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(text)
     return 1 if report.failed else 0
+
+
+def _update(path: Path, report: Report, argv: list[str] | None) -> int:
+    from bench.run import machine
+    from bench.run.update import merge
+
+    if report.failed or report.not_run:
+        for name, why in {**report.not_run, **report.failed}.items():
+            print(f"{name}: {why}", file=sys.stderr)
+        print(f"{path} left as it was", file=sys.stderr)
+        return 1
+    facts = dict(machine.facts())
+    names = ", ".join(report.adapter_tables)
+    command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    note = (
+        f"The {names} figures were refreshed by `{command}` on {facts['date (UTC)']} UTC at commit "
+        f"{facts['commit']} (load average {report.load_at_start} at start, {machine.load()} at end); "
+        "the machine is the one described below."
+    )
+    text = merge(path.read_text(), report.adapter_tables, report.growth_rows, report.walk_rows, note)
+    path.write_text(text)
+    print(f"updated {path}")
+    return 0
 
 
 if __name__ == "__main__":

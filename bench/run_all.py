@@ -36,6 +36,8 @@ class Options:
     #: entries moved by each export / migrate / verify call (0: no transfer section)
     transfer_entries: int
     quick: bool
+    #: Measure the core's overhead (off when only some adapters' figures are refreshed).
+    overhead: bool = True
 
     @classmethod
     def make(cls, *, quick: bool, adapters: tuple[str, ...] | None = None, **overrides: object) -> Options:
@@ -59,6 +61,11 @@ class Report:
     #: adapter or section -> the error it failed with
     failed: dict[str, str] = field(default_factory=dict)
     overhead_met: bool | None = None
+    load_at_start: str = ""
+    #: adapter -> its "### …" subsection; the growth and walk rows (for ``--update``).
+    adapter_tables: dict[str, str] = field(default_factory=dict)
+    growth_rows: list[tuple[str, scaling.Growth]] = field(default_factory=list)
+    walk_rows: list[tuple[str, scaling.Walk, float]] = field(default_factory=list)
 
 
 def _say(text: str) -> None:
@@ -154,8 +161,9 @@ def _adapter_sections(options: Options, report: Report) -> None:
             with target.open() as session:
                 pairs, notes = standard_pairs(Ours(session.store, session.scope), session.raw, options.budget)
                 facts = "; ".join(session.facts.values())
-                tables += ["", rows_table(target.title, pairs, {**raw_notes(session.raw), **notes}), "",
-                           f"Backend: {facts}."]  # fmt: skip
+                table = rows_table(target.title, pairs, {**raw_notes(session.raw), **notes})
+                report.adapter_tables[name] = f"{table}\n\nBackend: {facts}."
+                tables += ["", table, "", f"Backend: {facts}."]
                 if name == "dynamodb-moto":
                     continue  # moto serialises every request: the dynalite run covers growth
                 _say(f"{name}: growth with {options.large:,} keys")
@@ -175,6 +183,7 @@ def _adapter_sections(options: Options, report: Report) -> None:
             if not unavailable:
                 _say(traceback.format_exc())
     report.sections.append("\n".join(tables))
+    report.growth_rows, report.walk_rows = growth_rows, walk_rows
     if growth_rows:
         report.sections.append("\n".join([
             "## How cost grows with a scope",
@@ -212,9 +221,11 @@ METHOD = (
 def run(options: Options) -> Report:
     report = Report()
     rows = machine.facts()
-    rows.append(("load average at start (1/5/15 min)", machine.load()))
+    report.load_at_start = machine.load()
+    rows.append(("load average at start (1/5/15 min)", report.load_at_start))
     try:
-        _overhead_section(options, report)
+        if options.overhead:
+            _overhead_section(options, report)
     except Exception as exc:
         report.failed["core overhead"] = f"{type(exc).__name__}: {exc}"
         _say(traceback.format_exc())

@@ -101,3 +101,33 @@ def test_unknown_adapter_is_a_clear_error() -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "unknown adapter(s) nosuch" in done.stderr
+
+
+def test_update_refreshes_only_the_named_adapter(report: str, tmp_path: Path) -> None:
+    target = tmp_path / "PERFORMANCE.md"
+    target.write_text(report)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--adapters", "kv-memory", "--update", str(target)],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    updated = target.read_text()
+    assert "The kv-memory figures were refreshed by `python -m bench --quick --adapters kv-memory" in updated
+    # everything about kv is as the full run wrote it, in the same place
+    def kept(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith(("| kv |", "## "))]
+
+    assert kept(report) == kept(updated)
+    assert updated.count("### kv (in_memory) vs a raw locked dict") == 1
+    assert [r[0] for r in _rows(updated, "A full `list_entries` walk")] == ["kv", "kv-memory"]
+    growth = _rows(updated, "## How cost grows with a scope")
+    assert [(r[0], r[1]) for r in growth] == [(a, op) for a in ("kv", "kv-memory") for op in ("get", "set")]
+
+
+def test_update_needs_an_existing_report_and_adapters(tmp_path: Path) -> None:
+    for args in (["--update", str(tmp_path / "missing.md"), "--adapters", "kv"], ["--update", str(tmp_path)]):
+        done = subprocess.run(
+            [sys.executable, "-m", "bench", "--quick", *args],
+            cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2 and "--update" in done.stderr and "Traceback" not in done.stderr
