@@ -261,16 +261,17 @@ class Index:
                 self._finish_split(node, scope, leaf)
                 continue
             batch = self._batch(pending, leaf.path, leaf.depth)
-            base = leaf.item if leaf.item is not None else records.EMPTY_LEAF
-            new = base + b"".join(record for _, record in batch)
-            if len(new) > self.leaf_bytes:
-                compact = records.leaf_item(records.replay(new, leaf.key))
-                if len(compact) > self.leaf_bytes * 3 // 4 and leaf.item is not None:
-                    if leaf.depth < MAX_DEPTH and len(records.replay(leaf.item, leaf.key)) > 1:
-                        if not self._split(node, scope, leaf):
+            added = b"".join(record for _, record in batch)
+            new = (leaf.item if leaf.item is not None else records.EMPTY_LEAF) + added
+            if len(new) > self.leaf_bytes and leaf.item is not None:
+                entries = records.replay(leaf.item, leaf.key)
+                compact = records.leaf_item(entries)
+                if len(compact) + len(added) > self.leaf_bytes * 3 // 4 and len(entries) > 1:
+                    if leaf.depth < MAX_DEPTH:
+                        if not self._split(node, scope, leaf, entries):
                             return LOST
                         continue
-                new = compact
+                new = compact + added
                 if len(new) > self.item_limit:
                     raise self._too_big(scope, len(new))
             stored = self._write(node, leaf.key, new, leaf.cas, leaf.item)
@@ -292,8 +293,8 @@ class Index:
             size += len(record)
         return batch
 
-    def _split(self, node: Node, scope: str, leaf: Located) -> bool:
-        """Seal ``leaf`` (frozen from now on), then copy it into its children (see below).
+    def _split(self, node: Node, scope: str, leaf: Located, entries: dict[records.EntryId, int]) -> bool:
+        """Seal ``leaf`` (frozen from now on), then copy its ``entries`` into its children.
 
         :returns: ``False`` when the leaf changed before it could be sealed.
         """
@@ -302,10 +303,12 @@ class Index:
         stored = self._write(node, leaf.key, sealed, leaf.cas, leaf.item)
         self._leaves.drop(leaf.key)
         if stored.ok:
-            self._finish_split(node, scope, leaf._replace(item=sealed, cas=stored.cas))
+            self._finish_split(node, scope, leaf._replace(item=sealed, cas=stored.cas), entries)
         return stored.ok
 
-    def _finish_split(self, node: Node, scope: str, leaf: Located) -> None:
+    def _finish_split(
+        self, node: Node, scope: str, leaf: Located, entries: dict[records.EntryId, int] | None = None
+    ) -> None:
         """Add the two children of a sealed leaf, then turn it into a split marker.
 
         The sealed leaf cannot change, so every writer that finishes the split adds the same
@@ -314,10 +317,12 @@ class Index:
         assert leaf.item is not None
         depth, bit = leaf.depth + 1, 63 - leaf.depth
         halves: tuple[dict[records.EntryId, int], dict[records.EntryId, int]] = ({}, {})
-        for entry, generation in records.replay(leaf.item, leaf.key).items():
+        if entries is None:
+            entries = records.replay(leaf.item, leaf.key)
+        for entry, generation in entries.items():
             halves[(key_hash(entry[1].decode("utf-8")) >> bit) & 1][entry] = generation
-        for side, entries in enumerate(halves):
-            child, item = self.codec.node_key(scope, depth, leaf.path * 2 + side), records.leaf_item(entries)
+        for side, half in enumerate(halves):
+            child, item = self.codec.node_key(scope, depth, leaf.path * 2 + side), records.leaf_item(half)
             stored = self._write(node, child, item, None, None)
             if stored.ok:
                 self._leaves.put(child, stored.epoch, stored.cas, item)
