@@ -185,7 +185,10 @@ def _dry_run(
 
     try:
         with open_store(config) as store:
-            adapter, source = store.adapter.describe(), store.settings.source if store.settings else "?"
+            settings = store.settings
+            adapter, source = store.adapter.describe(), settings.source if settings else "?"
+            if settings is not None and settings.base_dir is not None:  # read from a file
+                source = os.path.join(settings.base_dir, os.path.basename(source))
             reactions = "on" if store.events.enabled else "off (triggers_enabled: false)"
     except StateError as exc:
         fail(f"{exc.code}: {exc}")

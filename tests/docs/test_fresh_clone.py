@@ -137,3 +137,20 @@ def test_the_adapter_guide_step_1_reaches_a_green_suite(installed: dict[str, str
     assert "2 passed" in renamed.stdout
     assert "mystore" in renamed.stdout.split("passed", 1)[1]  # `iii-state plugins` lists it
     assert (mine / "iii_state_mystore" / "plugin.py").is_file()
+
+
+def test_worker_dry_run_prints_what_the_worker_guide_shows(installed: dict[str, str], tmp_path: Path) -> None:
+    """docs/worker.md's --dry-run sample, from the README's install (no iii SDK installed)."""
+    text = (REPO / "docs" / "worker.md").read_text()
+    sample = text.split("$ iii-state worker --dry-run --no-telemetry\n", 1)[1].split("\n```", 1)[0]
+    (tmp_path / "iii-config.yaml").write_text(
+        "workers:\n  - name: iii-state\n    config:\n      adapter:\n        name: kv\n"
+        "        config:\n          store_method: file_based\n          file_path: ./data/state_store\n"
+    )
+    done = subprocess.run(
+        ["iii-state", "worker", "--dry-run", "--no-telemetry"],
+        cwd=tmp_path, env=installed, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    shown = sample.replace("/home/me/app", str(tmp_path)).splitlines()
+    assert done.stdout.splitlines() == shown

@@ -34,3 +34,11 @@ def test_outside_a_checkout_the_hint_names_both(monkeypatch: pytest.MonkeyPatch)
 def test_unknown_adapter_error_carries_the_hint() -> None:
     with pytest.raises(Exception, match=r"from this checkout: pip install \S+/plugins/memcached"):
         Registry(extra_plugins=[], load_entry_points=False).adapter("memcached")
+
+
+def test_the_core_always_brings_the_embedded_store() -> None:
+    """Decision 0007: installing the core installs iii-state-kvfile, the embedded default."""
+    from importlib.metadata import requires
+
+    wanted = [r for r in requires("iii-state-core") or [] if r.startswith("iii-state-kvfile")]
+    assert wanted == ["iii-state-kvfile<0.2,>=0.1"]
