@@ -3,19 +3,51 @@
 from __future__ import annotations
 
 import json
+import math
 from importlib import resources
 from typing import Any
 
-from iii_state_core.values import same_json
-
 
 def strict_equal(got: Any, want: Any) -> bool:
-    """Structural JSON equality: ``1`` is not ``1.0``, ``true`` is not ``1``; key order is free."""
-    return same_json(got, want)
+    """Exact JSON equality: what was stored is what comes back, to the bit.
+
+    ``1`` is not ``1.0``, ``true`` is not ``1``, ``-0.0`` is not ``0.0``, and strings and
+    object keys compare code point by code point (``"é"`` is not ``"e\u0301"``). Key order is
+    free. Python's ``==`` (and the core's CAS comparison) is looser on purpose; this is not.
+    """
+    if isinstance(want, bool) or isinstance(got, bool):
+        return type(got) is type(want) and got == want
+    if isinstance(want, float) or isinstance(got, float):
+        return (
+            isinstance(got, float)
+            and isinstance(want, float)
+            and got == want
+            and math.copysign(1.0, got) == math.copysign(1.0, want)
+        )
+    if isinstance(want, int) or isinstance(got, int):
+        return isinstance(got, int) and isinstance(want, int) and got == want
+    if isinstance(want, str) or isinstance(got, str):
+        return isinstance(got, str) and isinstance(want, str) and got == want
+    if isinstance(want, dict) or isinstance(got, dict):
+        return (
+            isinstance(got, dict)
+            and isinstance(want, dict)
+            and got.keys() == want.keys()
+            and all(strict_equal(got[k], v) for k, v in want.items())
+        )
+    if isinstance(want, list) or isinstance(got, list):
+        return (
+            isinstance(got, list)
+            and isinstance(want, list)
+            and len(got) == len(want)
+            and all(strict_equal(g, w) for g, w in zip(got, want, strict=True))
+        )
+    return got is None and want is None
 
 
 def shown(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    """A value for a failure message; non-ASCII is escaped so ``é`` and ``e\u0301`` differ."""
+    text = json.dumps(value, ensure_ascii=True, sort_keys=True)
     return text if len(text) < 400 else text[:400] + "…"
 
 

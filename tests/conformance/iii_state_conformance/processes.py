@@ -169,3 +169,44 @@ def create_keys(store: StateStore, scope: str, prefix: str, count: int, barrier:
 
 def reopen_and_read(store: StateStore, scope: str, key: str) -> Any:
     return store.get(scope, key)
+
+
+def start(spec: StoreSpec, target: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, Any]:
+    """Start ``target(store, *args)`` in one child process; return ``(process, result queue)``."""
+    ctx = context()
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(target, spec, queue, args), daemon=True)
+    proc.start()
+    return proc, queue
+
+
+def write_then_hang(store: StateStore, scope: str, count: int, acks: Any) -> None:
+    """Write, acknowledge each write on ``acks``, then wait to be killed without ever closing."""
+    for i in range(count):
+        store.set(scope, f"k{i:03d}", {"i": i})
+        acks.put(("set", i))
+    store.update(scope, "k000", [{"type": "increment", "path": "n", "by": 5}])
+    acks.put(("update", 0))
+    store.delete(scope, "k001")
+    acks.put(("delete", 1))
+    store.compare_and_set(scope, "cas", new_value="created")
+    acks.put(("done", count))
+    time.sleep(3600)
+
+
+def obey(store: StateStore, orders: Any, replies: Any) -> int:
+    """Run the store calls sent on ``orders`` (``(method, args)``; ``None`` ends) and reply to each."""
+    done = 0
+    while True:
+        order = orders.get(timeout=120)
+        if order is None:
+            return done
+        method, args = order
+        try:
+            result = getattr(store, method)(*args)
+            if hasattr(result, "to_wire"):
+                result = result.to_wire()
+            replies.put(("ok", result))
+        except Exception:
+            replies.put(("error", traceback.format_exc()))
+        done += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .async_store import AsyncStoreTests
 from .base import GuardTests, SuiteBase
 from .capabilities import CapabilityTests
 from .concurrency import ConcurrencyTests
@@ -10,23 +11,35 @@ from .foreign import ForeignBytesTests
 from .functions import FunctionTests
 from .listing import ListingTests
 from .model import ModelTests
+from .name_variants import NameVariantTests
 from .names import NameTests
+from .promises import PromiseTests
+from .secret_options import SecretTests
 from .store_objects import StoreObjectTests
+from .threads import ThreadTests
+from .tokens import TokenTests
 from .update_ops import UpdateOpTests
-from .values import ValueTests
+from .values import GeneratedValueTests, ValueTests
 
 #: Report areas, in the order ``iii-state conformance`` prints them.
 AREAS = {
     FunctionTests: "functions (contract § Functions)",
     UpdateOpTests: "update ops (contract § Update ops)",
     ValueTests: "values (contract § Values)",
+    GeneratedValueTests: "values (Hypothesis)",
     EventTests: "events (contract § Events)",
     ForeignBytesTests: "foreign stored bytes (contract § Functions)",
     NameTests: "scopes, keys and limits",
+    NameVariantTests: "name variants (Hypothesis)",
     ListingTests: "listing",
     StoreObjectTests: "two store objects, one config",
     CapabilityTests: "capabilities",
-    ConcurrencyTests: "concurrency",
+    ConcurrencyTests: "concurrency (processes)",
+    ThreadTests: "threads (one store object)",
+    AsyncStoreTests: "async store",
+    TokenTests: "conditional-write tokens",
+    PromiseTests: "durable and shared",
+    SecretTests: "secrets",
     ModelTests: "model (Hypothesis)",
     GuardTests: "suite guard",
 }
@@ -36,13 +49,20 @@ class StateStoreSuite(
     FunctionTests,
     UpdateOpTests,
     ValueTests,
+    GeneratedValueTests,
     EventTests,
     ForeignBytesTests,
     NameTests,
+    NameVariantTests,
     ListingTests,
     StoreObjectTests,
     CapabilityTests,
     ConcurrencyTests,
+    ThreadTests,
+    AsyncStoreTests,
+    TokenTests,
+    PromiseTests,
+    SecretTests,
     ModelTests,
     GuardTests,
     SuiteBase,

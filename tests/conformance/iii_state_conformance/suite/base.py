@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from iii_state_core import StateError, StateStore
+from iii_state_core import Adapter, StateError, StateStore
 
 from ..processes import StoreSpec
 
@@ -53,6 +53,15 @@ class SuiteBase:
     def scope(self, make_scope: Callable[[str], str]) -> str:
         """This test's own random scope."""
         return make_scope("")
+
+    @pytest.fixture
+    def adapter(self, store: StateStore) -> Adapter:
+        """The suite's test hook to the primitives: the store's adapter, called directly.
+
+        The token tests use it to set up exact sequences (read, delete, re-create, write_if)
+        that end-to-end races reach only by luck.
+        """
+        return store.adapter
 
     @pytest.fixture
     def caps(self, store: StateStore) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from typing import Any
 
@@ -9,6 +10,7 @@ from iii_state_core import StateStore
 
 from .. import processes
 from ..processes import StoreSpec
+from ..races import tight_switching
 
 STABLE = 2500
 
@@ -79,6 +81,87 @@ class ListingTests:
             writer.join(10)
         assert status == "ok", f"writer failed: {detail}"
         assert detail >= 50, "the writer made too few writes to test anything"
+        counts = Counter(keys)
+        missing = sorted(stable - set(counts))
+        assert not missing, f"{len(missing)} keys present for the whole walk were not returned: {missing[:5]}"
+        if caps.ordered_listing:
+            dupes = [k for k, n in counts.items() if n > 1]
+            assert not dupes, f"ordered listing is declared, yet keys repeat: {dupes[:5]}"
+
+    def test_list_entries_walk_while_writes_land_between_pages(
+        self, store: StateStore, scope: str, caps: Any
+    ) -> None:
+        """Deterministic: between every two pages, keys before, at and after the cursor change."""
+        stable = [f"m{i:03d}" for i in range(0, 120, 2)]
+        for k in stable:
+            store.set(scope, k, 1)
+        for k in (f"m{i:03d}" for i in range(1, 120, 2)):  # churn keys interleaved with stable ones
+            store.set(scope, k, 0)
+        keys: list[str] = []
+        cursor = None
+        for page_number in range(1000):
+            page = store.list_entries(scope, cursor, 7)
+            keys.extend(k for k, _ in page.entries)
+            if page.done:
+                break
+            cursor = page.next_cursor
+            last = page.entries[-1][0] if page.entries else ""
+            if not last.startswith("m"):
+                continue
+            n = int(last[1:4])
+            # delete the key the cursor points at and churn keys on both sides; add new keys
+            for gone in (last, f"m{n - 1:03d}", f"m{n - 3:03d}", f"m{n + 1:03d}", f"m{n + 3:03d}"):
+                if gone not in stable:
+                    store.delete(scope, gone)
+            store.set(scope, f"a-new-{page_number:03d}", 2)  # sorts before every m-key
+            store.set(scope, f"m{n:03d}-after", 2)  # right after the cursor
+        else:
+            raise AssertionError("list_entries never finished")
+        counts = Counter(keys)
+        missing = [k for k in stable if k not in counts]
+        assert not missing, f"keys present for the whole walk were skipped: {missing[:5]}"
+        if caps.ordered_listing:
+            dupes = [k for k, n in counts.items() if n > 1]
+            assert not dupes, f"ordered listing is declared, yet keys repeat: {dupes[:5]}"
+
+    def test_list_entries_walk_while_another_thread_writes(
+        self, store: StateStore, scope: str, caps: Any
+    ) -> None:
+        """The same store object walked in one thread while another writes and deletes keys."""
+        stable = {f"stable-{i:04d}" for i in range(600)}
+        for k in sorted(stable):
+            store.set(scope, k, 1)
+        stop, started = threading.Event(), threading.Event()
+        failures: list[BaseException] = []
+        writes = [0]
+
+        def churn() -> None:
+            try:
+                n = 0
+                while not stop.is_set() or n < 50:
+                    key = f"churn-{n % 200:04d}"  # sorts before the stable keys
+                    if n % 3 == 2:
+                        store.delete(scope, key)
+                    else:
+                        store.set(scope, key, n)
+                    n += 1
+                    if n == 20:
+                        started.set()
+                writes[0] = n
+            except BaseException as exc:
+                failures.append(exc)
+                started.set()
+
+        writer = threading.Thread(target=churn, daemon=True)
+        with tight_switching():
+            writer.start()
+            try:
+                assert started.wait(60), "the writer thread did not start"
+                keys = _walk(store, scope, 37)
+            finally:
+                stop.set()
+                writer.join(60)
+        assert not failures, f"the writer thread failed: {failures[0]!r}"
         counts = Counter(keys)
         missing = sorted(stable - set(counts))
         assert not missing, f"{len(missing)} keys present for the whole walk were not returned: {missing[:5]}"

@@ -11,7 +11,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from iii_state_core import StateStore
 from iii_state_core.update_ops import apply_ops, parse_ops
-from iii_state_core.values import copy_json
+from iii_state_core.values import copy_json, same_json
 
 from ..checks import shown, strict_equal
 
@@ -95,7 +95,7 @@ class _StoreMachine(RuleBasedStateMachine):
         result = self.store.compare_and_set(self.scope, key, expected, new)
         if key not in self.model:
             assert result.outcome == "not_found"
-        elif strict_equal(self.model[key], expected):
+        elif same_json(self.model[key], expected):  # the contract's CAS comparison, not strict_equal
             assert result.outcome == "applied"
             self.model[key] = copy_json(new)
         else:

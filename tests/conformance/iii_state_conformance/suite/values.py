@@ -7,6 +7,8 @@ import math
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from iii_state_core import InvalidValueError, StateStore
 
@@ -36,6 +38,32 @@ EXACT_VALUES: list[tuple[str, Any]] = [
     ("string-unicode", 'héllo 😀 \u0000 \n \t \\ " \u2028 \ufeff 漢字'),
     ("object-unicode-keys", {"😀": 1, "": 2, "a.b": 3, "\u0000": 4, "__proto__": 5}),
     ("mixed", {"n": [1, 1.0, True, None, "1"], "big": [2**64 - 1, -(2**63)]}),
+    ("negative-zero-nested", {"z": -0.0, "l": [0.0, -0.0, 0], "o": {"f": -0.0}}),
+    ("ints-floats-bools", [0, 0.0, -0.0, False, 1, 1.0, True, -1, -1.0]),
+]
+
+#: Strings that Unicode normalisation, case folding or a lossy codec would change.
+UNICODE_VARIANTS = [
+    "\u00e9",  # é, NFC
+    "e\u0301",  # é, NFD
+    "\u212b",  # Å ANGSTROM SIGN (NFC turns it into U+00C5)
+    "\u00c5",
+    "\ufb01",  # ﬁ ligature (NFKC: "fi")
+    "fi",
+    "\uff21",  # fullwidth capital A
+    "A",
+    "a",
+    "\u1e9e",  # ẞ capital sharp s
+    "\u00df",  # ß
+    "ss",
+    "\u0130",  # İ
+    "i\u0307",
+    "\U0001f600",  # non-BMP
+    "\U0001d518",
+    "\U0010ffff",
+    "\uffff",
+    "\u00a0",  # no-break space
+    " ",
 ]
 
 REJECTED: list[tuple[str, Any]] = [
@@ -64,6 +92,31 @@ def _nested(depth: int) -> Any:
 
 
 class ValueTests:
+    def test_unicode_strings_and_object_keys_are_stored_unnormalised(
+        self, store: StateStore, scope: str
+    ) -> None:
+        """Each variant is its own string and its own object key: no normalisation, no folding."""
+        keyed = {v: i for i, v in enumerate(UNICODE_VARIANTS)}
+        assert len(keyed) == len(UNICODE_VARIANTS)
+        value = {"strings": UNICODE_VARIANTS, "keys": keyed, "joined": "|".join(UNICODE_VARIANTS)}
+        store.set(scope, "u", value)
+        for where, got in (
+            ("get", store.get(scope, "u")),
+            ("list", store.list(scope)[0]),
+            ("list_entries", store.list_entries(scope).entries[0][1]),
+            ("delete", store.delete(scope, "u")),
+        ):
+            assert strict_equal(got, value), f"{where} returned {shown(got)}"
+        for i, variant in enumerate(UNICODE_VARIANTS):
+            store.set(scope, "one", {variant: variant})
+            got = store.update(scope, "one", [{"type": "set", "path": "n", "value": i}]).old_value
+            assert strict_equal(got, {variant: variant}), f"{variant!r} came back as {shown(got)}"
+        store.set(scope, "one", {"\u00e9": "\u00e9"})
+        for other in ({"e\u0301": "\u00e9"}, {"\u00e9": "e\u0301"}):
+            cas = store.compare_and_set(scope, "one", other, 1)
+            assert cas.outcome == "conflict", f"compare_and_set took {other!r} for the stored NFC value"
+        assert strict_equal(store.get(scope, "one"), {"\u00e9": "\u00e9"})
+
     @pytest.mark.parametrize(("label", "value"), EXACT_VALUES, ids=[v[0] for v in EXACT_VALUES])
     def test_value_round_trips_exactly(self, store: StateStore, scope: str, label: str, value: Any) -> None:
         assert strict_equal(
@@ -126,3 +179,44 @@ class ValueTests:
             # each op value is within the limit; the value they build is one level past it
             store.update(scope, "k", [{"type": "set", "path": "a", "value": _nested(limit)}])
         assert strict_equal(store.get(scope, "k"), {"a": _nested(limit - 1)})
+
+
+_TEXT = st.sampled_from(UNICODE_VARIANTS) | st.text(max_size=6)
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.sampled_from([0, 0.0, -0.0, 1, 1.0, -1.0, 2**53 + 1, 2**64 - 1, -(2**63), 5e-324, 1e20])
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _TEXT
+)
+GENERATED_VALUES = st.recursive(
+    _SCALARS,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_TEXT, children, max_size=4),
+    max_leaves=10,
+)
+
+
+class GeneratedValueTests:
+    #: Hypothesis examples (derandomized: the same cases every run, so a catch is never luck).
+    value_examples = 60
+
+    def test_generated_values_round_trip_exactly(self, store: StateStore, scope: str) -> None:
+        @settings(
+            max_examples=self.value_examples,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(GENERATED_VALUES)
+        def check(value: Any) -> None:
+            assert strict_equal(store.set(scope, "g", value).new_value, value)
+            got = store.get(scope, "g")
+            assert strict_equal(got, value), f"stored {shown(value)}, read back {shown(got)}"
+            listed = store.list(scope)
+            assert len(listed) == 1 and strict_equal(listed[0], value), f"list gave {shown(listed)}"
+            removed = store.delete(scope, "g")
+            assert strict_equal(removed, value), f"delete returned {shown(removed)}"
+
+        check()
