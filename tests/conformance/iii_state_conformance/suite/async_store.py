@@ -16,7 +16,7 @@ from iii_state_core.driver import ThreadedAsyncAdapter
 from iii_state_core.events import EventBus
 
 from ..checks import shown, strict_equal
-from ..races import tight_switching
+from ..races import adapter_packages, interleaving_executor, tight_switching
 
 TASKS = 8
 T = TypeVar("T")
@@ -26,6 +26,10 @@ def run_async_over(store: StateStore, work: Callable[[AsyncStateStore], Awaitabl
     """Open an async store over ``store``'s adapter, run ``work`` in a fresh loop, close the twin."""
 
     async def main() -> T:
+        # the threaded default runs primitives in the loop's executor: make its threads interleave
+        asyncio.get_running_loop().set_default_executor(
+            interleaving_executor(adapter_packages(store.adapter))
+        )
         events = EventBus(False)
         astore = AsyncStateStore(store.adapter, store.limits, events, store.settings, store.registry)
         try:
@@ -35,7 +39,7 @@ def run_async_over(store: StateStore, work: Callable[[AsyncStateStore], Awaitabl
             if not isinstance(astore.async_adapter, ThreadedAsyncAdapter):
                 await astore.async_adapter.close()
 
-    with tight_switching():  # the threaded default runs primitives in worker threads
+    with tight_switching():
         return asyncio.run(main())
 
 

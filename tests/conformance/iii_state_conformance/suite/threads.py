@@ -2,9 +2,8 @@
 
 A web service shares one store across its request threads, and the async store runs an
 adapter's primitives in worker threads, so these run for every adapter, shared or not.
-The threads start together at a barrier, with thread switching made as frequent as the
-interpreter allows (``races.tight_switching``), so an unlocked check-then-act is caught on
-every run.
+The threads start together at a barrier and yield to each other at every line of the
+adapter's own code (``races``), so an unlocked check-then-act is caught on every run.
 """
 
 from __future__ import annotations
@@ -61,7 +60,7 @@ def _increments_and_deletes(
 class ThreadTests:
     def test_threads_incrementing_one_counter_lose_nothing(self, store: StateStore, scope: str) -> None:
         per_thread = 40
-        run_threads(_increments, [(store, scope, "counter", per_thread)] * THREADS)
+        run_threads(_increments, [(store, scope, "counter", per_thread)] * THREADS, adapter=store.adapter)
         got = store.get(scope, "counter")
         assert got == {"n": THREADS * per_thread}, (
             f"{THREADS} threads x {per_thread} increments on one store object gave {got}: "
@@ -77,7 +76,9 @@ class ThreadTests:
             expected = {"v": round_} if round_ % 2 == 0 else None
             if expected is not None:
                 store.set(scope, key, expected)
-            outcomes = run_threads(_cas, [(store, scope, key, expected, me) for me in range(THREADS)])
+            outcomes = run_threads(
+                _cas, [(store, scope, key, expected, me) for me in range(THREADS)], adapter=store.adapter
+            )
             assert sorted(outcomes) == ["applied"] + ["conflict"] * (THREADS - 1), (
                 f"round {round_} ({'replace' if expected else 'create-only'}): {outcomes}"
             )
@@ -86,7 +87,11 @@ class ThreadTests:
     def test_threads_setting_one_key_return_an_unbroken_chain(self, store: StateStore, scope: str) -> None:
         """Every value written is replaced exactly once (but the last): no two sets replaced the same."""
         per_thread = 25
-        results = run_threads(_set_chain, [(store, scope, "chain", me, per_thread) for me in range(THREADS)])
+        results = run_threads(
+            _set_chain,
+            [(store, scope, "chain", me, per_thread) for me in range(THREADS)],
+            adapter=store.adapter,
+        )
         olds = Counter(repr(v) for worker in results for v in worker)
         written = {repr({"w": me, "i": i}) for me in range(THREADS) for i in range(per_thread)}
         final = repr(store.get(scope, "chain"))
@@ -100,7 +105,7 @@ class ThreadTests:
     def test_threads_deleting_one_key_get_its_value_exactly_once(self, store: StateStore, scope: str) -> None:
         for round_ in range(10):
             store.set(scope, "doomed", {"r": round_})
-            got = run_threads(_delete, [(store, scope, "doomed")] * THREADS)
+            got = run_threads(_delete, [(store, scope, "doomed")] * THREADS, adapter=store.adapter)
             winners = [g for g in got if g is not None]
             assert winners == [{"r": round_}], (
                 f"round {round_}: {THREADS} racing deletes returned {got}; exactly one must get the value"
@@ -111,7 +116,9 @@ class ThreadTests:
         self, store: StateStore, scope: str
     ) -> None:
         results = run_threads(
-            _increments_and_deletes, [(store, scope, "counter", 30, me) for me in range(THREADS)]
+            _increments_and_deletes,
+            [(store, scope, "counter", 30, me) for me in range(THREADS)],
+            adapter=store.adapter,
         )
         increments = sum(done for done, _ in results)
         returned = sum(deleted for _, deleted in results)

@@ -219,6 +219,12 @@ class _TokenMachine(RuleBasedStateMachine):
             self.writes[key] += 1
         self.data[key] = None
 
+    @rule(key=_KEYS, data=_DATA)
+    def delete_and_recreate(self, key: str, data: bytes) -> None:
+        """Two steps in one rule, so the ABA sequences are drawn often."""
+        self.remove(key)
+        self.write(key, data)
+
     @rule(seen=tokens, data=_DATA)
     def write_if(self, seen: tuple[str, bytes | None, int, Any], data: bytes) -> None:
         key, raw, writes, token = seen
