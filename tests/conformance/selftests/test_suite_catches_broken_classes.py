@@ -225,7 +225,9 @@ def _failures(result: pytest.RunResult) -> dict[str, set[str]]:
 @pytest.mark.parametrize("run", range(REPEAT))
 def test_every_broken_adapter_fails_its_named_tests(pytester: pytest.Pytester, run: int) -> None:
     pytester.makepyfile(test_broken=_test_file({name: cfg for name, (cfg, _, _) in EXPECTED.items()}))
-    result = pytester.runpytest_subprocess("-q", "-rf", "-p", "no:cacheprovider", "-k", _selection())
+    result = pytester.runpytest_subprocess(
+        "-q", "-rf", "-p", "no:cacheprovider", "-p", "iii_state_conformance.plugin", "-k", _selection()
+    )
     failed = _failures(result)
     missed = []
     for name, (_, must_fail, _) in EXPECTED.items():
@@ -255,7 +257,9 @@ def test_sound_adapters_pass_every_selection(
         + _CLASS.format(ident="sound", config=json.dumps(config), name=adapter)
     )
     selection = " or ".join(f"({sel})" for _, _, sel in EXPECTED.values())
-    result = pytester.runpytest_subprocess("-q", "-rfs", "-p", "no:cacheprovider", "-k", selection)
+    result = pytester.runpytest_subprocess(
+        "-q", "-rfs", "-p", "no:cacheprovider", "-p", "iii_state_conformance.plugin", "-k", selection
+    )
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes.get("passed", 0) >= 40, (
         outcomes,
