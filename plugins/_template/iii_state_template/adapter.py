@@ -1,13 +1,17 @@
 """The example adapter: a versioned in-process dict.
 
 It shows each primitive the core needs, with versions as conditional-write tokens — the
-shape a networked store (with CAS ids, version attributes or WATCH) takes. Replace the dict
+shape a networked store (with CAS ids, version attributes or WATCH) takes. Versions come
+from one counter for the whole store, never per key, so a key deleted and re-created never
+gets an old token's version back; every check-then-act holds the lock (the suite races
+threads on one store object). Replace the dict
 with calls to your store's client. The core does everything else: validation, the update-op
 engine, events and wire results.
 """
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -28,7 +32,7 @@ class TemplateAdapter(Adapter):
         shared=False,  # other processes do not see it
         atomic_update="emulated",  # the core loops over read_versioned + write_if
         ordered_listing=True,  # scan pages in key order: each key exactly once
-        listing_cost="sorts the scope's keys per page: O(n log n)",
+        listing_cost="walks the scope's keys per page, keeping `limit` of them: O(n log limit)",
     )
 
     def __init__(self, config: Mapping[str, Any]) -> None:
@@ -84,7 +88,9 @@ class TemplateAdapter(Adapter):
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
         with self._lock:
             entries = self._entries.get(scope, {})
-            keys = sorted(k for k in entries if cursor is None or k > cursor)[:limit]
+            # memory bounded by `limit`: a heap of the next `limit` keys, never a sorted copy
+            # of the whole scope (your store's "keys after X, ordered, LIMIT n" query)
+            keys = heapq.nsmallest(limit, (k for k in entries if cursor is None or k > cursor))
             page = [(k, entries[k][1]) for k in keys]
         # the cursor is yours: here the last key returned; the core wraps it opaquely
         return page, (keys[-1] if len(keys) == limit else None)
