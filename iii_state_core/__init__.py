@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -85,7 +86,7 @@ def _adapter_config(cls: type[Adapter], settings: StateConfig) -> dict[str, Any]
         for name in cls.path_options:
             value = config.get(name)
             if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
-                config[name] = os.path.join(settings.base_dir, value)
+                config[name] = os.path.normpath(os.path.join(settings.base_dir, value))
     return config
 
 
@@ -120,6 +121,9 @@ def _open(
     settings = _settings(config, adapter, adapter_config)
     registry = registry or default_registry()
     info = registry.adapter(settings.adapter)
+    # the store keeps the resolved paths, so whoever reopens it from its settings (another
+    # process of the suite, a second store object) opens this store, wherever it runs from
+    settings = dataclasses.replace(settings, adapter_config=_adapter_config(info.cls, settings))
     instance = _open_adapter(info.cls, settings, must_exist=must_exist)
     limits = Limits(
         capabilities=type(instance).capabilities,

@@ -155,6 +155,9 @@ def test_relative_file_path_resolves_against_the_config_file(
     with open_store("../project/iii-config.yaml") as store:
         store.set("s", "k", 1)
         assert store.adapter.describe() == f"kv (file_based at {project / 'data/store/state.sqlite3'})"
+        # reopening from the store's settings (the suite's other processes do) finds the same store
+        assert store.settings is not None
+        assert store.settings.adapter_config["file_path"] == str(project / "data/store")
     assert (project / "data/store/state.sqlite3").is_file()
     assert not (elsewhere / "data").exists()
     # without a config file, a relative path stays relative to the current directory
