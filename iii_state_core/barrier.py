@@ -17,7 +17,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .errors import ConflictError, DeserializationError, StateError
+from .errors import ConflictError, DeserializationError, StateError, StoredValueError
 from .operations import Call, Limits, Plan, sleep_call
 from .retry import LOST, Lost, optimistic
 from .values import JSON, decode_stored, encode, json_type
@@ -238,7 +238,7 @@ def _record(limits: Limits, config: BarrierConfig, event: JSON) -> Generator[Cal
         raw, token = yield Call("read_versioned", (BARRIER_SCOPE, config.id))
         try:
             stored = None if raw is None else decode_stored(raw)
-        except ValueError as exc:
+        except (ValueError, StoredValueError) as exc:
             raise BarrierError(f"barrier `{config.id}` state is unreadable: {exc}") from None
         outcome = arrive(config, stored, event)
         if outcome.record is None:

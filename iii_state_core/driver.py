@@ -37,17 +37,19 @@ def backend_error(function: str, exc: Exception, describe: str, secrets: list[st
     """
     if isinstance(exc, StateError) and not isinstance(exc, BackendError):
         return exc
-    declared = TABLE[function]
+    declared = TABLE.get(function)  # a worker-only plan (a namespace claim) is not in the table
+    failure_text = declared.failure_text if declared else f"state::{function} failed"
+    code = declared.error_code if declared else "BACKEND_ERROR"
     detail = redact(str(exc) or type(exc).__name__, secrets)
     cls = type(exc) if isinstance(exc, BackendError) else BackendError
-    if isinstance(exc, BackendError) and detail.startswith(declared.failure_text):
+    if isinstance(exc, BackendError) and detail.startswith(failure_text):
         message = detail
     else:
-        message = f"{declared.failure_text}: {describe}: {detail}"
+        message = f"{failure_text}: {describe}: {detail}"
     try:
-        wrapped = cls(message, code=declared.error_code)
+        wrapped = cls(message, code=code)
     except TypeError:  # an adapter's subclass with an __init__ of its own
-        wrapped = BackendError(message, code=declared.error_code)
+        wrapped = BackendError(message, code=code)
     if not isinstance(exc, StateError):
         wrapped.__cause__ = None if mentions_secret(exc, secrets) else exc
     return wrapped

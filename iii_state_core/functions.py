@@ -11,9 +11,11 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
+from . import barrier, paging, swap
 from . import operations as plans
 from .operations import Limits, Plan
 from .results import CompareAndSetResult, EntriesPage, SetResult, UpdateResult
+from .swap import SwapResult
 from .table import ANY, STRING, Command, Field, StateFunction
 from .update_ops import parse_ops
 from .values import JSON
@@ -31,6 +33,21 @@ LIMIT = Field(
     required=False,
     null_is_absent=True,
 )
+MAX_BYTES = Field(
+    "max_bytes",
+    {"type": "integer", "minimum": paging.MIN_MAX_BYTES, "maximum": paging.MAX_MAX_BYTES},
+    required=False,
+    null_is_absent=True,
+    wire_default=paging.DEFAULT_MAX_BYTES,
+    has_wire_default=True,
+)
+#: Stamped by the engine on every call; a wire payload without it is UNKNOWN_CALLER.
+CALLER = Field(
+    "_caller_worker_id", STRING, required=False, null_is_absent=True, param="caller",
+    wire_default="", has_wire_default=True,
+)  # fmt: skip
+EXPECTED = Field("expected", ANY, required=False)
+SWAP_VALUE = Field("value", ANY, json=True)  # no `data` alias here, as in iii's worker
 
 
 # -- plans whose typed signature differs from the core plan's ------------------------------------
@@ -45,10 +62,18 @@ def _compare_and_set(
     return plans.compare_and_set(limits, scope, key, expected_value, new_value)
 
 
-def _list_entries(
-    limits: Limits, scope: str, cursor: str | None = None, limit: int = plans.DEFAULT_LIST_LIMIT
-) -> Plan:
-    return plans.list_entries(limits, scope, cursor, limit)
+def _compare_and_swap(limits: Limits, scope: str, key: str, value: JSON, expected: JSON = None) -> Plan:
+    """Store ``value`` only if the entry equals ``expected`` (``None``: missing or null)."""
+    return swap.compare_and_set(limits, scope, key, expected, value)
+
+
+def _barrier(limits: Limits, envelope: dict[str, Any]) -> Plan:
+    """Record one arrival ``{event, condition_config}``; ``allow`` once every arrival came."""
+    return barrier.barrier(limits, envelope)
+
+
+def _decision(decision: dict[str, Any]) -> dict[str, Any]:
+    return decision
 
 
 # -- result forms ----------------------------------------------------------------------------------
@@ -150,7 +175,7 @@ class StateFunctions:
         plan=plans.list_keys,
         fields=[SCOPE],
         result=_keys,
-        error_code="LIST_ERROR",
+        error_code="LIST_KEYS_ERROR",
         failure_text="Failed to list keys",
         payload_doc="`{scope}`",
         result_doc="`{keys: [...]}`",
@@ -159,17 +184,17 @@ class StateFunctions:
     )
     list_entries = StateFunction(
         "list_entries",
-        description="One page of a scope's [key, value] pairs: {entries, next_cursor, done}",
-        plan=_list_entries,
-        fields=[SCOPE, CURSOR, LIMIT],
+        description="One page of a scope's [key, value] pairs: {entries, next_cursor, done, offset, total}",
+        plan=paging.list_entries_page,
+        fields=[SCOPE, CURSOR, LIMIT, MAX_BYTES, CALLER],
         result=EntriesPage.to_wire,
-        error_code="LIST_ERROR",
+        error_code="LIST_ENTRIES_ERROR",
         failure_text="Failed to list entries",
-        payload_doc="`{scope, cursor?, limit?}` (limit 1–1000, default 100)",  # noqa: RUF001
-        result_doc="`{entries: [[key, value], …], next_cursor, done}`; a full walk returns every key "
-        "present for the whole walk at least once, whatever is written meanwhile, and exactly once "
-        "where the adapter declares ordered listing; memory stays bounded by `limit`, not by the "
-        "scope's size; cursors are opaque strings; a bad cursor is a clear error",
+        payload_doc="`{scope, cursor?, limit?, max_bytes?}` + the engine-stamped `_caller_worker_id` "
+        "(limit 1–1000, default 100; max_bytes 256–8,000,000, default 1,000,000)",  # noqa: RUF001
+        result_doc="`{entries: [[key, value], …], next_cursor, done, offset, total}` "
+        "(contract § Listing pages); memory stays bounded by `limit`; cursors survive restarts and "
+        "work on any replica",
         extension=True,
     )
     compare_and_set = StateFunction(
@@ -181,10 +206,38 @@ class StateFunctions:
         result=CompareAndSetResult.to_wire,
         error_code="UPDATE_ERROR",
         failure_text="Failed to compare-and-set value",
-        payload_doc="`{scope, key, expected_value, new_value}`; leaving `expected_value` out means "
-        '"only if the key is missing"',
+        payload_doc="(older shape, kept for existing callers) `{scope, key, expected_value, new_value}`; "
+        'leaving `expected_value` out means "only if the key is missing"',
         result_doc='`{outcome: "applied" | "conflict" | "not_found", old_value, new_value}`; equality '
         "is structural JSON equality; `new_value` is the stored value after the call",
         extension=True,
     )
-
+    compare_and_swap = StateFunction(
+        "compare-and-set",
+        description="Store value only if the entry equals expected (absent or null: only if missing "
+        "or null); returns {swapped, current?}",
+        plan=_compare_and_swap,
+        fields=[SCOPE, KEY, SWAP_VALUE, EXPECTED],
+        result=SwapResult.to_wire,
+        error_code="CAS_ERROR",
+        failure_text="Failed to compare-and-set value",
+        payload_doc="`{scope, key, expected?, value}`; `expected` absent or `null` means \"only if "
+        'missing or stored `null`"; no `data` alias',
+        result_doc="`{swapped: true}` or `{swapped: false, current}`; JSON equality (key order "
+        "irrelevant, `1` ≠ `1.0`); a swap emits `created`/`updated`, a miss nothing",
+        extension=True,
+    )
+    barrier = StateFunction(
+        "barrier",
+        description="Fan-in condition: allow once every expected arrival came; "
+        "config {id, expect, key_from?, carry?}",
+        plan=_barrier,
+        fields=None,
+        result=_decision,
+        error_code="BARRIER_ERROR",
+        failure_text="Failed to record the barrier arrival",
+        payload_doc="`{event?, condition_config?: {id, expect, key_from?, carry?}}`",
+        result_doc='`{decision: "allow", payload: {results}, reason}` exactly once per id, else '
+        '`{decision: "skip", reason}` (contract § Barrier)',
+        extension=True,
+    )

@@ -16,6 +16,7 @@ re-reads the small ledger that often rather than on every call).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Generator, Iterable
@@ -25,6 +26,8 @@ from typing import Any, Final
 from .errors import DeserializationError, StateError
 from .operations import Call
 from .values import decode_stored, json_type
+
+log = logging.getLogger("iii_state.namespaces")
 
 LEDGER_SCOPE: Final = "__state_private_namespaces"
 BARRIER_SCOPE: Final = "state_barrier"
@@ -227,6 +230,11 @@ class ReservedScopes:
         self.ledger = ledger
         self._reserved = ledger.reserved()
         self._read_at = time.monotonic()
+
+    def unreadable(self, exc: Exception) -> Ledger:
+        """The ledger to keep when re-reading it failed: the last one read."""
+        log.warning("could not re-read the claims ledger (%s); keeping the reserved scopes known so far", exc)
+        return self.ledger
 
     def contains(self, scope: str) -> bool:
         return scope in self._reserved

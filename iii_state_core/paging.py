@@ -25,13 +25,13 @@ import base64
 import hashlib
 import json
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from .errors import DeserializationError, StateError
-from .operations import SCAN_PAGE, Call, Limits, Plan
+from .operations import SCAN_PAGE, Call, Limits, Plan, _decode
 from .results import EntriesPage
-from .values import decode_stored, json_type
+from .values import json_type
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
@@ -136,6 +136,8 @@ class PageRequest:
         return cls(namespace, scope, caller, page_limit, budget, non_null_only)
 
     def _binding(self) -> list[Any]:
+        if self.caller == LOCAL_CALLER:  # a typed call may change its page size mid-walk
+            return [self.namespace, self.scope, self.caller, self.non_null_only]
         return [self.namespace, self.scope, self.caller, self.limit, self.max_bytes, self.non_null_only]
 
 
@@ -295,6 +297,43 @@ def _scanned_rows_for(wanted: list[bool], fit: int) -> int:
 
 def _page(request: PageRequest, rows: list[tuple[str, bytes]], after: str | None, offset: int, total: int
           ) -> EntriesPage:  # fmt: skip
-    entries = [(k, decode_stored(raw)) for k, raw in rows if not (request.non_null_only and raw == b"null")]
+    entries = [
+        (k, _decode("list_entries", request.scope, k, raw))
+        for k, raw in rows
+        if not (request.non_null_only and raw == b"null")
+    ]
     next_cursor = None if after is None else encode_cursor(request, after, offset + len(entries), total)
     return EntriesPage(entries, next_cursor, next_cursor is None, offset, total)
+
+
+#: The caller a typed (in-process) call pages as: no engine identity to check.
+LOCAL_CALLER: Final = "local"
+#: The byte budget of a typed call that names none: no cut (a process reading its own store).
+UNLIMITED_BYTES: Final = 2**62
+
+
+def list_entries_page(
+    limits: Limits,
+    scope: str,
+    cursor: str | None = None,
+    limit: int | None = None,
+    max_bytes: int | None = None,
+    caller: str | None = None,
+) -> Plan:
+    """One page of ``scope``'s ``[key, value]`` pairs with ``offset`` and ``total``.
+
+    Over the wire ``caller`` is the engine-stamped ``_caller_worker_id`` (required) and
+    ``max_bytes`` defaults to 1,000,000. A typed call leaves ``caller`` out: it pages as this
+    process, with no byte budget unless ``max_bytes`` is given.
+    """
+    local = caller is None
+    request = PageRequest.parse(
+        namespace=PUBLIC_NAMESPACE,
+        scope=scope,
+        caller=LOCAL_CALLER if local else caller,
+        limit=limit,
+        max_bytes=max_bytes,
+    )
+    if local and max_bytes is None:
+        request = replace(request, max_bytes=UNLIMITED_BYTES)
+    return list_entries(limits, request, cursor)

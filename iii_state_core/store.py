@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from . import operations as plans
 from .adapter import Adapter, AsyncAdapter
 from .driver import ThreadedAsyncAdapter, run_async, run_sync
-from .errors import StoreClosedError
+from .errors import StateError, StoreClosedError
 from .events import Condition, EventBus, Handler, Subscription
 from .functions import StateFunctions
+from .namespaces import ReservedScopes, load_ledger
 from .operations import Limits, Plan
 from .table import AsyncFront, StateFunction, SyncFront, serve
 from .values import JSON
@@ -49,6 +50,8 @@ class _Base:
         self.registry = registry
         self._closed = False
         self._close_lock = threading.Lock()
+        #: Scopes the wire refuses (``RESERVED_SCOPE``): bookkeeping and claimed private scopes.
+        self.reserved = ReservedScopes()
         self._opened()
 
     def _opened(self) -> None:
@@ -116,10 +119,23 @@ class StateStore(_Base, StateFunctions, SyncFront):
         """Run ``{"function_id": "state::…", "payload": {...}}`` and return its JSON result
         (contract § Functions).
 
+        Reserved scopes are refused here (``RESERVED_SCOPE``) and left out of ``list_groups``;
+        the typed methods reach every scope (export, import and admin tools need that).
+
         :raises StateError: whose ``.code`` is the wire code.
         """
-        function, plan = decode_request(self.limits, request)
-        return result_to_wire(function, self._run(function, plan))
+        if self.reserved.stale():
+            self.refresh_reserved()
+        function, plan = decode_request(self.limits, request, self.reserved)
+        return _public(self.reserved, function, result_to_wire(function, self._run(function, plan)))
+
+    def refresh_reserved(self) -> None:
+        """Re-read the claims ledger (claims made by other processes or replicas)."""
+        try:
+            ledger, _ = run_sync(_ledger_plan(), self.adapter, "list")
+        except StateError as exc:  # the call itself reports the store's trouble
+            ledger = self.reserved.unreadable(exc)
+        self.reserved.replace(ledger)
 
     def close(self) -> None:
         with self._close_lock:
@@ -154,8 +170,20 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
         return result
 
     async def trigger(self, request: dict[str, Any]) -> JSON:
-        function, plan = decode_request(self.limits, request)
-        return result_to_wire(function, await self._run(function, plan))
+        if self.reserved.stale():
+            await self.refresh_reserved()
+        function, plan = decode_request(self.limits, request, self.reserved)
+        return _public(self.reserved, function, result_to_wire(function, await self._run(function, plan)))
+
+    async def refresh_reserved(self) -> None:
+        """Re-read the claims ledger (claims made by other processes or replicas)."""
+        try:
+            ledger, _ = await run_async(
+                _ledger_plan(), self.async_adapter, "list", self._describe, self._secrets
+            )
+        except StateError as exc:  # the call itself reports the store's trouble
+            ledger = self.reserved.unreadable(exc)
+        self.reserved.replace(ledger)
 
     async def close(self) -> None:
         with self._close_lock:
@@ -172,6 +200,18 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+
+
+def _ledger_plan() -> Plan:
+    ledger = yield from load_ledger()
+    return ledger, None
+
+
+def _public(reserved: ReservedScopes, function: str, result: Any) -> Any:
+    """The wire result with reserved scopes left out of ``list_groups``."""
+    if function == "list_groups":
+        return {"groups": [g for g in result["groups"] if not reserved.contains(g)]}
+    return result
 
 
 def _sync_method(function: StateFunction[Any, Any]) -> Callable[..., Any]:

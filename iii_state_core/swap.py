@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConflictError
-from .operations import Call, Limits, Plan, sleep_call
+from .operations import Call, Limits, Plan, _decode, sleep_call
 from .results import StateEvent
 from .retry import LOST, Lost, optimistic
-from .values import JSON, check_value, decode_stored, same_json
+from .values import JSON, check_value, same_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ def compare_and_set(limits: Limits, scope: str, key: str, expected: JSON, value:
 
     def attempt(_n: int) -> Generator[Call, Any, tuple[SwapResult, StateEvent | None] | Lost]:
         raw, token = yield Call("read_versioned", (scope, key))
-        current = None if raw is None else decode_stored(raw)
+        current = _decode("compare-and-set", scope, key, raw)
         if not matches(raw, current, expected):
             return SwapResult(False, current), None
         if not (yield Call("write_if", (scope, key, data, token))):

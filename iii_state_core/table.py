@@ -50,6 +50,12 @@ class Field:
     null_is_absent: bool = False
     #: On the command line the argument is JSON (a value, an ops list) rather than plain text.
     json: bool = False
+    #: The plan's keyword for it, when not ``name`` (``_caller_worker_id`` is ``caller``).
+    param: str | None = None
+    #: What a wire payload without the field passes (a typed call passes nothing, so the plan's
+    #: own default applies): lets the wire and the typed method default differently.
+    wire_default: Any = None
+    has_wire_default: bool = False
 
     def take(self, payload: Mapping[str, Any], into: dict[str, Any]) -> None:
         """Put this field's value from ``payload`` into the plan's keyword arguments."""
@@ -60,13 +66,15 @@ class Field:
         if not given or (self.null_is_absent and payload[given[0]] is None):
             if self.required:
                 raise DeserializationError(f"missing field `{self.name}`")
+            if self.has_wire_default:
+                into[self.param or self.name] = self.wire_default
             return
         value = payload[given[0]]
         if self.kind is not None and not isinstance(value, self.kind):
             raise DeserializationError(
                 f"field `{self.name}` must be {_KIND_NAMES[self.kind]}, got {json_type(value)}"
             )
-        into[self.name] = value
+        into[self.param or self.name] = value
 
 
 @dataclass(frozen=True)

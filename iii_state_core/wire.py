@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from .errors import DeserializationError
 from .functions import StateFunctions  # noqa: F401  (declares the built-ins into the table)
+from .namespaces import ReservedScopes
 from .operations import Limits, Plan
 from .table import TABLE, UnknownFunctionError, function, function_ids
 from .values import json_type
@@ -28,7 +29,9 @@ def result_to_wire(function_name: str, result: Any) -> Any:
     return TABLE[function_name].to_wire(result)
 
 
-def decode_request(limits: Limits, request: object) -> tuple[str, Plan]:
+def decode_request(
+    limits: Limits, request: object, reserved: ReservedScopes | None = None
+) -> tuple[str, Plan]:
     """Turn ``{"function_id": "state::…", "payload": {...}}`` into ``(function, plan)``.
 
     :raises UnknownFunctionError: when the function id is not in the table.
@@ -43,6 +46,11 @@ def decode_request(limits: Limits, request: object) -> tuple[str, Plan]:
         )
     name = function_id[len("state::") :]
     payload = request.get("payload", {})
+    if reserved is not None and isinstance(payload, Mapping):
+        declared = function(name)
+        # iii's worker checks this before anything else on every function with a scope
+        if declared.fields and any(f.name == "scope" for f in declared.fields):
+            reserved.check(payload.get("scope"))
     return name, decode_payload(limits, name, payload)
 
 

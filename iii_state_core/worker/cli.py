@@ -76,10 +76,11 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
     "or it starts its built-in state worker too.",
 )  # fmt: skip
 @click.option(
-    "--engine", "engine_url", envvar="III_URL", default=DEFAULT_ENGINE_URL, show_default=True,
+    "--engine", "--url", "engine_url", envvar="III_URL", default=DEFAULT_ENGINE_URL, show_default=True,
     metavar="URL", callback=_url,
-    help="The iii engine's WebSocket address (env: III_URL). Put no credentials in it (the SDK "
-    "writes it to $HOME/.iii/run); set III_TOKEN instead, sent as a bearer token.",
+    help="The iii engine's WebSocket address (env: III_URL; --url is the same option). Put no "
+    "credentials in it (the SDK writes it to $HOME/.iii/run); set III_TOKEN instead, sent as a "
+    "bearer token.",
 )  # fmt: skip
 @click.option(
     "--worker-name", envvar="III_WORKER_NAME", default=DEFAULT_WORKER_NAME, show_default=True,
@@ -180,7 +181,7 @@ def _dry_run(
 ) -> None:  # fmt: skip
     """Print what ``iii-state worker`` would register, from the same config, without an engine."""
     from .. import open_store
-    from .functions import specs
+    from .functions import WORKER_FUNCTION_IDS
     from .trigger_type import TRIGGER_TYPE
 
     try:
@@ -192,7 +193,7 @@ def _dry_run(
             reactions = "on" if store.events.enabled else "off (triggers_enabled: false)"
     except StateError as exc:
         fail(f"{exc.code}: {exc}")
-    functions = [spec.function_id for spec in specs().values()]
+    functions = list(WORKER_FUNCTION_IDS)
     binding = ", ".join(TRIGGER_TYPE["trigger_request_format"]["properties"])
     lines = [
         "iii-state worker --dry-run: nothing is registered and no engine is contacted",

@@ -38,8 +38,12 @@ SPECS: Final[dict[str, FunctionSpec]] = {name: FunctionSpec.of(TABLE[name]) for 
 
 #: Codes that mean "the caller sent something unusable": expected traffic, not a worker fault.
 CLIENT_CODES: Final = frozenset(
-    {"deserialization_error", "VALUE_TOO_LARGE", "KEY_TOO_LARGE", "UNSUPPORTED", "function_not_found"}
-)
+    {
+        "deserialization_error", "VALUE_TOO_LARGE", "KEY_TOO_LARGE", "UNSUPPORTED", "function_not_found",
+        "RESERVED_SCOPE", "INVALID_PAGE_LIMITS", "UNKNOWN_CALLER", "INVALID_CURSOR", "ROW_TOO_LARGE",
+        "BARRIER_CONFIG", "INVALID_PREFIX", "INVALID_SCOPE", "FORBIDDEN", "SCOPE_CONFLICT",
+    }
+)  # fmt: skip
 
 
 class FunctionCallError(Exception):
@@ -69,7 +73,17 @@ def call_error(function: str, exc: BaseException) -> FunctionCallError:
     """
     if isinstance(exc, StateError):
         return FunctionCallError(exc.code, exc.message)
+    declared = TABLE.get(function)  # claim-namespace and the accessors are the worker's own
     return FunctionCallError(
-        TABLE[function].error_code,
+        declared.error_code if declared else "STATE_ERROR",
         f"internal error in the iii-state worker ({type(exc).__name__}); see the worker's log",
     )
+
+
+#: Every function id the worker registers at start: the claim first (as iii's worker does), the
+#: state functions, then the observed ``state::on-changed``. Claimed namespaces add their accessors.
+WORKER_FUNCTION_IDS: Final = (
+    "state::claim-namespace",
+    *(spec.function_id for spec in SPECS.values()),  # the table's, in its order
+    "state::on-changed",
+)

@@ -18,6 +18,8 @@ from ..values import json_type
 log = logging.getLogger("iii_state.worker.reactions")
 
 _CONFIG_FIELDS = ("scope", "key", "condition_function_id")
+#: Called (through the engine) after every committed write, for iii 0.25+ observers.
+ON_CHANGED_ID = "state::on-changed"
 
 #: ``call(function_id, payload, namespace, metadata)``: an awaited call through the engine.
 Caller = Callable[[str, Any, str, "dict[str, Any] | None"], Awaitable[Any]]
@@ -133,9 +135,16 @@ class Reactions:
     :param call: how to call a function through the engine.
     """
 
-    def __init__(self, table: TriggerTable, call: Caller) -> None:
+    def __init__(
+        self,
+        table: TriggerTable,
+        call: Caller,
+        notify: Callable[[dict[str, Any]], Awaitable[Any]] | None = None,
+    ) -> None:
         self._table = table
         self._call = call
+        #: Sends the change document to ``state::on-changed`` (``None``: nobody to tell).
+        self._notify = notify
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -146,7 +155,7 @@ class Reactions:
     def on_event(self, event: StateEvent) -> None:
         """The store's ``on_change`` handler; runs on the worker's loop, returns at once."""
         bindings = self._table.matching(event)
-        if not bindings:
+        if not bindings and self._notify is None:
             return
         task = asyncio.get_running_loop().create_task(self._fan_out(event, bindings))
         self._tasks.add(task)
@@ -168,6 +177,12 @@ class Reactions:
 
     async def _fan_out(self, event: StateEvent, bindings: list[Binding]) -> None:
         payload = event.to_wire()
+        if self._notify is not None:
+            try:
+                await self._notify(payload)
+            except Exception as exc:
+                log.warning("%s for %s on scope=%r key=%r failed (%s)", ON_CHANGED_ID, event.event_type,
+                            event.scope, event.key, _reason(exc))  # fmt: skip
         for binding in bindings:
             if binding.condition_function_id is not None:
                 try:

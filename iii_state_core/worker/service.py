@@ -23,15 +23,26 @@ from iii_helpers.observability import ReconnectionConfig
 from .. import ConfigSource, __version__, open_async_store
 from ..config import DEFAULT_FILE_STORE, default_config
 from ..errors import StateError
+from ..namespaces import ACCESSORS, accessor_ids
 from ..plugins import Registry
 from ..store import AsyncStateStore
 from .engine_link import SDK_LOGGER, EngineLink
-from .functions import FunctionCallError, call_error, specs
-from .reactions import Reactions, TriggerTable
+from .functions import WORKER_FUNCTION_IDS, FunctionCallError, call_error, specs
+from .private import ACCESSOR_METADATA, LOOKUP_TIMEOUT_MS, claim_namespace, serve_accessor
+from .reactions import ON_CHANGED_ID, Reactions, TriggerTable
 from .settings import WorkerSettings, check_engine_url
 from .trigger_type import TRIGGER_TYPE
 
 log = logging.getLogger("iii_state.worker")
+
+CLAIM_ID = WORKER_FUNCTION_IDS[0]
+#: The engine's built-in state worker: iii's standalone worker refuses to run beside it.
+BUILTIN_STATE = "iii-state"
+
+
+async def _observed(data: Any) -> None:
+    """``state::on-changed`` itself does nothing: observers see its input through the engine."""
+    return None
 
 
 class StateWorker:
@@ -71,11 +82,13 @@ class StateWorker:
         self._owns_store = store is None
         self.store: AsyncStateStore | None = store
         self.triggers = TriggerTable()
-        self.reactions = Reactions(self.triggers, self._call_engine)
+        self.reactions = Reactions(self.triggers, self._call_engine, self._notify_changed)
         self.link = EngineLink(self.url, self.settings.reconnect_max_ms, self.triggers.clear, self._given_up)
         self.iii: Any = None  # iii.iii.III once started; the SDK ships no types
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refs: list[Any] = []
+        self._accessors: set[str] = set()
+        self._guarded = False
         self._unsubscribe: list[Callable[[], None]] = []
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -111,11 +124,32 @@ class StateWorker:
             self._log_startup(store)
             self.iii = III(self.url, self._init_options())
             self._unsubscribe.append(self.iii.add_connection_state_listener(self.link.on_state))
+            self._unsubscribe.append(self.iii.add_connection_state_listener(self._on_connection))
             with warnings.catch_warnings():
                 # Deprecated from iii-sdk 0.25 in favour of observe descriptors, which engines
                 # before 0.25 do not speak; it is the only way to offer the `state` trigger type.
                 warnings.simplefilter("ignore", DeprecationWarning)
                 self.iii.register_trigger_type(dict(TRIGGER_TYPE), self.triggers)
+            # Claims first, as iii's worker does: accessors of claimed namespaces exist before
+            # the public functions, and the reserved set is known before the first call.
+            await store.refresh_reserved()
+            for prefix in sorted(store.reserved.ledger.namespaces):
+                self._register_accessors(prefix)
+            for skipped in store.reserved.ledger.skipped:
+                log.warning(
+                    "claims ledger row %r is unreadable or conflicts with another claim; skipped", skipped
+                )
+            self._refs.append(
+                self.iii.register_function(
+                    CLAIM_ID,
+                    self._forward(CLAIM_ID, self._claim),
+                    description="Reserve scopes for the calling worker's namespace; "
+                    "returns {claimed, scopes, functions}",
+                    request_format={"type": "object", "properties": {"functions_prefix": {"type": "string"},
+                                    "scopes": {"type": "array", "items": {"type": "string"}}},
+                                    "required": ["functions_prefix", "scopes"]},
+                )
+            )  # fmt: skip
             for name, spec in specs().items():
                 self._refs.append(
                     self.iii.register_function(
@@ -125,6 +159,15 @@ class StateWorker:
                         request_format=spec.request_format,
                     )
                 )
+            self._refs.append(
+                self.iii.register_function(
+                    ON_CHANGED_ID,
+                    _observed,
+                    description="Called after every committed write with the change document; "
+                    "observe it (iii 0.25+) to react to state changes",
+                    metadata={"internal": True},
+                )
+            )
         except BaseException:
             await self._release()
             raise
@@ -188,6 +231,109 @@ class StateWorker:
                 log.warning("closing the adapter failed: %s", exc)
 
     # -- serving -----------------------------------------------------------------------------
+
+    def _forward(self, label: str, serve: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+        """An SDK handler that runs ``serve(data)`` on the worker's loop, errors as wire text."""
+        worker_loop = self._loop
+        assert worker_loop is not None
+
+        async def run(data: Any) -> Any:
+            try:
+                return await serve(data)
+            except Exception as exc:
+                error = call_error("claim-namespace", exc)
+                if not isinstance(exc, StateError):
+                    log.error("%s hit an internal error", label, exc_info=exc)
+                else:
+                    log.debug("%s refused: %s", label, error)
+                raise error from None
+
+        async def handler(data: Any) -> Any:
+            future = asyncio.run_coroutine_threadsafe(run(data), worker_loop)
+            return await asyncio.wrap_future(future)
+
+        return handler
+
+    async def _claim(self, data: Any) -> Any:
+        store = self.store
+        if store is None:
+            raise FunctionCallError("function_not_found", f"{CLAIM_ID} is shutting down")
+        result, register = await claim_namespace(store, data, self._call_engine_plain)
+        prefix = data["functions_prefix"]
+        if register and prefix not in self._accessors:
+            self._register_accessors(prefix)
+        return result
+
+    def _on_connection(self, state: str) -> None:
+        """On the SDK's thread: after the first connection, check who else serves state."""
+        loop = self._loop
+        if state == "connected" and not self._guarded and loop is not None:
+            self._guarded = True
+            asyncio.run_coroutine_threadsafe(self._boot_guard(), loop)
+
+    async def _boot_guard(self) -> None:
+        """Refuse to run beside the engine's built-in ``iii-state`` worker (as iii's own ``state``
+        worker does): two owners of ``state::*`` would split the calls between two stores."""
+        try:
+            listed = await self._call_engine_plain("engine::workers::list", {}, LOOKUP_TIMEOUT_MS)
+        except Exception as exc:
+            log.warning("failed to query engine::workers::list: %s; cannot check for the built-in", exc)
+            return
+        own = getattr(self.iii, "_worker_id", None)
+        entries = listed.get("workers") if isinstance(listed, dict) else listed
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict) or (own is not None and entry.get("id") == own):
+                continue
+            if BUILTIN_STATE in (entry.get("id"), entry.get("name")):
+                log.error(
+                    "cannot start the state worker: the built-in iii-state worker is active (remove "
+                    "`iii-state` from the engine's config.yaml, see docs/worker.md); stopping"
+                )
+                self._given_up()
+                return
+
+    async def _notify_changed(self, change: dict[str, Any]) -> None:
+        """Call ``state::on-changed`` through the engine (never in-process: observers watch the
+        engine's dispatch), without waiting for an answer."""
+        iii = self.iii
+        if iii is None:
+            return
+        await iii.trigger_async(
+            {
+                "function_id": ON_CHANGED_ID,
+                "payload": change,
+                "action": {"type": "void"},
+                "dispatch": "remote",
+            }
+        )
+
+    async def _call_engine_plain(self, function_id: str, payload: Any, timeout_ms: int) -> Any:
+        iii = self.iii
+        if iii is None:
+            raise RuntimeError("the worker is disconnected from the engine")
+        return await iii.trigger_async(
+            {"function_id": function_id, "payload": payload, "timeout_ms": timeout_ms}
+        )
+
+    def _register_accessors(self, prefix: str) -> None:
+        self._accessors.add(prefix)
+        for name, function_id in zip(ACCESSORS, accessor_ids(prefix), strict=True):
+
+            async def serve(data: Any, name: str = name) -> Any:
+                store = self.store
+                if store is None:
+                    raise FunctionCallError("function_not_found", f"{prefix}::state::{name} is shutting down")
+                return await serve_accessor(store, prefix, name, data)
+
+            self._refs.append(
+                self.iii.register_function(
+                    function_id,
+                    self._forward(function_id, serve),
+                    description=f"Private state of namespace {prefix}: {name}",
+                    metadata=dict(ACCESSOR_METADATA),
+                )
+            )
+        log.info("namespace %s: serving %s", prefix, ", ".join(accessor_ids(prefix)))
 
     def _sdk_handler(self, name: str) -> Callable[[Any], Awaitable[Any]]:
         """The coroutine the SDK runs, on *its* loop, for ``state::<name>``."""

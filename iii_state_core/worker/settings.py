@@ -8,8 +8,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 #: Where the SDK looks when neither ``--engine`` nor ``III_URL`` is given.
 DEFAULT_ENGINE_URL = "ws://127.0.0.1:49134"
-#: The engine-side identity of the worker (``III_WORKER_NAME`` overrides it, as the SDK decides).
-DEFAULT_WORKER_NAME = "iii-state"
+#: The engine-side identity of the worker: iii's own state worker's name, so apps and claims see the
+#: same worker (``III_WORKER_NAME`` overrides it, as the SDK decides).
+DEFAULT_WORKER_NAME = "state"
 
 
 @dataclass(frozen=True)

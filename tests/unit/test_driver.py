@@ -80,8 +80,8 @@ CALLS: list[tuple[str, str, Callable[[StateStore], Any]]] = [
     ("update", "UPDATE_ERROR", lambda s: s.update("s", "k", [])),
     ("compare_and_set", "UPDATE_ERROR", lambda s: s.compare_and_set("s", "k", 1, 2)),
     ("list", "LIST_ERROR", lambda s: s.list("s")),
-    ("list_keys", "LIST_ERROR", lambda s: s.list_keys("s")),
-    ("list_entries", "LIST_ERROR", lambda s: s.list_entries("s")),
+    ("list_keys", "LIST_KEYS_ERROR", lambda s: s.list_keys("s")),
+    ("list_entries", "LIST_ENTRIES_ERROR", lambda s: s.list_entries("s")),
     ("list_groups", "LIST_GROUPS_ERROR", lambda s: s.list_groups()),
 ]
 KINDS = ["message", "cause", "context", "args", "unknown_outcome"]

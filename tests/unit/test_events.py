@@ -113,7 +113,7 @@ def test_event_reads_never_emit(recorded: tuple[StateStore, Recorder]) -> None:
     call(store, "list", scope="s")
     call(store, "list_keys", scope="s")
     call(store, "list_groups")
-    call(store, "list_entries", scope="s")
+    call(store, "list_entries", scope="s", _caller_worker_id="unit-test")
     assert rec.events == []
 
 

@@ -9,7 +9,6 @@ from unit_helpers import assert_same, call
 
 from iii_state_core import (
     DeserializationError,
-    InvalidCursorError,
     StateError,
     StateStore,
     ValueTooLargeError,
@@ -131,16 +130,20 @@ def test_list_groups_deduplicates(kv_store: StateStore) -> None:
     assert call(kv_store, "list_groups", **{}) == {"groups": ["s"]}
 
 
+#: The engine stamps ``_caller_worker_id`` on every worker call; ``trigger`` callers pass it.
+CALLER = {"_caller_worker_id": "unit-test"}
+
+
 def _walk(store: StateStore, scope: str, limit: int) -> list[tuple[str, Any]]:
     seen: list[tuple[str, Any]] = []
     cursor = None
     for _ in range(1000):
-        payload: dict[str, Any] = {"scope": scope, "limit": limit}
+        payload: dict[str, Any] = {"scope": scope, "limit": limit, **CALLER}
         if cursor is not None:
             payload["cursor"] = cursor
         page = call(store, "list_entries", **payload)
-        assert set(page) == {"entries", "next_cursor", "done"}
-        assert len(page["entries"]) <= limit
+        assert list(page) == ["entries", "next_cursor", "done", "offset", "total"]
+        assert len(page["entries"]) <= limit and page["offset"] == len(seen)
         seen.extend((k, v) for k, v in page["entries"])
         if page["done"]:
             assert page["next_cursor"] is None
@@ -163,36 +166,64 @@ def test_list_entries_pages_cover_every_key_once(kv_store: StateStore, limit: in
 def test_list_entries_default_limit_is_100(kv_store: StateStore) -> None:
     for i in range(150):
         call(kv_store, "set", scope="s", key=f"{i:03}", value=i)
-    page = call(kv_store, "list_entries", scope="s")
-    assert len(page["entries"]) == 100 and page["done"] is False
-    assert call(kv_store, "list_entries", scope="s", cursor=None, limit=None)["entries"] == page["entries"]
+    page = call(kv_store, "list_entries", scope="s", **CALLER)
+    assert len(page["entries"]) == 100 and page["done"] is False and page["total"] == 150
+    again = call(kv_store, "list_entries", scope="s", cursor=None, limit=None, **CALLER)
+    assert again["entries"] == page["entries"]
 
 
 def test_list_entries_unknown_scope_is_done(kv_store: StateStore) -> None:
-    assert call(kv_store, "list_entries", scope="none") == {"entries": [], "next_cursor": None, "done": True}
+    assert call(kv_store, "list_entries", scope="none", **CALLER) == {
+        "entries": [], "next_cursor": None, "done": True, "offset": 0, "total": 0
+    }  # fmt: skip
 
 
-@pytest.mark.parametrize("limit", [0, -1, 1001, 1.5, "10", True, [10]])
-def test_list_entries_limit_outside_1_to_1000_is_an_error(kv_store: StateStore, limit: Any) -> None:
+@pytest.mark.parametrize("limit", [0, 1001])
+def test_list_entries_limit_outside_1_to_1000_is_invalid_page_limits(
+    kv_store: StateStore, limit: Any
+) -> None:
+    with pytest.raises(StateError) as info:
+        call(kv_store, "list_entries", scope="s", limit=limit, **CALLER)
+    assert info.value.code == "INVALID_PAGE_LIMITS"
+
+
+@pytest.mark.parametrize("limit", [-1, 1.5, "10", True, [10]])
+def test_list_entries_limit_of_the_wrong_type_fails_decoding(kv_store: StateStore, limit: Any) -> None:
     with pytest.raises(DeserializationError, match="limit"):
-        call(kv_store, "list_entries", scope="s", limit=limit)
+        call(kv_store, "list_entries", scope="s", limit=limit, **CALLER)
 
 
-@pytest.mark.parametrize("cursor", ["garbage", "", "!!!!", "e30", 12, ["x"]])
-def test_list_entries_bad_cursor_is_a_clear_error(kv_store: StateStore, cursor: Any) -> None:
+def test_list_entries_without_a_caller_is_unknown_caller(kv_store: StateStore) -> None:
+    with pytest.raises(StateError) as info:
+        call(kv_store, "list_entries", scope="s")
+    assert (info.value.code, str(info.value)) == (
+        "UNKNOWN_CALLER",
+        "list_entries requires engine-stamped identity",
+    )
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "", "!!!!", "e30", "a.b"])
+def test_list_entries_bad_cursor_is_invalid_cursor(kv_store: StateStore, cursor: Any) -> None:
     call(kv_store, "set", scope="s", key="k", value=1)
-    with pytest.raises(InvalidCursorError, match="cursor") as info:
-        call(kv_store, "list_entries", scope="s", cursor=cursor)
-    assert info.value.code == "deserialization_error"
+    with pytest.raises(StateError) as info:
+        call(kv_store, "list_entries", scope="s", cursor=cursor, **CALLER)
+    assert info.value.code == "INVALID_CURSOR"
+
+
+@pytest.mark.parametrize("cursor", [12, ["x"]])
+def test_list_entries_cursor_of_the_wrong_type_fails_decoding(kv_store: StateStore, cursor: Any) -> None:
+    with pytest.raises(DeserializationError, match="cursor"):
+        call(kv_store, "list_entries", scope="s", cursor=cursor, **CALLER)
 
 
 def test_list_entries_cursor_from_another_scope_is_refused(kv_store: StateStore) -> None:
     for i in range(3):
         call(kv_store, "set", scope="a", key=str(i), value=i)
         call(kv_store, "set", scope="b", key=str(i), value=i)
-    cursor = call(kv_store, "list_entries", scope="a", limit=1)["next_cursor"]
-    with pytest.raises(InvalidCursorError, match="another scope"):
-        call(kv_store, "list_entries", scope="b", cursor=cursor)
+    cursor = call(kv_store, "list_entries", scope="a", limit=1, **CALLER)["next_cursor"]
+    with pytest.raises(StateError) as info:
+        call(kv_store, "list_entries", scope="b", cursor=cursor, limit=1, **CALLER)
+    assert info.value.code == "INVALID_CURSOR"
 
 
 # -- compare_and_set ---------------------------------------------------------------------------

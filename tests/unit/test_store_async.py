@@ -37,9 +37,13 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     ("list", {"scope": "s"}),
     ("list_keys", {"scope": "s"}),
     ("list_groups", {}),
-    ("list_entries", {"scope": "s", "limit": 2}),
-    ("list_entries", {"scope": "s", "limit": 0}),
-    ("list_entries", {"scope": "s", "cursor": "nope"}),
+    ("list_entries", {"scope": "s", "limit": 2, "_caller_worker_id": "w"}),
+    ("list_entries", {"scope": "s"}),
+    ("compare-and-set", {"scope": "s", "key": "b", "expected": 1.0, "value": 2}),
+    ("compare-and-set", {"scope": "s", "key": "new", "value": [1]}),
+    ("barrier", {"event": {"key": "a"}, "condition_config": {"id": "b", "expect": 2}}),
+    ("list_entries", {"scope": "s", "limit": 0, "_caller_worker_id": "w"}),
+    ("list_entries", {"scope": "s", "cursor": "nope", "_caller_worker_id": "w"}),
     ("compare_and_set", {"scope": "s", "key": "b", "expected_value": 9007199254740993, "new_value": 1}),
     ("compare_and_set", {"scope": "s", "key": "b", "expected_value": 1.0, "new_value": 2}),
     ("compare_and_set", {"scope": "s", "key": "zz", "expected_value": 1, "new_value": 2}),
@@ -105,7 +109,7 @@ def test_async_trigger_results_identical_to_sync(method: str, tmp_path: Path) ->
     for (function, _), a, b in zip(SCRIPT, got, expected, strict=True):
         assert same_json(a, b), f"{function}: async {a!r} != sync {b!r}"
     assert same_json(async_events, sync_events)
-    assert sum("error" in o for o in expected) == 6  # the script really exercises failures
+    assert sum("error" in o for o in expected) == 7  # the script really exercises failures
 
 
 def test_async_typed_api(tmp_path: Path) -> None:

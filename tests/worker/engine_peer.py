@@ -166,6 +166,8 @@ class EnginePeer:
     :param replay_triggers: when a connection registers a trigger type, send it
         every binding of that type the peer holds, as the engine does when a
         provider registers again after a reconnect.
+    :param stamp_callers: overwrite ``_caller_worker_id`` in every object payload the peer
+        sends, as the engine does (the state worker's identity checks need it).
     """
 
     def __init__(
@@ -175,11 +177,13 @@ class EnginePeer:
         port: int = 0,
         features: Sequence[str] = (),
         replay_triggers: bool = True,
+        stamp_callers: bool = False,
     ) -> None:
         self._host = host
         self._port = port
         self._features = list(features)
         self._replay_triggers = replay_triggers
+        self.stamp_callers = stamp_callers
         self._server: Server | None = None
         self._changed = asyncio.Condition()
         self._pending: dict[str, tuple[asyncio.Future[dict[str, Any]], WorkerConnection]] = {}
@@ -191,6 +195,11 @@ class EnginePeer:
         self.calls: list[PeerCall] = []
         #: Bindings the worker accepted (``registertrigger`` frames), by id.
         self.bindings: dict[str, dict[str, Any]] = {}
+        #: Other workers the engine lists (``engine::workers::list``): id -> name.
+        self.workers: dict[str, str] = {}
+        #: The worker the test's own calls come from: the engine stamps its id as
+        #: ``_caller_worker_id`` on every call, as iii does.
+        self.caller_id = self.add_worker("app")
 
     # -- lifecycle -------------------------------------------------------
 
@@ -283,6 +292,23 @@ class EnginePeer:
         """:returns: the calls the worker made to ``function_id`` so far."""
         return [c for c in self.calls if c.function_id == function_id]
 
+    # -- identity ------------------------------------------------------
+
+    def add_worker(self, name: str) -> str:
+        """List one more (not connected) worker under ``name``. :returns: its id."""
+        worker_id = str(uuid.uuid4())
+        self.workers[worker_id] = name
+        return worker_id
+
+    def list_workers(self) -> dict[str, Any]:
+        """The answer to ``engine::workers::list``: connected workers and added ones."""
+        listed = [{"id": i, "name": n} for i, n in self.workers.items()]
+        for conn in self.connections:
+            if not conn.closed:
+                name = (conn.worker_info or {}).get("name") or conn.worker_id
+                listed.append({"id": conn.worker_id, "name": name})
+        return {"workers": listed}
+
     # -- peer-side functions --------------------------------------------
 
     def serve(self, function_id: str, handler: PeerHandler) -> None:
@@ -308,14 +334,22 @@ class EnginePeer:
         metadata: Any = None,
         connection: WorkerConnection | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        caller: str | None = None,
+        stamp: bool | None = None,
     ) -> InvocationOutcome:
         """Send ``invokefunction`` and await the worker's ``invocationresult``.
+
+        Like the engine, the peer overwrites ``_caller_worker_id`` in an object payload with the
+        calling worker's id (``caller``, default :attr:`caller_id`) when ``stamp`` (default: the
+        peer's ``stamp_callers``); otherwise the payload goes as given.
 
         :raises TimeoutError: when no answer comes within ``timeout``.
         :raises ConnectionLost: when the connection closes first.
         """
         conn = connection or self.current
         invocation_id = str(uuid.uuid4())
+        if (self.stamp_callers if stamp is None else stamp) and isinstance(data, dict):
+            data = {**data, "_caller_worker_id": caller or self.caller_id}
         frame: dict[str, Any] = {
             "type": "invokefunction",
             "invocation_id": invocation_id,
@@ -512,6 +546,8 @@ class EnginePeer:
         if function_id == "engine::workers::register":
             conn.worker_info = frame.get("data")
             reply: dict[str, Any] = {"result": {"worker_id": conn.worker_id}}
+        elif function_id == "engine::workers::list" and function_id not in self._served:
+            reply = {"result": self.list_workers()}
         else:
             self.calls.append(
                 PeerCall(

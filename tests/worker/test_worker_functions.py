@@ -12,16 +12,19 @@ from worker_harness import SECRET, GatedAdapter, make_registry, memory, run, ser
 
 from iii_state_core import open_store
 from iii_state_core.wire import FUNCTION_IDS
+from iii_state_core.worker.functions import WORKER_FUNCTION_IDS
 
 
-def test_registers_nine_functions_and_the_state_trigger_type() -> None:
+def test_registers_every_function_and_the_state_trigger_type() -> None:
     async def scenario() -> None:
         async with serving() as (peer, _):
             conn = peer.current
-            assert sorted(conn.functions) == sorted(FUNCTION_IDS)
+            assert sorted(conn.functions) == sorted(WORKER_FUNCTION_IDS)
+            assert set(FUNCTION_IDS) < set(WORKER_FUNCTION_IDS)
             for frame in conn.functions.values():
                 assert frame["description"]
-                assert frame["request_format"]["type"] == "object"
+            for function_id in FUNCTION_IDS:
+                assert conn.functions[function_id]["request_format"]["type"] == "object"
             assert conn.functions["state::update"]["request_format"]["required"] == ["scope", "key", "ops"]
             state = conn.trigger_types["state"]
             assert set(state["trigger_request_format"]["properties"]) == {
@@ -30,7 +33,7 @@ def test_registers_nine_functions_and_the_state_trigger_type() -> None:
                 "condition_function_id",
             }
             await peer.wait_for(lambda: conn.worker_info)
-            assert conn.worker_info is not None and conn.worker_info["name"] == "iii-state"
+            assert conn.worker_info is not None and conn.worker_info["name"] == "state"  # iii's own name
 
     run(scenario())
 
@@ -167,8 +170,8 @@ def test_list_entries_pages_through_a_scope() -> None:
             pages = 0
             while True:
                 page = await peer.call("state::list_entries", {"scope": "p", "cursor": cursor, "limit": 2})
-                assert set(page) == {"entries", "next_cursor", "done"}
-                assert len(page["entries"]) <= 2
+                assert list(page) == ["entries", "next_cursor", "done", "offset", "total"]
+                assert len(page["entries"]) <= 2 and page["offset"] == len(seen) and page["total"] == 5
                 seen.extend(page["entries"])
                 pages += 1
                 if page["done"]:
@@ -203,9 +206,10 @@ BAD_PAYLOADS: list[tuple[str, Any, str]] = [
     ("update", {"scope": "s", "key": "k", "ops": [{"type": "increment", "path": "n", "by": 1.5}]}, ""),
     ("list", {}, "missing field `scope`"),
     ("list_keys", {"scope": ["s"]}, "field `scope` must be a string, got array"),
-    ("list_entries", {"scope": "s", "cursor": "not-a-cursor"}, ""),
-    ("list_entries", {"scope": "s", "limit": 0}, ""),
-    ("list_entries", {"scope": "s", "limit": 1001}, ""),
+    ("list_entries", {"scope": "s", "cursor": 5}, "invalid type"),
+    ("list_entries", {"scope": "s", "limit": -1}, "invalid value"),
+    ("compare-and-set", {"scope": "s", "key": "k", "data": 1}, "missing field `value`"),
+    ("barrier", {"event": {}, "condition_config": {"expect": 1}}, "missing field `id`"),
     ("compare_and_set", {"scope": "s", "key": "k", "expected_value": 1}, "missing field `new_value`"),
 ]
 
@@ -266,8 +270,8 @@ def test_value_too_large_fails_every_writer_and_stores_nothing() -> None:
         ("update", {"scope": "s", "key": "k", "ops": []}, "UPDATE_ERROR: Failed to update value: "),
         ("compare_and_set", {"scope": "s", "key": "k", "new_value": 1}, "UPDATE_ERROR: "),
         ("list", {"scope": "s"}, "LIST_ERROR: Failed to list values: "),
-        ("list_keys", {"scope": "s"}, "LIST_ERROR: "),
-        ("list_entries", {"scope": "s"}, "LIST_ERROR: "),
+        ("list_keys", {"scope": "s"}, "LIST_KEYS_ERROR: Failed to list keys: "),
+        ("list_entries", {"scope": "s"}, "LIST_ENTRIES_ERROR: "),
         ("list_groups", {}, "LIST_GROUPS_ERROR: Failed to list groups: "),
     ],
 )

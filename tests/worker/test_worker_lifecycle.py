@@ -13,8 +13,8 @@ from engine_peer import EnginePeer
 from worker_harness import FAST, GatedAdapter, free_port, make_registry, run, serving
 
 from iii_state_core import ConfigError, open_async_store
-from iii_state_core.wire import FUNCTION_IDS
 from iii_state_core.worker import StateWorker
+from iii_state_core.worker.functions import WORKER_FUNCTION_IDS
 
 
 def test_stop_finishes_in_flight_calls_before_it_disconnects_and_closes() -> None:
@@ -31,7 +31,7 @@ def test_stop_finishes_in_flight_calls_before_it_disconnects_and_closes() -> Non
             conn = peer.current
             # No new calls: every function is withdrawn from the engine first ...
             await peer.wait_for(lambda: not conn.functions)
-            assert {f["id"] for f in conn.frames_of("unregisterfunction")} == set(FUNCTION_IDS)
+            assert {f["id"] for f in conn.frames_of("unregisterfunction")} == set(WORKER_FUNCTION_IDS)
             await asyncio.sleep(0.2)
             # ... while the call in flight keeps the connection and the adapter open.
             assert not stopping.done() and not call.done() and not conn.closed

@@ -60,7 +60,7 @@ async def serving(
 
     The worker runs on the caller's loop, with the peer; it is stopped on exit.
     """
-    async with EnginePeer() if peer is None else _borrowed(peer) as engine:
+    async with EnginePeer(stamp_callers=True) if peer is None else _borrowed(peer) as engine:
         worker = StateWorker(
             MEMORY if config is None else config,
             replace(FAST, engine_url=engine.url, **settings),

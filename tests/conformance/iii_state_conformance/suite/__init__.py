@@ -20,6 +20,7 @@ from .threads import ThreadTests
 from .tokens import TokenTests
 from .update_ops import UpdateOpTests
 from .values import GeneratedValueTests, ValueTests
+from .worker_parity import WorkerParityTests
 
 #: Report areas, in the order ``iii-state conformance`` prints them.
 AREAS = {
@@ -41,6 +42,7 @@ AREAS = {
     PromiseTests: "durable and shared",
     SecretTests: "secrets",
     ModelTests: "model (Hypothesis)",
+    WorkerParityTests: "iii state worker parity",
     GuardTests: "suite guard",
 }
 
@@ -64,6 +66,7 @@ class StateStoreSuite(
     PromiseTests,
     SecretTests,
     ModelTests,
+    WorkerParityTests,
     GuardTests,
     SuiteBase,
 ):

@@ -18,9 +18,10 @@ FOREIGN = [b"not json", b"NaN", b"[1,Infinity]", b"1e400", b"1e-400", b"\xef\xbb
 _CODES = {
     "get": "GET_ERROR",
     "list": "LIST_ERROR",
-    "list_entries": "LIST_ERROR",
+    "list_entries": "LIST_ENTRIES_ERROR",
     "update": "UPDATE_ERROR",
     "compare_and_set": "UPDATE_ERROR",
+    "compare-and-set": "CAS_ERROR",
 }
 
 
@@ -71,6 +72,10 @@ class ForeignBytesTests:
             payload["ops"] = [{"type": "set", "path": "", "value": 1}]
         if function == "compare_and_set":
             payload.update(expected_value=1, new_value=2)
+        if function == "compare-and-set":
+            payload.update(expected=1, value=2)
+        if function == "list_entries":
+            payload["_caller_worker_id"] = "conformance"  # the engine stamps it
         with pytest.raises(StateError) as info:
             store.trigger({"function_id": f"state::{function}", "payload": payload})
         assert isinstance(info.value, StoredValueError), repr(info.value)

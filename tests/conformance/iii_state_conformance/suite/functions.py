@@ -93,12 +93,10 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("list", {}, "scope missing"),
     ("list_keys", {"scope": 1}, "scope a number"),
-    ("list_entries", {"scope": "{scope}", "limit": 0}, "limit 0"),
-    ("list_entries", {"scope": "{scope}", "limit": 1001}, "limit 1001"),
-    ("list_entries", {"scope": "{scope}", "limit": "10"}, "limit a string"),
-    ("list_entries", {"scope": "{scope}", "limit": True}, "limit a boolean"),
-    ("list_entries", {"scope": "{scope}", "cursor": 5}, "cursor a number"),
-    ("list_entries", {"scope": "{scope}", "cursor": "not-a-cursor"}, "cursor garbage"),
+    ("list_entries", {"scope": "{scope}", "limit": -1, "_caller_worker_id": "c"}, "limit negative"),
+    ("list_entries", {"scope": "{scope}", "limit": "10", "_caller_worker_id": "c"}, "limit a string"),
+    ("list_entries", {"scope": "{scope}", "limit": True, "_caller_worker_id": "c"}, "limit a boolean"),
+    ("list_entries", {"scope": "{scope}", "cursor": 5, "_caller_worker_id": "c"}, "cursor a number"),
     ("compare_and_set", {"scope": "{scope}", "key": "k"}, "new_value missing"),
     ("compare_and_set", {"scope": "{scope}", "key": 2, "new_value": 1}, "key a number"),
 ]
@@ -110,6 +108,10 @@ def _fill(payload: Any, scope: str) -> Any:
     if isinstance(payload, list):
         return [_fill(v, scope) for v in payload]
     return scope if payload == "{scope}" else payload
+
+
+#: The engine stamps the caller's worker id on every call; ``trigger`` callers pass one.
+CALLER = {"_caller_worker_id": "conformance"}
 
 
 class FunctionTests:
@@ -236,11 +238,11 @@ class FunctionTests:
         cursor = None
         pages = 0
         while True:
-            payload: dict[str, Any] = {"scope": scope, "limit": 10}
+            payload: dict[str, Any] = {"scope": scope, "limit": 10, **CALLER}
             if cursor is not None:
                 payload["cursor"] = cursor
             page = call(store, "list_entries", payload)
-            assert set(page) == {"entries", "next_cursor", "done"}
+            assert list(page) == ["entries", "next_cursor", "done", "offset", "total"]
             assert len(page["entries"]) <= 10
             for key, value in page["entries"]:
                 seen[key] = value
@@ -256,24 +258,28 @@ class FunctionTests:
     def test_list_entries_default_limit_is_100(self, store: StateStore, scope: str) -> None:
         for i in range(130):
             store.set(scope, f"k{i}", i)
-        page = call(store, "list_entries", {"scope": scope})
+        page = call(store, "list_entries", {"scope": scope, **CALLER})
         assert 1 <= len(page["entries"]) <= 100
 
     def test_list_entries_of_unknown_scope_is_done(self, store: StateStore, scope: str) -> None:
-        assert call(store, "list_entries", {"scope": scope}) == {
+        assert call(store, "list_entries", {"scope": scope, **CALLER}) == {
             "entries": [],
             "next_cursor": None,
             "done": True,
+            "offset": 0,
+            "total": 0,
         }
 
     def test_list_entries_rejects_a_cursor_of_another_scope(self, store: StateStore, make_scope: Any) -> None:
         a, b = make_scope("-a"), make_scope("-b")
         for i in range(5):
             store.set(a, f"k{i}", i)
-        page = call(store, "list_entries", {"scope": a, "limit": 2})
+        page = call(store, "list_entries", {"scope": a, "limit": 2, **CALLER})
         assert page["next_cursor"]
-        error = wire_error(store, "list_entries", {"scope": b, "cursor": page["next_cursor"]})
-        assert error.code == "deserialization_error" and "cursor" in str(error)
+        error = wire_error(
+            store, "list_entries", {"scope": b, "limit": 2, "cursor": page["next_cursor"], **CALLER}
+        )
+        assert error.code == "INVALID_CURSOR"
 
     # -- compare_and_set ---------------------------------------------------------------------------
     def test_compare_and_set_outcomes(self, store: StateStore, scope: str) -> None:

@@ -126,7 +126,9 @@ class ValueTests:
             store.get(scope, "k"),
             call(store, "get", {"scope": scope, "key": "k"}),
             call(store, "list", {"scope": scope})[0],
-            call(store, "list_entries", {"scope": scope})["entries"][0][1],
+            call(store, "list_entries", {"scope": scope, "_caller_worker_id": "conformance"})["entries"][0][
+                1
+            ],
         ):
             assert strict_equal(got, value), f"{label}: read back {shown(got)}"
         replaced = call(store, "set", {"scope": scope, "key": "k", "value": "next"})["old_value"]

@@ -1,0 +1,165 @@
+"""An app written for iii's ``state`` worker, run unchanged against ``iii-state worker`` over a
+real WebSocket: calls, a ``state`` trigger binding with metadata, an ``on-changed`` observer, a
+barrier used as a condition, and a worker claiming its namespace — then a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from engine_peer import EnginePeer, RemoteError
+from worker_harness import FAST, MEMORY, run, serving
+
+from iii_state_core.worker import StateWorker
+
+ORDER = {"id": "o1", "status": "new", "total": 12}
+
+
+def file_store(path: Path) -> dict[str, Any]:
+    return {"adapter": {"name": "kv", "config": {"store_method": "file_based", "file_path": str(path)}}}
+
+
+async def failure(peer: EnginePeer, function_id: str, payload: Any, **kwargs: Any) -> str:
+    try:
+        await peer.call(function_id, payload, **kwargs)
+    except RemoteError as error:
+        assert error.code == "invocation_failed"
+        return error.message
+    raise AssertionError(f"{function_id} did not fail")
+
+
+def test_an_iii_app_runs_unchanged(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with serving(file_store(tmp_path / "kv")) as (peer, _):
+            reacted: list[tuple[Any, Any]] = []
+            peer.serve("app::on-order", lambda data, metadata: reacted.append((data, metadata)))
+            peer.serve("state::on-changed", lambda data, metadata: None)  # the engine's observe hook
+            bound = await peer.register_trigger(
+                "state", "app::on-order", {"scope": "orders"}, metadata={"tenant": "t1"}
+            )
+            assert "error" not in bound
+
+            # calls
+            assert await peer.call("state::set", {"scope": "orders", "key": "o1", "value": ORDER}) == {
+                "old_value": None, "new_value": ORDER,
+            }  # fmt: skip
+            swap = {"scope": "orders", "key": "o1", "expected": ORDER, "value": {**ORDER, "status": "paid"}}
+            assert await peer.call("state::compare-and-set", swap) == {"swapped": True}
+            assert await peer.call("state::compare-and-set", swap) == {
+                "swapped": False, "current": {**ORDER, "status": "paid"},
+            }  # fmt: skip
+            page = await peer.call("state::list_entries", {"scope": "orders", "limit": 10})
+            assert page == {
+                "entries": [["o1", {**ORDER, "status": "paid"}]], "next_cursor": None, "done": True,
+                "offset": 0, "total": 1,
+            }  # fmt: skip
+
+            # the binding ran for both writes, metadata riding along
+            await peer.wait_for_calls("app::on-order", 2)
+            assert [d["event_type"] for d, _ in reacted] == ["state:created", "state:updated"]
+            assert all(m == {"tenant": "t1"} for _, m in reacted)
+            # the observer hook was called through the engine with each change document
+            changes = await peer.wait_for_calls("state::on-changed", 2)
+            assert changes[1].data["old_value"] == ORDER and changes[1].data["new_value"]["status"] == "paid"
+            assert all(c.action == {"type": "void"} for c in changes)
+
+            # a barrier used as a condition: the engine calls it with {event, condition_config}
+            config = {"id": "ship-o1", "expect": ["payment", "stock"], "key_from": "/key"}
+            first = await peer.call(
+                "state::barrier", {"event": {"key": "payment"}, "condition_config": config}
+            )
+            assert first == {
+                "decision": "skip",
+                "reason": 'barrier `ship-o1`: 1/2 arrived, waiting on ["stock"]',
+            }
+            done = await peer.call("state::barrier", {"event": {"key": "stock"}, "condition_config": config})
+            assert done["decision"] == "allow" and set(done["payload"]["results"]) == {"payment", "stock"}
+
+            # a worker claims its namespace
+            billing = peer.add_worker("billing")
+            claim = {"functions_prefix": "billing", "scopes": ["invoices"]}
+            claimed = await peer.call("state::claim-namespace", claim, caller=billing)
+            assert claimed == {"claimed": True, "scopes": ["invoices"], "functions": [
+                "billing::state::get", "billing::state::list", "billing::state::list_keys",
+                "billing::state::list_entries", "billing::state::compare-and-set",
+            ]}  # fmt: skip
+            assert (await peer.call("state::claim-namespace", claim, caller=billing))["claimed"] is False
+            assert await failure(peer, "state::claim-namespace", claim) == (
+                "FORBIDDEN: worker `app` may only claim namespace `app`, not `billing`"
+            )
+            assert await failure(peer, "state::claim-namespace", claim, caller="no-such-id") == (
+                "UNKNOWN_CALLER: worker id `no-such-id` is not registered"
+            )
+            await peer.wait_for_function("billing::state::compare-and-set")
+            assert peer.current.functions["billing::state::get"]["metadata"] == {
+                "internal": True, "trace_hidden": True,
+            }  # fmt: skip
+            private = {"scope": "invoices", "key": "i1", "value": {"n": 1}}
+            assert await peer.call("billing::state::compare-and-set", private, caller=billing) == {
+                "swapped": True
+            }
+            got = await peer.call("billing::state::get", {"scope": "invoices", "key": "i1"}, caller=billing)
+            assert got == {"n": 1}
+            for function_id, payload in (
+                ("state::set", {"scope": "invoices", "key": "x", "value": 1}),
+                ("state::get", {"scope": "invoices", "key": "i1"}),
+                ("state::list_entries", {"scope": "invoices"}),
+            ):
+                assert await failure(peer, function_id, payload) == (
+                    "RESERVED_SCOPE: `invoices` is private worker bookkeeping"
+                )
+            assert await failure(peer, "billing::state::get", {"scope": "orders", "key": "o1"}) == (
+                "INVALID_SCOPE: `orders` is not private state of namespace `billing`"
+            )
+            groups = await peer.call("state::list_groups", {})
+            assert groups == {"groups": ["orders"]}  # ledger, barrier and invoices hidden
+            await peer.call("state::set", {"scope": "orders", "key": "o2", "value": 2})
+            first_page = await peer.call("state::list_entries", {"scope": "orders", "limit": 1})
+            assert first_page["entries"][0][0] == "o1" and first_page["total"] == 2
+            first_page_caller = peer.caller_id
+
+        # a restart on the same store: claims come back, the old cursor still works
+        async with serving(file_store(tmp_path / "kv")) as (peer, _):
+            await peer.wait_for_function("billing::state::list_entries")
+            billing = peer.add_worker("billing")
+            page = await peer.call(
+                "billing::state::list_entries", {"scope": "invoices", "non_null_only": True}, caller=billing
+            )
+            assert page["entries"] == [["i1", {"n": 1}]] and page["total"] == 1
+            assert await failure(peer, "state::get", {"scope": "invoices", "key": "i1"}) == (
+                "RESERVED_SCOPE: `invoices` is private worker bookkeeping"
+            )
+            # the same app worker (same engine identity) resumes its walk on the new process
+            peer.caller_id = first_page_caller
+            second = await peer.call(
+                "state::list_entries", {"scope": "orders", "limit": 1, "cursor": first_page["next_cursor"]}
+            )
+            assert second["entries"] == [["o2", 2]] and (second["offset"], second["total"]) == (1, 2)
+
+    run(scenario(), timeout=40)
+
+
+def test_the_worker_refuses_to_run_beside_the_builtin_iii_state(caplog: Any) -> None:
+    caplog.set_level("INFO", logger="iii_state")
+
+    async def scenario() -> None:
+        async with EnginePeer(stamp_callers=True) as peer:
+            peer.add_worker("iii-state")  # the engine's built-in is listed
+            worker = StateWorker(MEMORY, replace(FAST, engine_url=peer.url))
+            await worker.start()
+            try:
+                await asyncio.wait_for(worker.wait_stopped(), 10)
+            finally:
+                await worker.stop()
+            assert worker.exit_code == 1
+
+    async def beside_an_app() -> None:
+        async with serving() as (_, worker):
+            await asyncio.sleep(0.3)  # the guard's engine::workers::list call has been answered
+            assert worker.exit_code == 0 and not worker._stopping
+
+    run(scenario())
+    assert "cannot start the state worker: the built-in iii-state worker is active" in caplog.text
+    run(beside_an_app())
