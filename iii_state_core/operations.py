@@ -7,8 +7,6 @@ drive the same plans, so both behave identically over every adapter.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import logging
 from collections.abc import Generator
@@ -18,12 +16,11 @@ from typing import Any, Final, NamedTuple
 from .adapter import Capabilities
 from .errors import (
     DeserializationError,
-    InvalidCursorError,
     KeyTooLargeError,
     StoredValueError,
     ValueTooLargeError,
 )
-from .results import CompareAndSetResult, EntriesPage, SetResult, StateEvent, UpdateResult
+from .results import CompareAndSetResult, SetResult, StateEvent, UpdateResult
 from .retry import LOST, Lost, optimistic
 from .table import TABLE
 from .update_ops import Op, apply_ops
@@ -263,40 +260,3 @@ def list_keys(limits: Limits, scope: str) -> Plan:
 def list_groups(limits: Limits) -> Plan:
     scopes = yield Call("list_scopes", ())
     return sorted(dict.fromkeys(scopes)), None
-
-
-def _scope_tag(scope: str) -> str:
-    return hashlib.blake2s(scope.encode("utf-8"), digest_size=6).hexdigest()
-
-
-def encode_cursor(scope: str, adapter_cursor: str) -> str:
-    body = json.dumps([_scope_tag(scope), adapter_cursor], separators=(",", ":"))
-    return base64.urlsafe_b64encode(body.encode("utf-8")).decode("ascii").rstrip("=")
-
-
-def decode_cursor(scope: str, cursor: object) -> str:
-    """:raises InvalidCursorError: unless ``cursor`` came from ``list_entries`` of this scope."""
-    if not isinstance(cursor, str):
-        raise InvalidCursorError(f"cursor must be a string, got {type(cursor).__name__}")
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        tag, inner = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, TypeError, UnicodeError, RecursionError):
-        raise InvalidCursorError(
-            "cursor is not one this store handed out; pass the next_cursor of the previous page, "
-            "or omit it to start from the beginning"
-        ) from None
-    if tag != _scope_tag(scope) or not isinstance(inner, str):
-        raise InvalidCursorError("cursor belongs to another scope; start the walk again without it")
-    return inner
-
-
-def list_entries(limits: Limits, scope: str, cursor: str | None, limit: object) -> Plan:
-    limits.check_name("scope", scope, limits.capabilities.max_scope_bytes)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
-        raise DeserializationError(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r}")
-    inner = None if cursor is None else decode_cursor(scope, cursor)
-    page, next_inner = yield Call("scan", (scope, inner, limit))
-    entries = [(k, _decode("list_entries", scope, k, raw)) for k, raw in page]
-    next_cursor = None if next_inner is None else encode_cursor(scope, next_inner)
-    return EntriesPage(entries, next_cursor, next_cursor is None), None

@@ -254,7 +254,7 @@ def test_export_of_bytes_another_program_wrote_fails_in_one_line(tmp_path: Path,
     code, _, err = run("export", "-c", str(config), "-o", str(out))
     assert code == 1 and not out.exists()
     last = err.splitlines()[-1]  # after the line naming the store it exported from
-    assert last.startswith("error: LIST_ERROR") and 'key "b"' in last
+    assert last.startswith("error: LIST_ENTRIES_ERROR") and 'key "b"' in last
     assert "Traceback" not in err
 
 

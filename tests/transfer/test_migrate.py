@@ -258,7 +258,10 @@ class _Repeating(Adapter):
         start = int(cursor or 0)
         page = [(k, self.data[scope][k]) for k in keys[start : start + limit]]
         after = str(start + limit) if start + limit < len(keys) else None
-        return page + page[:1], after
+        # the scope's first key again on every later page: repeats across pages reach the caller
+        # (the core sends a key once per page, so a repeat within one page would not)
+        again = [(keys[0], self.data[scope][keys[0]])] if start and keys else []
+        return page + again, after
 
 
 class _Plugin:

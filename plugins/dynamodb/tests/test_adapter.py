@@ -18,7 +18,7 @@ from iii_state_core import (
     ValueTooLargeError,
     open_store,
 )
-from iii_state_core.operations import encode_cursor
+from iii_state_core.paging import local_cursor
 
 
 @pytest.fixture
@@ -189,7 +189,7 @@ def test_a_walk_continues_after_its_cursor_key_is_deleted(store: StateStore) -> 
 def test_a_forged_cursor_is_a_clear_error(store: StateStore) -> None:
     for inner in ["", "#" + "x" * 2000]:
         with pytest.raises(InvalidCursorError):
-            store.list_entries("cursor", cursor=encode_cursor("cursor", inner))
+            store.list_entries("cursor", cursor=local_cursor("cursor", inner))
 
 
 def test_threads_share_one_adapter_without_losing_updates(store: StateStore) -> None:

@@ -18,7 +18,7 @@ from iii_state_testsupport import RedisServer
 from redis_helpers import command_calls, unique
 
 from iii_state_core import InvalidCursorError, StateStore, open_store
-from iii_state_core.operations import encode_cursor
+from iii_state_core.paging import local_cursor
 
 LAYOUT = Layout.for_prefix("state:")
 
@@ -111,7 +111,7 @@ def test_a_forged_cursor_is_a_clear_error(redis_url: str, inner: str) -> None:
     with open_store(adapter="redis", adapter_config={"redis_url": redis_url}) as store:
         scope = unique("cursor")
         with pytest.raises(InvalidCursorError, match="redis adapter"):
-            store.list_entries(scope, encode_cursor(scope, inner))
+            store.list_entries(scope, local_cursor(scope, inner))
 
 
 def _walk(store: StateStore, scope: str, limit: int) -> list[str]:
