@@ -80,7 +80,12 @@ def test_conformance_runs_from_wheels_in_a_clean_venv(tmp_path: Path, redis_url:
         assert not found, f"{path.relative_to(site)} looks like a server launcher: {found}"
 
     config = tmp_path / "iii-config.yaml"
-    config.write_text(f"state:\n  adapter: redis\n  config:\n    redis_url: {redis_url}\n")
+    # (a `state:` block is not the config form: it silently meant the embedded kv store until a
+    # config file without an iii-state block became an error, so this once tested kv, not Redis)
+    config.write_text(
+        "workers:\n  - name: iii-state\n    config:\n      adapter:\n        name: redis\n"
+        f"        config:\n          redis_url: {redis_url}\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("III_", "PYTHON", "VIRTUAL_ENV"))}
     done = subprocess.run(
         [str(fresh / "bin" / "iii-state"), "conformance", "--config", str(config), "--quick"],
@@ -88,5 +93,6 @@ def test_conformance_runs_from_wheels_in_a_clean_venv(tmp_path: Path, redis_url:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "conformance: PASS" in done.stdout
+    assert done.stdout.startswith("conformance: testing redis at "), done.stdout[:200]
     summary = [line for line in done.stdout.splitlines() if re.search(r"\d+ passed", line)]
     assert summary and "failed" not in summary[-1], done.stdout[-2000:]
