@@ -66,8 +66,11 @@ class KeyCodec:
         self._digest = digest
         self.meta_key = prefix + b"m"
         self.shard_keys = [prefix + b"s%d" % j for j in range(shards)]
-        # The hot paths (get, set) encode the same pairs over and over.
+        # The hot paths (get, set) encode the same pairs over and over. A listing walk touches
+        # each key once: it uses ``listed_data_key``, so a walk neither evicts the hot pairs nor
+        # grows the process's memory with the scope.
         self.data_key: Callable[[str, str], bytes] = lru_cache(maxsize=16384)(self._data_key)
+        self.listed_data_key: Callable[[str, str], bytes] = self._data_key
         self._node_base: Callable[[str], tuple[bytes, bool]] = lru_cache(maxsize=4096)(self._node_base_of)
 
     def _hashed(self, kind: bytes, material: bytes) -> bytes:

@@ -83,7 +83,7 @@ class Listing:
     ) -> tuple[list[tuple[str, bytes]], dict[str, int]]:
         """The live ``(key, value)`` pairs among ``entries``, and the ghosts (key -> generation)."""
         scope_raw = scope.encode("utf-8")
-        data_keys = [self.codec.data_key(scope, key) for key, _ in entries]
+        data_keys = [self.codec.listed_data_key(scope, key) for key, _ in entries]
         items = self.cluster.get_many(data_keys)
         page: list[tuple[str, bytes]] = []
         ghosts: dict[str, int] = {}

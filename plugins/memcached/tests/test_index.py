@@ -182,3 +182,15 @@ def test_a_bad_cursor_is_a_clear_error(store: StateStore) -> None:
     for bad in ("nonsense", "[-1, \"a\"]", "[18446744073709551616, \"a\"]", "[0, 1]", "[true, \"a\"]"):
         with pytest.raises(Exception, match="cursor"):
             adapter.scan("c", bad, 10)
+
+
+def test_a_walk_keeps_nothing_per_key_in_the_process(store: StateStore) -> None:
+    """A walk's memory is bounded by the page: it must not fill the pair-encoding cache of the
+    hot paths with every key it lists (that cache alone made a 100,000-key walk peak at 19
+    times a 1,000-key one)."""
+    for i in range(1500):
+        store.set("walked", f"k{i}", i)
+    cache = _adapter(store)._codec.data_key
+    cache.cache_clear()
+    assert len(_walk(store, "walked", 100)) == 1500
+    assert cache.cache_info().currsize < 100
