@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         "--update",
         type=Path,
         metavar="REPORT",
-        help="refresh only the --adapters' figures in this existing report (no core overhead, no worker)",
+        help="refresh only the --adapters' figures in this report (no overhead, worker, transfer)",
     )
     parser.add_argument("--seconds", type=float, help="seconds per measurement round")
     parser.add_argument("--rounds", type=int, help="alternating rounds per operation")
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--update needs --adapters and no --out")
         if not args.update.exists():
             parser.error(f"--update: {args.update} does not exist; write a full report with --out first")
-        options = Options(**{**options.__dict__, "overhead": False})
+        options = Options(**{**options.__dict__, "overhead": False, "transfer_entries": 0})
     report = run(options)
     if args.update:
         return _update(args.update, report, argv)
