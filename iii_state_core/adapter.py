@@ -105,6 +105,11 @@ class Adapter(ABC):
     def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
         """Store ``data`` only if the entry is still what ``read_versioned`` saw.
 
+        Must write when nothing wrote or deleted the entry since that read; must not when the
+        entry now differs from the bytes (or absence) read with ``token`` — rewritten, deleted,
+        or deleted and re-created with other bytes. Only an entry back to exactly those bytes
+        may go either way. Atomic across threads and processes.
+
         :param token: from ``read_versioned``; its "missing" form means "only if still missing".
         :returns: ``True`` when written, ``False`` when the entry changed meanwhile.
         """
@@ -114,8 +119,10 @@ class Adapter(ABC):
     ) -> tuple[bytes | None, bytes] | None:
         """Optional native atomic read-modify-write.
 
-        ``change`` is pure and may be called more than once. Return ``(old, new)``, or ``None``
-        to let the core run its optimistic loop instead (the default).
+        ``change`` is pure and may be called more than once. Return ``(old, new)`` of the attempt
+        that was written — ``old`` the argument of the *last* ``change`` call, ``new`` its
+        result — or ``None`` (without calling ``change``) to let the core run its optimistic
+        loop instead (the default).
         """
         return None
 
