@@ -92,6 +92,8 @@ def test_conformance_runs_from_wheels_in_a_clean_venv(tmp_path: Path, redis_url:
         capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    address = redis_url.removeprefix("redis://")
+    assert f"conformance: testing redis at {address}" in done.stdout, done.stdout[:1000]  # not a default
     assert "conformance: PASS" in done.stdout
     assert done.stdout.startswith("conformance: testing redis at "), done.stdout[:200]
     summary = [line for line in done.stdout.splitlines() if re.search(r"\d+ passed", line)]

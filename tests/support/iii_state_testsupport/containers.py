@@ -36,6 +36,7 @@ from .resp import RespError, redis_command
 __all__ = [
     "CONTAINER_KINDS",
     "LABEL",
+    "THIS_RUN",
     "ContainerInfo",
     "ContainerKind",
     "DockerEngine",
@@ -49,6 +50,8 @@ __all__ = [
 #: Every container we start has this label (value: this process's run id) and ``LABEL.pid``.
 LABEL = "iii-state.testsupport"
 _RUN_ID = uuid.uuid4().hex[:12]
+#: the label filter of the containers this process starts (other test sessions have their own)
+THIS_RUN = f"{LABEL}={_RUN_ID}"
 _HOSTNAME = socket.gethostname()
 #: ids of containers this process started and has not removed yet
 _started: set[str] = set()
@@ -289,7 +292,7 @@ def remove_this_run() -> int:
         return 0
     removed = 0
     with contextlib.suppress(Exception):
-        for container in _ours({"label": f"{LABEL}={_RUN_ID}"}):
+        for container in _ours({"label": THIS_RUN}):
             container.remove(force=True, v=True)
             removed += 1
     _started.clear()

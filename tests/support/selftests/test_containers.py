@@ -8,6 +8,7 @@ with no engine and no binaries run everywhere.
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from iii_state_testsupport import (
     server_unavailable,
     unavailable_reason,
 )
-from iii_state_testsupport.containers import LABEL
+from iii_state_testsupport.containers import LABEL, THIS_RUN
 
 pytest_plugins = ("pytester",)
 
@@ -36,11 +37,13 @@ def _need_containers(kind: str) -> None:
         server_unavailable(f"the container path cannot run here: {why}")
 
 
-def _our_containers() -> set[str]:
+def _containers(label: str = THIS_RUN) -> set[str]:
+    """Ids of the containers with ``label`` (default: those this process started; other test
+    sessions on the machine may have containers of their own meanwhile)."""
     docker: Any = pytest.importorskip("docker")
     client = docker.from_env()
     try:
-        return {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
+        return {c.id for c in client.containers.list(all=True, filters={"label": label})}
     finally:
         client.close()
 
@@ -76,19 +79,19 @@ def test_a_container_serves_on_loopback_and_is_removed_after(kind: str) -> None:
         assert info.host == "127.0.0.1"  # published on loopback only
         assert info.image == image_for(kind)[0]
         _round_trip(kind, info.host, info.port)
-        assert info.container_id in _our_containers()
-    assert info.container_id not in _our_containers()
+        assert info.container_id in _containers()
+    assert info.container_id not in _containers()
 
 
 def test_a_container_whose_server_never_answers_is_removed(monkeypatch: pytest.MonkeyPatch) -> None:
     _need_containers("memcached")
-    before = _our_containers()
+    before = _containers()
     # memcached's image as "redis": it listens on 11211, so nothing ever answers on 6379
     monkeypatch.setenv(CONTAINER_KINDS["redis"].image_env, image_for("memcached")[0])
     with pytest.raises(ServerStartError, match="did not answer") as caught, run_container("redis", timeout=3):
         pass
     assert "its log:" in str(caught.value)
-    assert _our_containers() == before
+    assert _containers() == before
 
 
 _INNER_TEST = """
@@ -101,7 +104,6 @@ def test_the_report_says_a_container_served_and_nothing_outlives_the_run(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _need_containers("redis")
-    before = _our_containers()
     monkeypatch.delenv(REDIS_URL_ENV, raising=False)
     monkeypatch.setenv(MODE_ENV, "container")
     pytester.makepyfile(test_inner=_INNER_TEST)
@@ -112,7 +114,10 @@ def test_the_report_says_a_container_served_and_nothing_outlives_the_run(
         "*iii-state test servers (what served each backend)*",
         f"redis: container — {image_for('redis')[0]} at 127.0.0.1:*, answering * s after start*",
     ])  # fmt: skip
-    assert _our_containers() == before
+    served = re.search(r"\(container ([0-9a-f]{12})\)", result.stdout.str())
+    assert served is not None
+    # that session's container is gone once it ended (not left to a later orphan sweep)
+    assert not any(cid.startswith(served.group(1)) for cid in _containers(LABEL))
 
 
 def test_the_report_says_a_local_binary_served(
