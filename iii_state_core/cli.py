@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import islice
 from typing import Any
 
 import click
@@ -149,7 +151,43 @@ def state_command(function: StateFunction[Any, Any]) -> click.Command:
     def callback(config: str | None, **given: Any) -> None:
         _call(function, config, given)
 
-    return click.Command(function.command.name, callback=callback, params=params, help=function.command.help)
+    return _StateCommand(function.command.name, callback=callback, params=params, help=function.command.help)
+
+
+_NEGATIVE_NUMBER = re.compile(r"-(?:\d|\.\d)[0-9.eE+-]*")
+
+
+class _StateCommand(click.Command):
+    """A command whose arguments may be negative numbers: ``iii-state set s k -5`` needs no ``--``.
+
+    Click reads ``-5`` as an unknown option. Before parsing, the options (with their values)
+    are moved ahead of a ``--`` and every argument after it, negative numbers included, so each
+    argument keeps its place and a mistyped option is still an error.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {
+            name
+            for p in self.params
+            if isinstance(p, click.Option) and not p.is_flag
+            for name in p.opts
+        }
+        options: list[str] = []
+        arguments: list[str] = []
+        rest = iter(args)
+        for token in rest:
+            if token == "--":
+                arguments.extend(rest)
+            elif token.startswith("-") and len(token) > 1 and not _NEGATIVE_NUMBER.fullmatch(token):
+                options.append(token)
+                if token in takes_value:  # its value follows, whatever it looks like
+                    value = list(islice(rest, 1))
+                    if not value:  # click's own "requires an argument" error
+                        return super().parse_args(ctx, args)
+                    options.extend(value)
+            else:
+                arguments.append(token)
+        return super().parse_args(ctx, [*options, "--", *arguments] if arguments else options)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
@@ -12,11 +13,19 @@ from .operations import Plan
 from .results import StateEvent
 from .table import TABLE
 
+#: A secret this long or longer is hidden wherever it appears. A shorter one is hidden only as
+#: a whole token (not touching a letter or digit): a one-letter password must not turn
+#: "script write failed" into "script writ*** fail***d", and in `redis://:e@host` it still goes.
+WHOLE_TOKEN_BELOW = 8
+
 
 def redact(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if secret:
+    """``text`` with each secret replaced by ``***`` (longest first, so no fragment survives)."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        if len(secret) >= WHOLE_TOKEN_BELOW:
             text = text.replace(secret, "***")
+        else:
+            text = re.sub(rf"(?<![^\W_]){re.escape(secret)}(?![^\W_])", "***", text)
     return text
 
 

@@ -23,10 +23,18 @@ def _type_name(value: object) -> str:
 
 
 def _where(path: list[str | int]) -> str:
-    out = "value"
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else f"[{json.dumps(part, ensure_ascii=False)}]"
-    return out
+    """``value[0]["a"]``; a long path keeps its ends: ``value[0][0]…(122 levels)…[0][0]``."""
+
+    def step(part: str | int) -> str:
+        if isinstance(part, int):
+            return f"[{part}]"
+        shown = part if len(part) <= 40 else f"{part[:40]}…"
+        return f"[{json.dumps(shown, ensure_ascii=False)}]"
+
+    if len(path) > 8:
+        middle = f"…({len(path) - 6} levels)…"
+        return "value" + "".join(map(step, path[:3])) + middle + "".join(map(step, path[-3:]))
+    return "value" + "".join(map(step, path))
 
 
 #: How deep the fast check recurses before it leaves the value to the iterative walk.

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..driver import redact
 
 #: Where the SDK looks when neither ``--engine`` nor ``III_URL`` is given.
 DEFAULT_ENGINE_URL = "ws://127.0.0.1:49134"
@@ -51,11 +54,18 @@ class WorkerSettings:
 
 
 def check_engine_url(url: str) -> str:
-    """:returns: ``url`` when it is a ``ws://`` or ``wss://`` address with a host.
+    """:returns: ``url`` when it is a ``ws://`` or ``wss://`` address with a host (and a valid port).
 
     :raises ValueError: naming what is wrong, with the URL's credentials hidden.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port outside 0-65535 or not a number
+    except ValueError:
+        raise ValueError(
+            f"the engine address {redact_url(url)!r} is not a valid URL (check the port and any "
+            f"brackets; example: {DEFAULT_ENGINE_URL})"
+        ) from None
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise ValueError(
             f"the engine address {redact_url(url)!r} is not a ws:// or wss:// URL with a host "
@@ -67,13 +77,18 @@ def check_engine_url(url: str) -> str:
 def redact_url(url: str) -> str:
     """The URL with its password, user name and query values replaced by ``***``.
 
-    :returns: a string safe to log; unparsable input comes back as ``<unparsable URL>``.
+    A malformed URL (``wss//bob:s3cr3t@host``, a bad port) is redacted too: everything between
+    its scheme-like start and its last ``@`` is user information, whatever the mistake.
+
+    :returns: a string safe to log.
     """
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        return "<unparsable URL>"
+        return _redact_malformed(url)
+    if not parts.scheme or not parts.hostname:
+        return _redact_malformed(url)
     netloc = parts.netloc
     if parts.username is not None or parts.password is not None:
         host = parts.hostname or ""
@@ -84,6 +99,22 @@ def redact_url(url: str) -> str:
     if query:
         query = urlencode([(k, "***") for k, _ in parse_qsl(query, keep_blank_values=True)], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+_SCHEME_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*(?::?//|:/)")
+
+
+def _redact_malformed(url: str) -> str:
+    text = url.split("#", 1)[0]
+    at = text.rfind("@")
+    if at >= 0:
+        start = _SCHEME_START.match(text)
+        begin = start.end() if start and start.end() <= at else 0
+        text = f"{text[:begin]}***{text[at:]}"
+    head, mark, query = text.partition("?")
+    if mark:
+        text = head + mark + re.sub(r"=[^&;]*", "=***", query)
+    return text
 
 
 def scrub(text: str, url: str) -> str:
@@ -97,7 +128,4 @@ def scrub(text: str, url: str) -> str:
     except ValueError:
         return text
     secrets = [parts.password, parts.username, *(v for _, v in parse_qsl(parts.query))]
-    for secret in secrets:
-        if secret and len(secret) >= 3:  # a one-letter "secret" would shred the whole line
-            text = text.replace(secret, "***")
-    return text
+    return redact(text, [s for s in secrets if s])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,63 @@ def test_a_write_made_by_a_handler_is_delivered_after_that_handler_returns() -> 
         store.set("s", "k", 1)
         assert order == ["first:start", "first:end", "second:k", "second:derived"]
         assert store.get("s", "derived") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "stored"),
+    [
+        (["set", "s", "k", "-5"], -5),
+        (["set", "s", "k", "-1.5e3"], -1500.0),
+        (["set", "-c", "{config}", "s", "k", "-0.25"], -0.25),
+        (["set", "s", "-7", "-2"], -2),
+        (["set", "s", "k", "--", "-5"], -5),
+    ],
+)
+def test_cli_negative_numbers_need_no_double_dash(tmp_path: Path, args: list[str], stored: Any) -> None:
+    """`iii-state set s k -5` answered "No such option: -5"."""
+    from click.testing import CliRunner
+
+    from iii_state_core.cli import cli
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "workers:\n  - name: iii-state\n    config:\n"
+        f"      adapter: {{name: kv, config: {{file_path: '{tmp_path}'}}}}\n"
+    )
+    argv = [a.replace("{config}", str(config)) for a in args]
+    if "-c" not in argv:
+        argv = [*argv[:1], "-c", str(config), *argv[1:]]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["new_value"] == stored
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["set", "s", "k", "--bogus", "1"], "No such option '--bogus'"),
+        (["get", "s", "k", "-c"], "requires an argument"),
+    ],
+)
+def test_cli_mistyped_options_are_still_errors(args: list[str], message: str) -> None:
+    from click.testing import CliRunner
+
+    from iii_state_core.cli import cli
+
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_an_over_deep_value_error_names_its_path_compactly() -> None:
+    """It printed `value[0][0]…` 128 times (and the worker sent that to the engine)."""
+    from iii_state_core import InvalidValueError
+
+    value: Any = []
+    for _ in range(200):
+        value = [value]
+    with open_store(adapter="kv", adapter_config={}) as store:
+        with pytest.raises(InvalidValueError) as info:
+            store.set("s", "k", value)
+    message = str(info.value)
+    assert message.startswith("value[0][0][0]…(") and "levels)…[0][0][0] nests deeper" in message
+    assert len(message) < 120

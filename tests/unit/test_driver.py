@@ -237,3 +237,21 @@ def test_a_plan_failing_before_any_write_keeps_its_own_error() -> None:
     with open_store(adapter="kv", adapter_config={}) as store:
         with pytest.raises(ValueError, match="could not be built"):
             run_sync(_fails_after("read", ("s", "k")), store.adapter, "get")
+
+
+def test_a_short_secret_is_hidden_only_as_a_whole_token() -> None:
+    """A one-letter password turned "script write failed" into "script writ*** fail***d"."""
+    from iii_state_core.driver import redact
+
+    text = "script write failed for redis://:e@db and e"
+    assert redact(text, ["e"]) == "script write failed for redis://:***@db and ***"
+    assert redact("AUTH hunter2 failed (hunter2x is another word)", ["hunter2"]) == (
+        "AUTH *** failed (hunter2x is another word)"
+    )
+
+
+def test_a_long_secret_is_hidden_wherever_it_appears() -> None:
+    from iii_state_core.driver import redact
+
+    assert redact(f"x{SECRET}y {SECRET}", [SECRET]) == "x***y ***"
+    assert redact("ab abcdefghij", ["abcdefghij", "ab"]) == "*** ***"
