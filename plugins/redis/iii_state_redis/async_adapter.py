@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import NoPermissionError, NoScriptError
 
-from iii_state_core import AsyncAdapter, StateError
+from iii_state_core import AsyncAdapter, BackendError, StateError
 from iii_state_core.adapter import Page, Token
 
 from . import connections
@@ -41,12 +41,33 @@ class AsyncRedisAdapter(AsyncAdapter):
         self._client: Any = None
         self._closed = False
         self._lock = asyncio.Lock()
+        #: The event loop the client's connections belong to (``None``: not connected yet).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"<AsyncRedisAdapter {self.settings.describe(self._cluster)}>"
 
     # -- client --------------------------------------------------------------------------------
+    def _check_loop(self) -> None:
+        """Bind to the running event loop, before anything is sent.
+
+        redis.asyncio connections belong to the loop that opened them. A client whose loop has
+        ended (sequential ``asyncio.run`` calls) is dropped and a new one opened here: its
+        connections died with their loop. A client whose loop still runs cannot serve another
+        loop: that is refused here, before a byte is sent, never after a write was applied.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            raise BackendError(
+                "this async store is in use by another running event loop; nothing was sent. "
+                "Open one store per event loop (open_async_store() in each)"
+            )
+        self._client, self._loop, self._lock = None, loop, asyncio.Lock()
+
     async def _connect(self) -> Any:
+        self._check_loop()
         client = self._client
         if client is not None:
             return client
@@ -175,6 +196,9 @@ class AsyncRedisAdapter(AsyncAdapter):
         return page
 
     async def close(self) -> None:
+        if self._loop is not asyncio.get_running_loop():  # its connections died with their loop
+            self._closed, self._client = True, None
+            return
         async with self._lock:
             self._closed = True
             client, self._client = self._client, None

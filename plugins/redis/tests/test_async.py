@@ -114,3 +114,52 @@ def test_async_writes_retry_only_what_was_not_sent(redis_server_factory: Callabl
 
         asyncio.run(main())
     assert command_calls(server, "evalsha") == 1
+
+
+def test_one_async_store_serves_sequential_event_loops(redis_config: dict[str, Any]) -> None:
+    """Issue 12 #8: the first call in each new asyncio.run() failed with "Event loop is closed"
+    (a BackendError), yet its write had been applied."""
+    scope = unique("loops")
+    store = open_async_store(adapter="redis", adapter_config=redis_config)
+    for i in range(4):
+        result = asyncio.run(store.update(scope, "n", [{"type": "increment", "path": "", "by": 1}]))
+        assert result.new_value == i + 1
+    with open_store(adapter="redis", adapter_config=redis_config) as sync:
+        assert sync.get(scope, "n") == 4
+        sync.delete(scope, "n")
+    asyncio.run(store.close())
+
+
+def test_a_second_running_loop_is_refused_before_anything_is_sent(redis_config: dict[str, Any]) -> None:
+    """From two loops at once one caller hung forever, or failed after its write was applied."""
+    import threading
+
+    from iii_state_core import BackendError
+
+    scope = unique("two-loops")
+    store = open_async_store(adapter="redis", adapter_config=redis_config)
+    outcome: list[BaseException | None] = []
+
+    def other_loop() -> None:
+        async def write() -> None:
+            await asyncio.wait_for(store.set(scope, "k", "other"), 5)
+
+        try:
+            asyncio.run(write())
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    async def main() -> None:
+        await store.set(scope, "k", "first")
+        thread = threading.Thread(target=other_loop)
+        thread.start()
+        while thread.is_alive():
+            await asyncio.sleep(0.01)
+        assert await store.get(scope, "k") == "first"  # the refused write was never sent
+        await store.delete(scope, "k")
+        await store.close()
+
+    asyncio.run(main())
+    assert len(outcome) == 1 and isinstance(outcome[0], BackendError), outcome
+    assert "another running event loop; nothing was sent" in str(outcome[0])
