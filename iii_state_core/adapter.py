@@ -131,6 +131,11 @@ class Adapter(ABC):
     def list_scopes(self) -> list[str]:
         """Every scope holding at least one key (order and duplicates do not matter)."""
 
+    def count(self, scope: str) -> int | None:
+        """Optional: how many keys ``scope`` holds, cheaply (``list_entries`` reports it as
+        ``total``). ``None`` (the default) lets the core count by scanning."""
+        return None
+
     @abstractmethod
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
         """Up to ``limit`` entries of ``scope`` after ``cursor`` (``None`` = from the start).
@@ -181,6 +186,9 @@ class AsyncAdapter(ABC):
 
     @abstractmethod
     async def list_scopes(self) -> list[str]: ...
+
+    async def count(self, scope: str) -> int | None:
+        return None
 
     @abstractmethod
     async def scan(self, scope: str, cursor: str | None, limit: int) -> Page: ...

@@ -183,5 +183,8 @@ class ThreadedAsyncAdapter(AsyncAdapter):
     async def scan(self, scope: str, cursor: str | None, limit: int) -> Any:
         return await asyncio.to_thread(self._adapter.scan, scope, cursor, limit)
 
+    async def count(self, scope: str) -> int | None:
+        return await asyncio.to_thread(self._adapter.count, scope)
+
     async def close(self) -> None:
         await asyncio.to_thread(self._adapter.close)

@@ -228,7 +228,12 @@ def fitting_rows(sizes: list[int], budget: int, limit: int, final: bool, base: i
 
 
 def count_entries(scope: str, non_null_only: bool) -> Generator[Call, Any, int]:
-    """Count a scope by walking it (memory bounded by one scan page)."""
+    """Count a scope: the adapter's own count when it has one, else a walk (memory bounded by
+    one scan page). ``non_null_only`` always walks: only the values tell a null apart."""
+    if not non_null_only:
+        counted = yield Call("count", (scope,))
+        if counted is not None:
+            return int(counted)
     count = 0
     inner: str | None = None
     while True:

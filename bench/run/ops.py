@@ -16,7 +16,7 @@ LABELS = {
     "delete": "delete",
     "update1": "update (1 op)",
     "update10": "update (10 ops)",
-    "compare_and_set": "compare_and_set",
+    "compare_and_set": "compare-and-set",
     "list_entries": f"list_entries (page of {w.PAGE})",
 }
 
@@ -54,7 +54,7 @@ class Ours:
         return self.store.update(self.scope, w.key(i), w.TEN_OPS)
 
     def compare_and_set(self, n: int) -> bool:
-        return self.store.compare_and_set(self.scope, "cas", {"v": n}, {"v": n + 1}).applied
+        return self.store.compare_and_swap(self.scope, "cas", {"v": n + 1}, expected={"v": n}).swapped
 
     def list_entries(self) -> Any:
         return self.store.list_entries(self.list_scope, None, w.PAGE)

@@ -216,6 +216,11 @@ class KvFileStore(Adapter):
             rows = self._db.execute(_SKIP_SCAN_SCOPES).fetchall()
         return [bytes(r[0]).decode("utf-8") for r in rows]
 
+    def count(self, scope: str) -> int | None:
+        with self._lock:
+            (n,) = self._db.execute("SELECT COUNT(*) FROM entries WHERE scope = ?", (_b(scope),)).fetchone()
+        return int(n)
+
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
         after = b"" if cursor is None else cursors.decode(cursor)
         op = ">=" if cursor is None else ">"

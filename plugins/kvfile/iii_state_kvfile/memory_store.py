@@ -84,6 +84,10 @@ class KvMemoryStore(Adapter):
         with self._lock:
             return [scope for scope, entries in self._scopes.items() if entries]
 
+    def count(self, scope: str) -> int | None:
+        with self._lock:
+            return len(self._scopes.get(scope, {}))
+
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
         after = None if cursor is None else cursors.decode(cursor).decode("utf-8")
         with self._lock:

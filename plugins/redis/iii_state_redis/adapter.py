@@ -218,6 +218,11 @@ class RedisAdapter(Adapter):
         page: Page = self._drive(scan_plan(self.layout, scope, cursor, limit))
         return page
 
+    def count(self, scope: str) -> int | None:
+        name = self.layout.hash_key(scope)
+        n: int = self._call("read", "HLEN", lambda c: c.hlen(name))
+        return n
+
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
         with self._lock:

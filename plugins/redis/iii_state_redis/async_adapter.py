@@ -195,6 +195,11 @@ class AsyncRedisAdapter(AsyncAdapter):
         page: Page = await self._drive(scan_plan(self.layout, scope, cursor, limit))
         return page
 
+    async def count(self, scope: str) -> int | None:
+        name = self.layout.hash_key(scope)
+        n: int = await self._call("read", "HLEN", lambda c: c.hlen(name))
+        return n
+
     async def close(self) -> None:
         if self._loop is not asyncio.get_running_loop():  # its connections died with their loop
             self._closed, self._client = True, None
