@@ -140,8 +140,28 @@ def _check_shape(doc: Any, where: str) -> None:
     size(doc, "", 0)
 
 
+#: Brackets deeper than this are refused before PyYAML reads them: its scanner takes time
+#: quadratic in flow nesting (20,000 levels took seconds), and a config nests a few levels.
+MAX_FLOW_DEPTH = 200
+
+
+def _flow_depth(text: str) -> int:
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}" and depth:
+            depth -= 1
+    return deepest
+
+
 def _parse_yaml(text: str, where: str) -> Any:
     """``yaml.safe_load`` whose every failure is one ConfigError naming the file."""
+    if ("[[" in text or "{{" in text or text.count("[") + text.count("{") > MAX_FLOW_DEPTH) and (
+        _flow_depth(text) > MAX_FLOW_DEPTH
+    ):
+        raise ConfigError(f"{where} nests brackets more than {MAX_FLOW_DEPTH} levels deep")
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError:

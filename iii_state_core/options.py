@@ -77,8 +77,8 @@ class Options:
     ) -> Any:
         """An integer from ``minimum`` to ``maximum`` (default: what a C ``int`` holds)."""
         value = self._take(name, default)
-        if value is None:
-            return None
+        if value is None:  # `name: null` (or `name:`) means "not set": the default
+            return default
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._fail(name, "an integer", value)
         if minimum is not None and value < minimum:
@@ -102,8 +102,8 @@ class Options:
         later (a socket timeout of ``.inf`` or ``1e300`` overflows inside the client library).
         """
         value = self._take(name, default)
-        if value is None:
-            return None
+        if value is None:  # `name: null` (or `name:`) means "not set": the default
+            return default
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self._fail(name, "a number", value)
         if not (minimum <= value <= maximum):  # NaN fails every comparison
@@ -115,6 +115,8 @@ class Options:
 
     def bool(self, name: builtins.str, default: bool | None) -> Any:
         value = self._take(name, default)
+        if value is None:  # `name: null` means "not set": the default
+            return default
         if value is not None and not isinstance(value, bool):
             raise self._fail(name, "true or false", value)
         return value

@@ -10,6 +10,7 @@ what it stores is strict JSON.
 from __future__ import annotations
 
 import base64
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -251,6 +252,8 @@ def run(examples: int, seed: int | None = None) -> list[Line]:
     :param seed: Hypothesis's seed (default: a random one, reported on each line to rerun it).
     """
     seed = random.randrange(2**32) if seed is None else seed
+    # set/delete over foreign bytes log a warning each time: expected here, thousands of times
+    logging.getLogger("iii_state.operations").setLevel(logging.ERROR)
     lines = []
     store = open_store(adapter="kv", adapter_config={"store_method": "in_memory"})
     opts = settings(
@@ -310,8 +313,10 @@ def run(examples: int, seed: int | None = None) -> list[Line]:
 
     stored = Line(
         "core",
-        "fuzzed bytes left in the backend by a foreign writer, read through get/list/list_entries",
-        "only StateError subclasses (StoredValueError), no crash",
+        "fuzzed bytes left in the backend by a foreign writer: get/list/list_entries/export, then "
+        "update/compare_and_set/set/delete over them",
+        "only StateError subclasses (StoredValueError), no crash; every answer agrees with the stored "
+        "bytes (a failed call wrote nothing, set/delete always replace)",
     )
     started = time.monotonic()
     fuzzer = Fuzzer(store, stored)
@@ -324,16 +329,210 @@ def run(examples: int, seed: int | None = None) -> list[Line]:
         | st.sampled_from([b"[" * 100_000, b"\xef\xbb\xbf{}", b"\xff\xfe{\x00}\x00", b"1e999", b"NaN", b"-"])
     )
     def foreign(data: bytes) -> None:
+        shown = _short(data)
         adapter.write("foreign", "k", data)
-        fuzzer.call(f"get of stored {_short(data)}", lambda: store.get("foreign", "k"))
-        fuzzer.call(f"list of stored {_short(data)}", lambda: store.list("foreign"))
-        fuzzer.call(f"list_entries of stored {_short(data)}", lambda: store.list_entries("foreign"))
+        fuzzer.call(f"get of stored {shown}", lambda: store.get("foreign", "k"))
+        fuzzer.call(f"list of stored {shown}", lambda: store.list("foreign"))
+        fuzzer.call(f"list_entries of stored {shown}", lambda: store.list_entries("foreign"))
+        fuzzer.call(f"export of stored {shown}", lambda: _export_lines(store))
+        # a call that fails must not have written; one that answers must have
+        for what, call, written in (
+            ("update", lambda: store.update("foreign", "k", [{"type": "set", "path": "", "value": 1}]), b"1"),
+            ("compare_and_set", lambda: store.compare_and_set("foreign", "k", 1, 2), b"2"),
+        ):
+            answered = fuzzer.call(f"{what} over stored {shown}", call)
+            applied = answered is not None and getattr(answered, "outcome", "applied") == "applied"
+            after = adapter.read("foreign", "k")
+            if after != (written if applied else data):
+                stored.fail(f"{what} over stored {shown}: answered {answered!r}, the store holds {after!r}")
+            adapter.write("foreign", "k", data)
+        if fuzzer.call(f"set over stored {shown}", lambda: store.set("foreign", "k", "new")) is None:
+            stored.fail(f"set over stored {shown} failed (set replaces whatever is stored)")
+        elif adapter.read("foreign", "k") != b'"new"':
+            stored.fail(
+                f"set over stored {shown} answered, but the store holds {adapter.read('foreign', 'k')!r}"
+            )
+        adapter.write("foreign", "k", data)
+        fuzzer.call(f"delete of stored {shown}", lambda: store.delete("foreign", "k"))
+        if adapter.read("foreign", "k") is not None:
+            stored.fail(f"delete of stored {shown}: the entry is still there")
 
     _run(foreign, seed, stored)
     stored.seconds = time.monotonic() - started
     lines.append(stored)
     store.close()
+    lines.append(fuzz_configs(examples, seed, opts))
     return lines
+
+
+def _export_lines(store: StateStore) -> int:
+    """Export the store as JSON Lines; every line must be strict JSON."""
+    from iii_state_core.transfer import export_entries
+    from iii_state_core.transfer.jsonl import encode_line
+    from iii_state_core.values import loads
+
+    count = 0
+    for entry in export_entries(store):
+        loads(encode_line(entry))
+        count += 1
+    return count
+
+
+#: Option names the adapters read, so fuzzed adapter configs reach their type and range checks.
+_OPTION_NAMES = st.sampled_from(
+    ["store_method", "file_path", "fsync", "busy_timeout_ms", "save_interval_ms", "redis_url",
+     "socket_timeout", "connect_timeout", "db", "max_connections", "retries", "cluster", "key_prefix",
+     "password", "bogus"]
+)  # fmt: skip
+_YAML_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(max_size=10)
+    | st.sampled_from(["in_memory", "file_based", "redis://127.0.0.1:1", "${NOPE}", "${X:1}", "0000-01-01"])
+)
+_YAML_VALUES = st.recursive(
+    _YAML_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6) | _OPTION_NAMES, inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+_BLOCKS = st.fixed_dictionaries(
+    {},
+    optional={
+        "adapter": st.fixed_dictionaries(
+            {},
+            optional={
+                "name": st.sampled_from(["kv", "redis"]) | _YAML_VALUES,
+                "config": st.dictionaries(_OPTION_NAMES, _YAML_VALUES, max_size=4) | _YAML_VALUES,
+                "class": _YAML_VALUES,
+            },
+        )
+        | _YAML_VALUES,
+        "triggers_enabled": _YAML_VALUES,
+        "max_value_bytes": _YAML_VALUES,
+        "max_value_depth": _YAML_VALUES,
+        "save_interval_ms": _YAML_VALUES,
+    },
+)
+_DOCUMENTS = (
+    st.builds(lambda block: {"workers": [{"name": "iii-state", "config": block}]}, _BLOCKS | _YAML_VALUES)
+    | st.builds(
+        lambda block: {"modules": [{"class": "modules::state::StateModule", "config": block}]}, _BLOCKS
+    )
+    | st.dictionaries(st.sampled_from(["workers", "modules", "x"]), _YAML_VALUES, max_size=2)
+    | _YAML_VALUES
+)
+
+
+def _bomb(levels: int, width: int) -> str:
+    lines = [f"a0: &a0 [{', '.join(['x'] * width)}]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    return "\n".join([*lines, f"workers: [{{name: iii-state, config: {{bogus: *a{levels}}}}}]", ""])
+
+
+def hostile_configs() -> list[tuple[str, bytes]]:
+    """Hand-picked config files: alias loops and bombs, wrong top-level types, bad encodings."""
+    cases = [
+        ("self alias", b"workers: &a [*a]\n"),
+        ("mapping alias loop", b"workers:\n  - &w {name: iii-state, config: {adapter: *w}}\n"),
+        ("workers: 5", b"workers: 5\n"),
+        ("modules: 5", b"modules: 5\n"),
+        ("not UTF-8", b"workers:\n  - name: iii-state\n    config: {x: \"\xff\"}\n"),
+        ("UTF-16", "workers: []\n".encode("utf-16")),
+        ("deep flow", b"a: " + b"[" * 20_000 + b"]" * 20_000 + b"\n"),
+        ("bad timestamp", b"when: 0000-01-01\n"),
+        ("unset variable", b"workers:\n  - name: iii-state\n    config: {max_value_bytes: ${NOPE}}\n"),
+        (
+            "redis nan timeout",
+            b"workers: [{name: iii-state, config: {adapter: {name: redis, config: {socket_timeout: .nan}}}}]",
+        ),
+    ]  # fmt: skip
+    cases += [(f"alias bomb {n}x{w}", _bomb(n, w).encode()) for n, w in ((7, 10), (9, 10), (30, 2))]
+    return cases
+
+
+def fuzz_configs(examples: int, seed: int, opts: Any) -> Line:
+    """Config files: hand-picked hostile ones, fuzzed documents, fuzzed bytes and mutated YAML."""
+    import os
+    import tempfile
+
+    import yaml
+
+    from iii_state_core import ConfigError
+    from iii_state_core.config import load_file
+
+    line = Line(
+        "core",
+        f"config files: {len(hostile_configs())} hand-picked (alias loops and bombs, wrong types, "
+        "bad encodings) plus fuzzed documents (wrong types at every level, shared nodes written as "
+        "YAML aliases), mutated YAML and random bytes",
+        "settings or one ConfigError naming the file, in one line, within 2 s; never another exception",
+    )
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="fuzz-config-") as directory:
+        path = os.path.join(directory, "iii-config.yaml")
+
+        def check(label: str, data: bytes) -> None:
+            line.tried += 1
+            with open(path, "wb") as f:
+                f.write(data)
+            began = time.perf_counter()
+            try:
+                settings_ = load_file(path)
+                if settings_ is not None and settings_.adapter == "redis":
+                    from iii_state_redis import read_settings
+
+                    read_settings(settings_.adapter_config)
+            except ConfigError as exc:
+                if (path not in str(exc) and "adapter 'redis'" not in str(exc)) or "\n" in str(exc):
+                    line.fail(f"{label}: the error does not name the file in one line: {str(exc)[:160]}")
+            except StateError:
+                pass
+            except Exception as exc:
+                line.fail(f"{label}: {type(exc).__name__}: {str(exc)[:160]}")
+            took = time.perf_counter() - began
+            if took > HANG_S:
+                line.fail(f"{label}: took {took:.1f} s")
+
+        for label, data in hostile_configs():
+            check(label, data)
+
+        @opts
+        @given(_DOCUMENTS, st.booleans())
+        def documents(doc: Any, share: bool) -> None:
+            if share and isinstance(doc, dict):
+                doc = {**doc, "again": doc.get("workers", doc)}  # a shared node: dumped as an alias
+            try:
+                text = yaml.safe_dump(doc, allow_unicode=True)
+            except yaml.YAMLError:
+                return
+            check(f"document {_short(doc)}", text.encode("utf-8", "surrogatepass"))
+
+        @opts
+        @given(
+            _DOCUMENTS.map(lambda d: yaml.safe_dump(d, allow_unicode=True).encode("utf-8", "surrogatepass")),
+            st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(
+                [b"&a ", b"*a", b"[", b"]", b"{", b"}", b": ", b"\n- ", b"\xff", b"${X}", b"!!binary ", b"? "]
+            )), max_size=4),
+        )  # fmt: skip
+        def mutated(text: bytes, edits: list[tuple[int, bytes]]) -> None:
+            for at, piece in edits:
+                at %= len(text) + 1
+                text = text[:at] + piece + text[at:]
+            check(f"mutated YAML {_short(text)}", text)
+
+        @opts
+        @given(st.binary(max_size=200))
+        def raw_bytes(data: bytes) -> None:
+            check(f"bytes {_short(data)}", data)
+
+        for test in (documents, mutated, raw_bytes):
+            _run(test, seed, line)
+    line.seconds = time.monotonic() - started
+    return line
 
 
 def _run(test: Callable[[], None], seed: int, line: Line) -> None:

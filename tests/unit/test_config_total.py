@@ -42,9 +42,10 @@ BAD: dict[str, tuple[bytes, str]] = {
     "self-alias-map": (b"workers:\n  - &w {name: iii-state, config: {adapter: *w}}\n", "YAML alias loop"),
     "bomb": (_bomb(7).encode(), f"more than {MAX_CONFIG_VALUES} values through YAML aliases"),
     "bad-date": (b"when: 0000-01-01\n", "YAML cannot build"),
-    "deep": (b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n", "too deeply"),
+    "deep": (b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n", "levels deep"),
     "deep-ok-yaml": (b"a: " + b"[" * 150 + b"]" * 150 + b"\n", "more than 100 levels"),
     "unhashable-key": (b"? [a]\n: 1\n", "not valid YAML"),
+    "deep-flow": (b"a: " + b"[" * 20_000 + b"]" * 20_000 + b"\n", "more than 200 levels deep"),
 }
 
 
@@ -88,3 +89,19 @@ def test_a_mapping_that_contains_itself_is_refused_by_open_store() -> None:
     loop["adapter"]["config"] = loop
     with pytest.raises(ConfigError, match="alias loop"):
         open_store(loop)
+
+
+@pytest.mark.parametrize(
+    "option", ["max_value_depth", "max_value_bytes", "triggers_enabled", "save_interval_ms"]
+)
+def test_an_option_set_to_null_means_its_default(tmp_path: Path, option: str) -> None:
+    """Found by the config fuzzer: `max_value_depth: null` raised a TypeError."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"workers:\n  - name: iii-state\n    config: {{{option}: null}}\n")
+    settings = load_file(path)
+    assert settings is not None
+    assert (settings.max_value_depth, settings.max_value_bytes, settings.triggers_enabled) == (
+        128,
+        None,
+        True,
+    )
