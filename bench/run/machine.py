@@ -75,7 +75,8 @@ def facts() -> list[tuple[str, str]]:
         memory = "?"
     rows = [
         ("date (UTC)", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")),
-        ("commit", commit + (" (plus uncommitted changes)" if dirty.strip() else "")),
+        # _run answers "?" for no output: a clean tree is not "uncommitted changes"
+        ("commit", commit + (" (plus uncommitted changes)" if dirty.strip() not in ("", "?") else "")),
         ("CPU", cpu_model()),
         ("cores", str(os.cpu_count())),
         ("memory", memory),
