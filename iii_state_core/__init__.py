@@ -1,181 +1,78 @@
-"""iii-state core: one scoped key-value state API (``state::*``) over pluggable stores."""
+"""iii-state core: one scoped key-value state API (``state::*``) over pluggable stores.
+
+This module only re-exports, and lazily: ``from iii_state_core import Adapter`` (what a plugin
+needs) loads the adapter interface, not the store front end, the config reader or the CLI.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from collections.abc import Mapping
-from typing import Any
-from urllib.parse import unquote, urlsplit
-
-from .adapter import Adapter, AsyncAdapter, Capabilities
-from .config import StateConfig, resolve
-from .driver import mentions_secret, redact
-from .errors import (
-    AdapterNotFoundError,
-    BackendError,
-    ConfigError,
-    ConflictError,
-    DeserializationError,
-    InvalidCursorError,
-    InvalidValueError,
-    KeyTooLargeError,
-    StateError,
-    StoreClosedError,
-    StoredValueError,
-    UnknownOutcomeError,
-    UnsupportedError,
-    ValueTooLargeError,
-    WriteAppliedError,
-)
-from .events import EventBus
-from .hookspecs import hookimpl
-from .operations import Limits
-from .options import Options
-from .plugins import Registry, default_registry
-from .results import CompareAndSetResult, EntriesPage, SetResult, StateEvent, UpdateResult
-from .store import MISSING, AsyncStateStore, StateStore
-from .update_ops import OpError
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-ConfigSource = str | os.PathLike[str] | Mapping[str, Any] | None
+#: Public name -> the module (under this package) that defines it.
+_EXPORTS = {
+    "Adapter": "adapter", "AsyncAdapter": "adapter", "Capabilities": "adapter",
+    "AdapterNotFoundError": "errors", "BackendError": "errors", "ConfigError": "errors",
+    "ConflictError": "errors", "DeserializationError": "errors", "InvalidCursorError": "errors",
+    "InvalidValueError": "errors", "KeyTooLargeError": "errors", "StateError": "errors",
+    "StoreClosedError": "errors", "StoredValueError": "errors", "UnknownOutcomeError": "errors",
+    "ValueTooLargeError": "errors", "WriteAppliedError": "errors",
+    "StateConfig": "config", "hookimpl": "hookspecs", "Options": "options", "Registry": "plugins",
+    "CompareAndSetResult": "results", "EntriesPage": "results", "SetResult": "results",
+    "StateEvent": "results", "UpdateResult": "results", "OpError": "update_ops",
+    "MISSING": "store", "AsyncStateStore": "store", "StateStore": "store",
+    "ConfigSource": "opening", "open_async_store": "opening", "open_store": "opening",
+}  # fmt: skip
 
-
-def _settings(
-    config: ConfigSource, adapter: str | None, adapter_config: Mapping[str, Any] | None
-) -> StateConfig:
-    if adapter is not None:
-        if config is not None:
-            raise ConfigError("give either `config` or `adapter`/`adapter_config`, not both")
-        if not isinstance(adapter, str):
-            raise ConfigError(f"`adapter` must be an adapter name (a string), got {type(adapter).__name__}")
-        if adapter_config is not None and not isinstance(adapter_config, Mapping):
-            raise ConfigError(
-                f"`adapter_config` must be a mapping of the adapter's options, "
-                f"got {type(adapter_config).__name__}"
-            )
-        return StateConfig(adapter, dict(adapter_config or {}), source=f"adapter={adapter}")
-    if adapter_config is not None:
-        raise ConfigError("`adapter_config` needs `adapter` to say which adapter it configures")
-    if config is not None and not isinstance(config, (str, os.PathLike, Mapping)):
-        raise ConfigError(
-            f"`config` must be the path of an iii-config.yaml or a mapping, got {type(config).__name__}"
-        )
-    return resolve(config)
-
-
-def _config_secrets(config: Mapping[str, Any]) -> list[str]:
-    """Strings of an adapter config that may be secret: passwords in URLs, secret-named keys."""
-    found: list[str] = []
-    for name, value in config.items():
-        if not isinstance(value, str):
-            continue
-        if any(word in name.lower() for word in ("password", "secret", "token", "key")):
-            found.append(value)
-        password = urlsplit(value).password if "://" in value else None
-        if password:
-            found += [password, unquote(password)]
-    return found
-
-
-def _adapter_config(cls: type[Adapter], settings: StateConfig) -> dict[str, Any]:
-    """The adapter config, with relative path options made relative to the config file."""
-    config = dict(settings.adapter_config)
-    if settings.base_dir is not None:
-        for name in cls.path_options:
-            value = config.get(name)
-            if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
-                config[name] = os.path.normpath(os.path.join(settings.base_dir, value))
-    return config
-
-
-def _open_adapter(cls: type[Adapter], settings: StateConfig, *, must_exist: bool = False) -> Adapter:
-    """Build the adapter; a failure becomes a one-line state error with secrets removed."""
-    config = _adapter_config(cls, settings)
-    if must_exist:
-        missing = cls.missing_store(config)
-        if missing is not None:
-            raise ConfigError(
-                f"the store named by {settings.source} does not exist ({missing}); nothing was read. "
-                f"Relative paths in a config file are relative to that file's directory"
-            )
-    try:
-        return cls.open(config)
-    except StateError:
-        raise
-    except Exception as exc:
-        secrets = _config_secrets(settings.adapter_config)
-        detail = redact(f"{type(exc).__name__}: {exc}", secrets)
-        error = BackendError(f"cannot open the {settings.adapter} adapter: {detail}", code="OPEN_ERROR")
-        raise error from (None if mentions_secret(exc, secrets) else exc)
-
-
-def _open(
-    config: ConfigSource,
-    adapter: str | None,
-    adapter_config: Mapping[str, Any] | None,
-    registry: Registry | None,
-    must_exist: bool = False,
-) -> tuple[Adapter, Limits, EventBus, StateConfig, Registry]:
-    settings = _settings(config, adapter, adapter_config)
-    registry = registry or default_registry()
-    info = registry.adapter(settings.adapter)
-    # the store keeps the resolved paths, so whoever reopens it from its settings (another
-    # process of the suite, a second store object) opens this store, wherever it runs from
-    settings = dataclasses.replace(settings, adapter_config=_adapter_config(info.cls, settings))
-    instance = _open_adapter(info.cls, settings, must_exist=must_exist)
-    limits = Limits(
-        capabilities=type(instance).capabilities,
-        adapter_name=settings.adapter,
-        max_value_bytes=settings.max_value_bytes,
-        max_depth=settings.max_value_depth,
+if TYPE_CHECKING:
+    from .adapter import Adapter, AsyncAdapter, Capabilities
+    from .config import StateConfig
+    from .errors import (
+        AdapterNotFoundError,
+        BackendError,
+        ConfigError,
+        ConflictError,
+        DeserializationError,
+        InvalidCursorError,
+        InvalidValueError,
+        KeyTooLargeError,
+        StateError,
+        StoreClosedError,
+        StoredValueError,
+        UnknownOutcomeError,
+        ValueTooLargeError,
+        WriteAppliedError,
     )
-    events = EventBus(settings.triggers_enabled, registry.event_hook())
-    return instance, limits, events, settings, registry
+    from .hookspecs import hookimpl
+    from .opening import ConfigSource, open_async_store, open_store
+    from .options import Options
+    from .plugins import Registry
+    from .results import CompareAndSetResult, EntriesPage, SetResult, StateEvent, UpdateResult
+    from .store import MISSING, AsyncStateStore, StateStore
+    from .update_ops import OpError
 
 
-def open_store(
-    config: ConfigSource = None,
-    *,
-    adapter: str | None = None,
-    adapter_config: Mapping[str, Any] | None = None,
-    registry: Registry | None = None,
-    must_exist: bool = False,
-) -> StateStore:
-    """Open a store.
-
-    :param config: path of an ``iii-config.yaml``, or the state block as a mapping. With nothing
-        given: ``$III_CONFIG``, then ``./iii-config.yaml``, then the embedded file store in
-        ``./data/state_store``.
-    :param adapter: pick an adapter by name instead (``kv``, ``redis``, …).
-    :param adapter_config: that adapter's config mapping.
-    :param must_exist: refuse (``ConfigError``) a store that opening would create, e.g. a file
-        store whose file is missing — for reading data out of it.
-    :raises ConfigError: when the config is unusable (the message says what to change). A config
-        file must hold the state block; relative paths in it are relative to its directory.
-    """
-    return StateStore(*_open(config, adapter, adapter_config, registry, must_exist))
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
 
 
-def open_async_store(
-    config: ConfigSource = None,
-    *,
-    adapter: str | None = None,
-    adapter_config: Mapping[str, Any] | None = None,
-    registry: Registry | None = None,
-    must_exist: bool = False,
-) -> AsyncStateStore:
-    """Like :func:`open_store`, for asyncio code: every method is awaited."""
-    return AsyncStateStore(*_open(config, adapter, adapter_config, registry, must_exist))
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
 
 
 __all__ = [
     "MISSING", "Adapter", "AdapterNotFoundError", "AsyncAdapter", "AsyncStateStore",
-    "BackendError", "Capabilities", "CompareAndSetResult", "ConfigError", "ConflictError",
-    "DeserializationError", "EntriesPage", "InvalidCursorError", "InvalidValueError",
+    "BackendError", "Capabilities", "CompareAndSetResult", "ConfigError", "ConfigSource",
+    "ConflictError", "DeserializationError", "EntriesPage", "InvalidCursorError", "InvalidValueError",
     "KeyTooLargeError", "OpError", "Options", "Registry", "SetResult", "StateConfig",
-    "StateError", "StateEvent", "StateStore", "UnknownOutcomeError", "UnsupportedError",
-    "StoreClosedError", "StoredValueError", "UpdateResult", "ValueTooLargeError",
-    "WriteAppliedError", "hookimpl", "open_async_store", "open_store",
+    "StateError", "StateEvent", "StateStore", "StoreClosedError", "StoredValueError", "UnknownOutcomeError",
+    "UpdateResult", "ValueTooLargeError", "WriteAppliedError", "hookimpl",
+    "open_async_store", "open_store",
 ]  # fmt: skip

@@ -6,6 +6,7 @@ cross this boundary as compact JSON ``bytes``; scopes and keys as ``str``.
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -197,4 +198,37 @@ class AsyncAdapter(ABC):
         """Release connections."""
 
 
-AdapterFactory = Callable[[Mapping[str, Any]], Adapter]
+
+class DeferredAdapter(Adapter):
+    """What a plugin registers when its implementation imports a heavy client library.
+
+    It declares ``name``, ``capabilities`` (and ``distribution``, ``path_options``) and names the
+    implementation as ``"module:Class"``; that module is imported only when a store is opened,
+    so loading every installed plugin (each CLI call does) costs no client-library import.
+    """
+
+    #: ``"package.module:AdapterClass"``: the real adapter, imported by :meth:`open`.
+    implementation: ClassVar[str]
+
+    @classmethod
+    def load(cls) -> type[Adapter]:
+        """Import the implementation.
+
+        :raises TypeError: when it is not an adapter declaring the same name and capabilities.
+        """
+        module_name, _, attr = cls.implementation.partition(":")
+        found = getattr(importlib.import_module(module_name), attr)
+        if not (isinstance(found, type) and issubclass(found, Adapter)) or (
+            found.name,
+            found.capabilities,
+        ) != (cls.name, cls.capabilities):
+            raise TypeError(f"{cls.implementation} does not implement the {cls.name!r} adapter declared")
+        return found
+
+    @classmethod
+    def open(cls, config: Mapping[str, Any]) -> Adapter:
+        return cls.load().open(config)
+
+    @classmethod
+    def missing_store(cls, config: Mapping[str, Any]) -> str | None:
+        return cls.load().missing_store(config)

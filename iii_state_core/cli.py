@@ -1,29 +1,22 @@
-"""The ``iii-state`` command: state functions from the shell, plus plugin and health checks."""
+"""The ``iii-state`` command: the state functions (from the function table) from the shell, plus
+plugin, health, transfer, worker and conformance subcommands loaded when used."""
 
 from __future__ import annotations
 
-import json
 import re
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
 import click
 
-from . import open_store
-from .errors import StateError
-from .store import StateStore
+from .cli_common import CONFIG_HELP, emit, opened, parse_json
+from .functions import StateFunctions  # noqa: F401  (declares the built-in functions into TABLE)
 from .table import TABLE, StateFunction
-from .values import loads
 
-CONFIG_HELP = (
-    "Path of an iii-config.yaml. Default: $III_CONFIG, then ./iii-config.yaml, "
-    "then the embedded file store in ./data/state_store."
-)
 #: Subcommands that live in their own modules, loaded only when used: name -> "module:attr".
 LAZY_COMMANDS = {
+    "plugins": "iii_state_core.cli_admin:plugins_command",
+    "check": "iii_state_core.cli_admin:check_command",
     "conformance": "iii_state_core.cli_conformance:conformance",
     "worker": "iii_state_core.worker.cli:worker",
     "export": "iii_state_core.transfer.cli:export_command",
@@ -67,47 +60,6 @@ class _Group(click.Group):
             raise click.ClickException(f"`iii-state {name}` is unavailable: {exc}") from None
         found: click.Command = getattr(module, attr)
         return found
-
-
-def fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
-
-
-@contextmanager
-def opened(
-    config: str | None, *, must_exist: bool = False, role: str | None = None
-) -> Iterator[StateStore]:
-    """Open the configured store; with ``role``, say on stderr which store that is.
-
-    The line names a path or a server, never a secret. The single-call commands (get, set, …)
-    pass no role: their stderr stays for errors, one line each, unless stderr is a terminal.
-    State errors become one-line messages and exit code 1. ``must_exist`` refuses a store that
-    opening would create empty (for reading data out of it).
-    """
-    try:
-        with open_store(config, must_exist=must_exist) as store:
-            if role is not None or sys.stderr.isatty():
-                click.echo(f"{role or 'store'}: {store.adapter.describe()}", err=True)
-            yield store
-    except StateError as exc:
-        fail(f"{exc.code}: {exc}")
-
-
-def emit(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
-
-
-def parse_json(text: str, what: str) -> Any:
-    try:
-        return loads(text)
-    except StateError as exc:
-        raise click.BadParameter(
-            f"{exc}. {what} must be JSON: a string needs quotes, e.g. '\"hello\"'"
-        ) from None
-
-
-config_option = click.option("--config", "-c", envvar="III_CONFIG", metavar="PATH", help=CONFIG_HELP)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -191,6 +143,4 @@ class _StateCommand(click.Command):
 
 
 def main() -> None:
-    from . import cli_admin  # noqa: F401  (registers `plugins` and `check`)
-
     cli(prog_name="iii-state")

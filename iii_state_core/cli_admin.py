@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import click
 
-from .cli import cli, config_option, fail, opened
+from .cli_common import config_option, fail, opened
 from .errors import StateError
 from .install_hints import install_hint
 from .plugins import AdapterInfo, default_registry
@@ -26,7 +26,7 @@ _COLUMNS: tuple[tuple[str, Callable[[AdapterInfo], object]], ...] = (
 )
 
 
-@cli.command("plugins")
+@click.command("plugins")
 def plugins_command() -> None:
     """List installed adapters and the capabilities each declares."""
     try:
@@ -43,7 +43,7 @@ def plugins_command() -> None:
         click.echo(f"(no adapters installed; {install_hint('iii-state-kvfile')})")
 
 
-@cli.command("check")
+@click.command("check")
 @config_option
 def check_command(config: str | None) -> None:
     """Load the config, connect, and write/read/delete in a throwaway scope."""

@@ -11,10 +11,10 @@ from typing import Any
 
 import click
 
-from . import open_store
-from .cli import CONFIG_HELP, fail
+from .cli_common import CONFIG_HELP, fail
 from .errors import StateError
 from .install_hints import install_hint
+from .opening import open_store
 from .plugins import Registry
 from .store import StateStore
 

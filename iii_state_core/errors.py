@@ -47,12 +47,6 @@ class KeyTooLargeError(StateError, ValueError):
     code = "KEY_TOO_LARGE"
 
 
-class UnsupportedError(StateError, NotImplementedError):
-    """The adapter does not declare the capability the call needs."""
-
-    code = "UNSUPPORTED"
-
-
 class StoreClosedError(StateError, RuntimeError):
     """The store was closed; nothing was sent. Open a new one."""
 

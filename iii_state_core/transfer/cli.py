@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..cli import config_option, emit, fail, opened
+from ..cli_common import config_option, emit, fail, opened
 from ..config import load_file
 from ..errors import StateError
 from .digest import VerifyReport

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..cli import CONFIG_HELP, fail
+from ..cli_common import CONFIG_HELP, fail
 from ..errors import StateError
 from ..install_hints import install_hint
 from .settings import (

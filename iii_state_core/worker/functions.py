@@ -39,7 +39,7 @@ SPECS: Final[dict[str, FunctionSpec]] = {name: FunctionSpec.of(TABLE[name]) for 
 #: Codes that mean "the caller sent something unusable": expected traffic, not a worker fault.
 CLIENT_CODES: Final = frozenset(
     {
-        "deserialization_error", "VALUE_TOO_LARGE", "KEY_TOO_LARGE", "UNSUPPORTED", "function_not_found",
+        "deserialization_error", "VALUE_TOO_LARGE", "KEY_TOO_LARGE", "function_not_found",
         "RESERVED_SCOPE", "INVALID_PAGE_LIMITS", "UNKNOWN_CALLER", "INVALID_CURSOR", "ROW_TOO_LARGE",
         "BARRIER_CONFIG", "INVALID_PREFIX", "INVALID_SCOPE", "FORBIDDEN", "SCOPE_CONFLICT",
     }

@@ -26,7 +26,6 @@ from .config import Settings, parse_settings
 from .layout import (
     MAX_KEY_BYTES,
     MAX_SCOPE_BYTES,
-    MAX_VALUE_BYTES,
     PK,
     PREFIX,
     SK,
@@ -38,6 +37,7 @@ from .layout import (
     new_version,
     value_text,
 )
+from .plugin import CAPABILITIES, DynamoDBDeclaration
 from .table import ensure_table
 
 Item = dict[str, dict[str, Any]]
@@ -62,22 +62,9 @@ def _text(item: Item, scope: str, key: str) -> str:
 class DynamoDBAdapter(Adapter):
     """Scoped JSON state in one DynamoDB table (``pk`` = scope, ``sk`` = key)."""
 
-    name: ClassVar[str] = "dynamodb"
-    distribution: ClassVar[str] = "iii-state-dynamodb"
-    capabilities: ClassVar[Capabilities] = Capabilities(
-        max_scope_bytes=MAX_SCOPE_BYTES,
-        max_key_bytes=MAX_KEY_BYTES,
-        max_value_bytes=MAX_VALUE_BYTES,
-        durable=True,
-        shared=True,
-        atomic_update="emulated",
-        ordered_listing=True,
-        may_evict=False,
-        listing_cost=(
-            "list/list_keys/list_entries: one strongly consistent Query per page of that scope; "
-            "list_groups: a Scan of the whole table (read capacity grows with the table's size)"
-        ),
-    )
+    name: ClassVar[str] = DynamoDBDeclaration.name
+    distribution: ClassVar[str] = DynamoDBDeclaration.distribution
+    capabilities: ClassVar[Capabilities] = CAPABILITIES
 
     @classmethod
     def open(cls, config: Mapping[str, Any]) -> Adapter:

@@ -1,14 +1,40 @@
-"""Registers the ``dynamodb`` adapter. No I/O at import: pluggy imports every installed plugin."""
+"""Registers the ``dynamodb`` adapter. Imports no client library: ``boto3`` loads when a store
+opens."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from iii_state_core import Adapter, hookimpl
+from iii_state_core import Adapter, Capabilities, hookimpl
+from iii_state_core.adapter import DeferredAdapter
 
-from .adapter import DynamoDBAdapter
+from .layout import MAX_KEY_BYTES, MAX_SCOPE_BYTES, MAX_VALUE_BYTES
+
+CAPABILITIES = Capabilities(
+    max_scope_bytes=MAX_SCOPE_BYTES,
+    max_key_bytes=MAX_KEY_BYTES,
+    max_value_bytes=MAX_VALUE_BYTES,
+    durable=True,
+    shared=True,
+    atomic_update="emulated",
+    ordered_listing=True,
+    may_evict=False,
+    listing_cost=(
+        "list/list_keys/list_entries: one strongly consistent Query per page of that scope; "
+        "list_groups: a Scan of the whole table (read capacity grows with the table's size)"
+    ),
+)
+
+
+class DynamoDBDeclaration(DeferredAdapter):
+    """The ``dynamodb`` adapter as the registry sees it; :class:`~.adapter.DynamoDBAdapter` implements it."""
+
+    name = "dynamodb"
+    distribution = "iii-state-dynamodb"
+    capabilities = CAPABILITIES
+    implementation = "iii_state_dynamodb.adapter:DynamoDBAdapter"
 
 
 @hookimpl
 def iii_state_register_adapters(register: Callable[[type[Adapter]], None]) -> None:
-    register(DynamoDBAdapter)
+    register(DynamoDBDeclaration)  # type: ignore[type-abstract]  # a declaration: never instantiated

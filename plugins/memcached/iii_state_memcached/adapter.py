@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from iii_state_core import Adapter, Capabilities, ConfigError, ValueTooLargeError
+from iii_state_core import Adapter, ConfigError, ValueTooLargeError
 from iii_state_core.adapter import Page, Token
 from iii_state_core.retry import LOST, Lost, retry
 
@@ -24,28 +24,15 @@ from .index import Index, quietly
 from .keys import Digest, KeyCodec, sha256_digest
 from .listing import Listing
 from .nodes import Cluster, Node, OutOfMemoryError, Stored
+from .plugin import CAPABILITIES, MemcachedDeclaration
 from .records import Record
 from .settings import Settings, read_settings
+from .sizes import DEFAULT_ITEM_SIZE_MAX, NAME_ALLOWANCE, item_limit, value_limit
 
-#: memcached's own bytes per item beyond the value (header, a 250-byte key, cas), measured on
-#: 1.6 as 309 for a 250-byte key; rounded up.
-SERVER_ITEM_OVERHEAD = 320
-#: Scope + key bytes every value up to ``max_value_bytes`` has room for. A longer pair still
-#: works; only its largest values are refused (VALUE_TOO_LARGE, with the reason).
-NAME_ALLOWANCE = 4096
-DEFAULT_ITEM_SIZE_MAX = 1024 * 1024
 #: The layout this code writes: per-scope index trees (1 was 16 JSON buckets per scope).
 LAYOUT = 2
 
-
-def item_limit(item_size_max: int) -> int:
-    """The largest item the adapter stores on a server started with ``-I item_size_max``."""
-    return item_size_max - SERVER_ITEM_OVERHEAD
-
-
-def value_limit(item_size_max: int) -> int:
-    """The declared ``max_value_bytes`` for that server."""
-    return item_limit(item_size_max) - records.ITEM_OVERHEAD - records.RECORD_OVERHEAD - NAME_ALLOWANCE
+__all__ = ["LAYOUT", "NAME_ALLOWANCE", "MemcachedAdapter", "item_limit", "value_limit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,21 +47,10 @@ class Version:
 class MemcachedAdapter(Adapter):
     """State in memcached; see the package README for the guarantees and their limits."""
 
-    name = "memcached"
-    path_options = ("tls_ca_file", "tls_cert_file", "tls_key_file")
-    distribution = "iii-state-memcached"
-    capabilities = Capabilities(
-        max_value_bytes=value_limit(DEFAULT_ITEM_SIZE_MAX),
-        durable=False,
-        shared=True,
-        atomic_update="emulated",
-        ordered_listing=True,
-        may_evict=True,
-        listing_cost=(
-            "a per-scope tree of small index leaves kept with cas; a page reads the leaves it covers "
-            "plus one multi-get of values; list_groups probes every scope"
-        ),
-    )
+    name = MemcachedDeclaration.name
+    path_options = MemcachedDeclaration.path_options
+    distribution = MemcachedDeclaration.distribution
+    capabilities = CAPABILITIES
     _sized: ClassVar[dict[int, type[MemcachedAdapter]]] = {}
 
     @classmethod

@@ -16,62 +16,27 @@ from typing import Any, TypeVar
 
 from redis.exceptions import NoPermissionError, NoScriptError
 
-from iii_state_core import Adapter, AsyncAdapter, BackendError, Capabilities, ConfigError, StateError
+from iii_state_core import Adapter, AsyncAdapter, StateError
 from iii_state_core.adapter import Page, Token
 
 from . import connections
+from .async_adapter import AsyncRedisAdapter
+from .connections import check_cluster_fits, closed_error, cluster_enabled
 from .layout import REMOVE, SWAP, WRITE, Layout, Script
 from .listing import PRIMARIES, Read, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
+from .plugin import CAPABILITIES, RedisDeclaration
 from .settings import RedisSettings, read_settings
 from .updating import Pause, Recent, Swap, modify_plan, swap_args, swap_result
 
 T = TypeVar("T")
 
-CAPABILITIES = Capabilities(
-    # Redis itself limits names and values to proto-max-bulk-len (512 MB by default).
-    max_scope_bytes=None,
-    max_key_bytes=None,
-    max_value_bytes=None,
-    # Held by the server, so an acknowledged write outlives the writing process; whether it
-    # outlives the server depends on its AOF/RDB settings (see the README).
-    durable=True,
-    shared=True,
-    # modify(): a compare-and-swap script on the exact bytes, from the last value this process
-    # saw (one round trip) or one HGET; the core's op engine computes the new value.
-    atomic_update="native",
-    # HSCAN may return a key twice (the core deduplicates list and list_keys).
-    ordered_listing=False,
-    listing_cost=(
-        "list_entries: HSCAN, O(limit) per page; list_groups: SCAN MATCH on every primary, "
-        "O(all keys in the database)"
-    ),
-)
-
-
-def closed_error() -> BackendError:
-    return BackendError("the store is closed")
-
-
-def cluster_enabled(info: Mapping[str, Any]) -> bool:
-    return str(info.get("cluster_enabled", 0)) == "1"
-
-
-def check_cluster_fits(settings: RedisSettings) -> None:
-    """:raises ConfigError: when ``cluster: auto`` found a Cluster the config cannot address."""
-    if settings.path is not None or settings.db != 0:
-        raise ConfigError(
-            "adapter 'redis' config: the server is a Redis Cluster node, and a Cluster has no "
-            "unix sockets and only db 0; point redis_url at a node's host:port without a db"
-        )
-
-
 class RedisAdapter(Adapter):
     """Scopes as Redis hashes (``<key_prefix><scope>``), values as compact JSON fields."""
 
-    name = "redis"
-    path_options = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
-    distribution = "iii-state-redis"
+    name = RedisDeclaration.name
+    path_options = RedisDeclaration.path_options
+    distribution = RedisDeclaration.distribution
     capabilities = CAPABILITIES
 
     @classmethod
@@ -232,8 +197,6 @@ class RedisAdapter(Adapter):
             client.close()
 
     def async_twin(self) -> AsyncAdapter:
-        from .async_adapter import AsyncRedisAdapter
-
         return AsyncRedisAdapter(self.settings, cluster=self._cluster, recent=self.recent)
 
 

@@ -17,7 +17,7 @@ from iii_state_core import AsyncAdapter, BackendError, StateError
 from iii_state_core.adapter import Page, Token
 
 from . import connections
-from .adapter import check_cluster_fits, closed_error, cluster_enabled
+from .connections import check_cluster_fits, closed_error, cluster_enabled
 from .layout import REMOVE, SWAP, WRITE, Layout, Script
 from .listing import PRIMARIES, Read, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy

@@ -10,6 +10,7 @@ certainly did not run (see ``outcomes.classify``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import redis
@@ -27,6 +28,8 @@ from redis.exceptions import (
     TimeoutError,
 )
 from redis.retry import Retry
+
+from iii_state_core import BackendError, ConfigError
 
 from .settings import RedisSettings
 
@@ -288,3 +291,20 @@ def async_cluster(settings: RedisSettings) -> redis.asyncio.cluster.RedisCluster
         ssl=settings.tls is not None,
         **kwargs,
     )
+
+
+def closed_error() -> BackendError:
+    return BackendError("the store is closed")
+
+
+def cluster_enabled(info: Mapping[str, Any]) -> bool:
+    return str(info.get("cluster_enabled", 0)) == "1"
+
+
+def check_cluster_fits(settings: RedisSettings) -> None:
+    """:raises ConfigError: when ``cluster: auto`` found a Cluster the config cannot address."""
+    if settings.path is not None or settings.db != 0:
+        raise ConfigError(
+            "adapter 'redis' config: the server is a Redis Cluster node, and a Cluster has no "
+            "unix sockets and only db 0; point redis_url at a node's host:port without a db"
+        )

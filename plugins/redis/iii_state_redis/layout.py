@@ -55,7 +55,6 @@ SWAP: Final = Script(
     "if cur then return {0, cur} end\n"
     "return {0}\n",
 )
-SCRIPTS: Final = (WRITE, REMOVE, SWAP)
 
 
 def glob_escape(text: bytes) -> bytes:

@@ -1,14 +1,43 @@
-"""Registers the ``redis`` adapter. No I/O at import: pluggy imports every installed plugin."""
+"""Registers the ``redis`` adapter. Imports no client library: ``redis`` loads when a store opens."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from iii_state_core import Adapter, hookimpl
+from iii_state_core import Adapter, Capabilities, hookimpl
+from iii_state_core.adapter import DeferredAdapter
 
-from .adapter import RedisAdapter
+CAPABILITIES = Capabilities(
+    # Redis itself limits names and values to proto-max-bulk-len (512 MB by default).
+    max_scope_bytes=None,
+    max_key_bytes=None,
+    max_value_bytes=None,
+    # Held by the server, so an acknowledged write outlives the writing process; whether it
+    # outlives the server depends on its AOF/RDB settings (see the README).
+    durable=True,
+    shared=True,
+    # modify(): a compare-and-swap script on the exact bytes, from the last value this process
+    # saw (one round trip) or one HGET; the core's op engine computes the new value.
+    atomic_update="native",
+    # HSCAN may return a key twice (the core deduplicates list and list_keys).
+    ordered_listing=False,
+    listing_cost=(
+        "list_entries: HSCAN, O(limit) per page; list_groups: SCAN MATCH on every primary, "
+        "O(all keys in the database)"
+    ),
+)
+
+
+class RedisDeclaration(DeferredAdapter):
+    """The ``redis`` adapter as the registry sees it; :class:`~.adapter.RedisAdapter` implements it."""
+
+    name = "redis"
+    path_options = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+    distribution = "iii-state-redis"
+    capabilities = CAPABILITIES
+    implementation = "iii_state_redis.adapter:RedisAdapter"
 
 
 @hookimpl
 def iii_state_register_adapters(register: Callable[[type[Adapter]], None]) -> None:
-    register(RedisAdapter)
+    register(RedisDeclaration)  # type: ignore[type-abstract]  # a declaration: never instantiated

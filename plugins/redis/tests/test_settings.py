@@ -102,7 +102,7 @@ def test_opening_does_no_io_and_a_dead_server_fails_the_call_not_the_open() -> N
 
 def test_the_plugin_registers_the_adapter() -> None:
     info = Registry().adapter("redis")
-    assert info.cls is RedisAdapter and info.capabilities is CAPABILITIES
+    assert info.cls.load() is RedisAdapter and info.capabilities is CAPABILITIES
     assert RedisAdapter.distribution == "iii-state-redis"
     assert CAPABILITIES.atomic_update == "native" and CAPABILITIES.ordered_listing is False
 
