@@ -11,6 +11,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+from bench import startup
 from bench.run import machine, overhead, scaling
 from bench.run.measuring import Budget, rows_table
 from bench.run.ops import Ours, raw_notes, standard_pairs
@@ -239,6 +240,11 @@ def run(options: Options) -> Report:
             report.not_run["worker"] = why
         else:
             report.sections.append("## The iii worker over loopback\n\n" + WORKER_TEXT + "\n\n" + table)
+    _say("start-up")
+    try:
+        report.sections.append(startup.section(3 if options.quick else 20))
+    except Exception as exc:
+        report.failed["start-up"] = f"{type(exc).__name__}: {exc}"
     rows.append(("load average at end", machine.load()))
     report.sections.insert(0, "## Machine\n\n" + machine.facts_table(rows))
     return report

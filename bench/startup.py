@@ -47,6 +47,28 @@ def measure(runs: int = 20) -> tuple[float, float]:
     return statistics.median(all_times), statistics.median(kv_times)
 
 
+def section(runs: int) -> str:
+    """The report section of ``python -m bench``: both medians, the ratio, and how they were taken."""
+    every, kv_only = measure(runs)
+    return "\n".join(
+        [
+            "## Start-up of one CLI call",
+            "",
+            f"`iii-state get s k` on the embedded store, timed as a whole process (spawn to exit), median "
+            f"of {runs} runs each, the two settings alternating so both see the same load "
+            "(`python -m bench.startup` measures this alone). Plugins import their client library "
+            "(redis, boto3, pymemcache) only when a store of theirs opens, so having them installed "
+            "costs little.",
+            "",
+            "| plugins | median ms |",
+            "|---|---:|",
+            f"| all installed | {every * 1000:,.1f} |",
+            f"| `III_STATE_PLUGINS=kv` | {kv_only * 1000:,.1f} |",
+            f"| ratio | {every / kv_only:.2f}× |",  # noqa: RUF001
+        ]
+    )
+
+
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     every, kv_only = measure(runs)

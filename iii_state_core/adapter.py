@@ -68,6 +68,9 @@ class Adapter(ABC):
     #: Config options that hold file-system paths. A relative one read from a config file is
     #: taken relative to that file's directory, so a config means one store wherever it is used.
     path_options: ClassVar[tuple[str, ...]] = ()
+    #: Settings of the state block itself (beside ``adapter``) that this adapter takes into its
+    #: config when that does not set them: the engine's format has kv's ``save_interval_ms`` there.
+    state_options: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def missing_store(cls, config: Mapping[str, Any]) -> str | None:

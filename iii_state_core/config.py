@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
@@ -20,6 +20,10 @@ CONFIG_ENV = "III_CONFIG"
 DEFAULT_CONFIG_FILE = "iii-config.yaml"
 #: Where the embedded file store lives when no config names an adapter.
 DEFAULT_FILE_STORE = os.path.join("data", "state_store")
+#: The state block used when no config names an adapter: data, as a user would write it.
+EMBEDDED_DEFAULT: Final[Mapping[str, Any]] = {
+    "adapter": {"name": "kv", "config": {"store_method": "file_based", "file_path": DEFAULT_FILE_STORE}}
+}
 WORKER_NAMES = ("iii-state", "state")
 LEGACY_MODULE = "modules::state::StateModule"
 LEGACY_ADAPTERS = {
@@ -44,6 +48,9 @@ class StateConfig:
     #: The directory of the config file these settings came from: relative paths in the adapter
     #: config are taken relative to it (``None``: relative to the current directory).
     base_dir: str | None = None
+    #: Adapter settings the engine's format puts in the state block itself (``save_interval_ms``):
+    #: given to the adapter's config when the adapter declares them (``Adapter.state_options``).
+    state_options: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # the adapter config may hold secrets: never print it
         return f"StateConfig(adapter={self.adapter!r}, source={self.source!r})"
@@ -258,10 +265,8 @@ def parse_state_block(block: Mapping[str, Any], *, source: str) -> StateConfig:
         )
     interval = opts.int("save_interval_ms", None, minimum=0)
     opts.finish()
-    if interval is not None and name == "kv":
-        # engine parity: the top-level cadence knob is folded into the kv adapter's config
-        adapter_config.setdefault("save_interval_ms", interval)
-    return StateConfig(name, adapter_config, triggers, max_bytes, depth, source)
+    folded = {} if interval is None else {"save_interval_ms": interval}
+    return StateConfig(name, adapter_config, triggers, max_bytes, depth, source, state_options=folded)
 
 
 def load_file(path: str | os.PathLike[str]) -> StateConfig | None:
@@ -326,10 +331,8 @@ def _yaml_error(where: str, exc: yaml.YAMLError) -> ConfigError:
 
 
 def default_config() -> StateConfig:
-    """The embedded file store under ``./data/state_store``."""
-    return StateConfig(
-        "kv", {"store_method": "file_based", "file_path": DEFAULT_FILE_STORE}, source="default file store"
-    )
+    """The embedded file store under ``./data/state_store`` (:data:`EMBEDDED_DEFAULT`)."""
+    return parse_state_block(EMBEDDED_DEFAULT, source="default file store")
 
 
 def resolve(config: str | os.PathLike[str] | Mapping[str, Any] | None) -> StateConfig:

@@ -57,9 +57,14 @@ def _config_secrets(config: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def _adapter_config(cls: type[Adapter], settings: StateConfig) -> dict[str, Any]:
-    """The adapter config, with relative path options made relative to the config file."""
+def adapter_config_for(cls: type[Adapter], settings: StateConfig) -> dict[str, Any]:
+    """The config ``cls`` is opened with: the adapter config, plus the state-block settings the
+    adapter declares (``state_options``), with relative path options made relative to the
+    config file."""
     config = dict(settings.adapter_config)
+    for name, value in settings.state_options.items():
+        if name in cls.state_options:
+            config.setdefault(name, value)  # the adapter's own config wins
     if settings.base_dir is not None:
         for name in cls.path_options:
             value = config.get(name)
@@ -70,7 +75,7 @@ def _adapter_config(cls: type[Adapter], settings: StateConfig) -> dict[str, Any]
 
 def _open_adapter(cls: type[Adapter], settings: StateConfig, *, must_exist: bool = False) -> Adapter:
     """Build the adapter; a failure becomes a one-line state error with secrets removed."""
-    config = _adapter_config(cls, settings)
+    config = adapter_config_for(cls, settings)
     if must_exist:
         missing = cls.missing_store(config)
         if missing is not None:
@@ -101,7 +106,7 @@ def _open(
     info = registry.adapter(settings.adapter)
     # the store keeps the resolved paths, so whoever reopens it from its settings (another
     # process of the suite, a second store object) opens this store, wherever it runs from
-    settings = dataclasses.replace(settings, adapter_config=_adapter_config(info.cls, settings))
+    settings = dataclasses.replace(settings, adapter_config=adapter_config_for(info.cls, settings))
     instance = _open_adapter(info.cls, settings, must_exist=must_exist)
     limits = Limits(
         capabilities=type(instance).capabilities,

@@ -407,12 +407,19 @@ def test_max_value_bytes_from_config_file(tmp_path: Path) -> None:
 
 
 def test_top_level_save_interval_is_folded_into_kv_config() -> None:
+    from iii_state_kvfile import KvFileStore
+
+    from iii_state_core import Adapter
+    from iii_state_core.opening import adapter_config_for
+
     settings = resolve({"adapter": {"name": "kv"}, "save_interval_ms": 250})
-    assert settings.adapter_config == {"save_interval_ms": 250}
+    assert adapter_config_for(KvFileStore, settings) == {"save_interval_ms": 250}
     explicit = resolve(
         {"adapter": {"name": "kv", "config": {"save_interval_ms": 5}}, "save_interval_ms": 250}
     )
-    assert explicit.adapter_config == {"save_interval_ms": 5}
+    assert adapter_config_for(KvFileStore, explicit) == {"save_interval_ms": 5}
+    # an adapter that does not declare it never sees it
+    assert adapter_config_for(Adapter, settings) == {}
 
 
 def test_adapter_that_cannot_open_raises_state_error(tmp_path: Path) -> None:

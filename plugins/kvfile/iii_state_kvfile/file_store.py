@@ -77,6 +77,7 @@ class KvFileStore(Adapter):
     )
 
     path_options = ("file_path",)
+    state_options = ("save_interval_ms",)
 
     @classmethod
     def missing_store(cls, config: Mapping[str, Any]) -> str | None:
