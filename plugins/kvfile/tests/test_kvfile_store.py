@@ -15,6 +15,7 @@ from kv_helpers import file_config
 
 from iii_state_core import ConfigError, StateError, StateStore, open_store
 from iii_state_core.config import resolve
+from iii_state_core.opening import adapter_config_for
 
 HOSTILE = [
     "", "\x00", "a\x00b", "\n", "line\nbreak", "😀", "🎉🎉", "x" * 1024, "é" * 600,
@@ -254,7 +255,8 @@ def test_config_save_interval_ms_accepted(store_dir: Path, interval: int) -> Non
 
 def test_config_save_interval_from_state_block(store_dir: Path) -> None:
     block = {"adapter": {"name": "kv", "config": file_config(store_dir)}, "save_interval_ms": 100}
-    assert resolve(block).adapter_config["save_interval_ms"] == 100
+    settings = resolve(block)
+    assert adapter_config_for(KvFileStore, settings)["save_interval_ms"] == 100  # kv declares it
     with open_store(block) as store:
         store.set("s", "k", 1)
 
