@@ -181,7 +181,8 @@ def markdown(lines: list[Line], plan: Plan, command: str, facts: list[tuple[str,
         "must succeed again within the stated time.",
         "- *state machine*: the conformance suite's own Hypothesis machine (`iii_state_conformance.suite."
         "model`), run with many more programs than the suite does.",
-        "- *fuzz*: Hypothesis-generated requests, ops and stored bytes (see `bench/faults/fuzz.py`).",
+        "- *fuzz*: Hypothesis-generated requests, ops, stored bytes (read, exported and written over) "
+        "and config files (see `bench/faults/fuzz.py`).",
         "",
     ]
     if new:

@@ -55,12 +55,42 @@ FIXED: tuple[tuple[Limit, str], ...] = (
                 "from iii_state_core import open_store\n"
                 "store = open_store(adapter='kv')\n"
                 "store.adapter.write('s', 'k', b'[' * 100_000)   # what another program could leave\n"
-                "store.get('s', 'k')   # was RecursionError; now InvalidValueError"
+                "store.get('s', 'k')   # was RecursionError; now StoredValueError (GET_ERROR)"
             ),
-            test="tests/reliability/test_fuzz_regressions.py::test_deeply_nested_stored_bytes_are_invalid_value",
+            test="tests/reliability/test_fuzz_regressions.py::test_deeply_nested_stored_bytes_are_a_stored_value_error",
             fix="RecursionError is caught in `decode_stored`",
         ),
         "81f51d8",
+    ),
+    (
+        Limit(
+            title="A config option set to null raised TypeError",
+            pattern=("max_value_depth", "TypeError"),
+            where="iii_state_core/options.py `Options.int` returned None for `name: null`, and "
+            "config.py compared that None with the depth limit",
+            reproduction=(
+                "from iii_state_core import open_store\n"
+                "open_store({'max_value_depth': None})   # was TypeError; now the default, 128"
+            ),
+            test="tests/unit/test_config_total.py::test_an_option_set_to_null_means_its_default",
+            fix="`name: null` means the option's default in `Options.int/float/bool`",
+        ),
+        "a91a51d",
+    ),
+    (
+        Limit(
+            title="A config file of deeply nested brackets took seconds to refuse",
+            pattern=("deep flow", "took"),
+            where="PyYAML's scanner takes time quadratic in flow nesting (20,000 levels: about 6 s)",
+            reproduction=(
+                "open('c.yaml', 'wb').write(b'a: ' + b'[' * 20_000 + b']' * 20_000)\n"
+                "from iii_state_core.config import load_file\n"
+                "load_file('c.yaml')   # was ~6 s; now ConfigError at once"
+            ),
+            test="tests/unit/test_config_total.py::test_bad_config_files_are_one_clear_error_naming_the_file",
+            fix="`config._parse_yaml` refuses brackets nested past 200 levels before PyYAML reads them",
+        ),
+        "a91a51d",
     ),
 )
 
