@@ -46,6 +46,12 @@ class Capabilities:
     may_evict: bool = False
     #: One line on what listing costs, for ``iii-state plugins`` and the docs.
     listing_cost: str = ""
+    #: Entry expiry (contract § Expiry). ``native``: the backend drops expired entries itself;
+    #: ``emulated``: the adapter stores deadlines and hides expired entries; ``none``: ``ttl_ms``,
+    #: ``state::expire`` and ``state::ttl`` are refused with ``UNSUPPORTED``. With ``native`` or
+    #: ``emulated`` the write primitives take an ``expires_at`` argument and the adapter
+    #: implements ``read_expiry`` and ``set_expiry`` (see :class:`Adapter`).
+    ttl: Literal["native", "emulated", "none"] = "none"
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -130,6 +136,20 @@ class Adapter(ABC):
         """
         return None
 
+    # -- expiry (only when capabilities.ttl is not "none") -----------------------------------
+    # With TTL declared, ``write`` takes ``expires_at`` (an absolute deadline in epoch ms, or
+    # ``None``: never; default ``None``), and ``write_if`` and ``modify`` take it too, default
+    # :data:`~iii_state_core.expiry.KEEP` (leave the entry's deadline). Every read, listing and
+    # write treats an entry whose deadline is ``<= expiry.now_ms()`` as missing.
+
+    def read_expiry(self, scope: str, key: str) -> tuple[bool, int | None]:
+        """``(present, deadline or None)`` of a live entry; ``(False, None)`` when missing or expired."""
+        raise NotImplementedError(f"the {self.name} adapter does not declare ttl")
+
+    def set_expiry(self, scope: str, key: str, expires_at: int | None) -> bool:
+        """Give a live entry a new deadline (``None``: never); ``False`` when missing or expired."""
+        raise NotImplementedError(f"the {self.name} adapter does not declare ttl")
+
     # -- listing -------------------------------------------------------------------------------
     @abstractmethod
     def list_scopes(self) -> list[str]:
@@ -187,6 +207,12 @@ class AsyncAdapter(ABC):
         self, scope: str, key: str, change: Callable[[bytes | None], bytes]
     ) -> tuple[bytes | None, bytes] | None:
         return None
+
+    async def read_expiry(self, scope: str, key: str) -> tuple[bool, int | None]:
+        raise NotImplementedError("this adapter does not declare ttl")
+
+    async def set_expiry(self, scope: str, key: str, expires_at: int | None) -> bool:
+        raise NotImplementedError("this adapter does not declare ttl")
 
     @abstractmethod
     async def list_scopes(self) -> list[str]: ...

@@ -68,7 +68,7 @@ def _applies(name: str, value: Any) -> bool:
     """Whether a primitive's result means a write reached the store."""
     if name in ("write", "remove"):
         return True
-    return (name == "write_if" and value is True) or (name == "modify" and value is not None)
+    return (name in ("write_if", "set_expiry") and value is True) or (name == "modify" and value is not None)
 
 
 def _reports_a_lost_write(applied: bool, exc: Exception) -> bool:
@@ -165,17 +165,23 @@ class ThreadedAsyncAdapter(AsyncAdapter):
     async def read_versioned(self, scope: str, key: str) -> tuple[bytes | None, object]:
         return await asyncio.to_thread(self._adapter.read_versioned, scope, key)
 
-    async def write(self, scope: str, key: str, data: bytes) -> bytes | None:
-        return await asyncio.to_thread(self._adapter.write, scope, key, data)
+    async def write(self, scope: str, key: str, data: bytes, *expires_at: Any) -> bytes | None:
+        return await asyncio.to_thread(self._adapter.write, scope, key, data, *expires_at)
 
     async def remove(self, scope: str, key: str) -> bytes | None:
         return await asyncio.to_thread(self._adapter.remove, scope, key)
 
-    async def write_if(self, scope: str, key: str, data: bytes, token: object) -> bool:
-        return await asyncio.to_thread(self._adapter.write_if, scope, key, data, token)
+    async def write_if(self, scope: str, key: str, data: bytes, token: object, *expires_at: Any) -> bool:
+        return await asyncio.to_thread(self._adapter.write_if, scope, key, data, token, *expires_at)
 
-    async def modify(self, scope: str, key: str, change: Any) -> Any:
-        return await asyncio.to_thread(self._adapter.modify, scope, key, change)
+    async def modify(self, scope: str, key: str, change: Any, *expires_at: Any) -> Any:
+        return await asyncio.to_thread(self._adapter.modify, scope, key, change, *expires_at)
+
+    async def read_expiry(self, scope: str, key: str) -> tuple[bool, int | None]:
+        return await asyncio.to_thread(self._adapter.read_expiry, scope, key)
+
+    async def set_expiry(self, scope: str, key: str, expires_at: int | None) -> bool:
+        return await asyncio.to_thread(self._adapter.set_expiry, scope, key, expires_at)
 
     async def list_scopes(self) -> list[str]:
         return await asyncio.to_thread(self._adapter.list_scopes)

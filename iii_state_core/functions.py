@@ -14,7 +14,7 @@ from typing import Any
 from . import barrier, paging, swap
 from . import operations as plans
 from .operations import Limits, Plan
-from .results import CompareAndSetResult, EntriesPage, SetResult, UpdateResult
+from .results import CompareAndSetResult, EntriesPage, SetResult, TtlResult, UpdateResult
 from .swap import SwapResult
 from .table import ANY, STRING, Command, Field, StateFunction
 from .update_ops import parse_ops
@@ -27,6 +27,11 @@ OPS = Field("ops", {"type": "array", "items": {"type": "object"}}, kind=list, js
 EXPECTED_VALUE = Field("expected_value", ANY, required=False)
 NEW_VALUE = Field("new_value", ANY)
 CURSOR = Field("cursor", {"type": ["string", "null"]}, required=False)
+_TTL_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 2**53}
+#: On a write: ``null`` or absent = no expiry (set) / keep the entry's expiry (update, compare-and-set).
+TTL_MS = Field("ttl_ms", _TTL_SCHEMA, required=False, null_is_absent=True, json=True)
+#: On ``state::expire``: required; ``null`` removes the expiry.
+NEW_TTL_MS = Field("ttl_ms", {"type": ["integer", "null"], "minimum": 1, "maximum": 2**53}, json=True)
 LIMIT = Field(
     "limit",
     {"type": "integer", "minimum": 1, "maximum": plans.MAX_LIST_LIMIT},
@@ -51,20 +56,29 @@ SWAP_VALUE = Field("value", ANY, json=True)  # no `data` alias here, as in iii's
 
 
 # -- plans whose typed signature differs from the core plan's ------------------------------------
-def _update(limits: Limits, scope: str, key: str, ops: builtins.list[dict[str, Any]]) -> Plan:
+def _update(
+    limits: Limits, scope: str, key: str, ops: builtins.list[dict[str, Any]], ttl_ms: int | None = None
+) -> Plan:
     """Apply wire-shaped ops (``{"type": "increment", "path": "n", "by": 1}``) atomically."""
-    return plans.update(limits, scope, key, parse_ops(ops, max_depth=limits.max_depth))
+    return plans.update(limits, scope, key, parse_ops(ops, max_depth=limits.max_depth), ttl_ms)
 
 
 def _compare_and_set(
-    limits: Limits, scope: str, key: str, expected_value: JSON = plans.MISSING, new_value: JSON = None
+    limits: Limits,
+    scope: str,
+    key: str,
+    expected_value: JSON = plans.MISSING,
+    new_value: JSON = None,
+    ttl_ms: int | None = None,
 ) -> Plan:
-    return plans.compare_and_set(limits, scope, key, expected_value, new_value)
+    return plans.compare_and_set(limits, scope, key, expected_value, new_value, ttl_ms)
 
 
-def _compare_and_swap(limits: Limits, scope: str, key: str, value: JSON, expected: JSON = None) -> Plan:
+def _compare_and_swap(
+    limits: Limits, scope: str, key: str, value: JSON, expected: JSON = None, ttl_ms: int | None = None
+) -> Plan:
     """Store ``value`` only if the entry equals ``expected`` (``None``: missing or null)."""
-    return swap.compare_and_set(limits, scope, key, expected, value)
+    return swap.compare_and_set(limits, scope, key, expected, value, ttl_ms)
 
 
 def _barrier(limits: Limits, envelope: dict[str, Any]) -> Plan:
@@ -93,6 +107,10 @@ def _keys(keys: builtins.list[str]) -> dict[str, Any]:
     return {"keys": keys}
 
 
+def _existed(existed: bool) -> dict[str, Any]:
+    return {"existed": existed}
+
+
 class StateFunctions:
     """The built-in functions; each attribute is also the stores' typed method of that name."""
 
@@ -100,11 +118,12 @@ class StateFunctions:
         "set",
         description="Store a JSON value at scope/key; returns {old_value, new_value}",
         plan=plans.set_value,
-        fields=[SCOPE, KEY, VALUE],
+        fields=[SCOPE, KEY, VALUE, TTL_MS],
         result=SetResult.to_wire,
         error_code="SET_ERROR",
         failure_text="Failed to set value",
-        payload_doc="`{scope, key, value}` (`data` accepted as an old alias of `value`)",
+        payload_doc="`{scope, key, value, ttl_ms?}` (`data` accepted as an old alias of `value`; "
+        "`ttl_ms`: see § Expiry, absent = no expiry)",
         result_doc="`{old_value, new_value}`; `old_value` is `null` when the key was new",
         command=Command("set", "Store VALUE (JSON) at SCOPE/KEY; print {old_value, new_value}."),
     )
@@ -136,11 +155,11 @@ class StateFunctions:
         "update",
         description="Apply update ops atomically; returns {old_value, new_value, errors?}",
         plan=_update,
-        fields=[SCOPE, KEY, OPS],
+        fields=[SCOPE, KEY, OPS, TTL_MS],
         result=UpdateResult.to_wire,
         error_code="UPDATE_ERROR",
         failure_text="Failed to update value",
-        payload_doc="`{scope, key, ops}`",
+        payload_doc="`{scope, key, ops, ttl_ms?}` (`ttl_ms` absent = keep the entry's expiry)",
         result_doc="`{old_value, new_value}` plus `errors` only when some op failed",
         command=Command("update", "Apply OPS (a JSON list of update ops) to SCOPE/KEY atomically."),
     )
@@ -202,12 +221,13 @@ class StateFunctions:
         description="Store new_value only if the entry equals expected_value (absent: only if missing); "
         "returns {outcome, old_value, new_value}",
         plan=_compare_and_set,
-        fields=[SCOPE, KEY, EXPECTED_VALUE, NEW_VALUE],
+        fields=[SCOPE, KEY, EXPECTED_VALUE, NEW_VALUE, TTL_MS],
         result=CompareAndSetResult.to_wire,
         error_code="UPDATE_ERROR",
         failure_text="Failed to compare-and-set value",
-        payload_doc="(older shape, kept for existing callers) `{scope, key, expected_value, new_value}`; "
-        'leaving `expected_value` out means "only if the key is missing"',
+        payload_doc="(older shape, kept for existing callers) `{scope, key, expected_value, new_value, "
+        'ttl_ms?}`; leaving `expected_value` out means "only if the key is missing"; `ttl_ms` absent = '
+        "keep the entry's expiry",
         result_doc='`{outcome: "applied" | "conflict" | "not_found", old_value, new_value}`; equality '
         "is structural JSON equality; `new_value` is the stored value after the call",
         extension=True,
@@ -217,12 +237,12 @@ class StateFunctions:
         description="Store value only if the entry equals expected (absent or null: only if missing "
         "or null); returns {swapped, current?}",
         plan=_compare_and_swap,
-        fields=[SCOPE, KEY, SWAP_VALUE, EXPECTED],
+        fields=[SCOPE, KEY, SWAP_VALUE, EXPECTED, TTL_MS],
         result=SwapResult.to_wire,
         error_code="CAS_ERROR",
         failure_text="Failed to compare-and-set value",
-        payload_doc="`{scope, key, expected?, value}`; `expected` absent or `null` means \"only if "
-        'missing or stored `null`"; no `data` alias',
+        payload_doc="`{scope, key, expected?, value, ttl_ms?}`; `expected` absent or `null` means \"only if "
+        'missing or stored `null`"; no `data` alias; `ttl_ms` absent = keep the entry\'s expiry',
         result_doc="`{swapped: true}` or `{swapped: false, current}`; JSON equality (key order "
         "irrelevant, `1` ≠ `1.0`); a swap emits `created`/`updated`, a miss nothing",
         extension=True,
@@ -240,4 +260,31 @@ class StateFunctions:
         result_doc='`{decision: "allow", payload: {results}, reason}` exactly once per id, else '
         '`{decision: "skip", reason}` (contract § Barrier)',
         extension=True,
+    )
+    expire = StateFunction(
+        "expire",
+        description="Set (ttl_ms) or remove (ttl_ms null) the expiry of a live entry: {existed}",
+        plan=plans.expire,
+        fields=[SCOPE, KEY, NEW_TTL_MS],
+        result=_existed,
+        error_code="EXPIRE_ERROR",
+        failure_text="Failed to set expiry",
+        payload_doc="`{scope, key, ttl_ms}`; `ttl_ms: null` removes the expiry (§ Expiry)",
+        result_doc="`{existed}`: whether a live entry was there (nothing is created); no event",
+        extension=True,
+        command=Command("expire", "Expire SCOPE/KEY TTL_MS milliseconds from now (null: never)."),
+    )
+    ttl = StateFunction(
+        "ttl",
+        description="The time left before an entry expires: {exists, ttl_ms}",
+        plan=plans.time_to_live,
+        fields=[SCOPE, KEY],
+        result=TtlResult.to_wire,
+        error_code="TTL_ERROR",
+        failure_text="Failed to read expiry",
+        payload_doc="`{scope, key}`",
+        result_doc="`{exists, ttl_ms}`: `exists: false, ttl_ms: null` for a missing or expired key; "
+        "`ttl_ms: null` for an entry without expiry, else the milliseconds left (≥ 1)",
+        extension=True,
+        command=Command("ttl", "Print {exists, ttl_ms} of SCOPE/KEY."),
     )

@@ -18,9 +18,11 @@ from .errors import (
     DeserializationError,
     KeyTooLargeError,
     StoredValueError,
+    UnsupportedError,
     ValueTooLargeError,
 )
-from .results import CompareAndSetResult, SetResult, StateEvent, UpdateResult
+from .expiry import check_ttl_ms, deadline_after, remaining_ms
+from .results import CompareAndSetResult, SetResult, StateEvent, TtlResult, UpdateResult
 from .retry import LOST, Lost, optimistic
 from .table import TABLE
 from .update_ops import Op, apply_ops
@@ -75,6 +77,25 @@ class Limits:
     def check_entry(self, scope: object, key: object) -> None:
         self.check_name("scope", scope, self.capabilities.max_scope_bytes)
         self.check_name("key", key, self.capabilities.max_key_bytes)
+
+    def expires_at(self, function: str, ttl_ms: object) -> tuple[int, ...]:
+        """The extra ``expires_at`` argument of a write primitive: ``()`` without ``ttl_ms``.
+
+        :raises DeserializationError: for a ``ttl_ms`` that is not an integer from 1 to 2^53.
+        :raises UnsupportedError: when the adapter does not declare ``ttl``.
+        """
+        if ttl_ms is None:
+            return ()
+        valid = check_ttl_ms(ttl_ms)
+        self.check_ttl(function)
+        return (deadline_after(valid),)
+
+    def check_ttl(self, function: str) -> None:
+        if self.capabilities.ttl == "none":
+            raise UnsupportedError(
+                f"state::{function}: the {self.adapter_name} adapter does not support entry expiry "
+                f"(capability ttl is none); nothing was written"
+            )
 
     def encode(self, value: object) -> bytes:
         """Check and encode a value for storage, enforcing the size limits."""
@@ -147,10 +168,11 @@ def get_value(limits: Limits, scope: str, key: str) -> Plan:
     return _decode("get", scope, key, raw), None
 
 
-def set_value(limits: Limits, scope: str, key: str, value: JSON) -> Plan:
+def set_value(limits: Limits, scope: str, key: str, value: JSON, ttl_ms: int | None = None) -> Plan:
     limits.check_entry(scope, key)
     data = limits.encode(value)
-    old_raw = yield Call("write", (scope, key, data))
+    expires_at = limits.expires_at("set", ttl_ms)
+    old_raw = yield Call("write", (scope, key, data, *expires_at))
     old = _replaced("set", scope, key, old_raw)
     return SetResult(old, value), _written(scope, key, old_raw, old, value)
 
@@ -163,8 +185,10 @@ def delete_value(limits: Limits, scope: str, key: str) -> Plan:
     return old, StateEvent("state:deleted", scope, key, old, None)
 
 
-def update(limits: Limits, scope: str, key: str, ops: list[Op]) -> Plan:
+def update(limits: Limits, scope: str, key: str, ops: list[Op], ttl_ms: int | None = None) -> Plan:
+    """``ttl_ms`` (optional) gives the entry a new deadline; without it the entry keeps its own."""
     limits.check_entry(scope, key)
+    expires_at = limits.expires_at("update", ttl_ms)
     outcome: dict[str, Any] = {}
 
     def change(old_raw: bytes | None) -> bytes:
@@ -174,11 +198,11 @@ def update(limits: Limits, scope: str, key: str, ops: list[Op]) -> Plan:
         outcome["new"], outcome["errors"] = new, errors
         return data
 
-    native = yield Call("modify", (scope, key, change))
+    native = yield Call("modify", (scope, key, change, *expires_at))
     if native is not None:
         old_raw = native[0]
     else:
-        old_raw = yield from _optimistic(scope, key, change, "update")
+        old_raw = yield from _optimistic(scope, key, change, "update", expires_at)
     old = _replaced("update", scope, key, old_raw)  # change() read it already: cannot fail
     new_value, errors = outcome["new"], outcome["errors"]
     result = UpdateResult(old, new_value, errors)
@@ -190,13 +214,15 @@ def sleep_call(seconds: float) -> Call:
     return Call("sleep", (seconds,))
 
 
-def _optimistic(scope: str, key: str, change: Any, function: str) -> Generator[Call, Any, bytes | None]:
+def _optimistic(
+    scope: str, key: str, change: Any, function: str, expires_at: tuple[int, ...] = ()
+) -> Generator[Call, Any, bytes | None]:
     """Read, compute, conditionally write; the retry helper repeats it while other writers win."""
 
     def attempt(_n: int) -> Generator[Call, Any, bytes | Lost | None]:
         raw, token = yield Call("read_versioned", (scope, key))
         data = change(raw)
-        won = yield Call("write_if", (scope, key, data, token))
+        won = yield Call("write_if", (scope, key, data, token, *expires_at))
         return raw if won else LOST
 
     failure, code = TABLE[function].failure_text, TABLE[function].error_code
@@ -207,10 +233,16 @@ def _optimistic(scope: str, key: str, change: Any, function: str) -> Generator[C
 MISSING: Final[Any] = object()
 
 
-def compare_and_set(limits: Limits, scope: str, key: str, expected: JSON, new_value: JSON) -> Plan:
-    """Write ``new_value`` only if the entry equals ``expected`` (or is missing, for MISSING)."""
+def compare_and_set(
+    limits: Limits, scope: str, key: str, expected: JSON, new_value: JSON, ttl_ms: int | None = None
+) -> Plan:
+    """Write ``new_value`` only if the entry equals ``expected`` (or is missing, for MISSING).
+
+    ``ttl_ms`` (optional) gives the written entry a new deadline; without it the entry keeps its own.
+    """
     limits.check_entry(scope, key)
     data = limits.encode(new_value)
+    expires_at = limits.expires_at("compare_and_set", ttl_ms)
     if expected is not MISSING:
         check_value(expected, max_depth=limits.max_depth)
 
@@ -224,13 +256,35 @@ def compare_and_set(limits: Limits, scope: str, key: str, expected: JSON, new_va
             return CompareAndSetResult("not_found", None, None), None
         elif not same_json(current, expected):
             return CompareAndSetResult("conflict", current, current), None
-        if not (yield Call("write_if", (scope, key, data, token))):
+        if not (yield Call("write_if", (scope, key, data, token, *expires_at))):
             return LOST
         event = _written(scope, key, raw, current, new_value)
         return CompareAndSetResult("applied", current, new_value), event
 
     failure, code = TABLE["compare_and_set"].failure_text, TABLE["compare_and_set"].error_code
     return (yield from optimistic(attempt, sleep_call, failure=failure, code=code))
+
+
+def expire(limits: Limits, scope: str, key: str, ttl_ms: int | None) -> Plan:
+    """Give a live entry a new deadline ``ttl_ms`` from now (``None``: never expires).
+
+    Returns whether the entry existed; emits no event (the value did not change).
+    """
+    limits.check_entry(scope, key)
+    deadline = None if ttl_ms is None else deadline_after(check_ttl_ms(ttl_ms))
+    limits.check_ttl("expire")
+    existed = yield Call("set_expiry", (scope, key, deadline))
+    return bool(existed), None
+
+
+def time_to_live(limits: Limits, scope: str, key: str) -> Plan:
+    """The time left before the entry expires: missing, no expiry, or milliseconds."""
+    limits.check_entry(scope, key)
+    limits.check_ttl("ttl")
+    present, deadline = yield Call("read_expiry", (scope, key))
+    if not present:
+        return TtlResult(False, None), None
+    return TtlResult(True, remaining_ms(deadline)), None
 
 
 def _walk(scope: str) -> Generator[Call, Any, list[tuple[str, bytes]]]:

@@ -32,6 +32,17 @@ class UpdateResult:
 
 
 @dataclass(frozen=True, slots=True)
+class TtlResult:
+    """``state::ttl``: whether the entry exists (live), and its milliseconds left (``None``: never)."""
+
+    exists: bool
+    ttl_ms: int | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"exists": self.exists, "ttl_ms": self.ttl_ms}
+
+
+@dataclass(frozen=True, slots=True)
 class EntriesPage:
     entries: list[tuple[str, JSON]]
     next_cursor: str | None

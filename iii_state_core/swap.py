@@ -39,18 +39,24 @@ def matches(stored_raw: bytes | None, stored: JSON, expected: JSON) -> bool:
     return stored_raw is not None and same_json(stored, expected)
 
 
-def compare_and_set(limits: Limits, scope: str, key: str, expected: JSON, value: JSON) -> Plan:
-    """Write ``value`` only if the entry matches ``expected``; atomic on every adapter."""
+def compare_and_set(
+    limits: Limits, scope: str, key: str, expected: JSON, value: JSON, ttl_ms: int | None = None
+) -> Plan:
+    """Write ``value`` only if the entry matches ``expected``; atomic on every adapter.
+
+    ``ttl_ms`` (optional) gives the written entry a new deadline; without it the entry keeps its own.
+    """
     limits.check_entry(scope, key)
     data = limits.encode(value)
     check_value(expected, max_depth=limits.max_depth)
+    expires_at = limits.expires_at("compare-and-set", ttl_ms)
 
     def attempt(_n: int) -> Generator[Call, Any, tuple[SwapResult, StateEvent | None] | Lost]:
         raw, token = yield Call("read_versioned", (scope, key))
         current = _decode("compare-and-set", scope, key, raw)
         if not matches(raw, current, expected):
             return SwapResult(False, current), None
-        if not (yield Call("write_if", (scope, key, data, token))):
+        if not (yield Call("write_if", (scope, key, data, token, *expires_at))):
             return LOST
         kind: Any = "state:created" if raw is None else "state:updated"
         return SwapResult(True), StateEvent(kind, scope, key, current, value)

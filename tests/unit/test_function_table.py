@@ -37,7 +37,7 @@ def test_the_worker_and_the_wire_serve_the_table() -> None:
     assert FUNCTION_IDS == tuple(f.function_id for f in TABLE.values())
     assert {s.function_id for s in SPECS.values()} == set(FUNCTION_IDS)
     assert SPECS["set"].request_format["required"] == ["scope", "key"]
-    assert set(SPECS["set"].request_format["properties"]) == {"scope", "key", "value", "data"}
+    assert set(SPECS["set"].request_format["properties"]) == {"scope", "key", "value", "data", "ttl_ms"}
 
 
 def test_the_cli_has_the_declared_commands() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from iii_state_core import Adapter, BackendError, Capabilities, ConfigError, Options
 from iii_state_core.adapter import Page, Token
+from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from . import cursors
 from .memory_store import KvMemoryStore
@@ -27,9 +28,18 @@ CREATE TABLE IF NOT EXISTS entries (
     scope BLOB NOT NULL,
     key   BLOB NOT NULL,
     value BLOB NOT NULL,
+    expires INTEGER,
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID
 """
+# ``expires``: the entry's deadline in epoch milliseconds, NULL for none. A row whose deadline is
+# not after "now" is missing for every query (``_LIVE``), whether or not a sweep deleted it yet.
+_LIVE = "(expires IS NULL OR expires > ?)"
+_EXPIRY_INDEX = "CREATE INDEX IF NOT EXISTS entries_by_expiry ON entries (expires) WHERE expires IS NOT NULL"
+_UPSERT = (
+    "INSERT INTO entries (scope, key, value, expires) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, expires = excluded.expires"
+)
 # Scopes and keys are stored as UTF-8 BLOBs: byte order is code point order, and no text
 # function of SQLite ever sees a NUL or other odd character.
 _SKIP_SCAN_SCOPES = """
@@ -39,6 +49,7 @@ WITH RECURSIVE s(scope) AS (
     SELECT (SELECT MIN(scope) FROM entries WHERE scope > s.scope) FROM s WHERE s.scope IS NOT NULL
 )
 SELECT scope FROM s WHERE scope IS NOT NULL
+  AND EXISTS (SELECT 1 FROM entries e WHERE e.scope = s.scope AND (e.expires IS NULL OR e.expires > ?))
 """
 
 
@@ -74,6 +85,7 @@ class KvFileStore(Adapter):
         atomic_update="native",
         ordered_listing=True,
         listing_cost="list_entries O(log n + page); list_groups O(scopes · log n) by index skip-scan",
+        ttl="emulated",
     )
 
     path_options = ("file_path",)
@@ -127,6 +139,7 @@ class KvFileStore(Adapter):
             raise BackendError(
                 f"cannot open the kv file store {self.path}: {detail}", code="OPEN_ERROR"
             ) from None
+        self._next_sweep = 0.0
 
     def _prepare(self, fsync: bool, patience: float) -> None:
         """Switch to WAL and create the table, waiting out other processes doing the same.
@@ -151,6 +164,14 @@ class KvFileStore(Adapter):
         # process; FULL adds an fsync per commit so it also survives power loss.
         self._db.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(entries)")}
+        if "expires" not in columns:  # a store written before entries could expire
+            try:
+                self._db.execute("ALTER TABLE entries ADD COLUMN expires INTEGER")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # another process added it first
+                    raise
+        self._db.execute(_EXPIRY_INDEX)
 
     def describe(self) -> str:
         return f"kv (file_based at {self.path})"
@@ -168,53 +189,109 @@ class KvFileStore(Adapter):
 
     def _select(self, db: sqlite3.Connection, scope: str, key: str) -> bytes | None:
         row = db.execute(
-            "SELECT value FROM entries WHERE scope = ? AND key = ?", (_b(scope), _b(key))
+            f"SELECT value FROM entries WHERE scope = ? AND key = ? AND {_LIVE}",
+            (_b(scope), _b(key), now_ms()),
         ).fetchone()
         return None if row is None else bytes(row[0])
+
+    def _select_live(self, db: sqlite3.Connection, scope: str, key: str) -> tuple[bytes, int | None] | None:
+        row = db.execute(
+            f"SELECT value, expires FROM entries WHERE scope = ? AND key = ? AND {_LIVE}",
+            (_b(scope), _b(key), now_ms()),
+        ).fetchone()
+        return None if row is None else (bytes(row[0]), row[1])
 
     def read(self, scope: str, key: str) -> bytes | None:
         with self._lock:
             return self._select(self._db, scope, key)
 
-    def write(self, scope: str, key: str, data: bytes) -> bytes | None:
+    def write(self, scope: str, key: str, data: bytes, expires_at: int | None = None) -> bytes | None:
+        self._sweep_now_and_then()
         with self._write_txn() as db:
             old = self._select(db, scope, key)
-            db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", (_b(scope), _b(key), data))
+            db.execute(_UPSERT, (_b(scope), _b(key), data, expires_at))
             return old
 
     def remove(self, scope: str, key: str) -> bytes | None:
         with self._lock:
             row = self._db.execute(
-                "DELETE FROM entries WHERE scope = ? AND key = ? RETURNING value", (_b(scope), _b(key))
+                "DELETE FROM entries WHERE scope = ? AND key = ? RETURNING value, expires",
+                (_b(scope), _b(key)),
             ).fetchone()
-        return None if row is None else bytes(row[0])
+        if row is None or (row[1] is not None and row[1] <= now_ms()):
+            return None  # an expired entry was already missing
+        return bytes(row[0])
 
-    def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
+    def write_if(self, scope: str, key: str, data: bytes, token: Token, expires_at: ExpiresAt = KEEP) -> bool:
+        now = now_ms()
         with self._lock:
-            if token is None:
+            if token is None:  # only if missing or expired; a missing entry has no deadline to keep
                 cur = self._db.execute(
-                    "INSERT INTO entries VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                    (_b(scope), _b(key), data),
+                    f"{_UPSERT} WHERE NOT {_LIVE.replace('expires', 'entries.expires')}",
+                    (_b(scope), _b(key), data, None if expires_at is KEEP else expires_at, now),
+                )
+            elif expires_at is KEEP:
+                cur = self._db.execute(
+                    f"UPDATE entries SET value = ? WHERE scope = ? AND key = ? AND value = ? AND {_LIVE}",
+                    (data, _b(scope), _b(key), token, now),
                 )
             else:
                 cur = self._db.execute(
-                    "UPDATE entries SET value = ? WHERE scope = ? AND key = ? AND value = ?",
-                    (data, _b(scope), _b(key), token),
+                    "UPDATE entries SET value = ?, expires = ? "
+                    f"WHERE scope = ? AND key = ? AND value = ? AND {_LIVE}",
+                    (data, expires_at, _b(scope), _b(key), token, now),
                 )
             return cur.rowcount == 1
 
     def modify(
-        self, scope: str, key: str, change: Callable[[bytes | None], bytes]
+        self, scope: str, key: str, change: Callable[[bytes | None], bytes], expires_at: ExpiresAt = KEEP
     ) -> tuple[bytes | None, bytes]:
+        self._sweep_now_and_then()
         with self._write_txn() as db:
-            old = self._select(db, scope, key)
+            live = self._select_live(db, scope, key)
+            old, deadline = (None, None) if live is None else live
             new = change(old)
-            db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", (_b(scope), _b(key), new))
+            db.execute(_UPSERT, (_b(scope), _b(key), new, deadline if expires_at is KEEP else expires_at))
             return old, new
+
+    def read_expiry(self, scope: str, key: str) -> tuple[bool, int | None]:
+        with self._lock:
+            live = self._select_live(self._db, scope, key)
+        return (False, None) if live is None else (True, live[1])
+
+    def set_expiry(self, scope: str, key: str, expires_at: int | None) -> bool:
+        with self._lock:
+            cur = self._db.execute(
+                f"UPDATE entries SET expires = ? WHERE scope = ? AND key = ? AND {_LIVE}",
+                (expires_at, _b(scope), _b(key), now_ms()),
+            )
+        return cur.rowcount == 1
+
+    def take_expired(self, limit: int = 1000) -> list[tuple[str, str, bytes, int]]:
+        """Delete up to ``limit`` rows past their deadline and return them (scope, key, value, deadline).
+
+        They were already invisible; the delete is one statement, so across processes each expired
+        row is taken exactly once.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "DELETE FROM entries WHERE (scope, key) IN "
+                "(SELECT scope, key FROM entries WHERE expires <= ? ORDER BY expires LIMIT ?) "
+                "RETURNING scope, key, value, expires",
+                (now_ms(), limit),
+            ).fetchall()
+        return [(bytes(s).decode("utf-8"), bytes(k).decode("utf-8"), bytes(v), e) for s, k, v, e in rows]
+
+    def _sweep_now_and_then(self) -> None:
+        """Delete expired rows at most once a second, so they do not pile up in the file."""
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + 1.0
+            self.take_expired()
 
     def list_scopes(self) -> list[str]:
         with self._lock:
-            rows = self._db.execute(_SKIP_SCAN_SCOPES).fetchall()
+            rows = self._db.execute(_SKIP_SCAN_SCOPES, (now_ms(),)).fetchall()
         return [bytes(r[0]).decode("utf-8") for r in rows]
 
     def count(self, scope: str) -> int | None:
@@ -227,8 +304,9 @@ class KvFileStore(Adapter):
         op = ">=" if cursor is None else ">"
         with self._lock:
             rows = self._db.execute(
-                f"SELECT key, value FROM entries WHERE scope = ? AND key {op} ? ORDER BY key LIMIT ?",
-                (_b(scope), after, limit),
+                f"SELECT key, value FROM entries WHERE scope = ? AND key {op} ? AND {_LIVE} "
+                "ORDER BY key LIMIT ?",
+                (_b(scope), after, now_ms(), limit),
             ).fetchall()
         page = [(bytes(k).decode("utf-8"), bytes(v)) for k, v in rows]
         more = len(rows) == limit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import threading
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from typing import Any
 
 from iii_state_core import Adapter, Capabilities
 from iii_state_core.adapter import Page, Token
+from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from . import cursors
 
@@ -22,66 +24,128 @@ class KvMemoryStore(Adapter):
         atomic_update="native",
         ordered_listing=True,
         listing_cost="list_entries O(log n + page) per page (a sorted key list per scope)",
+        ttl="emulated",
     )
 
     def __init__(self, config: Any = None) -> None:
         self._scopes: dict[str, dict[str, bytes]] = {}
         # Each scope's keys, kept sorted so a page is a bisect and a slice, not a sort.
         self._sorted: dict[str, list[str]] = {}
+        # Deadlines of the entries that have one, and a heap of (deadline, scope, key) to drop
+        # them in order; a heap item whose deadline no longer matches is stale and skipped.
+        self._deadlines: dict[tuple[str, str], int] = {}
+        self._heap: list[tuple[int, str, str]] = []
         self._lock = threading.Lock()
 
     def describe(self) -> str:
         return "kv (in_memory)"
 
-    def _put(self, scope: str, key: str, data: bytes) -> bytes | None:
+    def _put(self, scope: str, key: str, data: bytes, expires_at: ExpiresAt) -> bytes | None:
         entries = self._scopes.setdefault(scope, {})
         old = entries.get(key)
         if old is None:
             insort(self._sorted.setdefault(scope, []), key)
         entries[key] = data
+        if expires_at is not KEEP:
+            self._set_deadline(scope, key, expires_at)  # type: ignore[arg-type]
         return old
+
+    def _set_deadline(self, scope: str, key: str, expires_at: int | None) -> None:
+        if expires_at is None:
+            self._deadlines.pop((scope, key), None)
+        else:
+            self._deadlines[scope, key] = expires_at
+            heapq.heappush(self._heap, (expires_at, scope, key))
 
     def _drop(self, scope: str, key: str, *, keep_empty_scope: bool = False) -> bytes | None:
         entries = self._scopes.get(scope)
         if entries is None or key not in entries:
             return None
         old = entries.pop(key)
+        self._deadlines.pop((scope, key), None)
         keys = self._sorted[scope]
         del keys[bisect_left(keys, key)]
         if not entries and not keep_empty_scope:
             del self._scopes[scope], self._sorted[scope]
         return old
 
-    def read(self, scope: str, key: str) -> bytes | None:
+    def _purge(self) -> None:
+        """Drop every entry past its deadline (under the lock)."""
+        heap, now = self._heap, now_ms()
+        while heap and heap[0][0] <= now:
+            deadline, scope, key = heapq.heappop(heap)
+            if self._deadlines.get((scope, key)) == deadline:
+                self._drop(scope, key)
+
+    def _live(self, scope: str, key: str) -> bytes | None:
+        """The entry's bytes, dropping it first if it expired (under the lock): a write that
+        follows sees a missing key, with no deadline left to keep."""
+        if self._deadlines:
+            deadline = self._deadlines.get((scope, key))
+            if deadline is not None and deadline <= now_ms():
+                self._drop(scope, key)
         entries = self._scopes.get(scope)
         return None if entries is None else entries.get(key)
 
-    def write(self, scope: str, key: str, data: bytes) -> bytes | None:
+    def read(self, scope: str, key: str) -> bytes | None:
+        entries = self._scopes.get(scope)
+        if entries is None:
+            return None
+        data = entries.get(key)
+        if data is not None and self._deadlines:
+            deadline = self._deadlines.get((scope, key))
+            if deadline is not None and deadline <= now_ms():
+                return None
+        return data
+
+    def write(self, scope: str, key: str, data: bytes, expires_at: int | None = None) -> bytes | None:
         with self._lock:
-            return self._put(scope, key, data)
+            self._purge()
+            self._live(scope, key)
+            return self._put(scope, key, data, expires_at)
 
     def remove(self, scope: str, key: str) -> bytes | None:
         with self._lock:
+            self._purge()
+            self._live(scope, key)
             return self._drop(scope, key)
 
-    def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
+    def write_if(self, scope: str, key: str, data: bytes, token: Token, expires_at: ExpiresAt = KEEP) -> bool:
         with self._lock:
-            if self.read(scope, key) != token:
+            self._purge()
+            if self._live(scope, key) != token:
                 return False
-            self._put(scope, key, data)
+            self._put(scope, key, data, expires_at)
             return True
 
     def modify(
-        self, scope: str, key: str, change: Callable[[bytes | None], bytes]
+        self, scope: str, key: str, change: Callable[[bytes | None], bytes], expires_at: ExpiresAt = KEEP
     ) -> tuple[bytes | None, bytes]:
         with self._lock:
-            old = self.read(scope, key)
+            self._purge()
+            old = self._live(scope, key)
             new = change(old)
-            self._put(scope, key, new)
+            self._put(scope, key, new, expires_at)
             return old, new
+
+    def read_expiry(self, scope: str, key: str) -> tuple[bool, int | None]:
+        with self._lock:
+            self._purge()
+            if self._live(scope, key) is None:
+                return False, None
+            return True, self._deadlines.get((scope, key))
+
+    def set_expiry(self, scope: str, key: str, expires_at: int | None) -> bool:
+        with self._lock:
+            self._purge()
+            if self._live(scope, key) is None:
+                return False
+            self._set_deadline(scope, key, expires_at)
+            return True
 
     def list_scopes(self) -> list[str]:
         with self._lock:
+            self._purge()
             return [scope for scope, entries in self._scopes.items() if entries]
 
     def count(self, scope: str) -> int | None:
@@ -91,6 +155,7 @@ class KvMemoryStore(Adapter):
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
         after = None if cursor is None else cursors.decode(cursor).decode("utf-8")
         with self._lock:
+            self._purge()
             entries = self._scopes.get(scope, {})
             keys = self._sorted.get(scope, [])
             start = 0 if after is None else bisect_right(keys, after)

@@ -7,6 +7,7 @@ from .base import GuardTests, SuiteBase
 from .capabilities import CapabilityTests
 from .concurrency import ConcurrencyTests
 from .events import EventTests
+from .expiry import ExpiryTests
 from .foreign import ForeignBytesTests
 from .functions import FunctionTests
 from .listing import ListingTests
@@ -29,6 +30,7 @@ AREAS = {
     ValueTests: "values (contract § Values)",
     GeneratedValueTests: "values (Hypothesis)",
     EventTests: "events (contract § Events)",
+    ExpiryTests: "expiry (contract § Expiry)",
     ForeignBytesTests: "foreign stored bytes (contract § Functions)",
     NameTests: "scopes, keys and limits",
     NameVariantTests: "name variants (Hypothesis)",
@@ -53,6 +55,7 @@ class StateStoreSuite(
     ValueTests,
     GeneratedValueTests,
     EventTests,
+    ExpiryTests,
     ForeignBytesTests,
     NameTests,
     NameVariantTests,

@@ -1,0 +1,132 @@
+"""contract § Expiry in the core and the kv adapter: the ttl_ms rule, the refusal, the file column."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from iii_state_kvfile.file_store import KvFileStore
+from iii_state_kvfile.memory_store import KvMemoryStore
+from unit_helpers import call
+
+import iii_state_core.cli_admin  # noqa: F401  (registers the admin commands, as main() does)
+from iii_state_core import DeserializationError, StateError, StateStore, open_store
+from iii_state_core.cli import cli
+from iii_state_core.events import EventBus
+from iii_state_core.expiry import MAX_TTL_MS, check_ttl_ms
+from iii_state_core.operations import Limits
+
+
+@pytest.mark.parametrize("good", [1, 1000, MAX_TTL_MS])
+def test_ttl_ms_accepts_integers_from_1_to_2_53(good: int) -> None:
+    assert check_ttl_ms(good) == good
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [(0, "got 0"), (-5, "got -5"), (MAX_TTL_MS + 1, "got 9007199254740993"), (1.5, "float 1.5"),
+     (1000.0, "float 1000.0"), ("100", "a string"), (True, "a boolean"), (None, "NoneType")],
+)  # fmt: skip
+def test_ttl_ms_refuses_everything_else_by_name(bad: Any, says: str) -> None:
+    with pytest.raises(DeserializationError) as info:
+        check_ttl_ms(bad)
+    assert str(info.value).startswith("ttl_ms must be an integer") and says in str(info.value)
+
+
+class NoTtlStore(KvMemoryStore):
+    capabilities = replace(KvMemoryStore.capabilities, ttl="none")
+
+
+@pytest.fixture
+def no_ttl_store() -> Iterator[StateStore]:
+    adapter = NoTtlStore()
+    limits = Limits(capabilities=adapter.capabilities, adapter_name="nottl")
+    with StateStore(adapter, limits, EventBus()) as store:
+        yield store
+
+
+def test_an_adapter_without_ttl_refuses_ttl_ms_and_writes_nothing(no_ttl_store: StateStore) -> None:
+    for function, payload in (
+        ("set", {"value": 1, "ttl_ms": 10}),
+        ("update", {"ops": [{"type": "set", "path": "", "value": 1}], "ttl_ms": 10}),
+        ("compare_and_set", {"new_value": 1, "ttl_ms": 10}),
+        ("compare-and-set", {"value": 1, "ttl_ms": 10}),
+        ("expire", {"ttl_ms": None}),
+        ("ttl", {}),
+    ):
+        with pytest.raises(StateError) as info:
+            call(no_ttl_store, function, scope="s", key="k", **payload)
+        assert info.value.code == "UNSUPPORTED", function
+        assert str(info.value).startswith(
+            f"state::{function}: the nottl adapter does not support entry expiry"
+        )
+    assert no_ttl_store.list_groups() == []
+    # without ttl_ms the same calls work: nothing about expiry reaches the adapter
+    assert call(no_ttl_store, "set", scope="s", key="k", value=1, ttl_ms=None)["old_value"] is None
+    assert no_ttl_store.update("s", "k", [{"type": "set", "path": "", "value": 2}]).new_value == 2
+
+
+def _file_store(directory: Path) -> StateStore:
+    return open_store(
+        adapter="kv", adapter_config={"store_method": "file_based", "file_path": str(directory)}
+    )
+
+
+def test_a_file_store_from_before_expiry_gains_the_column_and_keeps_its_entries(tmp_path: Path) -> None:
+    directory = tmp_path / "old"
+    directory.mkdir()
+    db = sqlite3.connect(directory / "state.sqlite3")
+    db.execute(
+        "CREATE TABLE entries (scope BLOB NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, "
+        "PRIMARY KEY (scope, key)) WITHOUT ROWID"
+    )
+    db.execute("INSERT INTO entries VALUES (?, ?, ?)", (b"s", b"k", b'{"old":true}'))
+    db.commit()
+    db.close()
+    with _file_store(directory) as store:
+        assert store.get("s", "k") == {"old": True}
+        assert store.ttl("s", "k").to_wire() == {"exists": True, "ttl_ms": None}
+        store.set("s", "t", 1, ttl_ms=60_000)
+        assert store.list_keys("s") == ["k", "t"]
+    with _file_store(directory) as again:  # a second open finds the column and the index
+        assert again.get("s", "t") == 1
+
+
+def test_expired_rows_are_invisible_before_the_sweep_and_taken_once(tmp_path: Path) -> None:
+    with _file_store(tmp_path / "kv") as one, _file_store(tmp_path / "kv") as two:
+        one.set("s", "gone", {"v": 1}, ttl_ms=50)
+        one.set("s", "kept", 2)
+        time.sleep(0.08)
+        assert isinstance(one.adapter, KvFileStore) and isinstance(two.adapter, KvFileStore)
+        raw = sqlite3.connect(one.adapter.path).execute("SELECT count(*) FROM entries").fetchone()[0]
+        assert raw == 2, "the expired row is still in the file: reads must hide it themselves"
+        assert two.get("s", "gone") is None and two.list_keys("s") == ["kept"]
+        taken = one.adapter.take_expired() + two.adapter.take_expired()
+        assert [(s, k, v) for s, k, v, _ in taken] == [("s", "gone", b'{"v":1}')]
+
+
+def test_the_cli_sets_and_reads_expiry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        result = runner.invoke(cli, list(args), prog_name="iii-state")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    run("set", "s", "k", '{"a": 1}', "--ttl-ms", "60000")
+    left = run("ttl", "s", "k")
+    assert left["exists"] is True and 50_000 < left["ttl_ms"] <= 60_000
+    assert run("expire", "s", "k", "null") is True
+    assert run("ttl", "s", "k") == {"exists": True, "ttl_ms": None}
+    bad = runner.invoke(cli, ["set", "s", "k", "1", "--ttl-ms", "0"], prog_name="iii-state")
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
+    assert len(bad.stderr.splitlines()) == 1 and "ttl_ms must be an integer" in bad.stderr
+    assert run("get", "s", "k") == {"a": 1}, "a refused set wrote nothing"
