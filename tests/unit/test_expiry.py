@@ -130,3 +130,34 @@ def test_the_cli_sets_and_reads_expiry(tmp_path: Path, monkeypatch: pytest.Monke
     assert bad.exit_code != 0 and "Traceback" not in bad.output
     assert len(bad.stderr.splitlines()) == 1 and "ttl_ms must be an integer" in bad.stderr
     assert run("get", "s", "k") == {"a": 1}, "a refused set wrote nothing"
+
+
+def test_export_leaves_out_expired_entries(kv_store: StateStore) -> None:
+    from iii_state_core.transfer.exporting import export_entries
+
+    kv_store.set("a", "brief", 1, ttl_ms=30)
+    kv_store.set("a", "kept", 2)
+    kv_store.set("b", "brief", 3, ttl_ms=30)
+    time.sleep(0.06)
+    assert [(e.scope, e.key, e.value) for e in export_entries(kv_store)] == [("a", "kept", 2)]
+
+
+def test_the_async_store_has_the_same_expiry(tmp_path: Path) -> None:
+    import asyncio
+
+    from iii_state_core import open_async_store
+
+    async def scenario() -> None:
+        config = {"store_method": "file_based", "file_path": str(tmp_path / "kv")}
+        async with open_async_store(adapter="kv", adapter_config=config) as store:
+            await store.set("s", "k", {"a": 1}, ttl_ms=40)
+            await store.update("s", "u", [], ttl_ms=60_000)
+            left = await store.ttl("s", "u")
+            assert left.exists and left.ttl_ms is not None and 50_000 < left.ttl_ms <= 60_000
+            assert await store.expire("s", "u", None) is True
+            assert (await store.ttl("s", "u")).ttl_ms is None
+            await asyncio.sleep(0.07)
+            assert await store.get("s", "k") is None
+            assert await store.list_keys("s") == ["u"]
+
+    asyncio.run(scenario())
