@@ -161,3 +161,11 @@ def test_the_async_store_has_the_same_expiry(tmp_path: Path) -> None:
             assert await store.list_keys("s") == ["u"]
 
     asyncio.run(scenario())
+
+
+def test_refreshing_a_deadline_does_not_grow_the_memory_heap() -> None:
+    adapter = KvMemoryStore()
+    for n in range(2000):
+        adapter.write("s", "k", b"1", 10**13 + n)
+    assert len(adapter._heap) <= 2 * len(adapter._deadlines) + 64
+    assert adapter.read_expiry("s", "k") == (True, 10**13 + 1999)

@@ -56,6 +56,11 @@ class KvMemoryStore(Adapter):
         else:
             self._deadlines[scope, key] = expires_at
             heapq.heappush(self._heap, (expires_at, scope, key))
+            if len(self._heap) > 2 * len(self._deadlines) + 64:
+                # Rewriting a key's deadline leaves its old heap item behind; rebuild from the
+                # live deadlines so a key refreshed often does not grow the heap without bound.
+                self._heap = [(d, s, k) for (s, k), d in self._deadlines.items()]
+                heapq.heapify(self._heap)
 
     def _drop(self, scope: str, key: str, *, keep_empty_scope: bool = False) -> bytes | None:
         entries = self._scopes.get(scope)
