@@ -169,3 +169,12 @@ def test_refreshing_a_deadline_does_not_grow_the_memory_heap() -> None:
         adapter.write("s", "k", b"1", 10**13 + n)
     assert len(adapter._heap) <= 2 * len(adapter._deadlines) + 64
     assert adapter.read_expiry("s", "k") == (True, 10**13 + 1999)
+
+
+def test_count_leaves_out_expired_entries(kv_store: StateStore) -> None:
+    kv_store.set("s", "brief", 1, ttl_ms=30)
+    kv_store.set("s", "kept", 2)
+    time.sleep(0.06)
+    assert kv_store.adapter.count("s") == 1
+    page = kv_store.list_entries("s")
+    assert page.entries == [("kept", 2)] and page.total in (None, 1)

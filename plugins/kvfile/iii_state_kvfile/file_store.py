@@ -296,7 +296,9 @@ class KvFileStore(Adapter):
 
     def count(self, scope: str) -> int | None:
         with self._lock:
-            (n,) = self._db.execute("SELECT COUNT(*) FROM entries WHERE scope = ?", (_b(scope),)).fetchone()
+            (n,) = self._db.execute(
+                f"SELECT COUNT(*) FROM entries WHERE scope = ? AND {_LIVE}", (_b(scope), now_ms())
+            ).fetchone()
         return int(n)
 
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:

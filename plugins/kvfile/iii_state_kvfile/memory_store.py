@@ -155,6 +155,7 @@ class KvMemoryStore(Adapter):
 
     def count(self, scope: str) -> int | None:
         with self._lock:
+            self._purge()
             return len(self._scopes.get(scope, {}))
 
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
