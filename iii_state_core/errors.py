@@ -53,6 +53,13 @@ class StoreClosedError(StateError, RuntimeError):
     code = "STORE_CLOSED"
 
 
+class UnsupportedError(StateError, NotImplementedError):
+    """The adapter does not declare the capability the call needs (entry expiry on an adapter
+    with ``ttl: none``); nothing was written."""
+
+    code = "UNSUPPORTED"
+
+
 class ConfigError(StateError, ValueError):
     """The configuration cannot be used; the message says which field and what to do."""
 
