@@ -95,6 +95,18 @@ def _after_write(function: str, exc: Exception) -> WriteAppliedError:
     )
 
 
+def _resume(plan: Plan, value: Any, applied: bool, function: str) -> Any:
+    """Send the adapter's answer into the plan; an error after an applied write says so."""
+    try:
+        return plan.send(value)
+    except StopIteration:
+        raise
+    except Exception as exc:
+        if _reports_a_lost_write(applied, exc):
+            raise _after_write(function, exc) from exc
+        raise
+
+
 def run_sync(plan: Plan, adapter: Adapter, function: str) -> tuple[Any, StateEvent | None]:
     applied = False
     try:
@@ -110,14 +122,7 @@ def run_sync(plan: Plan, adapter: Adapter, function: str) -> tuple[Any, StateEve
                     error = backend_error(function, exc, adapter.describe(), adapter.secrets())
                     raise error from error.__cause__
                 applied = applied or _applies(name, value)
-            try:
-                name, args = plan.send(value)
-            except StopIteration:
-                raise
-            except Exception as exc:
-                if _reports_a_lost_write(applied, exc):
-                    raise _after_write(function, exc) from exc
-                raise
+            name, args = _resume(plan, value, applied, function)
     except StopIteration as stop:
         result: tuple[Any, StateEvent | None] = stop.value
         return result
@@ -140,14 +145,7 @@ async def run_async(
                     error = backend_error(function, exc, describe, secrets)
                     raise error from error.__cause__
                 applied = applied or _applies(call.name, value)
-            try:
-                call = plan.send(value)
-            except StopIteration:
-                raise
-            except Exception as exc:
-                if _reports_a_lost_write(applied, exc):
-                    raise _after_write(function, exc) from exc
-                raise
+            call = _resume(plan, value, applied, function)
     except StopIteration as stop:
         result: tuple[Any, StateEvent | None] = stop.value
         return result

@@ -7,8 +7,9 @@ The SDK is imported only when :class:`StateWorker` or :func:`run_worker` is firs
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..lazy import lazy_exports
 from .settings import DEFAULT_ENGINE_URL, DEFAULT_WORKER_NAME, WorkerSettings, redact_url
 
 if TYPE_CHECKING:
@@ -20,13 +21,4 @@ __all__ = [
 ]  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
-    if name == "StateWorker":
-        from .service import StateWorker
-
-        return StateWorker
-    if name == "run_worker":
-        from .runner import run_worker
-
-        return run_worker
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {"StateWorker": "service", "run_worker": "runner"})

@@ -5,8 +5,9 @@ Names load on first use, so registering the plugin does not import ``boto3``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from iii_state_core.lazy import lazy_exports
 
 _EXPORTS = {"DynamoDBAdapter": "adapter", "Settings": "config", "parse_settings": "config"}
 
@@ -15,11 +16,7 @@ if TYPE_CHECKING:
     from .config import Settings, parse_settings
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = ["DynamoDBAdapter", "Settings", "parse_settings"]

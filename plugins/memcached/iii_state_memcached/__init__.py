@@ -5,18 +5,15 @@ Names load on first use, so registering the plugin does not import ``pymemcache`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from iii_state_core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .adapter import MemcachedAdapter
 
 
-def __getattr__(name: str) -> Any:
-    if name == "MemcachedAdapter":
-        from .adapter import MemcachedAdapter
-
-        return MemcachedAdapter
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {"MemcachedAdapter": "adapter"})
 
 
 __all__ = ["MemcachedAdapter"]

@@ -5,8 +5,9 @@ Names load on first use, so registering the plugin does not import ``redis``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from iii_state_core.lazy import lazy_exports
 
 _EXPORTS = {
     "CAPABILITIES": "plugin", "RedisAdapter": "adapter", "AsyncRedisAdapter": "async_adapter",
@@ -21,11 +22,7 @@ if TYPE_CHECKING:
     from .settings import RedisSettings, read_settings
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = ["CAPABILITIES", "AsyncRedisAdapter", "RedisAdapter", "RedisSettings", "ReplyLost", "read_settings"]
