@@ -105,8 +105,13 @@ class PageRequest:
         limit: object = None,
         max_bytes: object = None,
         non_null_only: object = False,
+        cap_names: bool = True,
     ) -> PageRequest:
         """Check a request in the reference's order.
+
+        :param cap_names: apply the wire's 1024-byte cap on scope and namespace; a typed call
+            leaves it to the adapter's own name limits (checked by the plan), so any scope a
+            store accepts can be listed and exported.
 
         :raises DeserializationError: a field of the wrong type (before anything else, as the
             SDK's decoding fails there).
@@ -127,8 +132,8 @@ class PageRequest:
         if (
             not 1 <= page_limit <= MAX_LIMIT
             or not MIN_MAX_BYTES <= budget <= MAX_MAX_BYTES
-            or _utf8_len(scope) > MAX_NAME_BYTES
-            or _utf8_len(namespace) > MAX_NAME_BYTES
+            or (cap_names and _utf8_len(scope) > MAX_NAME_BYTES)
+            or (cap_names and _utf8_len(namespace) > MAX_NAME_BYTES)
         ):
             raise PagingError(INVALID_PAGE_LIMITS, code="INVALID_PAGE_LIMITS")
         if not caller or _utf8_len(caller) > MAX_CALLER_BYTES:
@@ -356,6 +361,7 @@ def list_entries_page(
         caller=LOCAL_CALLER if local else caller,
         limit=limit,
         max_bytes=max_bytes,
+        cap_names=not local,
     )
     if local and max_bytes is None:
         request = replace(request, max_bytes=UNLIMITED_BYTES)

@@ -187,6 +187,17 @@ def test_list_entries_limit_outside_1_to_1000_is_invalid_page_limits(
     assert info.value.code == "INVALID_PAGE_LIMITS"
 
 
+def test_list_entries_over_the_wire_caps_the_scope_at_1024_bytes_the_typed_method_does_not(
+    kv_store: StateStore,
+) -> None:
+    scope = "s" * 1500
+    kv_store.set(scope, "k", 1)
+    with pytest.raises(StateError) as info:
+        call(kv_store, "list_entries", scope=scope, **CALLER)
+    assert info.value.code == "INVALID_PAGE_LIMITS"
+    assert kv_store.list_entries(scope).entries == [("k", 1)]
+
+
 @pytest.mark.parametrize("limit", [-1, 1.5, "10", True, [10]])
 def test_list_entries_limit_of_the_wrong_type_fails_decoding(kv_store: StateStore, limit: Any) -> None:
     with pytest.raises(DeserializationError, match="limit"):
