@@ -17,20 +17,20 @@ _VALUE = dumps({"i": 0, "text": "Zoë 🔥", "list": [1.5, None]}).replace(b"0",
 
 
 class _Synthetic(Adapter):
-    """A read-only store of ``count`` generated entries in scope "big": it keeps nothing in memory."""
+    """A read-only store of ``size`` generated entries in scope "big": it keeps nothing in memory."""
 
     name = "synthetic"
     capabilities = Capabilities(ordered_listing=True, shared=False)
-    count = 0
+    size = 0  # not `count`: that is the optional Adapter.count primitive
 
     def __init__(self, config: Any = None) -> None:
         pass
 
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
         start = int(cursor or 0)
-        end = min(start + limit, self.count) if scope == "big" else start
+        end = min(start + limit, self.size) if scope == "big" else start
         page = [(f"key-{i:08d}", _VALUE % i) for i in range(start, end)]
-        return page, (str(end) if end < self.count else None)
+        return page, (str(end) if end < self.size else None)
 
     def list_scopes(self) -> list[str]:
         return ["big"]
@@ -68,7 +68,7 @@ class _Sink(io.RawIOBase):
 
 
 def _synthetic(count: int) -> StateStore:
-    _Synthetic.count = count
+    _Synthetic.size = count
     registry = Registry(extra_plugins=[_Plugin()], load_entry_points=False)
     return open_store(adapter="synthetic", registry=registry)
 
