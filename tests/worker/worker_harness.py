@@ -21,8 +21,8 @@ from iii_state_conformance import doubles
 
 from iii_state_core import Adapter, Capabilities, Registry, hookimpl
 from iii_state_core.adapter import Page, Token
-from iii_state_core.wire import FUNCTION_IDS
 from iii_state_core.worker import StateWorker, WorkerSettings
+from iii_state_core.worker.functions import WORKER_FUNCTION_IDS
 
 #: Every scenario finishes well inside this.
 SCENARIO_TIMEOUT = 15.0
@@ -56,7 +56,7 @@ async def serving(
     peer: EnginePeer | None = None,
     **settings: Any,
 ) -> AsyncIterator[tuple[EnginePeer, StateWorker]]:
-    """A started :class:`StateWorker` whose nine functions and trigger type the peer has seen.
+    """A started :class:`StateWorker` whose functions and trigger type the peer has seen.
 
     The worker runs on the caller's loop, with the peer; it is stopped on exit.
     """
@@ -68,7 +68,9 @@ async def serving(
         )
         await worker.start()
         try:
-            for function_id in FUNCTION_IDS:
+            # Every function the worker always registers, worker-only ones (on-changed,
+            # claim-namespace) included: they come last, and a test may look for them at once.
+            for function_id in WORKER_FUNCTION_IDS:
                 await engine.wait_for_function(function_id)
             await engine.wait_for_trigger_type("state")
             yield engine, worker
