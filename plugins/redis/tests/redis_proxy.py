@@ -4,6 +4,10 @@ Two threads per connection pump bytes each way. ``reset_all()`` aborts every ope
 connection (RST, so the client sees a reset, not a polite close). ``drop_next_reply()``
 makes the next server-to-client chunk vanish and resets that connection: the command
 reached Redis, its reply never reaches the client — the "sent but unknown" case.
+``refusing()`` closes the listening socket, so a client's connect fails with ECONNREFUSED
+and nothing can have been sent (accepting and then resetting would not do: the kernel
+completes the handshake before ``accept``, the client sends its command, and the reset that
+follows is indistinguishable from a lost reply).
 """
 
 from __future__ import annotations
@@ -31,10 +35,13 @@ class _Pair:
     def __init__(self, proxy: TcpProxy, client: socket.socket, server: socket.socket) -> None:
         self.proxy, self.client, self.server = proxy, client, server
         self.closed = threading.Event()
+        self.pumps: list[threading.Thread] = []
 
     def start(self) -> None:
         for source, target, upstream in ((self.client, self.server, True), (self.server, self.client, False)):
-            threading.Thread(target=self._pump, args=(source, target, upstream), daemon=True).start()
+            pump = threading.Thread(target=self._pump, args=(source, target, upstream), daemon=True)
+            self.pumps.append(pump)
+            pump.start()
 
     def _pump(self, source: socket.socket, target: socket.socket, upstream: bool) -> None:
         try:
@@ -65,29 +72,26 @@ class TcpProxy:
         self.upstream = (upstream_host, upstream_port)
         self._listener = socket.create_server((LOOPBACK, 0))
         self.port: int = self._listener.getsockname()[1]
+        self._listen_lock = threading.Lock()
         self._pairs: set[_Pair] = set()
         self._lock = threading.Lock()
         self._drop = 0
         self._skip = 0
-        self._refusing = False
         self._stopped = threading.Event()
         self.dropped_replies = 0
         self.resets = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
 
     @property
     def address(self) -> str:
         return f"{LOOPBACK}:{self.port}"
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         while not self._stopped.is_set():
             try:
-                client, _ = self._listener.accept()
+                client, _ = listener.accept()
             except OSError:
-                return
-            if self._refusing:
-                _abort(client)
-                continue
+                return  # this listener was closed (refusing, or the proxy stopped)
             try:
                 server = socket.create_connection(self.upstream, timeout=5)
                 server.settimeout(None)
@@ -120,33 +124,53 @@ class TcpProxy:
             self._drop, self._skip = count, skip
 
     def reset_all(self) -> int:
-        """Abort every open connection; returns how many there were."""
+        """Abort every open connection; returns how many there were.
+
+        Returns only once the resets have gone out: a socket closed while a pump thread is
+        still inside ``recv`` on it is released (and its RST sent) when that call returns,
+        so without the join a client could still send on a connection it thinks is open.
+        """
         with self._lock:
             pairs = list(self._pairs)
         for pair in pairs:
             pair.close()
+        for pair in pairs:
+            for pump in pair.pumps:
+                pump.join(timeout=5)
         self.resets += len(pairs)
         return len(pairs)
 
+    def _stop_listening(self) -> None:
+        with self._listen_lock:
+            _abort(self._listener)
+
+    def _listen_again(self) -> None:
+        with self._listen_lock:
+            if self._stopped.is_set():
+                return
+            # create_server sets SO_REUSEADDR, so the port is free again at once.
+            self._listener = socket.create_server((LOOPBACK, self.port))
+            threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
     @contextmanager
     def refusing(self) -> Iterator[None]:
-        """While inside: accept and immediately reset every new connection."""
-        self._refusing = True
+        """While inside: new connections are refused (ECONNREFUSED); open ones stay."""
+        self._stop_listening()
         try:
             yield
         finally:
-            self._refusing = False
+            self._listen_again()
 
     def refuse_for(self, seconds: float) -> None:
         """Refuse new connections for ``seconds``, starting now (returns at once)."""
-        self._refusing = True
-        timer = threading.Timer(seconds, setattr, (self, "_refusing", False))
+        self._stop_listening()
+        timer = threading.Timer(seconds, self._listen_again)
         timer.daemon = True
         timer.start()
 
     def close(self) -> None:
         self._stopped.set()
-        _abort(self._listener)
+        self._stop_listening()
         self.reset_all()
 
 
