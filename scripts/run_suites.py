@@ -2,10 +2,16 @@
 
 Each plugin's tests/ is self-contained (own conftest, same-named files as its siblings), so
 they run as separate pytest sessions, exactly as a user of that one package would run them.
+
+With ``--containers`` (scripts/test-all passes it once the Docker engine and the test images
+are ready), one conformance class per backend runs on a server that testcontainers started,
+and the local-binary session of that folder leaves that class out: each test runs once, and
+the fixtures' container path is exercised by a whole suite per backend.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,24 +30,42 @@ FOLDERS = [
     "tests/reliability",
     "tests/docs",
 ]
+# folder -> (conformance file, -k expression choosing the class/parameter served by a container)
+CONTAINER_CONFORMANCE = {
+    "plugins/redis/tests": ("test_conformance.py", "TestRedisSingleNode"),
+    "plugins/memcached/tests": ("test_conformance.py", "TestMemcached and one-server"),
+    "plugins/dynamodb/tests": ("test_conformance.py", "TestDynamoDB and dynalite"),
+}
 
 
-def main(extra: list[str]) -> int:
+def main(args: list[str]) -> int:
+    containers = "--containers" in args
+    extra = [a for a in args if a != "--containers"]
     folders = [p for pattern in FOLDERS for p in sorted(ROOT.glob(pattern)) if p.is_dir()]
     totals = {"passed": 0, "failed": 0, "skipped": 0}
     failed_folders = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n, folder in enumerate(folders):
-            rel = folder.relative_to(ROOT)
+        sessions = []
+        for folder in folders:
+            rel = folder.relative_to(ROOT).as_posix()
+            by_container = CONTAINER_CONFORMANCE.get(rel) if containers else None
+            if by_container is None:
+                sessions.append((rel, [rel], "binary" if containers else None))
+                continue
+            file, selection = by_container
+            sessions.append((rel, [rel, "-k", f"not ({selection})"], "binary"))
+            name = f"{rel}/{file} -k '{selection}'"
+            sessions.append((name, [f"{rel}/{file}", "-k", selection], "container"))
+        for n, (name, selection_args, servers) in enumerate(sessions):
             report = Path(tmp) / f"{n}.xml"
-            print(f"\n== {rel}", flush=True)
+            print(f"\n== {name}" + (f" (servers: {servers})" if servers else ""), flush=True)
             started = time.monotonic()
             code = subprocess.call(
                 [
                     sys.executable,
                     "-m",
                     "pytest",
-                    str(rel),
+                    *selection_args,
                     "-q",
                     "-rfEs",
                     "-p",
@@ -50,17 +74,18 @@ def main(extra: list[str]) -> int:
                     *extra,
                 ],
                 cwd=ROOT,
+                env={**os.environ, "III_STATE_TEST_SERVERS": servers} if servers else None,
             )
             counts = _counts(report)
             for k in totals:
                 totals[k] += counts[k]
             print(
-                f"== {rel}: {counts['passed']} passed, {counts['failed']} failed, "
+                f"== {name}: {counts['passed']} passed, {counts['failed']} failed, "
                 f"{counts['skipped']} skipped in {time.monotonic() - started:.0f}s",
                 flush=True,
             )
             if code not in (0, 5) or counts["failed"]:
-                failed_folders.append(f"{rel} (exit {code})")
+                failed_folders.append(f"{name} (exit {code})")
     if failed_folders:
         print("\nfailing:", ", ".join(failed_folders))
     print(f"\n{totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
