@@ -1,4 +1,8 @@
-"""The redis adapter against the whole contract: one redis-server, a 3-primary Cluster, and Valkey."""
+"""The redis adapter against the whole contract: one redis-server, a 3-primary Cluster, and Valkey.
+
+One more class runs the functions and the secrets area on a server that requires a password
+and an ACL user: the shared servers have none, so the suite's secrets check would skip there.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 from iii_state_conformance import StateStoreSuite
+from iii_state_conformance.suite import FunctionTests, SecretTests, SuiteBase
+from iii_state_testsupport import AclUser, RedisServer, ServerUnavailable, server_unavailable
 
 from iii_state_core import StateStore, open_store
 
@@ -32,4 +38,31 @@ class TestValkey(StateStoreSuite):
     @pytest.fixture
     def store(self, valkey_server_url: str) -> Iterator[StateStore]:
         with open_store(adapter="redis", adapter_config={"redis_url": valkey_server_url}) as store:
+            yield store
+
+
+# A password that must be quoted in a URL, so both its spellings are looked for.
+_PASSWORD = "conf:p@ss/w0rd%"
+
+
+@pytest.fixture(scope="module")
+def password_server() -> Iterator[RedisServer]:
+    server = RedisServer(
+        requirepass="default-" + _PASSWORD, acl_users=[AclUser("app", _PASSWORD, "~* &* +@all")]
+    )
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        server_unavailable(exc)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class TestRedisWithPassword(FunctionTests, SecretTests, SuiteBase):
+    @pytest.fixture
+    def store(self, password_server: RedisServer) -> Iterator[StateStore]:
+        url = password_server.info.url_for("app", _PASSWORD)
+        with open_store(adapter="redis", adapter_config={"redis_url": url}) as store:
             yield store
