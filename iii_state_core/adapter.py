@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Literal
 Token = object
 #: One listing page: ``(key, raw value)`` pairs and the adapter's next cursor (``None`` = done).
 Page = tuple[list[tuple[str, bytes]], "str | None"]
+#: One entry ``take_expired`` removed: ``(scope, key, raw value, deadline in epoch ms)``.
+Expired = tuple[str, str, bytes, int]
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,11 @@ class Capabilities:
     #: ``emulated`` the write primitives take an ``expires_at`` argument and the adapter
     #: implements ``read_expiry`` and ``set_expiry`` (see :class:`Adapter`).
     ttl: Literal["native", "emulated", "none"] = "none"
+    #: Expiry events (contract § Expiry): the longest, in milliseconds, a ``state:expired`` event
+    #: may come after its entry's deadline with default settings, when the adapter implements
+    #: ``take_expired``. ``None``: no ``take_expired``, so ``expiry_events: true`` is refused.
+    #: The core's sweeper polls ``take_expired`` every half of it (at least every 50 ms).
+    expiry_event_delay_ms: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -150,6 +157,19 @@ class Adapter(ABC):
         """Give a live entry a new deadline (``None``: never); ``False`` when missing or expired."""
         raise NotImplementedError(f"the {self.name} adapter does not declare ttl")
 
+    def take_expired(self, limit: int) -> list[Expired]:
+        """Optional (declare ``expiry_event_delay_ms``): remove up to ``limit`` entries whose
+        deadline is ``<= expiry.now_ms()`` and return them as ``(scope, key, raw value, deadline)``.
+
+        The claim is atomic across threads, processes and hosts: each expired entry is returned
+        by exactly one call, ever (the kv file store: one ``DELETE … RETURNING``). An entry the
+        backend dropped by itself before it was taken is lost to expiry events, so an adapter
+        declaring this must keep expired entries (invisible) until they are taken. Order does not
+        matter; returning fewer than ``limit`` says none are left right now. The core's sweeper
+        turns each into one ``state:expired`` event.
+        """
+        raise NotImplementedError(f"the {self.name} adapter does not take expired entries")
+
     # -- listing -------------------------------------------------------------------------------
     @abstractmethod
     def list_scopes(self) -> list[str]:
@@ -214,6 +234,9 @@ class AsyncAdapter(ABC):
     async def set_expiry(self, scope: str, key: str, expires_at: int | None) -> bool:
         raise NotImplementedError("this adapter does not declare ttl")
 
+    async def take_expired(self, limit: int) -> list[Expired]:
+        raise NotImplementedError("this adapter does not take expired entries")
+
     @abstractmethod
     async def list_scopes(self) -> list[str]: ...
 
@@ -226,6 +249,23 @@ class AsyncAdapter(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
+
+
+def expiry_events_problem(cls: type[Adapter]) -> str | None:
+    """Why ``cls`` declares expiry events it cannot deliver (``None``: consistent).
+
+    A :class:`DeferredAdapter` is checked when its implementation is loaded.
+    """
+    delay = cls.capabilities.expiry_event_delay_ms
+    if delay is None:
+        return None
+    if isinstance(delay, bool) or not isinstance(delay, int) or delay < 1:
+        return f"declares expiry_event_delay_ms={delay!r}; it must be a positive integer or None"
+    if cls.capabilities.ttl == "none":
+        return "declares expiry_event_delay_ms without ttl: only entries that expire have expiry events"
+    if not issubclass(cls, DeferredAdapter) and cls.take_expired is Adapter.take_expired:
+        return "declares expiry_event_delay_ms but does not implement take_expired"
+    return None
 
 
 class DeferredAdapter(Adapter):
@@ -252,6 +292,9 @@ class DeferredAdapter(Adapter):
             found.capabilities,
         ) != (cls.name, cls.capabilities):
             raise TypeError(f"{cls.implementation} does not implement the {cls.name!r} adapter declared")
+        problem = expiry_events_problem(found)
+        if problem:
+            raise TypeError(f"{cls.implementation} {problem}")
         return found
 
     @classmethod

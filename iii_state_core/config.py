@@ -51,6 +51,9 @@ class StateConfig:
     #: Adapter settings the engine's format puts in the state block itself (``save_interval_ms``):
     #: given to the adapter's config when the adapter declares them (``Adapter.state_options``).
     state_options: dict[str, Any] = field(default_factory=dict)
+    #: Emit ``state:expired`` events (contract § Expiry): a sweeper per open store polls the
+    #: adapter's ``take_expired``.
+    expiry_events: bool = False
 
     def __repr__(self) -> str:  # the adapter config may hold secrets: never print it
         return f"StateConfig(adapter={self.adapter!r}, source={self.source!r})"
@@ -264,9 +267,20 @@ def parse_state_block(block: Mapping[str, Any], *, source: str) -> StateConfig:
             f"(deeper values would exhaust Python's recursion limit while encoding)"
         )
     interval = opts.int("save_interval_ms", None, minimum=0)
+    expiry_events = opts.bool("expiry_events", False)
     opts.finish()
-    folded = {} if interval is None else {"save_interval_ms": interval}
-    return StateConfig(name, adapter_config, triggers, max_bytes, depth, source, state_options=folded)
+    if expiry_events and not triggers:
+        raise ConfigError(
+            f"state config ({source}): 'expiry_events: true' needs events, but 'triggers_enabled' is "
+            f"false; enable triggers or drop expiry_events"
+        )
+    folded: dict[str, Any] = {} if interval is None else {"save_interval_ms": interval}
+    if expiry_events:  # an adapter that cleans up expired entries itself must leave them to the sweeper
+        folded["expiry_events"] = True
+    return StateConfig(
+        name, adapter_config, triggers, max_bytes, depth, source,
+        state_options=folded, expiry_events=expiry_events,
+    )  # fmt: skip
 
 
 def load_file(path: str | os.PathLike[str]) -> StateConfig | None:

@@ -7,7 +7,7 @@ import re
 import time
 from typing import Any
 
-from .adapter import Adapter, AsyncAdapter
+from .adapter import Adapter, AsyncAdapter, Expired
 from .errors import BackendError, DeserializationError, StateError, StoredValueError, WriteAppliedError
 from .operations import Plan
 from .results import StateEvent
@@ -180,6 +180,9 @@ class ThreadedAsyncAdapter(AsyncAdapter):
 
     async def set_expiry(self, scope: str, key: str, expires_at: int | None) -> bool:
         return await asyncio.to_thread(self._adapter.set_expiry, scope, key, expires_at)
+
+    async def take_expired(self, limit: int) -> list[Expired]:
+        return await asyncio.to_thread(self._adapter.take_expired, limit)
 
     async def list_scopes(self) -> list[str]:
         return await asyncio.to_thread(self._adapter.list_scopes)

@@ -94,6 +94,20 @@ def _open_adapter(cls: type[Adapter], settings: StateConfig, *, must_exist: bool
         raise error from (None if mentions_secret(exc, secrets) else exc)
 
 
+def _check_expiry_events(cls: type[Adapter], settings: StateConfig) -> None:
+    """:raises ConfigError: when the adapter cannot deliver ``state:expired`` events."""
+    capabilities = cls.capabilities
+    if capabilities.ttl == "none" or capabilities.expiry_event_delay_ms is None:
+        why = "has no entry expiry (capability ttl is none)" if capabilities.ttl == "none" else (
+            "cannot take expired entries atomically (no take_expired, capability "
+            "expiry_event_delay_ms is unset)"
+        )
+        raise ConfigError(
+            f"state config ({settings.source}): expiry_events is true but the {settings.adapter} adapter "
+            f"{why}; remove expiry_events or use an adapter that supports it (iii-state plugins lists them)"
+        )
+
+
 def _open(
     config: ConfigSource,
     adapter: str | None,
@@ -107,6 +121,8 @@ def _open(
     # the store keeps the resolved paths, so whoever reopens it from its settings (another
     # process of the suite, a second store object) opens this store, wherever it runs from
     settings = dataclasses.replace(settings, adapter_config=adapter_config_for(info.cls, settings))
+    if settings.expiry_events:
+        _check_expiry_events(info.cls, settings)
     instance = _open_adapter(info.cls, settings, must_exist=must_exist)
     limits = Limits(
         capabilities=type(instance).capabilities,

@@ -13,7 +13,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .adapter import Adapter, Capabilities
+from .adapter import Adapter, Capabilities, expiry_events_problem
 from .errors import AdapterNotFoundError, ConfigError
 from .install_hints import install_hint
 
@@ -100,6 +100,9 @@ class Registry:
             or not isinstance(getattr(cls, "capabilities", None), Capabilities)
         ):
             raise ConfigError(f"plugin {plugin!r}: {cls.__name__} must set `name` and `capabilities`")
+        problem = expiry_events_problem(cls)
+        if problem:
+            raise ConfigError(f"plugin {plugin!r}: {cls.__name__} {problem}")
         if name in self.adapters and self.adapters[name].cls is not cls:
             raise ConfigError(
                 f"adapter name {name!r} is registered twice: by plugin {self.adapters[name].plugin!r} "
@@ -142,3 +145,4 @@ def default_registry() -> Registry:
     if _default is None:
         _default = Registry()
     return _default
+

@@ -90,7 +90,7 @@ class StateEvent:
     one handler body serves both.
     """
 
-    event_type: Literal["state:created", "state:updated", "state:deleted"]
+    event_type: Literal["state:created", "state:updated", "state:deleted", "state:expired"]
     scope: str
     key: str
     old_value: JSON

@@ -5,6 +5,7 @@ Both validate through the same plans (``operations``), so they give identical re
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from .events import Condition, EventBus, Handler, Subscription
 from .functions import StateFunctions
 from .namespaces import ReservedScopes, load_ledger
 from .operations import Limits, Plan
+from .results import StateEvent
+from .sweeper import TaskSweeper, ThreadSweeper, poll_interval
 from .table import AsyncFront, StateFunction, SyncFront, serve
 from .values import JSON
 from .wire import decode_request, result_to_wire
@@ -56,6 +59,13 @@ class _Base:
 
     def _opened(self) -> None:
         """Subclass hook: finish setting up once the adapter is in place."""
+
+    def _sweep_interval(self) -> float | None:
+        """Seconds between expiry sweeps, or ``None`` when this store emits no expiry events."""
+        if self.settings is None or not self.settings.expiry_events:
+            return None
+        delay = self.capabilities.expiry_event_delay_ms
+        return None if delay is None else poll_interval(delay)
 
     @property
     def capabilities(self) -> Any:
@@ -104,7 +114,20 @@ class StateStore(_Base, StateFunctions, SyncFront):
     """Scoped JSON state over one adapter. Thread-safe; use as a context manager or ``close()``.
 
     One method per state function (``get``, ``set``, ``update`` …), made from the function table.
+    With ``expiry_events: true`` a daemon thread delivers ``state:expired`` events until ``close()``.
     """
+
+    _sweeper: ThreadSweeper | None = None
+
+    def _opened(self) -> None:
+        interval = self._sweep_interval()
+        if interval is not None:
+            self._sweeper = ThreadSweeper(self.adapter, self._emit_expired, interval)
+            self._sweeper.start()
+
+    def _emit_expired(self, event: StateEvent) -> None:
+        if self.events.enabled:
+            self.events.emit(event)
 
     def _run(self, function: str, plan: Plan) -> Any:
         if self._closed:
@@ -140,6 +163,8 @@ class StateStore(_Base, StateFunctions, SyncFront):
     def close(self) -> None:
         with self._close_lock:
             if not self._closed:
+                if self._sweeper is not None:  # first, so its handlers may still use the store
+                    self._sweeper.stop()
                 self._closed = True
                 self.adapter.close()
 
@@ -154,16 +179,51 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
     """The same surface as :class:`StateStore`, awaited. Adapter calls never block the loop."""
 
     _awaits_handlers = True
+    _sweeper: TaskSweeper | None = None
 
     def _opened(self) -> None:
         self.async_adapter: AsyncAdapter = self.adapter.async_twin() or ThreadedAsyncAdapter(self.adapter)
         self._describe = self.adapter.describe()
         self._secrets = self.adapter.secrets()
+        interval = self._sweep_interval()
+        if interval is not None:
+            self._sweeper = TaskSweeper(
+                self.async_adapter, self._emit_expired, interval, self._describe, self._secrets
+            )
+            self._start_sweeper()
+
+    def _start_sweeper(self) -> None:
+        """Start the expiry sweeper on the running loop: at open when a loop runs there, else at
+        the first subscription or call made on one (the worker opens its store in a thread)."""
+        if self._sweeper is not None and not self._sweeper.started and not self._closed:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._sweeper.start()
+
+    async def _emit_expired(self, event: StateEvent) -> None:
+        if self.events.enabled:
+            await self.events.emit_async(event)
+
+    def on_change(
+        self,
+        handler: Handler,
+        *,
+        scope: str | None = None,
+        key: str | None = None,
+        condition: Condition | None = None,
+    ) -> Callable[[], None]:
+        unsubscribe = super().on_change(handler, scope=scope, key=key, condition=condition)
+        self._start_sweeper()
+        return unsubscribe
 
     async def _run(self, function: str, plan: Plan) -> Any:
         if self._closed:
             plan.close()
             raise _closed_error(self)
+        if self._sweeper is not None and not self._sweeper.started:
+            self._start_sweeper()
         result, event = await run_async(plan, self.async_adapter, function, self._describe, self._secrets)
         if event is not None and self.events.enabled:
             await self.events.emit_async(event)
@@ -186,6 +246,8 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
         self.reserved.replace(ledger)
 
     async def close(self) -> None:
+        if self._sweeper is not None:  # first, so its handlers may still use the store
+            await self._sweeper.stop()
         with self._close_lock:
             if self._closed:
                 return

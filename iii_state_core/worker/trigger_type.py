@@ -21,7 +21,7 @@ TRIGGER_TYPE: Final[dict[str, Any]] = {
         "type": "object",
         "properties": {
             "type": {"const": "state"},
-            "event_type": {"enum": ["state:created", "state:updated", "state:deleted"]},
+            "event_type": {"enum": ["state:created", "state:updated", "state:deleted", "state:expired"]},
             "scope": {"type": "string"},
             "key": {"type": "string"},
             "old_value": {},

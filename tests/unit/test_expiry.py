@@ -17,11 +17,12 @@ from iii_state_kvfile.memory_store import KvMemoryStore
 from unit_helpers import call
 
 import iii_state_core.cli_admin  # noqa: F401  (registers the admin commands, as main() does)
-from iii_state_core import DeserializationError, StateError, StateStore, open_store
+from iii_state_core import Adapter, ConfigError, DeserializationError, StateError, StateStore, open_store
 from iii_state_core.cli import cli
 from iii_state_core.events import EventBus
 from iii_state_core.expiry import MAX_TTL_MS, check_ttl_ms
 from iii_state_core.operations import Limits
+from iii_state_core.plugins import Registry
 
 
 @pytest.mark.parametrize("good", [1, 1000, MAX_TTL_MS])
@@ -178,3 +179,45 @@ def test_count_leaves_out_expired_entries(kv_store: StateStore) -> None:
     assert kv_store.adapter.count("s") == 1
     page = kv_store.list_entries("s")
     assert page.entries == [("kept", 2)] and page.total in (None, 1)
+
+
+def test_the_memory_store_keeps_expired_entries_for_take_expired(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [10**13]
+    monkeypatch.setattr("iii_state_kvfile.memory_store.now_ms", lambda: clock[0])
+    adapter = KvMemoryStore()
+    adapter.write("s", "a", b"1", 10**13 + 10)
+    adapter.write("s", "b", b"2", 10**13 + 20)
+    adapter.write("s", "kept", b"3")
+    assert adapter.take_expired(10) == []
+    clock[0] += 15
+    adapter.write("s", "a", b"new")  # a write over the expired entry: its old value is kept for the event
+    clock[0] += 10
+    assert adapter.read("s", "b") is None
+    assert sorted(adapter.take_expired(1) + adapter.take_expired(10)) == [
+        ("s", "a", b"1", 10**13 + 10),
+        ("s", "b", b"2", 10**13 + 20),
+    ]
+    assert adapter.take_expired(10) == []
+    assert adapter.read("s", "a") == b"new" and adapter.read("s", "kept") == b"3"
+
+
+def test_an_adapter_declaring_expiry_events_must_take_expired_and_have_ttl() -> None:
+    from iii_state_core.adapter import expiry_events_problem
+
+    class NoTake(NoTtlStore):
+        capabilities = replace(KvMemoryStore.capabilities, expiry_event_delay_ms=500)
+        take_expired = Adapter.take_expired
+
+    class NoTtl(KvMemoryStore):
+        capabilities = replace(KvMemoryStore.capabilities, ttl="none")
+
+    class BadDelay(KvMemoryStore):
+        capabilities = replace(KvMemoryStore.capabilities, expiry_event_delay_ms=0)
+
+    assert expiry_events_problem(KvMemoryStore) is None and expiry_events_problem(KvFileStore) is None
+    assert "does not implement take_expired" in str(expiry_events_problem(NoTake))
+    assert "without ttl" in str(expiry_events_problem(NoTtl))
+    assert "positive integer" in str(expiry_events_problem(BadDelay))
+    registry = Registry(load_entry_points=False)
+    with pytest.raises(ConfigError, match="does not implement take_expired"):
+        registry._register(NoTake, "bad-plugin")

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from iii_state_core import Adapter, BackendError, Capabilities, ConfigError, Options
-from iii_state_core.adapter import Page, Token
+from iii_state_core.adapter import Expired, Page, Token
 from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from . import cursors
@@ -35,6 +35,19 @@ CREATE TABLE IF NOT EXISTS entries (
 # ``expires``: the entry's deadline in epoch milliseconds, NULL for none. A row whose deadline is
 # not after "now" is missing for every query (``_LIVE``), whether or not a sweep deleted it yet.
 _LIVE = "(expires IS NULL OR expires > ?)"
+# Expired entries a write or delete met before a sweeper took them, kept (with expiry events on)
+# so that ``take_expired`` still returns them: the row in ``entries`` is about to be replaced.
+_KEPT_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS expired "
+    "(scope BLOB NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, expires INTEGER NOT NULL)"
+)
+_KEEP_EXPIRED = (
+    "INSERT INTO expired (scope, key, value, expires) SELECT scope, key, value, expires FROM entries "
+    "WHERE scope = ? AND key = ? AND expires <= ?"
+)
+_ANY_EXPIRED = (
+    "SELECT 1 WHERE EXISTS (SELECT 1 FROM expired) OR EXISTS (SELECT 1 FROM entries WHERE expires <= ?)"
+)
 _EXPIRY_INDEX = "CREATE INDEX IF NOT EXISTS entries_by_expiry ON entries (expires) WHERE expires IS NOT NULL"
 _UPSERT = (
     "INSERT INTO entries (scope, key, value, expires) VALUES (?, ?, ?, ?) "
@@ -86,10 +99,11 @@ class KvFileStore(Adapter):
         ordered_listing=True,
         listing_cost="list_entries O(log n + page); list_groups O(scopes · log n) by index skip-scan",
         ttl="emulated",
+        expiry_event_delay_ms=500,
     )
 
     path_options = ("file_path",)
-    state_options = ("save_interval_ms",)
+    state_options = ("save_interval_ms", "expiry_events")
 
     @classmethod
     def missing_store(cls, config: Mapping[str, Any]) -> str | None:
@@ -109,6 +123,9 @@ class KvFileStore(Adapter):
         # Accepted for engine parity; every write here is committed before it returns, so
         # there is no save loop for this cadence to drive.
         opts.int("save_interval_ms", None, minimum=0)
+        # From the state block: the core sweeps (and emits events); this store must neither
+        # delete expired rows itself nor let a write replace one before the sweeper takes it.
+        expiry_events = opts.bool("expiry_events", False)
         fsync = opts.bool("fsync", False)
         busy_timeout_ms = opts.int("busy_timeout_ms", 30_000, minimum=0)
         opts.finish()
@@ -120,9 +137,17 @@ class KvFileStore(Adapter):
                     f"in_memory (nothing is written to disk); remove it, or set store_method: file_based"
                 )
             return KvMemoryStore()
-        return cls(file_path, fsync=fsync, busy_timeout_ms=busy_timeout_ms)
+        return cls(file_path, fsync=fsync, busy_timeout_ms=busy_timeout_ms, expiry_events=expiry_events)
 
-    def __init__(self, directory: str, *, fsync: bool = False, busy_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self,
+        directory: str,
+        *,
+        fsync: bool = False,
+        busy_timeout_ms: int = 30_000,
+        expiry_events: bool = False,
+    ) -> None:
+        self._keep_expired = expiry_events
         self.path = os.path.abspath(os.path.join(directory, DB_FILE))
         try:
             os.makedirs(directory, exist_ok=True)
@@ -172,6 +197,7 @@ class KvFileStore(Adapter):
                 if "duplicate column" not in str(exc):  # another process added it first
                     raise
         self._db.execute(_EXPIRY_INDEX)
+        self._db.execute(_KEPT_SCHEMA)
 
     def describe(self) -> str:
         return f"kv (file_based at {self.path})"
@@ -187,17 +213,19 @@ class KvFileStore(Adapter):
                 raise
             self._db.execute("COMMIT")
 
-    def _select(self, db: sqlite3.Connection, scope: str, key: str) -> bytes | None:
+    def _select(self, db: sqlite3.Connection, scope: str, key: str, now: int | None = None) -> bytes | None:
         row = db.execute(
             f"SELECT value FROM entries WHERE scope = ? AND key = ? AND {_LIVE}",
-            (_b(scope), _b(key), now_ms()),
+            (_b(scope), _b(key), now_ms() if now is None else now),
         ).fetchone()
         return None if row is None else bytes(row[0])
 
-    def _select_live(self, db: sqlite3.Connection, scope: str, key: str) -> tuple[bytes, int | None] | None:
+    def _select_live(
+        self, db: sqlite3.Connection, scope: str, key: str, now: int | None = None
+    ) -> tuple[bytes, int | None] | None:
         row = db.execute(
             f"SELECT value, expires FROM entries WHERE scope = ? AND key = ? AND {_LIVE}",
-            (_b(scope), _b(key), now_ms()),
+            (_b(scope), _b(key), now_ms() if now is None else now),
         ).fetchone()
         return None if row is None else (bytes(row[0]), row[1])
 
@@ -208,47 +236,75 @@ class KvFileStore(Adapter):
     def write(self, scope: str, key: str, data: bytes, expires_at: int | None = None) -> bytes | None:
         self._sweep_now_and_then()
         with self._write_txn() as db:
-            old = self._select(db, scope, key)
+            now = self._keep(db, scope, key)
+            old = self._select(db, scope, key, now)
             db.execute(_UPSERT, (_b(scope), _b(key), data, expires_at))
             return old
 
+    def _keep(self, db: sqlite3.Connection, scope: str, key: str) -> int:
+        """Copy the entry to ``expired`` if it is past its deadline (inside a write transaction,
+        before the write replaces or deletes it). :returns: the "now" to judge it by afterwards."""
+        now = now_ms()
+        if self._keep_expired:
+            db.execute(_KEEP_EXPIRED, (_b(scope), _b(key), now))
+        return now
+
     def remove(self, scope: str, key: str) -> bytes | None:
-        with self._lock:
-            row = self._db.execute(
-                "DELETE FROM entries WHERE scope = ? AND key = ? RETURNING value, expires",
-                (_b(scope), _b(key)),
-            ).fetchone()
-        if row is None or (row[1] is not None and row[1] <= now_ms()):
+        if self._keep_expired:
+            with self._write_txn() as db:
+                now = self._keep(db, scope, key)
+                row = db.execute(
+                    "DELETE FROM entries WHERE scope = ? AND key = ? RETURNING value, expires",
+                    (_b(scope), _b(key)),
+                ).fetchone()
+        else:
+            with self._lock:
+                row = self._db.execute(
+                    "DELETE FROM entries WHERE scope = ? AND key = ? RETURNING value, expires",
+                    (_b(scope), _b(key)),
+                ).fetchone()
+            now = now_ms()
+        if row is None or (row[1] is not None and row[1] <= now):
             return None  # an expired entry was already missing
         return bytes(row[0])
 
     def write_if(self, scope: str, key: str, data: bytes, token: Token, expires_at: ExpiresAt = KEEP) -> bool:
-        now = now_ms()
+        if token is None and self._keep_expired:  # the upsert may replace an expired row: keep it first
+            with self._write_txn() as db:
+                now = self._keep(db, scope, key)
+                return self._write_if(db, scope, key, data, token, expires_at, now)
         with self._lock:
-            if token is None:  # only if missing or expired; a missing entry has no deadline to keep
-                cur = self._db.execute(
-                    f"{_UPSERT} WHERE NOT {_LIVE.replace('expires', 'entries.expires')}",
-                    (_b(scope), _b(key), data, None if expires_at is KEEP else expires_at, now),
-                )
-            elif expires_at is KEEP:
-                cur = self._db.execute(
-                    f"UPDATE entries SET value = ? WHERE scope = ? AND key = ? AND value = ? AND {_LIVE}",
-                    (data, _b(scope), _b(key), token, now),
-                )
-            else:
-                cur = self._db.execute(
-                    "UPDATE entries SET value = ?, expires = ? "
-                    f"WHERE scope = ? AND key = ? AND value = ? AND {_LIVE}",
-                    (data, expires_at, _b(scope), _b(key), token, now),
-                )
-            return cur.rowcount == 1
+            return self._write_if(self._db, scope, key, data, token, expires_at, now_ms())
+
+    def _write_if(
+        self, db: sqlite3.Connection, scope: str, key: str, data: bytes, token: Token, expires_at: ExpiresAt,
+        now: int,
+    ) -> bool:
+        if token is None:  # only if missing or expired; a missing entry has no deadline to keep
+            cur = db.execute(
+                f"{_UPSERT} WHERE NOT {_LIVE.replace('expires', 'entries.expires')}",
+                (_b(scope), _b(key), data, None if expires_at is KEEP else expires_at, now),
+            )
+        elif expires_at is KEEP:
+            cur = db.execute(
+                f"UPDATE entries SET value = ? WHERE scope = ? AND key = ? AND value = ? AND {_LIVE}",
+                (data, _b(scope), _b(key), token, now),
+            )
+        else:
+            cur = db.execute(
+                "UPDATE entries SET value = ?, expires = ? "
+                f"WHERE scope = ? AND key = ? AND value = ? AND {_LIVE}",
+                (data, expires_at, _b(scope), _b(key), token, now),
+            )
+        return cur.rowcount == 1
 
     def modify(
         self, scope: str, key: str, change: Callable[[bytes | None], bytes], expires_at: ExpiresAt = KEEP
     ) -> tuple[bytes | None, bytes]:
         self._sweep_now_and_then()
         with self._write_txn() as db:
-            live = self._select_live(db, scope, key)
+            now = self._keep(db, scope, key)
+            live = self._select_live(db, scope, key, now)
             old, deadline = (None, None) if live is None else live
             new = change(old)
             db.execute(_UPSERT, (_b(scope), _b(key), new, deadline if expires_at is KEEP else expires_at))
@@ -267,23 +323,35 @@ class KvFileStore(Adapter):
             )
         return cur.rowcount == 1
 
-    def take_expired(self, limit: int = 1000) -> list[tuple[str, str, bytes, int]]:
+    def take_expired(self, limit: int = 1000) -> list[Expired]:
         """Delete up to ``limit`` rows past their deadline and return them (scope, key, value, deadline).
 
         They were already invisible; the delete is one statement, so across processes each expired
         row is taken exactly once.
         """
+        now = now_ms()
         with self._lock:
+            # a read first: polling an empty sweep must not take the write lock every time
+            if self._db.execute(_ANY_EXPIRED, (now,)).fetchone() is None:
+                return []
             rows = self._db.execute(
-                "DELETE FROM entries WHERE (scope, key) IN "
-                "(SELECT scope, key FROM entries WHERE expires <= ? ORDER BY expires LIMIT ?) "
+                "DELETE FROM expired WHERE rowid IN (SELECT rowid FROM expired LIMIT ?) "
                 "RETURNING scope, key, value, expires",
-                (now_ms(), limit),
+                (limit,),
             ).fetchall()
+            if len(rows) < limit:
+                rows += self._db.execute(
+                    "DELETE FROM entries WHERE (scope, key) IN "
+                    "(SELECT scope, key FROM entries WHERE expires <= ? ORDER BY expires LIMIT ?) "
+                    "RETURNING scope, key, value, expires",
+                    (now, limit - len(rows)),
+                ).fetchall()
         return [(bytes(s).decode("utf-8"), bytes(k).decode("utf-8"), bytes(v), e) for s, k, v, e in rows]
 
     def _sweep_now_and_then(self) -> None:
         """Delete expired rows at most once a second, so they do not pile up in the file."""
+        if self._keep_expired:
+            return  # the core's sweeper takes them, with their events
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + 1.0

@@ -9,10 +9,14 @@ from collections.abc import Callable
 from typing import Any
 
 from iii_state_core import Adapter, Capabilities
-from iii_state_core.adapter import Page, Token
+from iii_state_core.adapter import Expired, Page, Token
 from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from . import cursors
+
+#: Expired entries an in-memory store keeps for ``take_expired``; beyond it the oldest are dropped
+#: (a store without expiry events would otherwise hold every expired value for ever).
+MAX_KEPT_EXPIRED = 100_000
 
 
 class KvMemoryStore(Adapter):
@@ -25,6 +29,7 @@ class KvMemoryStore(Adapter):
         ordered_listing=True,
         listing_cost="list_entries O(log n + page) per page (a sorted key list per scope)",
         ttl="emulated",
+        expiry_event_delay_ms=500,
     )
 
     def __init__(self, config: Any = None) -> None:
@@ -35,6 +40,8 @@ class KvMemoryStore(Adapter):
         # them in order; a heap item whose deadline no longer matches is stale and skipped.
         self._deadlines: dict[tuple[str, str], int] = {}
         self._heap: list[tuple[int, str, str]] = []
+        # Entries dropped at their deadline, oldest first, until ``take_expired`` takes them.
+        self._expired: list[Expired] = []
         self._lock = threading.Lock()
 
     def describe(self) -> str:
@@ -75,12 +82,22 @@ class KvMemoryStore(Adapter):
         return old
 
     def _purge(self) -> None:
-        """Drop every entry past its deadline (under the lock)."""
+        """Drop every entry past its deadline (under the lock), keeping them for ``take_expired``."""
         heap, now = self._heap, now_ms()
         while heap and heap[0][0] <= now:
             deadline, scope, key = heapq.heappop(heap)
             if self._deadlines.get((scope, key)) == deadline:
+                self._expired.append((scope, key, self._scopes[scope][key], deadline))
                 self._drop(scope, key)
+        if len(self._expired) > MAX_KEPT_EXPIRED:
+            # nobody takes them (no sweeper on this store): keep memory bounded, oldest go first
+            del self._expired[: len(self._expired) - MAX_KEPT_EXPIRED]
+
+    def take_expired(self, limit: int) -> list[Expired]:
+        with self._lock:
+            self._purge()
+            taken, self._expired = self._expired[:limit], self._expired[limit:]
+        return taken
 
     def _live(self, scope: str, key: str) -> bytes | None:
         """The entry's bytes, dropping it first if it expired (under the lock): a write that
@@ -88,6 +105,7 @@ class KvMemoryStore(Adapter):
         if self._deadlines:
             deadline = self._deadlines.get((scope, key))
             if deadline is not None and deadline <= now_ms():
+                self._expired.append((scope, key, self._scopes[scope][key], deadline))
                 self._drop(scope, key)
         entries = self._scopes.get(scope)
         return None if entries is None else entries.get(key)

@@ -1,0 +1,184 @@
+"""Expiry events (contract § Expiry): a sweeper per open store takes expired entries and emits
+one ``state:expired`` event for each, through the store's own event path.
+
+``take_expired`` claims atomically, so each expiry is delivered by exactly one sweeper however
+many processes or worker replicas share the store, and an entry that expired while nothing ran
+is still in the store, waiting for the next sweeper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from .adapter import Adapter, AsyncAdapter, Expired
+from .driver import redact
+from .errors import StoredValueError
+from .results import StateEvent
+from .values import JSON, decode_stored
+
+log = logging.getLogger("iii_state.expiry")
+
+#: The most entries one ``take_expired`` call claims; a full batch is followed at once by another.
+BATCH: Final = 500
+#: The shortest poll interval, whatever an adapter declares.
+MIN_INTERVAL_S: Final = 0.05
+#: Back-off after a failed ``take_expired``: doubles from the poll interval up to this.
+MAX_BACKOFF_S: Final = 30.0
+#: How long closing a store waits for its sweeper to deliver what it already took.
+STOP_WAIT_S: Final = 10.0
+
+
+def poll_interval(delay_ms: int) -> float:
+    """Seconds between two polls for an adapter guaranteeing ``delay_ms``: half of it."""
+    return max(MIN_INTERVAL_S, delay_ms / 2000)
+
+
+def expired_event(entry: Expired) -> StateEvent:
+    """The ``state:expired`` event of one taken entry: ``old_value`` the value it held."""
+    scope, key, raw, _deadline = entry
+    old: JSON
+    try:
+        old = decode_stored(raw)
+    except StoredValueError as exc:
+        log.warning(
+            "expired entry on scope=%r key=%r held bytes that are not JSON (%s); old_value is null",
+            scope, key, exc,
+        )  # fmt: skip
+        old = None
+    return StateEvent("state:expired", scope, key, old, None)
+
+
+class _Backoff:
+    """Poll interval, doubled after each failure of ``take_expired`` (logged once per streak)."""
+
+    def __init__(self, interval: float, describe: str, secrets: list[str]) -> None:
+        self.interval = interval
+        self.wait = interval
+        self._describe = describe
+        self._secrets = secrets
+        self._failing = False
+
+    def failed(self, exc: Exception) -> None:
+        self.wait = min(MAX_BACKOFF_S, max(self.wait * 2, self.interval))
+        detail = redact(str(exc) or type(exc).__name__, self._secrets)
+        level = logging.DEBUG if self._failing else logging.WARNING
+        log.log(level, "expiry sweeper: taking expired entries from %s failed (%s: %s); retrying in %.2g s",
+                self._describe, type(exc).__name__, detail, self.wait)  # fmt: skip
+        self._failing = True
+
+    def succeeded(self) -> None:
+        if self._failing:
+            log.warning("expiry sweeper: %s answers again", self._describe)
+        self._failing = False
+        self.wait = self.interval
+
+
+class ThreadSweeper:
+    """The sync store's sweeper: a daemon thread polling ``take_expired``."""
+
+    def __init__(self, adapter: Adapter, emit: Callable[[StateEvent], None], interval: float) -> None:
+        self._adapter = adapter
+        self._emit = emit
+        self._backoff = _Backoff(interval, adapter.describe(), adapter.secrets())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="iii-state-expiry", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def sweep(self) -> int:
+        """One pass: take and deliver until none are left. :returns: how many were delivered."""
+        delivered = 0
+        while True:
+            taken = self._adapter.take_expired(BATCH)
+            for entry in taken:  # already claimed: deliver all of them, even when stopping
+                self._emit(expired_event(entry))
+            delivered += len(taken)
+            if len(taken) < BATCH or self._stop.is_set():
+                return delivered
+
+    def _run(self) -> None:
+        # wait first: whoever opened the store subscribes before the first sweep delivers
+        while not self._stop.wait(self._backoff.wait):
+            try:
+                self.sweep()
+            except Exception as exc:
+                self._backoff.failed(exc)
+            else:
+                self._backoff.succeeded()
+
+    def stop(self) -> None:
+        """Stop polling and wait for the batch being delivered (bounded by STOP_WAIT_S)."""
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(STOP_WAIT_S)
+            if self._thread.is_alive():
+                log.warning("expiry sweeper still delivering after %g s; leaving it", STOP_WAIT_S)
+
+
+class TaskSweeper:
+    """The async store's sweeper: a task on the store's event loop polling ``take_expired``."""
+
+    def __init__(
+        self,
+        adapter: AsyncAdapter,
+        emit: Callable[[StateEvent], Awaitable[None]],
+        interval: float,
+        describe: str,
+        secrets: list[str],
+    ) -> None:
+        self._adapter = adapter
+        self._emit = emit
+        self._backoff = _Backoff(interval, describe, secrets)
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
+    def start(self) -> None:
+        """Start on the running loop (call from inside it)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="iii-state-expiry")
+
+    async def sweep(self) -> int:
+        delivered = 0
+        while True:
+            taken = await self._adapter.take_expired(BATCH)
+            for entry in taken:
+                await self._emit(expired_event(entry))
+            delivered += len(taken)
+            if len(taken) < BATCH or self._stop.is_set():
+                return delivered
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._stop.wait(), self._backoff.wait)
+                return
+            except asyncio.TimeoutError:
+                pass
+            try:
+                await self.sweep()
+            except Exception as exc:
+                self._backoff.failed(exc)
+            else:
+                self._backoff.succeeded()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        task = self._task
+        if task is None or task is asyncio.current_task():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), STOP_WAIT_S)
+        except asyncio.TimeoutError:
+            log.warning("expiry sweeper still delivering after %g s; cancelled", STOP_WAIT_S)
+            task.cancel()
+        except RuntimeError:  # the task belongs to a loop that is gone
+            pass

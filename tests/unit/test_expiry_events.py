@@ -1,0 +1,206 @@
+"""contract § Expiry, expiry events: the sweeper of the sync and async stores, its config, its
+failures, and the kv stores' ``take_expired`` keeping what a write meets past its deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from iii_state_kvfile.memory_store import KvMemoryStore
+
+from iii_state_core import ConfigError, StateStore, open_async_store, open_store
+from iii_state_core.config import StateConfig
+from iii_state_core.events import EventBus
+from iii_state_core.operations import Limits
+from iii_state_core.results import StateEvent
+
+#: kv declares 500 ms; a loaded CI machine gets some slack on top.
+PATIENCE_S = 3.0
+
+
+def _file_config(directory: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "adapter": {"name": "kv", "config": {"store_method": "file_based", "file_path": str(directory)}},
+        "expiry_events": True,
+        **extra,
+    }
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = PATIENCE_S) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _expired(seen: list[StateEvent]) -> list[tuple[str, str, Any, Any]]:
+    return [(e.scope, e.key, e.old_value, e.new_value) for e in seen if e.event_type == "state:expired"]
+
+
+def test_an_expiry_is_one_state_expired_event_with_the_value_it_held(tmp_path: Path) -> None:
+    seen: list[StateEvent] = []
+    with open_store(_file_config(tmp_path / "kv")) as store:
+        store.on_change(seen.append)
+        store.set("s", "gone", {"n": 1}, ttl_ms=30)
+        store.set("s", "kept", 2, ttl_ms=60_000)
+        written = time.monotonic()
+        assert _wait_for(lambda: bool(_expired(seen)))
+        delay = time.monotonic() - written - 0.03
+        time.sleep(0.6)  # a later sweep must not deliver it again
+        assert _expired(seen) == [("s", "gone", {"n": 1}, None)]
+        assert delay < 1.0, f"the event came {delay:.2f} s after the deadline; kv declares 0.5 s"
+        assert store.get("s", "kept") == 2
+
+
+def test_an_expiry_met_by_a_write_before_the_sweep_is_still_delivered(tmp_path: Path) -> None:
+    seen: list[StateEvent] = []
+    # writes over and deletes of expired entries before the sweeper ran must not lose their events
+    with open_store(_file_config(tmp_path / "kv")) as sweeping:
+        assert sweeping._sweeper is not None
+        sweeping._sweeper.stop()  # hold this one's sweeper back until the writes are done
+        sweeping.on_change(seen.append)
+        sweeping.set("s", "k", "old", ttl_ms=20)
+        sweeping.set("s", "d", "doomed", ttl_ms=20)
+        time.sleep(0.04)
+        assert sweeping.set("s", "k", "new").old_value is None  # missing: it expired
+        assert sweeping.delete("s", "d") is None
+        assert sweeping._sweeper.sweep() == 2
+        assert sorted(_expired(seen)) == [("s", "d", "doomed", None), ("s", "k", "old", None)]
+        assert sweeping.get("s", "k") == "new"
+
+
+def test_an_expiry_while_no_store_was_open_is_delivered_by_the_next_one(tmp_path: Path) -> None:
+    config = _file_config(tmp_path / "kv")
+    with open_store({**config, "expiry_events": False}) as first:
+        first.set("s", "k", [1, 2], ttl_ms=20)
+    time.sleep(0.05)
+    seen: list[StateEvent] = []
+    with open_store(config) as second:
+        # subscribed right after opening: the first sweep comes one poll interval later
+        second.on_change(seen.append)
+        assert _wait_for(lambda: bool(_expired(seen)))
+    assert _expired(seen) == [("s", "k", [1, 2], None)]
+
+
+def test_the_sweeper_survives_failing_handlers_and_stops_with_the_store(tmp_path: Path) -> None:
+    seen: list[StateEvent] = []
+
+    def fails(event: StateEvent) -> None:
+        raise RuntimeError("handler bug")
+
+    with open_store(_file_config(tmp_path / "kv")) as store:
+        store.on_change(fails)
+        store.on_change(seen.append)
+        store.set("s", "a", 1, ttl_ms=10)
+        assert _wait_for(lambda: len(_expired(seen)) == 1)
+        store.set("s", "b", 2, ttl_ms=10)
+        assert _wait_for(lambda: len(_expired(seen)) == 2)
+        sweeper = store._sweeper
+        assert sweeper is not None
+    assert not sweeper._thread.is_alive()
+    assert not any(t.name == "iii-state-expiry" and t is sweeper._thread for t in threading.enumerate())
+
+
+class FlakyMemoryStore(KvMemoryStore):
+    """take_expired fails twice with a message holding the password, then works."""
+
+    failures = 2
+
+    def secrets(self) -> list[str]:
+        return ["hunter2-very-secret"]
+
+    def take_expired(self, limit: int) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("auth hunter2-very-secret refused")
+        return super().take_expired(limit)
+
+
+def test_take_expired_errors_are_logged_without_secrets_and_retried(caplog: pytest.LogCaptureFixture) -> None:
+    adapter = FlakyMemoryStore()
+    limits = Limits(capabilities=adapter.capabilities, adapter_name="kv")
+    seen: list[StateEvent] = []
+    with caplog.at_level(logging.DEBUG, logger="iii_state.expiry"):
+        with StateStore(adapter, limits, EventBus(), settings=StateConfig(expiry_events=True)) as store:
+            store.on_change(seen.append)
+            store.set("s", "k", 1, ttl_ms=10)
+            assert _wait_for(lambda: bool(_expired(seen)))
+    text = caplog.text
+    assert "hunter2" not in text and "***" in text and "retrying in" in text
+    assert _expired(seen) == [("s", "k", 1, None)]
+
+
+def test_expiry_events_config_is_checked() -> None:
+    with pytest.raises(ConfigError, match="'expiry_events' must be"):
+        open_store({"adapter": {"name": "kv"}, "expiry_events": "yes"})
+    with pytest.raises(ConfigError, match="needs events, but 'triggers_enabled' is false"):
+        open_store({"adapter": {"name": "kv"}, "expiry_events": True, "triggers_enabled": False})
+
+
+class NoTakeStore(KvMemoryStore):
+    capabilities = replace(KvMemoryStore.capabilities, expiry_event_delay_ms=None)
+
+
+def test_expiry_events_are_refused_for_an_adapter_that_cannot_take_expired() -> None:
+    import sys
+
+    from iii_state_core.plugins import Registry
+
+    module = sys.modules[__name__]
+
+    class NoTtlStore(KvMemoryStore):
+        name = "nottl"
+        capabilities = replace(KvMemoryStore.capabilities, ttl="none", expiry_event_delay_ms=None)
+
+    NoTakeStore.name = "notake"
+    for cls, says in ((NoTakeStore, "cannot take expired entries"), (NoTtlStore, "has no entry expiry")):
+        registry = Registry(load_entry_points=False)
+        registry._register(cls, module.__name__)
+        with pytest.raises(ConfigError, match=says) as info:
+            open_store({"adapter": {"name": cls.name}, "expiry_events": True}, registry=registry)
+        assert "remove expiry_events" in str(info.value)
+        with open_store({"adapter": {"name": cls.name}}, registry=registry) as store:  # off: fine
+            assert store._sweeper is None
+
+
+def test_the_async_store_sweeps_on_its_loop_and_stops_on_close(tmp_path: Path) -> None:
+    async def main() -> list[StateEvent]:
+        seen: list[StateEvent] = []
+
+        async def record(event: StateEvent) -> None:
+            seen.append(event)
+
+        store = open_async_store(_file_config(tmp_path / "kv"))
+        store.on_change(record)
+        await store.set("s", "k", "v", ttl_ms=20)
+        for _ in range(300):
+            if _expired(seen):
+                break
+            await asyncio.sleep(0.01)
+        sweeper = store._sweeper
+        await store.close()
+        assert sweeper is not None and sweeper._task is not None and sweeper._task.done()
+        return seen
+
+    assert _expired(asyncio.run(main())) == [("s", "k", "v", None)]
+
+
+def test_the_memory_store_delivers_expiry_events() -> None:
+    seen: list[StateEvent] = []
+    config = {"adapter": {"name": "kv", "config": {"store_method": "in_memory"}}, "expiry_events": True}
+    with open_store(config) as store:
+        store.on_change(seen.append, scope="s")
+        store.set("s", "k", True, ttl_ms=10)
+        store.set("other", "k", 1, ttl_ms=10)
+        assert _wait_for(lambda: bool(_expired(seen)))
+        time.sleep(0.3)
+    assert _expired(seen) == [("s", "k", True, None)]
