@@ -300,6 +300,9 @@ class MemcachedAdapter(Adapter):
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
         return self._listing.scan(scope, cursor, limit)
 
+    def count(self, scope: str) -> int | None:
+        return self._listing.count(scope)
+
 
 def _item_size_max(node: Node) -> int:
     value = node.stats("settings").get(b"item_size_max")

@@ -26,8 +26,16 @@ def sha256_digest(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()[:24]
 
 
+#: The bytes quote() leaves as they are with safe="".
+_UNQUOTED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+
+
 def _encode(text: str) -> bytes:
     # quote() keeps only [A-Za-z0-9_.~-] with safe="": no ':', '%', space or control byte survives
+    if text.isascii():
+        raw = text.encode("ascii")
+        if not raw.translate(None, _UNQUOTED):  # nothing to quote: the common case, without quote()
+            return raw
     return quote(text, safe="", encoding="utf-8", errors="strict").encode("ascii")
 
 
@@ -86,6 +94,15 @@ class KeyCodec:
         scope_raw = scope.encode("utf-8")
         material = struct.pack(">I", len(scope_raw)) + scope_raw + key.encode("utf-8")
         return self._hashed(b"D", material)
+
+    def listed_data_keys(self, scope: str, keys: list[str]) -> list[bytes]:
+        """``listed_data_key`` of many keys of one scope (the scope encoded once)."""
+        base = self.prefix + b"d" + _encode(scope) + b":"
+        out = []
+        for key in keys:
+            plain = base + _encode(key)
+            out.append(plain if len(plain) <= MAX_KEY_BYTES else self._data_key(scope, key))
+        return out
 
     def _node_base_of(self, scope: str) -> tuple[bytes, bool]:
         encoded = _encode(scope)

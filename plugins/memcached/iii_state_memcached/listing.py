@@ -83,7 +83,7 @@ class Listing:
     ) -> tuple[list[tuple[str, bytes]], dict[str, int]]:
         """The live ``(key, value)`` pairs among ``entries``, and the ghosts (key -> generation)."""
         scope_raw = scope.encode("utf-8")
-        data_keys = [self.codec.listed_data_key(scope, key) for key, _ in entries]
+        data_keys = self.codec.listed_data_keys(scope, [key for key, _ in entries])
         items = self.cluster.get_many(data_keys)
         page: list[tuple[str, bytes]] = []
         ghosts: dict[str, int] = {}
@@ -95,6 +95,22 @@ class Listing:
             else:
                 page.append((key, record.value))
         return page, ghosts
+
+    # -- count ---------------------------------------------------------------------------------------
+    def count(self, scope: str) -> int:
+        """How many of the scope's indexed keys have a value: the leaves, and one pipelined
+        presence probe per server (values are not read), one leaf at a time."""
+        self.index.convert(scope)
+        total = 0
+        step = self.index.leaves(scope)
+        while (leaf := step()) is not None:
+            entries = list(self.index.entries_of(scope, leaf).items())
+            data_keys = self.codec.listed_data_keys(scope, [k for k, _ in entries])
+            # a hashed data key may hold only another pair's record: read those values
+            hashed = [e for e, d in zip(entries, data_keys, strict=True) if self.codec.is_hashed(d)]
+            total += len(self.cluster.remaining([d for d in data_keys if not self.codec.is_hashed(d)]))
+            total += len(self._values(scope, hashed)[0]) if hashed else 0
+        return total
 
     # -- scopes --------------------------------------------------------------------------------------
     def list_scopes(self) -> list[str]:

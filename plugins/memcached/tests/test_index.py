@@ -194,3 +194,31 @@ def test_a_walk_keeps_nothing_per_key_in_the_process(store: StateStore) -> None:
     cache.cache_clear()
     assert len(_walk(store, "walked", 100)) == 1500
     assert cache.cache_info().currsize < 100
+
+
+def test_list_entries_counts_the_scope_from_its_index_without_reading_values(
+    memcached_config: dict[str, Any],
+    open_memcached: Callable[..., StateStore],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first page's ``total`` comes from the adapter's ``count`` (index leaves plus a presence
+    probe), not from the core walking every value; a ghost and a hashed key are counted right."""
+    store = open_memcached(memcached_config["servers"])
+    adapter = _adapter(store)
+    long_key = "L" * 400  # too long to encode: a hashed data key
+    for i in range(300):
+        store.set("counted", f"k{i:03d}", i)
+    store.set("counted", long_key, "long")
+    # a value gone behind the index's back (evicted): indexed, not counted
+    mc_key = adapter._codec.data_key("counted", "k007")
+    node = adapter._cluster.node(mc_key)
+    assert node.delete(mc_key, node.gets(mc_key)[1]) is True
+    assert adapter.count("counted") == 300
+    assert adapter.count("never-written") == 0
+
+    scans: list[object] = []
+    real_scan = adapter.scan
+    monkeypatch.setattr(adapter, "scan", lambda *args: scans.append(args) or real_scan(*args))
+    page = store.list_entries("counted", None, 10)
+    assert page.total == 300 and len(page.entries) == 10
+    assert len(scans) == 1, "the page was scanned once; the total did not walk the values"
