@@ -180,6 +180,7 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
 
     _awaits_handlers = True
     _sweeper: TaskSweeper | None = None
+    _sweep_held = False
 
     def _opened(self) -> None:
         self.async_adapter: AsyncAdapter = self.adapter.async_twin() or ThreadedAsyncAdapter(self.adapter)
@@ -192,15 +193,26 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
             )
             self._start_sweeper()
 
+    def hold_expiry_events(self) -> None:
+        """Start no expiry sweeper until :meth:`start_expiry_events` (the worker waits for its
+        engine connection, so expiries from while it was down reach the triggers replayed then)."""
+        self._sweep_held = True
+
+    def start_expiry_events(self) -> None:
+        """Start the expiry sweeper now (on the running loop), if this store has expiry events."""
+        self._sweep_held = False
+        self._start_sweeper()
+
     def _start_sweeper(self) -> None:
         """Start the expiry sweeper on the running loop: at open when a loop runs there, else at
         the first subscription or call made on one (the worker opens its store in a thread)."""
-        if self._sweeper is not None and not self._sweeper.started and not self._closed:
+        sweeper = self._sweeper
+        if sweeper is not None and not sweeper.started and not self._closed and not self._sweep_held:
             try:
                 asyncio.get_running_loop()
             except RuntimeError:
                 return
-            self._sweeper.start()
+            sweeper.start()
 
     async def _emit_expired(self, event: StateEvent) -> None:
         if self.events.enabled:
@@ -222,7 +234,7 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
         if self._closed:
             plan.close()
             raise _closed_error(self)
-        if self._sweeper is not None and not self._sweeper.started:
+        if self._sweeper is not None and not self._sweeper.started and not self._sweep_held:
             self._start_sweeper()
         result, event = await run_async(plan, self.async_adapter, function, self._describe, self._secrets)
         if event is not None and self.events.enabled:

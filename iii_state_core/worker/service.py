@@ -38,6 +38,9 @@ log = logging.getLogger("iii_state.worker")
 CLAIM_ID = WORKER_FUNCTION_IDS[0]
 #: The engine's built-in state worker: iii's standalone worker refuses to run beside it.
 BUILTIN_STATE = "iii-state"
+#: Seconds after the first engine connection before ``state:expired`` events start: the engine
+#: replays the ``state`` bindings once the trigger type registers.
+EXPIRY_EVENTS_AFTER_S = 1.0
 
 
 async def _observed(data: Any) -> None:
@@ -119,6 +122,7 @@ class StateWorker:
             self.store = await asyncio.to_thread(open_async_store, self._config, registry=self._registry)
         store = self.store
         try:
+            store.hold_expiry_events()  # until connected: see _on_connection
             self._unsubscribe.append(store.on_change(self.reactions.on_event))
             logging.getLogger(SDK_LOGGER).addFilter(self.link.filter)
             self._log_startup(store)
@@ -270,6 +274,14 @@ class StateWorker:
         if state == "connected" and not self._guarded and loop is not None:
             self._guarded = True
             asyncio.run_coroutine_threadsafe(self._boot_guard(), loop)
+            loop.call_soon_threadsafe(loop.call_later, EXPIRY_EVENTS_AFTER_S, self._start_expiry_events)
+
+    def _start_expiry_events(self) -> None:
+        """Start delivering ``state:expired`` (with ``expiry_events: true``): once connected and
+        the engine had a moment to replay the ``state`` bindings, so expiries that happened while
+        no worker ran reach them."""
+        if self.store is not None and not self._stopping:
+            self.store.start_expiry_events()
 
     async def _boot_guard(self) -> None:
         """Refuse to run beside the engine's built-in ``iii-state`` worker (as iii's own ``state``
