@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal
 
@@ -59,6 +59,9 @@ class Capabilities:
     #: ``take_expired``. ``None``: no ``take_expired``, so ``expiry_events: true`` is refused.
     #: The core's sweeper polls ``take_expired`` every half of it (at least every 50 ms).
     expiry_event_delay_ms: int | None = None
+
+    #: Most operations one ``state::batch`` takes (contract § Batches); more is refused whole.
+    max_batch_ops: int = 1000
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -170,6 +173,18 @@ class Adapter(ABC):
         """
         raise NotImplementedError(f"the {self.name} adapter does not take expired entries")
 
+    # -- many calls at once (state::batch) ----------------------------------------------------
+    def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Optional batch primitive: run primitive calls ``(name, args)`` in list order.
+
+        Returns one item per call: what the primitive returned, or the exception it raised (as a
+        value, not raised). Each call stays atomic on its own and must give exactly what calling the
+        primitive alone gives; override to send them in one round trip (a pipeline, a multi-get, one
+        SQLite transaction). A write whose outcome became unknown is an
+        :class:`~iii_state_core.errors.UnknownOutcomeError`. The default calls them one by one.
+        """
+        return [_outcome(self, name, args) for name, args in calls]
+
     # -- listing -------------------------------------------------------------------------------
     @abstractmethod
     def list_scopes(self) -> list[str]:
@@ -237,6 +252,16 @@ class AsyncAdapter(ABC):
     async def take_expired(self, limit: int) -> list[Expired]:
         raise NotImplementedError("this adapter does not take expired entries")
 
+    async def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """See :meth:`Adapter.run_many`; the default awaits the calls one by one, in order."""
+        out: list[Any] = []
+        for name, args in calls:
+            try:
+                out.append(await getattr(self, name)(*args))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
     @abstractmethod
     async def list_scopes(self) -> list[str]: ...
 
@@ -266,6 +291,13 @@ def expiry_events_problem(cls: type[Adapter]) -> str | None:
     if not issubclass(cls, DeferredAdapter) and cls.take_expired is Adapter.take_expired:
         return "declares expiry_event_delay_ms but does not implement take_expired"
     return None
+
+
+def _outcome(adapter: Adapter, name: str, args: tuple[Any, ...]) -> Any:
+    try:
+        return getattr(adapter, name)(*args)
+    except Exception as exc:
+        return exc
 
 
 class DeferredAdapter(Adapter):

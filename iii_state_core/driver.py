@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from .adapter import Adapter, AsyncAdapter, Expired
 from .errors import BackendError, DeserializationError, StateError, StoredValueError, WriteAppliedError
-from .operations import Plan
-from .results import StateEvent
+from .operations import Call, Plan
+from .results import Emitted
 from .table import TABLE
 
 #: A secret this long or longer is hidden wherever it appears. A shorter one is hidden only as
@@ -107,7 +108,47 @@ def _resume(plan: Plan, value: Any, applied: bool, function: str) -> Any:
         raise
 
 
-def run_sync(plan: Plan, adapter: Adapter, function: str) -> tuple[Any, StateEvent | None]:
+#: The plan's request to run several primitive calls at once (``state::batch``): args are the
+#: calls and, per call, the function whose error code a failure of that call takes. The answer
+#: is one item per call: its result, or its failure as a :class:`StateError` value (not raised).
+RUN_MANY = "run_many"
+
+
+def _pause_and_sent(calls: list[Call]) -> tuple[float, list[int]]:
+    """The longest ``sleep`` among the calls (all pause together) and the indices to send."""
+    pauses = [c.args[0] for c in calls if c.name == "sleep"]
+    return max(pauses, default=0.0), [i for i, c in enumerate(calls) if c.name != "sleep"]
+
+
+def _answers(
+    calls: list[Call],
+    functions: list[str],
+    sent: list[int],
+    answers: list[Any],
+    describe: str,
+    secrets: list[str],
+) -> list[Any]:
+    if len(answers) != len(sent):
+        raise BackendError(f"{describe}: run_many answered {len(answers)} calls of {len(sent)}")
+    out: list[Any] = [None] * len(calls)
+    for i, answer in zip(sent, answers, strict=True):
+        failed = isinstance(answer, Exception)
+        out[i] = backend_error(functions[i], answer, describe, secrets) if failed else answer
+    return out
+
+
+def _many_sync(adapter: Adapter, calls: list[Call], functions: list[str]) -> list[Any]:
+    pause, sent = _pause_and_sent(calls)
+    if pause:
+        time.sleep(pause)
+    try:
+        answers = adapter.run_many([calls[i] for i in sent]) if sent else []
+    except Exception as exc:  # the whole round failed: each call reports it
+        answers = [exc] * len(sent)
+    return _answers(calls, functions, sent, answers, adapter.describe(), adapter.secrets())
+
+
+def run_sync(plan: Plan, adapter: Adapter, function: str) -> tuple[Any, Emitted]:
     applied = False
     try:
         name, args = next(plan)
@@ -115,6 +156,8 @@ def run_sync(plan: Plan, adapter: Adapter, function: str) -> tuple[Any, StateEve
             if name == "sleep":
                 time.sleep(args[0])
                 value: Any = None
+            elif name == RUN_MANY:
+                value = _many_sync(adapter, *args)
             else:
                 try:
                     value = getattr(adapter, name)(*args)
@@ -124,13 +167,13 @@ def run_sync(plan: Plan, adapter: Adapter, function: str) -> tuple[Any, StateEve
                 applied = applied or _applies(name, value)
             name, args = _resume(plan, value, applied, function)
     except StopIteration as stop:
-        result: tuple[Any, StateEvent | None] = stop.value
+        result: tuple[Any, Emitted] = stop.value
         return result
 
 
 async def run_async(
     plan: Plan, adapter: AsyncAdapter, function: str, describe: str, secrets: list[str]
-) -> tuple[Any, StateEvent | None]:
+) -> tuple[Any, Emitted]:
     applied = False
     try:
         call = next(plan)
@@ -138,6 +181,16 @@ async def run_async(
             if call.name == "sleep":
                 await asyncio.sleep(call.args[0])
                 value: Any = None
+            elif call.name == RUN_MANY:
+                calls, functions = call.args
+                pause, sent = _pause_and_sent(calls)
+                if pause:
+                    await asyncio.sleep(pause)
+                try:
+                    answers = await adapter.run_many([calls[i] for i in sent]) if sent else []
+                except Exception as exc:
+                    answers = [exc] * len(sent)
+                value = _answers(calls, functions, sent, answers, describe, secrets)
             else:
                 try:
                     value = await getattr(adapter, call.name)(*call.args)
@@ -147,7 +200,7 @@ async def run_async(
                 applied = applied or _applies(call.name, value)
             call = _resume(plan, value, applied, function)
     except StopIteration as stop:
-        result: tuple[Any, StateEvent | None] = stop.value
+        result: tuple[Any, Emitted] = stop.value
         return result
 
 
@@ -183,6 +236,9 @@ class ThreadedAsyncAdapter(AsyncAdapter):
 
     async def take_expired(self, limit: int) -> list[Expired]:
         return await asyncio.to_thread(self._adapter.take_expired, limit)
+
+    async def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        return await asyncio.to_thread(self._adapter.run_many, calls)
 
     async def list_scopes(self) -> list[str]:
         return await asyncio.to_thread(self._adapter.list_scopes)

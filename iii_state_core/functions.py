@@ -12,6 +12,7 @@ import builtins
 from typing import Any
 
 from . import barrier, paging, swap
+from . import batch as batches
 from . import operations as plans
 from .operations import Limits, Plan
 from .results import CompareAndSetResult, EntriesPage, SetResult, TtlResult, UpdateResult
@@ -52,6 +53,8 @@ CALLER = Field(
     wire_default="", has_wire_default=True,
 )  # fmt: skip
 EXPECTED = Field("expected", ANY, required=False)
+_BATCH_SCHEMA = {"type": "array", "items": {"type": "object", "required": ["op"]}}
+BATCH_OPS = Field("ops", _BATCH_SCHEMA, kind=list, json=True)
 SWAP_VALUE = Field("value", ANY, json=True)  # no `data` alias here, as in iii's worker
 
 
@@ -287,4 +290,21 @@ class StateFunctions:
         "`ttl_ms: null` for an entry without expiry, else the milliseconds left (≥ 1)",
         extension=True,
         command=Command("ttl", "Print {exists, ttl_ms} of SCOPE/KEY."),
+    )
+    batch = StateFunction(
+        "batch",
+        description="Run many get/set/delete/update/compare-and-set calls in one request; one result "
+        "or error per operation, in order",
+        plan=batches.batch,
+        fields=[BATCH_OPS],
+        result=batches.items_to_wire,
+        error_code="BATCH_ERROR",
+        failure_text="Failed to run the batch",
+        payload_doc="`{ops: [{op, scope, key, …that function's fields}, …]}`; `op` is one of `get`, "
+        "`set`, `delete`, `update`, `compare-and-set`; at most the adapter's `max_batch_ops` "
+        "(default 1000) operations (contract § Batches)",
+        result_doc="one item per operation, in order: the single function's result, or "
+        "`{error: {code, message}}`; each operation atomic on its own, events as the single calls",
+        extension=True,
+        scopes_in=batches.scopes_of,
     )

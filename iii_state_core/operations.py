@@ -1,8 +1,9 @@
 """The state functions as sans-I/O plans: all semantics, no storage calls of their own.
 
 Each plan is a generator that yields :class:`Call` requests for adapter primitives and gets
-their results sent back; it returns ``(result, event_or_None)``. The sync and async stores
-drive the same plans, so both behave identically over every adapter.
+their results sent back; it returns ``(result, events)``: one event, ``None``, or a list
+(``state::batch``). The sync and async stores drive the same plans, so both behave
+identically over every adapter.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .errors import (
     ValueTooLargeError,
 )
 from .expiry import check_ttl_ms, deadline_after, remaining_ms
-from .results import CompareAndSetResult, SetResult, StateEvent, TtlResult, UpdateResult
+from .results import CompareAndSetResult, Emitted, SetResult, StateEvent, TtlResult, UpdateResult
 from .retry import LOST, Lost, optimistic
 from .table import TABLE
 from .update_ops import Op, apply_ops
@@ -45,7 +46,7 @@ class Call(NamedTuple):
     args: tuple[Any, ...]
 
 
-Plan = Generator[Call, Any, "tuple[Any, StateEvent | None]"]
+Plan = Generator[Call, Any, "tuple[Any, Emitted]"]
 
 
 @dataclass(frozen=True)

@@ -128,3 +128,7 @@ class StateEvent:
 
 
 _EVENT_FIELDS = ("event_type", "scope", "key", "old_value", "new_value")
+
+
+#: What a plan's writes emit: one event, none, or (``state::batch``) one per changed entry, in order.
+Emitted = StateEvent | list[StateEvent] | None

@@ -8,19 +8,21 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import operations as plans
 from .adapter import Adapter, AsyncAdapter
+from .batch import by_key, many_ops
 from .driver import ThreadedAsyncAdapter, run_async, run_sync
 from .errors import StateError, StoreClosedError
 from .events import Condition, EventBus, Handler, Subscription
 from .functions import StateFunctions
 from .namespaces import ReservedScopes, load_ledger
 from .operations import Limits, Plan
-from .results import StateEvent
-from .sweeper import TaskSweeper, ThreadSweeper, poll_interval
+        if self._sweeper is not None and not self._sweeper.started and not self._sweep_held:
+            self._start_sweeper()
+from .results import SetResult
 from .table import AsyncFront, StateFunction, SyncFront, serve
 from .values import JSON
 from .wire import decode_request, result_to_wire
@@ -133,9 +135,10 @@ class StateStore(_Base, StateFunctions, SyncFront):
         if self._closed:
             plan.close()
             raise _closed_error(self)
-        result, event = run_sync(plan, self.adapter, function)
-        if event is not None and self.events.enabled:
-            self.events.emit(event)
+        result, emitted = run_sync(plan, self.adapter, function)
+        if emitted is not None and self.events.enabled:
+            for event in emitted if isinstance(emitted, list) else (emitted,):
+                self.events.emit(event)
         return result
 
     def trigger(self, request: dict[str, Any]) -> JSON:
@@ -151,6 +154,24 @@ class StateStore(_Base, StateFunctions, SyncFront):
             self.refresh_reserved()
         function, plan = decode_request(self.limits, request, self.reserved)
         return _public(self.reserved, function, result_to_wire(function, self._run(function, plan)))
+
+    def get_many(self, scope: str, keys: Iterable[str]) -> dict[str, JSON]:
+        """``{key: value}`` (``None`` when missing) in one ``state::batch``.
+
+        :raises StateError: the first operation's error (the batch is not atomic: the others ran).
+        """
+        ops = many_ops("get", scope, keys)
+        return by_key(ops, self.batch(ops))
+
+    def set_many(self, scope: str, values: Mapping[str, JSON]) -> dict[str, SetResult]:
+        """Store each ``key: value`` in one ``state::batch``; ``{key: SetResult}``."""
+        ops = many_ops("set", scope, (), values)
+        return by_key(ops, self.batch(ops))
+
+    def delete_many(self, scope: str, keys: Iterable[str]) -> dict[str, JSON]:
+        """Delete each key in one ``state::batch``; ``{key: value removed or None}``."""
+        ops = many_ops("delete", scope, keys)
+        return by_key(ops, self.batch(ops))
 
     def refresh_reserved(self) -> None:
         """Re-read the claims ledger (claims made by other processes or replicas)."""
@@ -236,9 +257,10 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
             raise _closed_error(self)
         if self._sweeper is not None and not self._sweeper.started and not self._sweep_held:
             self._start_sweeper()
-        result, event = await run_async(plan, self.async_adapter, function, self._describe, self._secrets)
-        if event is not None and self.events.enabled:
-            await self.events.emit_async(event)
+        result, emitted = await run_async(plan, self.async_adapter, function, self._describe, self._secrets)
+        if emitted is not None and self.events.enabled:
+            for event in emitted if isinstance(emitted, list) else (emitted,):
+                await self.events.emit_async(event)
         return result
 
     async def trigger(self, request: dict[str, Any]) -> JSON:
@@ -246,6 +268,21 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
             await self.refresh_reserved()
         function, plan = decode_request(self.limits, request, self.reserved)
         return _public(self.reserved, function, result_to_wire(function, await self._run(function, plan)))
+
+    async def get_many(self, scope: str, keys: Iterable[str]) -> dict[str, JSON]:
+        """See :meth:`StateStore.get_many`."""
+        ops = many_ops("get", scope, keys)
+        return by_key(ops, await self.batch(ops))
+
+    async def set_many(self, scope: str, values: Mapping[str, JSON]) -> dict[str, SetResult]:
+        """See :meth:`StateStore.set_many`."""
+        ops = many_ops("set", scope, (), values)
+        return by_key(ops, await self.batch(ops))
+
+    async def delete_many(self, scope: str, keys: Iterable[str]) -> dict[str, JSON]:
+        """See :meth:`StateStore.delete_many`."""
+        ops = many_ops("delete", scope, keys)
+        return by_key(ops, await self.batch(ops))
 
     async def refresh_reserved(self) -> None:
         """Re-read the claims ledger (claims made by other processes or replicas)."""

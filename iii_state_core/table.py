@@ -11,7 +11,7 @@ and the function table of ``docs/contract.md``. The built-in declarations are in
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Concatenate, Final, Generic, ParamSpec, TypeVar, overload
 
@@ -105,6 +105,7 @@ class StateFunction(Generic[P, R]):
     :param payload_doc, result_doc: the two cells of its row in docs/contract.md.
     :param extension: not one of the engine's functions (marked **ext** in the docs).
     :param method: the typed method's name (default: the attribute name, or ``id`` with ``_``).
+    :param scopes_in: the scopes a payload names, when not its ``scope`` field (``state::batch``).
     """
 
     def __init__(
@@ -122,6 +123,7 @@ class StateFunction(Generic[P, R]):
         extension: bool = False,
         command: Command | None = None,
         method: str | None = None,
+        scopes_in: Callable[[Mapping[str, Any]], Iterable[tuple[str, object]]] | None = None,
     ) -> None:
         self.id = id
         self.description = description
@@ -135,6 +137,15 @@ class StateFunction(Generic[P, R]):
         self.extension = extension
         self.command = command
         self.method = method or id.replace("-", "_")
+        self._scopes_in = scopes_in
+
+    def scopes_in(self, payload: Mapping[str, Any]) -> Iterable[tuple[str, object]]:
+        """``(where, scope)`` of each scope a payload names, for the wire's reserved-scope check."""
+        if self._scopes_in is not None:
+            return self._scopes_in(payload)
+        if self.fields and any(f.name == "scope" for f in self.fields):
+            return [("", payload.get("scope"))]
+        return []
 
     @property
     def function_id(self) -> str:

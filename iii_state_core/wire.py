@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .errors import DeserializationError
+from .errors import DeserializationError, StateError
 from .functions import StateFunctions  # noqa: F401  (declares the built-ins into the table)
 from .namespaces import ReservedScopes
 from .operations import Limits, Plan
@@ -47,10 +47,12 @@ def decode_request(
     name = function_id[len("state::") :]
     payload = request.get("payload", {})
     if reserved is not None and isinstance(payload, Mapping):
-        declared = function(name)
         # iii's worker checks this before anything else on every function with a scope
-        if declared.fields and any(f.name == "scope" for f in declared.fields):
-            reserved.check(payload.get("scope"))
+        for where, scope in function(name).scopes_in(payload):
+            try:
+                reserved.check(scope)
+            except StateError as exc:
+                raise StateError(f"{where}{exc.message}", code=exc.code) from None
     return name, decode_payload(limits, name, payload)
 
 

@@ -8,18 +8,20 @@
   The core's update and compare-and-set loops run on these two.
 * ``scan``: ``Query`` of one partition in sort-key order from an ``ExclusiveStartKey``.
 * ``list_scopes``: a consistent ``Scan`` projecting the partition key (see the README for cost).
+* ``run_many`` (``state::batch``): reads as ``BatchGetItem``; writes one request each.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from iii_state_core import Adapter, BackendError, Capabilities, InvalidCursorError
 from iii_state_core.adapter import Page, Token
 
+from .batching import batch_get, run_calls
 from .calls import Caller, ConditionFailed
 from .client import make_client, make_session, region_of
 from .config import Settings, parse_settings
@@ -139,13 +141,31 @@ class DynamoDBAdapter(Adapter):
         return None if item is None else _text(item, scope, key).encode("utf-8")
 
     def read_versioned(self, scope: str, key: str) -> tuple[bytes | None, Token]:
-        item = self._get(scope, key)
+        return self._versioned(scope, key, self._get(scope, key))
+
+    def _versioned(self, scope: str, key: str, item: Item | None) -> tuple[bytes | None, Token]:
         if item is None:
             return None, None
         text = _text(item, scope, key)
         version = item.get(VERSION, {}).get("N")
         token = (_BY_VALUE, text) if version is None else (_BY_VERSION, version)
         return text.encode("utf-8"), token
+
+    # -- many at once (state::batch) ----------------------------------------------------------
+    def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Reads as ``BatchGetItem`` (100 keys a request); writes stay one conditional request each."""
+        return run_calls(
+            calls,
+            lambda name, args: getattr(self, name)(*args),
+            lambda keys: batch_get(self._client, self._call, self.table, keys),
+            self._answer,
+        )
+
+    def _answer(self, name: str, args: tuple[Any, ...], item: Item | None) -> Any:
+        scope, key = args
+        if name == "read_versioned":
+            return self._versioned(scope, key, item)
+        return None if item is None else _text(item, scope, key).encode("utf-8")
 
     # -- writes --------------------------------------------------------------------------------
     def _item(self, scope: str, key: str, data: bytes) -> Item:

@@ -150,3 +150,28 @@ def test_list_scopes_scans_the_partition_keys(stubbed: tuple[DynamoDBAdapter, St
         "scan", {"Items": [{"pk": {"S": "#a"}}, {"pk": {"S": "other"}}]}, {**scan, "ExclusiveStartKey": start}
     )
     assert sorted(adapter.list_scopes()) == ["a", "b"]
+
+
+def test_batch_reads_are_one_batch_get_retrying_unprocessed_keys(
+    stubbed: tuple[DynamoDBAdapter, Stubber],
+) -> None:
+    adapter, stub = stubbed
+    other = {"pk": {"S": "#s"}, "sk": {"S": "#other"}}
+    missing = {"pk": {"S": "#s"}, "sk": {"S": "#gone"}}
+    stub.add_response(
+        "batch_get_item",
+        {
+            "Responses": {TABLE: [item("[1]")]},
+            "UnprocessedKeys": {TABLE: {"Keys": [other], "ConsistentRead": True}},
+        },
+        {"RequestItems": {TABLE: {"Keys": [KEY, other, missing], "ConsistentRead": True}}},
+    )
+    stub.add_response(
+        "batch_get_item",
+        {"Responses": {TABLE: [{**other, "val": {"S": '"o"'}}]}},
+        {"RequestItems": {TABLE: {"Keys": [other], "ConsistentRead": True}}},
+    )
+    stub.add_response("put_item", {}, {"TableName": TABLE, "Item": ANY, "ReturnValues": "ALL_OLD"})
+    calls = [("read", ("s", "k")), ("read_versioned", ("s", "other")), ("read", ("s", "gone")),
+             ("read", ("s", "k")), ("write", ("s", "new", b"2"))]  # fmt: skip
+    assert adapter.run_many(calls) == [b"[1]", (b'"o"', ("value", '"o"')), None, b"[1]", None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .async_store import AsyncStoreTests
 from .base import GuardTests, SuiteBase
+from .batches import BatchTests
 from .capabilities import CapabilityTests
 from .concurrency import ConcurrencyTests
 from .events import EventTests
@@ -31,6 +32,7 @@ AREAS = {
     GeneratedValueTests: "values (Hypothesis)",
     EventTests: "events (contract § Events)",
     ExpiryTests: "expiry (contract § Expiry)",
+    BatchTests: "batches (contract § Batches)",
     ForeignBytesTests: "foreign stored bytes (contract § Functions)",
     NameTests: "scopes, keys and limits",
     NameVariantTests: "name variants (Hypothesis)",
@@ -56,6 +58,7 @@ class StateStoreSuite(
     GeneratedValueTests,
     EventTests,
     ExpiryTests,
+    BatchTests,
     ForeignBytesTests,
     NameTests,
     NameVariantTests,
