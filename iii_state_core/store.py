@@ -20,9 +20,8 @@ from .events import Condition, EventBus, Handler, Subscription
 from .functions import StateFunctions
 from .namespaces import ReservedScopes, load_ledger
 from .operations import Limits, Plan
-        if self._sweeper is not None and not self._sweeper.started and not self._sweep_held:
-            self._start_sweeper()
-from .results import SetResult
+from .results import SetResult, StateEvent
+from .sweeper import TaskSweeper, ThreadSweeper, poll_interval
 from .table import AsyncFront, StateFunction, SyncFront, serve
 from .values import JSON
 from .wire import decode_request, result_to_wire
