@@ -163,7 +163,9 @@ def print_summary(report: MigrationReport, verification: VerifyReport | None) ->
     """The per-scope table (all rows up to TABLE_ROWS scopes, else the mismatches) and totals."""
     line = (
         f"{report.scopes} scopes, {report.total} entries: written {report.written}, "
-        f"unchanged {report.unchanged}, skipped {report.skipped} in {report.seconds:.1f} s"
+        f"unchanged {report.unchanged}, skipped {report.skipped}"
+        + (f", {report.expired} expired, skipped" if report.expired else "")
+        + f" in {report.seconds:.1f} s"
         + (" (resumed)" if report.resumed else "")
     )
     if verification is None:

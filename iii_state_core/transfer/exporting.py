@@ -8,6 +8,7 @@ from typing import Final
 from ..operations import MAX_LIST_LIMIT
 from ..results import EntriesPage
 from ..store import StateStore
+from .deadlines import with_deadlines
 from .jsonl import Entry
 
 #: Entries fetched per ``list_entries`` call: memory use is bounded by this, not by the data.
@@ -43,6 +44,10 @@ def export_entries(
 ) -> Iterator[Entry]:
     """Every entry of ``store`` (or of the given scopes), lazily.
 
+    An entry that expires carries its absolute deadline (``expires_at``, epoch ms), read right
+    after its page (one more call per entry on an adapter with ``ttl``); one that expired or was
+    deleted in between is left out.
+
     Scopes come in ``list_groups`` order (sorted by code point) and keys in the adapter's listing
     order. On an adapter that does not declare ordered listing, an entry written or moved while
     the walk runs may come twice (with the same or a newer value); importing such a stream is
@@ -55,5 +60,8 @@ def export_entries(
     check_page_size(page_size)
     for scope in store.list_groups() if scopes is None else scopes:
         for page in pages(store, scope, None, page_size):
-            for key, value in page.entries:
-                yield Entry(scope, key, value)
+            if store.capabilities.ttl == "none":
+                for key, value in page.entries:
+                    yield Entry(scope, key, value)
+            else:
+                yield from with_deadlines(store, scope, page.entries)

@@ -9,6 +9,7 @@ from typing import Final, Literal, get_args
 
 from ..driver import run_sync
 from ..errors import StoredValueError
+from ..expiry import now_ms
 from ..operations import Call, Limits, Plan
 from ..store import MISSING, StateStore
 from ..values import JSON, decode_stored, same_json
@@ -17,7 +18,7 @@ from .jsonl import MAX_REPORTED, Entry, iter_jsonl
 
 OnConflict = Literal["fail", "skip", "overwrite"]
 ON_CONFLICT: Final[tuple[str, ...]] = get_args(OnConflict)
-Outcome = Literal["written", "unchanged", "skipped", "conflict"]
+Outcome = Literal["written", "unchanged", "skipped", "conflict", "expired"]
 
 
 def check_policy(on_conflict: str) -> OnConflict:
@@ -34,16 +35,26 @@ def put_entry(store: StateStore, entry: Entry, on_conflict: OnConflict) -> Outco
     writer creates meanwhile is never overwritten. A key that already holds an equal value is
     ``unchanged`` under every policy (this is what makes re-running an import or a migration safe).
 
-    :returns: ``written``, ``unchanged``, ``skipped`` (skip: the target kept its different value)
-        or ``conflict`` (fail: the target holds a different value; nothing was written).
+    An entry with a deadline (``expires_at``) is written with the time left to it, so it expires
+    at the same instant; one already past it is not written (``expired``).
+
+    :returns: ``written``, ``unchanged``, ``skipped`` (skip: the target kept its different value),
+        ``conflict`` (fail: the target holds a different value; nothing was written) or
+        ``expired`` (past its deadline; nothing was written).
     :raises StateError: when the store fails or refuses the value.
     """
     scope, key, value = entry
+    expires_at = entry.expires_at
+    ttl_ms = None
+    if expires_at is not None:
+        ttl_ms = expires_at - now_ms()
+        if ttl_ms <= 0:
+            return "expired"
     if on_conflict == "overwrite":
-        old = store.set(scope, key, value).old_value
+        old = store.set(scope, key, value, ttl_ms=ttl_ms).old_value
         # ``None`` is also what a missing key reports, so only a non-null equal value is "unchanged"
         return "unchanged" if old is not None and same_json(old, value) else "written"
-    result = store.compare_and_set(scope, key, MISSING, value)
+    result = store.compare_and_set(scope, key, MISSING, value, ttl_ms=ttl_ms)
     if result.applied:
         return "written"
     if same_json(result.old_value, value):
@@ -53,12 +64,14 @@ def put_entry(store: StateStore, entry: Entry, on_conflict: OnConflict) -> Outco
 
 @dataclass
 class ImportReport:
-    """Counts of what an import did (``invalid``: bad lines skipped under ``skip_invalid``)."""
+    """Counts of what an import did (``invalid``: bad lines skipped under ``skip_invalid``;
+    ``expired``: entries already past their deadline, not written)."""
 
     written: int = 0
     unchanged: int = 0
     skipped: int = 0
     invalid: int = 0
+    expired: int = 0
     problems: list[LineProblem] = field(default_factory=list)
 
     def count(self, outcome: Outcome) -> None:
@@ -66,7 +79,7 @@ class ImportReport:
 
     def to_dict(self) -> dict[str, int]:
         return {"written": self.written, "unchanged": self.unchanged, "skipped": self.skipped,
-                "invalid": self.invalid}  # fmt: skip
+                "invalid": self.invalid, "expired": self.expired}  # fmt: skip
 
 
 def import_entries(
@@ -111,6 +124,11 @@ def differs_from_stored(store: StateStore, entry: Entry) -> bool:
     return not same_json(stored, entry.value)
 
 
+def _past(entry: Entry) -> bool:
+    """Whether the entry's deadline has passed (it will not be written, so it cannot conflict)."""
+    return entry.expires_at is not None and entry.expires_at <= now_ms()
+
+
 def import_file(
     store: StateStore,
     path: str | os.PathLike[str],
@@ -140,7 +158,7 @@ def import_file(
                 report.invalid += 1
                 if len(report.problems) < MAX_REPORTED:
                     report.problems.append(item)
-            elif on_conflict == "fail" and differs_from_stored(store, item):
+            elif on_conflict == "fail" and not _past(item) and differs_from_stored(store, item):
                 conflict_count += 1
                 if len(conflicts) < MAX_REPORTED:
                     reason = f"scope {show(item.scope)} key {show(item.key)} already holds a different value"

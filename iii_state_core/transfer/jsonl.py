@@ -1,4 +1,5 @@
-"""The JSON Lines form of state: one ``{"scope", "key", "value"}`` object per line.
+"""The JSON Lines form of state: one ``{"scope", "key", "value"}`` object per line, plus
+``"expires_at"`` (the absolute deadline, epoch milliseconds) for an entry that expires.
 
 Reading is streaming (one line in memory at a time) and reports each bad line with its
 number and the reason, so a file can be checked completely before anything is written.
@@ -22,21 +23,53 @@ MAX_LINE_BYTES: Final = 64 * 1024 * 1024
 #: How many bad lines a check keeps for its report (it counts all of them).
 MAX_REPORTED: Final = 100
 FIELDS: Final = ("scope", "key", "value")
+#: The optional field of an entry that expires (absent in files exported before deadlines were).
+EXPIRES_AT: Final = "expires_at"
+#: The largest deadline a line may carry: the largest signed 64-bit integer.
+MAX_EXPIRES_AT: Final = 2**63 - 1
 #: Checks for a file read without a target store: strict JSON, valid Unicode, no size limits.
-ANY_TARGET: Final = Limits(Capabilities(), adapter_name="target")
+ANY_TARGET: Final = Limits(Capabilities(ttl="emulated"), adapter_name="target")
 
 
-class Entry(NamedTuple):
-    """One stored entry: its scope, its key, and its JSON value."""
-
+class _Fields(NamedTuple):
     scope: str
     key: str
     value: JSON
 
 
+class Entry(_Fields):
+    """One stored entry: its scope, its key, its JSON value — a 3-tuple, so ``for scope, key,
+    value in export_entries(store)`` reads it — and its deadline, ``expires_at`` (epoch ms, or
+    ``None`` for an entry that never expires), as an attribute beside the tuple."""
+
+    expires_at: int | None
+
+    def __new__(cls, scope: str, key: str, value: JSON, expires_at: int | None = None) -> Entry:
+        entry = super().__new__(cls, scope, key, value)
+        entry.expires_at = expires_at
+        return entry
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Entry) and other.expires_at != self.expires_at:
+            return False
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash((tuple(self), self.expires_at))
+
+    def __repr__(self) -> str:
+        deadline = "" if self.expires_at is None else f", expires_at={self.expires_at}"
+        return f"Entry(scope={self.scope!r}, key={self.key!r}, value={self.value!r}{deadline})"
+
+
 def encode_line(entry: Entry) -> bytes:
     """The entry as one compact UTF-8 JSON line (non-ASCII kept as is), newline included."""
     record = {"scope": entry.scope, "key": entry.key, "value": entry.value}
+    if entry.expires_at is not None:
+        record[EXPIRES_AT] = entry.expires_at
     text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return text.encode("utf-8") + b"\n"
 
@@ -80,19 +113,33 @@ def parse_line(raw: bytes, limits: Limits = ANY_TARGET) -> Entry | str | None:
     missing = [f for f in FIELDS if f not in record]
     if missing:
         return "missing field " + ", ".join(f'"{f}"' for f in missing)
-    unknown = [f for f in record if f not in FIELDS]
+    unknown = [f for f in record if f not in FIELDS and f != EXPIRES_AT]
     if unknown:
-        return f"unknown field {show(unknown[0])} (a line holds only scope, key and value)"
+        return f"unknown field {show(unknown[0])} (a line holds only scope, key, value and expires_at)"
     scope, key, value = record["scope"], record["key"], record["value"]
     for name, item in (("scope", scope), ("key", key)):
         if not isinstance(item, str):
             return f'"{name}" must be a string, got {json_type(item)}'
+    expires_at = record.get(EXPIRES_AT)
+    if expires_at is not None:
+        number = isinstance(expires_at, (int, float)) and not isinstance(expires_at, bool)
+        if not (number and isinstance(expires_at, int) and 0 <= expires_at <= MAX_EXPIRES_AT):
+            got = repr(expires_at) if number else json_type(expires_at)
+            return (
+                f'"{EXPIRES_AT}" must be a deadline in epoch milliseconds (an integer from 0 to 2^63-1) '
+                f"or null, got {got}"
+            )
+        if limits.capabilities.ttl == "none":
+            return (
+                f'the entry expires ("{EXPIRES_AT}") but the {limits.adapter_name} adapter does not '
+                f"support entry expiry (capability ttl is none)"
+            )
     try:
         limits.check_entry(scope, key)
         limits.encode(value)
     except StateError as exc:
         return str(exc)
-    return Entry(scope, key, value)
+    return Entry(scope, key, value, expires_at)
 
 
 def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes | None]]:

@@ -17,10 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from ..errors import InvalidCursorError, StateError
+from ..errors import InvalidCursorError, StateError, UnsupportedError
 from ..results import EntriesPage
 from ..store import StateStore
 from ..values import JSON
+from .deadlines import deadline_of
 from .digest import VerifyReport, verify
 from .errors import (
     EntryConflictError,
@@ -66,6 +67,8 @@ class MigrationReport:
     seconds: float
     verification: VerifyReport | None
     state_file: str | None
+    #: Entries past their deadline when their turn came: not copied.
+    expired: int = 0
 
     @property
     def ok(self) -> bool:
@@ -125,12 +128,19 @@ class _Run:
         """Count what is left to copy and check the target can hold all of it (nothing written)."""
         limits, count, bad = self.target.limits, 0, 0
         problems: list[str] = []
+        # deadlines are read only when the target could not keep them
+        deadlines = self.source.capabilities.ttl != "none" and limits.capabilities.ttl == "none"
         for scope in scopes:
             for page in self.walk(scope):
                 for key, value in page.entries:
                     try:
                         limits.check_entry(scope, key)
                         limits.encode(value)
+                        if deadlines and deadline_of(self.source, scope, key)[1] is not None:
+                            raise UnsupportedError(
+                                f"it expires, but the {limits.adapter_name} adapter does not support "
+                                f"entry expiry (capability ttl is none)"
+                            )
                     except StateError as exc:
                         bad += 1
                         if len(problems) < MAX_INCOMPATIBLE:
@@ -157,7 +167,10 @@ class _Run:
                 halt.set()
                 return None
             try:
-                outcome = put_entry(self.target, Entry(scope, *item), policy)
+                present, deadline = deadline_of(self.source, scope, item[0])
+                if not present:  # expired (or deleted) since the page was listed
+                    return "expired"
+                outcome = put_entry(self.target, Entry(scope, item[0], item[1], deadline), policy)
             except BaseException:
                 halt.set()
                 raise
@@ -173,7 +186,7 @@ class _Run:
                     break
         else:
             outcomes = list(self.pool.map(one, entries))
-        counts = {"written": 0, "unchanged": 0, "skipped": 0}
+        counts = {"written": 0, "unchanged": 0, "skipped": 0, "expired": 0}
         for item, outcome in zip(entries, outcomes, strict=False):  # a stop leaves fewer outcomes
             if outcome == "conflict":
                 raise EntryConflictError(scope, item[0], self.state.written + counts["written"])
@@ -195,6 +208,7 @@ class _Run:
                 state.written += counts["written"]
                 state.unchanged += counts["unchanged"]
                 state.skipped += counts["skipped"]
+                state.expired += counts["expired"]
                 if page.done or page.next_cursor is None:
                     # the scope's end goes into the same save as its last page: a kill between two
                     # saves would leave "in this scope, no cursor" and the re-run would redo it all
@@ -305,5 +319,5 @@ def migrate(
     return MigrationReport(
         total=run.total or 0, written=state.written, unchanged=state.unchanged, skipped=state.skipped,
         scopes=len(every), resumed=resumed, seconds=time.monotonic() - started,
-        verification=verification, state_file=path,
+        verification=verification, state_file=path, expired=state.expired,
     )  # fmt: skip

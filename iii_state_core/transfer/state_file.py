@@ -42,6 +42,8 @@ class MigrationState:
     unchanged: int = 0
     skipped: int = 0
     copy_finished: bool = False
+    #: Entries past their deadline when their turn came (not copied); absent in older files.
+    expired: int = 0
 
     def is_done(self, scope: str) -> bool:
         return self.done_through is not None and scope <= self.done_through

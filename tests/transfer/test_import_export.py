@@ -82,7 +82,7 @@ def test_skip_invalid_writes_the_good_lines_and_lists_the_bad(tmp_path: Path) ->
     )
     code, out, err = run("import", "-c", str(config), "--skip-invalid", str(source))
     assert code == 0, err
-    assert json.loads(out) == {"written": 2, "unchanged": 0, "skipped": 0, "invalid": 2}
+    assert json.loads(out) == {"written": 2, "unchanged": 0, "skipped": 0, "invalid": 2, "expired": 0}
     assert "line 2: missing field" in err and "line 4: " in err
     with kv_store(tmp_path / "store-data") as store:
         assert everything(store) == [Entry("s", "a", 1), Entry("s", "c", [])]
@@ -126,7 +126,7 @@ def test_fail_finds_conflicts_before_writing(existing: Path, kv_target: StateSto
 
 def test_skip_keeps_the_stored_values(existing: Path, kv_target: StateStore) -> None:
     report = import_file(kv_target, existing, "skip")
-    assert report.to_dict() == {"written": 1, "unchanged": 2, "skipped": 1, "invalid": 0}
+    assert report.to_dict() == {"written": 1, "unchanged": 2, "skipped": 1, "invalid": 0, "expired": 0}
     assert everything(kv_target) == [
         Entry("s", "a", 1), Entry("s", "b", 2), Entry("s", "c", 3), Entry("s", "n", None)
     ]  # fmt: skip
@@ -149,7 +149,8 @@ def test_cli_conflict_report(existing: Path, tmp_path: Path) -> None:
     code, _, err = run("import", "-c", str(config), str(existing))
     assert code == 1 and "CONFLICT" in err and "line 1: " in err and "--on-conflict" in err
     code, out, err = run("import", "-c", str(config), "--on-conflict", "skip", str(existing))
-    assert code == 0 and json.loads(out) == {"written": 1, "unchanged": 2, "skipped": 1, "invalid": 0}
+    counts = {"written": 1, "unchanged": 2, "skipped": 1, "invalid": 0, "expired": 0}
+    assert code == 0 and json.loads(out) == counts
 
 
 def test_a_key_created_between_the_passes_is_never_overwritten(
