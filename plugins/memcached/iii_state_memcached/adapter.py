@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from iii_state_core import Adapter, ConfigError, ValueTooLargeError
 from iii_state_core.adapter import Page, Token
+from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 from iii_state_core.retry import LOST, Lost, retry
 
 from . import records
@@ -49,6 +50,7 @@ class MemcachedAdapter(Adapter):
 
     name = MemcachedDeclaration.name
     path_options = MemcachedDeclaration.path_options
+    state_options = MemcachedDeclaration.state_options
     distribution = MemcachedDeclaration.distribution
     capabilities = CAPABILITIES
     _sized: ClassVar[dict[int, type[MemcachedAdapter]]] = {}
@@ -100,7 +102,7 @@ class MemcachedAdapter(Adapter):
         self._cache = CasCache(settings.cas_cache_entries, settings.cas_cache_bytes)
         self._index = Index(
             cluster, codec, settings.max_attempts, self._item_limit, legacy_buckets,
-            settings.cas_cache_entries, settings.cas_cache_bytes,
+            settings.cas_cache_entries, settings.cas_cache_bytes, settings.expired_grace_s,
         )  # fmt: skip
         self._listing = Listing(cluster, codec, self._index)
 
@@ -125,6 +127,10 @@ class MemcachedAdapter(Adapter):
             )
         return item
 
+    def _ttl(self, mc_key: bytes, item: bytes) -> int:
+        """memcached's lifetime for ``item`` (0: none): past every deadline, plus the grace."""
+        return records.lifetime(item, mc_key, now_ms(), self._settings.expired_grace_s)
+
     def _replace(
         self, node: Node, mc_key: bytes, new: bytes, cas: bytes, old: bytes, epoch: int | None = None
     ) -> Stored | None:
@@ -133,13 +139,14 @@ class MemcachedAdapter(Adapter):
         :returns: the store's reply; ``None`` when ``epoch`` named another connection.
         :raises OutOfMemoryError: after putting ``old`` back, which memcached dropped.
         """
+        ttl = self._ttl(mc_key, new)
         try:
             if epoch is None:
-                return node.store(mc_key, new, cas)
-            return node.store_on_epoch(mc_key, new, cas, epoch)
+                return node.store(mc_key, new, cas, ttl)
+            return node.store_on_epoch(mc_key, new, cas, epoch, ttl)
         except OutOfMemoryError as exc:
             self._cache.drop(mc_key)
-            if node.put_back(mc_key, old):
+            if node.put_back(mc_key, old, self._ttl(mc_key, old)):
                 raise OutOfMemoryError(f"{exc}; the entry keeps its previous value") from None
             raise OutOfMemoryError(
                 f"{exc}; memcached dropped the entry's previous value with it and it could not be "
@@ -153,16 +160,47 @@ class MemcachedAdapter(Adapter):
         if item is None:
             return None
         record = records.find(item, mc_key, scope.encode("utf-8"), key.encode("utf-8"))
-        return None if record is None else record.value
+        return None if record is None or record.expired(now_ms()) else record.value
 
     def read_versioned(self, scope: str, key: str) -> tuple[bytes | None, Token]:
         mc_key, node = self._locate(scope, key)
         item, cas, _ = node.gets(mc_key)
         own = None if item is None else records.find(item, mc_key, scope.encode("utf-8"), key.encode("utf-8"))
-        return (None if own is None else own.value), Version(item, cas, own)
+        return (None if own is None or own.expired(now_ms()) else own.value), Version(item, cas, own)
+
+    def read_expiry(self, scope: str, key: str) -> tuple[bool, int | None]:
+        mc_key, node = self._locate(scope, key)
+        item = node.get(mc_key)
+        own = None if item is None else records.find(item, mc_key, scope.encode("utf-8"), key.encode("utf-8"))
+        if own is None or own.expired(now_ms()):
+            return False, None
+        return True, own.deadline
+
+    def set_expiry(self, scope: str, key: str, expires_at: int | None) -> bool:
+        mc_key, node = self._locate(scope, key)
+        scope_raw, key_raw = scope.encode("utf-8"), key.encode("utf-8")
+
+        def attempt() -> bool | Lost:
+            item, cas, _ = node.gets(mc_key)
+            own = None if item is None else records.find(item, mc_key, scope_raw, key_raw)
+            if own is None or own.expired(now_ms()):
+                return False
+            assert item is not None and cas is not None
+            new = records.replaced(item, mc_key, own._replace(deadline=expires_at))
+            stored = self._replace(node, mc_key, self._fit(new, own.value), cas, item)
+            if stored is None or not stored.ok:
+                return LOST
+            self._cache.put(mc_key, stored.epoch, stored.cas, new)
+            self._expiring(scope, key, own.generation, expires_at)
+            return True
+
+        return retry(attempt, attempts=self._attempts)
+
+    def _expiring(self, scope: str, key: str, generation: int, deadline: int | None) -> None:
+        """Hook for the expiry sweeper's schedule (see ``take_expired``)."""
 
     # -- writes ------------------------------------------------------------------------------------
-    def write(self, scope: str, key: str, data: bytes) -> bytes | None:
+    def write(self, scope: str, key: str, data: bytes, expires_at: int | None = None) -> bytes | None:
         mc_key, node = self._locate(scope, key)
         scope_raw, key_raw = scope.encode("utf-8"), key.encode("utf-8")
         known = self._cache.get(mc_key)
@@ -170,13 +208,14 @@ class MemcachedAdapter(Adapter):
             # One round trip: the store succeeds only if the item is still the one we know.
             own = records.find(known.item, mc_key, scope_raw, key_raw)
             if own is not None:
-                new = records.replaced(known.item, mc_key, Record(scope_raw, key_raw, own.generation, data))
+                record = Record(scope_raw, key_raw, own.generation, data, expires_at)
+                new = records.replaced(known.item, mc_key, record)
                 stored = self._replace(node, mc_key, self._fit(new, data), known.cas, known.item, known.epoch)
                 if stored is not None and stored.ok:
                     self._cache.put(mc_key, stored.epoch, stored.cas, new)
-                    return own.value
+                    return self._replaced(scope, key, own, expires_at)
             self._cache.drop(mc_key)
-        elif self._create(scope, key, data, None, None, new_only=True):
+        elif self._create(scope, key, data, None, None, new_only=True, deadline=expires_at):
             return None  # the index showed the key had no value: created without reading it
 
         def attempt() -> bytes | Lost | None:
@@ -184,33 +223,68 @@ class MemcachedAdapter(Adapter):
             own = None if item is None else records.find(item, mc_key, scope_raw, key_raw)
             if own is not None:
                 assert item is not None and cas is not None
-                new = records.replaced(item, mc_key, Record(scope_raw, key_raw, own.generation, data))
+                record = Record(scope_raw, key_raw, own.generation, data, expires_at)
+                new = records.replaced(item, mc_key, record)
                 stored = self._replace(node, mc_key, self._fit(new, data), cas, item)
                 if stored is not None and stored.ok:
                     self._cache.put(mc_key, stored.epoch, stored.cas, new)
-                    return own.value
+                    return self._replaced(scope, key, own, expires_at)
                 return LOST
-            return None if self._create(scope, key, data, item, cas) else LOST
+            return None if self._create(scope, key, data, item, cas, deadline=expires_at) else LOST
 
         return retry(attempt, attempts=self._attempts)
 
-    def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
+    def _replaced(self, scope: str, key: str, old: Record, deadline: int | None) -> bytes | None:
+        """What a write that replaced ``old`` returns: nothing when ``old`` had expired (its
+        generation, still indexed, is kept: the write is a create for everyone else)."""
+        if old.deadline != deadline and deadline is not None:
+            self._expiring(scope, key, old.generation, deadline)
+        if old.expired(now_ms()):
+            self._met_expired(scope, key, old)
+            return None
+        return old.value
+
+    def _met_expired(self, scope: str, key: str, old: Record) -> None:
+        """Hook: a write is replacing (or a delete removing) an expired record."""
+
+    def write_if(self, scope: str, key: str, data: bytes, token: Token, expires_at: ExpiresAt = KEEP) -> bool:
         if not isinstance(token, Version):
             raise TypeError("write_if needs the token read_versioned returned")
-        if token.own is None:
-            return self._create(scope, key, data, token.item, token.cas)
+        own = token.own
+        if own is None:
+            # a missing entry has no deadline to keep
+            deadline = expires_at if isinstance(expires_at, int) else None
+            return self._create(scope, key, data, token.item, token.cas, deadline=deadline)
         mc_key, node = self._locate(scope, key)
         # an item that holds our record was read, with its cas
         assert token.item is not None and token.cas is not None
-        new = records.replaced(token.item, mc_key, token.own._replace(value=data))
+        expired = own.expired(now_ms())
+        if expires_at is KEEP:
+            deadline = None if expired else own.deadline
+        else:
+            deadline = expires_at if isinstance(expires_at, int) else None
+        new = records.replaced(token.item, mc_key, own._replace(value=data, deadline=deadline))
         stored = self._replace(node, mc_key, self._fit(new, data), token.cas, token.item)
         if stored is None or not stored.ok:
             return False
         self._cache.put(mc_key, stored.epoch, stored.cas, new)
+        self._replaced(scope, key, own, deadline)
         return True
 
+    def modify(
+        self, scope: str, key: str, change: Callable[[bytes | None], bytes], expires_at: ExpiresAt = KEEP
+    ) -> tuple[bytes | None, bytes] | None:
+        return None  # emulated: the core loops over read_versioned and write_if (with expires_at)
+
     def _create(
-        self, scope: str, key: str, data: bytes, item: bytes | None, cas: bytes | None, new_only: bool = False
+        self,
+        scope: str,
+        key: str,
+        data: bytes,
+        item: bytes | None,
+        cas: bytes | None,
+        new_only: bool = False,
+        deadline: int | None = None,
     ) -> bool:
         """Add the pair's first record: index it first, store it, then re-check the index.
 
@@ -221,7 +295,7 @@ class MemcachedAdapter(Adapter):
         """
         mc_key, node = self._locate(scope, key)
         generation = random.getrandbits(63)
-        own = Record(scope.encode("utf-8"), key.encode("utf-8"), generation, data)
+        own = Record(scope.encode("utf-8"), key.encode("utf-8"), generation, data, deadline)
         new = self._fit(records.replaced(item, mc_key, own), data)
         # Index before storing: a crash in between leaves an entry without a value (skipped),
         # never a value that listing cannot reach.
@@ -236,7 +310,7 @@ class MemcachedAdapter(Adapter):
         try:
             if item is None or cas is None:
                 stored: Stored | None
-                stored, probes = self._index.store_value(node, mc_key, new, receipt)
+                stored, probes = self._index.store_value(node, mc_key, new, receipt, self._ttl(mc_key, new))
             else:  # other pairs' records share this hashed key: keep them if memory runs out
                 stored = self._replace(node, mc_key, new, cas, item)
         except OutOfMemoryError:
@@ -254,6 +328,8 @@ class MemcachedAdapter(Adapter):
             "re-checking the listing index",
             lambda: self._index.confirm(scope, key, generation, receipt, probes),
         )
+        if deadline is not None:
+            self._expiring(scope, key, generation, deadline)
         return True
 
     def remove(self, scope: str, key: str) -> bytes | None:
@@ -263,14 +339,15 @@ class MemcachedAdapter(Adapter):
         if known is not None:
             self._cache.drop(mc_key)
             own = records.find(known.item, mc_key, scope_raw, key_raw)
-            if own is not None and self._take(node, mc_key, known.item, known.cas, own, known.epoch):
-                return self._removed(scope, key, own)
+            if own is not None and not own.expired(now_ms()):
+                if self._take(node, mc_key, known.item, known.cas, own, known.epoch):
+                    return self._removed(scope, key, own)
 
         def attempt() -> bytes | Lost | None:
             item, cas, _ = node.gets(mc_key)
             own = None if item is None else records.find(item, mc_key, scope_raw, key_raw)
-            if own is None:
-                return None
+            if own is None or own.expired(now_ms()):
+                return None  # an expired entry is already missing: left for the sweeper
             assert item is not None and cas is not None
             if self._take(node, mc_key, item, cas, own, None):
                 return self._removed(scope, key, own)

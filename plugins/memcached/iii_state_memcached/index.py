@@ -102,8 +102,11 @@ class Index:
         legacy_buckets: int | None = None,
         cache_entries: int = 4096,
         cache_bytes: int = 16 * 1024 * 1024,
+        grace: int = 300,
     ) -> None:
         self.cluster = cluster
+        #: Seconds expired values outlive their deadline in memcached (``expired_grace_s``).
+        self.grace = grace
         self.codec = codec
         self.max_attempts = max_attempts
         #: Largest item the servers take (index items included).
@@ -395,16 +398,16 @@ class Index:
         return Receipt(leaf, stored.cas, shard, shard_cas, stored.epoch)
 
     def store_value(
-        self, node: Node, mc_key: bytes, item: bytes, receipt: Receipt
+        self, node: Node, mc_key: bytes, item: bytes, receipt: Receipt, ttl: int = 0
     ) -> tuple[Stored, list[bytes | None] | None]:
-        """Add a new entry's value; on the index's own server, probe its leaf and shard after it
-        in the same round trip (the creator's re-check reads)."""
+        """Add a new entry's value (to live ``ttl`` seconds, 0: no limit); on the index's own
+        server, probe its leaf and shard after it in the same round trip (the creator's re-check)."""
         if node is self.cluster.node(receipt.shard):
-            reply = node.store_probing(mc_key, item, None, [receipt.leaf, receipt.shard])
+            reply = node.store_probing(mc_key, item, None, [receipt.leaf, receipt.shard], ttl=ttl)
             assert reply is not None
             stored, probes = reply
             return stored, (probes if stored.epoch == receipt.epoch else None)
-        return node.store(mc_key, item, None), None
+        return node.store(mc_key, item, None, ttl), None
 
     def confirm(self, scope: str, key: str, generation: int, receipt: Receipt,
                 probes: list[bytes | None] | None) -> None:  # fmt: skip

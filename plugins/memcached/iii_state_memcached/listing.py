@@ -14,6 +14,7 @@ import json
 
 from iii_state_core import InvalidCursorError
 from iii_state_core.adapter import Page
+from iii_state_core.expiry import now_ms
 
 from . import records
 from .index import Index, quietly
@@ -72,7 +73,7 @@ class Listing:
                     more = True
                     break
                 chosen.append(entry)
-        page, ghosts = self._values(scope, [(key, generation) for _, key, generation in chosen])
+        page, ghosts, _ = self._values(scope, [(key, generation) for _, key, generation in chosen])
         if ghosts:
             quietly("pruning the listing index", lambda: self.index.prune(scope, ghosts))
         next_cursor = self._encode_cursor(chosen[-1][0], chosen[-1][1]) if more else None
@@ -80,21 +81,26 @@ class Listing:
 
     def _values(
         self, scope: str, entries: list[tuple[str, int]]
-    ) -> tuple[list[tuple[str, bytes]], dict[str, int]]:
-        """The live ``(key, value)`` pairs among ``entries``, and the ghosts (key -> generation)."""
+    ) -> tuple[list[tuple[str, bytes]], dict[str, int], int]:
+        """The live ``(key, value)`` pairs among ``entries``, the ghosts (key -> generation), and
+        how many are expired (hidden; left indexed for the sweeper or memcached to remove)."""
         scope_raw = scope.encode("utf-8")
         data_keys = self.codec.listed_data_keys(scope, [key for key, _ in entries])
         items = self.cluster.get_many(data_keys)
+        now = now_ms()
         page: list[tuple[str, bytes]] = []
         ghosts: dict[str, int] = {}
+        expired = 0
         for (key, generation), data_key in zip(entries, data_keys, strict=True):
             item = items.get(data_key)
             record = None if item is None else records.find(item, data_key, scope_raw, key.encode("utf-8"))
             if record is None:
                 ghosts[key] = generation
+            elif record.expired(now):
+                expired += 1
             else:
                 page.append((key, record.value))
-        return page, ghosts
+        return page, ghosts, expired
 
     # -- count ---------------------------------------------------------------------------------------
     def count(self, scope: str) -> int:
@@ -106,10 +112,19 @@ class Listing:
         while (leaf := step()) is not None:
             entries = list(self.index.entries_of(scope, leaf).items())
             data_keys = self.codec.listed_data_keys(scope, [k for k, _ in entries])
-            # a hashed data key may hold only another pair's record: read those values
-            hashed = [e for e, d in zip(entries, data_keys, strict=True) if self.codec.is_hashed(d)]
-            total += len(self.cluster.remaining([d for d in data_keys if not self.codec.is_hashed(d)]))
-            total += len(self._values(scope, hashed)[0]) if hashed else 0
+            # A hashed data key may hold only another pair's record; an item memcached will drop
+            # may hold an expired record: read those values. The others exist and never expire
+            # (or not within ``grace``, their lifetime minus the grace being seconds away).
+            probed = self.cluster.remaining([d for d in data_keys if not self.codec.is_hashed(d)])
+            sure = self.index.grace + 3
+            unsure = []
+            for entry, data_key in zip(entries, data_keys, strict=True):
+                left = probed.get(data_key)
+                if self.codec.is_hashed(data_key) or (left is not None and 0 <= left < sure):
+                    unsure.append(entry)
+                elif left is not None:
+                    total += 1
+            total += len(self._values(scope, unsure)[0]) if unsure else 0
         return total
 
     # -- scopes --------------------------------------------------------------------------------------
@@ -125,12 +140,14 @@ class Listing:
         """Reads the scope's leaves in order until one lists a live key."""
         self.index.convert(scope)
         ghosts: dict[str, int] = {}
+        expired = 0
         step = self.index.leaves(scope)
         while (leaf := step()) is not None:
             pending = sorted(self.index.entries_of(scope, leaf).items())
             for at in range(0, len(pending), _PROBE):
-                page, dead = self._values(scope, pending[at : at + _PROBE])
+                page, dead, gone = self._values(scope, pending[at : at + _PROBE])
                 ghosts.update(dead)
+                expired += gone
                 if page:
                     if ghosts:
                         quietly("pruning the listing index", lambda: self.index.prune(scope, ghosts))
@@ -138,7 +155,8 @@ class Listing:
 
         def drop() -> None:
             self.index.prune(scope, ghosts)
-            self.index.drop_scope_if_empty(scope)
+            if not expired:  # expired entries stay indexed until taken or dropped by memcached
+                self.index.drop_scope_if_empty(scope)
 
         quietly("pruning the scope index", drop)
         return False

@@ -310,14 +310,14 @@ class Node:
         conn.close()  # out of step with the server: never reuse this connection
         raise self._unknown("store", f"unexpected reply {reply[:20]!r}")
 
-    def put_back(self, key: bytes, item: bytes) -> bool:
+    def put_back(self, key: bytes, item: bytes, ttl: int = 0) -> bool:
         """After an out-of-memory store dropped ``item``: add it again (its memory was just freed).
 
         :returns: ``False`` when it could not be (someone stored the key meanwhile, or no memory).
         """
         for attempt in range(6):
             try:
-                return self.store(key, item, None).ok
+                return self.store(key, item, None, ttl).ok
             except OutOfMemoryError:
                 # the dropped item's memory is not always free at once (another thread of the
                 # server may still hold it): give it a moment
@@ -326,9 +326,10 @@ class Node:
                 return False
         return False
 
-    def store(self, key: bytes, item: bytes, cas: bytes | None) -> Stored:
-        """Store ``item`` only if the key's cas is still ``cas`` (``None``: only if missing)."""
-        mode = b"ME" if cas is None else b"C" + cas
+    def store(self, key: bytes, item: bytes, cas: bytes | None, ttl: int = 0) -> Stored:
+        """Store ``item`` only if the key's cas is still ``cas`` (``None``: only if missing),
+        to live ``ttl`` seconds (0: until evicted)."""
+        mode = (b"ME" if cas is None else b"C" + cas) + _lifetime(ttl)
         conn = self._acquire()
         try:
             return self._store_on(conn, key, item, mode)
@@ -344,6 +345,7 @@ class Node:
         epoch: int | None = None,
         *,
         append: bool = False,
+        ttl: int = 0,
     ) -> tuple[Stored, list[bytes | None]] | None:
         """:meth:`store`, then the cas of each of ``probes`` read *after* it, in one round trip.
 
@@ -354,7 +356,7 @@ class Node:
         try:
             if epoch is not None and (conn.epoch != epoch or conn.sock is None):
                 return None
-            mode = b"ME" if cas is None else (b"MA C" if append else b"C") + cas
+            mode = (b"ME" if cas is None else (b"MA C" if append else b"C") + cas) + _lifetime(ttl)
             commands = [b"ms %s %d %s c\r\n%s\r\n" % (key, len(item), mode, item)]
             commands += [b"mg %s c\r\n" % probe for probe in probes]
             replies = self._send_all(conn, "store", commands)
@@ -363,13 +365,13 @@ class Node:
         finally:
             self._release(conn)
 
-    def store_on_epoch(self, key: bytes, item: bytes, cas: bytes, epoch: int) -> Stored | None:
+    def store_on_epoch(self, key: bytes, item: bytes, cas: bytes, epoch: int, ttl: int = 0) -> Stored | None:
         """Like :meth:`store`, but only on the connection ``epoch`` names; ``None``: not sent."""
         conn = self._acquire()
         try:
             if conn.epoch != epoch or conn.sock is None:
                 return None
-            return self._store_on(conn, key, item, b"C" + cas)
+            return self._store_on(conn, key, item, b"C" + cas + _lifetime(ttl))
         finally:
             self._release(conn)
 
@@ -388,6 +390,11 @@ class Node:
             raise self._unknown("delete", f"unexpected reply {reply[:20]!r}")
         finally:
             self._release(conn)
+
+
+def _lifetime(ttl: int) -> bytes:
+    """The ``T`` flag of a store: memcached drops the item ``ttl`` seconds later (none for 0)."""
+    return b" T%d" % ttl if ttl else b""
 
 
 def _cas_of(reply: bytes) -> bytes | None:

@@ -17,6 +17,7 @@ CAPABILITIES = Capabilities(
     atomic_update="emulated",
     ordered_listing=True,
     may_evict=True,
+    ttl="emulated",
     listing_cost=(
         "a per-scope tree of small index leaves kept with cas; a page reads the leaves it covers "
         "plus one multi-get of values; list_groups probes every scope"
@@ -30,6 +31,7 @@ class MemcachedDeclaration(DeferredAdapter):
 
     name = "memcached"
     path_options = ("tls_ca_file", "tls_cert_file", "tls_key_file")
+    state_options = ("expiry_events",)
     distribution = "iii-state-memcached"
     capabilities = CAPABILITIES
     implementation = "iii_state_memcached.adapter:MemcachedAdapter"

@@ -4,7 +4,9 @@ A data item holds one record per (scope, key) that owns its memcached key; norma
 only when two hashed pairs collide (they then share the item, each finding its own record):
 
     0xA1, then per record: >IIQI (scope length, key length, generation, value length),
-    scope UTF-8, key UTF-8, value bytes — the value exactly as the core gave it.
+    scope UTF-8, key UTF-8, value bytes — the value exactly as the core gave it;
+    0xA2 (an item where some record has a deadline): >IIQQI, the fourth field the deadline
+    in epoch milliseconds (0: none), the rest as above.
 
 The generation is a random number fixed when the entry is created and kept by every later
 write; the listing index records it so that a delete removes only its own index entry.
@@ -32,10 +34,13 @@ from typing import NamedTuple
 from iii_state_core import BackendError
 
 MAGIC = 0xA1
+#: Items holding a deadline (contract § Expiry); others keep 0xA1, readable by older clients.
+MAGIC_EXPIRING = 0xA2
 _HEAD = struct.Struct(">IIQI")
+_HEAD_EXPIRING = struct.Struct(">IIQQI")
 #: Bytes an item needs beyond its records' names and values.
 ITEM_OVERHEAD = 1
-RECORD_OVERHEAD = _HEAD.size
+RECORD_OVERHEAD = _HEAD_EXPIRING.size
 #: The ``f`` of shard items (and of layout 1's buckets).
 FORMAT = 1
 
@@ -45,6 +50,11 @@ class Record(NamedTuple):
     key: bytes
     generation: int
     value: bytes
+    #: Epoch milliseconds from which the entry is missing; ``None``: it never expires.
+    deadline: int | None = None
+
+    def expired(self, now: int) -> bool:
+        return self.deadline is not None and self.deadline <= now
 
 
 def _foreign(mc_key: bytes) -> BackendError:
@@ -55,36 +65,53 @@ def _foreign(mc_key: bytes) -> BackendError:
     )
 
 
+def _head(item: bytes, mc_key: bytes) -> struct.Struct:
+    if item and item[0] == MAGIC:
+        return _HEAD
+    if item and item[0] == MAGIC_EXPIRING:
+        return _HEAD_EXPIRING
+    raise _foreign(mc_key)
+
+
+def _unpack(head: struct.Struct, item: bytes, at: int) -> tuple[int, int, int, int | None, int]:
+    """(scope length, key length, generation, deadline, value length) of the record at ``at``."""
+    if head is _HEAD:
+        scope_len, key_len, generation, value_len = head.unpack_from(item, at)
+        return scope_len, key_len, generation, None, value_len
+    scope_len, key_len, generation, deadline, value_len = head.unpack_from(item, at)
+    return scope_len, key_len, generation, deadline or None, value_len
+
+
 def iter_records(item: bytes, mc_key: bytes) -> Iterator[Record]:
     """:raises BackendError: when the item was not written by this adapter."""
-    if not item or item[0] != MAGIC:
-        raise _foreign(mc_key)
+    head = _head(item, mc_key)
     at, end = 1, len(item)
     while at < end:
-        if at + _HEAD.size > end:
+        if at + head.size > end:
             raise _foreign(mc_key)
-        scope_len, key_len, generation, value_len = _HEAD.unpack_from(item, at)
-        at += _HEAD.size
+        scope_len, key_len, generation, deadline, value_len = _unpack(head, item, at)
+        at += head.size
         stop = at + scope_len + key_len + value_len
         if stop > end:
             raise _foreign(mc_key)
         key_at = at + scope_len
         value_at = key_at + key_len
-        yield Record(item[at:key_at], item[key_at:value_at], generation, item[value_at:stop])
+        yield Record(item[at:key_at], item[key_at:value_at], generation, item[value_at:stop], deadline)
         at = stop
 
 
 def find(item: bytes, mc_key: bytes, scope: bytes, key: bytes) -> Record | None:
     """The record of (scope, key) in ``item``, or ``None`` when the item holds only others."""
     # The common case, one record: check it in place without building the others.
-    if item and item[0] == MAGIC and len(item) >= 1 + _HEAD.size:
-        scope_len, key_len, generation, value_len = _HEAD.unpack_from(item, 1)
-        at = 1 + _HEAD.size
+    head = _head(item, mc_key)
+    if len(item) >= 1 + head.size:
+        scope_len, key_len, generation, deadline, value_len = _unpack(head, item, 1)
+        at = 1 + head.size
         if at + scope_len + key_len + value_len == len(item):
             key_at = at + scope_len
             value_at = key_at + key_len
             if item[at:key_at] == scope and item[key_at:value_at] == key:
-                return Record(scope, key, generation, item[value_at:])
+                return Record(scope, key, generation, item[value_at:], deadline)
             return None
     for record in iter_records(item, mc_key):
         if record.scope == scope and record.key == key:
@@ -94,10 +121,13 @@ def find(item: bytes, mc_key: bytes, scope: bytes, key: bytes) -> Record | None:
 
 def _only(item: bytes, new: Record) -> bool:
     """True when ``item`` holds exactly one record, of ``new``'s pair (the common case)."""
-    if len(item) < 1 + _HEAD.size or item[0] != MAGIC:
+    if not item or item[0] not in (MAGIC, MAGIC_EXPIRING):
         return False
-    scope_len, key_len, _, value_len = _HEAD.unpack_from(item, 1)
-    at = 1 + _HEAD.size
+    head = _HEAD if item[0] == MAGIC else _HEAD_EXPIRING
+    if len(item) < 1 + head.size:
+        return False
+    scope_len, key_len, _, _, value_len = _unpack(head, item, 1)
+    at = 1 + head.size
     return (
         at + scope_len + key_len + value_len == len(item)
         and item[at : at + scope_len] == new.scope
@@ -106,10 +136,30 @@ def _only(item: bytes, new: Record) -> bool:
 
 
 def pack(records: list[Record]) -> bytes:
-    parts = [bytes((MAGIC,))]
+    if all(r.deadline is None for r in records):
+        parts = [bytes((MAGIC,))]
+        for r in records:
+            parts += [_HEAD.pack(len(r.scope), len(r.key), r.generation, len(r.value)), r.scope, r.key, r.value]
+        return b"".join(parts)
+    parts = [bytes((MAGIC_EXPIRING,))]
     for r in records:
-        parts += [_HEAD.pack(len(r.scope), len(r.key), r.generation, len(r.value)), r.scope, r.key, r.value]
+        head = _HEAD_EXPIRING.pack(len(r.scope), len(r.key), r.generation, r.deadline or 0, len(r.value))
+        parts += [head, r.scope, r.key, r.value]
     return b"".join(parts)
+
+
+def lifetime(item: bytes, mc_key: bytes, now: int, grace: int) -> int:
+    """The native lifetime (memcached's ``T``, seconds; 0: none) of an item: the latest deadline
+    of its records plus ``grace`` seconds, so memcached drops it only after every record expired
+    and a sweeper had ``grace`` to take it; 0 when some record never expires."""
+    if item[0] == MAGIC:
+        return 0
+    latest = 0
+    for record in iter_records(item, mc_key):
+        if record.deadline is None:
+            return 0
+        latest = max(latest, record.deadline)
+    return max(1, -(-(latest - now) // 1000)) + grace
 
 
 def replaced(item: bytes | None, mc_key: bytes, new: Record) -> bytes:

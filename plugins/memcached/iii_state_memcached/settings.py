@@ -55,6 +55,11 @@ class Settings:
     #: Items whose cas this process remembers, so a blind ``set`` takes one round trip.
     cas_cache_entries: int
     cas_cache_bytes: int
+    #: Seconds an expired entry stays in memcached (invisible) past its deadline, for
+    #: ``take_expired`` to claim it; memcached drops it after that.
+    expired_grace_s: int = 300
+    #: From the state block: a sweeper takes expired entries (and emits their events).
+    expiry_events: bool = False
 
 
 def parse_server(text: str) -> Server:
@@ -145,6 +150,8 @@ def read_settings(config: Mapping[str, Any] | None) -> Settings:
         pool_size=opts.int("pool_size", 8, minimum=1),
         cas_cache_entries=opts.int("cas_cache_entries", 4096, minimum=0),
         cas_cache_bytes=opts.int("cas_cache_bytes", 16 * 1024 * 1024, minimum=0),
+        expired_grace_s=opts.int("expired_grace_s", 300, minimum=1),
+        expiry_events=opts.bool("expiry_events", False),
     )
     opts.finish()
     if settings.index_buckets > 1024 or settings.scope_shards > 1024:
