@@ -27,6 +27,7 @@ from .listing import Listing
 from .nodes import Cluster, Node, OutOfMemoryError, Stored
 from .plugin import CAPABILITIES, MemcachedDeclaration
 from .records import Record
+from .schedule import STASH, Candidate, Schedule
 from .settings import Settings, read_settings
 from .sizes import DEFAULT_ITEM_SIZE_MAX, NAME_ALLOWANCE, item_limit, value_limit
 
@@ -105,6 +106,12 @@ class MemcachedAdapter(Adapter):
             settings.cas_cache_entries, settings.cas_cache_bytes, settings.expired_grace_s,
         )  # fmt: skip
         self._listing = Listing(cluster, codec, self._index)
+        #: With expiry events on (state option ``expiry_events``): where ``take_expired`` looks.
+        self._schedule = (
+            Schedule(cluster, codec, settings.expired_grace_s, settings.max_attempts)
+            if settings.expiry_events
+            else None
+        )
 
     def describe(self) -> str:
         return f"{self._cluster.describe()}, key prefix {self._settings.key_prefix.decode()!r}"
@@ -187,17 +194,20 @@ class MemcachedAdapter(Adapter):
                 return False
             assert item is not None and cas is not None
             new = records.replaced(item, mc_key, own._replace(deadline=expires_at))
+            self._expiring(scope, key, own, expires_at)
             stored = self._replace(node, mc_key, self._fit(new, own.value), cas, item)
             if stored is None or not stored.ok:
                 return LOST
             self._cache.put(mc_key, stored.epoch, stored.cas, new)
-            self._expiring(scope, key, own.generation, expires_at)
             return True
 
         return retry(attempt, attempts=self._attempts)
 
-    def _expiring(self, scope: str, key: str, generation: int, deadline: int | None) -> None:
-        """Hook for the expiry sweeper's schedule (see ``take_expired``)."""
+    def _expiring(self, scope: str, key: str, old: Record, deadline: int | None) -> None:
+        """Before storing ``deadline`` over ``old``: schedule the sweeper's look at the entry,
+        when expiry events are on and the deadline is new."""
+        if self._schedule is not None and deadline is not None and old.deadline != deadline:
+            self._schedule.note(scope, key, old.generation, deadline)
 
     # -- writes ------------------------------------------------------------------------------------
     def write(self, scope: str, key: str, data: bytes, expires_at: int | None = None) -> bytes | None:
@@ -210,6 +220,7 @@ class MemcachedAdapter(Adapter):
             if own is not None:
                 record = Record(scope_raw, key_raw, own.generation, data, expires_at)
                 new = records.replaced(known.item, mc_key, record)
+                self._expiring(scope, key, own, expires_at)
                 stored = self._replace(node, mc_key, self._fit(new, data), known.cas, known.item, known.epoch)
                 if stored is not None and stored.ok:
                     self._cache.put(mc_key, stored.epoch, stored.cas, new)
@@ -225,6 +236,7 @@ class MemcachedAdapter(Adapter):
                 assert item is not None and cas is not None
                 record = Record(scope_raw, key_raw, own.generation, data, expires_at)
                 new = records.replaced(item, mc_key, record)
+                self._expiring(scope, key, own, expires_at)
                 stored = self._replace(node, mc_key, self._fit(new, data), cas, item)
                 if stored is not None and stored.ok:
                     self._cache.put(mc_key, stored.epoch, stored.cas, new)
@@ -236,16 +248,18 @@ class MemcachedAdapter(Adapter):
 
     def _replaced(self, scope: str, key: str, old: Record, deadline: int | None) -> bytes | None:
         """What a write that replaced ``old`` returns: nothing when ``old`` had expired (its
-        generation, still indexed, is kept: the write is a create for everyone else)."""
-        if old.deadline != deadline and deadline is not None:
-            self._expiring(scope, key, old.generation, deadline)
-        if old.expired(now_ms()):
-            self._met_expired(scope, key, old)
+        generation, still indexed, is kept: the write is a create for everyone else).
+
+        The write's cas store beat every sweeper to an expired record: with expiry events on,
+        it stashes the record for one of them to report (see ``schedule``).
+        """
+        now = now_ms()
+        if old.expired(now):
+            if self._schedule is not None:
+                schedule = self._schedule
+                quietly("keeping an expired entry for its event", lambda: schedule.stash(old, now))
             return None
         return old.value
-
-    def _met_expired(self, scope: str, key: str, old: Record) -> None:
-        """Hook: a write is replacing (or a delete removing) an expired record."""
 
     def write_if(self, scope: str, key: str, data: bytes, token: Token, expires_at: ExpiresAt = KEEP) -> bool:
         if not isinstance(token, Version):
@@ -264,6 +278,7 @@ class MemcachedAdapter(Adapter):
         else:
             deadline = expires_at if isinstance(expires_at, int) else None
         new = records.replaced(token.item, mc_key, own._replace(value=data, deadline=deadline))
+        self._expiring(scope, key, own, deadline)
         stored = self._replace(node, mc_key, self._fit(new, data), token.cas, token.item)
         if stored is None or not stored.ok:
             return False
@@ -295,6 +310,8 @@ class MemcachedAdapter(Adapter):
         """
         mc_key, node = self._locate(scope, key)
         generation = random.getrandbits(63)
+        if deadline is not None and self._schedule is not None:
+            self._schedule.note(scope, key, generation, deadline)
         own = Record(scope.encode("utf-8"), key.encode("utf-8"), generation, data, deadline)
         new = self._fit(records.replaced(item, mc_key, own), data)
         # Index before storing: a crash in between leaves an entry without a value (skipped),
@@ -328,8 +345,6 @@ class MemcachedAdapter(Adapter):
             "re-checking the listing index",
             lambda: self._index.confirm(scope, key, generation, receipt, probes),
         )
-        if deadline is not None:
-            self._expiring(scope, key, generation, deadline)
         return True
 
     def remove(self, scope: str, key: str) -> bytes | None:
@@ -369,6 +384,48 @@ class MemcachedAdapter(Adapter):
         # The value is gone; unindexing it is housekeeping (a failure leaves a ghost, pruned later).
         quietly("unindexing a deleted key", lambda: self._index.drop_entries(scope, {key: own.generation}))
         return own.value
+
+    # -- expiry events -------------------------------------------------------------------------------
+    def take_expired(self, limit: int) -> list[tuple[str, str, bytes, int]]:
+        """Claim up to ``limit`` expired entries from the expiry schedule (``schedule``).
+
+        Only entries written with expiry events on are scheduled; an entry memcached dropped
+        before a sweeper claimed it (more than ``expired_grace_s`` past its deadline, or evicted)
+        has no event.
+        """
+        if self._schedule is None:
+            return []
+        taken = self._schedule.sweep(self._claim, limit)
+        return [(c.scope, c.key, value, c.deadline) for c, value in taken]
+
+    def _claim(self, candidate: Candidate) -> bytes | None:
+        """Take the entry a candidate names if it still holds that generation and deadline and
+        the deadline passed: a cas-checked delete, so one caller only gets its value."""
+        if candidate.kind == STASH:
+            assert self._schedule is not None
+            record = self._schedule.take_stash(candidate)
+            return None if record is None else record.value
+        scope, key = candidate.scope, candidate.key
+        mc_key, node = self._locate(scope, key)
+        scope_raw, key_raw = scope.encode("utf-8"), key.encode("utf-8")
+
+        def attempt() -> bytes | Lost | None:
+            item, cas, _ = node.gets(mc_key)
+            own = None if item is None else records.find(item, mc_key, scope_raw, key_raw)
+            if (
+                own is None
+                or own.generation != candidate.number
+                or own.deadline != candidate.deadline
+                or not own.expired(now_ms())
+            ):
+                return None
+            assert item is not None and cas is not None
+            if not self._take(node, mc_key, item, cas, own, None):
+                return LOST
+            self._cache.drop(mc_key)
+            return self._removed(scope, key, own)
+
+        return retry(attempt, attempts=self._attempts)
 
     # -- listing -----------------------------------------------------------------------------------
     def list_scopes(self) -> list[str]:

@@ -62,7 +62,8 @@ class KeyCodec:
     """Builds the memcached keys of one store (one ``key_prefix``).
 
     Kinds, after the prefix: ``d``/``D`` an entry's data item, ``n``/``N`` a node of a scope's
-    index, ``s`` a shard of the scope index, ``m`` the store's layout record; ``b``/``B`` the
+    index, ``s`` a shard of the scope index, ``m`` the store's layout record; ``x`` a slot of the
+    expiry schedule, ``y`` a stashed expired record, ``z`` the sweep's cursor; ``b``/``B`` the
     index buckets of layout 1, read only to convert them.
 
     :param digest: hash used for names too long to encode; tests inject a colliding one.
@@ -73,6 +74,7 @@ class KeyCodec:
         self.shards = shards
         self._digest = digest
         self.meta_key = prefix + b"m"
+        self.sweep_cursor_key = prefix + b"z"
         self.shard_keys = [prefix + b"s%d" % j for j in range(shards)]
         # The hot paths (get, set) encode the same pairs over and over. A listing walk touches
         # each key once: it uses ``listed_data_key``, so a walk neither evicts the hot pairs nor
@@ -129,6 +131,14 @@ class KeyCodec:
             return tuple(self.prefix + b"b%d:" % i + encoded for i in range(buckets))
         base = self._hashed(b"B", scope.encode("utf-8"))[len(self.prefix) + 1 :]
         return tuple(self.prefix + b"B%d:" % i + base for i in range(buckets))
+
+    def slot_key(self, slot: int) -> bytes:
+        """The expiry schedule's item for the deadlines of one slot of time (``schedule``)."""
+        return self.prefix + b"x%d" % slot
+
+    def stash_key(self, number: int) -> bytes:
+        """An expired record a write replaced, kept for the sweeper."""
+        return self.prefix + b"y%x" % number
 
     def shard_of(self, scope: str) -> int:
         """Which shard of the scope index lists ``scope``."""

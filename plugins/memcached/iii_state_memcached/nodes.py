@@ -365,6 +365,20 @@ class Node:
         finally:
             self._release(conn)
 
+    def append(self, key: bytes, data: bytes) -> bool:
+        """Append ``data`` to an existing item; ``False`` when it is missing."""
+        conn = self._acquire()
+        try:
+            reply = self._send(conn, "append", b"ms %s %d MA\r\n%s" % (key, len(data), data))
+            if reply.startswith(b"HD"):
+                return True
+            if reply[:2] in (b"NS", b"NF"):
+                return False
+            conn.close()  # out of step with the server: never reuse this connection
+            raise self._unknown("append", f"unexpected reply {reply[:20]!r}")
+        finally:
+            self._release(conn)
+
     def store_on_epoch(self, key: bytes, item: bytes, cas: bytes, epoch: int, ttl: int = 0) -> Stored | None:
         """Like :meth:`store`, but only on the connection ``epoch`` names; ``None``: not sent."""
         conn = self._acquire()
@@ -441,6 +455,17 @@ class Cluster:
         out: dict[bytes, bytes] = {}
         for node, batch in by_node.values():
             out.update(node.get_many(batch))
+        return out
+
+    def gets_many(self, keys: list[bytes]) -> dict[bytes, tuple[bytes, bytes]]:
+        """``{key: (item, cas)}`` of the keys that exist, one request per server."""
+        by_node: dict[int, tuple[Node, list[bytes]]] = {}
+        for key in keys:
+            node = self.node(key)
+            by_node.setdefault(id(node), (node, []))[1].append(key)
+        out: dict[bytes, tuple[bytes, bytes]] = {}
+        for node, batch in by_node.values():
+            out.update(node.gets_many(batch)[0])
         return out
 
     def remaining(self, keys: list[bytes]) -> dict[bytes, int]:

@@ -18,6 +18,7 @@ CAPABILITIES = Capabilities(
     ordered_listing=True,
     may_evict=True,
     ttl="emulated",
+    expiry_event_delay_ms=1000,
     listing_cost=(
         "a per-scope tree of small index leaves kept with cas; a page reads the leaves it covers "
         "plus one multi-get of values; list_groups probes every scope"

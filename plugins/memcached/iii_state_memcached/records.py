@@ -139,7 +139,8 @@ def pack(records: list[Record]) -> bytes:
     if all(r.deadline is None for r in records):
         parts = [bytes((MAGIC,))]
         for r in records:
-            parts += [_HEAD.pack(len(r.scope), len(r.key), r.generation, len(r.value)), r.scope, r.key, r.value]
+            head = _HEAD.pack(len(r.scope), len(r.key), r.generation, len(r.value))
+            parts += [head, r.scope, r.key, r.value]
         return b"".join(parts)
     parts = [bytes((MAGIC_EXPIRING,))]
     for r in records:
