@@ -9,6 +9,12 @@
 * ``scan``: ``Query`` of one partition in sort-key order from an ``ExclusiveStartKey``.
 * ``list_scopes``: a consistent ``Scan`` projecting the partition key (see the README for cost).
 * ``run_many`` (``state::batch``): reads as ``BatchGetItem``; writes one request each.
+
+Expiry (decision 0010): an entry with a deadline carries it as ``exp`` (epoch ms) and ``ttl``
+(epoch s, for DynamoDB's own late clean-up). Every read drops an item whose ``exp`` has passed,
+listings filter them out on the server, and every conditional write counts such an item as
+missing, so whenever DynamoDB really deletes it, no caller sees it after its deadline.
+``take_expired`` deletes expired items one conditional ``DeleteItem`` each, so each is taken once.
 """
 
 from __future__ import annotations
@@ -16,49 +22,58 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
-from iii_state_core import Adapter, BackendError, Capabilities, InvalidCursorError
+from iii_state_core import Adapter, Capabilities, InvalidCursorError
 from iii_state_core.adapter import Page, Token
+from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from .batching import batch_get, run_calls
 from .calls import Caller, ConditionFailed
 from .client import make_client, make_session, region_of
 from .config import Settings, parse_settings
 from .layout import (
+    DEADLINE,
     MAX_KEY_BYTES,
     MAX_SCOPE_BYTES,
     PK,
     PREFIX,
     SK,
+    TTL,
     VALUE,
     VERSION,
+    Item,
+    deadline_of,
     decode_name,
     encode_name,
+    expiry_attributes,
+    is_live,
     item_key,
     new_version,
+    text_of,
     value_text,
 )
 from .plugin import CAPABILITIES, DynamoDBDeclaration
+from .sweep import take_expired
 from .table import ensure_table
-
-Item = dict[str, dict[str, Any]]
 
 #: The token ``read_versioned`` gives for an item written without a ``ver`` (by another tool):
 #: ``write_if`` then conditions on the exact stored text instead.
 _BY_VALUE = "value"
 _BY_VERSION = "version"
+#: Conditions on an item's deadline (``#e`` = ``exp``, ``:now`` = the caller's clock).
+_LIVE = "(attribute_not_exists(#e) OR #e > :now)"
+_MISSING = "attribute_not_exists(#p) OR #e <= :now"
 
 
-def _text(item: Item, scope: str, key: str) -> str:
-    attribute = item.get(VALUE)
-    if attribute is None or "S" not in attribute:
-        raise BackendError(
-            f"the item for scope {scope!r}, key {key!r} has no string attribute {VALUE!r}: "
-            "it was not written by iii-state"
-        )
-    text: str = attribute["S"]
-    return text
+class ReadToken(NamedTuple):
+    """What ``write_if`` checks: the item's version (or, for a foreign item, its text) and the
+    deadline read with it, which a write keeping the deadline puts back (every change of the
+    deadline draws a new version, so a matching version means this deadline)."""
+
+    by: str
+    what: str
+    deadline: int | None
 
 
 class DynamoDBAdapter(Adapter):
@@ -136,20 +151,35 @@ class DynamoDBAdapter(Adapter):
         item: Item | None = reply.get("Item")
         return item
 
-    def read(self, scope: str, key: str) -> bytes | None:
+    def _get_live(self, scope: str, key: str) -> Item | None:
+        """The item, or ``None`` when it is missing or past its deadline (checked once the
+        reply is in, so nothing is returned after its deadline)."""
         item = self._get(scope, key)
-        return None if item is None else _text(item, scope, key).encode("utf-8")
+        return item if item is not None and is_live(item, now_ms()) else None
+
+    def read(self, scope: str, key: str) -> bytes | None:
+        item = self._get_live(scope, key)
+        return None if item is None else text_of(item, scope, key).encode("utf-8")
 
     def read_versioned(self, scope: str, key: str) -> tuple[bytes | None, Token]:
-        return self._versioned(scope, key, self._get(scope, key))
+        return self._versioned(scope, key, self._get_live(scope, key))
 
     def _versioned(self, scope: str, key: str, item: Item | None) -> tuple[bytes | None, Token]:
         if item is None:
             return None, None
-        text = _text(item, scope, key)
+        text = text_of(item, scope, key)
         version = item.get(VERSION, {}).get("N")
-        token = (_BY_VALUE, text) if version is None else (_BY_VERSION, version)
+        deadline = deadline_of(item)
+        token = (
+            ReadToken(_BY_VALUE, text, deadline)
+            if version is None
+            else ReadToken(_BY_VERSION, version, deadline)
+        )
         return text.encode("utf-8"), token
+
+    def read_expiry(self, scope: str, key: str) -> tuple[bool, int | None]:
+        item = self._get_live(scope, key)
+        return (False, None) if item is None else (True, deadline_of(item))
 
     # -- many at once (state::batch) ----------------------------------------------------------
     def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
@@ -163,30 +193,41 @@ class DynamoDBAdapter(Adapter):
 
     def _answer(self, name: str, args: tuple[Any, ...], item: Item | None) -> Any:
         scope, key = args
+        if item is not None and not is_live(item, now_ms()):
+            item = None
         if name == "read_versioned":
             return self._versioned(scope, key, item)
-        return None if item is None else _text(item, scope, key).encode("utf-8")
+        return None if item is None else text_of(item, scope, key).encode("utf-8")
 
     # -- writes --------------------------------------------------------------------------------
-    def _item(self, scope: str, key: str, data: bytes) -> Item:
+    def _item(self, scope: str, key: str, data: bytes, deadline: int | None = None) -> Item:
         item: Item = item_key(scope, key)
         item[VALUE] = {"S": value_text(data)}
         item[VERSION] = {"N": new_version()}
+        item.update(expiry_attributes(deadline))
         return item
 
-    def write(self, scope: str, key: str, data: bytes) -> bytes | None:
+    def _replaced(self, old: Item | None, scope: str, key: str, before: int) -> bytes | None:
+        """The bytes an unconditional write replaced: ``None`` for an item already past its
+        deadline when the request left (it was missing then, whatever was still stored)."""
+        if not old or not is_live(old, before):
+            return None
+        return text_of(old, scope, key).encode("utf-8")
+
+    def write(self, scope: str, key: str, data: bytes, expires_at: int | None = None) -> bytes | None:
+        before = now_ms()
         reply = self._call(
             "PutItem",
             self._client.put_item,
             write=True,
             TableName=self.table,
-            Item=self._item(scope, key, data),
+            Item=self._item(scope, key, data, expires_at),
             ReturnValues="ALL_OLD",
         )
-        old: Item | None = reply.get("Attributes")
-        return _text(old, scope, key).encode("utf-8") if old else None
+        return self._replaced(reply.get("Attributes"), scope, key, before)
 
     def remove(self, scope: str, key: str) -> bytes | None:
+        before = now_ms()
         reply = self._call(
             "DeleteItem",
             self._client.delete_item,
@@ -195,53 +236,104 @@ class DynamoDBAdapter(Adapter):
             Key=item_key(scope, key),
             ReturnValues="ALL_OLD",
         )
-        old: Item | None = reply.get("Attributes")
-        return _text(old, scope, key).encode("utf-8") if old else None
+        return self._replaced(reply.get("Attributes"), scope, key, before)
 
-    def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
+    def write_if(self, scope: str, key: str, data: bytes, token: Token, expires_at: ExpiresAt = KEEP) -> bool:
+        now = {":now": {"N": str(now_ms())}}
         condition: dict[str, Any]
-        if token is None:
+        if token is None:  # only if missing, or past its deadline (then it has none to keep)
+            deadline = None
             condition = {
-                "ConditionExpression": "attribute_not_exists(#p)",
-                "ExpressionAttributeNames": {"#p": PK},
+                "ConditionExpression": _MISSING,
+                "ExpressionAttributeNames": {"#p": PK, "#e": DEADLINE},
+                "ExpressionAttributeValues": now,
             }
-        elif isinstance(token, tuple) and token[0] == _BY_VERSION:
-            condition = {
-                "ConditionExpression": "#n = :n",
-                "ExpressionAttributeNames": {"#n": VERSION},
-                "ExpressionAttributeValues": {":n": {"N": token[1]}},
-            }
-        elif isinstance(token, tuple) and token[0] == _BY_VALUE:
-            condition = {
-                "ConditionExpression": "#v = :v AND attribute_not_exists(#n)",
-                "ExpressionAttributeNames": {"#v": VALUE, "#n": VERSION},
-                "ExpressionAttributeValues": {":v": {"S": token[1]}},
-            }
+        elif isinstance(token, ReadToken) and token.by in (_BY_VERSION, _BY_VALUE):
+            deadline = token.deadline
+            if token.by == _BY_VERSION:
+                condition = {
+                    "ConditionExpression": "#n = :n",
+                    "ExpressionAttributeNames": {"#n": VERSION},
+                    "ExpressionAttributeValues": {":n": {"N": token.what}},
+                }
+            else:
+                condition = {
+                    "ConditionExpression": "#v = :v AND attribute_not_exists(#n)",
+                    "ExpressionAttributeNames": {"#v": VALUE, "#n": VERSION},
+                    "ExpressionAttributeValues": {":v": {"S": token.what}},
+                }
+            if deadline is not None:  # it had a deadline when read: it must not have passed since
+                condition["ConditionExpression"] += " AND #e > :now"
+                condition["ExpressionAttributeNames"]["#e"] = DEADLINE
+                condition["ExpressionAttributeValues"].update(now)
         else:
             raise TypeError(f"write_if got a token read_versioned did not make: {token!r}")
+        if expires_at is not KEEP:
+            deadline = expires_at  # type: ignore[assignment]  # KEEP ruled out above
         try:
             self._call(
                 "PutItem",
                 self._client.put_item,
                 write=True,
                 TableName=self.table,
-                Item=self._item(scope, key, data),
+                Item=self._item(scope, key, data, deadline),
                 **condition,
             )
         except ConditionFailed:
             return False
         return True
 
+    def modify(
+        self, scope: str, key: str, change: Callable[[bytes | None], bytes], expires_at: ExpiresAt = KEEP
+    ) -> tuple[bytes | None, bytes] | None:
+        """No native read-modify-write: the core loops over ``read_versioned`` + ``write_if``."""
+        return None
+
+    def set_expiry(self, scope: str, key: str, expires_at: int | None) -> bool:
+        """One ``UpdateItem`` of ``exp``/``ttl`` and a new ``ver``, only on a live item."""
+        names = {"#p": PK, "#e": DEADLINE, "#t": TTL, "#n": VERSION}
+        values: dict[str, dict[str, str]] = {":now": {"N": str(now_ms())}, ":nv": {"N": new_version()}}
+        if expires_at is None:
+            update = "SET #n = :nv REMOVE #e, #t"
+        else:
+            attributes = expiry_attributes(expires_at)
+            values[":e"], values[":t"] = attributes[DEADLINE], attributes[TTL]
+            update = "SET #e = :e, #t = :t, #n = :nv"
+        try:
+            self._call(
+                "UpdateItem",
+                self._client.update_item,
+                write=True,
+                TableName=self.table,
+                Key=item_key(scope, key),
+                UpdateExpression=update,
+                ConditionExpression=f"attribute_exists(#p) AND {_LIVE}",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ConditionFailed:
+            return False
+        return True
+
+    def take_expired(self, limit: int = 1000) -> list[tuple[str, str, bytes, int]]:
+        """Delete up to ``limit`` entries past their deadline and return them as
+        ``(scope, key, value, deadline)``, each exactly once across processes (see :mod:`.sweep`)."""
+        return take_expired(self._client, self._call, limit)
+
     # -- listing -------------------------------------------------------------------------------
     def list_scopes(self) -> list[str]:
         scopes: set[str] = set()
+        # The filter drops expired items on the server: a scope listed has a live entry. It
+        # costs no extra request (a Scan page is cut by the bytes read, before the filter).
         params: dict[str, Any] = {
             "TableName": self.table,
             "ProjectionExpression": "#p",
-            "ExpressionAttributeNames": {"#p": PK},
+            "FilterExpression": _LIVE,
+            "ExpressionAttributeNames": {"#p": PK, "#e": DEADLINE},
             "ConsistentRead": True,
         }
         while True:
+            params["ExpressionAttributeValues"] = {":now": {"N": str(now_ms())}}
             reply = self._call("Scan", self._client.scan, write=False, **params)
             for item in reply.get("Items", []):
                 scope = decode_name(item[PK]["S"])
@@ -253,26 +345,43 @@ class DynamoDBAdapter(Adapter):
             params["ExclusiveStartKey"] = start
 
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
+        """Up to ``limit`` live entries after ``cursor``.
+
+        The server filters out expired items after counting them against ``Limit``, so a Query
+        can come back short while the scope goes on: query again until the page is full or the
+        scope ends. Without expired items that is one Query, as before.
+        """
+        partition = encode_name("scope", scope, MAX_SCOPE_BYTES)
         params: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "#p = :p",
+            "FilterExpression": _LIVE,
             "ProjectionExpression": "#k, #v",
-            "ExpressionAttributeNames": {"#p": PK, "#k": SK, "#v": VALUE},
-            "ExpressionAttributeValues": {":p": {"S": encode_name("scope", scope, MAX_SCOPE_BYTES)}},
+            "ExpressionAttributeNames": {"#p": PK, "#k": SK, "#v": VALUE, "#e": DEADLINE},
             "ConsistentRead": True,
             "Limit": limit,
         }
         if cursor is not None:
             params["ExclusiveStartKey"] = self._start_key(scope, cursor)
-        reply = self._call("Query", self._client.query, write=False, **params)
-        page: list[tuple[str, bytes]] = []
-        for item in reply.get("Items", []):
-            key = decode_name(item[SK]["S"])
-            if key is not None:
-                page.append((key, _text(item, scope, key).encode("utf-8")))
-        start = reply.get("LastEvaluatedKey")
+        rows: list[tuple[str, str, bytes]] = []
+        while True:
+            params["ExpressionAttributeValues"] = {":p": {"S": partition}, ":now": {"N": str(now_ms())}}
+            reply = self._call("Query", self._client.query, write=False, **params)
+            for item in reply.get("Items", []):
+                key = decode_name(item[SK]["S"])
+                if key is not None:
+                    rows.append((item[SK]["S"], key, text_of(item, scope, key).encode("utf-8")))
+            start = reply.get("LastEvaluatedKey")
+            if len(rows) >= limit or not start:
+                break
+            params["ExclusiveStartKey"] = start
         # The cursor is the last sort key read: a position, so it stays valid if that key is deleted.
-        return page, (str(start[SK]["S"]) if start else None)
+        if len(rows) > limit:
+            rows = rows[:limit]
+            after: str | None = rows[-1][0]
+        else:
+            after = str(start[SK]["S"]) if start else None
+        return [(key, raw) for _, key, raw in rows], after
 
     def _start_key(self, scope: str, cursor: str) -> Item:
         try:

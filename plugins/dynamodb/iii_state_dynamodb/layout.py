@@ -6,6 +6,10 @@ One item per entry::
     sk   (S, sort key)       "#" + key
     val  (S)                 the compact JSON bytes the core produced, as UTF-8 text
     ver  (N)                 a random 63-bit version, new on every write
+    exp  (N, optional)       the entry's deadline in epoch milliseconds: from then on it is
+                             missing for every read and write, whenever it is really deleted
+    ttl  (N, optional)       the same deadline in epoch seconds, rounded up: the attribute to
+                             enable DynamoDB's own TimeToLive on, so the table deletes it (late)
 
 The one-character prefix makes ``""`` a legal key attribute (DynamoDB refuses empty key
 strings) and keeps the encoding injective. DynamoDB orders sort keys by their UTF-8 bytes and a
@@ -15,14 +19,21 @@ shared prefix does not change that order, so a Query walks a scope in key order.
 from __future__ import annotations
 
 import os
-from typing import Final
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
 
-from iii_state_core import KeyTooLargeError, ValueTooLargeError
+from iii_state_core import BackendError, KeyTooLargeError, ValueTooLargeError
+
+#: An item as the low-level client reads and writes it: attribute name -> ``{type: value}``.
+Item = dict[str, dict[str, Any]]
 
 PK: Final = "pk"
 SK: Final = "sk"
 VALUE: Final = "val"
 VERSION: Final = "ver"
+DEADLINE: Final = "exp"
+#: The attribute DynamoDB's TimeToLive must be enabled on (a reserved word in expressions).
+TTL: Final = "ttl"
 PREFIX: Final = "#"
 
 #: DynamoDB's own limits on key attributes (UTF-8 bytes) and on a whole item.
@@ -42,6 +53,11 @@ ITEM_OVERHEAD: Final = (
     len(PK) + PARTITION_KEY_LIMIT + len(SK) + SORT_KEY_LIMIT + len(VALUE) + len(VERSION) + NUMBER_WORST
 )
 MAX_VALUE_BYTES: Final = ITEM_BUDGET - ITEM_OVERHEAD
+#: What a deadline adds to an item (two numbers). It is not taken from the value limit, so every
+#: value that could be stored before entries could expire still can: it comes out of the margin
+#: between the budget and the smallest item limit of the three (moto refuses items over 405,000).
+EXPIRY_OVERHEAD: Final = len(DEADLINE) + NUMBER_WORST + len(TTL) + NUMBER_WORST
+SMALLEST_ITEM_LIMIT: Final = 405_000
 
 
 def encode_name(what: str, text: str, limit: int) -> str:
@@ -89,3 +105,48 @@ def new_version() -> str:
     ``os.urandom`` rather than ``random``: it cannot repeat across forked processes.
     """
     return str(int.from_bytes(os.urandom(8), "big") >> 1)
+
+
+def expiry_attributes(deadline: int | None) -> dict[str, dict[str, str]]:
+    """The ``exp`` and ``ttl`` attributes of an entry with ``deadline`` (none without one)."""
+    if deadline is None:
+        return {}
+    return {DEADLINE: {"N": str(deadline)}, TTL: {"N": str(ttl_seconds(deadline))}}
+
+
+def ttl_seconds(deadline: int) -> int:
+    """The native TTL attribute for a deadline in milliseconds: seconds, rounded up, so
+    DynamoDB never deletes an entry before its deadline."""
+    return -(-deadline // 1000)
+
+
+def deadline_of(item: Item) -> int | None:
+    """The item's ``exp`` deadline (epoch ms), ``None`` without one."""
+    attribute = item.get(DEADLINE)
+    if attribute is None or "N" not in attribute:
+        return None
+    try:
+        return int(Decimal(attribute["N"]))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def is_live(item: Item, now: int) -> bool:
+    """The item has no deadline, or one after ``now`` (epoch ms)."""
+    deadline = deadline_of(item)
+    return deadline is None or deadline > now
+
+
+def text_of(item: Item, scope: str, key: str) -> str:
+    """The stored value text of an item.
+
+    :raises BackendError: when it has no string ``val`` (another tool wrote it).
+    """
+    attribute = item.get(VALUE)
+    if attribute is None or "S" not in attribute:
+        raise BackendError(
+            f"the item for scope {scope!r}, key {key!r} has no string attribute {VALUE!r}: "
+            "it was not written by iii-state"
+        )
+    text: str = attribute["S"]
+    return text

@@ -19,6 +19,9 @@ CAPABILITIES = Capabilities(
     atomic_update="emulated",
     ordered_listing=True,
     may_evict=False,
+    # DynamoDB deletes expired items itself (late: TimeToLive on the `ttl` attribute); the
+    # adapter hides them from their deadline on.
+    ttl="native",
     listing_cost=(
         "list/list_keys/list_entries: one strongly consistent Query per page of that scope; "
         "list_groups: a Scan of the whole table (read capacity grows with the table's size)"

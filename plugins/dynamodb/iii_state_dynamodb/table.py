@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -9,8 +10,9 @@ from typing import Any
 from iii_state_core import BackendError, ConfigError
 
 from .calls import TABLE_MISSING, AwsError, Caller
-from .layout import PK, SK
+from .layout import PK, SK, TTL
 
+log = logging.getLogger("iii_state.dynamodb")
 #: Statuses in which items can be read and written.
 USABLE = frozenset({"ACTIVE", "UPDATING"})
 _POLL_FIRST = 0.02
@@ -41,7 +43,8 @@ def _check_schema(table: dict[str, Any], name: str) -> None:
         )
 
 
-def _create(client: Any, caller: Caller) -> None:
+def _create(client: Any, caller: Caller) -> bool:
+    """Create the table; ``False`` when another process created it first."""
     try:
         caller(
             "CreateTable",
@@ -59,6 +62,40 @@ def _create(client: Any, caller: Caller) -> None:
         # Another process created it first: fine, wait for it like for our own.
         if exc.aws_code != "ResourceInUseException":
             raise
+        return False
+    return True
+
+
+def enable_native_ttl(client: Any, caller: Caller) -> bool:
+    """Turn on DynamoDB's TimeToLive on the ``ttl`` attribute, so the table deletes expired
+    entries itself (late: the adapter hides them from their deadline on, deleted or not).
+
+    Not fatal when refused: expiry stays exact without it, only the table keeps expired items
+    until ``take_expired`` (the expiry sweeper) or a write removes them. A warning says so.
+
+    :returns: whether DynamoDB accepted it.
+    """
+    try:
+        caller(
+            "UpdateTimeToLive",
+            client.update_time_to_live,
+            write=False,  # idempotent: a repeat is refused as "already enabled", handled below
+            TableName=caller.table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL},
+        )
+    except AwsError as exc:
+        if "already enabled" in str(exc).lower():
+            return True
+        # dynalite answers UnknownOperationException; a role may lack dynamodb:UpdateTimeToLive.
+        log.warning(
+            "DynamoDB table %r: TimeToLive could not be enabled on attribute %r (%s); expired "
+            "entries stay hidden but are only deleted by the expiry sweeper or by writes",
+            caller.table,
+            TTL,
+            exc.aws_code or exc,
+        )
+        return False
+    return True
 
 
 def ensure_table(
@@ -75,6 +112,7 @@ def ensure_table(
     :raises BackendError: when DynamoDB fails, or the table does not become ACTIVE within ``timeout``.
     """
     table = _describe(client, caller)
+    created = False
     if table is None:
         if not create:
             raise ConfigError(
@@ -82,7 +120,7 @@ def ensure_table(
                 f"partition key '{PK}' and sort key '{SK}', both of type S (see the "
                 "iii-state-dynamodb README), or set `create_table: true` in the adapter config"
             )
-        _create(client, caller)
+        created = _create(client, caller)
     deadline = time.monotonic() + timeout
     delay = _POLL_FIRST
     while True:
@@ -90,6 +128,8 @@ def ensure_table(
             _check_schema(table, caller.table)
             status = table.get("TableStatus", "ACTIVE")
             if status in USABLE:
+                if created:  # DynamoDB takes it only once the table is ACTIVE
+                    enable_native_ttl(client, caller)
                 return
             if status != "CREATING":
                 raise BackendError(f"DynamoDB table {caller.table!r} is {status}; it cannot be used")

@@ -82,6 +82,10 @@ def test_largest_scope_key_and_value_together_fit_one_item(store: StateStore) ->
         assert store.update(scope, key, [{"type": "set", "path": "", "value": value}]).new_value == value
         assert store.list_entries(scope).entries == [(key, value)]
         assert scope in store.list_groups()
+        # a deadline (two more numbers) fits beside the largest of everything else
+        assert store.set(scope, key, value, ttl_ms=3_600_000).old_value == value
+        assert store.update(scope, key, [], ttl_ms=2**53).new_value == value
+        assert store.expire(scope, key, 1_000) is True and store.get(scope, key) == value
     finally:
         store.delete(scope, key)
 

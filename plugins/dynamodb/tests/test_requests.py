@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 from botocore.stub import ANY, Stubber
 from iii_state_dynamodb import DynamoDBAdapter, parse_settings
+from iii_state_dynamodb.adapter import ReadToken
 from iii_state_dynamodb.client import make_client, make_session
+
+from iii_state_core.expiry import now_ms
 
 TABLE = "stubbed"
 KEY = {"pk": {"S": "#s"}, "sk": {"S": "#k"}}
@@ -68,15 +71,22 @@ def test_reads_are_strongly_consistent(stubbed: tuple[DynamoDBAdapter, Stubber])
     stub.add_response(
         "get_item", {"Item": item('"x"')}, {"TableName": TABLE, "Key": KEY, "ConsistentRead": True}
     )
-    assert adapter.read_versioned("s", "k") == (b'"x"', ("version", "7"))
+    assert adapter.read_versioned("s", "k") == (b'"x"', ("version", "7", None))
 
 
 @pytest.mark.parametrize(
     ("token", "condition"),
     [
-        (None, {"ConditionExpression": "attribute_not_exists(#p)", "ExpressionAttributeNames": {"#p": "pk"}}),
         (
-            ("version", "7"),
+            None,
+            {
+                "ConditionExpression": "attribute_not_exists(#p) OR #e <= :now",
+                "ExpressionAttributeNames": {"#p": "pk", "#e": "exp"},
+                "ExpressionAttributeValues": {":now": {"N": ANY}},
+            },
+        ),
+        (
+            ReadToken("version", "7", None),
             {
                 "ConditionExpression": "#n = :n",
                 "ExpressionAttributeNames": {"#n": "ver"},
@@ -84,7 +94,7 @@ def test_reads_are_strongly_consistent(stubbed: tuple[DynamoDBAdapter, Stubber])
             },
         ),
         (
-            ("value", "{}"),
+            ReadToken("value", "{}", None),
             {
                 "ConditionExpression": "#v = :v AND attribute_not_exists(#n)",
                 "ExpressionAttributeNames": {"#v": "val", "#n": "ver"},
@@ -116,9 +126,10 @@ def test_scan_pages_by_exclusive_start_key(stubbed: tuple[DynamoDBAdapter, Stubb
     query = {
         "TableName": TABLE,
         "KeyConditionExpression": "#p = :p",
+        "FilterExpression": "(attribute_not_exists(#e) OR #e > :now)",
         "ProjectionExpression": "#k, #v",
-        "ExpressionAttributeNames": {"#p": "pk", "#k": "sk", "#v": "val"},
-        "ExpressionAttributeValues": {":p": {"S": "#s"}},
+        "ExpressionAttributeNames": {"#p": "pk", "#k": "sk", "#v": "val", "#e": "exp"},
+        "ExpressionAttributeValues": {":p": {"S": "#s"}, ":now": {"N": ANY}},
         "ConsistentRead": True,
         "Limit": 2,
     }
@@ -139,7 +150,9 @@ def test_list_scopes_scans_the_partition_keys(stubbed: tuple[DynamoDBAdapter, St
     scan = {
         "TableName": TABLE,
         "ProjectionExpression": "#p",
-        "ExpressionAttributeNames": {"#p": "pk"},
+        "FilterExpression": "(attribute_not_exists(#e) OR #e > :now)",
+        "ExpressionAttributeNames": {"#p": "pk", "#e": "exp"},
+        "ExpressionAttributeValues": {":now": {"N": ANY}},
         "ConsistentRead": True,
     }
     start = {"pk": {"S": "#b"}, "sk": {"S": "#x"}}
@@ -174,4 +187,116 @@ def test_batch_reads_are_one_batch_get_retrying_unprocessed_keys(
     stub.add_response("put_item", {}, {"TableName": TABLE, "Item": ANY, "ReturnValues": "ALL_OLD"})
     calls = [("read", ("s", "k")), ("read_versioned", ("s", "other")), ("read", ("s", "gone")),
              ("read", ("s", "k")), ("write", ("s", "new", b"2"))]  # fmt: skip
-    assert adapter.run_many(calls) == [b"[1]", (b'"o"', ("value", '"o"')), None, b"[1]", None]
+    assert adapter.run_many(calls) == [b"[1]", (b'"o"', ("value", '"o"', None)), None, b"[1]", None]
+
+
+def test_a_deadline_is_written_in_milliseconds_and_in_seconds_rounded_up(
+    stubbed: tuple[DynamoDBAdapter, Stubber],
+) -> None:
+    adapter, stub = stubbed
+    expected = {
+        "TableName": TABLE,
+        "Item": {
+            **KEY,
+            "val": {"S": "1"},
+            "ver": {"N": ANY},
+            "exp": {"N": "1700000000001"},
+            "ttl": {"N": "1700000001"},
+        },
+        "ReturnValues": "ALL_OLD",
+    }
+    stub.add_response("put_item", {}, expected)
+    assert adapter.write("s", "k", b"1", 1_700_000_000_001) is None
+
+
+def test_an_expired_item_is_missing_for_reads_and_no_old_value_for_writes(
+    stubbed: tuple[DynamoDBAdapter, Stubber],
+) -> None:
+    adapter, stub = stubbed
+    past, future = {"exp": {"N": str(now_ms() - 1)}}, {"exp": {"N": str(now_ms() + 60_000)}}
+    get = {"TableName": TABLE, "Key": KEY, "ConsistentRead": True}
+    stub.add_response("get_item", {"Item": {**item("1"), **past}}, get)
+    assert adapter.read("s", "k") is None
+    stub.add_response("get_item", {"Item": {**item("1"), **past}}, get)
+    assert adapter.read_versioned("s", "k") == (None, None)
+    stub.add_response("get_item", {"Item": {**item("1"), **future}}, get)
+    assert adapter.read_versioned("s", "k") == (b"1", ("version", "7", int(future["exp"]["N"])))
+    stub.add_response("put_item", {"Attributes": {**item("1"), **past}})
+    assert adapter.write("s", "k", b"2") is None
+    stub.add_response("delete_item", {"Attributes": {**item("1"), **past}})
+    assert adapter.remove("s", "k") is None
+    stub.add_response("delete_item", {"Attributes": {**item("1"), **future}})
+    assert adapter.remove("s", "k") == b"1"
+
+
+def test_write_if_keeps_the_deadline_read_and_checks_it_has_not_passed(
+    stubbed: tuple[DynamoDBAdapter, Stubber],
+) -> None:
+    adapter, stub = stubbed
+    expected = {
+        "TableName": TABLE,
+        "Item": {
+            **KEY,
+            "val": {"S": "2"},
+            "ver": {"N": ANY},
+            "exp": {"N": "9000000000000"},
+            "ttl": {"N": "9000000000"},
+        },
+        "ConditionExpression": "#n = :n AND #e > :now",
+        "ExpressionAttributeNames": {"#n": "ver", "#e": "exp"},
+        "ExpressionAttributeValues": {":n": {"N": "7"}, ":now": {"N": ANY}},
+    }
+    stub.add_response("put_item", {}, expected)
+    assert adapter.write_if("s", "k", b"2", ReadToken("version", "7", 9_000_000_000_000)) is True
+    # a given deadline replaces it; None clears it
+    cleared = {**expected, "Item": {**KEY, "val": {"S": "2"}, "ver": {"N": ANY}}}
+    stub.add_response("put_item", {}, cleared)
+    assert adapter.write_if("s", "k", b"2", ReadToken("version", "7", 9_000_000_000_000), None) is True
+
+
+def test_set_expiry_is_one_conditional_update_that_draws_a_new_version(
+    stubbed: tuple[DynamoDBAdapter, Stubber],
+) -> None:
+    adapter, stub = stubbed
+    common = {
+        "TableName": TABLE,
+        "Key": KEY,
+        "ConditionExpression": "attribute_exists(#p) AND (attribute_not_exists(#e) OR #e > :now)",
+        "ExpressionAttributeNames": {"#p": "pk", "#e": "exp", "#t": "ttl", "#n": "ver"},
+    }
+    stub.add_response(
+        "update_item",
+        {},
+        {
+            **common,
+            "UpdateExpression": "SET #e = :e, #t = :t, #n = :nv",
+            "ExpressionAttributeValues": {
+                ":now": {"N": ANY},
+                ":nv": {"N": ANY},
+                ":e": {"N": "1500"},
+                ":t": {"N": "2"},
+            },
+        },
+    )
+    assert adapter.set_expiry("s", "k", 1500) is True
+    stub.add_client_error(
+        "update_item",
+        "ConditionalCheckFailedException",
+        expected_params={
+            **common,
+            "UpdateExpression": "SET #n = :nv REMOVE #e, #t",
+            "ExpressionAttributeValues": {":now": {"N": ANY}, ":nv": {"N": ANY}},
+        },
+    )
+    assert adapter.set_expiry("s", "k", None) is False
+
+
+def test_batch_reads_drop_expired_items(stubbed: tuple[DynamoDBAdapter, Stubber]) -> None:
+    adapter, stub = stubbed
+    past = {"exp": {"N": str(now_ms() - 1)}}
+    stub.add_response(
+        "batch_get_item",
+        {"Responses": {TABLE: [{**item("[1]"), **past}]}},
+        {"RequestItems": {TABLE: {"Keys": [KEY], "ConsistentRead": True}}},
+    )
+    assert adapter.run_many([("read", ("s", "k")), ("read_versioned", ("s", "k"))]) == [None, (None, None)]

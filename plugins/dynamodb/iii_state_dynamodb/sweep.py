@@ -1,0 +1,100 @@
+"""Taking expired entries out of the table, each exactly once across processes.
+
+DynamoDB's own TimeToLive deletes expired items days late and tells no one what they held; the
+expiry sweeper needs each expired entry once, with its value. Two steps:
+
+1. find: a consistent ``Scan`` filtered on ``exp <= now``, projecting keys, version and deadline.
+   There is no index on deadlines, so it reads the whole table when fewer than ``limit`` items
+   are expired (read capacity: the table's size, consistent, per call; see the README);
+2. take: one ``DeleteItem`` per item found, conditioned on the version and deadline the scan saw
+   and returning the old item. Of several processes deleting the same item, one succeeds and
+   the others fail the condition; an item written again since the scan fails it too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from iii_state_core.expiry import now_ms
+
+from .calls import Caller, ConditionFailed
+from .layout import DEADLINE, PK, SK, VALUE, VERSION, Item, deadline_of, decode_name, text_of
+
+log = logging.getLogger("iii_state.dynamodb")
+
+Taken = tuple[str, str, bytes, int]
+
+
+def expired_items(client: Any, call: Caller, limit: int) -> list[Item]:
+    """Up to ``limit`` items (keys, version, deadline) whose deadline has passed."""
+    found: list[Item] = []
+    params: dict[str, Any] = {
+        "TableName": call.table,
+        "ProjectionExpression": "#p, #k, #n, #e",
+        "FilterExpression": "#e <= :now AND attribute_exists(#v)",
+        "ExpressionAttributeNames": {"#p": PK, "#k": SK, "#n": VERSION, "#e": DEADLINE, "#v": VALUE},
+        "ConsistentRead": True,
+    }
+    while len(found) < limit:
+        params["ExpressionAttributeValues"] = {":now": {"N": str(now_ms())}}
+        reply = call("Scan", client.scan, write=False, **params)
+        found.extend(reply.get("Items", []))
+        start = reply.get("LastEvaluatedKey")
+        if not start:
+            break
+        params["ExclusiveStartKey"] = start
+    return found[:limit]
+
+
+def take(client: Any, call: Caller, item: Item) -> Taken | None:
+    """Delete one expired item found by :func:`expired_items` if it is still what was found.
+
+    :returns: ``(scope, key, value, deadline)``, or ``None`` when another process took it first,
+        it was written again meanwhile, or it is not an item of ours.
+    """
+    scope, key, deadline = decode_name(item[PK]["S"]), decode_name(item[SK]["S"]), deadline_of(item)
+    if scope is None or key is None or deadline is None:
+        return None
+    version = item.get(VERSION, {}).get("N")
+    values: dict[str, dict[str, str]] = {":e": {"N": item[DEADLINE]["N"]}}
+    if version is None:
+        condition = "attribute_not_exists(#n) AND #e = :e"
+    else:
+        condition, values[":n"] = "#n = :n AND #e = :e", {"N": version}
+    try:
+        reply = call(
+            "DeleteItem",
+            client.delete_item,
+            write=True,
+            TableName=call.table,
+            Key={PK: item[PK], SK: item[SK]},
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#n": VERSION, "#e": DEADLINE},
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_OLD",
+        )
+    except ConditionFailed:
+        return None
+    old: Item = reply.get("Attributes") or {}
+    return scope, key, text_of(old, scope, key).encode("utf-8"), deadline
+
+
+def take_expired(client: Any, call: Caller, limit: int) -> list[Taken]:
+    """Delete up to ``limit`` expired entries and return them, each once across processes.
+
+    A failure after some were taken returns those (logged; the next call meets the failure
+    again), so no taken entry is dropped; a failure before any raises.
+    """
+    taken: list[Taken] = []
+    for item in expired_items(client, call, limit):
+        try:
+            got = take(client, call, item)
+        except Exception as exc:
+            if not taken:
+                raise
+            log.warning("take_expired stopped after %d entries: %s", len(taken), exc)
+            break
+        if got is not None:
+            taken.append(got)
+    return taken
