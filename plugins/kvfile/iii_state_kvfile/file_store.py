@@ -11,7 +11,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -65,6 +65,9 @@ SELECT scope FROM s WHERE scope IS NOT NULL
   AND EXISTS (SELECT 1 FROM entries e WHERE e.scope = s.scope AND (e.expires IS NULL OR e.expires > ?))
 """
 
+
+#: Primitives that only read (a round of them needs no write lock, and no savepoint per call).
+_READS = frozenset({"read", "read_versioned"})
 
 #: Options that only a file_based store uses.
 _FILE_OPTIONS = ("file_path", "fsync", "busy_timeout_ms")
@@ -203,9 +206,9 @@ class KvFileStore(Adapter):
         return f"kv (file_based at {self.path})"
 
     @contextmanager
-    def _write_txn(self) -> Iterator[sqlite3.Connection]:
+    def _write_txn(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(begin)
             try:
                 yield self._db
             except BaseException:
@@ -236,10 +239,15 @@ class KvFileStore(Adapter):
     def write(self, scope: str, key: str, data: bytes, expires_at: int | None = None) -> bytes | None:
         self._sweep_now_and_then()
         with self._write_txn() as db:
-            now = self._keep(db, scope, key)
-            old = self._select(db, scope, key, now)
-            db.execute(_UPSERT, (_b(scope), _b(key), data, expires_at))
-            return old
+            return self._write_in(db, scope, key, data, expires_at)
+
+    def _write_in(
+        self, db: sqlite3.Connection, scope: str, key: str, data: bytes, expires_at: int | None = None
+    ) -> bytes | None:
+        now = self._keep(db, scope, key)
+        old = self._select(db, scope, key, now)
+        db.execute(_UPSERT, (_b(scope), _b(key), data, expires_at))
+        return old
 
     def _keep(self, db: sqlite3.Connection, scope: str, key: str) -> int:
         """Copy the entry to ``expired`` if it is past its deadline (inside a write transaction,
@@ -252,18 +260,15 @@ class KvFileStore(Adapter):
     def remove(self, scope: str, key: str) -> bytes | None:
         if self._keep_expired:
             with self._write_txn() as db:
-                now = self._keep(db, scope, key)
-                row = db.execute(
-                    "DELETE FROM entries WHERE scope = ? AND key = ? RETURNING value, expires",
-                    (_b(scope), _b(key)),
-                ).fetchone()
-        else:
-            with self._lock:
-                row = self._db.execute(
-                    "DELETE FROM entries WHERE scope = ? AND key = ? RETURNING value, expires",
-                    (_b(scope), _b(key)),
-                ).fetchone()
-            now = now_ms()
+                return self._remove_in(db, scope, key)
+        with self._lock:  # one statement: no transaction of its own needed
+            return self._remove_in(self._db, scope, key)
+
+    def _remove_in(self, db: sqlite3.Connection, scope: str, key: str) -> bytes | None:
+        now = self._keep(db, scope, key)
+        row = db.execute(
+            "DELETE FROM entries WHERE scope = ? AND key = ? RETURNING value, expires", (_b(scope), _b(key))
+        ).fetchone()
         if row is None or (row[1] is not None and row[1] <= now):
             return None  # an expired entry was already missing
         return bytes(row[0])
@@ -275,6 +280,18 @@ class KvFileStore(Adapter):
                 return self._write_if(db, scope, key, data, token, expires_at, now)
         with self._lock:
             return self._write_if(self._db, scope, key, data, token, expires_at, now_ms())
+
+    def _write_if_in(
+        self,
+        db: sqlite3.Connection,
+        scope: str,
+        key: str,
+        data: bytes,
+        token: Token,
+        expires_at: ExpiresAt = KEEP,
+    ) -> bool:
+        now = self._keep(db, scope, key) if token is None else now_ms()
+        return self._write_if(db, scope, key, data, token, expires_at, now)
 
     def _write_if(
         self, db: sqlite3.Connection, scope: str, key: str, data: bytes, token: Token, expires_at: ExpiresAt,
@@ -303,12 +320,60 @@ class KvFileStore(Adapter):
     ) -> tuple[bytes | None, bytes]:
         self._sweep_now_and_then()
         with self._write_txn() as db:
-            now = self._keep(db, scope, key)
-            live = self._select_live(db, scope, key, now)
-            old, deadline = (None, None) if live is None else live
-            new = change(old)
-            db.execute(_UPSERT, (_b(scope), _b(key), new, deadline if expires_at is KEEP else expires_at))
-            return old, new
+            return self._modify_in(db, scope, key, change, expires_at)
+
+    def _modify_in(
+        self,
+        db: sqlite3.Connection,
+        scope: str,
+        key: str,
+        change: Callable[[bytes | None], bytes],
+        expires_at: ExpiresAt = KEEP,
+    ) -> tuple[bytes | None, bytes]:
+        now = self._keep(db, scope, key)
+        live = self._select_live(db, scope, key, now)
+        old, deadline = (None, None) if live is None else live
+        new = change(old)
+        db.execute(_UPSERT, (_b(scope), _b(key), new, deadline if expires_at is KEEP else expires_at))
+        return old, new
+
+    # -- state::batch: a round of calls in one transaction, one commit -------------------------
+    def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Every call inside one SQLite transaction (one commit, one fsync with ``fsync: true``).
+
+        A call that fails is rolled back to its savepoint alone; the others commit. When the
+        commit itself fails nothing is applied and every call reports that error.
+        """
+        writes = any(name not in _READS for name, _ in calls)
+        if writes:
+            self._sweep_now_and_then()
+        out: list[Any] = []
+        try:
+            with self._write_txn("BEGIN IMMEDIATE" if writes else "BEGIN") as db:
+                for name, args in calls:
+                    out.append(self._one_in(db, name, args))
+        except sqlite3.Error as exc:
+            return [exc] * len(calls)
+        return out
+
+    def _one_in(self, db: sqlite3.Connection, name: str, args: tuple[Any, ...]) -> Any:
+        if name in _READS:
+            try:
+                raw = self._select(db, *args)
+            except Exception as exc:
+                return exc
+            return raw if name == "read" else (raw, raw)
+        inner = getattr(self, f"_{name}_in", None)
+        if inner is None:
+            return NotImplementedError(f"the kv file store cannot batch {name!r}")
+        db.execute("SAVEPOINT one_call")
+        try:
+            result = inner(db, *args)
+        except Exception as exc:
+            db.execute("ROLLBACK TO one_call")
+            result = exc
+        db.execute("RELEASE one_call")
+        return result
 
     def read_expiry(self, scope: str, key: str) -> tuple[bool, int | None]:
         with self._lock:
@@ -317,10 +382,13 @@ class KvFileStore(Adapter):
 
     def set_expiry(self, scope: str, key: str, expires_at: int | None) -> bool:
         with self._lock:
-            cur = self._db.execute(
-                f"UPDATE entries SET expires = ? WHERE scope = ? AND key = ? AND {_LIVE}",
-                (expires_at, _b(scope), _b(key), now_ms()),
-            )
+            return self._set_expiry_in(self._db, scope, key, expires_at)
+
+    def _set_expiry_in(self, db: sqlite3.Connection, scope: str, key: str, expires_at: int | None) -> bool:
+        cur = db.execute(
+            f"UPDATE entries SET expires = ? WHERE scope = ? AND key = ? AND {_LIVE}",
+            (expires_at, _b(scope), _b(key), now_ms()),
+        )
         return cur.rowcount == 1
 
     def take_expired(self, limit: int = 1000) -> list[Expired]:

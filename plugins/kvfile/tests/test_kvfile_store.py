@@ -347,3 +347,24 @@ def test_a_file_store_that_cannot_open_names_its_file(tmp_path: Path) -> None:
     with pytest.raises(StateError) as info:
         open_store(adapter="kv", adapter_config={"file_path": str(tmp_path / "db")})
     assert str(tmp_path / "db" / DB_FILE) in str(info.value)
+
+
+def test_run_many_is_one_transaction_rolling_back_only_a_failing_call(tmp_path: Path) -> None:
+
+    store = KvFileStore(str(tmp_path))
+    store.write("s", "b", b"1")
+
+    def broken(old: bytes | None) -> bytes:
+        raise ValueError("no")
+
+    answers = store.run_many(
+        [("write", ("s", "a", b"2")), ("modify", ("s", "b", broken)), ("remove", ("s", "b")),
+         ("read_versioned", ("s", "a")), ("write_if", ("s", "c", b"3", None)), ("no_such", ())]
+    )  # fmt: skip
+    assert answers[0] is None and isinstance(answers[1], ValueError) and answers[2] == b"1"
+    assert answers[3] == (b"2", b"2") and answers[4] is True and isinstance(answers[5], NotImplementedError)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    assert store.run_many([("write", ("s", f"k{i}", b"0")) for i in range(5)]) == [None] * 5
+    assert statements.count("BEGIN IMMEDIATE") == 1 and statements.count("COMMIT") == 1
+    store.close()
