@@ -1,5 +1,6 @@
 """The ``redis`` adapter (sync): the primitives over redis-py, one round trip each (``update``:
-one when this process knows the entry, see ``updating``).
+one when this process knows the entry, see ``updating``; a batch round: one pipeline, see
+``pipelining``).
 
 The client is built on first use, so opening a store does no I/O and a server that is
 down at start-up is retried like any other outage. With ``cluster: auto`` the server is
@@ -11,7 +12,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from redis.exceptions import NoPermissionError, NoScriptError
@@ -25,6 +26,7 @@ from .connections import check_cluster_fits, closed_error, cluster_enabled
 from .layout import REMOVE, SWAP, WRITE, Layout, Script
 from .listing import PRIMARIES, Read, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
+from .pipelining import REDIRECTED, answer, by_node, command, kind_of, pipelined
 from .plugin import CAPABILITIES, RedisDeclaration
 from .settings import RedisSettings, read_settings
 from .updating import Pause, Recent, Swap, modify_plan, swap_args, swap_result
@@ -175,6 +177,45 @@ class RedisAdapter(Adapter):
         result: tuple[bytes | None, bytes] = self._drive(modify_plan(self.recent, name, field, change))
         return result
 
+    # -- state::batch ----------------------------------------------------------------------------
+    def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Reads and writes in one pipeline (on a Cluster, one per node); see ``pipelining``."""
+        out: list[Any] = [None] * len(calls)
+        queued = [i for i, call in enumerate(calls) if pipelined(call)]
+        for i, call in enumerate(calls):
+            if not pipelined(call):
+                out[i] = _alone(self, call)
+        groups = [queued] if queued else []
+        if queued and self._cluster:
+            try:
+                groups = by_node(self._connect(), self.layout, calls, queued)
+            except Exception:  # not connected: the pipeline's own call reports it
+                pass
+        for group in groups:
+            self._send(calls, group, out)
+        return out
+
+    def _send(self, calls: Sequence[tuple[str, tuple[Any, ...]]], group: list[int], out: list[Any]) -> None:
+        part = [calls[i] for i in group]
+        commands = [command(self.layout, call) for call in part]
+
+        def run(client: Any) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for args in commands:
+                pipe.execute_command(*args)
+            replies: list[Any] = pipe.execute(raise_on_error=False)
+            return replies
+
+        try:
+            replies = self._call(kind_of(part), f"pipeline of {len(part)} commands", run)
+        except Exception as exc:
+            for i in group:
+                out[i] = exc
+            return
+        for i, call, reply in zip(group, part, replies, strict=True):
+            redirected = isinstance(reply, REDIRECTED)
+            out[i] = _alone(self, call) if redirected else answer(self.layout, self.recent, call, reply)
+
     def list_scopes(self) -> list[str]:
         scopes: list[str] = self._drive(scopes_plan(self.layout))
         return scopes
@@ -198,6 +239,13 @@ class RedisAdapter(Adapter):
 
     def async_twin(self) -> AsyncAdapter:
         return AsyncRedisAdapter(self.settings, cluster=self._cluster, recent=self.recent)
+
+
+def _alone(adapter: Adapter, call: tuple[str, tuple[Any, ...]]) -> Any:
+    try:
+        return getattr(adapter, call[0])(*call[1])
+    except Exception as exc:
+        return exc
 
 
 def _execute(client: Any, request: Read) -> Any:

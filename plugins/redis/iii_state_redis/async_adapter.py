@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, TypeVar
 
 from redis.exceptions import NoPermissionError, NoScriptError
@@ -21,6 +21,7 @@ from .connections import check_cluster_fits, closed_error, cluster_enabled
 from .layout import REMOVE, SWAP, WRITE, Layout, Script
 from .listing import PRIMARIES, Read, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
+from .pipelining import REDIRECTED, answer, by_node, command, kind_of, pipelined
 from .settings import RedisSettings
 from .updating import Pause, Recent, Swap, modify_plan, swap_args, swap_result
 
@@ -187,6 +188,48 @@ class AsyncRedisAdapter(AsyncAdapter):
         result: tuple[bytes | None, bytes] = await self._drive(modify_plan(self.recent, name, field, change))
         return result
 
+    # -- state::batch ----------------------------------------------------------------------------
+    async def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """See :meth:`RedisAdapter.run_many`; a Cluster's node pipelines go out together."""
+        out: list[Any] = [None] * len(calls)
+        queued = [i for i, call in enumerate(calls) if pipelined(call)]
+        for i, call in enumerate(calls):
+            if not pipelined(call):
+                out[i] = await _alone(self, call)
+        groups = [queued] if queued else []
+        if queued and self._cluster:
+            try:
+                groups = by_node(await self._connect(), self.layout, calls, queued)
+            except Exception:  # not connected: the pipeline's own call reports it
+                pass
+        await asyncio.gather(*(self._send(calls, group, out) for group in groups))
+        return out
+
+    async def _send(
+        self, calls: Sequence[tuple[str, tuple[Any, ...]]], group: list[int], out: list[Any]
+    ) -> None:
+        part = [calls[i] for i in group]
+        commands = [command(self.layout, call) for call in part]
+
+        async def run(client: Any) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for args in commands:
+                pipe.execute_command(*args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies
+
+        try:
+            replies = await self._call(kind_of(part), f"pipeline of {len(part)} commands", run)
+        except Exception as exc:
+            for i in group:
+                out[i] = exc
+            return
+        for i, call, reply in zip(group, part, replies, strict=True):
+            if isinstance(reply, REDIRECTED):
+                out[i] = await _alone(self, call)
+            else:
+                out[i] = answer(self.layout, self.recent, call, reply)
+
     async def list_scopes(self) -> list[str]:
         scopes: list[str] = await self._drive(scopes_plan(self.layout))
         return scopes
@@ -209,6 +252,13 @@ class AsyncRedisAdapter(AsyncAdapter):
             client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+
+
+async def _alone(adapter: AsyncAdapter, call: tuple[str, tuple[Any, ...]]) -> Any:
+    try:
+        return await getattr(adapter, call[0])(*call[1])
+    except Exception as exc:
+        return exc
 
 
 def _execute(client: Any, request: Read) -> Awaitable[Any]:

@@ -1,0 +1,87 @@
+"""A ``state::batch`` round as pipelines: the commands, and what their replies mean.
+
+The sync and async adapters share this; they only send. Reads are ``HGET``; writes are the same
+scripts as the single primitives, sent as ``EVAL`` (a pipeline cannot fall back from ``EVALSHA``
+on ``NOSCRIPT`` after later commands ran; the server caches the script either way). On a Cluster
+the round is split by node, one pipeline each, so a node that cannot be reached only fails (and
+may only retry) its own commands: a retry never resends a write another node applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainError
+
+from iii_state_core import BackendError
+
+from .layout import REMOVE, SWAP, WRITE, Layout
+from .outcomes import Kind, explain
+from .updating import Recent, Swap, swap_args, swap_result
+
+#: The primitives sent in a pipeline, with the argument count of their plain form (a call with
+#: more, such as an expiry, runs alone through the primitive itself).
+PIPELINED: Final = {"read": 2, "read_versioned": 2, "write": 3, "remove": 2, "write_if": 4}
+_WRITES: Final = frozenset({"write", "remove", "write_if"})
+#: Replies meaning the command did not run where it was sent: it runs again alone.
+REDIRECTED: Final = (MovedError, AskError, TryAgainError, ClusterDownError)
+
+Call = tuple[str, tuple[Any, ...]]
+
+
+def pipelined(call: Call) -> bool:
+    name, args = call
+    if PIPELINED.get(name) != len(args):
+        return False
+    return name != "write_if" or args[3] is None or isinstance(args[3], bytes)
+
+
+def kind_of(calls: Sequence[Call]) -> Kind:
+    """``write`` when any call writes: a lost reply then makes the outcome unknown, not retried."""
+    return "write" if any(name in _WRITES for name, _ in calls) else "read"
+
+
+def command(layout: Layout, call: Call) -> tuple[Any, ...]:
+    name, args = call
+    key, field = layout.hash_key(args[0]), layout.field(args[1])
+    if name in ("read", "read_versioned"):
+        return ("HGET", key, field)
+    if name == "write":
+        return ("EVAL", WRITE.source, 1, key, field, args[2])
+    if name == "remove":
+        return ("EVAL", REMOVE.source, 1, key, field)
+    return ("EVAL", SWAP.source, 1, key, *swap_args(Swap(key, field, args[3], args[2])))
+
+
+def answer(layout: Layout, recent: Recent, call: Call, reply: Any) -> Any:
+    """What the primitive returns for ``reply`` (a failure as a value), remembering what was written."""
+    name, args = call
+    if isinstance(reply, Exception):
+        return BackendError(f"{command(layout, call)[0]} in a pipeline failed: {explain(reply)}")
+    key, field = layout.hash_key(args[0]), layout.field(args[1])
+    if name == "read":
+        return reply
+    if name == "read_versioned":
+        return reply, reply
+    if name == "write":
+        recent.put(key, field, args[2])
+        return reply
+    if name == "remove":
+        recent.put(key, field, None)
+        return reply
+    stored, current = swap_result(reply)
+    recent.put(key, field, args[2] if stored else current)
+    return stored
+
+
+def by_node(client: Any, layout: Layout, calls: Sequence[Call], indices: list[int]) -> list[list[int]]:
+    """``indices`` split by the Cluster node that serves each call's hash (one group otherwise)."""
+    groups: dict[str, list[int]] = {}
+    for i in indices:
+        try:
+            node = client.get_node_from_key(layout.hash_key(calls[i][1][0])).name
+        except Exception:  # no slot map yet: let the cluster pipeline route it
+            node = ""
+        groups.setdefault(node, []).append(i)
+    return list(groups.values())

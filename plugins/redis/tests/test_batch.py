@@ -1,0 +1,74 @@
+"""A ``state::batch`` round goes out as one pipeline (one per Cluster node), sync and async alike."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from iii_state_redis import AsyncRedisAdapter, RedisAdapter
+from redis_helpers import unique
+
+from iii_state_core import open_async_store, open_store
+
+INC = [{"type": "increment", "path": "i", "by": 1}]
+
+
+def _ops(scopes: list[str]) -> list[dict[str, Any]]:
+    ops: list[dict[str, Any]] = []
+    for i, scope in enumerate(scopes):
+        ops += [
+            {"op": "set", "scope": scope, "key": "k", "value": {"i": i}},
+            {"op": "compare-and-set", "scope": scope, "key": "c", "value": i},
+            {"op": "get", "scope": scope, "key": "k"},
+            {"op": "update", "scope": scope, "key": "k", "ops": INC},
+            {"op": "delete", "scope": scope, "key": "c"},
+        ]
+    return ops
+
+
+def _expected(scopes: list[str]) -> list[Any]:
+    out: list[Any] = []
+    for i, _ in enumerate(scopes):
+        out += [{"old_value": None, "new_value": {"i": i}}, {"swapped": True}, {"i": i},
+                {"old_value": {"i": i}, "new_value": {"i": i + 1}}, i]  # fmt: skip
+    return out
+
+
+def test_batch_rounds_are_pipelines_per_node_sync_and_async(
+    redis_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[int] = []
+    for cls in (RedisAdapter, AsyncRedisAdapter):
+        real = cls._send
+
+        def spy(self: Any, calls: Any, group: list[int], out: list[Any], real: Any = real) -> Any:
+            sent.append(len(group))
+            return real(self, calls, group, out)
+
+        monkeypatch.setattr(cls, "_send", spy)
+    scopes = [unique(f"batch{i}") for i in range(12)]
+    with open_store(adapter="redis", adapter_config=redis_config) as store:
+        answers = store.trigger({"function_id": "state::batch", "payload": {"ops": _ops(scopes)}})
+        assert answers == _expected(scopes)
+        nodes = 3 if redis_config["cluster"] else 1
+        # set/cas/get/update/delete of one entry run one after another: rounds of distinct entries
+        assert 1 <= len(sent) and max(sent) <= 24 and len(sent) <= 6 * nodes, sent
+        assert store.get_many(scopes[0], ["k", "c"]) == {"k": {"i": 1}, "c": None}
+        sent.clear()
+        store.delete_many(scopes[1], ["k"])
+        assert sent == [1]
+
+    async def main() -> list[Any]:
+        async with open_async_store(adapter="redis", adapter_config=redis_config) as store:
+            assert isinstance(store.async_adapter, AsyncRedisAdapter)
+            return await store.trigger({"function_id": "state::batch", "payload": {"ops": _ops(scopes[2:])}})
+
+    sent.clear()
+    with open_store(adapter="redis", adapter_config=redis_config) as store:
+        store.delete_many(scopes[2], ["k"])
+        for scope in scopes[3:]:
+            store.delete(scope, "k")
+    answers = asyncio.run(main())
+    assert answers == _expected(scopes[2:])
+    assert sent and max(sent) <= 20
