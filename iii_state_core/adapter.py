@@ -175,12 +175,14 @@ class Adapter(ABC):
 
     # -- many calls at once (state::batch) ----------------------------------------------------
     def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
-        """Optional batch primitive: run primitive calls ``(name, args)`` in list order.
+        """Optional batch primitive: run primitive calls ``(name, args)``, one round of a batch.
 
-        Returns one item per call: what the primitive returned, or the exception it raised (as a
-        value, not raised). Each call stays atomic on its own and must give exactly what calling the
-        primitive alone gives; override to send them in one round trip (a pipeline, a multi-get, one
-        SQLite transaction). A write whose outcome became unknown is an
+        Returns one item per call, in the calls' order: what the primitive returned, or the
+        exception it raised (as a value, not raised). Each call stays atomic on its own and must
+        give exactly what calling the primitive alone gives. The core never puts two calls on one
+        entry in a round, so they may run in any order or together: override to send them in one
+        round trip (a pipeline, a multi-get, one SQLite transaction), and run the calls you do
+        not batch through the primitives. A write whose outcome became unknown is an
         :class:`~iii_state_core.errors.UnknownOutcomeError`. The default calls them one by one.
         """
         return [_outcome(self, name, args) for name, args in calls]

@@ -81,3 +81,18 @@ def test_long_scopes_sharing_index_nodes_keep_separate_listings(colliding: State
         colliding.delete(first, f"k{i}")
     groups = colliding.list_groups()
     assert first not in groups and second in groups
+
+
+def test_batch_gets_are_one_multi_get_and_colliding_pairs_stay_apart(
+    colliding: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from iii_state_memcached.nodes import Node
+
+    colliding.set_many("s", {f"{LONG}{i}": i for i in range(5)})
+    multi: list[int] = []
+    real = Node.get_many
+    monkeypatch.setattr(Node, "get_many", lambda self, keys: multi.append(len(keys)) or real(self, keys))
+    monkeypatch.setattr(Node, "get", lambda self, key: pytest.fail("a batch read went out alone"))
+    keys = [f"{LONG}{i}" for i in range(7)]
+    assert colliding.get_many("s", keys) == {k: (i if i < 5 else None) for i, k in enumerate(keys)}
+    assert multi == [1]  # every name hashed to one item: fetched once
