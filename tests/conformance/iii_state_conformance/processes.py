@@ -210,3 +210,20 @@ def obey(store: StateStore, orders: Any, replies: Any) -> int:
         except Exception:
             replies.put(("error", traceback.format_exc()))
         done += 1
+
+
+def collect_expired(store: StateStore, scope: str, ready: Any, stop: Any) -> list[tuple[str, Any, int]]:
+    """Deliver expiry events (``store`` opened with ``expiry_events``) until ``stop`` is set:
+    ``(key, old_value, wall-clock ms when delivered)`` of each ``state:expired`` on ``scope``."""
+    from iii_state_core.expiry import now_ms
+
+    seen: list[tuple[str, Any, int]] = []
+    store.on_change(
+        lambda e: seen.append((e.key, e.old_value, now_ms())),
+        scope=scope,
+        condition=lambda e: e.event_type == "state:expired",
+    )
+    ready.wait()
+    stop.wait(60)
+    store.close()  # the sweeper delivers what it already took before this returns
+    return seen

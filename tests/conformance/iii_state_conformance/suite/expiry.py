@@ -6,14 +6,20 @@ contract allows no lateness on reads (an entry is missing from the millisecond i
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from iii_state_core import StateError, StateStore
+from iii_state_core import ConfigError, StateError, StateStore
+from iii_state_core.expiry import now_ms
 
+from .. import processes
+from ..processes import StoreSpec
 from .base import call, wire_error
 
 #: Short enough to keep the area fast, long enough for a remote round trip or two before it ends.
@@ -25,6 +31,46 @@ BAD_TTLS: list[Any] = [0, -1, 1.5, 1000.0, "1000", True, [], {}, 2**53 + 1]
 def _needs_ttl(caps: Any) -> None:
     if caps.ttl == "none":
         pytest.skip("the adapter declares ttl='none' (the refusal is checked by another test)")
+
+
+#: Lateness allowed beyond an adapter's declared ``expiry_event_delay_ms``: a loaded CI machine
+#: (two cores, several suites) schedules threads and processes late.
+EVENT_SLACK_MS = 1000
+#: Processes sharing the store in the exactly-once test, and entries expiring under them.
+SWEEPERS = 4
+EXPIRING = 20
+
+
+def _events_spec(store: StateStore, caps: Any) -> StoreSpec:
+    """How to open this store with ``expiry_events: true``; skips (visibly) when it cannot be."""
+    _needs_ttl(caps)
+    if caps.expiry_event_delay_ms is None:
+        pytest.skip("the adapter declares no expiry_event_delay_ms (no take_expired): no expiry events")
+    found = StoreSpec.of(store)
+    if found is None:
+        pytest.skip("the store was not opened with open_store(), so it cannot be reopened with expiry_events")
+    return _with_events(found)
+
+
+def _with_events(spec: StoreSpec, on: bool = True) -> StoreSpec:
+    return dataclasses.replace(spec, state_block={**spec.state_block, "expiry_events": on})
+
+
+def _expired_on(store: StateStore, scope: str) -> list[tuple[str, Any, int]]:
+    """Start recording ``(key, old_value, delivered at ms)`` of each ``state:expired`` on ``scope``."""
+    seen: list[tuple[str, Any, int]] = []
+    store.on_change(
+        lambda e: seen.append((e.key, e.old_value, now_ms())),
+        scope=scope,
+        condition=lambda e: e.event_type == "state:expired",
+    )
+    return seen
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _wait_past(written: float, ttl_ms: int) -> None:
@@ -189,3 +235,84 @@ class ExpiryTests:
             with pytest.raises(StateError) as info:
                 call(store, function, {"scope": 1, "key": "k", "ttl_ms": 5})
             assert info.value.code == "deserialization_error"
+
+    # -- expiry events (contract § Expiry, "Expiry events") ------------------------------------
+
+    def test_expiry_events_are_refused_without_take_expired(self, store: StateStore, caps: Any) -> None:
+        if caps.ttl != "none" and caps.expiry_event_delay_ms is not None:
+            pytest.skip(f"the adapter declares expiry_event_delay_ms={caps.expiry_event_delay_ms}")
+        spec = StoreSpec.of(store)
+        if spec is None:
+            pytest.skip("the store was not opened with open_store(), so it cannot be reopened")
+        with pytest.raises(ConfigError) as info:
+            _with_events(spec).open().close()
+        assert "expiry_events" in str(info.value) and store.adapter.name in str(info.value)
+
+    def test_an_expiry_is_one_event_with_its_value_within_the_declared_delay(
+        self, store: StateStore, scope: str, caps: Any
+    ) -> None:
+        spec = _events_spec(store, caps)
+        delay: int = caps.expiry_event_delay_ms
+        with spec.open() as sweeping:
+            seen = _expired_on(sweeping, scope)
+            sweeping.set(scope, "a", {"v": [1]}, ttl_ms=30)
+            deadline_a = now_ms() + 30
+            sweeping.set(scope, "b", None, ttl_ms=60)
+            deadline_b = now_ms() + 60
+            sweeping.set(scope, "kept", 1, ttl_ms=LONG_MS)
+            sweeping.set(scope, "plain", 2)
+            _wait_for(lambda: len(seen) >= 2, (60 + delay + EVENT_SLACK_MS) / 1000)
+            time.sleep(min(delay, 500) / 1000)  # another sweep or two: nothing comes twice
+            assert sorted((k, v) for k, v, _ in seen) == [("a", {"v": [1]}), ("b", None)]
+            late = {k: at - (deadline_a if k == "a" else deadline_b) for k, _, at in seen}
+            assert max(late.values()) <= delay + EVENT_SLACK_MS, f"events came {late} ms after the deadline"
+            assert sweeping.list_keys(scope) == ["kept", "plain"]
+
+    def test_each_expiry_is_delivered_once_across_processes(
+        self, store: StateStore, scope: str, caps: Any, spec: StoreSpec
+    ) -> None:
+        events = _events_spec(store, caps)
+        delay: int = caps.expiry_event_delay_ms
+        ctx = processes.context()
+        ready, stop = ctx.Barrier(SWEEPERS + 1), ctx.Event()
+        results: list[Any] = []
+        children = threading.Thread(
+            target=lambda: results.extend(
+                processes.run_processes(events, processes.collect_expired, [(scope, ready, stop)] * SWEEPERS)
+            )
+        )
+        children.start()
+        try:
+            with events.open() as mine:  # a sweeper too: writes come from a store with expiry events
+                seen = _expired_on(mine, scope)
+                ready.wait(60)
+                deadlines = {}
+                for n in range(EXPIRING):
+                    ttl = 20 + 10 * n
+                    mine.set(scope, f"k{n}", {"n": n}, ttl_ms=ttl)
+                    deadlines[f"k{n}"] = now_ms() + ttl
+                last = max(deadlines.values())
+                time.sleep(max(0.0, (last - now_ms() + 2 * delay) / 1000))
+                stop.set()
+        finally:
+            stop.set()
+            children.join(120)
+        delivered = [*seen, *(e for child in results for e in child)]
+        counts = Counter(k for k, _, _ in delivered)
+        assert sorted(counts) == sorted(deadlines), f"lost: {sorted(set(deadlines) - set(counts))}"
+        assert set(counts.values()) == {1}, f"delivered twice: {[k for k, c in counts.items() if c > 1]}"
+        assert all(v == {"n": int(k[1:])} for k, v, _ in delivered)
+        late = max(at - deadlines[k] for k, _, at in delivered)
+        assert late <= delay + EVENT_SLACK_MS, f"an event came {late} ms after its deadline"
+
+    def test_an_expiry_while_no_store_sweeps_is_delivered_by_the_next_one(
+        self, store: StateStore, scope: str, caps: Any, spec: StoreSpec
+    ) -> None:
+        events = _events_spec(store, caps)
+        delay: int = caps.expiry_event_delay_ms
+        store.set(scope, "k", "held", ttl_ms=20)  # through the suite's store: it sweeps nothing
+        time.sleep(0.05)
+        with events.open() as after:
+            seen = _expired_on(after, scope)  # right after opening: the first sweep comes later
+            _wait_for(lambda: bool(seen), (delay + EVENT_SLACK_MS) / 1000)
+        assert [(k, v) for k, v, _ in seen] == [("k", "held")]
