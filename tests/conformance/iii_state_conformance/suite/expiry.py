@@ -266,7 +266,7 @@ class ExpiryTests:
             assert sorted((k, v) for k, v, _ in seen) == [("a", {"v": [1]}), ("b", None)]
             late = {k: at - (deadline_a if k == "a" else deadline_b) for k, _, at in seen}
             assert max(late.values()) <= delay + EVENT_SLACK_MS, f"events came {late} ms after the deadline"
-            assert sweeping.list_keys(scope) == ["kept", "plain"]
+            assert sorted(sweeping.list_keys(scope)) == ["kept", "plain"]
 
     def test_each_expiry_is_delivered_once_across_processes(
         self, store: StateStore, scope: str, caps: Any, spec: StoreSpec
@@ -310,8 +310,12 @@ class ExpiryTests:
     ) -> None:
         events = _events_spec(store, caps)
         delay: int = caps.expiry_event_delay_ms
-        store.set(scope, "k", "held", ttl_ms=20)  # through the suite's store: it sweeps nothing
-        time.sleep(0.05)
+        # written with expiry events on (every process sharing a store should agree on them), and
+        # closed long before the deadline: its sweeper never saw the entry expire
+        with events.open() as before:
+            before.set(scope, "k", "held", ttl_ms=300)
+            written = time.monotonic()
+        _wait_past(written, 300)
         with events.open() as after:
             seen = _expired_on(after, scope)  # right after opening: the first sweep comes later
             _wait_for(lambda: bool(seen), (delay + EVENT_SLACK_MS) / 1000)
