@@ -9,12 +9,14 @@ from dataclasses import dataclass
 
 from bench.run import machine
 
-from . import fuzz, kv_kill, model_runs, server_faults
+from . import fuzz, kv_expiry, kv_kill, model_runs, server_faults
 from .backends import BACKENDS
 from .limits import FIXED, OPEN_LIMITS, Limit, match
 from .outcome import Line
 
-PARTS = ("kv-kill", "servers", "model", "fuzz")
+PARTS = ("kv-kill", "kv-expiry", "servers", "model", "fuzz")
+#: Kills of sweeping processes: each costs a process start (~1.5 s), so fewer than the writers' kills.
+EXPIRY_KILLS = 60
 SERVER_BACKENDS = ("redis", "memcached", "dynamodb")
 MODEL_STORES = tuple(model_runs.STORES)
 
@@ -86,6 +88,12 @@ def run(plan: Plan) -> list[Line]:
     if "kv-kill" in plan.parts:
         _say(f"kv: {plan.kills} SIGKILLs")
         lines += _guarded("kv file store", "SIGKILL campaign", lambda: [kv_kill.run(plan.kills, plan.seed)])
+    if "kv-expiry" in plan.parts:
+        kills = min(plan.kills, EXPIRY_KILLS)
+        _say(f"kv: {kills} SIGKILLs of processes sweeping expiry events")
+        lines += _guarded(
+            "kv file store", "expiry events under SIGKILL", lambda: [kv_expiry.run(kills, plan.seed)]
+        )
     if "servers" in plan.parts:
         for name in plan.backends:
             if name in BACKENDS:
@@ -170,6 +178,14 @@ def markdown(lines: list[Line], plan: Plan, command: str, facts: list[tuple[str,
         "moment, 15 % of the time while still opening it. After every kill SQLite's `integrity_check` must "
         "say `ok`, every key must read back through the store, and each key must hold what the writer's "
         "acknowledged ops give (the op it had begun and not yet acknowledged may or may not be there).",
+        "- *kv file store, expiry events*: three processes per cycle share one store with "
+        "`expiry_events: true`, each writing entries with TTLs of 5-150 ms, reading its own expired "
+        "entries back, and sweeping; each is SIGKILLed at a random moment, then one more store drains "
+        "the rest. No `state:expired` may be delivered twice or for an entry nobody wrote, each must "
+        "carry the value written, no read may return an entry past its deadline, no row may be left, "
+        "and every acknowledged entry's event must be delivered, except those a killed process had "
+        "claimed and not yet handed to its handler (the claim is one `DELETE … RETURNING`, the handler "
+        "runs after it: at most once under SIGKILL), each such loss explained by that process's log.",
         "- *servers*: writer threads append their own sequence numbers (`update` with an `append` op) "
         "and store them (`set`) through one client while a proxy between client and server resets "
         "connections, drops replies after the request went through, and stalls past the client timeout, "

@@ -4,10 +4,11 @@ Redis and memcached, short state-machine runs, and each check proved able to fai
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from typing import Any
 
-from bench.faults import kv_kill, model_runs, server_faults
+from bench.faults import kv_expiry, kv_kill, model_runs, server_faults
 from bench.faults.outcome import Line
 
 
@@ -28,6 +29,22 @@ def test_kv_kill_check_catches_writes_acknowledged_too_early() -> None:
     line = kv_kill.run(10, ack_early=True)
     assert line.failed > 0, _explain(line)
     assert any("acknowledged ops give" in f for f in line.failures), line.failures
+
+
+def test_kv_expiry_events_survive_sigkills_of_the_sweepers() -> None:
+    line = kv_expiry.run(6)
+    assert line.tried == 6
+    assert line.failed == 0, _explain(line)
+    delivered = line.details["expiry events delivered"]
+    assert isinstance(delivered, int) and delivered > 0
+
+
+def test_kv_expiry_check_catches_events_delivered_twice() -> None:
+    line = kv_expiry.run(3, double=True)
+    assert any("was delivered 2 times" in f for f in line.failures), _explain(line)
+    kept = line.details.get("store kept for inspection")
+    if isinstance(kept, str):
+        shutil.rmtree(kept, ignore_errors=True)
 
 
 def _server_run(needs_server: Callable[[Callable[[], Any]], Any], name: str) -> None:
