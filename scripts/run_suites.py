@@ -48,7 +48,7 @@ LONGEST_FIRST = [
 ]
 # folder -> (conformance file, -k expression choosing the class/parameter served by a container)
 CONTAINER_CONFORMANCE = {
-    "plugins/redis/tests": ("test_conformance.py", "TestRedisSingleNode"),
+    "plugins/redis/tests": ("test_conformance.py", "TestRedisSingleNode or TestValkey"),
     "plugins/memcached/tests": ("test_conformance.py", "TestMemcached and one-server"),
     "plugins/dynamodb/tests": ("test_conformance.py", "TestDynamoDB and dynalite"),
 }

@@ -1,8 +1,8 @@
 """Test servers in Docker containers, started through testcontainers.
 
 The images are built on this machine from Debian packages by ``scripts/build-test-images``
-(never pulled from a registry); ``$III_STATE_REDIS_IMAGE``, ``$III_STATE_MEMCACHED_IMAGE`` and
-``$III_STATE_DYNAMODB_IMAGE`` name other images instead (e.g. ``redis:7`` from a registry, which
+(never pulled from a registry); ``$III_STATE_REDIS_IMAGE``, ``$III_STATE_VALKEY_IMAGE``,
+``$III_STATE_MEMCACHED_IMAGE`` and ``$III_STATE_DYNAMODB_IMAGE`` name other images instead (e.g. ``redis:7`` from a registry, which
 testcontainers then pulls).
 
 testcontainers' reaper (Ryuk) is off (``TESTCONTAINERS_RYUK_DISABLED=true`` unless set): its
@@ -89,6 +89,9 @@ CONTAINER_KINDS: dict[str, ContainerKind] = {
     for kind in (
         ContainerKind(
             "redis", "III_STATE_REDIS_IMAGE", "iii-state-test/redis:bookworm", 6379, "redis", _redis_answers
+        ),
+        ContainerKind(
+            "valkey", "III_STATE_VALKEY_IMAGE", "iii-state-test/valkey:bookworm", 6379, "redis", _redis_answers
         ),
         ContainerKind(
             "memcached", "III_STATE_MEMCACHED_IMAGE", "iii-state-test/memcached:bookworm", 11211, None,

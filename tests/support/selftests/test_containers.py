@@ -50,7 +50,7 @@ def _containers(label: str = THIS_RUN) -> set[str]:
 
 def _round_trip(kind: str, host: str, port: int) -> None:
     """One real write and read on the server in the container."""
-    if kind == "redis":
+    if kind in ("redis", "valkey"):
         assert redis_command(host, port, "SET", "selftest:container", "1") == "OK"
         assert redis_command(host, port, "GET", "selftest:container") == b"1"
     elif kind == "memcached":
