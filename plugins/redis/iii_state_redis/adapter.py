@@ -1,6 +1,6 @@
 """The ``redis`` adapter (sync): the primitives over redis-py, one round trip each (``update``:
 one when this process knows the entry, see ``updating``; a batch round: one pipeline, see
-``pipelining``).
+``pipelining``; the first deadline a process stores in a slot: one more, see ``expiring``).
 
 The client is built on first use, so opening a store does no I/O and a server that is
 down at start-up is retried like any other outage. With ``cluster: auto`` the server is
@@ -19,15 +19,18 @@ from redis.exceptions import NoPermissionError, NoScriptError
 
 from iii_state_core import Adapter, AsyncAdapter, StateError
 from iii_state_core.adapter import Page, Token
+from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from . import connections
 from .async_adapter import AsyncRedisAdapter
 from .connections import check_cluster_fits, closed_error, cluster_enabled
-from .layout import REMOVE, SWAP, WRITE, Layout, Script
-from .listing import PRIMARIES, Read, scan_plan, scopes_plan
+from .expiring import Registered, Taken, deadline_of, expires_arg, take_plan
+from .layout import Layout, Names
+from .listing import PRIMARIES, Read, Run, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
 from .pipelining import REDIRECTED, answer, by_node, command, kind_of, pipelined
 from .plugin import CAPABILITIES, RedisDeclaration
+from .scripts import COUNT, READ, READ_EXPIRY, REMOVE, SET_EXPIRY, SWAP, WRITE, Script
 from .settings import RedisSettings, read_settings
 from .updating import Pause, Recent, Swap, modify_plan, swap_args, swap_result
 
@@ -50,6 +53,7 @@ class RedisAdapter(Adapter):
         self.layout = Layout.for_prefix(settings.key_prefix)
         self.policy = RetryPolicy(settings.retries)
         self.recent = Recent()
+        self.registered = Registered()
         self._cluster = settings.cluster
         self._client: Any = None
         self._closed = False
@@ -111,14 +115,23 @@ class RedisAdapter(Adapter):
             attempt += 1
             time.sleep(pause)
 
-    def _script(self, script: Script, key: bytes, *args: bytes) -> Any:
+    def _script(
+        self, script: Script, keys: tuple[bytes, ...], args: tuple[Any, ...], kind: Kind = "write"
+    ) -> Any:
         def run(client: Any) -> Any:
             try:
-                return client.evalsha(script.sha, 1, key, *args)
+                return client.evalsha(script.sha, len(keys), *keys, *args)
             except NoScriptError:  # a restarted or new server: NOSCRIPT means it did not run
-                return client.eval(script.source, 1, key, *args)
+                return client.eval(script.source, len(keys), *keys, *args)
 
-        return self._call("write", f"script {script.name}", run)
+        return self._call(kind, f"script {script.name}", run)
+
+    def _register(self, names: Names, expires: bytes) -> None:
+        """Put the scope's slot in the registry before a deadline is stored there (``expiring``)."""
+        if expires not in (b"", b"k") and self.registered.due(names.tag):
+            registry = self.layout.registry_key()
+            self._call("read", "SADD", lambda c: c.sadd(registry, names.tag))  # idempotent
+            self.registered.done(names.tag)
 
     def _drive(self, plan: Generator[Any, Any, Any]) -> Any:
         """Run a plan of ``listing``/``updating`` requests to its result."""
@@ -129,6 +142,8 @@ class RedisAdapter(Adapter):
                 reply = self._call("read", "CLUSTER SLOTS", self._primaries)
             elif isinstance(request, Read):
                 reply = self._call("read", str(request.args[0]), functools.partial(_execute, request=request))
+            elif isinstance(request, Run):
+                reply = self._script(request.script, request.keys, request.args, request.kind)
             elif isinstance(request, Swap):
                 reply = self._swap(request)
             elif isinstance(request, Pause):
@@ -139,8 +154,9 @@ class RedisAdapter(Adapter):
                 return stop.value
 
     def _swap(self, request: Swap) -> tuple[bool, bytes | None]:
-        stored, current = swap_result(self._script(SWAP, request.name, *swap_args(request)))
-        self.recent.put(request.name, request.field, request.data if stored else current)
+        self._register(request.names, request.expires)
+        stored, current = swap_result(self._script(SWAP, request.keys(), swap_args(request)))
+        self.recent.put(request.names.hash, request.field, request.data if stored else current)
         return stored, current
 
     def _primaries(self, client: Any) -> list[Any]:
@@ -148,35 +164,55 @@ class RedisAdapter(Adapter):
 
     # -- primitives ----------------------------------------------------------------------------
     def read(self, scope: str, key: str) -> bytes | None:
-        name, field = self.layout.hash_key(scope), self.layout.field(key)
-        raw: bytes | None = self._call("read", "HGET", lambda c: c.hget(name, field))
+        names, field = self.layout.names(scope), self.layout.field(key)
+        raw: bytes | None = self._script(READ, (names.hash, names.deadlines), (field, now_ms()), "read")
         return raw
 
-    def write(self, scope: str, key: str, data: bytes) -> bytes | None:
-        name, field = self.layout.hash_key(scope), self.layout.field(key)
-        old: bytes | None = self._script(WRITE, name, field, data)
-        self.recent.put(name, field, data)
+    def write(self, scope: str, key: str, data: bytes, expires_at: int | None = None) -> bytes | None:
+        names, field, expires = self.layout.names(scope), self.layout.field(key), expires_arg(expires_at)
+        self._register(names, expires)
+        keys = (names.hash, names.deadlines, names.due)
+        old: bytes | None = self._script(WRITE, keys, (field, data, now_ms(), expires, names.scope))
+        self.recent.put(names.hash, field, data)
         return old
 
     def remove(self, scope: str, key: str) -> bytes | None:
-        name, field = self.layout.hash_key(scope), self.layout.field(key)
-        old: bytes | None = self._script(REMOVE, name, field)
-        self.recent.put(name, field, None)
+        names, field = self.layout.names(scope), self.layout.field(key)
+        old: bytes | None = self._script(REMOVE, (names.hash, names.deadlines), (field, now_ms()))
+        self.recent.put(names.hash, field, None)
         return old
 
-    def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
+    def write_if(self, scope: str, key: str, data: bytes, token: Token, expires_at: ExpiresAt = KEEP) -> bool:
         if token is not None and not isinstance(token, bytes):
             raise TypeError(f"write_if token must be the bytes read_versioned returned, got {token!r}")
-        stored, _ = self._swap(Swap(self.layout.hash_key(scope), self.layout.field(key), token, data))
+        request = Swap(self.layout.names(scope), self.layout.field(key), token, data, expires_arg(expires_at))
+        stored, _ = self._swap(request)
         return stored
 
     def modify(
-        self, scope: str, key: str, change: Callable[[bytes | None], bytes]
+        self, scope: str, key: str, change: Callable[[bytes | None], bytes], expires_at: ExpiresAt = KEEP
     ) -> tuple[bytes | None, bytes]:
-        name, field = self.layout.hash_key(scope), self.layout.field(key)
-        result: tuple[bytes | None, bytes] = self._drive(modify_plan(self.recent, name, field, change))
+        names, field = self.layout.names(scope), self.layout.field(key)
+        plan = modify_plan(self.recent, names, field, change, expires_arg(expires_at))
+        result: tuple[bytes | None, bytes] = self._drive(plan)
         return result
 
+    def read_expiry(self, scope: str, key: str) -> tuple[bool, int | None]:
+        names, field = self.layout.names(scope), self.layout.field(key)
+        reply = self._script(READ_EXPIRY, (names.hash, names.deadlines), (field, now_ms()), "read")
+        return (bool(reply), deadline_of(reply[1]) if len(reply) > 1 else None)
+
+    def set_expiry(self, scope: str, key: str, expires_at: int | None) -> bool:
+        names, field, expires = self.layout.names(scope), self.layout.field(key), expires_arg(expires_at)
+        self._register(names, expires)
+        keys = (names.hash, names.deadlines, names.due)
+        return bool(self._script(SET_EXPIRY, keys, (field, now_ms(), expires, names.scope)))
+
+    def take_expired(self, limit: int = 1000) -> list[Taken]:
+        """Delete up to ``limit`` entries past their deadline and return them as
+        ``(scope, key, value, deadline)``; across processes each is taken exactly once."""
+        taken: list[Taken] = self._drive(take_plan(self.layout, limit))
+        return taken
     # -- state::batch ----------------------------------------------------------------------------
     def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         """Reads and writes in one pipeline (on a Cluster, one per node); see ``pipelining``."""
@@ -225,8 +261,8 @@ class RedisAdapter(Adapter):
         return page
 
     def count(self, scope: str) -> int | None:
-        name = self.layout.hash_key(scope)
-        n: int = self._call("read", "HLEN", lambda c: c.hlen(name))
+        names = self.layout.names(scope)
+        n: int = self._script(COUNT, (names.hash, names.deadlines), (now_ms(),), "read")
         return n
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -238,7 +274,9 @@ class RedisAdapter(Adapter):
             client.close()
 
     def async_twin(self) -> AsyncAdapter:
-        return AsyncRedisAdapter(self.settings, cluster=self._cluster, recent=self.recent)
+        return AsyncRedisAdapter(
+            self.settings, cluster=self._cluster, recent=self.recent, registered=self.registered
+        )
 
 
 def _alone(adapter: Adapter, call: tuple[str, tuple[Any, ...]]) -> Any:

@@ -15,13 +15,16 @@ from redis.exceptions import NoPermissionError, NoScriptError
 
 from iii_state_core import AsyncAdapter, BackendError, StateError
 from iii_state_core.adapter import Page, Token
+from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from . import connections
 from .connections import check_cluster_fits, closed_error, cluster_enabled
-from .layout import REMOVE, SWAP, WRITE, Layout, Script
-from .listing import PRIMARIES, Read, scan_plan, scopes_plan
+from .expiring import Registered, Taken, deadline_of, expires_arg, take_plan
+from .layout import Layout, Names
+from .listing import PRIMARIES, Read, Run, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
 from .pipelining import REDIRECTED, answer, by_node, command, kind_of, pipelined
+from .scripts import COUNT, READ, READ_EXPIRY, REMOVE, SET_EXPIRY, SWAP, WRITE, Script
 from .settings import RedisSettings
 from .updating import Pause, Recent, Swap, modify_plan, swap_args, swap_result
 
@@ -32,10 +35,16 @@ class AsyncRedisAdapter(AsyncAdapter):
     """The awaitable twin of :class:`~iii_state_redis.RedisAdapter`."""
 
     def __init__(
-        self, settings: RedisSettings, *, cluster: bool | None = None, recent: Recent | None = None
+        self,
+        settings: RedisSettings,
+        *,
+        cluster: bool | None = None,
+        recent: Recent | None = None,
+        registered: Registered | None = None,
     ) -> None:
         self.settings = settings
         self.recent = Recent() if recent is None else recent
+        self.registered = Registered() if registered is None else registered
         self.layout = Layout.for_prefix(settings.key_prefix)
         self.policy = RetryPolicy(settings.retries)
         self._cluster = settings.cluster if cluster is None else cluster
@@ -121,14 +130,22 @@ class AsyncRedisAdapter(AsyncAdapter):
             attempt += 1
             await asyncio.sleep(pause)
 
-    async def _script(self, script: Script, key: bytes, *args: bytes) -> Any:
+    async def _script(
+        self, script: Script, keys: tuple[bytes, ...], args: tuple[Any, ...], kind: Kind = "write"
+    ) -> Any:
         async def run(client: Any) -> Any:
             try:
-                return await client.evalsha(script.sha, 1, key, *args)
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
             except NoScriptError:
-                return await client.eval(script.source, 1, key, *args)
+                return await client.eval(script.source, len(keys), *keys, *args)
 
-        return await self._call("write", f"script {script.name}", run)
+        return await self._call(kind, f"script {script.name}", run)
+
+    async def _register(self, names: Names, expires: bytes) -> None:
+        if expires not in (b"", b"k") and self.registered.due(names.tag):
+            registry = self.layout.registry_key()
+            await self._call("read", "SADD", lambda c: c.sadd(registry, names.tag))  # idempotent
+            self.registered.done(names.tag)
 
     async def _drive(self, plan: Generator[Any, Any, Any]) -> Any:
         request = next(plan)
@@ -140,6 +157,8 @@ class AsyncRedisAdapter(AsyncAdapter):
                 reply = await self._call(
                     "read", str(request.args[0]), functools.partial(_execute, request=request)
                 )
+            elif isinstance(request, Run):
+                reply = await self._script(request.script, request.keys, request.args, request.kind)
             elif isinstance(request, Swap):
                 reply = await self._swap(request)
             elif isinstance(request, Pause):
@@ -150,8 +169,9 @@ class AsyncRedisAdapter(AsyncAdapter):
                 return stop.value
 
     async def _swap(self, request: Swap) -> tuple[bool, bytes | None]:
-        stored, current = swap_result(await self._script(SWAP, request.name, *swap_args(request)))
-        self.recent.put(request.name, request.field, request.data if stored else current)
+        await self._register(request.names, request.expires)
+        stored, current = swap_result(await self._script(SWAP, request.keys(), swap_args(request)))
+        self.recent.put(request.names.hash, request.field, request.data if stored else current)
         return stored, current
 
     async def _primaries(self, client: Any) -> list[Any]:
@@ -159,35 +179,56 @@ class AsyncRedisAdapter(AsyncAdapter):
 
     # -- primitives ----------------------------------------------------------------------------
     async def read(self, scope: str, key: str) -> bytes | None:
-        name, field = self.layout.hash_key(scope), self.layout.field(key)
-        raw: bytes | None = await self._call("read", "HGET", lambda c: c.hget(name, field))
+        names, field = self.layout.names(scope), self.layout.field(key)
+        raw: bytes | None = await self._script(READ, (names.hash, names.deadlines), (field, now_ms()), "read")
         return raw
 
-    async def write(self, scope: str, key: str, data: bytes) -> bytes | None:
-        name, field = self.layout.hash_key(scope), self.layout.field(key)
-        old: bytes | None = await self._script(WRITE, name, field, data)
-        self.recent.put(name, field, data)
+    async def write(self, scope: str, key: str, data: bytes, expires_at: int | None = None) -> bytes | None:
+        names, field, expires = self.layout.names(scope), self.layout.field(key), expires_arg(expires_at)
+        await self._register(names, expires)
+        keys = (names.hash, names.deadlines, names.due)
+        old: bytes | None = await self._script(WRITE, keys, (field, data, now_ms(), expires, names.scope))
+        self.recent.put(names.hash, field, data)
         return old
 
     async def remove(self, scope: str, key: str) -> bytes | None:
-        name, field = self.layout.hash_key(scope), self.layout.field(key)
-        old: bytes | None = await self._script(REMOVE, name, field)
-        self.recent.put(name, field, None)
+        names, field = self.layout.names(scope), self.layout.field(key)
+        old: bytes | None = await self._script(REMOVE, (names.hash, names.deadlines), (field, now_ms()))
+        self.recent.put(names.hash, field, None)
         return old
 
-    async def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
+    async def write_if(
+        self, scope: str, key: str, data: bytes, token: Token, expires_at: ExpiresAt = KEEP
+    ) -> bool:
         if token is not None and not isinstance(token, bytes):
             raise TypeError(f"write_if token must be the bytes read_versioned returned, got {token!r}")
-        stored, _ = await self._swap(Swap(self.layout.hash_key(scope), self.layout.field(key), token, data))
+        request = Swap(self.layout.names(scope), self.layout.field(key), token, data, expires_arg(expires_at))
+        stored, _ = await self._swap(request)
         return stored
 
     async def modify(
-        self, scope: str, key: str, change: Callable[[bytes | None], bytes]
+        self, scope: str, key: str, change: Callable[[bytes | None], bytes], expires_at: ExpiresAt = KEEP
     ) -> tuple[bytes | None, bytes]:
-        name, field = self.layout.hash_key(scope), self.layout.field(key)
-        result: tuple[bytes | None, bytes] = await self._drive(modify_plan(self.recent, name, field, change))
+        names, field = self.layout.names(scope), self.layout.field(key)
+        plan = modify_plan(self.recent, names, field, change, expires_arg(expires_at))
+        result: tuple[bytes | None, bytes] = await self._drive(plan)
         return result
 
+    async def read_expiry(self, scope: str, key: str) -> tuple[bool, int | None]:
+        names, field = self.layout.names(scope), self.layout.field(key)
+        reply = await self._script(READ_EXPIRY, (names.hash, names.deadlines), (field, now_ms()), "read")
+        return (bool(reply), deadline_of(reply[1]) if len(reply) > 1 else None)
+
+    async def set_expiry(self, scope: str, key: str, expires_at: int | None) -> bool:
+        names, field, expires = self.layout.names(scope), self.layout.field(key), expires_arg(expires_at)
+        await self._register(names, expires)
+        keys = (names.hash, names.deadlines, names.due)
+        return bool(await self._script(SET_EXPIRY, keys, (field, now_ms(), expires, names.scope)))
+
+    async def take_expired(self, limit: int = 1000) -> list[Taken]:
+        """See :meth:`RedisAdapter.take_expired`."""
+        taken: list[Taken] = await self._drive(take_plan(self.layout, limit))
+        return taken
     # -- state::batch ----------------------------------------------------------------------------
     async def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         """See :meth:`RedisAdapter.run_many`; a Cluster's node pipelines go out together."""
@@ -239,8 +280,8 @@ class AsyncRedisAdapter(AsyncAdapter):
         return page
 
     async def count(self, scope: str) -> int | None:
-        name = self.layout.hash_key(scope)
-        n: int = await self._call("read", "HLEN", lambda c: c.hlen(name))
+        names = self.layout.names(scope)
+        n: int = await self._script(COUNT, (names.hash, names.deadlines), (now_ms(),), "read")
         return n
 
     async def close(self) -> None:

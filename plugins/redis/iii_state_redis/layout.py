@@ -1,60 +1,32 @@
-"""Where entries live in Redis (the iii engine's layout) and the scripts that change them.
+"""Where entries live in Redis (the iii engine's layout) and where their deadlines live.
 
 Scope ``s`` is the hash ``<key_prefix>s`` (``state:s`` by default), key ``k`` its field ``k``,
-the value the compact JSON bytes the core produced. Each script touches that one hash
-only, so it runs on any Cluster node that owns the scope's slot.
+the value the compact JSON bytes the core produced. That layout is the engine's and stays as
+it is. Entry deadlines (contract § Expiry) live beside it, outside the prefix so the engine
+never lists them as scopes:
+
+- ``{T}iii-ttl:<prefix><scope>``: a sorted set, member = field, score = deadline (epoch ms);
+- ``{T}iii-ttl-due:<prefix>``: per Cluster slot, member = scope, score = a deadline no later
+  than that scope's earliest (a hint for the sweeper, see ``scripts.TAKE``);
+- ``iii-ttl-slots:<prefix>``: the set of tags ``T`` whose slot holds deadlines.
+
+``T`` is a 4-character hash tag whose CRC16 slot equals the slot of the scope's hash, so one
+script reads a value and its deadline and stays Cluster-safe without renaming the engine's keys.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
+from binascii import crc_hqx
 from dataclasses import dataclass
 from typing import Final
 
 #: Bytes with a meaning in Redis glob patterns (``SCAN MATCH``); a backslash escapes one.
 _GLOB_SPECIAL: Final = frozenset(b"*?[]\\")
-
-
-@dataclass(frozen=True)
-class Script:
-    """A Lua script, run by ``EVALSHA`` and, when the server lacks it (``NOSCRIPT``), ``EVAL``."""
-
-    name: str
-    source: str
-
-    @property
-    def sha(self) -> str:
-        return hashlib.sha1(self.source.encode("utf-8")).hexdigest()
-
-
-# Each returns the bytes it replaced, so set and delete give the old value atomically in one
-# round trip (the engine's delete was a read-then-delete). No JSON is decoded in Lua: cjson
-# would turn [] into {} and round integers past 2^53.
-WRITE: Final = Script(
-    "write",
-    "local old = redis.call('HGET', KEYS[1], ARGV[1])\n"
-    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
-    "return old\n",
-)
-REMOVE: Final = Script(
-    "remove",
-    "local old = redis.call('HGET', KEYS[1], ARGV[1])\n"
-    "if old then redis.call('HDEL', KEYS[1], ARGV[1]) end\n"
-    "return old\n",
-)
-#: Compare-and-swap on the exact stored bytes. ARGV: field, "1" and the expected bytes (or
-#: "0" and "" for "expect missing"), the new bytes. Returns {1} when stored, else {0, current}
-#: ({0} when missing), so a lost race needs no extra read.
-SWAP: Final = Script(
-    "swap",
-    "local cur = redis.call('HGET', KEYS[1], ARGV[1])\n"
-    "if (ARGV[2] == '0' and not cur) or (ARGV[2] == '1' and cur == ARGV[3]) then\n"
-    "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])\n"
-    "  return {1}\n"
-    "end\n"
-    "if cur then return {0, cur} end\n"
-    "return {0}\n",
-)
+SLOTS: Final = 16384
+DEADLINES_STEM: Final = b"iii-ttl:"
+DUE_STEM: Final = b"iii-ttl-due:"
+REGISTRY_STEM: Final = b"iii-ttl-slots:"
 
 
 def glob_escape(text: bytes) -> bytes:
@@ -65,6 +37,66 @@ def glob_escape(text: bytes) -> bytes:
             out.append(0x5C)
         out.append(byte)
     return bytes(out)
+
+
+def key_slot(name: bytes) -> int:
+    """The Cluster slot of a key: CRC16 (XMODEM) of its hash tag, or of the whole name."""
+    start = name.find(b"{")
+    if start >= 0:
+        end = name.find(b"}", start + 1)
+        if end > start + 1:
+            name = name[start + 1 : end]
+    return crc_hqx(name, 0) % SLOTS
+
+
+# A tag is 4 bytes 0x40|n (``@``, ``A`` … ``O``): no braces, printable. CRC16 with init 0 is
+# linear over XOR, so the CRC of a tag is the CRC of ``@@@@`` XOR the CRCs of its set low bits;
+# finding the tag of a slot is solving that 16-bit linear system, not a search.
+_TAG_BASE: Final = b"@@@@"
+
+
+def _xor_basis() -> list[tuple[int, int]]:
+    """(CRC image, tag bits) pairs with distinct leading bits, largest first."""
+    basis: list[tuple[int, int]] = []
+    for bit in range(16):
+        unit = bytearray(4)
+        unit[bit // 4] = 1 << (bit % 4)
+        image, combo = crc_hqx(bytes(unit), 0), 1 << bit
+        for b_image, b_combo in basis:
+            if image ^ b_image < image:
+                image, combo = image ^ b_image, combo ^ b_combo
+        if image:
+            basis.append((image, combo))
+            basis.sort(reverse=True)
+    return basis
+
+
+_BASIS: Final = _xor_basis()
+_BASE_CRC: Final = crc_hqx(_TAG_BASE, 0)
+
+
+@functools.lru_cache(maxsize=SLOTS)
+def slot_tag(slot: int) -> bytes:
+    """A 4-byte hash tag whose key slot is ``slot``."""
+    for high in range(4):  # any CRC whose low 14 bits are the slot will do
+        want, bits = (slot | high << 14) ^ _BASE_CRC, 0
+        for image, combo in _BASIS:
+            if want ^ image < want:
+                want, bits = want ^ image, bits ^ combo
+        if want == 0:
+            return bytes(0x40 | (bits >> (4 * i) & 15) for i in range(4))
+    raise AssertionError(f"no hash tag for slot {slot}")  # checked for every slot by the tests
+
+
+@dataclass(frozen=True)
+class Names:
+    """The Redis keys of one scope: its hash, its deadlines, its slot's due index and tag."""
+
+    scope: bytes
+    hash: bytes
+    deadlines: bytes
+    due: bytes
+    tag: bytes
 
 
 @dataclass(frozen=True)
@@ -79,6 +111,18 @@ class Layout:
 
     def hash_key(self, scope: str) -> bytes:
         return self.prefix + scope.encode("utf-8")
+
+    def names(self, scope: str) -> Names:
+        encoded = scope.encode("utf-8")
+        name = self.prefix + encoded
+        tag = slot_tag(key_slot(name))
+        return Names(encoded, name, b"{" + tag + b"}" + DEADLINES_STEM + name, self.due_key(tag), tag)
+
+    def due_key(self, tag: bytes) -> bytes:
+        return b"{" + tag + b"}" + DUE_STEM + self.prefix
+
+    def registry_key(self) -> bytes:
+        return REGISTRY_STEM + self.prefix
 
     @staticmethod
     def field(key: str) -> bytes:

@@ -1,7 +1,9 @@
 """Listing as sans-I/O plans: ``scan`` pages over HSCAN, ``list_scopes`` over SCAN.
 
-A plan yields :class:`Read` requests (or :data:`PRIMARIES`) and gets the replies sent back;
-the sync and async adapters drive the same plans.
+A plan yields :class:`Read` and :class:`Run` requests (or :data:`PRIMARIES`) and gets the
+replies sent back; the sync and async adapters drive the same plans. Expired fields are left
+out inside the scripts (``scripts.SCAN_PAGE``, ``scripts.COUNT``), so the paging rules below
+see only live fields.
 
 Paging HSCAN with a hard ``limit``: HSCAN's COUNT is only a hint, and a small hash (a
 listpack) comes back whole in one call. So a page may end inside a batch. The adapter
@@ -18,12 +20,14 @@ from __future__ import annotations
 import json
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from iii_state_core import InvalidCursorError
 from iii_state_core.adapter import Page
+from iii_state_core.expiry import now_ms
 
 from .layout import Layout
+from .scripts import COUNT, SCAN_PAGE, Script
 
 #: Smallest COUNT hint sent: tiny hints make HSCAN walk a sparse table in many round trips.
 MIN_COUNT: Final = 16
@@ -39,12 +43,25 @@ class Read:
     node: Any = None
 
 
+@dataclass(frozen=True)
+class Run:
+    """Run a script on ``keys`` (one scope's: one slot) with ``args``.
+
+    ``kind``: ``read`` for a read-only script (sent again after a lost reply), else ``write``.
+    """
+
+    script: Script
+    keys: tuple[bytes, ...]
+    args: tuple[bytes | int | str, ...]
+    kind: Literal["read", "write"] = "read"
+
+
 class _Primaries:
     """Request for the nodes to SCAN: every Cluster primary, or ``[None]`` for one server."""
 
 
 PRIMARIES: Final = _Primaries()
-Request = Read | _Primaries
+Request = Read | Run | _Primaries
 Plan = Generator[Request, Any, Any]
 
 
@@ -107,12 +124,14 @@ def _entries(items: list[Any]) -> list[tuple[str, bytes]]:
 def scan_plan(layout: Layout, scope: str, cursor: str | None, limit: int) -> Plan:
     """Up to ``limit`` entries of ``scope`` after ``cursor``; returns a :data:`Page`."""
     state = ScanCursor(0) if cursor is None else ScanCursor.decode(cursor)
-    key = layout.hash_key(scope)
+    names = layout.names(scope)
     position, after, expect = state.position, state.after, state.expect
     page: list[tuple[str, bytes]] = []
     while True:
         want = limit - len(page)
-        reply = yield Read(("HSCAN", key, position, "COUNT", max(want, MIN_COUNT)))
+        reply = yield Run(
+            SCAN_PAGE, (names.hash, names.deadlines), (position, max(want, MIN_COUNT), now_ms())
+        )
         following, items = split_reply(reply)
         batch = _entries(items)
         if after is not None:
@@ -132,7 +151,12 @@ def scan_plan(layout: Layout, scope: str, cursor: str | None, limit: int) -> Pla
 
 
 def scopes_plan(layout: Layout) -> Plan:
-    """Every scope with a hash under the prefix, on every primary; returns ``list[str]``."""
+    """Every scope with a live field, on every primary; returns ``list[str]``.
+
+    A scope whose fields all expired still has its hash until a sweep takes them. Only a scope
+    the due index lists as due (its score is at most its earliest deadline) can be one, so
+    only those are counted (``COUNT``), not every scope.
+    """
     pattern = layout.scope_pattern()
     nodes = yield PRIMARIES
     found: dict[str, None] = {}
@@ -150,4 +174,21 @@ def scopes_plan(layout: Layout) -> Plan:
                     found[scope] = None
             if position == 0:
                 break
+    if found:
+        now = now_ms()
+        for tag in (yield Read(("SMEMBERS", layout.registry_key()))):
+            due = yield Read(("ZRANGEBYSCORE", layout.due_key(bytes(tag)), "-inf", now))
+            for member in due:
+                scope = _utf8(member)
+                if scope is not None and scope in found:
+                    keys = layout.names(scope)
+                    if int((yield Run(COUNT, (keys.hash, keys.deadlines), (now,)))) == 0:
+                        del found[scope]
     return list(found)
+
+
+def _utf8(name: Any) -> str | None:
+    try:
+        return bytes(name).decode("utf-8")
+    except UnicodeDecodeError:
+        return None

@@ -1,8 +1,9 @@
 """A ``state::batch`` round as pipelines: the commands, and what their replies mean.
 
-The sync and async adapters share this; they only send. Reads are ``HGET``; writes are the same
-scripts as the single primitives, sent as ``EVAL`` (a pipeline cannot fall back from ``EVALSHA``
-on ``NOSCRIPT`` after later commands ran; the server caches the script either way). On a Cluster
+The sync and async adapters share this; they only send. Reads and writes are the same scripts as
+the single primitives (each names the scope's hash and its deadline keys), sent as ``EVAL`` (a
+pipeline cannot fall back from ``EVALSHA`` on ``NOSCRIPT`` after later commands ran; the server
+caches the script either way). On a Cluster
 the round is split by node, one pipeline each, so a node that cannot be reached only fails (and
 may only retry) its own commands: a retry never resends a write another node applied.
 """
@@ -15,13 +16,17 @@ from typing import Any, Final
 from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainError
 
 from iii_state_core import BackendError
+from iii_state_core.expiry import now_ms
 
-from .layout import REMOVE, SWAP, WRITE, Layout
+from .layout import Layout
 from .outcomes import Kind, explain
+from .scripts import READ, REMOVE, SWAP, WRITE, Script
 from .updating import Recent, Swap, swap_args, swap_result
 
 #: The primitives sent in a pipeline, with the argument count of their plain form (a call with
-#: more, such as an expiry, runs alone through the primitive itself).
+#: more, such as one giving a deadline, runs alone through the primitive itself: a deadline may
+#: first register its slot, see ``expiring``). ``write`` without one clears the entry's, and
+#: ``write_if`` keeps it, as the primitives do.
 PIPELINED: Final = {"read": 2, "read_versioned": 2, "write": 3, "remove": 2, "write_if": 4}
 _WRITES: Final = frozenset({"write", "remove", "write_if"})
 #: Replies meaning the command did not run where it was sent: it runs again alone.
@@ -42,23 +47,29 @@ def kind_of(calls: Sequence[Call]) -> Kind:
     return "write" if any(name in _WRITES for name, _ in calls) else "read"
 
 
+def _eval(script: Script, keys: tuple[bytes, ...], *args: Any) -> tuple[Any, ...]:
+    return ("EVAL", script.source, len(keys), *keys, *args)
+
+
 def command(layout: Layout, call: Call) -> tuple[Any, ...]:
     name, args = call
-    key, field = layout.hash_key(args[0]), layout.field(args[1])
+    names, field = layout.names(args[0]), layout.field(args[1])
     if name in ("read", "read_versioned"):
-        return ("HGET", key, field)
+        return _eval(READ, (names.hash, names.deadlines), field, now_ms())
     if name == "write":
-        return ("EVAL", WRITE.source, 1, key, field, args[2])
+        keys = (names.hash, names.deadlines, names.due)
+        return _eval(WRITE, keys, field, args[2], now_ms(), b"", names.scope)
     if name == "remove":
-        return ("EVAL", REMOVE.source, 1, key, field)
-    return ("EVAL", SWAP.source, 1, key, *swap_args(Swap(key, field, args[3], args[2])))
+        return _eval(REMOVE, (names.hash, names.deadlines), field, now_ms())
+    request = Swap(names, field, args[3], args[2])
+    return _eval(SWAP, request.keys(), *swap_args(request))
 
 
 def answer(layout: Layout, recent: Recent, call: Call, reply: Any) -> Any:
     """What the primitive returns for ``reply`` (a failure as a value), remembering what was written."""
     name, args = call
     if isinstance(reply, Exception):
-        return BackendError(f"{command(layout, call)[0]} in a pipeline failed: {explain(reply)}")
+        return BackendError(f"{call[0]} in a pipeline failed: {explain(reply)}")
     key, field = layout.hash_key(args[0]), layout.field(args[1])
     if name == "read":
         return reply

@@ -25,6 +25,9 @@ CAPABILITIES = Capabilities(
         "list_entries: HSCAN, O(limit) per page; list_groups: SCAN MATCH on every primary, "
         "O(all keys in the database)"
     ),
+    # Deadlines in a sorted set beside each scope's hash, checked by every script; Redis does not
+    # drop the fields itself (HPEXPIRE needs 7.4), take_expired() and writes to a field do.
+    ttl="emulated",
 )
 
 

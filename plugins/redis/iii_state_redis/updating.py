@@ -1,12 +1,12 @@
 """``update`` in one round trip when this process already knows the entry.
 
 The core computes the new value (its op engine; Lua's cjson would lose ``[]`` and big
-integers); Redis only has to swap it in atomically. :data:`~.layout.SWAP` stores the new
+integers); Redis only has to swap it in atomically. :data:`~.scripts.SWAP` stores the new
 bytes if the entry still holds exactly the bytes the change was computed from, and otherwise
 returns what it does hold — so a lost race costs one more round trip, not two.
 
 What the change starts from is the last value this process wrote or swapped for the entry
-(:class:`Recent`), or one ``HGET`` when it knows nothing. The remembered bytes are a hint,
+(:class:`Recent`), or one read (``scripts.READ``) when it knows nothing. The remembered bytes are a hint,
 never an answer: reads never come from here, and a stale hint only fails the swap. A
 byte-equal entry changed and changed back meanwhile (ABA) is harmless: the new value was
 computed from exactly those bytes, so the update still reads as one atomic step.
@@ -20,9 +20,12 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Final
 
+from iii_state_core.expiry import now_ms
 from iii_state_core.retry import LOST, Lost, optimistic
 
-from .listing import Read
+from .layout import Names
+from .listing import Run
+from .scripts import READ
 
 #: Entries and bytes remembered per adapter (values above the byte cap are not kept).
 RECENT_ENTRIES: Final = 4096
@@ -66,12 +69,19 @@ class Recent:
 
 @dataclass(frozen=True)
 class Swap:
-    """Run SWAP: store ``data`` if the entry holds ``expected`` (``None``: is missing)."""
+    """Run SWAP: store ``data`` if the entry holds ``expected`` (``None``: is missing or expired).
 
-    name: bytes
+    ``expires``: the scripts' ``expires`` argument (``b"k"``: keep the entry's deadline).
+    """
+
+    names: Names
     field: bytes
     expected: bytes | None
     data: bytes
+    expires: bytes = b"k"
+
+    def keys(self) -> tuple[bytes, ...]:
+        return self.names.hash, self.names.deadlines, self.names.due
 
 
 @dataclass(frozen=True)
@@ -79,10 +89,10 @@ class Pause:
     seconds: float
 
 
-def swap_args(request: Swap) -> tuple[bytes, ...]:
+def swap_args(request: Swap) -> tuple[bytes | int, ...]:
     expected = request.expected
     flag = b"0" if expected is None else b"1"
-    return request.field, flag, expected or b"", request.data
+    return request.field, flag, expected or b"", request.data, now_ms(), request.expires, request.names.scope
 
 
 def swap_result(reply: Any) -> tuple[bool, bytes | None]:
@@ -93,20 +103,24 @@ def swap_result(reply: Any) -> tuple[bool, bytes | None]:
 
 
 def modify_plan(
-    recent: Recent, name: bytes, field: bytes, change: Callable[[bytes | None], bytes]
-) -> Generator[Read | Swap | Pause, Any, tuple[bytes | None, bytes]]:
+    recent: Recent,
+    names: Names,
+    field: bytes,
+    change: Callable[[bytes | None], bytes],
+    expires: bytes = b"k",
+) -> Generator[Run | Swap | Pause, Any, tuple[bytes | None, bytes]]:
     """Yield requests until ``change`` applied atomically; return ``(replaced, stored)``.
 
     :raises ConflictError: when other writers won every attempt of the core's retry budget.
     """
-    known, current = recent.get(name, field)
+    known, current = recent.get(names.hash, field)
     if not known:
-        current = yield Read(("HGET", name, field))
+        current = yield Run(READ, (names.hash, names.deadlines), (field, now_ms()))
     seen = [current]  # what the next attempt computes from: the bytes the last swap found
 
     def attempt(_n: int) -> Generator[Swap | Pause, Any, tuple[bytes | None, bytes] | Lost]:
         data = change(seen[0])
-        stored, found = yield Swap(name, field, seen[0], data)
+        stored, found = yield Swap(names, field, seen[0], data, expires)
         if stored:
             return seen[0], data
         seen[0] = found

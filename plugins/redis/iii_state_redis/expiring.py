@@ -1,0 +1,92 @@
+"""Entry deadlines: the ``expires`` script argument, the slot registry and the sweep plan.
+
+A sweeper must find every deadline without scanning the keyspace. Each slot's due index
+(``layout``) lists the scopes of that slot with deadlines; the registry set lists the slots
+(their tags) that have a due index. A write that stores a deadline registers its slot first
+(``SADD``, once a minute per process per slot: :class:`Registered`), so a slot holding
+deadlines is always in the registry. The registry never shrinks (16,384 tags at most).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Generator
+from typing import Any, Final
+
+from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
+
+from .layout import Layout
+from .listing import Read, Run
+from .scripts import TAKE
+
+#: Seconds a process trusts that a slot it registered is still in the registry.
+REGISTER_EVERY: Final = 60.0
+
+#: One expired entry as ``take_expired`` returns it: scope, key, value, deadline (epoch ms).
+Taken = tuple[str, str, bytes, int]
+
+
+def expires_arg(expires_at: ExpiresAt) -> bytes:
+    """The scripts' ``expires`` argument: ``b"k"`` keep, ``b""`` none, else the deadline."""
+    if expires_at is KEEP:
+        return b"k"
+    if expires_at is None:
+        return b""
+    if isinstance(expires_at, bool) or not isinstance(expires_at, int):
+        raise TypeError(f"expires_at must be an int deadline, None or KEEP, got {expires_at!r}")
+    return str(expires_at).encode()
+
+
+def deadline_of(reply: Any) -> int:
+    """A deadline as a script or ZSCORE returns it (``b"1733500000000"``)."""
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    return int(text) if text.isdigit() else int(float(text))
+
+
+class Registered:
+    """The slot tags this process registered lately (thread-safe; shared with the async twin)."""
+
+    def __init__(self) -> None:
+        self._when: dict[bytes, float] = {}
+        self._lock = threading.Lock()
+
+    def due(self, tag: bytes) -> bool:
+        """Whether ``tag`` must be registered (again) before a deadline is stored in its slot."""
+        with self._lock:
+            when = self._when.get(tag)
+        return when is None or time.monotonic() - when > REGISTER_EVERY
+
+    def done(self, tag: bytes) -> None:
+        with self._lock:
+            self._when[tag] = time.monotonic()
+
+
+def take_plan(layout: Layout, limit: int) -> Generator[Read | Run, Any, list[Taken]]:
+    """Take (delete and return) up to ``limit`` expired entries, each exactly once across takers."""
+    now = now_ms()
+    taken: list[Taken] = []
+    if limit < 1:
+        return taken
+    tags = yield Read(("SMEMBERS", layout.registry_key()))
+    for tag in sorted(bytes(t) for t in tags):
+        due = yield Read(("ZRANGEBYSCORE", layout.due_key(tag), "-inf", now, "LIMIT", 0, limit - len(taken)))
+        for member in due:
+            try:
+                scope = bytes(member).decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # not written by this adapter
+            names = layout.names(scope)
+            if names.tag != tag:
+                continue  # not written by this adapter either
+            keys = (names.hash, names.deadlines, names.due)
+            reply = yield Run(TAKE, keys, (now, limit - len(taken), names.scope), "write")
+            for i in range(0, len(reply), 3):
+                try:
+                    key = bytes(reply[i]).decode("utf-8")
+                except UnicodeDecodeError:
+                    continue  # a field no state call can name, given a deadline by something else
+                taken.append((scope, key, bytes(reply[i + 1]), deadline_of(reply[i + 2])))
+            if len(taken) >= limit:
+                return taken
+    return taken

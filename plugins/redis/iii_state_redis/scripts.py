@@ -1,0 +1,179 @@
+"""The Lua scripts behind every primitive: a value and its deadline in one atomic round trip.
+
+Every script gets the scope's hash as ``KEYS[1]`` and its deadlines sorted set as ``KEYS[2]``
+(``KEYS[3]``: the slot's due index, for scripts that may add a deadline); all three share one
+Cluster slot (see ``layout``). ``now`` is the caller's clock (``iii_state_core.expiry.now_ms``),
+the clock the core computed the deadline with. A field whose deadline is ``<= now`` is missing
+to every script: reads skip it, writes replace it as if it were not there. No JSON is decoded in
+Lua: cjson would turn ``[]`` into ``{}`` and round integers past 2^53.
+
+The ``expires`` argument of a write: ``""`` = no deadline, ``"k"`` = keep the entry's (a missing
+or expired entry has none to keep), else the deadline in epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True)
+class Script:
+    """A Lua script, run by ``EVALSHA`` and, when the server lacks it (``NOSCRIPT``), ``EVAL``."""
+
+    name: str
+    source: str
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha1(self.source.encode("utf-8")).hexdigest()
+
+
+# deadline(z, due, field, scope, expires, had): store ``expires`` ("" or a deadline) for the
+# field; ``had`` is the deadline it had (false: none). A new deadline also lowers the scope's
+# score in the due index when it comes first, so the sweeper finds it (scores only go down
+# here; TAKE raises them).
+_DEADLINE = """
+local function deadline(z, due, f, scope, expires, had)
+  if expires == '' then
+    if had then redis.call('ZREM', z, f) end
+    return
+  end
+  redis.call('ZADD', z, expires, f)
+  local first = redis.call('ZSCORE', due, scope)
+  if not first or tonumber(first) > tonumber(expires) then redis.call('ZADD', due, expires, scope) end
+end
+"""
+
+#: ARGV: field, now. The value, or nil when missing or expired. Read-only.
+READ: Final = Script(
+    "read",
+    "local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if v then\n"
+    "  local d = redis.call('ZSCORE', KEYS[2], ARGV[1])\n"
+    "  if d and tonumber(d) <= tonumber(ARGV[2]) then return false end\n"
+    "end\n"
+    "return v\n",
+)
+
+#: ARGV: field, now. ``{}`` missing or expired, ``{1}`` no deadline, ``{1, deadline}``. Read-only.
+READ_EXPIRY: Final = Script(
+    "read_expiry",
+    "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {} end\n"
+    "local d = redis.call('ZSCORE', KEYS[2], ARGV[1])\n"
+    "if not d then return {1} end\n"
+    "if tonumber(d) <= tonumber(ARGV[2]) then return {} end\n"
+    "return {1, d}\n",
+)
+
+#: ARGV: field, data, now, expires ("" or a deadline), scope. Returns the live bytes replaced.
+WRITE: Final = Script(
+    "write",
+    _DEADLINE
+    + "local old = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "local d = redis.call('ZSCORE', KEYS[2], ARGV[1])\n"
+    "if old and d and tonumber(d) <= tonumber(ARGV[3]) then old = false end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+    "deadline(KEYS[2], KEYS[3], ARGV[1], ARGV[5], ARGV[4], d)\n"
+    "return old\n",
+)
+
+#: ARGV: field, now. Deletes the field and its deadline; returns the live bytes removed.
+REMOVE: Final = Script(
+    "remove",
+    "local old = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if old then redis.call('HDEL', KEYS[1], ARGV[1]) end\n"
+    "local d = redis.call('ZSCORE', KEYS[2], ARGV[1])\n"
+    "if d then\n"
+    "  redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "  if tonumber(d) <= tonumber(ARGV[2]) then old = false end\n"
+    "end\n"
+    "return old\n",
+)
+
+#: Compare-and-swap on the exact stored bytes. ARGV: field, "1" and the expected bytes (or "0"
+#: and "" for "expect missing"), the new bytes, now, expires ("k", "" or a deadline), scope.
+#: Returns {1} when stored, else {0, current} ({0} when missing), so a lost race needs no
+#: extra read.
+SWAP: Final = Script(
+    "swap",
+    _DEADLINE
+    + "local cur = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "local d = redis.call('ZSCORE', KEYS[2], ARGV[1])\n"
+    "if cur and d and tonumber(d) <= tonumber(ARGV[5]) then cur = false end\n"
+    "if (ARGV[2] == '0' and not cur) or (ARGV[2] == '1' and cur == ARGV[3]) then\n"
+    "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])\n"
+    "  if ARGV[6] ~= 'k' then\n"
+    "    deadline(KEYS[2], KEYS[3], ARGV[1], ARGV[7], ARGV[6], d)\n"
+    "  elseif d and not cur then\n"
+    "    redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "  end\n"
+    "  return {1}\n"
+    "end\n"
+    "if cur then return {0, cur} end\n"
+    "return {0}\n",
+)
+
+#: ARGV: field, now, expires ("" or a deadline), scope. 1 when the entry was live, else 0.
+SET_EXPIRY: Final = Script(
+    "set_expiry",
+    _DEADLINE
+    + "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end\n"
+    "local d = redis.call('ZSCORE', KEYS[2], ARGV[1])\n"
+    "if d and tonumber(d) <= tonumber(ARGV[2]) then return 0 end\n"
+    "deadline(KEYS[2], KEYS[3], ARGV[1], ARGV[4], ARGV[3], d)\n"
+    "return 1\n",
+)
+
+#: ARGV: now. How many fields are live: HLEN less the expired ones still there. Read-only.
+COUNT: Final = Script(
+    "count",
+    "local n = redis.call('HLEN', KEYS[1])\n"
+    "if n > 0 then\n"
+    "  for _, f in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])) do\n"
+    "    n = n - redis.call('HEXISTS', KEYS[1], f)\n"
+    "  end\n"
+    "end\n"
+    "return n\n",
+)
+
+#: ARGV: HSCAN cursor, COUNT hint, now. HSCAN's reply ``{cursor, {field, value, …}}`` without
+#: the expired fields (checked only when the scope has deadlines at all). Read-only.
+SCAN_PAGE: Final = Script(
+    "scan_page",
+    "local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])\n"
+    "if redis.call('EXISTS', KEYS[2]) == 0 then return reply end\n"
+    "local now, items, kept = tonumber(ARGV[3]), reply[2], {}\n"
+    "for i = 1, #items, 2 do\n"
+    "  local d = redis.call('ZSCORE', KEYS[2], items[i])\n"
+    "  if not d or tonumber(d) > now then\n"
+    "    kept[#kept + 1] = items[i]\n"
+    "    kept[#kept + 1] = items[i + 1]\n"
+    "  end\n"
+    "end\n"
+    "return {reply[1], kept}\n",
+)
+
+#: ARGV: now, limit, scope. Deletes up to ``limit`` fields past their deadline and returns them
+#: as ``{field, value, deadline, …}``; then sets the scope's score in the due index to its next
+#: deadline (or drops it). One script, so two sweepers never take the same field.
+TAKE: Final = Script(
+    "take",
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[2])\n"
+    "local out = {}\n"
+    "for i = 1, #due, 2 do\n"
+    "  local v = redis.call('HGET', KEYS[1], due[i])\n"
+    "  redis.call('ZREM', KEYS[2], due[i])\n"
+    "  if v then\n"
+    "    redis.call('HDEL', KEYS[1], due[i])\n"
+    "    out[#out + 1] = due[i]\n"
+    "    out[#out + 1] = v\n"
+    "    out[#out + 1] = due[i + 1]\n"
+    "  end\n"
+    "end\n"
+    "local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
+    "if first[2] then redis.call('ZADD', KEYS[3], first[2], ARGV[3])\n"
+    "else redis.call('ZREM', KEYS[3], ARGV[3]) end\n"
+    "return out\n",
+)
