@@ -20,6 +20,7 @@ from redis.exceptions import (
     AuthorizationError,
     BusyLoadingError,
     ClusterDownError,
+    ClusterError,
     ConnectionError,
     MovedError,
     ReadOnlyError,
@@ -62,6 +63,10 @@ def classify(exc: BaseException) -> Outcome:
     if isinstance(exc, _NEVER_RETRY):
         return "failed"
     if isinstance(exc, _NOT_RUN):
+        return "not_run"
+    if isinstance(exc, ClusterError) and "TTL exhausted" in str(exc):
+        # redis-py gave up following redirections (MOVED, ASK, TRYAGAIN): none of them ran.
+        # TRYAGAIN lasts while a slot migrates and our multi-key scripts meet half-moved keys.
         return "not_run"
     return "failed"
 

@@ -143,7 +143,7 @@ COUNT: Final = Script(
 SCAN_PAGE: Final = Script(
     "scan_page",
     "local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])\n"
-    "if redis.call('EXISTS', KEYS[2]) == 0 then return reply end\n"
+    "if redis.call('ZCARD', KEYS[2]) == 0 then return reply end\n"
     "local now, items, kept = tonumber(ARGV[3]), reply[2], {}\n"
     "for i = 1, #items, 2 do\n"
     "  local d = redis.call('ZSCORE', KEYS[2], items[i])\n"

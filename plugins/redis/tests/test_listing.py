@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import redis
 from iii_state_redis.layout import Layout
-from iii_state_redis.listing import MIN_COUNT, Read, ScanCursor, scan_plan
+from iii_state_redis.listing import MIN_COUNT, Run, ScanCursor, scan_plan
+from iii_state_redis.scripts import SCAN_PAGE
 from iii_state_testsupport import RedisServer
 from redis_helpers import command_calls, unique
 
@@ -31,8 +32,9 @@ def _drive(plan: Any, replies: Replies) -> tuple[Any, list[int]]:
     sent: list[int] = []
     request = next(plan)
     while True:
-        assert isinstance(request, Read) and request.args[0] == "HSCAN"
-        _, _, cursor, _, count = request.args
+        assert isinstance(request, Run) and request.script is SCAN_PAGE
+        cursor, count, _now = request.args
+        assert isinstance(cursor, int) and isinstance(count, int)
         sent.append(cursor)
         try:
             request = plan.send(replies(cursor, count))

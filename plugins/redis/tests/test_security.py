@@ -41,8 +41,9 @@ def test_password_as_a_config_key(redis_server_factory: Callable[..., RedisServe
 
 
 def test_a_restricted_acl_user_in_the_url(redis_server_factory: Callable[..., RedisServer]) -> None:
-    # Only the state: hashes, and no INFO: cluster detection must fall back to one server.
-    rules = "~state:* resetchannels -@all +@hash +@scripting +scan"  # the README's minimum
+    # Only the state: hashes and their deadlines (the README's minimum), and no INFO: cluster
+    # detection must fall back to one server.
+    rules = "~state:* ~*iii-ttl*:state:* resetchannels -@all +@hash +@sortedset +@scripting +sadd +smembers +scan"
     server = redis_server_factory(acl_users=[AclUser("app", "s3cret pw", rules)])
     url = server.info.url_for("app", "s3cret pw")
     _roundtrip({"redis_url": url})

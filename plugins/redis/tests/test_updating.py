@@ -10,13 +10,16 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
-from iii_state_redis.listing import Read
+from iii_state_redis.layout import Layout
+from iii_state_redis.listing import Run
 from iii_state_redis.updating import Pause, Recent, Swap, modify_plan, swap_result
 from iii_state_testsupport import RedisServer
 from redis_helpers import command_calls, reset_stats, unique
 
 from iii_state_core import ConflictError, open_store
 from iii_state_core.retry import MAX_ATTEMPTS
+
+NAMES = Layout.for_prefix("").names("h")  # the hash is b"h", as the Recent entries below
 
 
 def _run(plan: Generator[Any, Any, Any], server: Callable[[Any], Any]) -> tuple[Any, list[Any]]:
@@ -38,26 +41,26 @@ def _plus_one(raw: bytes | None) -> bytes:
 
 def test_an_unknown_entry_is_read_then_swapped() -> None:
     recent = Recent()
-    replies = {Read: b"4", Swap: [1]}
-    result, requests = _run(modify_plan(recent, b"h", b"f", _plus_one), lambda r: replies[type(r)])
+    replies = {Run: b"4", Swap: [1]}
+    result, requests = _run(modify_plan(recent, NAMES, b"f", _plus_one), lambda r: replies[type(r)])
     assert result == (b"4", b"5")
-    assert [type(r) for r in requests] == [Read, Swap] and requests[1].expected == b"4"
+    assert [type(r) for r in requests] == [Run, Swap] and requests[1].expected == b"4"
 
 
 def test_a_remembered_entry_is_swapped_at_once_and_a_stale_one_costs_one_more_swap() -> None:
     recent = Recent()
     recent.put(b"h", b"f", b"1")
-    result, requests = _run(modify_plan(recent, b"h", b"f", _plus_one), lambda r: [1])
+    result, requests = _run(modify_plan(recent, NAMES, b"f", _plus_one), lambda r: [1])
     assert result == (b"1", b"2") and [type(r) for r in requests] == [Swap]
     swaps = iter([[0, b"7"], [1]])  # someone wrote 7 meanwhile
-    result, requests = _run(modify_plan(recent, b"h", b"f", _plus_one), lambda r: next(swaps))
+    result, requests = _run(modify_plan(recent, NAMES, b"f", _plus_one), lambda r: next(swaps))
     assert result == (b"7", b"8") and [r.expected for r in requests] == [b"1", b"7"]
 
 
 def test_a_remembered_missing_entry_expects_missing() -> None:
     recent = Recent()
     recent.put(b"h", b"f", None)
-    result, requests = _run(modify_plan(recent, b"h", b"f", _plus_one), lambda r: [1])
+    result, requests = _run(modify_plan(recent, NAMES, b"f", _plus_one), lambda r: [1])
     assert result == (None, b"1") and requests[0].expected is None
 
 
@@ -70,7 +73,7 @@ def test_endless_races_give_up_with_a_conflict() -> None:
     recent = Recent()
     recent.put(b"h", b"f", b"0")
     with pytest.raises(ConflictError, match="gave up"):
-        _run(modify_plan(recent, b"h", b"f", _plus_one), always_changed)
+        _run(modify_plan(recent, NAMES, b"f", _plus_one), always_changed)
     assert next(counter) == MAX_ATTEMPTS
 
 
