@@ -27,6 +27,13 @@ def _roundtrip(config: dict[str, Any]) -> None:
         assert scope in store.list_groups()
         assert store.list_entries(scope).entries == [("k", {"v": [1], "n": 1})]
         assert store.delete(scope, "k") == {"v": [1], "n": 1}
+        # entry expiry: the deadline keys, the slot registry and the sweep
+        store.set(scope, "t", 1, ttl_ms=60_000)
+        assert store.expire(scope, "t", 1)
+        time.sleep(0.005)
+        assert store.ttl(scope, "t").exists is False
+        assert scope not in store.list_groups()
+        assert [e[:3] for e in store.adapter.take_expired() if e[0] == scope] == [(scope, "t", b"1")]  # type: ignore[attr-defined]
 
 
 def test_requirepass_in_the_url(redis_server_factory: Callable[..., RedisServer]) -> None:
@@ -43,7 +50,9 @@ def test_password_as_a_config_key(redis_server_factory: Callable[..., RedisServe
 def test_a_restricted_acl_user_in_the_url(redis_server_factory: Callable[..., RedisServer]) -> None:
     # Only the state: hashes and their deadlines (the README's minimum), and no INFO: cluster
     # detection must fall back to one server.
-    rules = "~state:* ~*iii-ttl*:state:* resetchannels -@all +@hash +@sortedset +@scripting +sadd +smembers +scan"
+    rules = (
+        "~state:* ~*iii-ttl*:state:* resetchannels -@all +@hash +@sortedset +@scripting +sadd +smembers +scan"
+    )
     server = redis_server_factory(acl_users=[AclUser("app", "s3cret pw", rules)])
     url = server.info.url_for("app", "s3cret pw")
     _roundtrip({"redis_url": url})
