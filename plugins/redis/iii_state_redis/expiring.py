@@ -14,6 +14,7 @@ import time
 from collections.abc import Generator
 from typing import Any, Final
 
+from iii_state_core.adapter import Expired
 from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from .layout import Layout
@@ -24,7 +25,7 @@ from .scripts import TAKE
 REGISTER_EVERY: Final = 60.0
 
 #: One expired entry as ``take_expired`` returns it: scope, key, value, deadline (epoch ms).
-Taken = tuple[str, str, bytes, int]
+Taken = Expired
 
 
 def expires_arg(expires_at: ExpiresAt) -> bytes:
