@@ -21,6 +21,9 @@ _COLUMNS: tuple[tuple[str, Callable[[AdapterInfo], object]], ...] = (
     ("atomic update", lambda i: i.capabilities.atomic_update),
     ("ordered listing", lambda i: i.capabilities.ordered_listing),
     ("may evict", lambda i: i.capabilities.may_evict),
+    ("ttl", lambda i: i.capabilities.ttl),
+    # the longest delay of a state:expired event, in ms; "-": no take_expired, no expiry events
+    ("expiry events ms", lambda i: i.capabilities.expiry_event_delay_ms or "-"),
     ("max key bytes", lambda i: i.capabilities.max_key_bytes or "-"),
     ("max value bytes", lambda i: i.capabilities.max_value_bytes or "-"),
 )

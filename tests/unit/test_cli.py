@@ -157,6 +157,7 @@ def test_cli_plugins_lists_kv_with_capabilities(in_tmp: Path) -> None:
     assert header.split()[:2] == ["adapter", "plugin"] and "max value bytes" in header
     kv = [r.split() for r in rows if r.split()[0] == "kv"]
     assert kv and kv[0][1] == "kv" and kv[0][2] == "True"  # durable
+    assert "ttl" in header and "expiry events ms" in header and kv[0][7:9] == ["emulated", "500"]
 
 
 def test_cli_plugins_with_no_plugins(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
