@@ -9,10 +9,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from dataclasses import replace
+
 from engine_peer import EnginePeer
-from worker_harness import run, serving
+from worker_harness import FAST, free_port, run, serving
 
 from iii_state_core import open_store
+from iii_state_core.worker import StateWorker
 
 
 def expiring_file_store(path: Path) -> dict[str, Any]:
@@ -88,3 +91,26 @@ def test_two_replicas_deliver_each_expiry_once(tmp_path: Path) -> None:
             assert set(counts.values()) == {1}, "an expiry was delivered twice"
 
     run(scenario())
+
+
+def test_no_expiry_is_taken_before_the_engine_connection(tmp_path: Path) -> None:
+    """Expiries from while no worker ran must wait for the engine (and the bindings it replays):
+    a worker that cannot reach its engine takes none."""
+    config = expiring_file_store(tmp_path / "kv")
+    with open_store({**config, "expiry_events": False}) as before:
+        before.set("s", "k", 1, ttl_ms=10)
+
+    async def scenario() -> None:
+        worker = StateWorker(config, replace(FAST, engine_url=f"ws://127.0.0.1:{free_port()}"))
+        await worker.start()
+        try:
+            await asyncio.sleep(0.8)  # several poll intervals of kv (250 ms)
+            store = worker.store
+            assert store is not None and store._sweeper is not None
+            assert not store._sweeper.started, "the sweeper ran before the worker was connected"
+        finally:
+            await worker.stop()
+
+    run(scenario())
+    with open_store(config) as after:  # still there for the next store to deliver
+        assert after.adapter.take_expired(10)[0][:3] == ("s", "k", b"1")
