@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-from dataclasses import replace
 
 from engine_peer import EnginePeer
 from worker_harness import FAST, free_port, run, serving
