@@ -139,11 +139,20 @@ class TaskSweeper:
 
     @property
     def started(self) -> bool:
-        return self._task is not None
+        """Running on the current loop (a task left on a loop that ended does not count)."""
+        task = self._task
+        if task is None or task.done():
+            return False
+        try:
+            return task.get_loop() is asyncio.get_running_loop()
+        except RuntimeError:  # no loop running here
+            return True
 
     def start(self) -> None:
-        """Start on the running loop (call from inside it)."""
-        if self._task is None:
+        """Start on the running loop (call from inside it). The async store may serve one loop
+        after another (``asyncio.run`` twice): a task left on an ended loop is replaced."""
+        if not self.started:
+            self._stop = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="iii-state-expiry")
 
     async def sweep(self) -> int:
@@ -173,12 +182,13 @@ class TaskSweeper:
     async def stop(self) -> None:
         self._stop.set()
         task = self._task
-        if task is None or task is asyncio.current_task():
+        if task is None or task is asyncio.current_task() or task.done():
+            return
+        if task.get_loop() is not asyncio.get_running_loop():
+            task.cancel()  # its loop is not this one (and no longer runs it): nothing to wait for
             return
         try:
             await asyncio.wait_for(asyncio.shield(task), STOP_WAIT_S)
         except asyncio.TimeoutError:
             log.warning("expiry sweeper still delivering after %g s; cancelled", STOP_WAIT_S)
             task.cancel()
-        except RuntimeError:  # the task belongs to a loop that is gone
-            pass

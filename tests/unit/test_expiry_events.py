@@ -204,3 +204,23 @@ def test_the_memory_store_delivers_expiry_events() -> None:
         assert _wait_for(lambda: bool(_expired(seen)))
         time.sleep(0.3)
     assert _expired(seen) == [("s", "k", True, None)]
+
+
+def test_the_async_store_sweeps_on_each_loop_it_serves_in_turn(tmp_path: Path) -> None:
+    """``asyncio.run`` twice over one async store: the sweeper follows it to the second loop."""
+    store = open_async_store(_file_config(tmp_path / "kv"))
+    seen: list[StateEvent] = []
+    store.on_change(seen.append)
+
+    async def expire(key: str, close: bool = False) -> None:
+        await store.set("s", key, key, ttl_ms=10)
+        for _ in range(300):
+            if len(_expired(seen)) == (2 if close else 1):
+                break
+            await asyncio.sleep(0.01)
+        if close:
+            await store.close()
+
+    asyncio.run(expire("first"))
+    asyncio.run(expire("second", close=True))
+    assert _expired(seen) == [("s", "first", "first", None), ("s", "second", "second", None)]
