@@ -62,6 +62,11 @@ class Capabilities:
 
     #: Most operations one ``state::batch`` takes (contract § Batches); more is refused whole.
     max_batch_ops: int = 1000
+    #: ``state::transact`` (contract § Transactions): the adapter implements ``write_many_if``, so
+    #: several writes apply all or nothing. ``False``: the call is refused with ``UNSUPPORTED``.
+    transactions: bool = False
+    #: Most writes plus conditions one transaction takes (DynamoDB's own limit is 100 items).
+    max_transaction_ops: int = 100
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -187,6 +192,21 @@ class Adapter(ABC):
         """
         return [_outcome(self, name, args) for name, args in calls]
 
+    def write_many_if(
+        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[tuple[str, str, bytes | None, bool]]
+    ) -> bool:
+        """Optional (declare ``transactions``): apply every write only if no checked entry changed.
+
+        :param checks: ``(scope, key, token)`` from ``read_versioned`` for every entry involved
+            (written or only checked); each must still be what that read saw, as for ``write_if``.
+        :param writes: ``(scope, key, data, keep_expiry)``: store ``data`` (``None``: delete the
+            entry); ``keep_expiry`` keeps the entry's deadline, else the entry has none.
+        :returns: ``True`` when all were applied in one atomic step, ``False`` (nothing applied)
+            when a checked entry changed. Raise :class:`~iii_state_core.errors.UnsupportedError`
+            for a set of entries the backend cannot change atomically (Cluster slots).
+        """
+        raise NotImplementedError(f"the {self.name} adapter does not declare transactions")
+
     # -- listing -------------------------------------------------------------------------------
     @abstractmethod
     def list_scopes(self) -> list[str]:
@@ -263,6 +283,11 @@ class AsyncAdapter(ABC):
             except Exception as exc:
                 out.append(exc)
         return out
+
+    async def write_many_if(
+        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[tuple[str, str, bytes | None, bool]]
+    ) -> bool:
+        raise NotImplementedError("this adapter does not declare transactions")
 
     @abstractmethod
     async def list_scopes(self) -> list[str]: ...

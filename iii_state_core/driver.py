@@ -69,7 +69,9 @@ def _applies(name: str, value: Any) -> bool:
     """Whether a primitive's result means a write reached the store."""
     if name in ("write", "remove"):
         return True
-    return (name in ("write_if", "set_expiry") and value is True) or (name == "modify" and value is not None)
+    if name in ("write_if", "set_expiry", "write_many_if"):
+        return value is True
+    return name == "modify" and value is not None
 
 
 def _reports_a_lost_write(applied: bool, exc: Exception) -> bool:
@@ -239,6 +241,9 @@ class ThreadedAsyncAdapter(AsyncAdapter):
 
     async def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         return await asyncio.to_thread(self._adapter.run_many, calls)
+
+    async def write_many_if(self, checks: Sequence[Any], writes: Sequence[Any]) -> bool:
+        return await asyncio.to_thread(self._adapter.write_many_if, checks, writes)
 
     async def list_scopes(self) -> list[str]:
         return await asyncio.to_thread(self._adapter.list_scopes)

@@ -14,6 +14,7 @@ from typing import Any
 from . import barrier, paging, swap
 from . import batch as batches
 from . import operations as plans
+from . import transact as transactions
 from .operations import Limits, Plan
 from .results import CompareAndSetResult, EntriesPage, SetResult, TtlResult, UpdateResult
 from .swap import SwapResult
@@ -53,6 +54,7 @@ CALLER = Field(
     wire_default="", has_wire_default=True,
 )  # fmt: skip
 EXPECTED = Field("expected", ANY, required=False)
+CONDITIONS = Field("conditions", {"type": "array", "items": {"type": "object"}}, required=False, json=True)
 _BATCH_SCHEMA = {"type": "array", "items": {"type": "object", "required": ["op"]}}
 BATCH_OPS = Field("ops", _BATCH_SCHEMA, kind=list, json=True)
 SWAP_VALUE = Field("value", ANY, json=True)  # no `data` alias here, as in iii's worker
@@ -307,4 +309,20 @@ class StateFunctions:
         "`{error: {code, message}}`; each operation atomic on its own, events as the single calls",
         extension=True,
         scopes_in=batches.scopes_of,
+    )
+    transact = StateFunction(
+        "transact",
+        description="Apply several set/delete/update writes all or nothing, if every condition holds",
+        plan=transactions.transact,
+        fields=[OPS, CONDITIONS],
+        result=transactions.TransactResult.to_wire,
+        error_code="TRANSACT_ERROR",
+        failure_text="Failed to run the transaction",
+        payload_doc="`{ops: [{op: set|delete|update, scope, key, …}], conditions?: [{scope, key, "
+        "expected?}]}`; each entry written once; at most `max_transaction_ops` (default 100) ops + "
+        "conditions; adapters with capability `transactions` only (contract § Transactions)",
+        result_doc="`{committed: true, results: [...]}` (each write's single-call result) or `{committed: "
+        "false, failed_condition, current}`; nothing applied unless committed; events after the commit",
+        extension=True,
+        scopes_in=transactions.scopes_of,
     )

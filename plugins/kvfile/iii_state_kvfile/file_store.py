@@ -103,6 +103,7 @@ class KvFileStore(Adapter):
         listing_cost="list_entries O(log n + page); list_groups O(scopes · log n) by index skip-scan",
         ttl="emulated",
         expiry_event_delay_ms=500,
+        transactions=True,
     )
 
     path_options = ("file_path",)
@@ -336,6 +337,24 @@ class KvFileStore(Adapter):
         new = change(old)
         db.execute(_UPSERT, (_b(scope), _b(key), new, deadline if expires_at is KEEP else expires_at))
         return old, new
+
+    def write_many_if(
+        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[tuple[str, str, bytes | None, bool]]
+    ) -> bool:
+        """``state::transact``: one SQLite transaction checks every token, then writes."""
+        self._sweep_now_and_then()
+        with self._write_txn() as db:
+            now = now_ms()
+            if any(self._select(db, scope, key, now) != token for scope, key, token in checks):
+                return False
+            for scope, key, data, keep_expiry in writes:
+                if data is None:
+                    self._remove_in(db, scope, key)
+                elif keep_expiry:
+                    self._modify_in(db, scope, key, lambda _old, data=data: data)
+                else:
+                    self._write_in(db, scope, key, data)
+            return True
 
     # -- state::batch: a round of calls in one transaction, one commit -------------------------
     def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import threading
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from iii_state_core import Adapter, Capabilities
@@ -30,6 +30,7 @@ class KvMemoryStore(Adapter):
         listing_cost="list_entries O(log n + page) per page (a sorted key list per scope)",
         ttl="emulated",
         expiry_event_delay_ms=500,
+        transactions=True,
     )
 
     def __init__(self, config: Any = None) -> None:
@@ -139,6 +140,20 @@ class KvMemoryStore(Adapter):
             if self._live(scope, key) != token:
                 return False
             self._put(scope, key, data, expires_at)
+            return True
+
+    def write_many_if(
+        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[tuple[str, str, bytes | None, bool]]
+    ) -> bool:
+        with self._lock:
+            self._purge()
+            if any(self._live(scope, key) != token for scope, key, token in checks):
+                return False
+            for scope, key, data, keep_expiry in writes:
+                if data is None:
+                    self._drop(scope, key)
+                else:
+                    self._put(scope, key, data, KEEP if keep_expiry else None)
             return True
 
     def modify(

@@ -32,6 +32,7 @@ from .pipelining import REDIRECTED, answer, by_node, command, kind_of, pipelined
 from .plugin import CAPABILITIES, RedisDeclaration
 from .scripts import COUNT, READ, READ_EXPIRY, REMOVE, SET_EXPIRY, SWAP, WRITE, Script
 from .settings import RedisSettings, read_settings
+from .transactions import TRANSACT, script_args
 from .updating import Pause, Recent, Swap, modify_plan, swap_args, swap_result
 
 T = TypeVar("T")
@@ -213,6 +214,25 @@ class RedisAdapter(Adapter):
         ``(scope, key, value, deadline)``; across processes each is taken exactly once."""
         taken: list[Taken] = self._drive(take_plan(self.layout, limit))
         return taken
+
+    def write_many_if(
+        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[tuple[str, str, bytes | None, bool]]
+    ) -> bool:
+        """``state::transact``: one script checks every entry and writes them all (see ``transactions``)."""
+        def run(client: Any) -> Any:
+            # the client is connected here, so an auto-detected Cluster is known by now
+            keys, argv = script_args(self.layout, checks, writes, bool(self._cluster))
+            try:
+                return client.evalsha(TRANSACT.sha, len(keys), *keys, *argv)
+            except NoScriptError:  # NOSCRIPT means it did not run
+                return client.eval(TRANSACT.source, len(keys), *keys, *argv)
+
+        if not int(self._call("write", "script transact", run)):
+            return False
+        for scope, key, data, _keep in writes:
+            self.recent.put(self.layout.names(scope).hash, self.layout.field(key), data)
+        return True
+
     # -- state::batch ----------------------------------------------------------------------------
     def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         """Reads and writes in one pipeline (on a Cluster, one per node); see ``pipelining``."""

@@ -26,6 +26,7 @@ from .outcomes import Kind, RetryPolicy
 from .pipelining import REDIRECTED, answer, by_node, command, kind_of, pipelined
 from .scripts import COUNT, READ, READ_EXPIRY, REMOVE, SET_EXPIRY, SWAP, WRITE, Script
 from .settings import RedisSettings
+from .transactions import TRANSACT, script_args
 from .updating import Pause, Recent, Swap, modify_plan, swap_args, swap_result
 
 T = TypeVar("T")
@@ -229,6 +230,25 @@ class AsyncRedisAdapter(AsyncAdapter):
         """See :meth:`RedisAdapter.take_expired`."""
         taken: list[Taken] = await self._drive(take_plan(self.layout, limit))
         return taken
+
+    async def write_many_if(
+        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[tuple[str, str, bytes | None, bool]]
+    ) -> bool:
+        """``state::transact``: one script checks every entry and writes them all (see ``transactions``)."""
+        async def run(client: Any) -> Any:
+            # the client is connected here, so an auto-detected Cluster is known by now
+            keys, argv = script_args(self.layout, checks, writes, bool(self._cluster))
+            try:
+                return await client.evalsha(TRANSACT.sha, len(keys), *keys, *argv)
+            except NoScriptError:  # NOSCRIPT means it did not run
+                return await client.eval(TRANSACT.source, len(keys), *keys, *argv)
+
+        if not int(await self._call("write", "script transact", run)):
+            return False
+        for scope, key, data, _keep in writes:
+            self.recent.put(self.layout.names(scope).hash, self.layout.field(key), data)
+        return True
+
     # -- state::batch ----------------------------------------------------------------------------
     async def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         """See :meth:`RedisAdapter.run_many`; a Cluster's node pipelines go out together."""

@@ -21,6 +21,8 @@ CAPABILITIES = Capabilities(
     atomic_update="native",
     # HSCAN may return a key twice (the core deduplicates list and list_keys).
     ordered_listing=False,
+    # state::transact: one Lua script; on a Cluster only scopes hashing to one slot.
+    transactions=True,
     listing_cost=(
         "list_entries: HSCAN, O(limit) per page; list_groups: SCAN MATCH on every primary, "
         "O(all keys in the database)"

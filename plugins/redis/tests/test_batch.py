@@ -9,7 +9,7 @@ import pytest
 from iii_state_redis import AsyncRedisAdapter, RedisAdapter
 from redis_helpers import unique
 
-from iii_state_core import open_async_store, open_store
+from iii_state_core import StateError, open_async_store, open_store
 
 INC = [{"type": "increment", "path": "i", "by": 1}]
 
@@ -72,3 +72,28 @@ def test_batch_rounds_are_pipelines_per_node_sync_and_async(
     answers = asyncio.run(main())
     assert answers == _expected(scopes[2:])
     assert sent and max(sent) <= 20
+
+
+def test_transactions_commit_in_one_slot_and_cross_slot_ones_are_refused_on_a_cluster(
+    redis_config: dict[str, Any],
+) -> None:
+    tag = unique("t")
+    one, two = f"{{{tag}}}a", f"{{{tag}}}b"  # one hash tag: one slot
+    apart = [unique("x"), unique("y"), unique("z")]
+    ops = [{"op": "set", "scope": s, "key": "k", "value": v} for s, v in ((one, 1), (two, 2))]
+
+    async def main() -> Any:
+        async with open_async_store(adapter="redis", adapter_config=redis_config) as store:
+            return await store.trigger({"function_id": "state::transact", "payload": {"ops": ops}})
+
+    assert asyncio.run(main())["committed"] is True
+    with open_store(adapter="redis", adapter_config=redis_config) as store:
+        assert (store.get(one, "k"), store.get(two, "k")) == (1, 2)
+        spread = [{"op": "set", "scope": s, "key": "k", "value": 0} for s in apart]
+        if redis_config["cluster"]:
+            with pytest.raises(StateError) as info:
+                store.transact(spread)
+            assert info.value.code == "UNSUPPORTED" and "one slot" in str(info.value)
+            assert [store.get(s, "k") for s in apart] == [None] * 3
+        else:
+            assert store.transact(spread).committed and [store.get(s, "k") for s in apart] == [0] * 3

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import random
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from iii_state_core import StateStore, open_store
+from iii_state_core import ConflictError, StateStore, open_store
 from iii_state_core.plugins import Registry
 
 
@@ -227,3 +228,24 @@ def collect_expired(store: StateStore, scope: str, ready: Any, stop: Any) -> lis
     stop.wait(60)
     store.close()  # the sweeper delivers what it already took before this returns
     return seen
+
+
+INC = "increment"
+
+
+def transfers(store: StateStore, scope: str, accounts: int, count: int, me: int, barrier: Any) -> int:
+    """``count`` transactions each moving 1 unit between two random accounts; returns how many committed."""
+    pick = random.Random(me)
+    barrier.wait()
+    committed = 0
+    for _ in range(count):
+        a, b = pick.sample(range(accounts), 2)
+        ops = [
+            {"op": "update", "scope": scope, "key": f"acct{k}", "ops": [{"type": INC, "path": "", "by": n}]}
+            for k, n in ((a, -1), (b, 1))
+        ]  # fmt: skip
+        try:
+            committed += bool(store.transact(ops).committed)
+        except ConflictError:  # lost every race of its budget: nothing applied
+            pass
+    return committed

@@ -20,6 +20,7 @@ from .secret_options import SecretTests
 from .store_objects import StoreObjectTests
 from .threads import ThreadTests
 from .tokens import TokenTests
+from .transactions import TransactionTests
 from .update_ops import UpdateOpTests
 from .values import GeneratedValueTests, ValueTests
 from .worker_parity import WorkerParityTests
@@ -33,6 +34,7 @@ AREAS = {
     EventTests: "events (contract § Events)",
     ExpiryTests: "expiry (contract § Expiry)",
     BatchTests: "batches (contract § Batches)",
+    TransactionTests: "transactions (contract § Transactions)",
     ForeignBytesTests: "foreign stored bytes (contract § Functions)",
     NameTests: "scopes, keys and limits",
     NameVariantTests: "name variants (Hypothesis)",
@@ -59,6 +61,7 @@ class StateStoreSuite(
     EventTests,
     ExpiryTests,
     BatchTests,
+    TransactionTests,
     ForeignBytesTests,
     NameTests,
     NameVariantTests,

@@ -1,0 +1,204 @@
+"""``state::transact``: several writes, all or nothing, under optional conditions.
+
+The core reads every entry involved (one round), checks the conditions, computes each write as its
+single function would, and asks the adapter to apply all of them only if none of those entries
+changed since the read (primitive ``write_many_if``, one atomic step of the store). A lost race
+starts over; a failed condition or a bad operation applies nothing. Events fire after the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .driver import RUN_MANY
+from .errors import DeserializationError, StateError, UnsupportedError
+from .operations import Call, Limits, Plan, _decode, _replaced, _written, sleep_call
+from .results import SetResult, StateEvent, UpdateResult
+from .retry import LOST, Lost, optimistic
+from .swap import matches
+from .table import TABLE
+from .update_ops import apply_ops, parse_ops
+from .values import JSON, check_value, json_type
+
+#: The writes a transaction may hold (each takes that function's own fields).
+TRANSACT_FUNCTIONS: Final = ("set", "delete", "update")
+
+
+@dataclass(frozen=True, slots=True)
+class TransactResult:
+    """``committed`` with one single-function result per write, or which condition failed."""
+
+    committed: bool
+    results: list[Any] = field(default_factory=list)
+    #: The index of the condition that did not hold, and the value found there.
+    failed_condition: int | None = None
+    current: JSON = None
+
+    def to_wire(self) -> dict[str, Any]:
+        if self.committed:
+            return {"committed": True, "results": [_wire(r) for r in self.results]}
+        return {"committed": False, "failed_condition": self.failed_condition, "current": self.current}
+
+
+def _wire(result: Any) -> Any:
+    return result.to_wire() if isinstance(result, (SetResult, UpdateResult)) else result
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    function: str
+    scope: str
+    key: str
+    data: bytes | None = None  # set
+    value: JSON = None  # set
+    ops: list[Any] = field(default_factory=list)  # update
+
+
+def _refuse(index: str, exc: StateError) -> StateError:
+    try:
+        return type(exc)(f"{index}: {exc.message}; nothing was written", code=exc.code)
+    except TypeError:
+        return StateError(f"{index}: {exc.message}; nothing was written", code=exc.code)
+
+
+def _decode_write(limits: Limits, i: int, op: object) -> _Write:
+    where = f"ops[{i}]"
+    if not isinstance(op, Mapping):
+        raise DeserializationError(f"{where} must be an object, got {json_type(op)}; nothing was written")
+    name = op.get("op")
+    if name not in TRANSACT_FUNCTIONS:
+        shown = f'"{name}"' if isinstance(name, str) else json_type(name)
+        raise DeserializationError(
+            f"{where}: `op` must be one of {', '.join(TRANSACT_FUNCTIONS)}, got {shown}; nothing was written"
+        )
+    kwargs: dict[str, Any] = {}
+    try:
+        for f in TABLE[name].fields or ():
+            f.take(op, kwargs)
+        if kwargs.get("ttl_ms") is not None:
+            raise UnsupportedError("`ttl_ms` is not supported inside state::transact yet")
+        scope, key = kwargs["scope"], kwargs["key"]
+        limits.check_entry(scope, key)
+        if name == "set":
+            return _Write(name, scope, key, limits.encode(kwargs["value"]), kwargs["value"])
+        if name == "update":
+            return _Write(name, scope, key, ops=parse_ops(kwargs["ops"], max_depth=limits.max_depth))
+        return _Write(name, scope, key)
+    except StateError as exc:
+        raise _refuse(f"{where} ({name})", exc) from None
+
+
+def _decode_condition(limits: Limits, i: int, condition: object) -> tuple[str, str, JSON]:
+    where = f"conditions[{i}]"
+    if not isinstance(condition, Mapping):
+        got = json_type(condition)
+        raise DeserializationError(f"{where} must be an object, got {got}; nothing was written")
+    scope, key, expected = condition.get("scope"), condition.get("key"), condition.get("expected")
+    try:
+        for what, text in (("scope", scope), ("key", key)):
+            if not isinstance(text, str):
+                raise DeserializationError(f"missing or non-string field `{what}`")
+        limits.check_entry(scope, key)
+        check_value(expected, max_depth=limits.max_depth)
+    except StateError as exc:
+        raise _refuse(where, exc) from None
+    return scope, key, expected  # type: ignore[return-value]
+
+
+def scopes_of(payload: Mapping[str, Any]) -> list[tuple[str, object]]:
+    """``(where, scope)`` of each write and condition, for the wire's reserved-scope check."""
+    found: list[tuple[str, object]] = []
+    for name in ("ops", "conditions"):
+        items = payload.get(name)
+        if isinstance(items, list):
+            found += [(f"{name}[{i}]: ", c.get("scope")) for i, c in enumerate(items) if isinstance(c, dict)]
+    return found
+
+
+def check_transaction(limits: Limits, ops: object, conditions: object) -> tuple[list[_Write], list[Any]]:
+    """The whole request, checked before anything is read or written.
+
+    :raises UnsupportedError: when the adapter does not declare ``transactions``.
+    :raises DeserializationError: naming the operation or condition at fault.
+    """
+    caps = limits.capabilities
+    if not caps.transactions:
+        raise UnsupportedError(
+            f"state::transact: the {limits.adapter_name} adapter cannot apply several writes atomically "
+            f"(capability transactions is false); nothing was written. state::batch runs them one by one"
+        )
+    if not isinstance(ops, list) or not ops:
+        got = "an empty one" if isinstance(ops, list) else json_type(ops)
+        raise DeserializationError(f"field `ops` must be a non-empty array of writes, got {got}")
+    if conditions is None:
+        conditions = []
+    if not isinstance(conditions, list):
+        raise DeserializationError(f"field `conditions` must be an array, got {json_type(conditions)}")
+    if len(ops) + len(conditions) > caps.max_transaction_ops:
+        raise DeserializationError(
+            f"state::transact takes at most {caps.max_transaction_ops} operations and conditions on the "
+            f"{limits.adapter_name} adapter, got {len(ops) + len(conditions)}; nothing was written"
+        )
+    writes = [_decode_write(limits, i, op) for i, op in enumerate(ops)]
+    seen: dict[tuple[str, str], int] = {}
+    for i, w in enumerate(writes):
+        first = seen.setdefault((w.scope, w.key), i)
+        if first != i:
+            raise DeserializationError(
+                f"ops[{i}] writes the entry ops[{first}] writes; a transaction writes each entry once "
+                f"(put the changes in one update); nothing was written"
+            )
+    return writes, [_decode_condition(limits, i, c) for i, c in enumerate(conditions)]
+
+
+def transact(
+    limits: Limits, ops: list[dict[str, Any]], conditions: list[dict[str, Any]] | None = None
+) -> Plan:
+    """Apply every write of ``ops`` if every condition holds, atomically; else nothing."""
+    writes, checks = check_transaction(limits, ops, conditions)
+    entries = list(dict.fromkeys([(w.scope, w.key) for w in writes] + [(s, k) for s, k, _ in checks]))
+
+    def attempt(_n: int) -> Generator[Call, Any, tuple[TransactResult, list[StateEvent]] | Lost]:
+        calls = [Call("read_versioned", entry) for entry in entries]
+        answers = yield Call(RUN_MANY, (calls, ["transact"] * len(calls)))
+        for answer in answers:
+            if isinstance(answer, StateError):
+                raise answer
+        read = dict(zip(entries, answers, strict=True))
+        for i, (scope, key, expected) in enumerate(checks):
+            raw = read[(scope, key)][0]
+            current = _decode("transact", scope, key, raw)
+            if not matches(raw, current, expected):
+                return TransactResult(False, failed_condition=i, current=current), []
+        planned: list[tuple[str, str, bytes | None, bool]] = []
+        results: list[Any] = []
+        events: list[StateEvent] = []
+        for i, w in enumerate(writes):
+            raw = read[(w.scope, w.key)][0]
+            try:
+                # set and delete replace bytes another program stored, as the single calls do
+                old = (_decode if w.function == "update" else _replaced)("transact", w.scope, w.key, raw)
+                if w.function == "set":
+                    planned.append((w.scope, w.key, w.data, False))
+                    results.append(SetResult(old, w.value))
+                    events.append(_written(w.scope, w.key, raw, old, w.value))
+                elif w.function == "delete":
+                    planned.append((w.scope, w.key, None, False))
+                    results.append(old)
+                    events.append(StateEvent("state:deleted", w.scope, w.key, old, None))
+                else:
+                    new, errors = apply_ops(old, raw is None, w.ops)
+                    planned.append((w.scope, w.key, limits.encode(new), True))
+                    results.append(UpdateResult(old, new, errors))
+                    events.append(_written(w.scope, w.key, raw, old, new))
+            except StateError as exc:
+                raise _refuse(f"ops[{i}] ({w.function})", exc) from None
+        tokens = [(scope, key, read[(scope, key)][1]) for scope, key in entries]
+        if not (yield Call("write_many_if", (tokens, planned))):
+            return LOST
+        return TransactResult(True, results), events
+
+    failure, code = TABLE["transact"].failure_text, TABLE["transact"].error_code
+    return (yield from optimistic(attempt, sleep_call, failure=failure, code=code))

@@ -1,0 +1,91 @@
+"""``state::transact`` on Redis: one Lua script checks every entry, then writes them all.
+
+A script runs atomically on one server, so the transaction is all or nothing. On a Cluster a
+script may only touch keys of one hash slot: the scopes of a transaction must hash to one slot
+(hash tags, ``{account}a`` and ``{account}b``), else it is refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from redis.crc import key_slot
+
+from iii_state_core.adapter import Token
+from iii_state_core.errors import UnsupportedError
+from iii_state_core.expiry import now_ms
+
+from .layout import Layout
+from .scripts import Script
+
+#: ARGV: now, the check count, then per check (hash index, deadlines index, field, "1"+token |
+#: "0" for missing); the write count, then per write (hash index, deadlines index, field, what):
+#: what is "d" (delete), "s"+data (set: no deadline) or "k"+data (update: keep a live deadline).
+#: A field whose deadline is ``<= now`` counts as missing, as in every script. Returns 1 when
+#: applied, 0 when an entry changed (nothing applied).
+TRANSACT: Final = Script(
+    "transact",
+    "local now, p = tonumber(ARGV[1]), 3\n"
+    "local function live(h, z, f)\n"
+    "  local cur = redis.call('HGET', h, f)\n"
+    "  local d = redis.call('ZSCORE', z, f)\n"
+    "  if cur and d and tonumber(d) <= now then return false, d end\n"
+    "  return cur, d\n"
+    "end\n"
+    "for i = 1, tonumber(ARGV[2]) do\n"
+    "  local cur = live(KEYS[tonumber(ARGV[p])], KEYS[tonumber(ARGV[p + 1])], ARGV[p + 2])\n"
+    "  local want = ARGV[p + 3]\n"
+    "  if want == '0' then\n"
+    "    if cur then return 0 end\n"
+    "  elseif cur ~= string.sub(want, 2) then return 0 end\n"
+    "  p = p + 4\n"
+    "end\n"
+    "local m = tonumber(ARGV[p])\n"
+    "p = p + 1\n"
+    "for i = 1, m do\n"
+    "  local h, z, f, what = KEYS[tonumber(ARGV[p])], KEYS[tonumber(ARGV[p + 1])], ARGV[p + 2], ARGV[p + 3]\n"
+    "  local kind = string.sub(what, 1, 1)\n"
+    "  local cur, d = live(h, z, f)\n"
+    "  if kind == 'd' then redis.call('HDEL', h, f)\n"
+    "  else redis.call('HSET', h, f, string.sub(what, 2)) end\n"
+    "  if d and (kind ~= 'k' or not cur) then redis.call('ZREM', z, f) end\n"
+    "  p = p + 4\n"
+    "end\n"
+    "return 1\n",
+)
+
+
+def script_args(
+    layout: Layout,
+    checks: Sequence[tuple[str, str, Token]],
+    writes: Sequence[tuple[str, str, bytes | None, bool]],
+    cluster: bool,
+) -> tuple[list[bytes], list[Any]]:
+    """``(KEYS, ARGV)`` of :data:`TRANSACT`.
+
+    :raises UnsupportedError: on a Cluster when the scopes hash to more than one slot.
+    """
+    keys: dict[bytes, int] = {}
+    hashes: set[bytes] = set()
+
+    def where(scope: str) -> list[bytes]:
+        names = layout.names(scope)
+        hashes.add(names.hash)
+        return [str(keys.setdefault(name, len(keys) + 1)).encode() for name in (names.hash, names.deadlines)]
+
+    argv: list[Any] = [now_ms(), str(len(checks)).encode()]
+    for scope, key, token in checks:
+        if token is not None and not isinstance(token, bytes):
+            raise TypeError(f"write_many_if token must be the bytes read_versioned returned, got {token!r}")
+        argv += [*where(scope), layout.field(key), b"0" if token is None else b"1" + token]
+    argv.append(str(len(writes)).encode())
+    for scope, key, data, keep in writes:
+        what = b"d" if data is None else (b"k" if keep else b"s") + data
+        argv += [*where(scope), layout.field(key), what]
+    if cluster and len({key_slot(h) for h in hashes}) > 1:
+        raise UnsupportedError(
+            "state::transact on Redis Cluster: the scopes of one transaction must hash to one slot "
+            "(give them a common hash tag, e.g. `{accounts}a` and `{accounts}b`); nothing was written"
+        )
+    return list(keys), argv

@@ -1,0 +1,158 @@
+"""contract § Transactions: ``state::transact`` applies every write or none, where declared."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from iii_state_core import StateStore
+
+from .. import processes
+from ..processes import StoreSpec
+from .base import call, wire_error
+
+INC = "increment"
+
+
+def _update(scope: str, key: str, by: int) -> dict[str, Any]:
+    return {"op": "update", "scope": scope, "key": key, "ops": [{"type": INC, "path": "", "by": by}]}
+
+
+def _needs_transactions(caps: Any) -> None:
+    if not caps.transactions:
+        pytest.skip("the adapter declares transactions=False (the refusal is checked by another test)")
+
+
+class TransactionTests:
+    def test_transact_is_refused_without_the_capability(
+        self, store: StateStore, scope: str, caps: Any
+    ) -> None:
+        if caps.transactions:
+            pytest.skip("the adapter declares transactions")
+        error = wire_error(
+            store, "transact", {"ops": [{"op": "set", "scope": scope, "key": "k", "value": 1}]}
+        )
+        assert (
+            error.code == "UNSUPPORTED"
+            and "transactions" in str(error)
+            and "nothing was written" in str(error)
+        )
+        assert store.get(scope, "k") is None
+
+    def test_all_or_nothing_results_conditions_and_events(
+        self, store: StateStore, scope: str, caps: Any
+    ) -> None:
+        _needs_transactions(caps)
+        store.set(scope, "a", 10)
+        store.set(scope, "gone", "x")
+        seen: list[dict[str, Any]] = []
+        store.on_change(lambda e: seen.append(e.to_wire()), scope=scope)
+        committed = call(
+            store,
+            "transact",
+            {
+                "ops": [
+                    _update(scope, "a", -3),
+                    _update(scope, "b", 3),
+                    {"op": "set", "scope": scope, "key": "c", "value": {"x": [1]}},
+                    {"op": "delete", "scope": scope, "key": "gone"},
+                ],
+                "conditions": [{"scope": scope, "key": "a", "expected": 10}, {"scope": scope, "key": "none"}],
+            },
+        )
+        assert committed == {
+            "committed": True,
+            "results": [
+                {"old_value": 10, "new_value": 7},
+                {"old_value": None, "new_value": 3},
+                {"old_value": None, "new_value": {"x": [1]}},
+                "x",
+            ],
+        }
+        assert [(e["event_type"], e["key"]) for e in seen] == [
+            ("state:updated", "a"),
+            ("state:created", "b"),
+            ("state:created", "c"),
+            ("state:deleted", "gone"),
+        ]
+        seen.clear()
+        before = store.get_many(scope, ["a", "b", "c", "gone"])
+        failed = call(
+            store,
+            "transact",
+            {
+                "ops": [_update(scope, "a", -1), {"op": "delete", "scope": scope, "key": "c"}],
+                "conditions": [
+                    {"scope": scope, "key": "b", "expected": 3},
+                    {"scope": scope, "key": "a", "expected": 10},
+                ],
+            },
+        )
+        assert failed == {"committed": False, "failed_condition": 1, "current": 7} and seen == []
+        for bad, needle in (
+            ({"ops": [_update(scope, "a", 1), {"op": "get", "scope": scope, "key": "a"}]}, "ops[1]"),
+            (
+                {"ops": [_update(scope, "a", 1), {"op": "set", "scope": scope, "key": "b"}]},
+                "missing field `value`",
+            ),
+            (
+                {"ops": [_update(scope, "a", 1), {"op": "delete", "scope": scope, "key": "a"}]},
+                "each entry once",
+            ),
+            ({"ops": []}, "non-empty"),
+            ({"ops": [_update(scope, "a", 1)], "conditions": [{"key": "a"}]}, "conditions[0]"),
+            (
+                {"ops": [_update(scope, f"k{i}", 1) for i in range(caps.max_transaction_ops + 1)]},
+                f"at most {caps.max_transaction_ops}",
+            ),
+        ):
+            error = wire_error(store, "transact", bad)
+            assert error.code == "deserialization_error" and needle in str(error), (needle, str(error))
+        assert store.get_many(scope, ["a", "b", "c", "gone"]) == before and seen == []
+
+    def test_transfers_between_accounts_keep_the_total(
+        self, store: StateStore, scope: str, caps: Any, spec: StoreSpec
+    ) -> None:
+        """Four store objects (own connections) moving units between accounts: the total stays exact.
+
+        Threads rather than processes keep it fast; each store object has its own connection or
+        file handle, so the store's own atomicity is what is tested.
+        """
+        _needs_transactions(caps)
+        accounts, workers, each = 10, 4, 40
+        store.set_many(scope, {f"acct{i}": 100 for i in range(accounts)})
+        barrier = threading.Barrier(workers)
+        done: list[int] = []
+
+        def work(me: int) -> None:
+            with spec.open() as mine:
+                done.append(processes.transfers(mine, scope, accounts, each, me, barrier))
+
+        threads = [threading.Thread(target=work, args=(me,)) for me in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        balances = store.get_many(scope, [f"acct{i}" for i in range(accounts)])
+        assert sum(balances.values()) == 100 * accounts, balances
+        assert len(done) == workers and sum(done) > 0, done
+
+    def test_a_transaction_across_scopes_commits_or_is_refused_whole(
+        self, store: StateStore, make_scope: Callable[[str], str], caps: Any
+    ) -> None:
+        """Scopes in different Cluster slots may be refused (``UNSUPPORTED``); never half-applied."""
+        _needs_transactions(caps)
+        a, b = make_scope("x"), make_scope("y")
+        ops = [
+            {"op": "set", "scope": a, "key": "k", "value": 1},
+            {"op": "set", "scope": b, "key": "k", "value": 2},
+        ]
+        try:
+            assert call(store, "transact", {"ops": ops})["committed"] is True
+            assert (store.get(a, "k"), store.get(b, "k")) == (1, 2)
+        except Exception as exc:
+            assert getattr(exc, "code", None) == "UNSUPPORTED" and "slot" in str(exc), exc
+            assert (store.get(a, "k"), store.get(b, "k")) == (None, None)
