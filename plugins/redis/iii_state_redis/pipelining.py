@@ -52,26 +52,25 @@ def _eval(script: Script, keys: tuple[bytes, ...], *args: Any) -> tuple[Any, ...
 
 
 def command(layout: Layout, call: Call) -> tuple[Any, ...]:
-    """The ``EVAL`` of the script the primitive runs alone, with the same keys and arguments."""
     name, args = call
-    names, field, now = layout.names(args[0]), layout.field(args[1]), now_ms()
+    names, field = layout.names(args[0]), layout.field(args[1])
     if name in ("read", "read_versioned"):
-        return ("EVAL", READ.source, 2, names.hash, names.deadlines, field, now)
-    if name == "write":  # no deadline: the slot needs no registering first
+        return _eval(READ, (names.hash, names.deadlines), field, now_ms())
+    if name == "write":
         keys = (names.hash, names.deadlines, names.due)
-        return ("EVAL", WRITE.source, 3, *keys, field, args[2], now, b"", names.scope)
+        return _eval(WRITE, keys, field, args[2], now_ms(), b"", names.scope)
     if name == "remove":
-        return ("EVAL", REMOVE.source, 2, names.hash, names.deadlines, field, now)
-    swap = Swap(names, field, args[3], args[2])  # keeps the entry's deadline
-    return ("EVAL", SWAP.source, 3, *swap.keys(), *swap_args(swap))
+        return _eval(REMOVE, (names.hash, names.deadlines), field, now_ms())
+    request = Swap(names, field, args[3], args[2])
+    return _eval(SWAP, request.keys(), *swap_args(request))
 
 
 def answer(layout: Layout, recent: Recent, call: Call, reply: Any) -> Any:
     """What the primitive returns for ``reply`` (a failure as a value), remembering what was written."""
     name, args = call
     if isinstance(reply, Exception):
-        return BackendError(f"script {name} in a pipeline failed: {explain(reply)}")
-    key, field = layout.names(args[0]).hash, layout.field(args[1])
+        return BackendError(f"{call[0]} in a pipeline failed: {explain(reply)}")
+    key, field = layout.hash_key(args[0]), layout.field(args[1])
     if name == "read":
         return reply
     if name == "read_versioned":
@@ -92,7 +91,7 @@ def by_node(client: Any, layout: Layout, calls: Sequence[Call], indices: list[in
     groups: dict[str, list[int]] = {}
     for i in indices:
         try:
-            node = client.get_node_from_key(layout.names(calls[i][1][0]).hash).name
+            node = client.get_node_from_key(layout.hash_key(calls[i][1][0])).name
         except Exception:  # no slot map yet: let the cluster pipeline route it
             node = ""
         groups.setdefault(node, []).append(i)
