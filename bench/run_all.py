@@ -11,7 +11,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from bench import startup
+from bench import expiry, startup
 from bench.run import machine, overhead, scaling
 from bench.run.measuring import Budget, rows_table
 from bench.run.ops import Ours, raw_notes, standard_pairs
@@ -245,6 +245,11 @@ def run(options: Options) -> Report:
         report.sections.append(startup.section(3 if options.quick else 20))
     except Exception as exc:
         report.failed["start-up"] = f"{type(exc).__name__}: {exc}"
+    _say("expiry events")
+    try:
+        report.sections.append(expiry.section(0.5 if options.quick else 3.0, 1 if options.quick else 5))
+    except Exception as exc:
+        report.failed["expiry events"] = f"{type(exc).__name__}: {exc}"
     rows.append(("load average at end", machine.load()))
     report.sections.insert(0, "## Machine\n\n" + machine.facts_table(rows))
     return report

@@ -88,6 +88,13 @@ def test_growth_and_walk_sections_cover_both_adapters(report: str) -> None:
     assert re.search(r"Called out \(.*\):\n\n- ", report), "the growth flags are missing"
 
 
+def test_expiry_events_section_measures_both_settings(report: str) -> None:
+    rows = _rows(report, "## Expiry events under load")
+    assert [r[0] for r in rows] == ["false", "true", "ratio"]
+    assert _number(rows[0][1]) > 0 and _number(rows[1][1]) > 0 and _number(rows[1][2]) > 0
+    assert abs(_number(rows[2][1].rstrip("×")) - _number(rows[1][1]) / _number(rows[0][1])) < 0.02  # noqa: RUF001
+
+
 def test_report_names_the_machine_and_nothing_failed(report: str) -> None:
     for fact in ("| cores |", "| CPU |", "| Python |", "| date (UTC) |", "| redis-server |"):
         assert fact in report
