@@ -12,7 +12,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from bench import expiry, startup
-from bench.run import machine, overhead, scaling
+from bench.run import batches, machine, overhead, scaling
 from bench.run.measuring import Budget, rows_table
 from bench.run.ops import Ours, raw_notes, standard_pairs
 from bench.run.targets import TARGETS
@@ -155,6 +155,7 @@ def _adapter_sections(options: Options, report: Report) -> None:
     growth_rows: list[tuple[str, scaling.Growth]] = []
     walk_rows: list[tuple[str, scaling.Walk, float]] = []
     tables = ["## Adapters beside their raw clients", "", METHOD]
+    batch_tables: list[str] = []
     for name in options.adapters:
         target = TARGETS[name]
         _say(f"{name}: standard operations")
@@ -165,6 +166,10 @@ def _adapter_sections(options: Options, report: Report) -> None:
                 table = rows_table(target.title, pairs, {**raw_notes(session.raw), **notes})
                 report.adapter_tables[name] = f"{table}\n\nBackend: {facts}."
                 tables += ["", table, "", f"Backend: {facts}."]
+                if name in BATCH_TARGETS:
+                    _say(f"{name}: batches and transactions")
+                    batch_tables.append(batches.table(target.title, session.store, session.scope + "-b",
+                                                      session.raw, options.budget))  # fmt: skip
                 if name == "dynamodb-moto":
                     continue  # moto serialises every request: the dynalite run covers growth
                 _say(f"{name}: growth with {options.large:,} keys")
@@ -184,6 +189,8 @@ def _adapter_sections(options: Options, report: Report) -> None:
             if not unavailable:
                 _say(traceback.format_exc())
     report.sections.append("\n".join(tables))
+    if batch_tables:
+        report.sections.append("\n\n".join(["## Batches and transactions", batches.TEXT, *batch_tables]))
     report.growth_rows, report.walk_rows = growth_rows, walk_rows
     if growth_rows:
         report.sections.append("\n".join([
@@ -208,6 +215,9 @@ def _adapter_sections(options: Options, report: Report) -> None:
             *([f"- {flag}" for flag in scaling.flags(growth_rows, walk_rows)] or ["- nothing."]),
         ]))  # fmt: skip
 
+
+#: Adapters whose batch primitive and raw batch are measured (the others make one call per entry).
+BATCH_TARGETS = ("kv", "redis", "memcached", "dynamodb")
 
 METHOD = (
     "Each operation runs through iii-state and through the raw client doing the least the adapter "

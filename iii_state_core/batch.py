@@ -112,7 +112,7 @@ def _decode_op(limits: Limits, index: int, op: object) -> _Running:
         )
     function = TABLE[name]
     try:
-        plan = function.decode(limits, {k: v for k, v in op.items() if k != "op"})
+        plan = function.decode(limits, op)  # its fields read their own names: `op` is not one
     except StateError as exc:
         raise _at(index, name, exc) from None
     return _Running(index, name, plan, _hashable(op.get("scope"), op.get("key")))
@@ -186,4 +186,6 @@ def batch(limits: Limits, ops: list[dict[str, Any]]) -> Plan:
 
 
 def _hashable(scope: object, key: object) -> tuple[str, str]:
+    if type(scope) is str and type(key) is str:
+        return scope, key
     return (scope if isinstance(scope, str) else repr(scope), key if isinstance(key, str) else repr(key))

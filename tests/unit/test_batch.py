@@ -101,3 +101,12 @@ def test_run_many_default_answers_each_call_in_order_with_failures_as_values() -
             ]
         )
         assert answers[:2] == [None, b"1"] and isinstance(answers[2], AttributeError) and answers[3] == b"1"
+
+
+def test_no_batch_function_has_a_field_named_op() -> None:
+    """An operation's `op` is passed to its function's decoder with the fields: it must not clash."""
+    from iii_state_core.batch import BATCH_FUNCTIONS
+    from iii_state_core.table import TABLE
+
+    for name in BATCH_FUNCTIONS:
+        assert all("op" not in (f.name, *f.aliases) for f in TABLE[name].fields or ()), name

@@ -1,0 +1,160 @@
+"""Batches and transactions: ``state::batch`` of 100 gets / 100 sets and ``state::transact`` of 10
+writes, beside 100 single calls and beside the raw client doing the same batch in one go."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from iii_state_core import StateStore
+
+from . import workload as w
+from .measuring import Budget, Measurement, alternate, measure
+from .raw_kv import SCOPE, RawSqlite
+from .raw_redis import RawRedis
+
+BATCH = 100
+TRANSACT = 10
+Op = Callable[[int], object]
+
+TEXT = (
+    f"Entries per second through `state::batch` of {BATCH} gets and of {BATCH} sets (typed "
+    f"`store.batch`), through {BATCH} single calls, and through the raw client doing the same "
+    f"{BATCH} in one go; and `state::transact` of {TRANSACT} sets (all or nothing) beside the raw "
+    "client's own atomic write of the same entries. Same server, same run, alternating rounds, best "
+    "round each. What the raw side does is under the table."
+)
+
+
+def _ours(store: StateStore, scope: str) -> dict[str, tuple[Op, Op]]:
+    """Per row: (batch, one call per entry), each doing ``BATCH`` (or ``TRANSACT``) entries per call."""
+    keys = [w.key(i) for i in range(BATCH)]
+    gets = [{"op": "get", "scope": scope, "key": k} for k in keys]
+    sets = [{"op": "set", "scope": scope, "key": k, "value": w.VALUE} for k in keys]
+    writes = [{"op": "set", "scope": scope, "key": f"t{i}", "value": w.VALUE} for i in range(TRANSACT)]
+    for k in keys:
+        store.set(scope, k, w.VALUE)
+
+    def checked(items: list[Any]) -> object:
+        if not all(item.ok for item in items):
+            raise AssertionError(f"a batch operation failed: {[i.error for i in items if not i.ok][:1]}")
+        return items
+
+    return {
+        "get": (lambda _i: checked(store.batch(gets)), lambda _i: [store.get(scope, k) for k in keys]),
+        "set": (
+            lambda _i: checked(store.batch(sets)),
+            lambda _i: [store.set(scope, k, w.VALUE) for k in keys],
+        ),
+        "transact": (
+            lambda _i: store.transact(writes),
+            lambda _i: [store.set(scope, f"t{i}", w.VALUE) for i in range(TRANSACT)],
+        ),
+    }
+
+
+def _raw_sqlite(raw: RawSqlite) -> tuple[dict[str, Op], dict[str, str]]:
+    db, data = raw.db, w.dumps(w.VALUE)
+    keys = [w.key(i).encode() for i in range(BATCH)]
+
+    def gets(_i: int) -> object:
+        db.execute("BEGIN")
+        rows = [db.execute("SELECT value FROM entries WHERE scope = ? AND key = ?", (SCOPE, k)).fetchone()
+                for k in keys]  # fmt: skip
+        db.execute("COMMIT")
+        return [None if r is None else json.loads(r[0]) for r in rows]
+
+    def writes(names: list[bytes]) -> object:
+        db.execute("BEGIN IMMEDIATE")
+        old = []
+        for k in names:
+            row = db.execute("SELECT value FROM entries WHERE scope = ? AND key = ?", (SCOPE, k)).fetchone()
+            old.append(None if row is None else json.loads(row[0]))
+            db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?)", (SCOPE, k, data))
+        db.execute("COMMIT")
+        return old
+
+    tx = [f"t{i}".encode() for i in range(TRANSACT)]
+    return (
+        {"get": gets, "set": lambda _i: writes(keys), "transact": lambda _i: writes(tx)},
+        {"get": "one read transaction of 100 SELECTs + json.loads",
+         "set": "BEGIN IMMEDIATE; 100 x (SELECT old; INSERT OR REPLACE); COMMIT",
+         "transact": "BEGIN IMMEDIATE; 10 x (SELECT old; INSERT OR REPLACE); COMMIT"},
+    )  # fmt: skip
+
+
+def _raw_redis(raw: RawRedis) -> tuple[dict[str, Op], dict[str, str]]:
+    client, name, data = raw.client, raw.base.name, w.dumps(w.VALUE)
+    keys = [w.key(i) for i in range(BATCH)]
+    script = raw.base.set_script
+
+    def gets(_i: int) -> object:
+        pipe = client.pipeline(transaction=False)
+        for k in keys:
+            pipe.hget(name, k)
+        return [None if v is None else json.loads(v) for v in pipe.execute()]
+
+    def sets(_i: int) -> object:
+        pipe = client.pipeline(transaction=False)
+        for k in keys:
+            script(keys=[name], args=[k, data], client=pipe)
+        return [None if v is None else json.loads(v) for v in pipe.execute()]
+
+    def transact(_i: int) -> object:
+        pipe = client.pipeline(transaction=True)  # MULTI … EXEC
+        for i in range(TRANSACT):
+            pipe.hset(name, f"t{i}", data)
+        return pipe.execute()
+
+    return (
+        {"get": gets, "set": sets, "transact": transact},
+        {"get": "one pipeline of 100 HGET + json.loads",
+         "set": "one pipeline of 100 EVALSHA (HGET old + HSET) + json.loads(old)",
+         "transact": "MULTI; 10 x HSET; EXEC (one round trip, no old values, no conditions)"},
+    )  # fmt: skip
+
+
+def raw_batches(raw: object) -> tuple[dict[str, Op], dict[str, str]] | None:
+    if isinstance(raw, RawSqlite):
+        return _raw_sqlite(raw)
+    if isinstance(raw, RawRedis):
+        return _raw_redis(raw)
+    return None
+
+
+LABELS = {
+    "get": f"batch of {BATCH} gets",
+    "set": f"batch of {BATCH} sets",
+    "transact": f"transact of {TRANSACT} sets",
+}
+
+
+def table(title: str, store: StateStore, scope: str, raw: object, budget: Budget) -> str:
+    ours = _ours(store, scope)
+    raws, described = raw_batches(raw) or ({}, {})
+    rows = [
+        f"### {title}",
+        "",
+        "| call | iii-state entries/s | raw entries/s | ratio | one call per entry, entries/s "
+        "| batch / single |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row, (batch, single) in ours.items():
+        if row == "transact" and not store.capabilities.transactions:
+            rows.append(f"| {LABELS[row]} | refused (no `transactions`) | | | | |")
+            continue
+        n = TRANSACT if row == "transact" else BATCH
+        pair = alternate(LABELS[row], batch, raws.get(row), budget)
+        one: Measurement = measure(f"single {row}", single, seconds=budget.seconds, warmup=3)
+        mine = pair.ours.ops_per_s * n
+        theirs = pair.raw.ops_per_s * n if pair.raw is not None else None
+        ratio = f"{mine / theirs:.2f}" if theirs else "-"
+        shown = f"{theirs:,.0f}" if theirs else "no raw batch"
+        rows.append(
+            f"| {LABELS[row]} | {mine:,.0f} | {shown} | {ratio} | {one.ops_per_s * n:,.0f} | "
+            f"{mine / (one.ops_per_s * n):.1f}x |"
+        )
+    rows.append("")
+    rows += [f"- {LABELS[k]}: raw: {v}" for k, v in described.items()]
+    return "\n".join(rows)
