@@ -16,6 +16,7 @@ from .table import TABLE, StateFunction
 #: Subcommands that live in their own modules, loaded only when used: name -> "module:attr".
 LAZY_COMMANDS = {
     "plugins": "iii_state_core.cli_admin:plugins_command",
+    "batch": "iii_state_core.cli_batch:batch_command",
     "check": "iii_state_core.cli_admin:check_command",
     "conformance": "iii_state_core.cli_conformance:conformance",
     "worker": "iii_state_core.worker.cli:worker",

@@ -276,3 +276,25 @@ def test_cli_config_without_state_block_is_refused(in_tmp: Path, text: str, comm
     result = run(*command, "-c", "c.yaml")
     assert_one_line_error(result, 1, "error: CONFIG_ERROR: c.yaml has no iii-state block")
     assert not (in_tmp / "data").exists()
+
+
+def test_cli_batch_reads_json_lines_and_transact_is_all_or_nothing(in_tmp: Path) -> None:
+    lines = "\n".join([
+        '{"op": "set", "scope": "u", "key": "a", "value": 1}', "",
+        '{"op": "get", "scope": "u", "key": "a"}',
+        '{"op": "set", "scope": "u", "key": "b"}',
+    ])  # fmt: skip
+    result = CliRunner().invoke(cli, ["batch"], input=lines, prog_name="iii-state")
+    assert result.exit_code == 1 and "1 of 3 operations failed" in result.stderr
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (
+        out[:2] == [{"old_value": None, "new_value": 1}, 1]
+        and out[2]["error"]["code"] == "deserialization_error"
+    )
+    (in_tmp / "ops.jsonl").write_text(
+        '{"op": "delete", "scope": "u", "key": "a"}\n{"op": "set", "scope": "u", "key": "b", "value": 2}\n'
+    )
+    assert out_json(run("batch", "--transact", str(in_tmp / "ops.jsonl")))["committed"] is True
+    assert out_json(run("get", "u", "b")) == 2
+    bad = CliRunner().invoke(cli, ["batch"], input='{"op": "set"}\nnot json\n', prog_name="iii-state")
+    assert_one_line_error(bad, 1, "error: line 2: ")
