@@ -134,7 +134,7 @@ def table(title: str, store: StateStore, scope: str, raw: object, budget: Budget
     ours = _ours(store, scope)
     raws, described = raw_batches(raw) or ({}, {})
     rows = [
-        f"### {title}",
+        f"### Batches: {title}",
         "",
         "| call | iii-state entries/s | raw entries/s | ratio | one call per entry, entries/s "
         "| batch / single |",

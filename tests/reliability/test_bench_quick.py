@@ -138,3 +138,11 @@ def test_update_needs_an_existing_report_and_adapters(tmp_path: Path) -> None:
             cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert done.returncode == 2 and "--update" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_batch_section_has_every_row_for_kv(report: str) -> None:
+    rows = _rows(report, "### Batches: kv (file_based: SQLite WAL) vs raw sqlite3")
+    assert [r[0] for r in rows] == ["batch of 100 gets", "batch of 100 sets", "transact of 10 sets"]
+    for _label, ours, raw, ratio, single, _times in rows:
+        assert all(_number(c) > 0 for c in (ours, raw, single)), rows
+        assert abs(_number(ratio) - _number(ours) / _number(raw)) < 0.01 + 0.01 * _number(ratio)
