@@ -2,8 +2,8 @@
 
 The images are built on this machine from Debian packages by ``scripts/build-test-images``
 (never pulled from a registry); ``$III_STATE_REDIS_IMAGE``, ``$III_STATE_VALKEY_IMAGE``,
-``$III_STATE_MEMCACHED_IMAGE`` and ``$III_STATE_DYNAMODB_IMAGE`` name other images instead (e.g. ``redis:7`` from a registry, which
-testcontainers then pulls).
+``$III_STATE_MEMCACHED_IMAGE`` and ``$III_STATE_DYNAMODB_IMAGE`` name other images instead
+(e.g. ``redis:7`` from a registry, which testcontainers then pulls).
 
 testcontainers' reaper (Ryuk) is off (``TESTCONTAINERS_RYUK_DISABLED=true`` unless set): its
 image cannot be pulled here. The clean-up is ours: every container carries the labels below and
@@ -91,7 +91,8 @@ CONTAINER_KINDS: dict[str, ContainerKind] = {
             "redis", "III_STATE_REDIS_IMAGE", "iii-state-test/redis:bookworm", 6379, "redis", _redis_answers
         ),
         ContainerKind(
-            "valkey", "III_STATE_VALKEY_IMAGE", "iii-state-test/valkey:bookworm", 6379, "redis", _redis_answers
+            "valkey", "III_STATE_VALKEY_IMAGE", "iii-state-test/valkey:bookworm", 6379, "redis",
+            _redis_answers,
         ),
         ContainerKind(
             "memcached", "III_STATE_MEMCACHED_IMAGE", "iii-state-test/memcached:bookworm", 11211, None,
