@@ -24,7 +24,7 @@ from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 from . import connections
 from .async_adapter import AsyncRedisAdapter
 from .connections import check_cluster_fits, closed_error, cluster_enabled
-from .expiring import Registered, Taken, deadline_of, expires_arg, take_plan
+from .expiring import SWEEP_LIMIT, Registered, SweepClock, Taken, deadline_of, expires_arg, take_plan
 from .layout import Layout, Names
 from .listing import PRIMARIES, Read, Run, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
@@ -42,6 +42,7 @@ class RedisAdapter(Adapter):
 
     name = RedisDeclaration.name
     path_options = RedisDeclaration.path_options
+    state_options = RedisDeclaration.state_options
     distribution = RedisDeclaration.distribution
     capabilities = CAPABILITIES
 
@@ -55,6 +56,9 @@ class RedisAdapter(Adapter):
         self.policy = RetryPolicy(settings.retries)
         self.recent = Recent()
         self.registered = Registered()
+        #: SWAP/WRITE/REMOVE's ``keep`` argument: keep expired fields for the sweeper's events.
+        self._keep = b"1" if settings.expiry_events else b"0"
+        self._sweeps = SweepClock()
         self._cluster = settings.cluster
         self._client: Any = None
         self._closed = False
@@ -127,6 +131,17 @@ class RedisAdapter(Adapter):
 
         return self._call(kind, f"script {script.name}", run)
 
+    def _sweep_now_and_then(self) -> None:
+        """Without expiry events no sweeper runs: a process that stores deadlines takes (and so
+        deletes) expired entries from its writes, at most once a second, so they do not pile up
+        in Redis. A failure is left to the write that follows to report."""
+        if self.settings.expiry_events or not self.registered.any() or not self._sweeps.due():
+            return
+        try:
+            self.take_expired(SWEEP_LIMIT)
+        except StateError:
+            pass
+
     def _register(self, names: Names, expires: bytes) -> None:
         """Put the scope's slot in the registry before a deadline is stored there (``expiring``)."""
         if expires not in (b"", b"k") and self.registered.due(names.tag):
@@ -156,7 +171,7 @@ class RedisAdapter(Adapter):
 
     def _swap(self, request: Swap) -> tuple[bool, bytes | None]:
         self._register(request.names, request.expires)
-        stored, current = swap_result(self._script(SWAP, request.keys(), swap_args(request)))
+        stored, current = swap_result(self._script(SWAP, request.keys(), swap_args(request, self._keep)))
         self.recent.put(request.names.hash, request.field, request.data if stored else current)
         return stored, current
 
@@ -170,16 +185,18 @@ class RedisAdapter(Adapter):
         return raw
 
     def write(self, scope: str, key: str, data: bytes, expires_at: int | None = None) -> bytes | None:
+        self._sweep_now_and_then()
         names, field, expires = self.layout.names(scope), self.layout.field(key), expires_arg(expires_at)
         self._register(names, expires)
-        keys = (names.hash, names.deadlines, names.due)
-        old: bytes | None = self._script(WRITE, keys, (field, data, now_ms(), expires, names.scope))
+        args = (field, data, now_ms(), expires, names.scope, self._keep)
+        old: bytes | None = self._script(WRITE, names.writing(), args)
         self.recent.put(names.hash, field, data)
         return old
 
     def remove(self, scope: str, key: str) -> bytes | None:
         names, field = self.layout.names(scope), self.layout.field(key)
-        old: bytes | None = self._script(REMOVE, (names.hash, names.deadlines), (field, now_ms()))
+        args = (field, now_ms(), names.scope, self._keep)
+        old: bytes | None = self._script(REMOVE, names.writing(), args)
         self.recent.put(names.hash, field, None)
         return old
 
@@ -193,6 +210,7 @@ class RedisAdapter(Adapter):
     def modify(
         self, scope: str, key: str, change: Callable[[bytes | None], bytes], expires_at: ExpiresAt = KEEP
     ) -> tuple[bytes | None, bytes]:
+        self._sweep_now_and_then()
         names, field = self.layout.names(scope), self.layout.field(key)
         plan = modify_plan(self.recent, names, field, change, expires_arg(expires_at))
         result: tuple[bytes | None, bytes] = self._drive(plan)
@@ -253,7 +271,7 @@ class RedisAdapter(Adapter):
 
     def _send(self, calls: Sequence[tuple[str, tuple[Any, ...]]], group: list[int], out: list[Any]) -> None:
         part = [calls[i] for i in group]
-        commands = [command(self.layout, call) for call in part]
+        commands = [command(self.layout, call, self._keep) for call in part]
 
         def run(client: Any) -> list[Any]:
             pipe = client.pipeline(transaction=False)

@@ -19,7 +19,7 @@ from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from . import connections
 from .connections import check_cluster_fits, closed_error, cluster_enabled
-from .expiring import Registered, Taken, deadline_of, expires_arg, take_plan
+from .expiring import SWEEP_LIMIT, Registered, SweepClock, Taken, deadline_of, expires_arg, take_plan
 from .layout import Layout, Names
 from .listing import PRIMARIES, Read, Run, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
@@ -46,6 +46,8 @@ class AsyncRedisAdapter(AsyncAdapter):
         self.settings = settings
         self.recent = Recent() if recent is None else recent
         self.registered = Registered() if registered is None else registered
+        self._keep = b"1" if settings.expiry_events else b"0"
+        self._sweeps = SweepClock()
         self.layout = Layout.for_prefix(settings.key_prefix)
         self.policy = RetryPolicy(settings.retries)
         self._cluster = settings.cluster if cluster is None else cluster
@@ -142,6 +144,17 @@ class AsyncRedisAdapter(AsyncAdapter):
 
         return await self._call(kind, f"script {script.name}", run)
 
+    async def _sweep_now_and_then(self) -> None:
+        """Without expiry events no sweeper runs: a process that stores deadlines takes (and so
+        deletes) expired entries from its writes, at most once a second, so they do not pile up
+        in Redis. A failure is left to the write that follows to report."""
+        if self.settings.expiry_events or not self.registered.any() or not self._sweeps.due():
+            return
+        try:
+            await self.take_expired(SWEEP_LIMIT)
+        except StateError:
+            pass
+
     async def _register(self, names: Names, expires: bytes) -> None:
         if expires not in (b"", b"k") and self.registered.due(names.tag):
             registry = self.layout.registry_key()
@@ -171,7 +184,8 @@ class AsyncRedisAdapter(AsyncAdapter):
 
     async def _swap(self, request: Swap) -> tuple[bool, bytes | None]:
         await self._register(request.names, request.expires)
-        stored, current = swap_result(await self._script(SWAP, request.keys(), swap_args(request)))
+        reply = await self._script(SWAP, request.keys(), swap_args(request, self._keep))
+        stored, current = swap_result(reply)
         self.recent.put(request.names.hash, request.field, request.data if stored else current)
         return stored, current
 
@@ -185,16 +199,18 @@ class AsyncRedisAdapter(AsyncAdapter):
         return raw
 
     async def write(self, scope: str, key: str, data: bytes, expires_at: int | None = None) -> bytes | None:
+        await self._sweep_now_and_then()
         names, field, expires = self.layout.names(scope), self.layout.field(key), expires_arg(expires_at)
         await self._register(names, expires)
-        keys = (names.hash, names.deadlines, names.due)
-        old: bytes | None = await self._script(WRITE, keys, (field, data, now_ms(), expires, names.scope))
+        args = (field, data, now_ms(), expires, names.scope, self._keep)
+        old: bytes | None = await self._script(WRITE, names.writing(), args)
         self.recent.put(names.hash, field, data)
         return old
 
     async def remove(self, scope: str, key: str) -> bytes | None:
         names, field = self.layout.names(scope), self.layout.field(key)
-        old: bytes | None = await self._script(REMOVE, (names.hash, names.deadlines), (field, now_ms()))
+        args = (field, now_ms(), names.scope, self._keep)
+        old: bytes | None = await self._script(REMOVE, names.writing(), args)
         self.recent.put(names.hash, field, None)
         return old
 
@@ -210,6 +226,7 @@ class AsyncRedisAdapter(AsyncAdapter):
     async def modify(
         self, scope: str, key: str, change: Callable[[bytes | None], bytes], expires_at: ExpiresAt = KEEP
     ) -> tuple[bytes | None, bytes]:
+        await self._sweep_now_and_then()
         names, field = self.layout.names(scope), self.layout.field(key)
         plan = modify_plan(self.recent, names, field, change, expires_arg(expires_at))
         result: tuple[bytes | None, bytes] = await self._drive(plan)
@@ -270,7 +287,7 @@ class AsyncRedisAdapter(AsyncAdapter):
         self, calls: Sequence[tuple[str, tuple[Any, ...]]], group: list[int], out: list[Any]
     ) -> None:
         part = [calls[i] for i in group]
-        commands = [command(self.layout, call) for call in part]
+        commands = [command(self.layout, call, self._keep) for call in part]
 
         async def run(client: Any) -> list[Any]:
             pipe = client.pipeline(transaction=False)

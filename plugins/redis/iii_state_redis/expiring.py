@@ -17,12 +17,16 @@ from typing import Any, Final
 from iii_state_core.adapter import Expired
 from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
-from .layout import Layout
+from .layout import KEPT_MARKER, Layout
 from .listing import Read, Run
-from .scripts import TAKE
+from .scripts import TAKE, TAKE_KEPT
 
 #: Seconds a process trusts that a slot it registered is still in the registry.
 REGISTER_EVERY: Final = 60.0
+#: Without expiry events, a process that stores deadlines removes expired entries from its
+#: writes: at most this many, at most once per this many seconds (nobody else would).
+SWEEP_LIMIT: Final = 200
+SWEEP_EVERY: Final = 1.0
 
 #: One expired entry as ``take_expired`` returns it: scope, key, value, deadline (epoch ms).
 Taken = Expired
@@ -62,6 +66,24 @@ class Registered:
         with self._lock:
             self._when[tag] = time.monotonic()
 
+    def any(self) -> bool:
+        """Whether this process stored a deadline (it then sweeps, without expiry events)."""
+        return bool(self._when)
+
+
+class SweepClock:
+    """When a process sweeps from its writes next (expiry events off; see :data:`SWEEP_EVERY`)."""
+
+    def __init__(self) -> None:
+        self._next = 0.0
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + SWEEP_EVERY
+        return True
+
 
 def take_plan(layout: Layout, limit: int) -> Generator[Read | Run, Any, list[Taken]]:
     """Take (delete and return) up to ``limit`` expired entries, each exactly once across takers."""
@@ -73,6 +95,12 @@ def take_plan(layout: Layout, limit: int) -> Generator[Read | Run, Any, list[Tak
     for tag in sorted(bytes(t) for t in tags):
         due = yield Read(("ZRANGEBYSCORE", layout.due_key(tag), "-inf", now, "LIMIT", 0, limit - len(taken)))
         for member in due:
+            if bytes(member) == KEPT_MARKER:  # expired fields a write or delete met: taken first
+                kept = (layout.kept_key(tag), layout.due_key(tag))
+                taken.extend(_quadruples((yield Run(TAKE_KEPT, kept, (limit - len(taken),), "write"))))
+                if len(taken) >= limit:
+                    return taken
+                continue
             try:
                 scope = bytes(member).decode("utf-8")
             except UnicodeDecodeError:
@@ -91,3 +119,14 @@ def take_plan(layout: Layout, limit: int) -> Generator[Read | Run, Any, list[Tak
             if len(taken) >= limit:
                 return taken
     return taken
+
+
+def _quadruples(reply: Any) -> list[Taken]:
+    out: list[Taken] = []
+    for i in range(0, len(reply), 4):
+        try:
+            scope, key = bytes(reply[i]).decode("utf-8"), bytes(reply[i + 1]).decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # only this adapter's scripts push here, with names the state API gave
+        out.append((scope, key, bytes(reply[i + 2]), deadline_of(reply[i + 3])))
+    return out

@@ -8,6 +8,9 @@ never lists them as scopes:
 - ``{T}iii-ttl:<prefix><scope>``: a sorted set, member = field, score = deadline (epoch ms);
 - ``{T}iii-ttl-due:<prefix>``: per Cluster slot, member = scope, score = a deadline no later
   than that scope's earliest (a hint for the sweeper, see ``scripts.TAKE``);
+- ``{T}iii-ttl-kept:<prefix>``: per Cluster slot, a list of (scope, field, value, deadline)
+  quadruples: expired fields a write or delete met before a sweep took them, kept for the
+  sweep when expiry events are on;
 - ``iii-ttl-slots:<prefix>``: the set of tags ``T`` whose slot holds deadlines.
 
 ``T`` is a 4-character hash tag whose CRC16 slot equals the slot of the scope's hash, so one
@@ -26,6 +29,9 @@ _GLOB_SPECIAL: Final = frozenset(b"*?[]\\")
 SLOTS: Final = 16384
 DEADLINES_STEM: Final = b"iii-ttl:"
 DUE_STEM: Final = b"iii-ttl-due:"
+KEPT_STEM: Final = b"iii-ttl-kept:"
+#: The due index member saying "this slot's kept list is not empty": not UTF-8, so no scope.
+KEPT_MARKER: Final = b"\xff"
 REGISTRY_STEM: Final = b"iii-ttl-slots:"
 
 
@@ -90,13 +96,18 @@ def slot_tag(slot: int) -> bytes:
 
 @dataclass(frozen=True)
 class Names:
-    """The Redis keys of one scope: its hash, its deadlines, its slot's due index and tag."""
+    """The Redis keys of one scope: its hash, its deadlines, its slot's due index, kept list, tag."""
 
     scope: bytes
     hash: bytes
     deadlines: bytes
     due: bytes
+    kept: bytes
     tag: bytes
+
+    def writing(self) -> tuple[bytes, bytes, bytes, bytes]:
+        """The keys of a script that writes: hash, deadlines, due index, kept list."""
+        return self.hash, self.deadlines, self.due, self.kept
 
 
 @dataclass(frozen=True)
@@ -116,10 +127,14 @@ class Layout:
         encoded = scope.encode("utf-8")
         name = self.prefix + encoded
         tag = slot_tag(key_slot(name))
-        return Names(encoded, name, b"{" + tag + b"}" + DEADLINES_STEM + name, self.due_key(tag), tag)
+        deadlines = b"{" + tag + b"}" + DEADLINES_STEM + name
+        return Names(encoded, name, deadlines, self.due_key(tag), self.kept_key(tag), tag)
 
     def due_key(self, tag: bytes) -> bytes:
         return b"{" + tag + b"}" + DUE_STEM + self.prefix
+
+    def kept_key(self, tag: bytes) -> bytes:
+        return b"{" + tag + b"}" + KEPT_STEM + self.prefix
 
     def registry_key(self) -> bytes:
         return REGISTRY_STEM + self.prefix

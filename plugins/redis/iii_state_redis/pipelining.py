@@ -51,18 +51,18 @@ def _eval(script: Script, keys: tuple[bytes, ...], *args: Any) -> tuple[Any, ...
     return ("EVAL", script.source, len(keys), *keys, *args)
 
 
-def command(layout: Layout, call: Call) -> tuple[Any, ...]:
+def command(layout: Layout, call: Call, keep: bytes) -> tuple[Any, ...]:
+    """The command of one call; ``keep``: the write scripts' argument (see ``scripts``)."""
     name, args = call
     names, field = layout.names(args[0]), layout.field(args[1])
     if name in ("read", "read_versioned"):
         return _eval(READ, (names.hash, names.deadlines), field, now_ms())
     if name == "write":
-        keys = (names.hash, names.deadlines, names.due)
-        return _eval(WRITE, keys, field, args[2], now_ms(), b"", names.scope)
+        return _eval(WRITE, names.writing(), field, args[2], now_ms(), b"", names.scope, keep)
     if name == "remove":
-        return _eval(REMOVE, (names.hash, names.deadlines), field, now_ms())
+        return _eval(REMOVE, names.writing(), field, now_ms(), names.scope, keep)
     request = Swap(names, field, args[3], args[2])
-    return _eval(SWAP, request.keys(), *swap_args(request))
+    return _eval(SWAP, request.keys(), *swap_args(request, keep))
 
 
 def answer(layout: Layout, recent: Recent, call: Call, reply: Any) -> Any:

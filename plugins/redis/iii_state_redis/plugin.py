@@ -30,6 +30,9 @@ CAPABILITIES = Capabilities(
     # Deadlines in a sorted set beside each scope's hash, checked by every script; Redis does not
     # drop the fields itself (HPEXPIRE needs 7.4), take_expired() and writes to a field do.
     ttl="emulated",
+    # take_expired(): one round trip per registered slot plus one script per due scope; the
+    # core polls it every 500 ms.
+    expiry_event_delay_ms=1000,
 )
 
 
@@ -40,6 +43,7 @@ class RedisDeclaration(DeferredAdapter):
     path_options = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
     distribution = "iii-state-redis"
     capabilities = CAPABILITIES
+    state_options = ("expiry_events",)
     implementation = "iii_state_redis.adapter:RedisAdapter"
 
 

@@ -1,14 +1,17 @@
 """The Lua scripts behind every primitive: a value and its deadline in one atomic round trip.
 
 Every script gets the scope's hash as ``KEYS[1]`` and its deadlines sorted set as ``KEYS[2]``
-(``KEYS[3]``: the slot's due index, for scripts that may add a deadline); all three share one
-Cluster slot (see ``layout``). ``now`` is the caller's clock (``iii_state_core.expiry.now_ms``),
+(``KEYS[3]``: the slot's due index, ``KEYS[4]``: its kept list, for scripts that write); all
+share one Cluster slot (see ``layout``). ``now`` is the caller's clock (``iii_state_core.expiry.now_ms``),
 the clock the core computed the deadline with. A field whose deadline is ``<= now`` is missing
 to every script: reads skip it, writes replace it as if it were not there. No JSON is decoded in
 Lua: cjson would turn ``[]`` into ``{}`` and round integers past 2^53.
 
 The ``expires`` argument of a write: ``""`` = no deadline, ``"k"`` = keep the entry's (a missing
-or expired entry has none to keep), else the deadline in epoch milliseconds.
+or expired entry has none to keep), else the deadline in epoch milliseconds. The ``keep``
+argument (``"1"`` with expiry events on): an expired field the write replaces or deletes is
+first appended to the slot's kept list, so ``take_expired`` still returns it (its event is not
+lost), and the due index gets the kept marker.
 """
 
 from __future__ import annotations
@@ -46,6 +49,15 @@ local function deadline(z, due, f, scope, expires, had)
 end
 """
 
+# keep(kept, due, scope, field, value, deadline): save an expired field a write is about to
+# replace or delete, for take_expired (``TAKE_KEPT``).
+_KEEP = """
+local function keep(kept, due, scope, f, v, d)
+  redis.call('RPUSH', kept, scope, f, v, d)
+  redis.call('ZADD', due, 0, '\\255')
+end
+"""
+
 #: ARGV: field, now. The value, or nil when missing or expired. Read-only.
 READ: Final = Script(
     "read",
@@ -67,42 +79,53 @@ READ_EXPIRY: Final = Script(
     "return {1, d}\n",
 )
 
-#: ARGV: field, data, now, expires ("" or a deadline), scope. Returns the live bytes replaced.
+#: ARGV: field, data, now, expires ("" or a deadline), scope, keep. Returns the live bytes replaced.
 WRITE: Final = Script(
     "write",
     _DEADLINE
+    + _KEEP
     + "local old = redis.call('HGET', KEYS[1], ARGV[1])\n"
     "local d = redis.call('ZSCORE', KEYS[2], ARGV[1])\n"
-    "if old and d and tonumber(d) <= tonumber(ARGV[3]) then old = false end\n"
+    "if old and d and tonumber(d) <= tonumber(ARGV[3]) then\n"
+    "  if ARGV[6] == '1' then keep(KEYS[4], KEYS[3], ARGV[5], ARGV[1], old, d) end\n"
+    "  old = false\n"
+    "end\n"
     "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
     "deadline(KEYS[2], KEYS[3], ARGV[1], ARGV[5], ARGV[4], d)\n"
     "return old\n",
 )
 
-#: ARGV: field, now. Deletes the field and its deadline; returns the live bytes removed.
+#: ARGV: field, now, scope, keep. Deletes the field and its deadline; returns the live bytes removed.
 REMOVE: Final = Script(
     "remove",
-    "local old = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    _KEEP
+    + "local old = redis.call('HGET', KEYS[1], ARGV[1])\n"
     "if old then redis.call('HDEL', KEYS[1], ARGV[1]) end\n"
     "local d = redis.call('ZSCORE', KEYS[2], ARGV[1])\n"
     "if d then\n"
     "  redis.call('ZREM', KEYS[2], ARGV[1])\n"
-    "  if tonumber(d) <= tonumber(ARGV[2]) then old = false end\n"
+    "  if tonumber(d) <= tonumber(ARGV[2]) then\n"
+    "    if old and ARGV[4] == '1' then keep(KEYS[4], KEYS[3], ARGV[3], ARGV[1], old, d) end\n"
+    "    old = false\n"
+    "  end\n"
     "end\n"
     "return old\n",
 )
 
 #: Compare-and-swap on the exact stored bytes. ARGV: field, "1" and the expected bytes (or "0"
-#: and "" for "expect missing"), the new bytes, now, expires ("k", "" or a deadline), scope.
-#: Returns {1} when stored, else {0, current} ({0} when missing), so a lost race needs no
+#: and "" for "expect missing"), the new bytes, now, expires ("k", "" or a deadline), scope,
+#: keep. Returns {1} when stored, else {0, current} ({0} when missing), so a lost race needs no
 #: extra read.
 SWAP: Final = Script(
     "swap",
     _DEADLINE
-    + "local cur = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    + _KEEP
+    + "local raw = redis.call('HGET', KEYS[1], ARGV[1])\n"
     "local d = redis.call('ZSCORE', KEYS[2], ARGV[1])\n"
-    "if cur and d and tonumber(d) <= tonumber(ARGV[5]) then cur = false end\n"
+    "local cur = raw\n"
+    "if raw and d and tonumber(d) <= tonumber(ARGV[5]) then cur = false end\n"
     "if (ARGV[2] == '0' and not cur) or (ARGV[2] == '1' and cur == ARGV[3]) then\n"
+    "  if raw and not cur and ARGV[8] == '1' then keep(KEYS[4], KEYS[3], ARGV[7], ARGV[1], raw, d) end\n"
     "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])\n"
     "  if ARGV[6] ~= 'k' then\n"
     "    deadline(KEYS[2], KEYS[3], ARGV[1], ARGV[7], ARGV[6], d)\n"
@@ -175,5 +198,20 @@ TAKE: Final = Script(
     "local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
     "if first[2] then redis.call('ZADD', KEYS[3], first[2], ARGV[3])\n"
     "else redis.call('ZREM', KEYS[3], ARGV[3]) end\n"
+    "return out\n",
+)
+
+#: KEYS: the slot's kept list, its due index. ARGV: limit. Pops up to ``limit`` kept entries as
+#: ``{scope, field, value, deadline, …}`` and drops the kept marker once the list is empty.
+TAKE_KEPT: Final = Script(
+    "take_kept",
+    "local out = {}\n"
+    "for i = 1, tonumber(ARGV[1]) do\n"
+    "  local scope = redis.call('LPOP', KEYS[1])\n"
+    "  if not scope then break end\n"
+    "  out[#out + 1] = scope\n"
+    "  for j = 1, 3 do out[#out + 1] = redis.call('LPOP', KEYS[1]) end\n"
+    "end\n"
+    "if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], '\\255') end\n"
     "return out\n",
 )

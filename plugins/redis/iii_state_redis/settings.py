@@ -65,6 +65,9 @@ class RedisSettings:
     #: How often a command that certainly did not run is tried again (reads: also lost replies).
     retries: int
     tls: TlsSettings | None
+    #: From the state block: the core's sweeper emits ``state:expired`` events, so a write or
+    #: delete that meets an expired field keeps it for ``take_expired`` (see ``scripts``).
+    expiry_events: bool = False
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     hidden: tuple[str, ...] = field(default=(), repr=False)
@@ -221,6 +224,7 @@ def read_settings(config: Mapping[str, Any] | None) -> RedisSettings:
     timeout = opts.float("socket_timeout", None, minimum=0.001)
     connect_timeout = opts.float("connect_timeout", None, minimum=0.001)
     db = opts.int("db", None, minimum=0)
+    expiry_events = opts.bool("expiry_events", False)
     tls_values = {
         "ca_certs": opts.optional_str("ssl_ca_certs"),
         "certfile": opts.optional_str("ssl_certfile"),
@@ -283,6 +287,7 @@ def read_settings(config: Mapping[str, Any] | None) -> RedisSettings:
         connect_timeout=connect_timeout,
         retries=retries,
         tls=tls,
+        expiry_events=expiry_events,
         username=username if username is not None else url.username,
         password=password if password is not None else url.password,
         hidden=tuple(dict.fromkeys(hidden)),

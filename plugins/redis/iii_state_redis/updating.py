@@ -81,7 +81,7 @@ class Swap:
     expires: bytes = b"k"
 
     def keys(self) -> tuple[bytes, ...]:
-        return self.names.hash, self.names.deadlines, self.names.due
+        return self.names.writing()
 
 
 @dataclass(frozen=True)
@@ -89,10 +89,12 @@ class Pause:
     seconds: float
 
 
-def swap_args(request: Swap) -> tuple[bytes | int, ...]:
+def swap_args(request: Swap, keep: bytes) -> tuple[bytes | int, ...]:
+    """SWAP's ARGV; ``keep``: b"1" to keep an expired entry it replaces (expiry events on)."""
     expected = request.expected
     flag = b"0" if expected is None else b"1"
-    return request.field, flag, expected or b"", request.data, now_ms(), request.expires, request.names.scope
+    names = request.names
+    return request.field, flag, expected or b"", request.data, now_ms(), request.expires, names.scope, keep
 
 
 def swap_result(reply: Any) -> tuple[bool, bytes | None]:

@@ -131,7 +131,8 @@ def _expiring(adapter: RedisAdapter, scopes: list[str], per_scope: int) -> Writt
 def test_concurrent_takers_get_disjoint_sets_whose_union_is_everything_expired(
     redis_config: dict[str, Any],
 ) -> None:
-    takers = [RedisAdapter(read_settings(redis_config)) for _ in range(4)]
+    # expiry_events: true, as a sweeper's store has it (else writes sweep what they meet)
+    takers = [RedisAdapter(read_settings({**redis_config, "expiry_events": True})) for _ in range(4)]
     try:
         tag = unique("take")
         scopes = [f"{tag}-{n}" for n in range(12)]  # spread over slots (and nodes, on a Cluster)
@@ -195,7 +196,7 @@ def test_a_write_over_an_expired_field_replaces_it_and_its_deadline(adapter: Red
 
 
 def test_the_async_twin_takes_what_the_sync_adapter_wrote(redis_config: dict[str, Any]) -> None:
-    sync = RedisAdapter(read_settings(redis_config))
+    sync = RedisAdapter(read_settings({**redis_config, "expiry_events": True}))  # no sweeps from writes
     twin = sync.async_twin()
     scope = unique("async-take")
     try:
@@ -215,3 +216,65 @@ def test_the_async_twin_takes_what_the_sync_adapter_wrote(redis_config: dict[str
         assert sync.read(scope, "b") == b"2"
     finally:
         sync.close()
+
+
+def test_with_expiry_events_a_write_or_delete_keeps_the_expired_field_for_the_sweep(
+    redis_config: dict[str, Any],
+) -> None:
+    adapter = RedisAdapter(read_settings({**redis_config, "expiry_events": True}))
+    scope = unique("kept")
+    try:
+        deadline = now_ms() + 30
+        keys = ("set", "delete", "swap", "update", "alone")
+        for key in keys:
+            adapter.write(scope, key, f'"{key}"'.encode(), deadline)
+        time.sleep(0.05)
+        assert adapter.write(scope, "set", b"1") is None  # missing to the caller ...
+        assert adapter.remove(scope, "delete") is None
+        assert adapter.write_if(scope, "swap", b"2", None)
+        assert adapter.modify(scope, "update", lambda old: b"3")[0] is None
+        taken = sorted(e for e in adapter.take_expired(10_000) if e[0] == scope)
+        # ... and still taken once, with the value it held: its expiry event is not lost
+        assert taken == sorted((scope, k, f'"{k}"'.encode(), deadline) for k in keys)
+        assert [e for e in adapter.take_expired(10_000) if e[0] == scope] == []
+        assert [adapter.read(scope, k) for k in keys[:4]] == [b"1", None, b"2", b"3"]
+        client: Any = adapter._connect()
+        names = adapter.layout.names(scope)
+        assert client.llen(names.kept) == 0
+    finally:
+        adapter.close()
+
+
+def test_expiry_events_over_redis_deliver_a_field_a_write_met_first(redis_config: dict[str, Any]) -> None:
+    seen: list[Any] = []
+    scope = unique("events")
+    block = {"adapter": {"name": "redis", "config": redis_config}, "expiry_events": True}
+    with open_store(block) as store:
+        store.on_change(lambda e: seen.append((e.event_type, e.key, e.old_value)), scope=scope)
+        store.set(scope, "swept", {"v": 1}, ttl_ms=50)
+        store.set(scope, "met", {"v": 2}, ttl_ms=50)
+        time.sleep(0.07)
+        store.set(scope, "met", {"v": 3})  # before the first sweep (one interval after opening)
+        limit = time.monotonic() + 5
+        while len([s for s in seen if s[0] == "state:expired"]) < 2 and time.monotonic() < limit:
+            time.sleep(0.02)
+        time.sleep(0.6)  # a later sweep must not deliver anything again
+    expired = sorted(s for s in seen if s[0] == "state:expired")
+    assert expired == [("state:expired", "met", {"v": 2}), ("state:expired", "swept", {"v": 1})]
+    assert ("state:created", "met", None) in seen
+
+
+def test_without_expiry_events_a_process_that_stores_deadlines_sweeps_from_its_writes(
+    redis_config: dict[str, Any],
+) -> None:
+    adapter = RedisAdapter(read_settings(redis_config))
+    scope = unique("self-sweep")
+    try:
+        adapter.write(scope, "gone", b"1", now_ms() + 20)
+        time.sleep(0.04)
+        adapter.write(scope, "other", b"2")  # the first write since this process stored a deadline
+        client: Any = adapter._connect()
+        names = adapter.layout.names(scope)
+        assert client.hkeys(names.hash) == [b"other"] and client.exists(names.deadlines) == 0
+    finally:
+        adapter.close()
