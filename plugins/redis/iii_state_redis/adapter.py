@@ -239,7 +239,7 @@ class RedisAdapter(Adapter):
         """``state::transact``: one script checks every entry and writes them all (see ``transactions``)."""
         def run(client: Any) -> Any:
             # the client is connected here, so an auto-detected Cluster is known by now
-            keys, argv = script_args(self.layout, checks, writes, bool(self._cluster))
+            keys, argv = script_args(self.layout, checks, writes, bool(self._cluster), self._keep)
             try:
                 return client.evalsha(TRANSACT.sha, len(keys), *keys, *argv)
             except NoScriptError:  # NOSCRIPT means it did not run

@@ -254,7 +254,7 @@ class AsyncRedisAdapter(AsyncAdapter):
         """``state::transact``: one script checks every entry and writes them all (see ``transactions``)."""
         async def run(client: Any) -> Any:
             # the client is connected here, so an auto-detected Cluster is known by now
-            keys, argv = script_args(self.layout, checks, writes, bool(self._cluster))
+            keys, argv = script_args(self.layout, checks, writes, bool(self._cluster), self._keep)
             try:
                 return await client.evalsha(TRANSACT.sha, len(keys), *keys, *argv)
             except NoScriptError:  # NOSCRIPT means it did not run

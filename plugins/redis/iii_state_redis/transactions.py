@@ -19,21 +19,23 @@ from iii_state_core.expiry import now_ms
 from .layout import Layout
 from .scripts import Script
 
-#: ARGV: now, the check count, then per check (hash index, deadlines index, field, "1"+token |
-#: "0" for missing); the write count, then per write (hash index, deadlines index, field, what):
-#: what is "d" (delete), "s"+data (set: no deadline) or "k"+data (update: keep a live deadline).
-#: A field whose deadline is ``<= now`` counts as missing, as in every script. Returns 1 when
-#: applied, 0 when an entry changed (nothing applied).
+#: ARGV: now, keep ("1": expiry events on), the check count, then per check (hash index,
+#: deadlines index, field, "1"+token | "0" for missing); the write count, then per write (hash,
+#: deadlines, due index and kept list indexes, scope, field, what): what is "d" (delete), "s"+data
+#: (set: no deadline) or "k"+data (update: keep a live deadline). A field whose deadline is
+#: ``<= now`` counts as missing, as in every script, and with keep "1" a write that meets one
+#: saves it for ``take_expired`` first (``scripts.WRITE``). Returns 1 when applied, 0 when an
+#: entry changed (nothing applied).
 TRANSACT: Final = Script(
     "transact",
-    "local now, p = tonumber(ARGV[1]), 3\n"
+    "local now, p = tonumber(ARGV[1]), 4\n"
     "local function live(h, z, f)\n"
     "  local cur = redis.call('HGET', h, f)\n"
     "  local d = redis.call('ZSCORE', z, f)\n"
-    "  if cur and d and tonumber(d) <= now then return false, d end\n"
-    "  return cur, d\n"
+    "  if cur and d and tonumber(d) <= now then return false, d, cur end\n"
+    "  return cur, d, cur\n"
     "end\n"
-    "for i = 1, tonumber(ARGV[2]) do\n"
+    "for i = 1, tonumber(ARGV[3]) do\n"
     "  local cur = live(KEYS[tonumber(ARGV[p])], KEYS[tonumber(ARGV[p + 1])], ARGV[p + 2])\n"
     "  local want = ARGV[p + 3]\n"
     "  if want == '0' then\n"
@@ -44,13 +46,17 @@ TRANSACT: Final = Script(
     "local m = tonumber(ARGV[p])\n"
     "p = p + 1\n"
     "for i = 1, m do\n"
-    "  local h, z, f, what = KEYS[tonumber(ARGV[p])], KEYS[tonumber(ARGV[p + 1])], ARGV[p + 2], ARGV[p + 3]\n"
+    "  local h, z, f, what = KEYS[tonumber(ARGV[p])], KEYS[tonumber(ARGV[p + 1])], ARGV[p + 5], ARGV[p + 6]\n"
     "  local kind = string.sub(what, 1, 1)\n"
-    "  local cur, d = live(h, z, f)\n"
+    "  local cur, d, raw = live(h, z, f)\n"
+    "  if raw and not cur and ARGV[2] == '1' then\n"
+    "    redis.call('RPUSH', KEYS[tonumber(ARGV[p + 3])], ARGV[p + 4], f, raw, d)\n"
+    "    redis.call('ZADD', KEYS[tonumber(ARGV[p + 2])], 0, '\\255')\n"
+    "  end\n"
     "  if kind == 'd' then redis.call('HDEL', h, f)\n"
     "  else redis.call('HSET', h, f, string.sub(what, 2)) end\n"
     "  if d and (kind ~= 'k' or not cur) then redis.call('ZREM', z, f) end\n"
-    "  p = p + 4\n"
+    "  p = p + 7\n"
     "end\n"
     "return 1\n",
 )
@@ -61,6 +67,7 @@ def script_args(
     checks: Sequence[tuple[str, str, Token]],
     writes: Sequence[tuple[str, str, bytes | None, bool]],
     cluster: bool,
+    keep_expired: bytes = b"0",
 ) -> tuple[list[bytes], list[Any]]:
     """``(KEYS, ARGV)`` of :data:`TRANSACT`.
 
@@ -69,12 +76,14 @@ def script_args(
     keys: dict[bytes, int] = {}
     hashes: set[bytes] = set()
 
-    def where(scope: str) -> list[bytes]:
+    def where(scope: str, *, writing: bool = False) -> list[bytes]:
         names = layout.names(scope)
         hashes.add(names.hash)
-        return [str(keys.setdefault(name, len(keys) + 1)).encode() for name in (names.hash, names.deadlines)]
+        named = names.writing() if writing else (names.hash, names.deadlines)
+        found = [str(keys.setdefault(name, len(keys) + 1)).encode() for name in named]
+        return [*found, names.scope] if writing else found
 
-    argv: list[Any] = [now_ms(), str(len(checks)).encode()]
+    argv: list[Any] = [now_ms(), keep_expired, str(len(checks)).encode()]
     for scope, key, token in checks:
         if token is not None and not isinstance(token, bytes):
             raise TypeError(f"write_many_if token must be the bytes read_versioned returned, got {token!r}")
@@ -82,7 +91,7 @@ def script_args(
     argv.append(str(len(writes)).encode())
     for scope, key, data, keep in writes:
         what = b"d" if data is None else (b"k" if keep else b"s") + data
-        argv += [*where(scope), layout.field(key), what]
+        argv += [*where(scope, writing=True), layout.field(key), what]
     if cluster and len({key_slot(h) for h in hashes}) > 1:
         raise UnsupportedError(
             "state::transact on Redis Cluster: the scopes of one transaction must hash to one slot "
