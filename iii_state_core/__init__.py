@@ -23,7 +23,7 @@ _EXPORTS = {
     "StateConfig": "config", "hookimpl": "hookspecs", "Options": "options", "Registry": "plugins",
     "CompareAndSetResult": "results", "EntriesPage": "results", "SetResult": "results",
     "StateEvent": "results", "UpdateResult": "results", "OpError": "update_ops",
-    "MISSING": "store", "AsyncStateStore": "store", "StateStore": "store",
+    "AsyncStateStore": "store", "StateStore": "store",
     "ConfigSource": "opening", "open_async_store": "opening", "open_store": "opening",
 }  # fmt: skip
 
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from .options import Options
     from .plugins import Registry
     from .results import CompareAndSetResult, EntriesPage, SetResult, StateEvent, UpdateResult
-    from .store import MISSING, AsyncStateStore, StateStore
+    from .store import AsyncStateStore, StateStore
     from .update_ops import OpError
 
 
@@ -63,7 +63,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "MISSING", "Adapter", "AdapterNotFoundError", "AsyncAdapter", "AsyncStateStore",
+    "Adapter", "AdapterNotFoundError", "AsyncAdapter", "AsyncStateStore",
     "BackendError", "Capabilities", "CompareAndSetResult", "ConfigError", "ConfigSource",
     "ConflictError", "DeserializationError", "EntriesPage", "InvalidCursorError", "InvalidValueError",
     "KeyTooLargeError", "OpError", "Options", "Registry", "SetResult", "StateConfig",

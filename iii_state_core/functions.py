@@ -17,7 +17,6 @@ from . import operations as plans
 from . import transact as transactions
 from .operations import Limits, Plan
 from .results import CompareAndSetResult, EntriesPage, SetResult, TtlResult, UpdateResult
-from .swap import SwapResult
 from .table import ANY, STRING, Command, Field, StateFunction
 from .update_ops import parse_ops
 from .values import JSON
@@ -26,8 +25,6 @@ SCOPE = Field("scope", STRING, kind=str)
 KEY = Field("key", STRING, kind=str)
 VALUE = Field("value", ANY, aliases=("data",), json=True)
 OPS = Field("ops", {"type": "array", "items": {"type": "object"}}, kind=list, json=True)
-EXPECTED_VALUE = Field("expected_value", ANY, required=False)
-NEW_VALUE = Field("new_value", ANY)
 CURSOR = Field("cursor", {"type": ["string", "null"]}, required=False)
 _TTL_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 2**53}
 #: On a write: ``null`` or absent = no expiry (set) / keep the entry's expiry (update, compare-and-set).
@@ -53,11 +50,13 @@ CALLER = Field(
     "_caller_worker_id", STRING, required=False, null_is_absent=True, param="caller",
     wire_default="", has_wire_default=True,
 )  # fmt: skip
-EXPECTED = Field("expected", ANY, required=False)
+#: Absent on the wire = ``null`` = "expect absent (or a stored null)"; the typed method takes it first.
+EXPECTED = Field("expected", ANY, required=False, wire_default=None, has_wire_default=True, json=True)
 CONDITIONS = Field("conditions", {"type": "array", "items": {"type": "object"}}, required=False, json=True)
 _BATCH_SCHEMA = {"type": "array", "items": {"type": "object", "required": ["op"]}}
 BATCH_OPS = Field("ops", _BATCH_SCHEMA, kind=list, json=True)
 SWAP_VALUE = Field("value", ANY, json=True)  # no `data` alias here, as in iii's worker
+DURABLE = Field("durable", {"type": "boolean"}, required=False, kind=bool)
 
 
 # -- plans whose typed signature differs from the core plan's ------------------------------------
@@ -72,18 +71,13 @@ def _compare_and_set(
     limits: Limits,
     scope: str,
     key: str,
-    expected_value: JSON = plans.MISSING,
-    new_value: JSON = None,
+    expected: JSON,
+    value: JSON,
     ttl_ms: int | None = None,
-) -> Plan:
-    return plans.compare_and_set(limits, scope, key, expected_value, new_value, ttl_ms)
-
-
-def _compare_and_swap(
-    limits: Limits, scope: str, key: str, value: JSON, expected: JSON = None, ttl_ms: int | None = None
+    durable: bool = False,
 ) -> Plan:
     """Store ``value`` only if the entry equals ``expected`` (``None``: missing or null)."""
-    return swap.compare_and_set(limits, scope, key, expected, value, ttl_ms)
+    return swap.compare_and_set(limits, scope, key, expected, value, ttl_ms, durable)
 
 
 def _barrier(limits: Limits, envelope: dict[str, Any]) -> Plan:
@@ -222,32 +216,17 @@ class StateFunctions:
         extension=True,
     )
     compare_and_set = StateFunction(
-        "compare_and_set",
-        description="Store new_value only if the entry equals expected_value (absent: only if missing); "
-        "returns {outcome, old_value, new_value}",
-        plan=_compare_and_set,
-        fields=[SCOPE, KEY, EXPECTED_VALUE, NEW_VALUE, TTL_MS],
-        result=CompareAndSetResult.to_wire,
-        error_code="UPDATE_ERROR",
-        failure_text="Failed to compare-and-set value",
-        payload_doc="(older shape, kept for existing callers) `{scope, key, expected_value, new_value, "
-        'ttl_ms?}`; leaving `expected_value` out means "only if the key is missing"; `ttl_ms` absent = '
-        "keep the entry's expiry",
-        result_doc='`{outcome: "applied" | "conflict" | "not_found", old_value, new_value}`; equality '
-        "is structural JSON equality; `new_value` is the stored value after the call",
-        extension=True,
-    )
-    compare_and_swap = StateFunction(
         "compare-and-set",
         description="Store value only if the entry equals expected (absent or null: only if missing "
         "or null); returns {swapped, current?}",
-        plan=_compare_and_swap,
-        fields=[SCOPE, KEY, SWAP_VALUE, EXPECTED, TTL_MS],
-        result=SwapResult.to_wire,
+        plan=_compare_and_set,
+        fields=[SCOPE, KEY, EXPECTED, SWAP_VALUE, TTL_MS, DURABLE],
+        result=CompareAndSetResult.to_wire,
         error_code="CAS_ERROR",
         failure_text="Failed to compare-and-set value",
-        payload_doc="`{scope, key, expected?, value, ttl_ms?}`; `expected` absent or `null` means \"only if "
-        'missing or stored `null`"; no `data` alias; `ttl_ms` absent = keep the entry\'s expiry',
+        payload_doc="`{scope, key, expected?, value, ttl_ms?, durable?}`; `expected` absent or `null` means "
+        '"only if missing or stored `null`"; no `data` alias; `ttl_ms` absent = keep the entry\'s expiry; '
+        "`durable: true`: answer only once the outcome survives a crash (§ Compare-and-set)",
         result_doc="`{swapped: true}` or `{swapped: false, current}`; JSON equality (key order "
         "irrelevant, `1` ≠ `1.0`); a swap emits `created`/`updated`, a miss nothing",
         extension=True,

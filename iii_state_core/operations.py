@@ -23,11 +23,11 @@ from .errors import (
     ValueTooLargeError,
 )
 from .expiry import check_ttl_ms, deadline_after, remaining_ms
-from .results import CompareAndSetResult, Emitted, SetResult, StateEvent, TtlResult, UpdateResult
+from .results import Emitted, SetResult, StateEvent, TtlResult, UpdateResult
 from .retry import LOST, Lost, optimistic
 from .table import TABLE
 from .update_ops import Op, apply_ops
-from .values import DEFAULT_MAX_DEPTH, JSON, check_value, decode_stored, encode, same_json
+from .values import DEFAULT_MAX_DEPTH, JSON, decode_stored, encode
 
 log = logging.getLogger("iii_state.operations")
 SCAN_PAGE: Final = 500
@@ -96,6 +96,14 @@ class Limits:
             raise UnsupportedError(
                 f"state::{function}: the {self.adapter_name} adapter does not support entry expiry "
                 f"(capability ttl is none); nothing was written"
+            )
+
+    def check_durable(self, function: str) -> None:
+        if not self.capabilities.durable:
+            raise UnsupportedError(
+                f"state::{function}: durable needs an adapter whose acknowledged writes survive a "
+                f"crash; the {self.adapter_name} adapter's do not (capability durable is false); "
+                f"nothing was written"
             )
 
     def encode(self, value: object) -> bytes:
@@ -227,42 +235,6 @@ def _optimistic(
         return raw if won else LOST
 
     failure, code = TABLE[function].failure_text, TABLE[function].error_code
-    return (yield from optimistic(attempt, sleep_call, failure=failure, code=code))
-
-
-#: ``expected`` of :func:`compare_and_set` meaning "only if the key is missing".
-MISSING: Final[Any] = object()
-
-
-def compare_and_set(
-    limits: Limits, scope: str, key: str, expected: JSON, new_value: JSON, ttl_ms: int | None = None
-) -> Plan:
-    """Write ``new_value`` only if the entry equals ``expected`` (or is missing, for MISSING).
-
-    ``ttl_ms`` (optional) gives the written entry a new deadline; without it the entry keeps its own.
-    """
-    limits.check_entry(scope, key)
-    data = limits.encode(new_value)
-    expires_at = limits.expires_at("compare_and_set", ttl_ms)
-    if expected is not MISSING:
-        check_value(expected, max_depth=limits.max_depth)
-
-    def attempt(_n: int) -> Generator[Call, Any, tuple[CompareAndSetResult, StateEvent | None] | Lost]:
-        raw, token = yield Call("read_versioned", (scope, key))
-        current = _decode("compare_and_set", scope, key, raw)
-        if expected is MISSING:
-            if raw is not None:
-                return CompareAndSetResult("conflict", current, current), None
-        elif raw is None:
-            return CompareAndSetResult("not_found", None, None), None
-        elif not same_json(current, expected):
-            return CompareAndSetResult("conflict", current, current), None
-        if not (yield Call("write_if", (scope, key, data, token, *expires_at))):
-            return LOST
-        event = _written(scope, key, raw, current, new_value)
-        return CompareAndSetResult("applied", current, new_value), event
-
-    failure, code = TABLE["compare_and_set"].failure_text, TABLE["compare_and_set"].error_code
     return (yield from optimistic(attempt, sleep_call, failure=failure, code=code))
 
 

@@ -64,21 +64,15 @@ class EntriesPage:
         return wire
 
 
-Outcome = Literal["applied", "conflict", "not_found"]
-
-
 @dataclass(frozen=True, slots=True)
 class CompareAndSetResult:
-    outcome: Outcome
-    old_value: JSON
-    new_value: JSON
+    """``state::compare-and-set``: ``swapped``, and on a miss the stored value (``None`` when absent)."""
 
-    @property
-    def applied(self) -> bool:
-        return self.outcome == "applied"
+    swapped: bool
+    current: JSON = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {"outcome": self.outcome, "old_value": self.old_value, "new_value": self.new_value}
+        return {"swapped": True} if self.swapped else {"swapped": False, "current": self.current}
 
 
 @dataclass(frozen=True, slots=True)

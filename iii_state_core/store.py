@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import operations as plans
 from .adapter import Adapter, AsyncAdapter
 from .batch import by_key, many_ops
 from .driver import ThreadedAsyncAdapter, run_async, run_sync
@@ -29,9 +28,6 @@ from .wire import decode_request, result_to_wire
 if TYPE_CHECKING:
     from .config import StateConfig
     from .plugins import Registry
-
-#: Pass as ``expected_value`` to :meth:`StateStore.compare_and_set` for "only if missing".
-MISSING = plans.MISSING
 
 
 class _Base:

@@ -11,25 +11,13 @@ was missing and ``state:updated`` when it was present (a stored ``null`` include
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConflictError
 from .operations import Call, Limits, Plan, _decode, sleep_call
-from .results import StateEvent
+from .results import CompareAndSetResult, StateEvent
 from .retry import LOST, Lost, optimistic
 from .values import JSON, check_value, same_json
-
-
-@dataclass(frozen=True, slots=True)
-class SwapResult:
-    """The typed result: ``swapped``, and on a miss the stored value (``None`` when absent)."""
-
-    swapped: bool
-    current: JSON = None
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"swapped": True} if self.swapped else {"swapped": False, "current": self.current}
 
 
 def matches(stored_raw: bytes | None, stored: JSON, expected: JSON) -> bool:
@@ -40,26 +28,37 @@ def matches(stored_raw: bytes | None, stored: JSON, expected: JSON) -> bool:
 
 
 def compare_and_set(
-    limits: Limits, scope: str, key: str, expected: JSON, value: JSON, ttl_ms: int | None = None
+    limits: Limits,
+    scope: str,
+    key: str,
+    expected: JSON,
+    value: JSON,
+    ttl_ms: int | None = None,
+    durable: bool = False,
 ) -> Plan:
     """Write ``value`` only if the entry matches ``expected``; atomic on every adapter.
 
     ``ttl_ms`` (optional) gives the written entry a new deadline; without it the entry keeps its own.
+    ``durable``: the answer (a swap, and the value a miss reports) must survive a crash of this
+    process. iii's worker flushes its periodic file save for it; here every acknowledged write of
+    an adapter declaring ``durable`` already survives one, and the others refuse (``UNSUPPORTED``).
     """
     limits.check_entry(scope, key)
     data = limits.encode(value)
     check_value(expected, max_depth=limits.max_depth)
     expires_at = limits.expires_at("compare-and-set", ttl_ms)
+    if durable:
+        limits.check_durable("compare-and-set")
 
-    def attempt(_n: int) -> Generator[Call, Any, tuple[SwapResult, StateEvent | None] | Lost]:
+    def attempt(_n: int) -> Generator[Call, Any, tuple[CompareAndSetResult, StateEvent | None] | Lost]:
         raw, token = yield Call("read_versioned", (scope, key))
         current = _decode("compare-and-set", scope, key, raw)
         if not matches(raw, current, expected):
-            return SwapResult(False, current), None
+            return CompareAndSetResult(False, current), None
         if not (yield Call("write_if", (scope, key, data, token, *expires_at))):
             return LOST
         kind: Any = "state:created" if raw is None else "state:updated"
-        return SwapResult(True), StateEvent(kind, scope, key, current, value)
+        return CompareAndSetResult(True), StateEvent(kind, scope, key, current, value)
 
     return (yield from optimistic(attempt, sleep_call, give_up=_gave_up))
 
@@ -70,3 +69,22 @@ def _gave_up(attempts: int) -> ConflictError:
         "writers kept changing the entry; nothing was written, retry",
         code="CAS_ERROR",
     )
+
+
+def create_only(limits: Limits, scope: str, key: str, value: JSON, ttl_ms: int | None = None) -> Plan:
+    """Write ``value`` only if the key is missing (a stored ``null`` is kept, unlike the wire's
+    compare-and-set); import and migrate use it so a key another writer made is never replaced.
+    """
+    limits.check_entry(scope, key)
+    data = limits.encode(value)
+    expires_at = limits.expires_at("compare-and-set", ttl_ms)
+
+    def attempt(_n: int) -> Generator[Call, Any, tuple[CompareAndSetResult, StateEvent | None] | Lost]:
+        raw, token = yield Call("read_versioned", (scope, key))
+        if raw is not None:
+            return CompareAndSetResult(False, _decode("compare-and-set", scope, key, raw)), None
+        if not (yield Call("write_if", (scope, key, data, token, *expires_at))):
+            return LOST
+        return CompareAndSetResult(True), StateEvent("state:created", scope, key, None, value)
+
+    return (yield from optimistic(attempt, sleep_call, give_up=_gave_up))

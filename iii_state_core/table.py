@@ -27,7 +27,7 @@ R = TypeVar("R")
 #: A JSON schema that accepts any value.
 ANY: Final[Mapping[str, Any]] = {}
 STRING: Final[Mapping[str, Any]] = {"type": "string"}
-_KIND_NAMES: Final[dict[type, str]] = {str: "a string", list: "an array"}
+_KIND_NAMES: Final[dict[type, str]] = {str: "a string", list: "an array", bool: "a boolean"}
 
 
 class UnknownFunctionError(StateError, LookupError):

@@ -29,7 +29,7 @@ from .outcome import Line
 
 #: One call taking longer than this is a hang.
 HANG_S = 2.0
-FIELDS = ("scope", "key", "value", "data", "ops", "cursor", "limit", "expected_value", "new_value")
+FIELDS = ("scope", "key", "value", "data", "ops", "cursor", "limit", "expected", "durable")
 
 
 class _Odd:
@@ -87,8 +87,8 @@ PAYLOADS = (
             "ops": OPS,
             "cursor": st.text(max_size=30) | VALUES,
             "limit": st.integers(-5, 2000) | VALUES,
-            "expected_value": VALUES,
-            "new_value": VALUES,
+            "expected": VALUES,
+            "durable": st.booleans() | VALUES,
         },
     )
     | VALUES
@@ -125,10 +125,10 @@ def hostile_requests() -> list[tuple[str, Any]]:
                 },
             ),
             (
-                f"expected_value nested {depth}",
+                f"expected nested {depth}",
                 {
-                    "function_id": "state::compare_and_set",
-                    "payload": {"scope": "s", "key": "k", "expected_value": deep, "new_value": 1},
+                    "function_id": "state::compare-and-set",
+                    "payload": {"scope": "s", "key": "k", "expected": deep, "value": 1},
                 },
             ),
             (f"payload nested {depth}", {"function_id": "state::get", "payload": deep}),
@@ -314,7 +314,7 @@ def run(examples: int, seed: int | None = None) -> list[Line]:
     stored = Line(
         "core",
         "fuzzed bytes left in the backend by a foreign writer: get/list/list_entries/export, then "
-        "update/compare_and_set/set/delete over them",
+        "update/compare-and-set/set/delete over them",
         "only StateError subclasses (StoredValueError), no crash; every answer agrees with the stored "
         "bytes (a failed call wrote nothing, set/delete always replace)",
     )
@@ -338,10 +338,10 @@ def run(examples: int, seed: int | None = None) -> list[Line]:
         # a call that fails must not have written; one that answers must have
         for what, call, written in (
             ("update", lambda: store.update("foreign", "k", [{"type": "set", "path": "", "value": 1}]), b"1"),
-            ("compare_and_set", lambda: store.compare_and_set("foreign", "k", 1, 2), b"2"),
+            ("compare-and-set", lambda: store.compare_and_set("foreign", "k", 1, 2), b"2"),
         ):
             answered = fuzzer.call(f"{what} over stored {shown}", call)
-            applied = answered is not None and getattr(answered, "outcome", "applied") == "applied"
+            applied = answered is not None and getattr(answered, "swapped", True)
             after = adapter.read("foreign", "k")
             if after != (written if applied else data):
                 stored.fail(f"{what} over stored {shown}: answered {answered!r}, the store holds {after!r}")

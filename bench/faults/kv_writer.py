@@ -68,13 +68,9 @@ def run(directory: str, log_path: str, writer: str, start: int) -> None:
         elif op == "delete":
             store.delete(scope, key)
         else:
-            expected = model.get(key)
-            if expected is None:
-                result = store.compare_and_set(scope, key, new_value={"seq": s})
-            else:
-                result = store.compare_and_set(scope, key, expected, {"seq": s})
-            if not result.applied:
-                print(f"compare_and_set {s} did not apply: {result}", file=sys.stderr, flush=True)
+            result = store.compare_and_set(scope, key, model.get(key), {"seq": s})
+            if not result.swapped:
+                print(f"compare-and-set {s} did not swap: {result}", file=sys.stderr, flush=True)
                 os._exit(3)
         if not ACK_EARLY:
             os.write(log, f"A {s}\n".encode())

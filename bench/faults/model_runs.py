@@ -1,5 +1,5 @@
 """Long runs of the conformance suite's Hypothesis state machine (random set/update/delete/
-compare_and_set/list against a dict model) on every adapter whose server can start.
+compare-and-set/list against a dict model) on every adapter whose server can start.
 
 The machine is the suite's own (``iii_state_conformance.suite.model.ModelTests``), only with
 more examples: a difference found here is a difference the suite would report.

@@ -54,7 +54,7 @@ class Ours:
         return self.store.update(self.scope, w.key(i), w.TEN_OPS)
 
     def compare_and_set(self, n: int) -> bool:
-        return self.store.compare_and_swap(self.scope, "cas", {"v": n + 1}, expected={"v": n}).swapped
+        return self.store.compare_and_set(self.scope, "cas", {"v": n}, {"v": n + 1}).swapped
 
     def list_entries(self) -> Any:
         return self.store.list_entries(self.list_scope, None, w.PAGE)

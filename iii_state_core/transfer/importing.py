@@ -11,7 +11,9 @@ from ..driver import run_sync
 from ..errors import StoredValueError
 from ..expiry import now_ms
 from ..operations import Call, Limits, Plan
-from ..store import MISSING, StateStore
+from ..results import CompareAndSetResult
+from ..store import StateStore
+from ..swap import create_only
 from ..values import JSON, decode_stored, same_json
 from .errors import ConflictsFoundError, EntryConflictError, InvalidLinesError, LineProblem, show
 from .jsonl import MAX_REPORTED, Entry, iter_jsonl
@@ -31,7 +33,7 @@ def check_policy(on_conflict: str) -> OnConflict:
 def put_entry(store: StateStore, entry: Entry, on_conflict: OnConflict) -> Outcome:
     """Store one entry under the policy; safe against concurrent writers.
 
-    ``skip`` and ``fail`` write with ``compare_and_set`` "only if missing", so a key another
+    ``skip`` and ``fail`` write "only if missing" (:func:`~iii_state_core.swap.create_only`), so a key another
     writer creates meanwhile is never overwritten. A key that already holds an equal value is
     ``unchanged`` under every policy (this is what makes re-running an import or a migration safe).
 
@@ -54,10 +56,12 @@ def put_entry(store: StateStore, entry: Entry, on_conflict: OnConflict) -> Outco
         old = store.set(scope, key, value, ttl_ms=ttl_ms).old_value
         # ``None`` is also what a missing key reports, so only a non-null equal value is "unchanged"
         return "unchanged" if old is not None and same_json(old, value) else "written"
-    result = store.compare_and_set(scope, key, MISSING, value, ttl_ms=ttl_ms)
-    if result.applied:
+    # not a wire function (the wire's compare-and-set would replace a stored null): run the plan
+    plan = create_only(store.limits, scope, key, value, ttl_ms)
+    result: CompareAndSetResult = store._run("compare-and-set", plan)
+    if result.swapped:
         return "written"
-    if same_json(result.old_value, value):
+    if same_json(result.current, value):
         return "unchanged"
     return "skipped" if on_conflict == "skip" else "conflict"
 

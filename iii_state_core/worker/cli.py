@@ -142,8 +142,9 @@ def worker(
 ) -> None:
     """Serve state::* to an iii engine from the adapter chosen in iii-config.yaml.
 
-    Registers state::set, get, delete, update, list, list_groups, list_keys, list_entries and
-    compare_and_set, plus the `state` trigger type (reactions after each write). With no
+    Registers every state::* function (set, get, delete, update, list, list_groups, list_keys,
+    list_entries, compare-and-set, barrier …), state::claim-namespace and state::on-changed,
+    plus the `state` trigger type (reactions after each write). With no
     engine listening it keeps retrying with backoff. SIGTERM or Ctrl-C finishes in-flight calls
     and pending reactions, closes the adapter and exits 0.
 

@@ -81,9 +81,11 @@ def call_error(function: str, exc: BaseException) -> FunctionCallError:
 
 
 #: Every function id the worker registers at start: the claim first (as iii's worker does), the
-#: state functions, then the observed ``state::on-changed``. Claimed namespaces add their accessors.
+#: state functions, the observed ``state::on-changed``, then ``state::on-config-change`` (bound to
+#: the configuration worker's updates). Claimed namespaces add their accessors.
 WORKER_FUNCTION_IDS: Final = (
     "state::claim-namespace",
     *(spec.function_id for spec in SPECS.values()),  # the table's, in its order
     "state::on-changed",
+    "state::on-config-change",
 )

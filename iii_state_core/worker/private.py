@@ -10,6 +10,7 @@ from .. import operations as plans
 from .. import paging, swap
 from ..driver import run_async
 from ..errors import BackendError, DeserializationError, StateError
+from ..functions import DURABLE
 from ..namespaces import accessor_ids, caller_name, check_claim, check_owner, claim
 from ..operations import Plan
 from ..store import AsyncStateStore
@@ -93,7 +94,11 @@ async def serve_accessor(store: AsyncStateStore, prefix: str, name: str, payload
     elif name == "compare-and-set":
         if "value" not in payload:
             raise DeserializationError("missing field `value`")
-        plan = swap.compare_and_set(limits, scope, _key(payload), payload.get("expected"), payload["value"])
+        options: dict[str, Any] = {}
+        DURABLE.take(payload, options)
+        plan = swap.compare_and_set(
+            limits, scope, _key(payload), payload.get("expected"), payload["value"], **options
+        )
     else:
         request = paging.PageRequest.parse(
             namespace=prefix,

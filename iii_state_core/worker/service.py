@@ -10,6 +10,7 @@ the worker's loop, so an adapter call never runs on, and never stalls, the SDK's
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import warnings
@@ -26,6 +27,8 @@ from ..errors import StateError
 from ..namespaces import ACCESSORS, accessor_ids
 from ..plugins import Registry
 from ..store import AsyncStateStore
+from . import configuration
+from .configuration import ON_CONFIG_CHANGE_ID, ConfigValueError, EntrySettings
 from .engine_link import SDK_LOGGER, EngineLink
 from .functions import WORKER_FUNCTION_IDS, FunctionCallError, call_error, specs
 from .private import ACCESSOR_METADATA, LOOKUP_TIMEOUT_MS, claim_namespace, serve_accessor
@@ -92,6 +95,9 @@ class StateWorker:
         self._refs: list[Any] = []
         self._accessors: set[str] = set()
         self._guarded = False
+        self._config_lock = asyncio.Lock()
+        #: The settings last applied from the configuration worker (``None``: none applied).
+        self.entry: EntrySettings | None = None
         self._unsubscribe: list[Callable[[], None]] = []
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -172,6 +178,28 @@ class StateWorker:
                     metadata={"internal": True},
                 )
             )
+            self._refs.append(
+                self.iii.register_function(
+                    ON_CONFIG_CHANGE_ID,
+                    self._forward(ON_CONFIG_CHANGE_ID, self._on_config_change),
+                    description="Internal: reload the state configuration entry after it changed",
+                    metadata={"internal": True},
+                )
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # as for the trigger type above
+                self._refs.append(
+                    self.iii.register_trigger(
+                        {
+                            "type": "configuration",
+                            "function_id": ON_CONFIG_CHANGE_ID,
+                            "config": {
+                                "configuration_id": configuration.config_id(),
+                                "event_types": ["configuration:updated"],
+                            },
+                        }
+                    )
+                )
         except BaseException:
             await self._release()
             raise
@@ -273,7 +301,7 @@ class StateWorker:
         loop = self._loop
         if state == "connected" and not self._guarded and loop is not None:
             self._guarded = True
-            asyncio.run_coroutine_threadsafe(self._boot_guard(), loop)
+            asyncio.run_coroutine_threadsafe(self._boot(), loop)
             loop.call_soon_threadsafe(loop.call_later, EXPIRY_EVENTS_AFTER_S, self._start_expiry_events)
 
     def _start_expiry_events(self) -> None:
@@ -283,14 +311,21 @@ class StateWorker:
         if self.store is not None and not self._stopping:
             self.store.start_expiry_events()
 
-    async def _boot_guard(self) -> None:
+    async def _boot(self) -> None:
+        if await self._boot_guard():
+            await self._configure_at_boot()
+
+    async def _boot_guard(self) -> bool:
         """Refuse to run beside the engine's built-in ``iii-state`` worker (as iii's own ``state``
-        worker does): two owners of ``state::*`` would split the calls between two stores."""
+        worker does): two owners of ``state::*`` would split the calls between two stores.
+
+        :returns: ``False`` when the worker stops because of it.
+        """
         try:
             listed = await self._call_engine_plain("engine::workers::list", {}, LOOKUP_TIMEOUT_MS)
         except Exception as exc:
             log.warning("failed to query engine::workers::list: %s; cannot check for the built-in", exc)
-            return
+            return True
         own = getattr(self.iii, "_worker_id", None)
         entries = listed.get("workers") if isinstance(listed, dict) else listed
         for entry in entries if isinstance(entries, list) else []:
@@ -302,7 +337,87 @@ class StateWorker:
                     "`iii-state` from the engine's config.yaml, see docs/worker.md); stopping"
                 )
                 self._given_up()
+                return False
+        return True
+
+    # -- the configuration worker's entry ------------------------------------------------------
+
+    async def _call_configuration(self, function_id: str, payload: Any, timeout_ms: int) -> Any:
+        iii = self.iii
+        if iii is None:
+            raise RuntimeError("the worker is disconnected from the engine")
+        return await iii.trigger_async(
+            {"function_id": function_id, "payload": payload, "timeout_ms": timeout_ms, "namespace": "default"}
+        )
+
+    async def _configure_at_boot(self) -> None:
+        """Ensure the entry (seeded with the settings we started from), read it, apply it."""
+        store = self.store
+        if store is None:
+            return
+        entry_id = configuration.config_id()
+        seed = configuration.seed_of(store.settings, store.adapter.name, store.adapter.secrets())
+        async with self._config_lock:
+            try:
+                await configuration.ensure_entry(self._call_configuration, seed)
+                entry = await configuration.fetch_entry(self._call_configuration)
+            except ConfigValueError as exc:
+                log.error("configuration entry %r: %s; stopping", entry_id, exc)
+                self._given_up()
                 return
+            except Exception as exc:
+                if getattr(exc, "code", None) == "function_not_found":
+                    log.info(
+                        "no configuration worker in the engine; settings stay those of %s",
+                        store.settings.source if store.settings is not None else "the open store",
+                    )
+                else:
+                    log.warning(
+                        "configuration entry %r could not be read (%s); keeping current settings",
+                        entry_id,
+                        exc,
+                    )
+                return
+            self._apply(entry_id, entry)
+
+    async def _on_config_change(self, _data: Any) -> dict[str, bool]:
+        """``state::on-config-change``: ignore the payload, read the entry again, apply it."""
+        entry_id = configuration.config_id()
+        async with self._config_lock:
+            try:
+                entry = await configuration.fetch_entry(self._call_configuration)
+            except Exception as exc:
+                log.error(
+                    "configuration change of %r: fetch failed (%s); keeping previous settings", entry_id, exc
+                )
+                return {"ok": True}
+            self._apply(entry_id, entry)
+        return {"ok": True}
+
+    def _apply(self, entry_id: str, entry: EntrySettings) -> None:
+        """Live tier now; the adapter only at a restart (logged when it differs)."""
+        store = self.store
+        if store is None:
+            return
+        store.events.enabled = entry.triggers_enabled
+        store.limits = dataclasses.replace(store.limits, max_value_bytes=entry.max_value_bytes)
+        previous, self.entry = self.entry, entry
+        running = store.adapter.name
+        wanted = entry.adapter.get("name") if entry.adapter is not None else None
+        if wanted is not None and wanted != running:
+            log.warning(
+                "configuration entry %r names adapter %r; this worker serves %r until it is restarted "
+                "with that adapter in its iii-config.yaml (the adapter is restart-tier)",
+                entry_id, wanted, running,
+            )  # fmt: skip
+        elif previous is not None and previous.adapter != entry.adapter:
+            log.warning(
+                "configuration entry %r: the adapter config changed; it applies at the next start", entry_id
+            )
+        log.info(
+            "configuration entry %r applied: reactions %s, max_value_bytes %s", entry_id,
+            "on" if entry.triggers_enabled else "off", entry.max_value_bytes or "unlimited",
+        )  # fmt: skip
 
     async def _notify_changed(self, change: dict[str, Any]) -> None:
         """Call ``state::on-changed`` through the engine (never in-process: observers watch the

@@ -78,7 +78,7 @@ CALLS: list[tuple[str, str, Callable[[StateStore], Any]]] = [
     ("set", "SET_ERROR", lambda s: s.set("s", "k", 1)),
     ("delete", "DELETE_ERROR", lambda s: s.delete("s", "k")),
     ("update", "UPDATE_ERROR", lambda s: s.update("s", "k", [])),
-    ("compare_and_set", "UPDATE_ERROR", lambda s: s.compare_and_set("s", "k", 1, 2)),
+    ("compare-and-set", "CAS_ERROR", lambda s: s.compare_and_set("s", "k", 1, 2)),
     ("list", "LIST_ERROR", lambda s: s.list("s")),
     ("list_keys", "LIST_KEYS_ERROR", lambda s: s.list_keys("s")),
     ("list_entries", "LIST_ENTRIES_ERROR", lambda s: s.list_entries("s")),

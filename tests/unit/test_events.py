@@ -89,11 +89,11 @@ def test_event_update_empty_ops_on_missing_key_emits_created(recorded: tuple[Sta
 
 def test_event_compare_and_set_only_when_applied(recorded: tuple[StateStore, Recorder]) -> None:
     store, rec = recorded
-    call(store, "compare_and_set", scope="s", key="k", new_value=1)
-    call(store, "compare_and_set", scope="s", key="k", new_value=5)  # conflict
-    call(store, "compare_and_set", scope="s", key="k", expected_value=0, new_value=5)  # conflict
-    call(store, "compare_and_set", scope="s", key="x", expected_value=0, new_value=5)  # not_found
-    call(store, "compare_and_set", scope="s", key="k", expected_value=1, new_value=2)
+    call(store, "compare-and-set", scope="s", key="k", value=1)
+    call(store, "compare-and-set", scope="s", key="k", value=5)  # miss: present
+    call(store, "compare-and-set", scope="s", key="k", expected=0, value=5)  # miss: other value
+    call(store, "compare-and-set", scope="s", key="x", expected=0, value=5)  # miss: missing
+    call(store, "compare-and-set", scope="s", key="k", expected=1, value=2)
     assert rec.events == [ev("created", "k", None, 1), ev("updated", "k", 1, 2)]
 
 
@@ -124,7 +124,7 @@ def test_event_reads_never_emit(recorded: tuple[StateStore, Recorder]) -> None:
         ("set", {"scope": 1, "key": "k", "value": 1}),
         ("update", {"scope": "s", "key": "k", "ops": [{"type": "nope"}]}),
         ("update", {"scope": "s", "key": "k", "ops": [{"type": "set", "path": "", "value": 1.5}, {"by": 1}]}),
-        ("compare_and_set", {"scope": "s", "key": "k"}),
+        ("compare-and-set", {"scope": "s", "key": "k"}),
         ("delete", {"scope": "s"}),
     ],
 )
@@ -144,7 +144,7 @@ def test_event_value_too_large_emits_nothing() -> None:
         for function, payload in (
             ("set", {"value": "toolong"}),
             ("update", {"ops": [{"type": "set", "path": "", "value": "toolong"}]}),
-            ("compare_and_set", {"new_value": "toolong"}),
+            ("compare-and-set", {"value": "toolong"}),
         ):
             with pytest.raises(StateError):
                 call(store, function, scope="s", key="k", **payload)

@@ -57,7 +57,6 @@ def test_an_adapter_without_ttl_refuses_ttl_ms_and_writes_nothing(no_ttl_store: 
     for function, payload in (
         ("set", {"value": 1, "ttl_ms": 10}),
         ("update", {"ops": [{"type": "set", "path": "", "value": 1}], "ttl_ms": 10}),
-        ("compare_and_set", {"new_value": 1, "ttl_ms": 10}),
         ("compare-and-set", {"value": 1, "ttl_ms": 10}),
         ("expire", {"ttl_ms": None}),
         ("ttl", {}),

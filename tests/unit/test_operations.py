@@ -119,7 +119,7 @@ def test_compare_and_set_rechecks_after_lost_race(racy: Racy) -> None:
     store.set("s", "k", 1)
     adapter.losses, adapter.intruder = 1, b"2"
     result = store.compare_and_set("s", "k", 1, 5)
-    assert (result.outcome, result.old_value, result.new_value) == ("conflict", 2, 2)
+    assert (result.swapped, result.current) == (False, 2)
     assert store.get("s", "k") == 2
     assert len(events) == 1  # only the set
 
@@ -137,7 +137,7 @@ def test_retry_budget_exhausted_is_conflict_error_and_writes_nothing(
     assert adapter.write_if_calls == 5
     with pytest.raises(ConflictError) as cas_info:
         store.compare_and_set("s", "k", 1, 2)
-    assert cas_info.value.code == "UPDATE_ERROR"
+    assert cas_info.value.code == "CAS_ERROR"
     assert store.get("s", "k") == 1 and len(events) == 1
 
 

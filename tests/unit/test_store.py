@@ -8,6 +8,7 @@ import pytest
 from unit_helpers import assert_same, call
 
 from iii_state_core import (
+    CompareAndSetResult,
     DeserializationError,
     StateError,
     StateStore,
@@ -237,44 +238,73 @@ def test_list_entries_cursor_from_another_scope_is_refused(kv_store: StateStore)
     assert info.value.code == "INVALID_CURSOR"
 
 
-# -- compare_and_set ---------------------------------------------------------------------------
+# -- compare-and-set ---------------------------------------------------------------------------
 
 
-def test_compare_and_set_applied(kv_store: StateStore) -> None:
+def test_compare_and_set_swaps(kv_store: StateStore) -> None:
     call(kv_store, "set", scope="s", key="k", value={"v": 1})
-    result = call(kv_store, "compare_and_set", scope="s", key="k", expected_value={"v": 1}, new_value=2)
-    assert result == {"outcome": "applied", "old_value": {"v": 1}, "new_value": 2}
+    result = call(kv_store, "compare-and-set", scope="s", key="k", expected={"v": 1}, value=2)
+    assert result == {"swapped": True}
     assert call(kv_store, "get", scope="s", key="k") == 2
 
 
-def test_compare_and_set_conflict_is_structural(kv_store: StateStore) -> None:
+def test_compare_and_set_miss_is_structural(kv_store: StateStore) -> None:
     call(kv_store, "set", scope="s", key="k", value={"v": 1})
     for expected in ({"v": 1.0}, {"v": True}, {"v": 1, "w": None}, None):
-        result = call(kv_store, "compare_and_set", scope="s", key="k", expected_value=expected, new_value=9)
-        assert_same(result, {"outcome": "conflict", "old_value": {"v": 1}, "new_value": {"v": 1}})
+        result = call(kv_store, "compare-and-set", scope="s", key="k", expected=expected, value=9)
+        assert_same(result, {"swapped": False, "current": {"v": 1}})
     assert_same(call(kv_store, "get", scope="s", key="k"), {"v": 1})
 
 
-def test_compare_and_set_not_found(kv_store: StateStore) -> None:
-    result = call(kv_store, "compare_and_set", scope="s", key="k", expected_value=None, new_value=1)
-    assert result == {"outcome": "not_found", "old_value": None, "new_value": None}
+def test_compare_and_set_expecting_a_value_of_a_missing_key_misses(kv_store: StateStore) -> None:
+    result = call(kv_store, "compare-and-set", scope="s", key="k", expected=1, value=2)
+    assert result == {"swapped": False, "current": None}
     assert call(kv_store, "get", scope="s", key="k") is None
 
 
-def test_compare_and_set_expected_omitted_means_only_if_missing(kv_store: StateStore) -> None:
-    first = call(kv_store, "compare_and_set", scope="s", key="k", new_value={"n": 1})
-    assert first == {"outcome": "applied", "old_value": None, "new_value": {"n": 1}}
-    second = call(kv_store, "compare_and_set", scope="s", key="k", new_value={"n": 2})
-    assert second == {"outcome": "conflict", "old_value": {"n": 1}, "new_value": {"n": 1}}
+def test_compare_and_set_expected_omitted_means_only_if_missing_or_null(kv_store: StateStore) -> None:
+    assert call(kv_store, "compare-and-set", scope="s", key="k", value={"n": 1}) == {"swapped": True}
+    second = call(kv_store, "compare-and-set", scope="s", key="k", value={"n": 2})
+    assert second == {"swapped": False, "current": {"n": 1}}
+    call(kv_store, "set", scope="s", key="null", value=None)
+    assert call(kv_store, "compare-and-set", scope="s", key="null", expected=None, value=[]) == {
+        "swapped": True
+    }
+    assert call(kv_store, "get", scope="s", key="null") == []
 
 
-def test_compare_and_set_expected_null_matches_stored_null(kv_store: StateStore) -> None:
-    call(kv_store, "set", scope="s", key="k", value=None)
-    result = call(kv_store, "compare_and_set", scope="s", key="k", expected_value=None, new_value=[])
-    assert result == {"outcome": "applied", "old_value": None, "new_value": []}
-    omitted = call(kv_store, "compare_and_set", scope="s", key="k2", new_value=None)
-    assert omitted["outcome"] == "applied"
-    assert call(kv_store, "compare_and_set", scope="s", key="k2", new_value=1)["outcome"] == "conflict"
+def test_compare_and_set_typed_method_takes_expected_first(kv_store: StateStore) -> None:
+    assert kv_store.compare_and_set("s", "k", None, 1).swapped
+    missed = kv_store.compare_and_set("s", "k", 2, 3)
+    assert (missed.swapped, missed.current) == (False, 1)
+    assert kv_store.compare_and_set("s", "k", 1, 3) == CompareAndSetResult(True)
+    with pytest.raises(TypeError):
+        kv_store.compare_and_set("s", "k", new_value=4)  # type: ignore[call-arg]  # the removed shape
+
+
+def test_old_compare_and_set_id_is_gone(kv_store: StateStore) -> None:
+    with pytest.raises(UnknownFunctionError, match="state::compare-and-set"):
+        kv_store.trigger({"function_id": "state::compare_and_set", "payload": {"scope": "s", "key": "k"}})
+
+
+def test_durable_compare_and_set_needs_a_durable_adapter(kv_store: StateStore) -> None:
+    if kv_store.capabilities.durable:  # the file store: every acknowledged write survives a crash
+        assert call(kv_store, "compare-and-set", scope="s", key="k", value=1, durable=True) == {
+            "swapped": True
+        }
+        missed = call(kv_store, "compare-and-set", scope="s", key="k", value=2, durable=True)
+        assert missed == {"swapped": False, "current": 1}
+    else:  # in memory: refused, nothing written
+        with pytest.raises(StateError, match="durable") as info:
+            call(kv_store, "compare-and-set", scope="s", key="k", value=1, durable=True)
+        assert info.value.code == "UNSUPPORTED"
+        assert call(kv_store, "get", scope="s", key="k") is None
+        assert call(kv_store, "compare-and-set", scope="s", key="k", value=1, durable=False) == {
+            "swapped": True
+        }
+    with pytest.raises(DeserializationError, match="`durable` must be a boolean"):
+        call(kv_store, "compare-and-set", scope="s", key="k", value=2, durable=1)
+    assert call(kv_store, "get", scope="s", key="k") == 1
 
 
 # -- malformed payloads: deserialization_error, nothing changes --------------------------------
@@ -307,9 +337,10 @@ MALFORMED: list[tuple[str, dict[str, Any]]] = [
     ("list", {"scope": {}}),
     ("list_keys", {"scope": None}),
     ("list_entries", {"limit": 5}),
-    ("compare_and_set", {"scope": "s", "key": "k", "expected_value": 1}),
-    ("compare_and_set", {"scope": "s", "key": 1, "new_value": 1}),
-    ("compare_and_set", {"scope": "s", "key": "k", "new_value": float("inf")}),
+    ("compare-and-set", {"scope": "s", "key": "k", "expected": 1}),
+    ("compare-and-set", {"scope": "s", "key": "k", "data": 1}),
+    ("compare-and-set", {"scope": "s", "key": 1, "value": 1}),
+    ("compare-and-set", {"scope": "s", "key": "k", "value": float("inf")}),
 ]
 
 
@@ -352,12 +383,9 @@ def test_unknown_payload_fields_are_ignored(kv_store: StateStore) -> None:
     assert call(kv_store, "get", scope="s", key="k", **extra) == 1
     assert call(kv_store, "list", scope="s", **extra) == [1]
     assert call(kv_store, "list_groups", **extra) == {"groups": ["s"]}
-    assert (
-        call(kv_store, "compare_and_set", scope="s", key="k", expected_value=1, new_value=2, **extra)[
-            "outcome"
-        ]
-        == "applied"
-    )
+    assert call(kv_store, "compare-and-set", scope="s", key="k", expected=1, value=2, **extra) == {
+        "swapped": True
+    }
     assert call(kv_store, "delete", scope="s", key="k", **extra) == 2
 
 
@@ -405,7 +433,7 @@ def test_max_value_bytes_counts_utf8_bytes(limited_store: StateStore) -> None:
         ("set", {"value": "x" * 20}),
         ("update", {"ops": [{"type": "set", "path": "v", "value": "x" * 20}]}),
         ("update", {"ops": [{"type": "append", "path": "", "value": "y" * 20}]}),
-        ("compare_and_set", {"new_value": ["x" * 20]}),
+        ("compare-and-set", {"value": ["x" * 20]}),
     ],
 )
 def test_max_value_bytes_stores_nothing(
@@ -429,12 +457,12 @@ def test_max_value_bytes_failed_update_keeps_old_value(limited_store: StateStore
         )
     assert call(limited_store, "get", scope="s", key="k") == "abc"
     with pytest.raises(ValueTooLargeError):
-        call(limited_store, "compare_and_set", scope="s", key="k", expected_value="abc", new_value="e" * 20)
+        call(limited_store, "compare-and-set", scope="s", key="k", expected="abc", value="e" * 20)
     assert call(limited_store, "get", scope="s", key="k") == "abc"
 
 
 @pytest.mark.parametrize("expected", [float("nan"), {1: 2}, {"s": {1, 2}}])
-def test_compare_and_set_non_json_expected_value_is_deserialization_error(
+def test_compare_and_set_non_json_expected_is_deserialization_error(
     memory_store: StateStore, expected: Any
 ) -> None:
     call(memory_store, "set", scope="s", key="k", value=1)

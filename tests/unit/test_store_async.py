@@ -44,10 +44,9 @@ SCRIPT: list[tuple[str, dict[str, Any]]] = [
     ("barrier", {"event": {"key": "a"}, "condition_config": {"id": "b", "expect": 2}}),
     ("list_entries", {"scope": "s", "limit": 0, "_caller_worker_id": "w"}),
     ("list_entries", {"scope": "s", "cursor": "nope", "_caller_worker_id": "w"}),
-    ("compare_and_set", {"scope": "s", "key": "b", "expected_value": 9007199254740993, "new_value": 1}),
-    ("compare_and_set", {"scope": "s", "key": "b", "expected_value": 1.0, "new_value": 2}),
-    ("compare_and_set", {"scope": "s", "key": "zz", "expected_value": 1, "new_value": 2}),
-    ("compare_and_set", {"scope": "s", "key": "new", "new_value": [1]}),
+    ("compare-and-set", {"scope": "s", "key": "b", "expected": 9007199254740993, "value": 1}),
+    ("compare-and-set", {"scope": "s", "key": "zz", "expected": 1, "value": 2}),
+    ("compare-and-set", {"scope": "s", "key": "new", "value": [2]}),
     ("delete", {"scope": "s", "key": "b"}),
     ("delete", {"scope": "s", "key": "b"}),
     ("delete", {"scope": 5, "key": "b"}),
@@ -123,7 +122,7 @@ def test_async_typed_api(tmp_path: Path) -> None:
             updated = await store.update("s", "k", [{"type": "increment", "path": "n", "by": 2}])
             assert updated.new_value == {"n": 3} and updated.errors == []
             cas = await store.compare_and_set("s", "k", {"n": 3}, "done")
-            assert cas.applied and cas.old_value == {"n": 3}
+            assert cas.swapped and cas.current is None
             assert await store.list("s") == ["done"]
             assert await store.list_keys("s") == ["k"]
             assert await store.list_groups() == ["s"]

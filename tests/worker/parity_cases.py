@@ -280,6 +280,18 @@ CASES: list[dict[str, Any]] = [
         ],
         "stored": {"s": {"k": None}},
     },
+    {
+        "name": "cas durable must be a boolean",
+        "calls": [
+            call(
+                "state::compare-and-set",
+                {"scope": "s", "key": "k", "value": 1, "durable": "yes"},
+                error_prefix="deserialization_error: field `durable` must be a boolean",
+                events=[],
+            ),
+        ],
+        "stored": {"s": {"k": None}},
+    },
     # -- §3 list_entries --------------------------------------------------------------------------
     {
         "name": "list_entries one final page",

@@ -89,25 +89,13 @@ STEPS: list[tuple[str, Any, Any]] = [
     ("list_keys", {"scope": "orders"}, {"keys": ["o1", "o2", "o3", "o4"]}),
     ("list_groups", {}, {"groups": ["big", "orders", "💡 a:b/*%"]}),
     ("list_groups", None, {"groups": ["big", "orders", "💡 a:b/*%"]}),
+    ("compare-and-set", {"scope": "c", "key": "k", "value": 1}, {"swapped": True}),
+    ("compare-and-set", {"scope": "c", "key": "k", "value": 2}, {"swapped": False, "current": 1}),
+    ("compare-and-set", {"scope": "c", "key": "k", "expected": 1, "value": [2]}, {"swapped": True}),
     (
-        "compare_and_set",
-        {"scope": "c", "key": "k", "new_value": 1},
-        {"outcome": "applied", "old_value": None, "new_value": 1},
-    ),
-    (
-        "compare_and_set",
-        {"scope": "c", "key": "k", "new_value": 2},
-        {"outcome": "conflict", "old_value": 1, "new_value": 1},
-    ),
-    (
-        "compare_and_set",
-        {"scope": "c", "key": "k", "expected_value": 1, "new_value": [2]},
-        {"outcome": "applied", "old_value": 1, "new_value": [2]},
-    ),
-    (
-        "compare_and_set",
-        {"scope": "c", "key": "gone", "expected_value": 1, "new_value": 2},
-        {"outcome": "not_found", "old_value": None, "new_value": None},
+        "compare-and-set",
+        {"scope": "c", "key": "gone", "expected": 1, "value": 2},
+        {"swapped": False, "current": None},
     ),
     ("delete", {"scope": "orders", "key": "o2"}, []),
     ("delete", {"scope": "orders", "key": "o2"}, None),
@@ -210,7 +198,7 @@ BAD_PAYLOADS: list[tuple[str, Any, str]] = [
     ("list_entries", {"scope": "s", "limit": -1}, "invalid value"),
     ("compare-and-set", {"scope": "s", "key": "k", "data": 1}, "missing field `value`"),
     ("barrier", {"event": {}, "condition_config": {"expect": 1}}, "missing field `id`"),
-    ("compare_and_set", {"scope": "s", "key": "k", "expected_value": 1}, "missing field `new_value`"),
+    ("compare-and-set", {"scope": "s", "key": "k", "value": 1, "durable": "yes"}, "field `durable`"),
 ]
 
 
@@ -242,10 +230,7 @@ def test_value_too_large_fails_every_writer_and_stores_nothing() -> None:
                     "state::update",
                     {"scope": "s", "key": "k", "ops": [{"type": "set", "path": "", "value": big}]},
                 ),
-                (
-                    "state::compare_and_set",
-                    {"scope": "s", "key": "k", "expected_value": "small", "new_value": big},
-                ),
+                ("state::compare-and-set", {"scope": "s", "key": "k", "expected": "small", "value": big}),
                 ("state::set", {"scope": "s", "key": "new", "value": big}),
             ]
             for function_id, payload in attempts:
@@ -268,7 +253,11 @@ def test_value_too_large_fails_every_writer_and_stores_nothing() -> None:
         ("get", {"scope": "s", "key": "k"}, "GET_ERROR: Failed to get value: "),
         ("delete", {"scope": "s", "key": "k"}, "DELETE_ERROR: Failed to delete value: "),
         ("update", {"scope": "s", "key": "k", "ops": []}, "UPDATE_ERROR: Failed to update value: "),
-        ("compare_and_set", {"scope": "s", "key": "k", "new_value": 1}, "UPDATE_ERROR: "),
+        (
+            "compare-and-set",
+            {"scope": "s", "key": "k", "value": 1},
+            "CAS_ERROR: Failed to compare-and-set value: ",
+        ),
         ("list", {"scope": "s"}, "LIST_ERROR: Failed to list values: "),
         ("list_keys", {"scope": "s"}, "LIST_KEYS_ERROR: Failed to list keys: "),
         ("list_entries", {"scope": "s"}, "LIST_ENTRIES_ERROR: "),

@@ -62,7 +62,7 @@ def test_empty_scope_and_empty_key_work(store: StateStore) -> None:
         page = store.list_entries("", limit=1)
         assert page.entries == [("", {"empty": True})] and not page.done
         assert {"", "s-empty-key"} <= set(store.list_groups())
-        assert store.compare_and_set("", "", {"empty": True}, 2).outcome == "applied"
+        assert store.compare_and_set("", "", {"empty": True}, 2).swapped
     finally:
         assert store.delete("", "") == 2
         store.delete("", "k")
@@ -77,8 +77,7 @@ def test_largest_scope_key_and_value_together_fit_one_item(store: StateStore) ->
         assert store.set(scope, key, value).old_value is None
         assert store.get(scope, key) == value
         assert store.set(scope, key, value).old_value == value
-        outcome = store.compare_and_set(scope, key, value, value[:-1] + "b")
-        assert outcome.outcome == "applied"
+        assert store.compare_and_set(scope, key, value, value[:-1] + "b").swapped
         assert store.update(scope, key, [{"type": "set", "path": "", "value": value}]).new_value == value
         assert store.list_entries(scope).entries == [(key, value)]
         assert scope in store.list_groups()

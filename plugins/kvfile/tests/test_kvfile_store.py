@@ -73,7 +73,7 @@ def test_threads_compare_and_set_retry_loops_lose_nothing(any_store: StateStore)
         for _ in range(100):
             while True:
                 current = any_store.get("t", "cas")
-                if any_store.compare_and_set("t", "cas", current, current + 1).applied:
+                if any_store.compare_and_set("t", "cas", current, current + 1).swapped:
                     break
 
     run_threads(6, work)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from iii_state_core import MISSING, StateStore
+from iii_state_core import StateStore
 
 LONG = "k" * 300  # too long for the readable encoding: these names are hashed
 
@@ -54,8 +54,8 @@ def test_delete_update_and_cas_touch_only_their_own_record(colliding: StateStore
     colliding.set("s", one, {"n": 1})
     colliding.set("s", two, {"n": 10})
     colliding.update("s", one, [{"type": "increment", "path": "n", "by": 1}])
-    assert colliding.compare_and_set("s", two, {"n": 10}, {"n": 11}).outcome == "applied"
-    assert colliding.compare_and_set("s", LONG + "3", MISSING, 3).outcome == "applied"
+    assert colliding.compare_and_set("s", two, {"n": 10}, {"n": 11}).swapped
+    assert colliding.compare_and_set("s", LONG + "3", None, 3).swapped
     assert colliding.get("s", one) == {"n": 2} and colliding.get("s", two) == {"n": 11}
     assert colliding.delete("s", one) == {"n": 2}
     assert colliding.get("s", one) is None

@@ -25,7 +25,7 @@ def test_async_store_is_native_and_agrees_with_the_sync_store(redis_config: dict
             out: dict[str, Any] = {"set": await store.set(scope, "k", {"a": [], "n": 2**64 - 1})}
             out["get"] = await store.get(scope, "k")
             out["update"] = await store.update(scope, "k", [{"type": "append", "path": "a", "value": []}])
-            out["cas"] = await store.compare_and_set(scope, "c", new_value=1.0)
+            out["cas"] = await store.compare_and_set(scope, "c", None, 1.0)
             for i in range(40):
                 await store.set(scope, f"k{i:02d}", i)
             keys, cursor = [], None
@@ -45,7 +45,7 @@ def test_async_store_is_native_and_agrees_with_the_sync_store(redis_config: dict
     got = asyncio.run(main())
     assert got["set"].old_value is None and got["get"] == {"a": [], "n": 2**64 - 1}
     assert got["update"].new_value == {"a": [[]], "n": 2**64 - 1}
-    assert got["cas"].outcome == "applied"
+    assert got["cas"].swapped
     assert got["keys"] == sorted(["k", "c", *(f"k{i:02d}" for i in range(40))])
     assert got["groups"] and got["list"] == 42
     with open_store(adapter="redis", adapter_config=redis_config) as sync_store:

@@ -58,9 +58,9 @@ def _warm(store: StateStore, scope: str) -> None:
         ("set", lambda s, sc: s.set(sc, "k", {"v": 2}), "SET_ERROR", "hset"),
         ("delete", lambda s, sc: s.delete(sc, "k"), "DELETE_ERROR", "hdel"),
         (
-            "compare_and_set",
+            "compare-and-set",
             lambda s, sc: s.compare_and_set(sc, "k", {"v": 1}, {"v": 2}),
-            "UPDATE_ERROR",
+            "CAS_ERROR",
             "hset",
         ),
     ],
@@ -72,8 +72,8 @@ def test_a_lost_reply_of_a_write_is_an_unknown_outcome_and_sent_once(
     store.set(scope, "k", {"v": 1})
     _warm(store, scope)
     reset_stats(server)
-    # compare_and_set reads first (the read script): let that reply through, swallow the write's.
-    proxy.drop_next_reply(skip=1 if function == "compare_and_set" else 0)
+    # compare-and-set reads first (the read script): let that reply through, swallow the write's.
+    proxy.drop_next_reply(skip=1 if function == "compare-and-set" else 0)
     with pytest.raises(UnknownOutcomeError) as info:
         call(store, scope)
     assert info.value.code == code

@@ -135,7 +135,7 @@ def increments_and_deletes(
 
 def racing_cas(store: StateStore, scope: str, key: str, expected: Any, me: int, barrier: Any) -> str:
     barrier.wait()
-    return store.compare_and_set(scope, key, expected, {"winner": me}).outcome
+    return "swapped" if store.compare_and_set(scope, key, expected, {"winner": me}).swapped else "missed"
 
 
 def set_chain(store: StateStore, scope: str, key: str, me: int, count: int, barrier: Any) -> list[Any]:
@@ -190,7 +190,7 @@ def write_then_hang(store: StateStore, scope: str, count: int, acks: Any) -> Non
     acks.put(("update", 0))
     store.delete(scope, "k001")
     acks.put(("delete", 1))
-    store.compare_and_set(scope, "cas", new_value="created")
+    store.compare_and_set(scope, "cas", None, "created")
     acks.put(("done", count))
     time.sleep(3600)
 

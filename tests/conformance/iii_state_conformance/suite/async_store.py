@@ -54,11 +54,13 @@ class AsyncStoreTests:
             updated = await astore.update(scope, "k", [{"type": "increment", "path": "n", "by": 2}])
             assert strict_equal(updated.old_value, value) and updated.new_value["n"] == 2
             cas = await astore.compare_and_set(scope, "k", updated.new_value, [])
-            assert cas.outcome == "applied", cas
+            assert cas.swapped, cas
             stale = await astore.compare_and_set(scope, "k", updated.new_value, 1)
-            assert stale.outcome == "conflict", f"a compare_and_set on a replaced value: {stale}"
-            assert (await astore.compare_and_set(scope, "k", new_value=1)).outcome == "conflict"
-            assert (await astore.compare_and_set(scope, "new", new_value=1)).outcome == "applied"
+            assert not stale.swapped and stale.current == [], (
+                f"a compare-and-set on a replaced value: {stale}"
+            )
+            assert not (await astore.compare_and_set(scope, "k", None, 1)).swapped
+            assert (await astore.compare_and_set(scope, "new", None, 1)).swapped
             assert sorted(await astore.list_keys(scope)) == ["k", "new"]
             assert scope in await astore.list_groups()
             page = await astore.list_entries(scope, None, 1)
@@ -101,13 +103,13 @@ class AsyncStoreTests:
                         astore.compare_and_set(scope, key, {"v": round_}, {"w": me}) for me in range(TASKS)
                     ]
                 else:
-                    calls = [astore.compare_and_set(scope, key, new_value={"w": me}) for me in range(TASKS)]
-                rounds.append([r.outcome for r in await asyncio.gather(*calls)])
+                    calls = [astore.compare_and_set(scope, key, None, {"w": me}) for me in range(TASKS)]
+                rounds.append(["swapped" if r.swapped else "missed" for r in await asyncio.gather(*calls)])
             return rounds
 
         for round_, outcomes in enumerate(run_async_over(store, work)):
-            assert sorted(outcomes) == ["applied"] + ["conflict"] * (TASKS - 1), f"round {round_}: {outcomes}"
-            assert store.get(scope, f"race-{round_}") == {"w": outcomes.index("applied")}
+            assert sorted(outcomes) == ["missed"] * (TASKS - 1) + ["swapped"], f"round {round_}: {outcomes}"
+            assert store.get(scope, f"race-{round_}") == {"w": outcomes.index("swapped")}
 
     def test_async_deletes_racing_get_the_value_exactly_once(self, store: StateStore, scope: str) -> None:
         async def work(astore: AsyncStateStore) -> list[list[Any]]:

@@ -52,8 +52,8 @@ class ConcurrencyTests:
             outcomes = processes.run_processes(
                 spec, processes.racing_cas, [(scope, key, {"v": 0}, me, barrier) for me in range(WORKERS)]
             )
-            assert sorted(outcomes) == ["applied"] + ["conflict"] * (WORKERS - 1), outcomes
-            winner = outcomes.index("applied")
+            assert sorted(outcomes) == ["missed"] * (WORKERS - 1) + ["swapped"], outcomes
+            winner = outcomes.index("swapped")
             assert store.get(scope, key) == {"winner": winner}
 
     def test_concurrent_sets_return_an_unbroken_chain(

@@ -36,7 +36,7 @@ class EventTests:
         store.set(scope, "k", 2)
         store.update(scope, "k", [{"type": "set", "path": "", "value": {"a": 1}}])
         store.update(scope, "u", [{"type": "increment", "path": "n", "by": 1}])
-        store.compare_and_set(scope, "c", new_value=[1])
+        store.compare_and_set(scope, "c", None, [1])
         store.compare_and_set(scope, "c", [1], [2])
         store.delete(scope, "k")
         assert seen == [

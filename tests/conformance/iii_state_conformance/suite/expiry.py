@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from iii_state_core import ConfigError, StateError, StateStore
+from iii_state_core import CompareAndSetResult, ConfigError, StateError, StateStore
 from iii_state_core.expiry import now_ms
 
 from .. import processes
@@ -90,7 +90,6 @@ class ExpiryTests:
         for function, payload in (
             ("set", {"scope": scope, "key": "k", "value": 1, "ttl_ms": 1000}),
             ("update", {"scope": scope, "key": "k", "ops": [], "ttl_ms": 1000}),
-            ("compare_and_set", {"scope": scope, "key": "k", "new_value": 1, "ttl_ms": 1000}),
             ("compare-and-set", {"scope": scope, "key": "k", "value": 1, "ttl_ms": 1000}),
             ("expire", {"scope": scope, "key": "k", "ttl_ms": 1000}),
             ("ttl", {"scope": scope, "key": "k"}),
@@ -105,7 +104,6 @@ class ExpiryTests:
             for function, payload in (
                 ("set", {"scope": scope, "key": "k", "value": 1, "ttl_ms": bad}),
                 ("update", {"scope": scope, "key": "k", "ops": [], "ttl_ms": bad}),
-                ("compare_and_set", {"scope": scope, "key": "k", "new_value": 1, "ttl_ms": bad}),
                 ("compare-and-set", {"scope": scope, "key": "k", "value": 1, "ttl_ms": bad}),
             ):
                 error = wire_error(store, function, payload)
@@ -158,8 +156,8 @@ class ExpiryTests:
         assert call(store, "set", {"scope": scope, "key": "s", "value": 1})["old_value"] is None
         result = store.update(scope, "u", [{"type": "increment", "path": "n", "by": 1}])
         assert (result.old_value, result.new_value) == (None, {"n": 1})
-        assert store.compare_and_set(scope, "c", new_value=2).outcome == "applied"
-        assert store.compare_and_set(scope, "x", {"n": 5}, 3).outcome == "not_found"
+        assert store.compare_and_set(scope, "c", None, 2).swapped
+        assert store.compare_and_set(scope, "x", {"n": 5}, 3) == CompareAndSetResult(False, None)
         assert call(store, "compare-and-set", {"scope": scope, "key": "h", "value": 4}) == {"swapped": True}
         assert [e["event_type"] for e in seen] == ["state:created"] * 4
         # nothing of the old deadline is kept: the fresh entries never expire
@@ -177,7 +175,7 @@ class ExpiryTests:
         store.set(scope, "s", 1, ttl_ms=LONG_MS)
         store.update(scope, "u", [{"type": "increment", "path": "n", "by": 1}])
         call(store, "update", {"scope": scope, "key": "u", "ops": [], "ttl_ms": None})
-        assert store.compare_and_set(scope, "c", 1, 2).outcome == "applied"
+        assert store.compare_and_set(scope, "c", 1, 2).swapped
         assert call(store, "compare-and-set", {"scope": scope, "key": "h", "expected": 1, "value": 2}) == {
             "swapped": True
         }

@@ -20,7 +20,6 @@ _CODES = {
     "list": "LIST_ERROR",
     "list_entries": "LIST_ENTRIES_ERROR",
     "update": "UPDATE_ERROR",
-    "compare_and_set": "UPDATE_ERROR",
     "compare-and-set": "CAS_ERROR",
 }
 
@@ -70,8 +69,6 @@ class ForeignBytesTests:
         payload: dict[str, Any] = {"scope": scope, "key": "k"}
         if function == "update":
             payload["ops"] = [{"type": "set", "path": "", "value": 1}]
-        if function == "compare_and_set":
-            payload.update(expected_value=1, new_value=2)
         if function == "compare-and-set":
             payload.update(expected=1, value=2)
         if function == "list_entries":

@@ -97,8 +97,8 @@ MALFORMED: list[tuple[str, dict[str, Any], str]] = [
     ("list_entries", {"scope": "{scope}", "limit": "10", "_caller_worker_id": "c"}, "limit a string"),
     ("list_entries", {"scope": "{scope}", "limit": True, "_caller_worker_id": "c"}, "limit a boolean"),
     ("list_entries", {"scope": "{scope}", "cursor": 5, "_caller_worker_id": "c"}, "cursor a number"),
-    ("compare_and_set", {"scope": "{scope}", "key": "k"}, "new_value missing"),
-    ("compare_and_set", {"scope": "{scope}", "key": 2, "new_value": 1}, "key a number"),
+    ("compare-and-set", {"scope": "{scope}", "key": "k", "data": 1}, "value missing (no data alias)"),
+    ("compare-and-set", {"scope": "{scope}", "key": 2, "value": 1}, "key a number"),
 ]
 
 
@@ -139,15 +139,9 @@ class FunctionTests:
         }
         assert call(store, "list_keys", {"scope": scope}) == {"keys": ["k"]}
         assert call(store, "list", {"scope": scope}) == [None]
-        # compare_and_set tells them apart: expected null matches a stored null …
-        applied = call(
-            store, "compare_and_set", {"scope": scope, "key": "k", "expected_value": None, "new_value": 1}
-        )
-        assert applied["outcome"] == "applied"
-        # … and "only if missing" does not match it
-        call(store, "set", {"scope": scope, "key": "k", "value": None})
-        conflict = call(store, "compare_and_set", {"scope": scope, "key": "k", "new_value": 2})
-        assert conflict == {"outcome": "conflict", "old_value": None, "new_value": None}
+        # set tells them apart: overwriting a stored null is an update, its old value null
+        assert call(store, "set", {"scope": scope, "key": "k", "value": 1})["old_value"] is None
+        assert call(store, "list_keys", {"scope": scope}) == {"keys": ["k"]}
 
     def test_unknown_payload_fields_are_ignored(self, store: StateStore, scope: str) -> None:
         extra = {"ttl": 5, "consistency": "strong", "nested": {"x": [1]}}
@@ -281,34 +275,19 @@ class FunctionTests:
         )
         assert error.code == "INVALID_CURSOR"
 
-    # -- compare_and_set ---------------------------------------------------------------------------
-    def test_compare_and_set_outcomes(self, store: StateStore, scope: str) -> None:
-        base = {"scope": scope, "key": "k"}
-        assert call(store, "compare_and_set", {**base, "expected_value": 1, "new_value": 2}) == {
-            "outcome": "not_found",
-            "old_value": None,
-            "new_value": None,
-        }
-        assert call(store, "get", base) is None
-        created = call(store, "compare_and_set", {**base, "new_value": {"v": 1}})
-        assert created == {"outcome": "applied", "old_value": None, "new_value": {"v": 1}}
-        again = call(store, "compare_and_set", {**base, "new_value": {"v": 9}})
-        assert again == {"outcome": "conflict", "old_value": {"v": 1}, "new_value": {"v": 1}}
-        wrong = call(store, "compare_and_set", {**base, "expected_value": {"v": 2}, "new_value": 3})
-        assert wrong == {"outcome": "conflict", "old_value": {"v": 1}, "new_value": {"v": 1}}
-        right = call(store, "compare_and_set", {**base, "expected_value": {"v": 1}, "new_value": [3]})
-        assert right == {"outcome": "applied", "old_value": {"v": 1}, "new_value": [3]}
-        assert call(store, "get", base) == [3]
-
+    # -- compare-and-set: the wire's cases are in worker_parity; here the typed method --------------
     def test_compare_and_set_uses_structural_json_equality(self, store: StateStore, scope: str) -> None:
         store.set(scope, "k", {"a": 1, "b": [True, None], "c": 1.5})
         reordered = {"c": 1.5, "b": [True, None], "a": 1}
-        assert store.compare_and_set(scope, "k", reordered, "next").outcome == "applied"
+        assert store.compare_and_set(scope, "k", reordered, "next").swapped
         store.set(scope, "n", {"a": 1})
-        assert store.compare_and_set(scope, "n", {"a": 1.0}, "x").outcome == "conflict", "1 is not 1.0"
-        assert store.compare_and_set(scope, "n", {"a": True}, "x").outcome == "conflict", "1 is not true"
+        assert not store.compare_and_set(scope, "n", {"a": 1.0}, "x").swapped, "1 is not 1.0"
+        assert not store.compare_and_set(scope, "n", {"a": True}, "x").swapped, "1 is not true"
         store.set(scope, "t", True)
-        assert store.compare_and_set(scope, "t", 1, "x").outcome == "conflict", "true is not 1"
+        missed = store.compare_and_set(scope, "t", 1, "x")
+        assert (missed.swapped, missed.current) == (False, True), "true is not 1"
+        assert not store.compare_and_set(scope, "gone", 1, "x").swapped, "a missing key matches no value"
+        assert store.get(scope, "gone") is None
 
     # -- malformed payloads ------------------------------------------------------------------------
     @pytest.mark.parametrize(
@@ -349,7 +328,7 @@ class FunctionTests:
             )
             upd = {"scope": scope, "key": "b", "ops": [{"type": "set", "path": "s", "value": big}]}
             assert wire_error(limited, "update", upd).code == "VALUE_TOO_LARGE"
-            cas = {"scope": scope, "key": "c", "new_value": big}
-            assert wire_error(limited, "compare_and_set", cas).code == "VALUE_TOO_LARGE"
+            cas = {"scope": scope, "key": "c", "value": big}
+            assert wire_error(limited, "compare-and-set", cas).code == "VALUE_TOO_LARGE"
             assert limited.list_keys(scope) == [], "a refused write stores nothing"
             assert limited.set(scope, "ok", "x" * 10).new_value == "x" * 10

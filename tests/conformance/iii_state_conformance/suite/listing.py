@@ -43,7 +43,7 @@ class ListingTests:
         store.update(scope, "c", [])
         assert scope in store.list_groups()
         store.delete(scope, "c")
-        store.compare_and_set(scope, "d", new_value=1)
+        store.compare_and_set(scope, "d", None, 1)
         assert scope in store.list_groups()
 
     def test_list_entries_walk_without_writers(self, store: StateStore, scope: str, caps: Any) -> None:

@@ -1,4 +1,4 @@
-"""A Hypothesis state machine: random set/update/delete/compare_and_set/list against a dict model."""
+"""A Hypothesis state machine: random set/update/delete/compare-and-set/list against a dict model."""
 
 from __future__ import annotations
 
@@ -93,19 +93,23 @@ class _StoreMachine(RuleBasedStateMachine):
     def compare_and_set(self, key: str, expect_current: bool, other: Any, new: Any) -> None:
         expected = self._old(key) if (expect_current and key in self.model) else other
         result = self.store.compare_and_set(self.scope, key, expected, new)
-        if key not in self.model:
-            assert result.outcome == "not_found"
-        elif same_json(self.model[key], expected):  # the contract's CAS comparison, not strict_equal
-            assert result.outcome == "applied"
+        stored = self.model.get(key)
+        if expected is None:  # expects absent, and a stored null counts as absent
+            matches = stored is None
+        else:  # the contract's CAS comparison, not strict_equal
+            matches = key in self.model and same_json(stored, expected)
+        assert result.swapped is matches, (key, stored, expected, result)
+        if matches:
             self.model[key] = copy_json(new)
         else:
-            assert result.outcome == "conflict"
+            assert strict_equal(result.current, stored)
 
     @rule(key=KEYS, new=VALUES)
     def create_only(self, key: str, new: Any) -> None:
-        result = self.store.compare_and_set(self.scope, key, new_value=new)
-        assert result.outcome == ("conflict" if key in self.model else "applied")
-        self.model.setdefault(key, copy_json(new))
+        result = self.store.compare_and_set(self.scope, key, None, new)
+        assert result.swapped is (self.model.get(key) is None)
+        if result.swapped:
+            self.model[key] = copy_json(new)
 
     @invariant()
     def store_matches_model(self) -> None:

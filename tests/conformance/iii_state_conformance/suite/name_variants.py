@@ -213,7 +213,7 @@ class NameVariantTests:
             scope = make_scope(suffix)
             assert store.get(scope, "k") is None
             assert store.delete(scope, "k") is None
-            assert store.compare_and_set(scope, "k", {"v": 1}, 2).outcome == "not_found"
+            assert store.compare_and_set(scope, "k", {"v": 1}, 2).swapped is False
             assert store.list(scope) == [] and store.list_keys(scope) == []
             assert store.list_entries(scope, None, 5).entries == []
             assert store.adapter.read_versioned(scope, "k")[0] is None

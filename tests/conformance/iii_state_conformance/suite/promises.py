@@ -97,9 +97,9 @@ class PromiseTests:
                 "n": 11
             }, "an update started from a stale value"
             assert other("get", scope, "n") == {"n": 12}
-            assert store.compare_and_set(scope, "absent", 1, 2).outcome == "applied"
+            assert store.compare_and_set(scope, "absent", 1, 2).swapped
             other("set", scope, "absent", 3)
-            assert store.compare_and_set(scope, "absent", 2, 4).outcome == "conflict"
+            assert store.compare_and_set(scope, "absent", 2, 4).current == 3
             # scopes another process creates and empties
             fresh = scope + "-other"
             assert fresh not in groups_before

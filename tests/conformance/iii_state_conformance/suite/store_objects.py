@@ -18,8 +18,8 @@ class StoreObjectTests:
             assert other.get(scope, "a") == {"n": 1}
             updated = other.update(scope, "a", [{"type": "increment", "path": "n", "by": 1}])
             assert updated.old_value == {"n": 1} and store.get(scope, "a") == {"n": 2}
-            assert other.compare_and_set(scope, "a", {"n": 1}, 0).outcome == "conflict"
-            assert store.compare_and_set(scope, "a", {"n": 2}, 3).applied
+            assert not other.compare_and_set(scope, "a", {"n": 1}, 0).swapped
+            assert store.compare_and_set(scope, "a", {"n": 2}, 3).swapped
             assert other.set(scope, "b", []).old_value is None
             assert sorted(store.list_keys(scope)) == ["a", "b"] == sorted(other.list_keys(scope))
             assert scope in other.list_groups()

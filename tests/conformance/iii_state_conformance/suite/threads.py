@@ -27,9 +27,7 @@ def _increments(barrier: Any, store: StateStore, scope: str, key: str, count: in
 
 def _cas(barrier: Any, store: StateStore, scope: str, key: str, expected: Any, me: int) -> str:
     barrier.wait()
-    if expected is None:
-        return store.compare_and_set(scope, key, new_value={"winner": me}).outcome
-    return store.compare_and_set(scope, key, expected, {"winner": me}).outcome
+    return "swapped" if store.compare_and_set(scope, key, expected, {"winner": me}).swapped else "missed"
 
 
 def _set_chain(barrier: Any, store: StateStore, scope: str, key: str, me: int, count: int) -> list[Any]:
@@ -79,10 +77,10 @@ class ThreadTests:
             outcomes = run_threads(
                 _cas, [(store, scope, key, expected, me) for me in range(THREADS)], adapter=store.adapter
             )
-            assert sorted(outcomes) == ["applied"] + ["conflict"] * (THREADS - 1), (
+            assert sorted(outcomes) == ["missed"] * (THREADS - 1) + ["swapped"], (
                 f"round {round_} ({'replace' if expected else 'create-only'}): {outcomes}"
             )
-            assert store.get(scope, key) == {"winner": outcomes.index("applied")}
+            assert store.get(scope, key) == {"winner": outcomes.index("swapped")}
 
     def test_threads_setting_one_key_return_an_unbroken_chain(self, store: StateStore, scope: str) -> None:
         """Every value written is replaced exactly once (but the last): no two sets replaced the same."""

@@ -56,14 +56,18 @@ class WorkerParityTests:
         # a stored null counts as absent
         assert call(store, "compare-and-set", {**base, "expected": None, "value": [1]}) == {"swapped": True}
         assert store.get(scope, "k") == [1]
-
-    def test_racing_compare_and_set_swaps_once(self, store: StateStore, scope: str, spec: StoreSpec) -> None:
-        store.set(scope, "race", {"v": 0})
-        gate = processes.context().Barrier(WORKERS)
-        outcomes = processes.run_processes(
-            spec, processes.racing_cas, [(scope, "race", {"v": 0}, me, gate) for me in range(WORKERS)]
-        )
-        assert sorted(outcomes) == ["applied"] + ["conflict"] * (WORKERS - 1), outcomes
+        # a missing key matches no value; a bad payload, an unsupported durable: nothing written
+        miss = {"scope": scope, "key": "gone", "expected": 1, "value": 2}
+        assert call(store, "compare-and-set", miss) == {"swapped": False, "current": None}
+        assert wire_error(store, "compare-and-set", {**base, "data": 2}).code == "deserialization_error"
+        durable = {**base, "expected": [1], "value": 3, "durable": True}
+        if store.capabilities.durable:
+            assert call(store, "compare-and-set", durable) == {"swapped": True}
+        else:
+            assert wire_error(store, "compare-and-set", durable).code == "UNSUPPORTED"
+        assert store.get(scope, "k") == (3 if store.capabilities.durable else [1])
+        assert store.get(scope, "gone") is None
+        assert wire_error(store, "compare_and_set", base).code == "function_not_found", "the old id is gone"
 
     # -- list_entries paging -------------------------------------------------------------------
 
