@@ -30,6 +30,9 @@ class Growth:
     get_large: Measurement
     set_small: Measurement
     set_large: Measurement
+    #: Creating a new key in a fresh scope and in the large one, measured like get/set.
+    create_small: Measurement | None = None
+    create_large: Measurement | None = None
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,14 @@ def growth(store: StateStore, scope: str, large: int, budget: Budget, threads: i
     fill_s = fill(store, large_scope, large, threads)
     keys = {SMALL: _random_keys(SMALL), large: _random_keys(large)}
     results: dict[tuple[str, int], list[Measurement]] = {}
-    for _ in range(budget.rounds):
+    for round_no in range(budget.rounds):
         for size, where in ((SMALL, small_scope), (large, large_scope)):
             names = keys[size]
+            # new names every call; small creates go to a scope of their own (10 keys stay 10)
+            create_in = f"{scope}-new{round_no}" if size == SMALL else where
+
+            def create(i: int, where: str = create_in, prefix: str = f"c{round_no}-") -> object:
+                return store.set(where, f"{prefix}{i}", w.VALUE)
 
             def get(i: int, where: str = where, names: list[str] = names) -> object:
                 return store.get(where, names[i % 4096])
@@ -86,10 +94,12 @@ def growth(store: StateStore, scope: str, large: int, budget: Budget, threads: i
 
             results.setdefault(("get", size), []).append(measure("get", get, seconds=budget.seconds))
             results.setdefault(("set", size), []).append(measure("set", put, seconds=budget.seconds))
+            results.setdefault(("create", size), []).append(measure("create", create, seconds=budget.seconds))
     return Growth(
         SMALL, large, fill_s,
         best(results[("get", SMALL)]), best(results[("get", large)]),
         best(results[("set", SMALL)]), best(results[("set", large)]),
+        best(results[("create", SMALL)]), best(results[("create", large)]),
     )  # fmt: skip
 
 
@@ -145,12 +155,19 @@ def growth_table(rows: list[tuple[str, Growth]]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, g in rows:
-        for op, small, large in (("get", g.get_small, g.get_large), ("set", g.set_small, g.set_large)):
+        for op, small, large in _ops(g):
             lines.append(
                 f"| {name} | {op} | {small.p50_us:,.1f} | {small.p99_us:,.1f} | {large.p50_us:,.1f} | "
                 f"{large.p99_us:,.1f} | {g.large:,} | {large.p50_us / small.p50_us:.2f} |"
             )
     return "\n".join(lines)
+
+
+def _ops(g: Growth) -> list[tuple[str, Measurement, Measurement]]:
+    ops = [("get", g.get_small, g.get_large), ("set", g.set_small, g.set_large)]
+    if g.create_small is not None and g.create_large is not None:
+        ops.append(("create", g.create_small, g.create_large))
+    return ops
 
 
 def walk_table(rows: list[tuple[str, Walk, float]]) -> str:
@@ -174,6 +191,8 @@ def walk_table(rows: list[tuple[str, Walk, float]]) -> str:
 GROWTH_FLAG = 1.5
 PEAK_FLAG = 2.0
 CREATE_FLAG = 5.0
+#: Creating a key (p50, large scope) against overwriting one, above which it is called out.
+CREATE_P50_FLAG = 3.0
 
 
 def flags(growth_rows: list[tuple[str, Growth]], walk_rows: list[tuple[str, Walk, float]]) -> list[str]:
@@ -187,6 +206,12 @@ def flags(growth_rows: list[tuple[str, Growth]], walk_rows: list[tuple[str, Walk
                     f"{name}: {op} p50 is {large.p50_us / small.p50_us:.1f} times slower in the "
                     f"{g.large:,}-key scope than in the 10-key one."
                 )
+        if g.create_large is not None and g.create_large.p50_us > CREATE_P50_FLAG * g.set_large.p50_us:
+            out.append(
+                f"{name}: creating a key in the {g.large:,}-key scope (p50 {g.create_large.p50_us:,.0f} µs) "
+                f"costs {g.create_large.p50_us / g.set_large.p50_us:.1f} times overwriting one "
+                f"({g.set_large.p50_us:,.0f} µs)."
+            )
         per_create = g.fill_s / g.large * 1e6
         if per_create > CREATE_FLAG * g.set_large.p50_us:
             out.append(
