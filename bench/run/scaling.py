@@ -111,8 +111,9 @@ def _walk_once(store: StateStore, scope: str, seen: bytearray) -> tuple[int, int
         page = store.list_entries(scope, cursor, WALK_PAGE)
         pages += 1
         for key, _value in page.entries:
-            seen[int(key[1:])] = 1
-            returned += 1
+            if key[0] == "e":  # the filled keys; growth's create rounds added others
+                seen[int(key[1:])] = 1
+                returned += 1
         cursor = page.next_cursor
         if page.done:
             return pages, returned

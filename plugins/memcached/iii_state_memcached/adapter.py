@@ -44,6 +44,8 @@ class Version:
     item: bytes | None
     cas: bytes | None
     own: Record | None
+    #: When it was read: ``own`` is judged expired or not at this instant, once.
+    now: int
 
 
 class MemcachedAdapter(Adapter):
@@ -201,7 +203,8 @@ class MemcachedAdapter(Adapter):
         mc_key, node = self._locate(scope, key)
         item, cas, _ = node.gets(mc_key)
         own = None if item is None else records.find(item, mc_key, scope.encode("utf-8"), key.encode("utf-8"))
-        return (None if own is None or own.expired(now_ms()) else own.value), Version(item, cas, own)
+        now = now_ms()
+        return (None if own is None or own.expired(now) else own.value), Version(item, cas, own, now)
 
     def read_expiry(self, scope: str, key: str) -> tuple[bool, int | None]:
         mc_key, node = self._locate(scope, key)
@@ -249,10 +252,11 @@ class MemcachedAdapter(Adapter):
                 record = Record(scope_raw, key_raw, own.generation, data, expires_at)
                 new = records.replaced(known.item, mc_key, record)
                 self._expiring(scope, key, own, expires_at)
+                now = now_ms()
                 stored = self._replace(node, mc_key, self._fit(new, data), known.cas, known.item, known.epoch)
                 if stored is not None and stored.ok:
                     self._cache.put(mc_key, stored.epoch, stored.cas, new)
-                    return self._replaced(scope, key, own, expires_at)
+                    return self._replaced(own, now)
             self._cache.drop(mc_key)
         elif self._create(scope, key, data, None, None, new_only=True, deadline=expires_at):
             return None  # the index showed the key had no value: created without reading it
@@ -265,23 +269,24 @@ class MemcachedAdapter(Adapter):
                 record = Record(scope_raw, key_raw, own.generation, data, expires_at)
                 new = records.replaced(item, mc_key, record)
                 self._expiring(scope, key, own, expires_at)
+                now = now_ms()
                 stored = self._replace(node, mc_key, self._fit(new, data), cas, item)
                 if stored is not None and stored.ok:
                     self._cache.put(mc_key, stored.epoch, stored.cas, new)
-                    return self._replaced(scope, key, own, expires_at)
+                    return self._replaced(own, now)
                 return LOST
             return None if self._create(scope, key, data, item, cas, deadline=expires_at) else LOST
 
         return retry(attempt, attempts=self._attempts)
 
-    def _replaced(self, scope: str, key: str, old: Record, deadline: int | None) -> bytes | None:
-        """What a write that replaced ``old`` returns: nothing when ``old`` had expired (its
-        generation, still indexed, is kept: the write is a create for everyone else).
+    def _replaced(self, old: Record, now: int) -> bytes | None:
+        """What a write that replaced ``old`` returns: nothing when ``old`` had expired by ``now``
+        (judged once, before the store; its generation, still indexed, is kept: the write is a
+        create for everyone else).
 
         The write's cas store beat every sweeper to an expired record: with expiry events on,
         it stashes the record for one of them to report (see ``schedule``).
         """
-        now = now_ms()
         if old.expired(now):
             if self._schedule is not None:
                 schedule = self._schedule
@@ -300,7 +305,8 @@ class MemcachedAdapter(Adapter):
         mc_key, node = self._locate(scope, key)
         # an item that holds our record was read, with its cas
         assert token.item is not None and token.cas is not None
-        expired = own.expired(now_ms())
+        now = token.now
+        expired = own.expired(now)
         if expires_at is KEEP:
             deadline = None if expired else own.deadline
         else:
@@ -311,7 +317,7 @@ class MemcachedAdapter(Adapter):
         if stored is None or not stored.ok:
             return False
         self._cache.put(mc_key, stored.epoch, stored.cas, new)
-        self._replaced(scope, key, own, deadline)
+        self._replaced(own, now)
         return True
 
     def modify(
