@@ -52,6 +52,8 @@ Change = Callable[[bytes | None], bytes | None]
 LEAF_BYTES = 8192
 #: Path nodes read beyond the deepest one known, when a path turns out deeper.
 _READ_AHEAD = 6
+#: Leaves read ahead, in the same request, by a walk (``Index.leaves``).
+_PREFETCH = 12
 #: A cas no probe ever returns: "not known", forcing the full re-check.
 _UNKNOWN: Final = b"?"
 _TOP = 1 << 64
@@ -186,18 +188,71 @@ class Index:
         return None
 
     def leaves(self, scope: str, start: int = 0) -> Callable[[], Located | None]:
-        """Reads the scope's leaves in hash order from the one covering ``start``, one per call."""
+        """Reads the scope's leaves in hash order from the one covering ``start``, one per call.
+
+        A read fetches the path of the next leaf and, in the same multi-get, the paths of the
+        ``_PREFETCH`` leaves after it at the scope's known depth, so a walk over many small or
+        emptied leaves takes one round trip per batch of leaves, not per leaf. Only the last
+        batch is kept: memory stays bounded by a batch of leaves.
+        """
         at: list[int | None] = [start]
+        batch: dict[bytes, bytes | None] = {}
+        node = self.home(scope)
+
+        def fetch(h: int) -> None:
+            window = min(self._depth.get(scope, 0) + 1, MAX_DEPTH)
+            # the next positions one node of the window's depth apart: each leaf at that depth or
+            # above is on one of their paths
+            first = path_of(h, window)
+            ahead = [(first + j) << (64 - window) for j in range(1, _PREFETCH + 1) if first + j < 1 << window]
+            positions = [h, *ahead]
+            keys = list(dict.fromkeys(
+                self.codec.node_key(scope, d, path_of(p, d)) for p in positions for d in range(window + 1)
+            ))  # fmt: skip
+            found = node.get_many(keys)
+            batch.clear()
+            batch.update({key: found.get(key) for key in keys})
 
         def step() -> Located | None:
             h = at[0]
             if h is None:
                 return None
-            leaf = self.locate(scope, h)
+            leaf = self._resolve(scope, h, batch)
+            if leaf is None:
+                fetch(h)
+                leaf = self._resolve(scope, h, batch)
+            if leaf is None:  # deeper than the batch reached
+                leaf = self.locate(scope, h)
             at[0] = leaf.high if leaf.high < _TOP else None
             return leaf
 
         return step
+
+    def _resolve(self, scope: str, h: int, batch: dict[bytes, bytes | None]) -> Located | None:
+        """:meth:`locate` answered from nodes read in one batch (``None``: a node it needs was
+        not read). Same rules: the shallowest leaf on the path, split markers and missing nodes
+        stepped over, else the empty child of the deepest split marker."""
+        deepest_split = -1
+        window = self._depth.get(scope, 0) + 1
+        depth = 0
+        while depth <= MAX_DEPTH:
+            key = self.codec.node_key(scope, depth, path_of(h, depth))
+            if key not in batch:
+                return None
+            item = batch[key]
+            if item is not None:
+                if records.node_kind(item, key) == records.SPLIT:
+                    deepest_split = depth
+                else:
+                    self._saw_depth(scope, depth)
+                    return Located(key, depth, path_of(h, depth), item, None, 0)
+            if depth >= window and deepest_split < depth:
+                break  # locate's window ended here without a split marker at its last depth
+            depth += 1
+        depth = deepest_split + 1
+        self._saw_depth(scope, depth)
+        path = path_of(h, depth)
+        return Located(self.codec.node_key(scope, depth, path), depth, path, None, None, 0)
 
     def entries_of(self, scope: str, leaf: Located) -> dict[str, int]:
         return records.scope_entries(leaf.item, leaf.key, self._hashed_scope(scope) or None)

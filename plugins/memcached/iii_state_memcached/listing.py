@@ -23,6 +23,8 @@ from .nodes import Cluster
 
 #: Values fetched per request while looking for one live key of a scope.
 _PROBE = 16
+#: Keys whose presence ``count`` probes in one request.
+_COUNT_BATCH = 2000
 _TOP = 1 << 64
 
 
@@ -105,27 +107,35 @@ class Listing:
     # -- count ---------------------------------------------------------------------------------------
     def count(self, scope: str) -> int:
         """How many of the scope's indexed keys have a value: the leaves, and one pipelined
-        presence probe per server (values are not read), one leaf at a time."""
+        presence probe per server (values are not read) per ``_COUNT_BATCH`` keys."""
         self.index.convert(scope)
         total = 0
+        pending: list[tuple[str, int]] = []
         step = self.index.leaves(scope)
         while (leaf := step()) is not None:
-            entries = list(self.index.entries_of(scope, leaf).items())
-            data_keys = self.codec.listed_data_keys(scope, [k for k, _ in entries])
-            # A hashed data key may hold only another pair's record; an item memcached will drop
-            # may hold an expired record: read those values. The others exist and never expire
-            # (or not within ``grace``, their lifetime minus the grace being seconds away).
-            probed = self.cluster.remaining([d for d in data_keys if not self.codec.is_hashed(d)])
-            sure = self.index.grace + 3
-            unsure = []
-            for entry, data_key in zip(entries, data_keys, strict=True):
-                left = probed.get(data_key)
-                if self.codec.is_hashed(data_key) or (left is not None and 0 <= left < sure):
-                    unsure.append(entry)
-                elif left is not None:
-                    total += 1
-            total += len(self._values(scope, unsure)[0]) if unsure else 0
-        return total
+            pending += self.index.entries_of(scope, leaf).items()
+            if len(pending) >= _COUNT_BATCH:
+                total += self._live(scope, pending)
+                pending = []
+        return total + (self._live(scope, pending) if pending else 0)
+
+    def _live(self, scope: str, entries: list[tuple[str, int]]) -> int:
+        """How many of ``entries`` have a live value."""
+        data_keys = self.codec.listed_data_keys(scope, [k for k, _ in entries])
+        # A hashed data key may hold only another pair's record; an item memcached will drop
+        # may hold an expired record: read those values. The others exist and never expire
+        # (or not within ``grace``, their lifetime minus the grace being seconds away).
+        probed = self.cluster.remaining([d for d in data_keys if not self.codec.is_hashed(d)])
+        sure = self.index.grace + 3
+        unsure = []
+        total = 0
+        for entry, data_key in zip(entries, data_keys, strict=True):
+            left = probed.get(data_key)
+            if self.codec.is_hashed(data_key) or (left is not None and 0 <= left < sure):
+                unsure.append(entry)
+            elif left is not None:
+                total += 1
+        return total + (len(self._values(scope, unsure)[0]) if unsure else 0)
 
     # -- scopes --------------------------------------------------------------------------------------
     def list_scopes(self) -> list[str]:
