@@ -222,3 +222,25 @@ def test_list_entries_counts_the_scope_from_its_index_without_reading_values(
     page = store.list_entries("counted", None, 10)
     assert page.total == 300 and len(page.entries) == 10
     assert len(scans) == 1, "the page was scanned once; the total did not walk the values"
+
+
+def test_a_page_over_emptied_leaves_reads_them_in_batches(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leaves never merge: after most keys of a large scope are deleted a page still steps over
+    their leaves, but several per request, not one round trip each."""
+    keys = [f"{i:04d}-" + "x" * 400 for i in range(1500)]
+    for key in keys:
+        store.set("emptied", key, 1)
+    for key in keys[5:]:
+        store.delete("emptied", key)
+    leaves = len(_leaves(store, "emptied"))
+    assert leaves > 40
+    node = _adapter(store)._index.home("emptied")
+    reads: list[int] = []
+    real = node.get_many
+    monkeypatch.setattr(node, "get_many", lambda batch: reads.append(len(batch)) or real(batch))
+    page = store.list_entries("emptied", None, 100)
+    assert sorted(k for k, _ in page.entries) == keys[:5] and page.total == 5 and page.done
+    # count and scan each walk every leaf, several per request (one each: 2 * leaves)
+    assert len(reads) <= 2 * (leaves // 4 + 2), (len(reads), leaves)
