@@ -196,15 +196,17 @@ class Index:
         batch is kept: memory stays bounded by a batch of leaves.
         """
         at: list[int | None] = [start]
+        last_depth: list[int | None] = [None]
         batch: dict[bytes, bytes | None] = {}
         node = self.home(scope)
 
         def fetch(h: int) -> None:
             window = min(self._depth.get(scope, 0) + 1, MAX_DEPTH)
-            # the next positions one node of the window's depth apart: each leaf at that depth or
-            # above is on one of their paths
-            first = path_of(h, window)
-            ahead = [(first + j) << (64 - window) for j in range(1, _PREFETCH + 1) if first + j < 1 << window]
+            # the next positions one leaf apart if the leaves ahead are as deep as the last one
+            # (a guess: a deeper leaf is read again on its own, a shallower one read twice)
+            grid = min(last_depth[0], window) if last_depth[0] is not None else max(window - 1, 0)
+            first = path_of(h, grid)
+            ahead = [(first + j) << (64 - grid) for j in range(1, _PREFETCH + 1) if first + j < 1 << grid]
             positions = [h, *ahead]
             keys = list(dict.fromkeys(
                 self.codec.node_key(scope, d, path_of(p, d)) for p in positions for d in range(window + 1)
@@ -223,6 +225,7 @@ class Index:
                 leaf = self._resolve(scope, h, batch)
             if leaf is None:  # deeper than the batch reached
                 leaf = self.locate(scope, h)
+            last_depth[0] = leaf.depth
             at[0] = leaf.high if leaf.high < _TOP else None
             return leaf
 
