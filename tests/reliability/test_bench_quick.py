@@ -78,7 +78,8 @@ def test_core_overhead_section_has_get_and_set_both_ways(report: str) -> None:
 
 def test_growth_and_walk_sections_cover_both_adapters(report: str) -> None:
     growth = _rows(report, "## How cost grows with a scope")
-    assert {(r[0], r[1]) for r in growth} == {(a, op) for a in ("kv", "kv-memory") for op in ("get", "set")}
+    ops = ("get", "set", "create")
+    assert {(r[0], r[1]) for r in growth} == {(a, op) for a in ("kv", "kv-memory") for op in ops}
     walk = _rows(report, "A full `list_entries` walk")
     assert [r[0] for r in walk] == ["kv", "kv-memory"]
     for row in walk:
@@ -128,7 +129,8 @@ def test_update_refreshes_only_the_named_adapter(report: str, tmp_path: Path) ->
     assert updated.count("### kv (in_memory) vs a raw locked dict") == 1
     assert [r[0] for r in _rows(updated, "A full `list_entries` walk")] == ["kv", "kv-memory"]
     growth = _rows(updated, "## How cost grows with a scope")
-    assert [(r[0], r[1]) for r in growth] == [(a, op) for a in ("kv", "kv-memory") for op in ("get", "set")]
+    ops = ("get", "set", "create")
+    assert [(r[0], r[1]) for r in growth] == [(a, op) for a in ("kv", "kv-memory") for op in ops]
 
 
 def test_update_needs_an_existing_report_and_adapters(tmp_path: Path) -> None:
