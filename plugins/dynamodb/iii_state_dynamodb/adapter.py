@@ -54,7 +54,7 @@ from .layout import (
     value_text,
 )
 from .plugin import CAPABILITIES, DynamoDBDeclaration
-from .sweep import take_expired
+from .sweep import stash, take_expired
 from .table import ensure_table
 
 #: The token ``read_versioned`` gives for an item written without a ``ver`` (by another tool):
@@ -81,6 +81,7 @@ class DynamoDBAdapter(Adapter):
 
     name: ClassVar[str] = DynamoDBDeclaration.name
     distribution: ClassVar[str] = DynamoDBDeclaration.distribution
+    state_options: ClassVar[tuple[str, ...]] = DynamoDBDeclaration.state_options
     capabilities: ClassVar[Capabilities] = CAPABILITIES
 
     @classmethod
@@ -209,8 +210,13 @@ class DynamoDBAdapter(Adapter):
 
     def _replaced(self, old: Item | None, scope: str, key: str, before: int) -> bytes | None:
         """The bytes an unconditional write replaced: ``None`` for an item already past its
-        deadline when the request left (it was missing then, whatever was still stored)."""
-        if not old or not is_live(old, before):
+        deadline when the request left (it was missing then, whatever was still stored; with
+        expiry events on it is stashed for ``take_expired``, as nothing else holds it now)."""
+        if not old:
+            return None
+        if not is_live(old, before):
+            if self.settings.expiry_events:
+                stash(self._client, self._call, old)
             return None
         return text_of(old, scope, key).encode("utf-8")
 
@@ -270,8 +276,10 @@ class DynamoDBAdapter(Adapter):
             raise TypeError(f"write_if got a token read_versioned did not make: {token!r}")
         if expires_at is not KEEP:
             deadline = expires_at  # type: ignore[assignment]  # KEEP ruled out above
+        if token is None and self.settings.expiry_events:  # it may replace an expired item: keep it
+            condition["ReturnValues"] = "ALL_OLD"
         try:
-            self._call(
+            reply = self._call(
                 "PutItem",
                 self._client.put_item,
                 write=True,
@@ -281,6 +289,8 @@ class DynamoDBAdapter(Adapter):
             )
         except ConditionFailed:
             return False
+        if reply.get("Attributes"):  # the condition held, so it was past its deadline
+            stash(self._client, self._call, reply["Attributes"])
         return True
 
     def modify(

@@ -47,6 +47,9 @@ class Settings:
     #: Tries per request, counting the first, for throttling and errors that prove nothing was applied.
     max_attempts: int = 10
     max_pool_connections: int = 32
+    #: ``state:expired`` events are on (from the state block): an expired item a write replaces
+    #: is kept for ``take_expired`` instead of being lost with its event.
+    expiry_events: bool = False
 
 
 def _refuse_credentials(config: Mapping[str, Any]) -> None:
@@ -101,6 +104,7 @@ def parse_settings(config: Mapping[str, Any] | None) -> Settings:
     read_timeout = opts.float("read_timeout", 10.0, minimum=0.001)
     max_attempts = opts.int("max_attempts", 10, minimum=1)
     max_pool_connections = opts.int("max_pool_connections", 32, minimum=1)
+    expiry_events = opts.bool("expiry_events", False)
     opts.finish()
     if not table_name:
         raise ConfigError(
@@ -118,4 +122,5 @@ def parse_settings(config: Mapping[str, Any] | None) -> Settings:
         read_timeout=read_timeout,
         max_attempts=max_attempts,
         max_pool_connections=max_pool_connections,
+        expiry_events=expiry_events,
     )

@@ -34,6 +34,12 @@ VERSION: Final = "ver"
 DEADLINE: Final = "exp"
 #: The attribute DynamoDB's TimeToLive must be enabled on (a reserved word in expressions).
 TTL: Final = "ttl"
+#: Where an expired entry that a write replaced waits for ``take_expired`` (expiry events on):
+#: partition ``!expired`` (no ``#``, so never a scope), a random sort key, and the entry's scope
+#: and key in ``xs`` / ``xk`` beside its ``val``, ``ver``, ``exp`` and ``ttl``.
+STASH_PARTITION: Final = "!expired"
+STASH_SCOPE: Final = "xs"
+STASH_KEY: Final = "xk"
 PREFIX: Final = "#"
 
 #: DynamoDB's own limits on key attributes (UTF-8 bytes) and on a whole item.

@@ -22,6 +22,8 @@ CAPABILITIES = Capabilities(
     # DynamoDB deletes expired items itself (late: TimeToLive on the `ttl` attribute); the
     # adapter hides them from their deadline on.
     ttl="native",
+    # take_expired polls a consistent Scan of the table every half of this (see the README).
+    expiry_event_delay_ms=1000,
     listing_cost=(
         "list/list_keys/list_entries: one strongly consistent Query per page of that scope; "
         "list_groups: a Scan of the whole table (read capacity grows with the table's size)"
@@ -34,6 +36,7 @@ class DynamoDBDeclaration(DeferredAdapter):
 
     name = "dynamodb"
     distribution = "iii-state-dynamodb"
+    state_options = ("expiry_events",)
     capabilities = CAPABILITIES
     implementation = "iii_state_dynamodb.adapter:DynamoDBAdapter"
 

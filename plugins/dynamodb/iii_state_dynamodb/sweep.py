@@ -1,4 +1,4 @@
-"""Taking expired entries out of the table, each exactly once across processes.
+r"""Taking expired entries out of the table, each exactly once across processes.
 
 DynamoDB's own TimeToLive deletes expired items days late and tells no one what they held; the
 expiry sweeper needs each expired entry once, with its value. Two steps:
@@ -9,17 +9,37 @@ expiry sweeper needs each expired entry once, with its value. Two steps:
 2. take: one ``DeleteItem`` per item found, conditioned on the version and deadline the scan saw
    and returning the old item. Of several processes deleting the same item, one succeeds and
    the others fail the condition; an item written again since the scan fails it too.
+
+With expiry events on, a write that replaces an item already past its deadline holds the only
+copy of it (its ``ReturnValues``): it :func:`stash`\ es it as an item of its own, which step 1
+finds like any other expired item, so that expiry still gets its one event.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 from iii_state_core.expiry import now_ms
 
 from .calls import Caller, ConditionFailed
-from .layout import DEADLINE, PK, SK, VALUE, VERSION, Item, deadline_of, decode_name, text_of
+from .layout import (
+    DEADLINE,
+    PK,
+    SK,
+    STASH_KEY,
+    STASH_PARTITION,
+    STASH_SCOPE,
+    TTL,
+    VALUE,
+    VERSION,
+    Item,
+    deadline_of,
+    decode_name,
+    new_version,
+    text_of,
+)
 
 log = logging.getLogger("iii_state.dynamodb")
 
@@ -31,9 +51,17 @@ def expired_items(client: Any, call: Caller, limit: int) -> list[Item]:
     found: list[Item] = []
     params: dict[str, Any] = {
         "TableName": call.table,
-        "ProjectionExpression": "#p, #k, #n, #e",
+        "ProjectionExpression": "#p, #k, #n, #e, #xs, #xk",
         "FilterExpression": "#e <= :now AND attribute_exists(#v)",
-        "ExpressionAttributeNames": {"#p": PK, "#k": SK, "#n": VERSION, "#e": DEADLINE, "#v": VALUE},
+        "ExpressionAttributeNames": {
+            "#p": PK,
+            "#k": SK,
+            "#n": VERSION,
+            "#e": DEADLINE,
+            "#v": VALUE,
+            "#xs": STASH_SCOPE,
+            "#xk": STASH_KEY,
+        },
         "ConsistentRead": True,
     }
     while len(found) < limit:
@@ -54,6 +82,8 @@ def take(client: Any, call: Caller, item: Item) -> Taken | None:
         it was written again meanwhile, or it is not an item of ours.
     """
     scope, key, deadline = decode_name(item[PK]["S"]), decode_name(item[SK]["S"]), deadline_of(item)
+    if item[PK]["S"] == STASH_PARTITION:
+        scope, key = item.get(STASH_SCOPE, {}).get("S"), item.get(STASH_KEY, {}).get("S")
     if scope is None or key is None or deadline is None:
         return None
     version = item.get(VERSION, {}).get("N")
@@ -98,3 +128,30 @@ def take_expired(client: Any, call: Caller, limit: int) -> list[Taken]:
         if got is not None:
             taken.append(got)
     return taken
+
+
+def stash(client: Any, call: Caller, old: Item) -> None:
+    """Keep an expired item a write just replaced (``old``, its ``ReturnValues``) for
+    :func:`take_expired`. A failure is logged, not raised: the caller's write was applied, and
+    only that one expiry's event is lost."""
+    scope, key = decode_name(old.get(PK, {}).get("S", "")), decode_name(old.get(SK, {}).get("S", ""))
+    if scope is None or key is None or VALUE not in old or DEADLINE not in old:
+        return
+    item: Item = {
+        PK: {"S": STASH_PARTITION},
+        SK: {"S": secrets.token_hex(16)},
+        STASH_SCOPE: {"S": scope},
+        STASH_KEY: {"S": key},
+        VALUE: old[VALUE],
+        VERSION: {"N": new_version()},
+        DEADLINE: old[DEADLINE],
+    }
+    if TTL in old:
+        item[TTL] = old[TTL]
+    try:
+        call("PutItem", client.put_item, write=True, TableName=call.table, Item=item)
+    except Exception as exc:
+        log.warning(
+            "an expired entry (scope %r, key %r) replaced by a write could not be kept for its "
+            "state:expired event: %s", scope, key, exc,
+        )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,9 @@ from dynamodb_test_helpers import adapter_config, new_table_name
 from iii_state_dynamodb import DynamoDBAdapter, sweep
 from iii_state_dynamodb.layout import item_key
 
+from iii_state_core import open_store
 from iii_state_core.expiry import now_ms
+from iii_state_core.results import StateEvent
 
 Taken = tuple[str, str, bytes, int]
 
@@ -163,3 +166,72 @@ def test_an_expired_entry_written_again_before_the_delete_is_not_taken(
     assert adapter.take_expired() == []
     assert adapter.read("rewritten", "k") == b"new"
     adapter.remove("rewritten", "k")
+
+
+def events_config(endpoint: str, table: str) -> dict[str, Any]:
+    return {"adapter": {"name": "dynamodb", "config": adapter_config(endpoint, table)}, "expiry_events": True}
+
+
+def expired_events(seen: list[StateEvent]) -> list[tuple[str, str, Any]]:
+    return [(e.scope, e.key, e.old_value) for e in seen if e.event_type == "state:expired"]
+
+
+def test_the_sweeper_delivers_an_expiry_within_the_declared_delay(endpoint: str, own_table: str) -> None:
+    seen: list[StateEvent] = []
+    with open_store(events_config(endpoint, own_table)) as store:
+        store.on_change(seen.append)
+        store.set("swept", "k", {"v": 1}, ttl_ms=50)
+        written = time.monotonic()
+        while not expired_events(seen) and time.monotonic() < written + 5:
+            time.sleep(0.01)
+        delay = time.monotonic() - written - 0.05
+        assert expired_events(seen) == [("swept", "k", {"v": 1})]
+        declared = store.adapter.capabilities.expiry_event_delay_ms / 1000
+        assert delay < declared + 1.0, f"{delay:.2f} s after the deadline (declared {declared} s + slack)"
+
+
+def test_expiries_met_by_writes_are_kept_and_two_sweepers_deliver_each_once(
+    endpoint: str, own_table: str
+) -> None:
+    stores = [open_store(events_config(endpoint, own_table)) for _ in range(2)]
+    seen: list[list[StateEvent]] = [[], []]
+    try:
+        for store, got in zip(stores, seen, strict=True):
+            assert store._sweeper is not None
+            store._sweeper.stop()  # swept by hand below, once the writes are done
+            store.on_change(got.append)
+        first, scope = stores[0], f"met-{now_ms()}"
+        for n in range(6):
+            first.set(scope, f"e{n}", n, ttl_ms=30)
+        for key in ("set", "del", "cas", "upd"):
+            first.set(scope, key, f"{key}-old", ttl_ms=30)
+        time.sleep(0.05)
+        # each replaces or deletes an item still stored past its deadline: its value must survive
+        assert first.set(scope, "set", "new").old_value is None
+        assert first.delete(scope, "del") is None
+        assert first.compare_and_set(scope, "cas", new_value=1).outcome == "applied"
+        assert first.update(scope, "upd", [{"type": "set", "path": "", "value": 2}]).old_value is None
+        assert first.list_keys(scope) == ["cas", "set", "upd"]  # what is kept for the sweep stays hidden
+        counts = [0, 0]
+
+        def sweep(index: int) -> None:
+            sweeper = stores[index]._sweeper
+            assert sweeper is not None
+            for _ in range(3):
+                counts[index] += sweeper.sweep()
+
+        threads = [threading.Thread(target=sweep, args=(i,)) for i in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        delivered = expired_events(seen[0]) + expired_events(seen[1])
+        expected = [(scope, f"e{n}", n) for n in range(6)] + [
+            (scope, key, f"{key}-old") for key in ("set", "del", "cas", "upd")
+        ]
+        assert sorted(delivered, key=str) == sorted(expected, key=str), "an expiry lost or doubled"
+        assert sum(counts) == len(expected)
+        assert [first.get(scope, k) for k in ("set", "del", "cas", "upd")] == ["new", None, 1, 2]
+    finally:
+        for store in stores:
+            store.close()
