@@ -209,7 +209,7 @@ def test_expiries_met_by_writes_are_kept_and_two_sweepers_deliver_each_once(
         # each replaces or deletes an item still stored past its deadline: its value must survive
         assert first.set(scope, "set", "new").old_value is None
         assert first.delete(scope, "del") is None
-        assert first.compare_and_set(scope, "cas", new_value=1).outcome == "applied"
+        assert first.compare_and_set(scope, "cas", None, 1).swapped
         assert first.update(scope, "upd", [{"type": "set", "path": "", "value": 2}]).old_value is None
         assert first.list_keys(scope) == ["cas", "set", "upd"]  # what is kept for the sweep stays hidden
         counts = [0, 0]
