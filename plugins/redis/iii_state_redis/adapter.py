@@ -26,7 +26,7 @@ from .async_adapter import AsyncRedisAdapter
 from .connections import check_cluster_fits, closed_error, cluster_enabled
 from .expiring import SWEEP_LIMIT, Registered, SweepClock, Taken, deadline_of, expires_arg, take_plan
 from .layout import Layout, Names
-from .listing import PRIMARIES, Read, Run, scan_plan, scopes_plan
+from .listing import PRIMARIES, Read, ReadMany, Run, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
 from .pipelining import REDIRECTED, answer, by_node, command, kind_of, pipelined
 from .plugin import CAPABILITIES, RedisDeclaration
@@ -158,6 +158,8 @@ class RedisAdapter(Adapter):
                 reply = self._call("read", "CLUSTER SLOTS", self._primaries)
             elif isinstance(request, Read):
                 reply = self._call("read", str(request.args[0]), functools.partial(_execute, request=request))
+            elif isinstance(request, ReadMany):
+                reply = self._call("read", f"pipeline of {len(request.commands)} reads", request.send)
             elif isinstance(request, Run):
                 reply = self._script(request.script, request.keys, request.args, request.kind)
             elif isinstance(request, Swap):

@@ -21,7 +21,7 @@ from . import connections
 from .connections import check_cluster_fits, closed_error, cluster_enabled
 from .expiring import SWEEP_LIMIT, Registered, SweepClock, Taken, deadline_of, expires_arg, take_plan
 from .layout import Layout, Names
-from .listing import PRIMARIES, Read, Run, scan_plan, scopes_plan
+from .listing import PRIMARIES, Read, ReadMany, Run, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
 from .pipelining import REDIRECTED, answer, by_node, command, kind_of, pipelined
 from .scripts import COUNT, READ, READ_EXPIRY, REMOVE, SET_EXPIRY, SWAP, WRITE, Script
@@ -171,6 +171,8 @@ class AsyncRedisAdapter(AsyncAdapter):
                 reply = await self._call(
                     "read", str(request.args[0]), functools.partial(_execute, request=request)
                 )
+            elif isinstance(request, ReadMany):
+                reply = await self._call("read", f"pipeline of {len(request.commands)} reads", request.send)
             elif isinstance(request, Run):
                 reply = await self._script(request.script, request.keys, request.args, request.kind)
             elif isinstance(request, Swap):

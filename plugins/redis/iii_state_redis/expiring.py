@@ -18,7 +18,7 @@ from iii_state_core.adapter import Expired
 from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from .layout import KEPT_MARKER, Layout
-from .listing import Read, Run
+from .listing import Read, ReadMany, Run
 from .scripts import TAKE, TAKE_KEPT
 
 #: Seconds a process trusts that a slot it registered is still in the registry.
@@ -85,15 +85,18 @@ class SweepClock:
         return True
 
 
-def take_plan(layout: Layout, limit: int) -> Generator[Read | Run, Any, list[Taken]]:
+def take_plan(layout: Layout, limit: int) -> Generator[Read | ReadMany | Run, Any, list[Taken]]:
     """Take (delete and return) up to ``limit`` expired entries, each exactly once across takers."""
     now = now_ms()
     taken: list[Taken] = []
     if limit < 1:
         return taken
-    tags = yield Read(("SMEMBERS", layout.registry_key()))
-    for tag in sorted(bytes(t) for t in tags):
-        due = yield Read(("ZRANGEBYSCORE", layout.due_key(tag), "-inf", now, "LIMIT", 0, limit - len(taken)))
+    tags = sorted(bytes(t) for t in (yield Read(("SMEMBERS", layout.registry_key()))))
+    if not tags:
+        return taken
+    # every slot's due scopes in one pipeline: a poll is a few round trips however many slots
+    asks = tuple(("ZRANGEBYSCORE", layout.due_key(tag), "-inf", now, "LIMIT", 0, limit) for tag in tags)
+    for tag, due in zip(tags, (yield ReadMany(asks)), strict=True):
         for member in due:
             if bytes(member) == KEPT_MARKER:  # expired fields a write or delete met: taken first
                 kept = (layout.kept_key(tag), layout.due_key(tag))

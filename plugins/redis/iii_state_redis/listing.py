@@ -44,6 +44,22 @@ class Read:
 
 
 @dataclass(frozen=True)
+class ReadMany:
+    """Read-only commands sent together in one pipeline (on a Cluster, redis-py's cluster pipeline
+    sends each to the node owning its key); the reply is the list of their replies."""
+
+    commands: tuple[tuple[Any, ...], ...]
+
+    def send(self, client: Any) -> Any:
+        """Queue the commands on ``client``'s pipeline and execute it (awaitable for
+        ``redis.asyncio`` clients, whose ``execute`` is a coroutine)."""
+        pipe = client.pipeline(transaction=False)
+        for args in self.commands:
+            pipe.execute_command(*args)
+        return pipe.execute()
+
+
+@dataclass(frozen=True)
 class Run:
     """Run a script on ``keys`` (one scope's: one slot) with ``args``.
 
@@ -61,7 +77,7 @@ class _Primaries:
 
 
 PRIMARIES: Final = _Primaries()
-Request = Read | Run | _Primaries
+Request = Read | ReadMany | Run | _Primaries
 Plan = Generator[Request, Any, Any]
 
 
@@ -176,8 +192,9 @@ def scopes_plan(layout: Layout) -> Plan:
                 break
     if found:
         now = now_ms()
-        for tag in (yield Read(("SMEMBERS", layout.registry_key()))):
-            due = yield Read(("ZRANGEBYSCORE", layout.due_key(bytes(tag)), "-inf", now))
+        tags = [bytes(tag) for tag in (yield Read(("SMEMBERS", layout.registry_key())))]
+        asks = tuple(("ZRANGEBYSCORE", layout.due_key(tag), "-inf", now) for tag in tags)
+        for due in (yield ReadMany(asks)) if asks else []:
             for member in due:
                 scope = _utf8(member)
                 if scope is not None and scope in found:

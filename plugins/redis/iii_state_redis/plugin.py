@@ -30,8 +30,8 @@ CAPABILITIES = Capabilities(
     # Deadlines in a sorted set beside each scope's hash, checked by every script; Redis does not
     # drop the fields itself (HPEXPIRE needs 7.4), take_expired() and writes to a field do.
     ttl="emulated",
-    # take_expired(): one round trip per registered slot plus one script per due scope; the
-    # core polls it every 500 ms.
+    # take_expired(): the registry, one pipeline over the slots' due indexes, one script per due
+    # scope; the core polls it every 500 ms.
     expiry_event_delay_ms=1000,
 )
 
