@@ -12,7 +12,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from bench import expiry, startup
-from bench.run import batches, machine, overhead, scaling
+from bench.run import batches, machine, overhead, scaling, ttl
 from bench.run.measuring import Budget, rows_table
 from bench.run.ops import Ours, raw_notes, standard_pairs
 from bench.run.targets import TARGETS
@@ -164,8 +164,13 @@ def _adapter_sections(options: Options, report: Report) -> None:
                 pairs, notes = standard_pairs(Ours(session.store, session.scope), session.raw, options.budget)
                 facts = "; ".join(session.facts.values())
                 table = rows_table(target.title, pairs, {**raw_notes(session.raw), **notes})
-                report.adapter_tables[name] = f"{table}\n\nBackend: {facts}."
-                tables += ["", table, "", f"Backend: {facts}."]
+                section = f"{table}\n\nBackend: {facts}."
+                if ttl.has_ttl(session.store):  # DynamoDB too, once its adapter declares ttl
+                    _say(f"{name}: with and without a TTL")
+                    rows = ttl.measure_rows(session.store, session.scope + "-t", session.raw, options.budget)
+                    section += "\n\n" + ttl.table(target.title, str(session.store.capabilities.ttl), rows)
+                report.adapter_tables[name] = section
+                tables += ["", section]
                 if name in BATCH_TARGETS:
                     _say(f"{name}: batches and transactions")
                     batch_tables.append(batches.table(target.title, session.store, session.scope + "-b",

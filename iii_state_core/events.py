@@ -7,7 +7,7 @@ import inspect
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +27,10 @@ class Subscription:
     condition: Condition | None = None
 
     def matches(self, event: StateEvent) -> bool:
-        return (self.scope is None or self.scope == event.scope) and (
-            self.key is None or self.key == event.key
-        )
+        return self.matches_key(event.scope, event.key)
+
+    def matches_key(self, scope: str, key: str) -> bool:
+        return (self.scope is None or self.scope == scope) and (self.key is None or self.key == key)
 
 
 class EventBus:
@@ -86,13 +87,52 @@ class EventBus:
         finally:
             _thread_delivery.current = None
 
+    def wanted(self) -> Callable[[str, str], bool] | None:
+        """Whether an event on (scope, key) would reach anything (the plugin hook or a
+        subscription), so a caller may skip building the others; ``None`` when every event would.
+
+        A snapshot: for one batch of events, not to keep.
+        """
+        subscriptions = self._subscriptions
+        if not self.enabled:
+            return lambda _scope, _key: False
+        if self._hook is not None or any(s.scope is None and s.key is None for s in subscriptions):
+            return None
+        return lambda scope, key: any(s.matches_key(scope, key) for s in subscriptions)
+
+    def emit_many(self, events: Iterable[StateEvent]) -> None:
+        """:meth:`emit` each of ``events`` in turn, each one's reactions delivered before the next
+        event (as separate ``emit`` calls would), with one thread-state look-up for all."""
+        if not self.enabled:
+            return
+        current: _Delivery | None = getattr(_thread_delivery, "current", None)
+        if current is not None and current.draining:
+            for event in events:
+                current.enqueue(self, event)
+            return
+        delivery: _Delivery | None = None
+        try:
+            for event in events:
+                if delivery is None:
+                    delivery = _thread_delivery.current = _Delivery(self, event)
+                else:
+                    delivery.restart(self, event)
+                while delivery.queue:
+                    bus, queued = delivery.next()
+                    bus._deliver(queued)
+        finally:
+            _thread_delivery.current = None
+
     def _deliver(self, event: StateEvent) -> None:
         for sub in self._deliveries(event):
             if sub.condition is not None:
                 ok, verdict = _guarded("condition", sub.condition, event)
                 if not ok or verdict is False:
                     continue
-            _guarded("handler", sub.handler, event)
+            try:  # _guarded, inlined: this runs once per event and handler
+                sub.handler(event)
+            except Exception:
+                _report("handler", sub.handler, event)
 
     async def emit_async(self, event: StateEvent) -> None:
         """Like :meth:`emit`, awaiting handlers and conditions that are coroutines."""
@@ -136,6 +176,11 @@ class _Delivery:
         self.queue: deque[tuple[EventBus, StateEvent, int]] = deque([(bus, event, 0)])
         self.generation = 0
         self.draining = True
+        self._reported = False
+
+    def restart(self, bus: EventBus, event: StateEvent) -> None:
+        """Deliver ``event`` as a new generation-0 write (the queue is empty)."""
+        self.queue.append((bus, event, 0))
         self._reported = False
 
     def next(self) -> tuple[EventBus, StateEvent]:

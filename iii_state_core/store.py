@@ -19,7 +19,7 @@ from .events import Condition, EventBus, Handler, Subscription
 from .functions import StateFunctions
 from .namespaces import ReservedScopes, load_ledger
 from .operations import Limits, Plan
-from .results import SetResult, StateEvent
+from .results import SetResult
 from .sweeper import TaskSweeper, ThreadSweeper, poll_interval
 from .table import AsyncFront, StateFunction, SyncFront, serve
 from .values import JSON
@@ -119,12 +119,8 @@ class StateStore(_Base, StateFunctions, SyncFront):
     def _opened(self) -> None:
         interval = self._sweep_interval()
         if interval is not None:
-            self._sweeper = ThreadSweeper(self.adapter, self._emit_expired, interval)
+            self._sweeper = ThreadSweeper(self.adapter, self.events, interval)
             self._sweeper.start()
-
-    def _emit_expired(self, event: StateEvent) -> None:
-        if self.events.enabled:
-            self.events.emit(event)
 
     def _run(self, function: str, plan: Plan) -> Any:
         if self._closed:
@@ -205,7 +201,7 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
         interval = self._sweep_interval()
         if interval is not None:
             self._sweeper = TaskSweeper(
-                self.async_adapter, self._emit_expired, interval, self._describe, self._secrets
+                self.async_adapter, self.events, interval, self._describe, self._secrets
             )
             self._start_sweeper()
 
@@ -229,10 +225,6 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
             except RuntimeError:
                 return
             sweeper.start()
-
-    async def _emit_expired(self, event: StateEvent) -> None:
-        if self.events.enabled:
-            await self.events.emit_async(event)
 
     def on_change(
         self,

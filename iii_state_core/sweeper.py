@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable
 from typing import Final
 
 from .adapter import Adapter, AsyncAdapter, Expired
 from .driver import redact
 from .errors import StoredValueError
+from .events import EventBus
 from .results import StateEvent
 from .values import JSON, decode_stored
 
@@ -77,12 +77,24 @@ class _Backoff:
         self.wait = self.interval
 
 
+def wanted_events(taken: list[Expired], events: EventBus) -> list[StateEvent]:
+    """The events of ``taken`` that reach a subscription or the plugin hook, in order.
+
+    An entry nothing in this process listens to is not decoded: its event would go nowhere (the
+    entry is taken either way, as it always was when nothing listened).
+    """
+    wanted = events.wanted()
+    if wanted is None:
+        return [expired_event(entry) for entry in taken]
+    return [expired_event(entry) for entry in taken if wanted(entry[0], entry[1])]
+
+
 class ThreadSweeper:
     """The sync store's sweeper: a daemon thread polling ``take_expired``."""
 
-    def __init__(self, adapter: Adapter, emit: Callable[[StateEvent], None], interval: float) -> None:
+    def __init__(self, adapter: Adapter, events: EventBus, interval: float) -> None:
         self._adapter = adapter
-        self._emit = emit
+        self._events = events
         self._backoff = _Backoff(interval, adapter.describe(), adapter.secrets())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="iii-state-expiry", daemon=True)
@@ -95,8 +107,8 @@ class ThreadSweeper:
         delivered = 0
         while True:
             taken = self._adapter.take_expired(BATCH)
-            for entry in taken:  # already claimed: deliver all of them, even when stopping
-                self._emit(expired_event(entry))
+            # already claimed: deliver all of them, even when stopping
+            self._events.emit_many(wanted_events(taken, self._events))
             delivered += len(taken)
             if len(taken) < BATCH or self._stop.is_set():
                 return delivered
@@ -126,13 +138,13 @@ class TaskSweeper:
     def __init__(
         self,
         adapter: AsyncAdapter,
-        emit: Callable[[StateEvent], Awaitable[None]],
+        events: EventBus,
         interval: float,
         describe: str,
         secrets: list[str],
     ) -> None:
         self._adapter = adapter
-        self._emit = emit
+        self._events = events
         self._backoff = _Backoff(interval, describe, secrets)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -159,8 +171,8 @@ class TaskSweeper:
         delivered = 0
         while True:
             taken = await self._adapter.take_expired(BATCH)
-            for entry in taken:
-                await self._emit(expired_event(entry))
+            for event in wanted_events(taken, self._events):
+                await self._events.emit_async(event)
             delivered += len(taken)
             if len(taken) < BATCH or self._stop.is_set():
                 return delivered

@@ -148,3 +148,15 @@ def test_batch_section_has_every_row_for_kv(report: str) -> None:
     for _label, ours, raw, ratio, single, _times in rows:
         assert all(_number(c) > 0 for c in (ours, raw, single)), rows
         assert abs(_number(ratio) - _number(ours) / _number(raw)) < 0.01 + 0.01 * _number(ratio)
+
+
+@pytest.mark.parametrize(
+    "title", ["kv (file_based: SQLite WAL) vs raw sqlite3", "kv (in_memory) vs a raw locked dict"]
+)
+def test_ttl_table_has_get_and_set_with_and_without_a_deadline(report: str, title: str) -> None:
+    rows = _rows(report, f"#### With and without a TTL: {title}")
+    assert [r[0] for r in rows] == ["get", "set (`ttl_ms`)"]
+    for _op, plain, timed, ratio, target, met, raw, p50, plain_p50 in rows:
+        assert all(_number(c) > 0 for c in (plain, timed, raw, p50, plain_p50)), rows
+        assert abs(_number(ratio) - _number(timed) / _number(plain)) < 0.01 + 0.01 * _number(ratio)
+        assert met == ("yes" if _number(ratio) >= _number(target.lstrip("≥ ")) else "NO")

@@ -17,7 +17,7 @@ from iii_state_kvfile.memory_store import KvMemoryStore
 
 from iii_state_core import ConfigError, StateStore, open_async_store, open_store
 from iii_state_core.config import StateConfig
-from iii_state_core.events import EventBus
+from iii_state_core.events import EventBus, Subscription
 from iii_state_core.operations import Limits
 from iii_state_core.results import StateEvent
 
@@ -224,3 +224,44 @@ def test_the_async_store_sweeps_on_each_loop_it_serves_in_turn(tmp_path: Path) -
     asyncio.run(expire("first"))
     asyncio.run(expire("second", close=True))
     assert _expired(seen) == [("s", "first", "first", None), ("s", "second", "second", None)]
+
+
+def test_one_sweep_delivers_each_expiry_and_its_reactions_before_the_next(tmp_path: Path) -> None:
+    # the sweeper delivers a batch in one call; reactions must still follow their own event, filters
+    # still hold, and entries nothing listens to are taken (not left to be delivered twice)
+    order: list[tuple[str, str, str]] = []
+    with open_store(_file_config(tmp_path / "kv")) as store:
+        assert store._sweeper is not None
+        store._sweeper.stop()
+
+        def react(event: StateEvent) -> None:
+            order.append((event.event_type, event.scope, event.key))
+            if event.event_type == "state:expired":
+                store.set("log", event.key, event.old_value)
+
+        store.on_change(react, scope="s")
+        store.on_change(lambda e: order.append((e.event_type, e.scope, e.key)), scope="log")
+        store.on_change(lambda e: order.append(("only-b", e.scope, e.key)), key="b")
+        for key in ("a", "b"):
+            store.set("s", key, key, ttl_ms=20)
+        store.set("unwatched", "x", 1, ttl_ms=20)
+        order.clear()
+        time.sleep(0.04)
+        assert store._sweeper.sweep() == 3
+        assert order == [
+            ("state:expired", "s", "a"), ("state:created", "log", "a"),
+            ("state:expired", "s", "b"), ("only-b", "s", "b"), ("state:created", "log", "b"),
+            ("only-b", "log", "b"),
+        ]  # fmt: skip
+        assert store._sweeper.sweep() == 0  # the unwatched one was taken too
+        assert store.get("log", "b") == "b"
+
+
+def test_wanted_names_the_events_that_reach_something() -> None:
+    bus = EventBus()
+    assert bus.wanted() is not None and not bus.wanted()("s", "k")  # type: ignore[misc]
+    bus.subscribe(Subscription(print, "s"))
+    wanted = bus.wanted()
+    assert wanted is not None and wanted("s", "k") and not wanted("t", "k")
+    assert EventBus(hook=print).wanted() is None  # the plugin hook sees every event
+    assert not EventBus(enabled=False).wanted()("s", "k")  # type: ignore[misc]

@@ -45,6 +45,7 @@ _KEEP_EXPIRED = (
     "INSERT INTO expired (scope, key, value, expires) SELECT scope, key, value, expires FROM entries "
     "WHERE scope = ? AND key = ? AND expires <= ?"
 )
+_KEEP_ROW = "INSERT INTO expired (scope, key, value, expires) VALUES (?, ?, ?, ?)"
 _ANY_EXPIRED = (
     "SELECT 1 WHERE EXISTS (SELECT 1 FROM expired) OR EXISTS (SELECT 1 FROM entries WHERE expires <= ?)"
 )
@@ -245,9 +246,16 @@ class KvFileStore(Adapter):
     def _write_in(
         self, db: sqlite3.Connection, scope: str, key: str, data: bytes, expires_at: int | None = None
     ) -> bytes | None:
-        now = self._keep(db, scope, key)
-        old = self._select(db, scope, key, now)
-        db.execute(_UPSERT, (_b(scope), _b(key), data, expires_at))
+        # one look-up both reads the old value and finds an expired row to keep (no _keep query)
+        s, k, now = _b(scope), _b(key), now_ms()
+        row = db.execute("SELECT value, expires FROM entries WHERE scope = ? AND key = ?", (s, k)).fetchone()
+        old = None
+        if row is not None:
+            if row[1] is None or row[1] > now:
+                old = bytes(row[0])
+            elif self._keep_expired:
+                db.execute(_KEEP_ROW, (s, k, *row))
+        db.execute(_UPSERT, (s, k, data, expires_at))
         return old
 
     def _keep(self, db: sqlite3.Connection, scope: str, key: str) -> int:
@@ -433,7 +441,14 @@ class KvFileStore(Adapter):
                     "RETURNING scope, key, value, expires",
                     (now, limit - len(rows)),
                 ).fetchall()
-        return [(bytes(s).decode("utf-8"), bytes(k).decode("utf-8"), bytes(v), e) for s, k, v, e in rows]
+        scopes: dict[bytes, str] = {}  # a batch mostly holds few scopes: decode each once
+        taken: list[Expired] = []
+        for s, k, v, e in rows:
+            scope = scopes.get(s)
+            if scope is None:
+                scope = scopes[s] = bytes(s).decode("utf-8")
+            taken.append((scope, bytes(k).decode("utf-8"), bytes(v), e))
+        return taken
 
     def _sweep_now_and_then(self) -> None:
         """Delete expired rows at most once a second, so they do not pile up in the file."""
