@@ -94,8 +94,10 @@ def _update(path: Path, report: Report, argv: list[str] | None) -> int:
         f"The {names} figures were refreshed by `{command}` on {facts['date (UTC)']} UTC at commit "
         f"{facts['commit']} (load average {report.load_at_start} at start, {machine.load()} at end); "
         "the machine is the one described below."
+        + (" The expiry events under load were measured again in that run." if report.expiry_section else "")
     )
-    text = merge(path.read_text(), report.adapter_tables, report.growth_rows, report.walk_rows, note)
+    extra = {"expiry": report.expiry_section} if report.expiry_section else {}
+    text = merge(path.read_text(), report.adapter_tables, report.growth_rows, report.walk_rows, note, extra)
     path.write_text(text)
     print(f"updated {path}")
     return 0

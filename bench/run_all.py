@@ -67,6 +67,8 @@ class Report:
     adapter_tables: dict[str, str] = field(default_factory=dict)
     growth_rows: list[tuple[str, scaling.Growth]] = field(default_factory=list)
     walk_rows: list[tuple[str, scaling.Walk, float]] = field(default_factory=list)
+    #: The expiry-events section ("" when it failed), which ``--update`` refreshes too.
+    expiry_section: str = ""
 
 
 def _say(text: str) -> None:
@@ -263,7 +265,8 @@ def run(options: Options) -> Report:
         report.failed["start-up"] = f"{type(exc).__name__}: {exc}"
     _say("expiry events")
     try:
-        report.sections.append(expiry.section(0.5 if options.quick else 3.0, 1 if options.quick else 5))
+        report.expiry_section = expiry.section(0.5 if options.quick else 3.0, 1 if options.quick else 5)
+        report.sections.append(report.expiry_section)
     except Exception as exc:
         report.failed["expiry events"] = f"{type(exc).__name__}: {exc}"
     rows.append(("load average at end", machine.load()))

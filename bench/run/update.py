@@ -63,11 +63,15 @@ def merge(
     growth_rows: list[tuple[str, scaling.Growth]],
     walk_rows: list[tuple[str, scaling.Walk, float]],
     note: str,
+    sections: dict[str, str] | None = None,
 ) -> str:
     """``old`` with the adapters' figures replaced by the new ones and ``note`` under the title.
 
     :param adapter_tables: adapter -> its whole ``### …`` subsection as a fresh run writes it.
+    :param sections: whole ``## …`` sections measured again (the expiry events under load): each
+        replaces the old one of the same heading, or is added at the end.
     """
+    whole = {text.split("\n", 1)[0]: text for text in (sections or {}).values()}
     blocks = _blocks(old)
     growth_header = scaling.growth_table([]).splitlines()[0]
     walk_header = scaling.walk_table([]).splitlines()[0]
@@ -77,6 +81,8 @@ def merge(
         heading = block.split("\n", 1)[0]
         if heading in titles:
             block = titles.pop(heading).rstrip("\n") + "\n\n"
+        elif heading in whole:
+            block = whole.pop(heading).rstrip("\n") + "\n\n"
         elif heading == "## How cost grows with a scope":
             for name, growth in growth_rows:
                 rows = _rows(scaling.growth_table([(name, growth)]), name)
@@ -87,6 +93,9 @@ def merge(
                 rows = _rows(scaling.walk_table([(name, walk, fill_s)]), name)
                 block = _replace_rows(block, walk_header, name, rows)
         out.append(block)
+    if whole and out:
+        out[-1] = out[-1].rstrip("\n") + "\n\n"
+    out += [text.rstrip("\n") + "\n" for text in whole.values()]
     text = "".join(out)
     if titles:
         raise ValueError(f"the report has no section {', '.join(titles)} to refresh")

@@ -127,6 +127,9 @@ def test_update_refreshes_only_the_named_adapter(report: str, tmp_path: Path) ->
 
     assert kept(report) == kept(updated)
     assert updated.count("### kv (in_memory) vs a raw locked dict") == 1
+    assert updated.count("#### With and without a TTL: kv (in_memory)") == 1
+    assert updated.count("## Expiry events under load") == 1
+    assert "The expiry events under load were measured again in that run." in updated
     assert [r[0] for r in _rows(updated, "A full `list_entries` walk")] == ["kv", "kv-memory"]
     growth = _rows(updated, "## How cost grows with a scope")
     ops = ("get", "set", "create")
