@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final
 
 from iii_state_core.expiry import now_ms
 
@@ -44,6 +45,8 @@ from .layout import (
 log = logging.getLogger("iii_state.dynamodb")
 
 Taken = tuple[str, str, bytes, int]
+#: Conditional deletes of one ``take_expired`` call in flight at once.
+TAKERS: Final = 8
 
 
 def expired_items(client: Any, call: Caller, limit: int) -> list[Item]:
@@ -113,21 +116,30 @@ def take(client: Any, call: Caller, item: Item) -> Taken | None:
 def take_expired(client: Any, call: Caller, limit: int) -> list[Taken]:
     """Delete up to ``limit`` expired entries and return them, each once across processes.
 
-    A failure after some were taken returns those (logged; the next call meets the failure
-    again), so no taken entry is dropped; a failure before any raises.
+    The deletes go out ``TAKERS`` at a time (one round trip each, so a sweep of many expired
+    entries is not one long queue). A failure after some were taken returns those (logged; the
+    next call meets the failure again), so no taken entry is dropped; a failure before any raises.
     """
-    taken: list[Taken] = []
-    for item in expired_items(client, call, limit):
-        try:
-            got = take(client, call, item)
-        except Exception as exc:
-            if not taken:
-                raise
-            log.warning("take_expired stopped after %d entries: %s", len(taken), exc)
-            break
-        if got is not None:
-            taken.append(got)
+    found = expired_items(client, call, limit)
+    if len(found) <= 1:
+        outcomes = [_attempt(client, call, item) for item in found]
+    else:
+        with ThreadPoolExecutor(min(TAKERS, len(found)), thread_name_prefix="iii-state-take") as pool:
+            outcomes = list(pool.map(lambda item: _attempt(client, call, item), found))
+    taken = [got for got in outcomes if got is not None and not isinstance(got, Exception)]
+    failures = [got for got in outcomes if isinstance(got, Exception)]
+    if failures:
+        if not taken:
+            raise failures[0]
+        log.warning("take_expired: %d of %d deletes failed: %s", len(failures), len(found), failures[0])
     return taken
+
+
+def _attempt(client: Any, call: Caller, item: Item) -> Taken | Exception | None:
+    try:
+        return take(client, call, item)
+    except Exception as exc:
+        return exc
 
 
 def stash(client: Any, call: Caller, old: Item) -> None:
