@@ -100,8 +100,15 @@ def test_an_iii_app_runs_unchanged(tmp_path: Path) -> None:
             assert await peer.call("billing::state::compare-and-set", private, caller=billing) == {
                 "swapped": True
             }
+            durable = {**private, "expected": {"n": 1}, "value": {"n": 2}, "durable": True}
+            assert await peer.call("billing::state::compare-and-set", durable, caller=billing) == {
+                "swapped": True
+            }
+            assert (
+                await failure(peer, "billing::state::compare-and-set", {**private, "durable": "yes"})
+            ).startswith("deserialization_error: field `durable` must be a boolean")
             got = await peer.call("billing::state::get", {"scope": "invoices", "key": "i1"}, caller=billing)
-            assert got == {"n": 1}
+            assert got == {"n": 2}
             for function_id, payload in (
                 ("state::set", {"scope": "invoices", "key": "x", "value": 1}),
                 ("state::get", {"scope": "invoices", "key": "i1"}),
@@ -127,7 +134,7 @@ def test_an_iii_app_runs_unchanged(tmp_path: Path) -> None:
             page = await peer.call(
                 "billing::state::list_entries", {"scope": "invoices", "non_null_only": True}, caller=billing
             )
-            assert page["entries"] == [["i1", {"n": 1}]] and page["total"] == 1
+            assert page["entries"] == [["i1", {"n": 2}]] and page["total"] == 1
             assert await failure(peer, "state::get", {"scope": "invoices", "key": "i1"}) == (
                 "RESERVED_SCOPE: `invoices` is private worker bookkeeping"
             )
