@@ -11,7 +11,7 @@ on the same entry run one after the other, in the order given.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -139,13 +139,31 @@ def _failure(running: _Running, exc: Exception) -> StateError:
 def batch(limits: Limits, ops: list[dict[str, Any]]) -> Plan:
     """Run each operation ``{op, scope, key, …}`` as its single function; one outcome per operation."""
     outcomes: list[BatchItem | None] = [None] * len(check_ops(limits, ops))
-    events: list[StateEvent | None] = [None] * len(ops)
     waiting: list[_Running] = []
     for i, op in enumerate(ops):
         try:
             waiting.append(_decode_op(limits, i, op))
         except StateError as exc:
             outcomes[i] = BatchItem(op.get("op", "") if isinstance(op, Mapping) else "", error=exc)
+    ran, events = yield from side_by_side(waiting)
+    for running, item in zip(waiting, ran, strict=True):
+        outcomes[running.index] = item
+    return [o for o in outcomes if o is not None], events
+
+
+def plans_side_by_side(plans: list[tuple[str, str, str, Plan]]) -> Plan:
+    """Any plans ``(function, scope, key, plan)`` run as one batch; one :class:`BatchItem` each.
+
+    Import and migrate run their own plans (create-only writes) this way.
+    """
+    running = [_Running(i, f, plan, _hashable(s, k)) for i, (f, s, k, plan) in enumerate(plans)]
+    return (yield from side_by_side(running))
+
+
+def side_by_side(waiting: list[_Running]) -> Generator[Call, Any, tuple[list[BatchItem], list[StateEvent]]]:
+    """Run the plans together: each round asks for every waiting call at once (``RUN_MANY``)."""
+    outcomes: dict[int, BatchItem] = {}
+    events: dict[int, StateEvent] = {}
 
     def step(running: _Running, answer: Any, first: bool) -> bool:
         """Advance one plan; ``True`` while it waits for another call."""
@@ -160,29 +178,30 @@ def batch(limits: Limits, ops: list[dict[str, Any]]) -> Plan:
             return True
         except StopIteration as stop:
             result, event = stop.value
-            outcomes[running.index] = BatchItem(running.function, result)
-            events[running.index] = event
+            outcomes[id(running)] = BatchItem(running.function, result)
+            if event is not None:
+                events[id(running)] = event
         except Exception as exc:
-            outcomes[running.index] = BatchItem(running.function, error=_failure(running, exc))
+            outcomes[id(running)] = BatchItem(running.function, error=_failure(running, exc))
         return False
 
-    active: list[_Running] = []
-    while waiting or active:
+    queue, active = list(waiting), list[_Running]()
+    while queue or active:
         busy = {r.entry for r in active}
         still: list[_Running] = []
-        for running in waiting:  # an entry's operations run one after another, in order
+        for running in queue:  # an entry's operations run one after another, in order
             if running.entry in busy:
                 still.append(running)
                 continue
             busy.add(running.entry)
             if step(running, None, first=True):
                 active.append(running)
-        waiting = still
+        queue = still
         if not active:
             continue
         answers = yield Call(RUN_MANY, ([r.call for r in active], [r.function for r in active]))
         active = [r for r, answer in zip(active, answers, strict=True) if step(r, answer, first=False)]
-    return [o for o in outcomes if o is not None], [e for e in events if e is not None]
+    return [outcomes[id(r)] for r in waiting], [events[id(r)] for r in waiting if id(r) in events]
 
 
 def _hashable(scope: object, key: object) -> tuple[str, str]:

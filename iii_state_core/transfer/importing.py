@@ -7,11 +7,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, Literal, get_args
 
+from ..batch import BatchItem, plans_side_by_side
 from ..driver import run_sync
 from ..errors import StoredValueError
 from ..expiry import now_ms
-from ..operations import Call, Limits, Plan
-from ..results import CompareAndSetResult
+from ..operations import Call, Limits, Plan, set_value
+from ..results import CompareAndSetResult, SetResult
 from ..store import StateStore
 from ..swap import create_only
 from ..values import JSON, decode_stored, same_json
@@ -66,6 +67,57 @@ def put_entry(store: StateStore, entry: Entry, on_conflict: OnConflict) -> Outco
     return "skipped" if on_conflict == "skip" else "conflict"
 
 
+#: Entries written per ``state::batch`` round trip by import and migrate.
+CHUNK: Final = 500
+
+
+def _plan(store: StateStore, entry: Entry, on_conflict: OnConflict) -> tuple[str, Plan] | None:
+    """The single write :func:`put_entry` makes for ``entry``, as a plan (``None``: expired)."""
+    scope, key, value = entry
+    ttl_ms = None
+    if entry.expires_at is not None:
+        ttl_ms = entry.expires_at - now_ms()
+        if ttl_ms <= 0:
+            return None
+    if on_conflict == "overwrite":
+        return "set", set_value(store.limits, scope, key, value, ttl_ms)
+    return "compare-and-set", create_only(store.limits, scope, key, value, ttl_ms)
+
+
+def put_entries(store: StateStore, entries: list[Entry], on_conflict: OnConflict) -> list[Outcome]:
+    """:func:`put_entry` for many entries in one ``state::batch``-style run (one round trip per
+    round on adapters with ``run_many``); the same outcomes, in order.
+
+    :raises StateError: the first entry the store failed or refused (the others were written).
+    """
+    planned = [(i, _plan(store, e, on_conflict)) for i, e in enumerate(entries)]
+    runs = [(p[0], entries[i].scope, entries[i].key, p[1]) for i, p in planned if p is not None]
+    items: list[BatchItem] = store._run("batch", plans_side_by_side(runs)) if runs else []
+    outcomes: list[Outcome] = []
+    done = iter(items)
+    for (_, p), entry in zip(planned, entries, strict=True):
+        if p is None:
+            outcomes.append("expired")
+            continue
+        item = next(done)
+        if item.error is not None:
+            raise item.error
+        outcomes.append(_outcome(item.result, entry.value, on_conflict))
+    return outcomes
+
+
+def _outcome(result: object, value: JSON, on_conflict: OnConflict) -> Outcome:
+    if isinstance(result, SetResult):
+        old = result.old_value
+        return "unchanged" if old is not None and same_json(old, value) else "written"
+    assert isinstance(result, CompareAndSetResult)
+    if result.swapped:
+        return "written"
+    if same_json(result.current, value):
+        return "unchanged"
+    return "skipped" if on_conflict == "skip" else "conflict"
+
+
 @dataclass
 class ImportReport:
     """Counts of what an import did (``invalid``: bad lines skipped under ``skip_invalid``;
@@ -89,7 +141,7 @@ class ImportReport:
 def import_entries(
     store: StateStore, entries: Iterable[Entry], on_conflict: OnConflict = "fail"
 ) -> ImportReport:
-    """Write entries one by one (the iterable is consumed lazily).
+    """Write entries in batches of :data:`CHUNK` (the iterable is consumed a chunk at a time).
 
     :param on_conflict: what to do with a key the store already holds with a different value:
         ``fail`` stops there, ``skip`` keeps the stored value, ``overwrite`` replaces it.
@@ -98,12 +150,46 @@ def import_entries(
     """
     check_policy(on_conflict)
     report = ImportReport()
-    for entry in entries:
-        outcome = put_entry(store, entry, on_conflict)
-        if outcome == "conflict":
-            raise EntryConflictError(entry.scope, entry.key, report.written)
-        report.count(outcome)
+    chunk: list[Entry] = []
+    for entry in [*entries, None]:
+        if entry is not None:
+            chunk.append(entry)
+        if chunk and (entry is None or len(chunk) == CHUNK):
+            _write_chunk(store, report, chunk, [None] * len(chunk), on_conflict)
+            chunk = []
     return report
+
+
+def _write_chunk(
+    store: StateStore,
+    report: ImportReport,
+    chunk: list[Entry],
+    lines: list[int | None],
+    on_conflict: OnConflict,
+) -> None:
+    """Write a chunk in one batch and count it. Under ``fail`` the chunk is read first (one batch)
+    and written only up to its first key holding a different value, which then raises, so nothing
+    after a conflict is written (a key another writer creates meanwhile can still conflict)."""
+    stop = _first_differing(store, chunk) if on_conflict == "fail" else None
+    todo = chunk if stop is None else chunk[:stop]
+    for entry, outcome, line in zip(todo, put_entries(store, todo, on_conflict), lines, strict=False):
+        if outcome == "conflict":
+            raise EntryConflictError(entry.scope, entry.key, report.written, line)
+        report.count(outcome)
+    if stop is not None:
+        raise EntryConflictError(chunk[stop].scope, chunk[stop].key, report.written, lines[stop])
+
+
+def _first_differing(store: StateStore, chunk: list[Entry]) -> int | None:
+    """The index of the first entry whose key holds another value (read in one batch)."""
+    runs = [("get", e.scope, e.key, _read_raw(store.limits, e.scope, e.key)) for e in chunk]
+    items: list[BatchItem] = store._run("batch", plans_side_by_side(runs))
+    for i, (item, entry) in enumerate(zip(items, chunk, strict=True)):
+        if item.error is not None:
+            raise item.error
+        if not _past(entry) and _differs(item.result, entry.value):
+            return i
+    return None
 
 
 def _read_raw(limits: Limits, scope: str, key: str) -> Plan:
@@ -119,13 +205,17 @@ def differs_from_stored(store: StateStore, entry: Entry) -> bool:
     the core's driver (errors are wrapped and redacted as for ``get``).
     """
     raw: bytes | None = run_sync(_read_raw(store.limits, entry.scope, entry.key), store.adapter, "get")[0]
+    return _differs(raw, entry.value)
+
+
+def _differs(raw: bytes | None, value: JSON) -> bool:
     if raw is None:
         return False
     try:
         stored: JSON = decode_stored(raw)
     except StoredValueError:  # another program's bytes: not the entry's value, whatever it is
         return True
-    return not same_json(stored, entry.value)
+    return not same_json(stored, value)
 
 
 def _past(entry: Entry) -> bool:
@@ -172,12 +262,20 @@ def import_file(
     if conflict_count:
         raise ConflictsFoundError(conflicts, conflict_count)
     with open(path, "rb") as stream:
-        for number, item in iter_jsonl(stream, store.limits):
-            if isinstance(item, LineProblem):
+        chunk: list[Entry] = []
+        lines: list[int | None] = []
+        ended = False
+        lines_in = iter_jsonl(stream, store.limits)
+        while not ended:
+            number, got = next(lines_in, None) or (0, None)
+            ended = got is None
+            if isinstance(got, LineProblem):
                 continue
-            outcome = put_entry(store, item, on_conflict)
-            if outcome == "conflict":
-                raise EntryConflictError(item.scope, item.key, report.written, number)
-            report.count(outcome)
+            if got is not None:
+                chunk.append(got)
+                lines.append(number)
+            if chunk and (ended or len(chunk) == CHUNK):
+                _write_chunk(store, report, chunk, lines, on_conflict)
+                chunk, lines = [], []
     return report
 

@@ -271,3 +271,20 @@ def test_import_over_bytes_another_program_wrote_is_a_conflict_or_an_overwrite(t
     assert code == 0, err
     with kv_store(tmp_path / "store-data") as store:
         assert store.get("s", "k") == 1
+
+
+def test_import_entries_writes_a_chunk_per_round_trip_and_fail_stops_before_a_conflict() -> None:
+    with kv_store_memory() as store:
+        rounds: list[int] = []
+        real = store.adapter.run_many
+        store.adapter.run_many = lambda calls: rounds.append(len(calls)) or real(calls)  # type: ignore[method-assign]
+        entries = [Entry("s", f"k{i}", i) for i in range(1200)]
+        report = import_entries(store, entries)
+        assert report.written == 1200 and store.get("s", "k1199") == 1199
+        # fail: a read round and two write rounds (read_versioned, write_if) per chunk of 500
+        assert len(rounds) == 9 and max(rounds) == 500, rounds
+        store.set("s", "k700", "other")
+        again = [Entry("s", f"n{i}", i) for i in range(600)] + [Entry("s", "k700", 700), Entry("s", "z", 0)]
+        with pytest.raises(EntryConflictError) as caught:
+            import_entries(store, again)
+        assert caught.value.written == 600 and store.get("s", "n599") == 599 and store.get("s", "z") is None

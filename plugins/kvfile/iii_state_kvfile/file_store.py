@@ -368,8 +368,9 @@ class KvFileStore(Adapter):
     def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         """Every call inside one SQLite transaction (one commit, one fsync with ``fsync: true``).
 
-        A call that fails is rolled back to its savepoint alone; the others commit. When the
-        commit itself fails nothing is applied and every call reports that error.
+        A call that fails is undone alone (its one statement, or its savepoint when it also keeps an
+        expired row); the others commit. When the commit itself fails nothing is applied and every
+        call reports that error.
         """
         writes = any(name not in _READS for name, _ in calls)
         if writes:
@@ -393,7 +394,12 @@ class KvFileStore(Adapter):
         inner = getattr(self, f"_{name}_in", None)
         if inner is None:
             return NotImplementedError(f"the kv file store cannot batch {name!r}")
-        db.execute("SAVEPOINT one_call")
+        if not self._keep_expired:  # one writing statement per call: SQLite undoes a failed one alone
+            try:
+                return inner(db, *args)
+            except Exception as exc:
+                return exc
+        db.execute("SAVEPOINT one_call")  # keeping an expired row first: two writing statements
         try:
             result = inner(db, *args)
         except Exception as exc:
