@@ -112,13 +112,12 @@ class Limits:
         configured, declared = self.max_value_bytes, self.capabilities.max_value_bytes
         if (configured is None or len(data) <= configured) and (declared is None or len(data) <= declared):
             return data
-        for limit, source in (
-            (self.max_value_bytes, "the configured max_value_bytes limit"),
-            (self.capabilities.max_value_bytes, f"the {self.adapter_name} adapter's limit"),
-        ):
-            if limit is not None and len(data) > limit:
-                raise ValueTooLargeError(f"value of {len(data)} bytes exceeds {source} of {limit}")
-        return data
+        if configured is not None and len(data) > configured:
+            # iii's state worker's exact text (it no longer states the size)
+            raise ValueTooLargeError(f"value exceeds the configured max_value_bytes limit of {configured}")
+        raise ValueTooLargeError(
+            f"value of {len(data)} bytes exceeds the {self.adapter_name} adapter's limit of {declared}"
+        )
 
 
 def _entry(scope: str, key: str) -> str:

@@ -418,7 +418,9 @@ def test_max_value_bytes_boundary_is_inclusive(limited_store: StateStore) -> Non
     }
     with pytest.raises(ValueTooLargeError) as info:
         call(limited_store, "set", scope="s", key="k", value={"v": "x" * 11})
-    assert info.value.code == "VALUE_TOO_LARGE" and "19 bytes" in str(info.value)
+    assert f"{info.value.code}: {info.value}" == (
+        "VALUE_TOO_LARGE: value exceeds the configured max_value_bytes limit of 18"
+    ), "iii's state worker's text"
     assert call(limited_store, "get", scope="s", key="k") == {"v": "x" * 10}
 
 
