@@ -12,7 +12,10 @@ from .. import processes
 from ..processes import StoreSpec
 from ..races import tight_switching
 
-STABLE = 2500
+#: Keys present for the whole walk under a churning writer process, walked in pages of
+#: WALK_PAGE: ~27 pages, so the writer lands many writes between pages on any store.
+STABLE = 1000
+WALK_PAGE = 37
 
 
 def _walk(store: StateStore, scope: str, limit: int) -> list[str]:
@@ -74,7 +77,7 @@ class ListingTests:
         writer.start()
         try:
             assert started.wait(60), "the writer process did not start"
-            keys = _walk(store, scope, 97)
+            keys = _walk(store, scope, WALK_PAGE)
         finally:
             stop.set()
             status, _, detail = queue.get(timeout=120)
