@@ -53,7 +53,7 @@ LEAF_BYTES = 8192
 #: Path nodes read beyond the deepest one known, when a path turns out deeper.
 _READ_AHEAD = 6
 #: Leaves read ahead, in the same request, by a walk (``Index.leaves``).
-_PREFETCH = 12
+_PREFETCH = 8
 #: A cas no probe ever returns: "not known", forcing the full re-check.
 _UNKNOWN: Final = b"?"
 _TOP = 1 << 64

@@ -24,7 +24,7 @@ from .nodes import Cluster
 #: Values fetched per request while looking for one live key of a scope.
 _PROBE = 16
 #: Keys whose presence ``count`` probes in one request.
-_COUNT_BATCH = 2000
+_COUNT_BATCH = 500
 _TOP = 1 << 64
 
 

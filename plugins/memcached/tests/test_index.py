@@ -243,4 +243,4 @@ def test_a_page_over_emptied_leaves_reads_them_in_batches(
     page = store.list_entries("emptied", None, 100)
     assert sorted(k for k, _ in page.entries) == keys[:5] and page.total == 5 and page.done
     # count and scan each walk every leaf, several per request (one each: 2 * leaves)
-    assert len(reads) <= 2 * (leaves // 4 + 2), (len(reads), leaves)
+    assert len(reads) <= 2 * (leaves // 3 + 2), (len(reads), leaves)
