@@ -116,7 +116,9 @@ def _option(text: str) -> tuple[str, object]:
     help="Also load this importable plugin module (an adapter not installed as a package).",
 )
 @click.option(
-    "--quick", is_flag=True, help="Skip the multi-process contention tests and shorten the model run."
+    "--quick",
+    is_flag=True,
+    help="Skip every test that opens the store in other processes and shorten the Hypothesis runs.",
 )
 @click.option(
     "-k", "keyword", metavar="EXPR", help="Only run suite tests matching this pytest -k expression."
@@ -185,7 +187,7 @@ def conformance(
         args += ["-v"] if verbose else ["-q", "--no-header", "--tb=line", "-rN"]
         selected = [keyword] if keyword else []
         if quick:
-            selected.append("not ConcurrencyTests and not another_process")
+            selected.append(f"not {report_plugin.PROCESSES_KEYWORD}")
         if selected:
             args += ["-k", " and ".join(f"({s})" for s in selected)]
         code = pytest.main(args, plugins=[report_plugin])

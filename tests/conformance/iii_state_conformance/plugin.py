@@ -26,8 +26,16 @@ def _area_of(item: pytest.Item) -> str | None:
     return None
 
 
+#: ``-k`` keyword of every test that opens the store in other processes (it takes ``spec``).
+PROCESSES_KEYWORD = "runs_processes"
+
+
+# First, so the keywords added here are there when pytest applies ``-k``.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if "spec" in getattr(item, "fixturenames", ()):
+            item.extra_keyword_matches.add(PROCESSES_KEYWORD)
         area = _area_of(item)
         if area is not None:
             item.stash[_AREA_KEY] = area
