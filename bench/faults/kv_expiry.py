@@ -15,20 +15,18 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import kv_sweeper
-from .outcome import Line
+from .outcome import Line, start_kill_run
 
 PROCESSES = 3
 
@@ -111,13 +109,8 @@ def run(kills: int, seed: int | None = None, *, double: bool = False) -> Line:
         f"moments ({PROCESSES} per cycle)",
         "0 expiry events doubled, 0 lost except a claimed batch of a killed sweeper, 0 expired reads",
     )
-    seed = random.randrange(2**32) if seed is None else seed
-    rng = random.Random(seed)
-    line.details["seed"] = seed
-    started = time.monotonic()
-    directory = tempfile.mkdtemp(prefix="iii-faults-expiry-")
-    logs = Path(directory) / "logs"
-    logs.mkdir()
+    run = start_kill_run(line, seed, "iii-faults-expiry-")
+    rng, started, directory, logs = run.rng, run.started, run.directory, run.logs
     cycle = 0
     while line.tried < kills:
         cycle += 1
@@ -157,9 +150,10 @@ def run(kills: int, seed: int | None = None, *, double: bool = False) -> Line:
     if lost and not unknown and len(lost) > explained:
         line.fail(f"seed {seed}: {len(lost)} expiry events lost, {explained} explained by kills: {lost[:5]}")
     raw = sqlite3.connect(f"file:{directory}/state.sqlite3?mode=ro", uri=True)
-    rows = raw.execute("SELECT count(*) FROM entries").fetchone()[0] + raw.execute(
-        "SELECT count(*) FROM expired"
-    ).fetchone()[0]
+    rows = (
+        raw.execute("SELECT count(*) FROM entries").fetchone()[0]
+        + raw.execute("SELECT count(*) FROM expired").fetchone()[0]
+    )
     raw.close()
     if rows:
         line.fail(f"seed {seed}: {rows} expired rows left in the file after the drain")

@@ -17,7 +17,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 from iii_state_core import open_store
 
 from . import kv_writer
-from .outcome import Line
+from .outcome import Line, start_kill_run
 
 WRITERS = ("w0", "w1")
 SCOPE = "faults"
@@ -92,13 +91,8 @@ def run(kills: int, seed: int | None = None, *, ack_early: bool = False) -> Line
         f"writer processes SIGKILLed at random moments ({len(WRITERS)} concurrent writers per cycle)",
         "0 corrupt stores, 0 acknowledged writes lost",
     )
-    seed = random.randrange(2**32) if seed is None else seed
-    rng = random.Random(seed)
-    line.details["seed"] = seed
-    started = time.monotonic()
-    directory = tempfile.mkdtemp(prefix="iii-faults-kv-")
-    logs = Path(directory) / "logs"
-    logs.mkdir()
+    run = start_kill_run(line, seed, "iii-faults-kv-")
+    rng, started, directory, logs = run.rng, run.started, run.directory, run.logs
     state: dict[str, Any] = {}
     next_seq = dict.fromkeys(WRITERS, 0)
     acked_total = applied_in_flight = 0

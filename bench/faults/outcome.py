@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import random
+import tempfile
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -24,3 +28,24 @@ class Line:
         self.failed += 1
         if len(self.failures) < 5:
             self.failures.append(text)
+
+
+@dataclass(frozen=True)
+class KillRun:
+    """What every kill campaign starts from: a recorded seed, its clock, a scratch folder."""
+
+    rng: random.Random
+    started: float
+    directory: str
+    logs: Path
+
+
+def start_kill_run(line: Line, seed: int | None, prefix: str) -> KillRun:
+    """Seed (recorded in ``line`` so a failure can be replayed), start the clock, and make a
+    scratch folder named ``prefix…`` with a ``logs`` folder for the children's output."""
+    seed = random.randrange(2**32) if seed is None else seed
+    line.details["seed"] = seed
+    directory = tempfile.mkdtemp(prefix=prefix)
+    logs = Path(directory) / "logs"
+    logs.mkdir()
+    return KillRun(random.Random(seed), time.monotonic(), directory, logs)
