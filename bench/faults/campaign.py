@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 from bench.run import machine
 
-from . import fuzz, kv_expiry, kv_kill, model_runs, server_faults
+from . import expiry, fuzz, kv_kill, model_runs, server_faults
 from .backends import BACKENDS
 from .limits import FIXED, OPEN_LIMITS, Limit, match
 from .outcome import Line
 
-PARTS = ("kv-kill", "kv-expiry", "servers", "model", "fuzz")
+PARTS = ("kv-kill", "expiry", "servers", "model", "fuzz")
 #: Kills of sweeping processes: each costs a process start (~1.5 s), so fewer than the writers' kills.
 EXPIRY_KILLS = 60
 SERVER_BACKENDS = ("redis", "memcached", "dynamodb")
@@ -79,6 +79,10 @@ def _servers_step(name: str, plan: Plan) -> Callable[[], list[Line]]:
     return lambda: server_faults.run(name, plan.server_seconds, seed=plan.seed)
 
 
+def _expiry_step(name: str, kills: int, plan: Plan) -> Callable[[], list[Line]]:
+    return lambda: [expiry.run(name, kills, plan.seed)]
+
+
 def _model_step(name: str, plan: Plan) -> Callable[[], list[Line]]:
     return lambda: [model_runs.run(name, plan.model_examples)]
 
@@ -88,12 +92,11 @@ def run(plan: Plan) -> list[Line]:
     if "kv-kill" in plan.parts:
         _say(f"kv: {plan.kills} SIGKILLs")
         lines += _guarded("kv file store", "SIGKILL campaign", lambda: [kv_kill.run(plan.kills, plan.seed)])
-    if "kv-expiry" in plan.parts:
+    if "expiry" in plan.parts:
         kills = min(plan.kills, EXPIRY_KILLS)
-        _say(f"kv: {kills} SIGKILLs of processes sweeping expiry events")
-        lines += _guarded(
-            "kv file store", "expiry events under SIGKILL", lambda: [kv_expiry.run(kills, plan.seed)]
-        )
+        for name in ("kv", *(b for b in plan.backends if b in expiry.FAULTS)):
+            _say(f"{name}: {kills} SIGKILLs of processes sweeping expiry events")
+            lines += _guarded(name, "expiry events under SIGKILL", _expiry_step(name, kills, plan))
     if "servers" in plan.parts:
         for name in plan.backends:
             if name in BACKENDS:
@@ -178,14 +181,19 @@ def markdown(lines: list[Line], plan: Plan, command: str, facts: list[tuple[str,
         "moment, 15 % of the time while still opening it. After every kill SQLite's `integrity_check` must "
         "say `ok`, every key must read back through the store, and each key must hold what the writer's "
         "acknowledged ops give (the op it had begun and not yet acknowledged may or may not be there).",
-        "- *kv file store, expiry events*: three processes per cycle share one store with "
+        "- *expiry events* (every backend with them): three processes per cycle share one store with "
         "`expiry_events: true`, each writing entries with TTLs of 5-150 ms, reading its own expired "
-        "entries back, and sweeping; each is SIGKILLed at a random moment, then one more store drains "
-        "the rest. No `state:expired` may be delivered twice or for an entry nobody wrote, each must "
-        "carry the value written, no read may return an entry past its deadline, no row may be left, "
-        "and every acknowledged entry's event must be delivered, except those a killed process had "
-        "claimed and not yet handed to its handler (the claim is one `DELETE … RETURNING`, the handler "
-        "runs after it: at most once under SIGKILL), each such loss explained by that process's log.",
+        "entries back, and sweeping; each is SIGKILLed at a random moment. On Redis and DynamoDB "
+        "(dynalite) the server is meanwhile SIGKILLed and restarted and connections through the fault "
+        "proxy are reset and replies cut; on memcached only the connections are broken (a restart "
+        "empties it, which loses every event by design). Then one more store drains the rest. No "
+        "`state:expired` may be delivered twice or for an entry nobody wrote, each must carry the value "
+        "written, no read may return an entry past its deadline, nothing may be left (kv: no row; "
+        "Redis: no field), and every acknowledged entry's event must be delivered, except those "
+        "claimed and lost before their handler ran: a process killed after its claim (at most once "
+        "under SIGKILL, decision 0010) or a `take_expired` whose reply never arrived. Each such loss "
+        "must be explained by the logs (a claim of known size, or one of unknown size that ended after "
+        "the entry's earliest deadline), and both kinds are counted in the details.",
         "- *servers*: writer threads append their own sequence numbers (`update` with an `append` op) "
         "and store them (`set`) through one client while a proxy between client and server resets "
         "connections, drops replies after the request went through, and stalls past the client timeout, "

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -92,7 +91,7 @@ def run(kills: int, seed: int | None = None, *, ack_early: bool = False) -> Line
         "0 corrupt stores, 0 acknowledged writes lost",
     )
     run = start_kill_run(line, seed, "iii-faults-kv-")
-    rng, started, directory, logs = run.rng, run.started, run.directory, run.logs
+    rng, directory, logs = run.rng, run.directory, run.logs
     state: dict[str, Any] = {}
     next_seq = dict.fromkeys(WRITERS, 0)
     acked_total = applied_in_flight = 0
@@ -155,16 +154,11 @@ def run(kills: int, seed: int | None = None, *, ack_early: bool = False) -> Line
             state = {k: v for k, v in state.items() if not k.startswith(f"{writer}-")} | mine
             last = max(acked + ([begun] if begun is not None else []), default=next_seq[writer] - 1)
             next_seq[writer] = last + 1
-    line.details.update(
+    return run.finish(
+        line,
         {
             "acknowledged writes checked": acked_total,
             "in-flight writes found applied": applied_in_flight,
             "cycles": cycle,
-        }
+        },
     )
-    line.seconds = time.monotonic() - started
-    if line.failed:
-        line.details["store kept for inspection"] = directory
-    else:
-        shutil.rmtree(directory, ignore_errors=True)
-    return line

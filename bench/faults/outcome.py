@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,17 @@ class KillRun:
     started: float
     directory: str
     logs: Path
+
+    def finish(self, line: Line, details: dict[str, object]) -> Line:
+        """Record ``details`` and the seconds taken; keep the scratch folder only when something
+        failed (named in ``line`` for inspection), else remove it."""
+        line.details.update(details)
+        line.seconds = time.monotonic() - self.started
+        if line.failed:
+            line.details["store kept for inspection"] = self.directory
+        else:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        return line
 
 
 def start_kill_run(line: Line, seed: int | None, prefix: str) -> KillRun:

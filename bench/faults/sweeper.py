@@ -1,14 +1,20 @@
-"""A process the kv expiry campaign kills: it writes entries that expire, sweeps (expiry events
+"""A process the expiry campaign kills: it writes entries that expire, sweeps (expiry events
 on), reads its own expired entries back, and logs everything.
 
-``python -m bench.faults.kv_sweeper DIR LOG NAME`` opens the kv file store in ``DIR`` with
-``expiry_events: true``, prints ``ready``, then forever writes ``NAME-<n>`` with a short TTL.
-Log lines (appended, one ``os.write`` each, so a kill never leaves half a line that counts):
+``python -m bench.faults.sweeper CONFIG LOG NAME`` opens the store described by ``CONFIG`` (a
+state block as JSON, ``expiry_events: true``), prints ``ready``, then forever writes
+``NAME-<n>`` with a short TTL. Log lines (appended, one ``os.write`` each, so a kill never
+leaves half a line that counts):
 
-- ``B key`` before a write, ``W key deadline`` once it returned (``deadline``: the TTL added to
-  the clock read after the write returned, so the entry's own deadline is not later);
-- ``S`` before each ``take_expired``, ``T n`` after it returned ``n`` entries, ``D key value``
-  per ``state:expired`` delivered (a sweep is complete once ``n`` ``D`` lines follow ``T n``);
+- ``B key earliest`` before a write (``earliest``: the clock before the write plus the TTL, so
+  the entry's own deadline is not earlier), ``W key deadline`` once it returned (``deadline``:
+  the TTL added to the clock read after the write returned, so the entry's own deadline is not
+  later), ``U key`` if it failed with an unknown outcome (it may be stored), ``F key`` if it
+  failed with another error (not stored);
+- ``S`` before each ``take_expired``, ``T n`` after it returned ``n`` entries, ``E at`` if it
+  raised (at: the clock then; what it claimed before the error is lost with the reply),
+  ``D key value`` per ``state:expired`` delivered (a sweep is complete once ``n`` ``D`` lines
+  follow ``T n``);
 - ``X key`` when a read returned an entry past the deadline its writer logged.
 """
 
@@ -27,15 +33,30 @@ MAX_TTL_MS = 150
 DOUBLE = os.environ.get("III_FAULTS_EXPIRY_DOUBLE") == "1"
 
 
-def _config(directory: str, expiry_events: bool = True) -> dict[str, Any]:
+def kv_config(directory: str) -> dict[str, Any]:
+    """The state block of a kv file store in ``directory``, expiry events on."""
     return {
         "adapter": {"name": "kv", "config": {"store_method": "file_based", "file_path": directory}},
-        "expiry_events": expiry_events,
+        "expiry_events": True,
     }
 
 
-def run(directory: str, log_path: str, name: str, writes: int | None = None) -> None:
-    from iii_state_core import open_store
+def _open(config: dict[str, Any]) -> Any:
+    """Open the store, retrying while a fault in the connection breaks the first requests."""
+    from iii_state_core import StateError, open_store
+
+    for attempt in range(20):
+        try:
+            return open_store(config)
+        except StateError:
+            if attempt == 19:
+                raise
+            time.sleep(0.25)
+    raise AssertionError("unreachable")
+
+
+def run(config: dict[str, Any], log_path: str, name: str, writes: int | None = None) -> None:
+    from iii_state_core import StateError, UnknownOutcomeError
     from iii_state_core.expiry import now_ms
 
     log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -43,18 +64,22 @@ def run(directory: str, log_path: str, name: str, writes: int | None = None) -> 
     def note(line: str) -> None:
         os.write(log, (line + "\n").encode())
 
-    store = open_store(_config(directory))
+    store = _open(config)
     take = store.adapter.take_expired
 
     def logged_take(limit: int) -> Any:
         note("S")
-        taken = take(limit)
+        try:
+            taken = take(limit)
+        except Exception:
+            note(f"E {now_ms()}")
+            raise
         if DOUBLE:
             taken = taken + taken
         note(f"T {len(taken)}")
         return taken
 
-    store.adapter.take_expired = logged_take  # type: ignore[method-assign]
+    store.adapter.take_expired = logged_take
     store.on_change(
         lambda e: note(f"D {e.key} {json.dumps(e.old_value)}"),
         scope=SCOPE,
@@ -66,22 +91,34 @@ def run(directory: str, log_path: str, name: str, writes: int | None = None) -> 
     n = 0
     while writes is None or n < writes:
         key = f"{name}-{n}"
+        n += 1
         ttl = rng.randint(5, MAX_TTL_MS)
-        note(f"B {key}")
-        store.set(SCOPE, key, key, ttl_ms=ttl)
+        note(f"B {key} {now_ms() + ttl}")
+        try:
+            store.set(SCOPE, key, key, ttl_ms=ttl)
+        except UnknownOutcomeError:
+            note(f"U {key}")
+            time.sleep(0.02)
+            continue
+        except StateError:
+            note(f"F {key}")
+            time.sleep(0.02)
+            continue
         deadline = now_ms() + ttl
         note(f"W {key} {deadline}")
         mine.append((key, deadline))
-        n += 1
         # read back one of this process's entries whose deadline has passed: it must be missing
         past = [k for k, at in mine[-50:] if at < now_ms()]
         if past:
             key = rng.choice(past)
-            if store.get(SCOPE, key) is not None:
-                note(f"X {key}")
+            try:
+                if store.get(SCOPE, key) is not None:
+                    note(f"X {key}")
+            except StateError:
+                pass
         time.sleep(rng.uniform(0.0, 0.01))
     store.close()
 
 
 if __name__ == "__main__":
-    run(sys.argv[1], sys.argv[2], sys.argv[3])
+    run(json.loads(sys.argv[1]), sys.argv[2], sys.argv[3])

@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
-from bench.faults import kv_expiry, kv_kill, model_runs, server_faults
+from bench.faults import expiry, kv_kill, model_runs, server_faults
 from bench.faults.outcome import Line
 
 
@@ -32,15 +32,24 @@ def test_kv_kill_check_catches_writes_acknowledged_too_early() -> None:
 
 
 def test_kv_expiry_events_survive_sigkills_of_the_sweepers() -> None:
-    line = kv_expiry.run(6)
+    line = expiry.run("kv", 6)
     assert line.tried == 6
     assert line.failed == 0, _explain(line)
     delivered = line.details["expiry events delivered"]
     assert isinstance(delivered, int) and delivered > 0
 
 
+def test_redis_expiry_events_survive_sweeper_kills_server_restarts_and_resets(needs_server: Any) -> None:
+    line = needs_server(lambda: expiry.run("redis", 3))
+    assert line.tried == 3
+    assert line.failed == 0, _explain(line)
+    delivered = line.details["expiry events delivered"]
+    assert isinstance(delivered, int) and delivered > 0
+    assert line.details["faults"], line.details
+
+
 def test_kv_expiry_check_catches_events_delivered_twice() -> None:
-    line = kv_expiry.run(3, double=True)
+    line = expiry.run("kv", 3, double=True)
     assert any("was delivered 2 times" in f for f in line.failures), _explain(line)
     kept = line.details.get("store kept for inspection")
     if isinstance(kept, str):
