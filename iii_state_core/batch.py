@@ -15,6 +15,7 @@ from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from . import batch_plain
 from .driver import RUN_MANY, _after_write, _applies, _reports_a_lost_write
 from .errors import BackendError, DeserializationError, StateError
 from .operations import Call, Limits, Plan
@@ -137,18 +138,31 @@ def _failure(running: _Running, exc: Exception) -> StateError:
 
 
 def batch(limits: Limits, ops: list[dict[str, Any]]) -> Plan:
-    """Run each operation ``{op, scope, key, …}`` as its single function; one outcome per operation."""
+    """Run each operation ``{op, scope, key, …}`` as its single function; one outcome per operation.
+
+    Plain gets, sets and deletes of entries named once run in one round without plans
+    (:mod:`batch_plain`); the others run their plans side by side.
+    """
     outcomes: list[BatchItem | None] = [None] * len(check_ops(limits, ops))
+    plain, rest = batch_plain.split(limits, ops)
+    events: dict[int, StateEvent] = {}
+    if plain:
+        done, events = yield from batch_plain.run_plain(plain, _at)
+        for index, function, result, error in done:
+            outcomes[index] = BatchItem(function, result, error)
     waiting: list[_Running] = []
-    for i, op in enumerate(ops):
+    for i in rest:
+        op = ops[i]
         try:
             waiting.append(_decode_op(limits, i, op))
         except StateError as exc:
             outcomes[i] = BatchItem(op.get("op", "") if isinstance(op, Mapping) else "", error=exc)
-    ran, events = yield from side_by_side(waiting)
-    for running, item in zip(waiting, ran, strict=True):
-        outcomes[running.index] = item
-    return [o for o in outcomes if o is not None], events
+    if waiting:
+        ran, by_index = yield from _side_by_side(waiting)
+        for running, item in zip(waiting, ran, strict=True):
+            outcomes[running.index] = item
+        events.update(by_index)
+    return [o for o in outcomes if o is not None], [events[i] for i in sorted(events)]
 
 
 def plans_side_by_side(plans: list[tuple[str, str, str, Plan]]) -> Plan:
@@ -162,6 +176,14 @@ def plans_side_by_side(plans: list[tuple[str, str, str, Plan]]) -> Plan:
 
 def side_by_side(waiting: list[_Running]) -> Generator[Call, Any, tuple[list[BatchItem], list[StateEvent]]]:
     """Run the plans together: each round asks for every waiting call at once (``RUN_MANY``)."""
+    items, events = yield from _side_by_side(waiting)
+    return items, [events[i] for i in sorted(events)]
+
+
+def _side_by_side(
+    waiting: list[_Running],
+) -> Generator[Call, Any, tuple[list[BatchItem], dict[int, StateEvent]]]:
+    """:func:`side_by_side`, its events by operation index."""
     outcomes: dict[int, BatchItem] = {}
     events: dict[int, StateEvent] = {}
 
@@ -201,7 +223,7 @@ def side_by_side(waiting: list[_Running]) -> Generator[Call, Any, tuple[list[Bat
             continue
         answers = yield Call(RUN_MANY, ([r.call for r in active], [r.function for r in active]))
         active = [r for r, answer in zip(active, answers, strict=True) if step(r, answer, first=False)]
-    return [outcomes[id(r)] for r in waiting], [events[id(r)] for r in waiting if id(r) in events]
+    return [outcomes[id(r)] for r in waiting], {r.index: events[id(r)] for r in waiting if id(r) in events}
 
 
 def _hashable(scope: object, key: object) -> tuple[str, str]:

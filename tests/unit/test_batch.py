@@ -110,3 +110,23 @@ def test_no_batch_function_has_a_field_named_op() -> None:
 
     for name in BATCH_FUNCTIONS:
         assert all("op" not in (f.name, *f.aliases) for f in TABLE[name].fields or ()), name
+
+
+def test_plain_operations_give_the_single_calls_errors() -> None:
+    """Gets, sets and deletes of entries named once skip the plans: their errors must not change."""
+    with open_store(adapter="kv", adapter_config={"store_method": "in_memory"}) as store:
+        store.adapter.write("s", "foreign", b"\xffnot json")
+        ops: list[dict[str, Any]] = [
+            {"op": "get", "scope": "s", "key": "foreign"},
+            {"op": "get", "scope": "\ud800", "key": "k"},
+            {"op": "set", "scope": "s", "key": "v", "value": float("inf")},
+            {"op": "set", "scope": "s", "key": "w", "value": 1, "data": 1},
+            {"op": "delete", "scope": "s", "key": "\ud800"},
+        ]
+        batched = store.trigger({"function_id": "state::batch", "payload": {"ops": ops}})
+        for i, op in enumerate(ops):
+            single_payload = {k: op[k] for k in op if k != "op"}
+            with pytest.raises(StateError) as single:
+                store.trigger({"function_id": f"state::{op['op']}", "payload": single_payload})
+            want = {"code": single.value.code, "message": f"ops[{i}] ({op['op']}): {single.value.message}"}
+            assert batched[i] == {"error": want}, i

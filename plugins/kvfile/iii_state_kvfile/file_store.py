@@ -70,6 +70,10 @@ SELECT scope FROM s WHERE scope IS NOT NULL
 #: Primitives that only read (a round of them needs no write lock, and no savepoint per call).
 _READS = frozenset({"read", "read_versioned"})
 
+#: Keys per ``SELECT … key IN (…)`` of a batch round (well under SQLite's oldest variable limit, 999).
+_IN_CHUNK = 500
+_MARKS = ["", *(",".join("?" * n) for n in range(1, _IN_CHUNK + 1))]
+
 #: Options that only a file_based store uses.
 _FILE_OPTIONS = ("file_path", "fsync", "busy_timeout_ms")
 
@@ -378,10 +382,78 @@ class KvFileStore(Adapter):
         out: list[Any] = []
         try:
             with self._write_txn("BEGIN IMMEDIATE" if writes else "BEGIN") as db:
+                bulk = self._bulk_in(db, calls)
+                if bulk is not None:
+                    return bulk
                 for name, args in calls:
                     out.append(self._one_in(db, name, args))
         except sqlite3.Error as exc:
             return [exc] * len(calls)
+        return out
+
+    def _bulk_in(
+        self, db: sqlite3.Connection, calls: Sequence[tuple[str, tuple[Any, ...]]]
+    ) -> list[Any] | None:
+        """A round of only reads, or only plain writes (no deadline) of distinct entries, in a few
+        statements: one ``SELECT … key IN (…)`` per scope (and one ``executemany`` upsert for writes)
+        instead of one or two statements per call. ``None``: the round is not one of those, or a
+        statement failed (undone; then each call runs alone, so only a failing one reports it).
+        """
+        names = {name for name, _ in calls}
+        if names <= _READS:
+            db.execute("SAVEPOINT bulk")
+            try:
+                found = self._select_many(db, [args[:2] for _, args in calls], now_ms())
+            except sqlite3.Error:
+                db.execute("ROLLBACK TO bulk")
+                return None
+            finally:
+                db.execute("RELEASE bulk")
+            answers = zip(calls, found, strict=True)
+            return [raw if name == "read" else (raw, raw) for (name, _), (raw, _) in answers]
+        if names != {"write"} or any(len(args) != 3 for _, args in calls):
+            return None
+        entries = [(_b(args[0]), _b(args[1])) for _, args in calls]
+        if len(set(entries)) != len(entries):
+            return None  # an entry written twice: in order, one by one
+        db.execute("SAVEPOINT bulk")
+        try:
+            now = now_ms()
+            found = self._select_many(db, [args[:2] for _, args in calls], now)
+            pairs = zip(entries, found, strict=True)
+            expired = [(s, k, *row) for (s, k), (_, row) in pairs if row is not None]
+            if expired and self._keep_expired:
+                db.executemany(_KEEP_ROW, expired)
+            rows = zip(entries, calls, strict=True)
+            db.executemany(_UPSERT, [(s, k, args[2], None) for (s, k), (_, args) in rows])
+        except sqlite3.Error:
+            db.execute("ROLLBACK TO bulk")
+            return None
+        finally:
+            db.execute("RELEASE bulk")
+        return [raw for raw, _ in found]
+
+    def _select_many(
+        self, db: sqlite3.Connection, entries: list[tuple[str, str]], now: int
+    ) -> list[tuple[bytes | None, tuple[bytes, int] | None]]:
+        """Per entry: its live value (or ``None``) and, when its row is past its deadline, that row
+        ``(value, expires)``. One query per scope and :data:`_IN_CHUNK` keys."""
+        by_scope: dict[str, list[int]] = {}
+        for i, (scope, _) in enumerate(entries):
+            by_scope.setdefault(scope, []).append(i)
+        out: list[tuple[bytes | None, tuple[bytes, int] | None]] = [(None, None)] * len(entries)
+        for scope, places in by_scope.items():
+            s = _b(scope)
+            for start in range(0, len(places), _IN_CHUNK):
+                part = places[start : start + _IN_CHUNK]
+                names = [_b(entries[i][1]) for i in part]
+                marks = _MARKS[len(names)]
+                query = f"SELECT key, value, expires FROM entries WHERE scope = ? AND key IN ({marks})"
+                rows = {key: (value, expires) for key, value, expires in db.execute(query, (s, *names))}
+                for i, name in zip(part, names, strict=True):
+                    row = rows.get(name)
+                    if row is not None:
+                        out[i] = (row[0], None) if row[1] is None or row[1] > now else (None, row)
         return out
 
     def _one_in(self, db: sqlite3.Connection, name: str, args: tuple[Any, ...]) -> Any:

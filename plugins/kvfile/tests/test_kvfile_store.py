@@ -368,3 +368,32 @@ def test_run_many_is_one_transaction_rolling_back_only_a_failing_call(tmp_path: 
     assert store.run_many([("write", ("s", f"k{i}", b"0")) for i in range(5)]) == [None] * 5
     assert statements.count("BEGIN IMMEDIATE") == 1 and statements.count("COMMIT") == 1
     store.close()
+
+
+@pytest.mark.parametrize("keep_expired", [False, True])
+def test_a_round_of_reads_or_plain_writes_is_a_few_statements_with_the_one_by_one_answers(
+    tmp_path: Path, keep_expired: bool
+) -> None:
+    store = KvFileStore(str(tmp_path), expiry_events=keep_expired)
+    store.write("s", "old", b"1", 1)  # long past its deadline: missing, yet its row is there
+    store.write("s", "é", b"2")
+    store.write("t", "x", b"3", 2**52)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    reads = [("read", ("s", "old")), ("read", ("s", "é")), ("read_versioned", ("t", "x")),
+             ("read", ("s", "none")), ("read", ("s", "é"))]  # fmt: skip
+    assert store.run_many(reads) == [None, b"2", (b"3", b"3"), None, b"2"]
+    assert sum("IN (" in s for s in statements) == 2  # one query per scope
+    statements.clear()
+    writes = [("write", ("s", "old", b"4")), ("write", ("s", "é", b"5")), ("write", ("t", "x", b"6")),
+              ("write", ("s", "new", b"7"))]  # fmt: skip
+    assert store.run_many(writes) == [None, b"2", b"3", None]
+    assert sum("IN (" in s for s in statements) == 2
+    assert not any("SAVEPOINT one_call" in s for s in statements)
+    assert [store.read(*c[1][:2]) for c in writes] == [b"4", b"5", b"6", b"7"]
+    assert store.read_expiry("t", "x") == (True, None)  # a set without ttl_ms clears the deadline
+    kept = store.take_expired(10)
+    assert [(e[0], e[1], e[2]) for e in kept] == ([("s", "old", b"1")] if keep_expired else [])
+    twice = [("write", ("s", "d", b"8")), ("write", ("s", "d", b"9"))]
+    assert store.run_many(twice) == [None, b"8"]  # an entry written twice: one by one, in order
+    store.close()

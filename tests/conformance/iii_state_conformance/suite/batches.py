@@ -31,6 +31,8 @@ def _ops(a: str, b: str) -> list[dict[str, Any]]:
         {"op": "delete", "scope": a, "key": "missing"},
         {"op": "get", "scope": a, "key": "k"},
         {"op": "get", "scope": b, "key": "c"},
+        {"op": "get", "scope": b, "key": "none"},  # entries named once: one round, no plans
+        {"op": "set", "scope": b, "key": "ü", "value": {"deep": [1]}},
     ]
 
 
@@ -68,7 +70,7 @@ class BatchTests:
                 assert got == want, (i, got, want)
         assert batched[3] == {"n": 3} and batched[15] is None and batched[16] == 3  # order within an entry
         assert batch_events == [{**e, "scope": rename[e["scope"]]} for e in seen]
-        assert len(batch_events) == 8
+        assert len(batch_events) == 9
 
     def test_bad_batches_are_refused_whole_and_bad_operations_alone(
         self, store: StateStore, scope: str, caps: Any
