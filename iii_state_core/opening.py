@@ -43,7 +43,7 @@ def _settings(
     return resolve(config)
 
 
-def _config_secrets(config: Mapping[str, Any]) -> list[str]:
+def config_secrets(config: Mapping[str, Any]) -> list[str]:
     """Strings of an adapter config that may be secret: passwords in URLs, secret-named keys."""
     found: list[str] = []
     for name, value in config.items():
@@ -88,7 +88,7 @@ def _open_adapter(cls: type[Adapter], settings: StateConfig, *, must_exist: bool
     except StateError:
         raise
     except Exception as exc:
-        secrets = _config_secrets(settings.adapter_config)
+        secrets = config_secrets(settings.adapter_config)
         detail = redact(f"{type(exc).__name__}: {exc}", secrets)
         error = BackendError(f"cannot open the {settings.adapter} adapter: {detail}", code="OPEN_ERROR")
         raise error from (None if mentions_secret(exc, secrets) else exc)
@@ -108,6 +108,14 @@ def _check_expiry_events(cls: type[Adapter], settings: StateConfig) -> None:
         )
 
 
+def read_settings(config: ConfigSource) -> StateConfig:
+    """The settings ``config`` names (as :func:`open_store` reads them), without opening anything.
+
+    :raises ConfigError: when the config is unusable.
+    """
+    return _settings(config, None, None)
+
+
 def _open(
     config: ConfigSource,
     adapter: str | None,
@@ -115,7 +123,12 @@ def _open(
     registry: Registry | None,
     must_exist: bool = False,
 ) -> tuple[Adapter, Limits, EventBus, StateConfig, Registry]:
-    settings = _settings(config, adapter, adapter_config)
+    return _open_settings(_settings(config, adapter, adapter_config), registry, must_exist)
+
+
+def _open_settings(
+    settings: StateConfig, registry: Registry | None, must_exist: bool = False
+) -> tuple[Adapter, Limits, EventBus, StateConfig, Registry]:
     registry = registry or default_registry()
     info = registry.adapter(settings.adapter)
     # the store keeps the resolved paths, so whoever reopens it from its settings (another
@@ -167,3 +180,9 @@ def open_async_store(
 ) -> AsyncStateStore:
     """Like :func:`open_store`, for asyncio code: every method is awaited."""
     return AsyncStateStore(*_open(config, adapter, adapter_config, registry, must_exist))
+
+
+def open_async_store_with(settings: StateConfig, *, registry: Registry | None = None) -> AsyncStateStore:
+    """Open an asyncio store from settings already read (:func:`read_settings`, possibly changed:
+    the worker applies its configuration entry's adapter this way)."""
+    return AsyncStateStore(*_open_settings(settings, registry))

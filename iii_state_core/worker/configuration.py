@@ -1,10 +1,12 @@
 """The worker's entry in iii's configuration worker, as iii's ``state`` worker keeps it.
 
-At boot the worker ensures its entry (id ``$III_CONFIG_NAME`` or ``state``) with the settings it
-started from as the initial value (installed only when nothing is stored), reads the entry back
-and applies it; ``state::on-config-change``, bound to ``configuration:updated`` of that entry,
-reads it again and applies it. ``triggers_enabled`` and ``max_value_bytes`` apply at once; the
-adapter is restart-tier (a change is logged); ``save_interval_ms`` has nothing to drive here.
+At boot, before it opens a store, the worker ensures its entry (id ``$III_CONFIG_NAME`` or
+``state``) with the settings of its config file as the initial value (installed only when nothing
+is stored), reads the entry back and opens the adapter the entry names (:func:`boot_settings`);
+``state::on-config-change``, bound to ``configuration:updated`` of that entry, reads it again and
+applies it. ``triggers_enabled`` and ``max_value_bytes`` apply at once; the adapter is
+restart-tier (a change is logged and read at the next boot); ``save_interval_ms`` has nothing to
+drive here (every write is committed before it is answered).
 
 Value rules are the reference worker's: unknown keys are an error; ``max_value_bytes: 0`` and a
 ``save_interval_ms`` outside 100-3,600,000 count as unset; ``null`` or a missing entry means the
@@ -14,13 +16,15 @@ defaults; a malformed stored value fails the boot and, on a change, keeps the pr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..config import StateConfig
+from ..opening import config_secrets
 from ..values import json_type
 
 log = logging.getLogger("iii_state.worker")
@@ -108,6 +112,11 @@ def parse_entry(value: Any) -> EntrySettings:
         extra = [k for k in adapter if k not in ("name", "config")]
         if extra:
             raise ConfigValueError(f"invalid state configuration: unknown field `adapter.{extra[0]}`")
+        if adapter.get("config") is not None and not isinstance(adapter["config"], Mapping):
+            raise ConfigValueError(
+                f"invalid state configuration: `adapter.config` must be an object, "
+                f"got {json_type(adapter['config'])}"
+            )
         adapter = dict(adapter)
     max_bytes = _count(value.get("max_value_bytes"), "max_value_bytes")
     interval = _count(value.get("save_interval_ms"), "save_interval_ms")
@@ -120,27 +129,58 @@ def parse_entry(value: Any) -> EntrySettings:
     )
 
 
-def seed_of(settings: StateConfig | None, adapter_name: str, secrets: list[str]) -> dict[str, Any]:
-    """The initial value: the settings this worker started from, normalized.
+def seed_of(settings: StateConfig) -> dict[str, Any]:
+    """The initial value: the settings of the config file, normalized.
 
-    The adapter's config goes in only when it holds none of the adapter's secrets (a Redis URL
-    with a password stays out of the configuration store; the name alone is then recorded).
+    The adapter's config goes in only when it holds nothing that looks secret (a password in a
+    URL, an option named like a password, token or key): a Redis URL with a password stays out
+    of the configuration store, and the name alone is recorded. :func:`boot_settings` then takes
+    the config from the file again.
     """
-    adapter: dict[str, Any] = {"name": adapter_name}
-    if (
-        settings is not None
-        and settings.adapter_config
-        and not _holds_secret(settings.adapter_config, secrets)
+    adapter: dict[str, Any] = {"name": settings.adapter}
+    if settings.adapter_config and not _holds_secret(
+        settings.adapter_config, config_secrets(settings.adapter_config)
     ):
         adapter["config"] = dict(settings.adapter_config)
     low, high = SAVE_INTERVAL_RANGE
-    interval = settings.state_options.get("save_interval_ms") if settings is not None else None
+    interval = settings.state_options.get("save_interval_ms")
     return EntrySettings(
         adapter=adapter,
-        triggers_enabled=settings.triggers_enabled if settings is not None else True,
-        max_value_bytes=settings.max_value_bytes if settings is not None else None,
+        triggers_enabled=settings.triggers_enabled,
+        max_value_bytes=settings.max_value_bytes,
         save_interval_ms=interval if isinstance(interval, int) and low <= interval <= high else None,
     ).to_json()
+
+
+def boot_settings(file: StateConfig, entry: EntrySettings | None) -> StateConfig:
+    """The settings a booting worker opens its store with: the config file's, with the entry's
+    adapter, limits and flush cadence over them (the entry wins, as for ``triggers_enabled``).
+
+    The entry's adapter, with its ``config``, replaces the file's. An entry that names the
+    file's adapter and gives no ``config`` keeps the file's config: that is how a secret stays
+    in the file only (the seed records the adapter's name alone when its config holds a secret).
+    Relative paths stay relative to the config file's directory.
+    """
+    if entry is None:
+        return file
+    name, config = file.adapter, dict(file.adapter_config)
+    if entry.adapter is not None:
+        given = entry.adapter.get("config")
+        if given is not None or entry.adapter["name"] != file.adapter:
+            # null options count as unset, as in the reference's serde ``Option`` fields
+            name, config = entry.adapter["name"], {k: v for k, v in (given or {}).items() if v is not None}
+    options = dict(file.state_options)
+    if entry.save_interval_ms is not None:
+        options["save_interval_ms"] = entry.save_interval_ms
+    return dataclasses.replace(
+        file,
+        adapter=name,
+        adapter_config=config,
+        triggers_enabled=entry.triggers_enabled,
+        max_value_bytes=entry.max_value_bytes,
+        state_options=options,
+        source=f"{file.source} with configuration entry {config_id()!r}",
+    )
 
 
 def _holds_secret(value: Any, secrets: list[str]) -> bool:
@@ -171,7 +211,7 @@ async def call_configuration(call: EngineCall, function_id: str, payload: Any) -
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def ensure_entry(call: EngineCall, seed: dict[str, Any]) -> None:
+async def ensure_entry(call: EngineCall, seed: dict[str, Any], adapters: Iterable[str]) -> None:
     """``configuration::ensure``: register the entry, install ``seed`` only if nothing is stored."""
     await call_configuration(
         call,
@@ -181,7 +221,7 @@ async def ensure_entry(call: EngineCall, seed: dict[str, Any]) -> None:
             "name": "State",
             "description": "State store settings: storage adapter, trigger fan-out gate, max value size, "
             "file-store flush cadence.",
-            "schema": SCHEMA,
+            "schema": schema(adapters),
             "metadata": {"ui_form": DEFAULT_CONFIG_ID},
             "initial_value": seed,
         },
@@ -203,24 +243,94 @@ async def fetch_entry(call: EngineCall) -> EntrySettings:
     return parse_entry(answer.get("value") if isinstance(answer, Mapping) else None)
 
 
-_COUNT_OR_NULL: Final = {"type": ["integer", "null"], "minimum": 0}
-#: The entry's JSON schema (the configuration console renders it as a form).
-SCHEMA: Final[dict[str, Any]] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "adapter": {
-            "type": "object",
-            "description": "Storage adapter and its config (restart-tier).",
-            "properties": {"name": {"type": "string"}, "config": {"type": "object"}},
-            "required": ["name"],
-            "additionalProperties": False,
+_INTERVAL: Final = {"type": ["integer", "null"], "format": "uint64", "minimum": 100.0, "maximum": 3_600_000.0}
+#: The reference's ``kv`` and ``redis`` config schemas (its closed ``oneOf`` branches), with
+#: our ``kv`` options added (optional, so a value iii's console writes still validates).
+_REFERENCE_DEFINITIONS: Final[dict[str, Any]] = {
+    "KvAdapterConfig": {
+        "description": "Configuration for the built-in `kv` storage adapter.",
+        "type": "object",
+        "properties": {
+            "store_method": {
+                "description": "`in_memory` keeps data for the process lifetime; `file_based` persists "
+                "it under `file_path`.",
+                "anyOf": [{"$ref": "#/definitions/KvStoreMethod"}, {"type": "null"}],
+            },
+            "file_path": {"description": "Directory for file-based storage.", "type": ["string", "null"]},
+            "save_interval_ms": {
+                **_INTERVAL,
+                "description": "Accepted for iii's kv; every write here is committed before it is "
+                "answered, so there is no flush cadence.",
+            },
+            "fsync": {"description": "iii-state: fsync every commit.", "type": ["boolean", "null"]},
+            "busy_timeout_ms": {
+                "description": "iii-state: how long a write waits for another process's lock.",
+                "type": ["integer", "null"],
+                "minimum": 0.0,
+            },
         },
-        "triggers_enabled": {"type": ["boolean", "null"], "description": "Run reactions after writes. Live."},
-        "max_value_bytes": {
-            **_COUNT_OR_NULL,
-            "description": "Largest value a write may store; 0 or null: no limit. Live.",
+        "additionalProperties": False,
+    },
+    "KvStoreMethod": {"type": "string", "enum": ["in_memory", "file_based"]},
+    "RedisAdapterConfig": {
+        "description": "Configuration for the `redis` storage adapter (Redis, Valkey, Cluster). iii-state "
+        "takes more options than `redis_url` (see the redis plugin's README); the adapter checks them.",
+        "type": "object",
+        "properties": {
+            "redis_url": {
+                "description": "Redis connection URL. Defaults to `redis://localhost:6379`.",
+                "type": ["string", "null"],
+            }
         },
-        "save_interval_ms": {**_COUNT_OR_NULL, "description": "Accepted for iii's kv; no effect here."},
     },
 }
+_REFERENCE_ADAPTERS: Final = {"kv": "KvAdapterConfig", "redis": "RedisAdapterConfig"}
+
+
+def _branch(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "title": name,
+        "type": "object",
+        "properties": {"name": {"type": "string", "enum": [name]}, "config": config},
+        "required": ["name"],
+        "additionalProperties": False,
+    }
+
+
+def schema(adapters: Iterable[str]) -> dict[str, Any]:
+    """The entry's JSON schema (the configuration console renders it as a form): the reference's
+    ``StateConfig`` schema, whose adapter is a closed ``oneOf`` keyed on ``name``, with one more
+    branch per other installed adapter (its config an object its adapter checks when it opens)."""
+    ours = sorted(set(adapters) - set(_REFERENCE_ADAPTERS))
+    branches = [_branch(n, {"$ref": f"#/definitions/{d}"}) for n, d in _REFERENCE_ADAPTERS.items()]
+    branches += [_branch(n, {"type": "object"}) for n in ours]
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "StateConfig",
+        "type": "object",
+        "properties": {
+            "adapter": {
+                "description": "Storage adapter selection and its adapter-specific config, keyed on `name`. "
+                "Restart-tier: a change is logged and takes effect at the next worker start.",
+                "oneOf": branches,
+            },
+            "triggers_enabled": {
+                "description": "Run state reactions after writes. Applied live. Defaults to `true`.",
+                "type": ["boolean", "null"],
+            },
+            "max_value_bytes": {
+                "description": "Largest value a write may store, in bytes of compact JSON "
+                "(VALUE_TOO_LARGE). Applied live. Unset means no limit.",
+                "type": ["integer", "null"],
+                "format": "uint",
+                "minimum": 1.0,
+            },
+            "save_interval_ms": {
+                **_INTERVAL,
+                "description": "iii's kv flush cadence; accepted, drives nothing here (every write is "
+                "committed before it is answered).",
+            },
+        },
+        "additionalProperties": False,
+        "definitions": _REFERENCE_DEFINITIONS,
+    }

@@ -15,17 +15,18 @@ import logging
 import os
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from iii import InitOptions  # type: ignore[import-untyped]
 from iii.iii import III  # type: ignore[import-untyped]
 from iii_helpers.observability import ReconnectionConfig
 
-from .. import ConfigSource, __version__, open_async_store
-from ..config import DEFAULT_FILE_STORE, default_config
+from .. import ConfigSource, __version__
+from ..config import DEFAULT_FILE_STORE, StateConfig, default_config
 from ..errors import StateError
 from ..namespaces import ACCESSORS, accessor_ids
-from ..plugins import Registry
+from ..opening import open_async_store_with, read_settings
+from ..plugins import Registry, default_registry
 from ..store import AsyncStateStore
 from . import configuration
 from .configuration import ON_CONFIG_CHANGE_ID, ConfigValueError, EntrySettings
@@ -85,6 +86,11 @@ class StateWorker:
         self.url = check_engine_url(self.settings.resolved_url())
         self._config = config
         self._registry = registry
+        #: The config file's settings (owned store only), read by :meth:`start`.
+        self._file_settings: StateConfig | None = None
+        #: The adapter entry the store was opened with (``None``: the file's adapter).
+        self._boot_adapter: dict[str, Any] | None = None
+        self._boot_task: asyncio.Task[None] | None = None
         self._owns_store = store is None
         self.store: AsyncStateStore | None = store
         self.triggers = TriggerTable()
@@ -111,12 +117,15 @@ class StateWorker:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store (unless one was given), connect, and register every function.
+        """Read the config file (unless a store was given), connect, and boot in the background.
 
         Returns at once: the connection comes up in the background and is retried forever
-        (watch the log, or :meth:`wait_connected`).
+        (watch the log, or :meth:`wait_connected`). Once connected, the worker checks that no
+        built-in state worker runs, reads its configuration entry, opens the adapter the entry
+        names (else the file's), and registers its functions. A store given to the constructor
+        is served as it is, its functions registered at once.
 
-        :raises StateError: when the store cannot be opened (bad config, unknown adapter).
+        :raises StateError: when the config file is unusable or names an adapter not installed.
         """
         if self._loop is not None:
             raise RuntimeError("this StateWorker was already started")
@@ -125,13 +134,12 @@ class StateWorker:
             # Values are user data: keep them out of the engine's traces unless asked.
             os.environ.setdefault("III_DISABLE_TRACE_PAYLOADS", "1")
         if self.store is None:
-            self.store = await asyncio.to_thread(open_async_store, self._config, registry=self._registry)
-        store = self.store
+            self._file_settings = await asyncio.to_thread(self._read_file_settings)
         try:
-            store.hold_expiry_events()  # until connected: see _on_connection
-            self._unsubscribe.append(store.on_change(self.reactions.on_event))
             logging.getLogger(SDK_LOGGER).addFilter(self.link.filter)
-            self._log_startup(store)
+            self._log_identity(self._file_settings)
+            if self.store is not None:
+                self._adopt(self.store)
             self.iii = III(self.url, self._init_options())
             self._unsubscribe.append(self.iii.add_connection_state_listener(self.link.on_state))
             self._unsubscribe.append(self.iii.add_connection_state_listener(self._on_connection))
@@ -140,69 +148,85 @@ class StateWorker:
                 # before 0.25 do not speak; it is the only way to offer the `state` trigger type.
                 warnings.simplefilter("ignore", DeprecationWarning)
                 self.iii.register_trigger_type(dict(TRIGGER_TYPE), self.triggers)
-            # Claims first, as iii's worker does: accessors of claimed namespaces exist before
-            # the public functions, and the reserved set is known before the first call.
-            await store.refresh_reserved()
-            for prefix in sorted(store.reserved.ledger.namespaces):
-                self._register_accessors(prefix)
-            for skipped in store.reserved.ledger.skipped:
-                log.warning(
-                    "claims ledger row %r is unreadable or conflicts with another claim; skipped", skipped
-                )
-            self._refs.append(
-                self.iii.register_function(
-                    CLAIM_ID,
-                    self._forward(CLAIM_ID, self._claim),
-                    description="Reserve scopes for the calling worker's namespace; "
-                    "returns {claimed, scopes, functions}",
-                    request_format={"type": "object", "properties": {"functions_prefix": {"type": "string"},
-                                    "scopes": {"type": "array", "items": {"type": "string"}}},
-                                    "required": ["functions_prefix", "scopes"]},
-                )
-            )  # fmt: skip
-            for name, spec in specs().items():
-                self._refs.append(
-                    self.iii.register_function(
-                        spec.function_id,
-                        self._sdk_handler(name),
-                        description=spec.description,
-                        request_format=spec.request_format,
-                    )
-                )
-            self._refs.append(
-                self.iii.register_function(
-                    ON_CHANGED_ID,
-                    _observed,
-                    description="Called after every committed write with the change document; "
-                    "observe it (iii 0.25+) to react to state changes",
-                    metadata={"internal": True},
-                )
-            )
-            self._refs.append(
-                self.iii.register_function(
-                    ON_CONFIG_CHANGE_ID,
-                    self._forward(ON_CONFIG_CHANGE_ID, self._on_config_change),
-                    description="Internal: reload the state configuration entry after it changed",
-                    metadata={"internal": True},
-                )
-            )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # as for the trigger type above
-                self._refs.append(
-                    self.iii.register_trigger(
-                        {
-                            "type": "configuration",
-                            "function_id": ON_CONFIG_CHANGE_ID,
-                            "config": {
-                                "configuration_id": configuration.config_id(),
-                                "event_types": ["configuration:updated"],
-                            },
-                        }
-                    )
-                )
+            if self.store is not None:
+                await self._register_serving(self.store)
         except BaseException:
             await self._release()
             raise
+
+    def _read_file_settings(self) -> StateConfig:
+        """The config file's settings; its adapter must be installed (checked before connecting)."""
+        settings = read_settings(self._config)
+        (self._registry or default_registry()).adapter(settings.adapter)
+        return settings
+
+    def _adopt(self, store: AsyncStateStore) -> None:
+        """Start serving ``store``'s events: reactions, and expiries held until connected."""
+        store.hold_expiry_events()  # until connected: see _on_connection
+        self._unsubscribe.append(store.on_change(self.reactions.on_event))
+        self._log_startup(store)
+
+    async def _register_serving(self, store: AsyncStateStore) -> None:
+        """Register, in the reference's order: the accessors of restored claims, the public
+        functions, ``state::on-changed``, ``state::on-config-change`` and its binding."""
+        # Claims first, as iii's worker does: accessors of claimed namespaces exist before
+        # the public functions, and the reserved set is known before the first call.
+        await store.refresh_reserved()
+        for prefix in sorted(store.reserved.ledger.namespaces):
+            self._register_accessors(prefix)
+        for skipped in store.reserved.ledger.skipped:
+            log.warning("claims ledger row %r is unreadable or conflicting; skipped", skipped)
+        self._refs.append(
+            self.iii.register_function(
+                CLAIM_ID,
+                self._forward(CLAIM_ID, self._claim),
+                description="Reserve scopes for the calling worker's namespace; "
+                "returns {claimed, scopes, functions}",
+                request_format={"type": "object", "properties": {"functions_prefix": {"type": "string"},
+                                "scopes": {"type": "array", "items": {"type": "string"}}},
+                                "required": ["functions_prefix", "scopes"]},
+            )
+        )  # fmt: skip
+        for name, spec in specs().items():
+            self._refs.append(
+                self.iii.register_function(
+                    spec.function_id,
+                    self._sdk_handler(name),
+                    description=spec.description,
+                    request_format=spec.request_format,
+                )
+            )
+        self._refs.append(
+            self.iii.register_function(
+                ON_CHANGED_ID,
+                _observed,
+                description="Called after every committed write with the change document; "
+                "observe it (iii 0.25+) to react to state changes",
+                metadata={"internal": True},
+            )
+        )
+        self._refs.append(
+            self.iii.register_function(
+                ON_CONFIG_CHANGE_ID,
+                self._forward(ON_CONFIG_CHANGE_ID, self._on_config_change),
+                description="Internal: reload the state configuration entry after it changed",
+                metadata={"internal": True},
+            )
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # as for the trigger type above
+            self._refs.append(
+                self.iii.register_trigger(
+                    {
+                        "type": "configuration",
+                        "function_id": ON_CONFIG_CHANGE_ID,
+                        "config": {
+                            "configuration_id": configuration.config_id(),
+                            "event_types": ["configuration:updated"],
+                        },
+                    }
+                )
+            )
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
         """:returns: ``True`` once the engine connection is up, ``False`` after ``timeout`` seconds."""
@@ -248,6 +272,13 @@ class StateWorker:
 
     async def _release(self) -> None:
         self.link.stopping = True
+        boot, self._boot_task = self._boot_task, None
+        if boot is not None and not boot.done() and boot is not asyncio.current_task():
+            boot.cancel()
+            try:
+                await boot
+            except BaseException:  # cancelled, or failed and already logged
+                pass
         if self.iii is not None:
             iii, self.iii = self.iii, None
             await asyncio.to_thread(iii.shutdown)
@@ -301,8 +332,12 @@ class StateWorker:
         loop = self._loop
         if state == "connected" and not self._guarded and loop is not None:
             self._guarded = True
-            asyncio.run_coroutine_threadsafe(self._boot(), loop)
+            loop.call_soon_threadsafe(self._start_boot)
             loop.call_soon_threadsafe(loop.call_later, EXPIRY_EVENTS_AFTER_S, self._start_expiry_events)
+
+    def _start_boot(self) -> None:
+        if not self._stopping:
+            self._boot_task = asyncio.get_running_loop().create_task(self._boot())
 
     def _start_expiry_events(self) -> None:
         """Start delivering ``state:expired`` (with ``expiry_events: true``): once connected and
@@ -312,8 +347,34 @@ class StateWorker:
             self.store.start_expiry_events()
 
     async def _boot(self) -> None:
-        if await self._boot_guard():
+        if not await self._boot_guard():
+            return
+        if self.store is not None:  # a store given by the caller: served as it is
             await self._configure_at_boot()
+            return
+        settings = self._file_settings
+        assert settings is not None
+        entry = await self._read_entry_at_boot(configuration.seed_of(settings))
+        if entry is False:
+            return
+        wanted = configuration.boot_settings(settings, entry)
+        try:
+            store = await asyncio.to_thread(open_async_store_with, wanted, registry=self._registry)
+        except StateError as exc:
+            log.error("cannot open the %s adapter (%s): %s; stopping", wanted.adapter, wanted.source, exc)
+            self._given_up()
+            return
+        if self._stopping:
+            await store.close()
+            return
+        self.store = store
+        self._boot_adapter = entry.adapter if entry is not None else None
+        self._adopt(store)
+        await self._register_serving(store)
+        if entry is not None:
+            self.entry = entry
+            self._log_applied(configuration.config_id(), entry)
+        asyncio.get_running_loop().call_later(EXPIRY_EVENTS_AFTER_S, self._start_expiry_events)
 
     async def _boot_guard(self) -> bool:
         """Refuse to run beside the engine's built-in ``iii-state`` worker (as iii's own ``state``
@@ -350,35 +411,43 @@ class StateWorker:
             {"function_id": function_id, "payload": payload, "timeout_ms": timeout_ms, "namespace": "default"}
         )
 
-    async def _configure_at_boot(self) -> None:
-        """Ensure the entry (seeded with the settings we started from), read it, apply it."""
-        store = self.store
-        if store is None:
-            return
+    async def _read_entry_at_boot(self, seed: dict[str, Any]) -> EntrySettings | Literal[False] | None:
+        """Ensure the entry (seeded with ``seed``) and read it.
+
+        :returns: the entry; ``None`` when there is none to apply (no configuration worker, or it
+            cannot be read: the file's settings stay); ``False`` when the worker stops because
+            the stored value is malformed.
+        """
         entry_id = configuration.config_id()
-        seed = configuration.seed_of(store.settings, store.adapter.name, store.adapter.secrets())
+        names = (self._registry or default_registry()).adapters
         async with self._config_lock:
             try:
-                await configuration.ensure_entry(self._call_configuration, seed)
-                entry = await configuration.fetch_entry(self._call_configuration)
+                await configuration.ensure_entry(self._call_configuration, seed, names)
+                return await configuration.fetch_entry(self._call_configuration)
             except ConfigValueError as exc:
                 log.error("configuration entry %r: %s; stopping", entry_id, exc)
                 self._given_up()
-                return
+                return False
             except Exception as exc:
                 if getattr(exc, "code", None) == "function_not_found":
-                    log.info(
-                        "no configuration worker in the engine; settings stay those of %s",
-                        store.settings.source if store.settings is not None else "the open store",
-                    )
+                    log.info("no configuration worker in the engine; the config file's settings stay")
                 else:
                     log.warning(
-                        "configuration entry %r could not be read (%s); keeping current settings",
-                        entry_id,
-                        exc,
-                    )
-                return
-            self._apply(entry_id, entry)
+                        "configuration entry %r could not be read (%s); keeping the config file's settings",
+                        entry_id, exc,
+                    )  # fmt: skip
+                return None
+
+    async def _configure_at_boot(self) -> None:
+        """With a store given by the caller: read the entry and apply its live settings."""
+        store = self.store
+        if store is None:
+            return
+        seed = configuration.seed_of(store.settings) if store.settings is not None else {}
+        entry = await self._read_entry_at_boot(seed)
+        if entry:
+            self._boot_adapter = entry.adapter  # the given store stands for it
+            self._apply(configuration.config_id(), entry)
 
     async def _on_config_change(self, _data: Any) -> dict[str, bool]:
         """``state::on-config-change``: ignore the payload, read the entry again, apply it."""
@@ -395,25 +464,29 @@ class StateWorker:
         return {"ok": True}
 
     def _apply(self, entry_id: str, entry: EntrySettings) -> None:
-        """Live tier now; the adapter only at a restart (logged when it differs)."""
+        """Live tier now; an adapter change only at the next boot (logged)."""
         store = self.store
         if store is None:
             return
         store.events.enabled = entry.triggers_enabled
         store.limits = dataclasses.replace(store.limits, max_value_bytes=entry.max_value_bytes)
-        previous, self.entry = self.entry, entry
-        running = store.adapter.name
-        wanted = entry.adapter.get("name") if entry.adapter is not None else None
-        if wanted is not None and wanted != running:
-            log.warning(
-                "configuration entry %r names adapter %r; this worker serves %r until it is restarted "
-                "with that adapter in its iii-config.yaml (the adapter is restart-tier)",
-                entry_id, wanted, running,
-            )  # fmt: skip
-        elif previous is not None and previous.adapter != entry.adapter:
-            log.warning(
-                "configuration entry %r: the adapter config changed; it applies at the next start", entry_id
-            )
+        self.entry = entry
+        if entry.adapter != self._boot_adapter:
+            if not self._owns_store:
+                log.warning(
+                    "configuration entry %r changed the adapter; this worker serves the store it was given",
+                    entry_id,
+                )
+            else:
+                log.warning(
+                    "configuration entry %r changed the adapter (now %r); it applies at the next restart "
+                    "(the adapter is restart-tier); serving %s until then",
+                    entry_id, (entry.adapter or {}).get("name", "as in the config file"), store.adapter.name,
+                )  # fmt: skip
+            self._boot_adapter = entry.adapter
+        self._log_applied(entry_id, entry)
+
+    def _log_applied(self, entry_id: str, entry: EntrySettings) -> None:
         log.info(
             "configuration entry %r applied: reactions %s, max_value_bytes %s", entry_id,
             "on" if entry.triggers_enabled else "off", entry.max_value_bytes or "unlimited",
@@ -518,7 +591,7 @@ class StateWorker:
 
     def _init_options(self) -> Any:
         s = self.settings
-        adapter = self.store.adapter.name if self.store is not None else "?"
+        adapter = self.store.adapter.name if self.store is not None else "its configured adapter"
         return InitOptions(
             worker_name=s.worker_name,
             worker_description=f"iii-state {__version__}: scoped key-value state (state::*) on {adapter}",
@@ -547,19 +620,28 @@ class StateWorker:
         # (the easy mistake of pointing the worker at the engine's own config.yaml).
         log.info("no iii-config.yaml found; serving the embedded file store in %s", DEFAULT_FILE_STORE)
 
-    def _log_startup(self, store: AsyncStateStore) -> None:
+    def _log_identity(self, settings: StateConfig | None) -> None:
+        """What this process is and where it connects (before the store is open)."""
         s = self.settings
-        settings = store.settings
-        log.info(
-            "iii-state worker %s: adapter %s (config: %s)", __version__, store.adapter.describe(),
-            settings.source if settings is not None else "an open store",
-        )  # fmt: skip
-        if settings is not None and settings.source == default_config().source:
-            self._log_default_store()
+        if settings is not None:
+            log.info(
+                "iii-state worker %s: config %s (adapter %s, unless the configuration entry names "
+                "another; opened once connected)", __version__, settings.source, settings.adapter,
+            )  # fmt: skip
+            if settings.source == default_config().source:
+                self._log_default_store()
         log.info(
             "engine %s; worker name %s; namespace %s", self.link.safe_url,
             os.environ.get("III_WORKER_NAME") or s.worker_name or "<host:pid>",
             s.namespace or os.environ.get("III_NAMESPACE") or "default",
+        )  # fmt: skip
+
+    def _log_startup(self, store: AsyncStateStore) -> None:
+        """The store being served (once open)."""
+        settings = store.settings
+        log.info(
+            "iii-state worker %s: adapter %s (config: %s)", __version__, store.adapter.describe(),
+            settings.source if settings is not None else "an open store",
         )  # fmt: skip
         log.info(
             "serving %s and the `state` trigger type", ", ".join(s.function_id for s in specs().values())

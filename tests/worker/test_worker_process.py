@@ -78,6 +78,8 @@ def test_sigterm_finishes_the_call_in_flight_and_exits_0(
         worker = await scenario()
         log = worker.log
         assert "SIGTERM received: stopping" in log and "iii-state worker stopped" in log
+        assert f"adapter kv (file_based at {tmp_path / 'data/state.sqlite3'})" in log
+        assert "serving state::set, state::get, state::delete, state::update, state::list" in log
         assert "Traceback" not in log
 
     run(main(), timeout=40)
@@ -101,8 +103,9 @@ def test_with_no_engine_it_keeps_retrying_and_stops_on_sigint(tmp_path: Path) ->
     log = worker.log
     assert "pw-s3cret" not in log and "tok-s3cret" not in log
     assert "no iii-config.yaml found; serving the embedded file store in data/state_store" in log
-    assert f"adapter kv (file_based at {tmp_path / 'data/state_store/state.sqlite3'})" in log
-    assert "serving state::set, state::get, state::delete, state::update, state::list" in log
+    # the store opens once connected, after the configuration entry is read: never, here
+    assert "config default file store (adapter kv, unless the configuration entry names another" in log
+    assert "serving state::set" not in log and not (tmp_path / "data").exists()
     assert "SIGINT received: stopping" in log and "iii-state worker stopped" in log
     assert "Traceback" not in log
 
