@@ -3,15 +3,19 @@
 One pytest subprocess runs all the adapters of ``broken_by_class`` (each on the few tests
 that concern it plus a passing neighbour), and this is repeated: a catch that happens on some
 runs only tells an author their adapter is fine. ``III_STATE_SELFTEST_REPEAT`` sets how many
-runs (CI: 3; the issue's evidence: 10).
+runs (CI: 3; the issue's evidence: 10). Each run checks both modes: the full suite, and the
+quick one (``iii-state conformance --quick``: smaller sizes, no tests in other processes),
+which must still catch every adapter on the tests it runs.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 
 import pytest
+from iii_state_conformance import StateStoreSuite
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPEAT = int(os.environ.get("III_STATE_SELFTEST_REPEAT", "3"))
@@ -187,7 +191,9 @@ from iii_state_core.plugins import Registry
 
 _CLASS = """
 
-class Test_{ident}(StateStoreSuite):
+class {cls}(StateStoreSuite):
+    quick = {quick}
+
     @pytest.fixture
     def store(self, tmp_path):
         config = json.loads({config!r}.replace("{{tmp}}", str(tmp_path).replace("\\\\", "/")))
@@ -197,19 +203,45 @@ class Test_{ident}(StateStoreSuite):
 """
 
 
-def _ident(name: str) -> str:
-    return name.replace("-", "_")
+def _full(name: str) -> str:
+    """The class running adapter ``name`` in full mode."""
+    return "Test_" + name.replace("-", "_")
 
 
-def _test_file(adapters: dict[str, dict[str, str]]) -> str:
+def _quick(name: str) -> str:
+    """The class running it in quick mode (no class name is a substring of another's: ``-k``)."""
+    return "TestQuick_" + name.replace("-", "_")
+
+
+def runs_in_quick_mode(test_id: str) -> bool:
+    """Whether ``iii-state conformance --quick`` runs this test: not when it opens the store in
+    other processes (it takes ``spec``)."""
+    function = getattr(StateStoreSuite, test_id.split("[")[0])
+    return "spec" not in inspect.signature(function).parameters
+
+
+def _quick_catches(must_fail: set[str]) -> set[str]:
+    return {t for t in must_fail if runs_in_quick_mode(t)}
+
+
+def _test_file(adapters: dict[str, dict[str, str]], quick: set[str]) -> str:
+    """A class per adapter, and a quick-mode one per adapter named in ``quick``."""
     body = _HEADER.format(here=HERE)
     for name, config in adapters.items():
-        body += _CLASS.format(ident=_ident(name), config=json.dumps(config), name=name)
+        body += _CLASS.format(cls=_full(name), config=json.dumps(config), name=name, quick=False)
+        if name in quick:
+            body += _CLASS.format(cls=_quick(name), config=json.dumps(config), name=name, quick=True)
     return body
 
 
 def _selection() -> str:
-    return " or ".join(f"(Test_{_ident(name)} and ({sel}))" for name, (_, _, sel) in EXPECTED.items())
+    full = [f"({_full(name)} and ({sel}))" for name, (_, _, sel) in EXPECTED.items()]
+    quick = [
+        f"({_quick(name)} and ({sel}) and not runs_processes)"
+        for name, (_, must_fail, sel) in EXPECTED.items()
+        if _quick_catches(must_fail)
+    ]
+    return " or ".join(full + quick)
 
 
 def _failures(result: pytest.RunResult) -> dict[str, set[str]]:
@@ -224,16 +256,20 @@ def _failures(result: pytest.RunResult) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("run", range(REPEAT))
 def test_every_broken_adapter_fails_its_named_tests(pytester: pytest.Pytester, run: int) -> None:
-    pytester.makepyfile(test_broken=_test_file({name: cfg for name, (cfg, _, _) in EXPECTED.items()}))
+    quick = {name for name, (_, must_fail, _) in EXPECTED.items() if _quick_catches(must_fail)}
+    pytester.makepyfile(test_broken=_test_file({name: cfg for name, (cfg, _, _) in EXPECTED.items()}, quick))
     result = pytester.runpytest_subprocess(
         "-q", "-rf", "-p", "no:cacheprovider", "-p", "iii_state_conformance.plugin", "-k", _selection()
     )
     failed = _failures(result)
     missed = []
     for name, (_, must_fail, _) in EXPECTED.items():
-        lacking = must_fail - failed.get(f"Test_{_ident(name)}", set())
+        lacking = must_fail - failed.get(_full(name), set())
         if lacking:
             missed.append(f"{name}: not caught by {sorted(lacking)}")
+        lacking = _quick_catches(must_fail) - failed.get(_quick(name), set())
+        if lacking:
+            missed.append(f"{name} in quick mode: not caught by {sorted(lacking)}")
     assert not missed, f"run {run}: " + "; ".join(missed)
     passed = result.parseoutcomes().get("passed", 0)
     assert passed >= len(EXPECTED), f"only {passed} tests passed: the broken adapters are too broken to judge"
@@ -250,13 +286,15 @@ def test_sound_adapters_pass_every_selection(pytester: pytest.Pytester) -> None:
     """The same tests pass on the sound adapters: each failure above is its adapter's bug."""
     body = _HEADER.format(here=HERE)
     for ident, (name, config) in SOUND.items():
-        body += _CLASS.format(ident=ident, config=json.dumps(config), name=name)
+        body += _CLASS.format(cls=_full(ident), config=json.dumps(config), name=name, quick=False)
+        body += _CLASS.format(cls=_quick(ident), config=json.dumps(config), name=name, quick=True)
     pytester.makepyfile(test_sound=body)
-    selection = " or ".join(f"({sel})" for _, _, sel in EXPECTED.values())
+    any_area = " or ".join(f"({sel})" for _, _, sel in EXPECTED.values())
+    selection = f"({any_area}) and not (TestQuick_ and runs_processes)"
     result = pytester.runpytest_subprocess(
         "-q", "-rfs", "-p", "no:cacheprovider", "-p", "iii_state_conformance.plugin", "-k", selection
     )
     outcomes = result.parseoutcomes()
     failed = [line for line in result.outlines if line.startswith("FAILED")]
     assert outcomes.get("failed", 0) == 0 and not failed, failed
-    assert outcomes.get("passed", 0) >= 3 * 40, outcomes
+    assert outcomes.get("passed", 0) >= 2 * 3 * 40, outcomes

@@ -25,6 +25,18 @@ def wire_error(store: StateStore, function: str, payload: Any) -> StateError:
     return info.value
 
 
+class Sized:
+    """An area whose tests have a full size and a quick one."""
+
+    #: A quick run (``iii-state conformance --quick`` sets it): every area still runs, on the
+    #: smaller sizes its tests pick with :meth:`sized`; the full run keeps its catch power.
+    quick: bool = False
+
+    def sized(self, full: int, quick: int) -> int:
+        """``full``, or ``quick`` in a quick run."""
+        return quick if self.quick else full
+
+
 class SuiteBase:
     """Fixtures every suite test uses. A subclass provides only ``store``."""
 

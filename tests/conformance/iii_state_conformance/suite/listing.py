@@ -11,6 +11,7 @@ from iii_state_core import StateStore
 from .. import processes
 from ..processes import StoreSpec
 from ..races import tight_switching
+from .base import Sized
 
 #: Keys present for the whole walk under a churning writer process, walked in pages of
 #: WALK_PAGE: ~27 pages, so the writer lands many writes between pages on any store.
@@ -32,7 +33,7 @@ def _walk(store: StateStore, scope: str, limit: int) -> list[str]:
     raise AssertionError("list_entries never finished")
 
 
-class ListingTests:
+class ListingTests(Sized):
     def test_list_groups_drops_a_scope_when_its_last_key_goes(
         self, store: StateStore, make_scope: Any
     ) -> None:
@@ -50,7 +51,7 @@ class ListingTests:
         assert scope in store.list_groups()
 
     def test_list_entries_walk_without_writers(self, store: StateStore, scope: str, caps: Any) -> None:
-        expected = {f"k{i:04d}" for i in range(350)}
+        expected = {f"k{i:04d}" for i in range(self.sized(350, 120))}
         for k in expected:
             store.set(scope, k, {"k": k})
         for limit in (1, 7, 100, 1000):
@@ -133,7 +134,7 @@ class ListingTests:
         self, store: StateStore, scope: str, caps: Any
     ) -> None:
         """The same store object walked in one thread while another writes and deletes keys."""
-        stable = {f"stable-{i:04d}" for i in range(600)}
+        stable = {f"stable-{i:04d}" for i in range(self.sized(600, 200))}
         for k in sorted(stable):
             store.set(scope, k, 1)
         stop, started = threading.Event(), threading.Event()

@@ -14,6 +14,7 @@ from iii_state_core.update_ops import apply_ops, parse_ops
 from iii_state_core.values import copy_json, same_json
 
 from ..checks import shown, strict_equal
+from .base import Sized
 
 KEYS = st.sampled_from(["a", "b", "", "a:b", "😀", "x" * 300])
 SCALARS = (
@@ -121,7 +122,7 @@ class _StoreMachine(RuleBasedStateMachine):
         assert len(values) == len(self.model)
 
 
-class ModelTests:
+class ModelTests(Sized):
     #: Subclasses may raise this for a longer run (the fault campaign does).
     model_examples = 25
 
@@ -135,8 +136,8 @@ class ModelTests:
         run_state_machine_as_test(
             build,  # type: ignore[arg-type]  # any factory of machines works
             settings=settings(
-                max_examples=self.model_examples,
-                stateful_step_count=25,
+                max_examples=self.sized(self.model_examples, 4),
+                stateful_step_count=self.sized(25, 15),
                 deadline=None,
                 suppress_health_check=list(HealthCheck),
                 database=None,

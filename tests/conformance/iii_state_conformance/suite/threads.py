@@ -14,6 +14,7 @@ from typing import Any
 from iii_state_core import StateStore
 
 from ..races import run_threads
+from .base import Sized
 
 THREADS = 8
 
@@ -55,9 +56,9 @@ def _increments_and_deletes(
     return increments, deleted
 
 
-class ThreadTests:
+class ThreadTests(Sized):
     def test_threads_incrementing_one_counter_lose_nothing(self, store: StateStore, scope: str) -> None:
-        per_thread = 40
+        per_thread = self.sized(40, 10)
         run_threads(_increments, [(store, scope, "counter", per_thread)] * THREADS, adapter=store.adapter)
         got = store.get(scope, "counter")
         assert got == {"n": THREADS * per_thread}, (
@@ -68,7 +69,7 @@ class ThreadTests:
     def test_threads_racing_compare_and_set_have_exactly_one_winner(
         self, store: StateStore, scope: str
     ) -> None:
-        for round_ in range(8):
+        for round_ in range(self.sized(8, 4)):
             key = f"race-{round_}"
             # even rounds race on an existing value, odd rounds on create-only (a missing key)
             expected = {"v": round_} if round_ % 2 == 0 else None
@@ -84,7 +85,7 @@ class ThreadTests:
 
     def test_threads_setting_one_key_return_an_unbroken_chain(self, store: StateStore, scope: str) -> None:
         """Every value written is replaced exactly once (but the last): no two sets replaced the same."""
-        per_thread = 25
+        per_thread = self.sized(25, 10)
         results = run_threads(
             _set_chain,
             [(store, scope, "chain", me, per_thread) for me in range(THREADS)],
@@ -101,7 +102,7 @@ class ThreadTests:
         assert not lost, f"{sum(lost.values())} written values were never returned as replaced"
 
     def test_threads_deleting_one_key_get_its_value_exactly_once(self, store: StateStore, scope: str) -> None:
-        for round_ in range(10):
+        for round_ in range(self.sized(10, 4)):
             store.set(scope, "doomed", {"r": round_})
             got = run_threads(_delete, [(store, scope, "doomed")] * THREADS, adapter=store.adapter)
             winners = [g for g in got if g is not None]
@@ -115,7 +116,7 @@ class ThreadTests:
     ) -> None:
         results = run_threads(
             _increments_and_deletes,
-            [(store, scope, "counter", 30, me) for me in range(THREADS)],
+            [(store, scope, "counter", self.sized(30, 10), me) for me in range(THREADS)],
             adapter=store.adapter,
         )
         increments = sum(done for done, _ in results)

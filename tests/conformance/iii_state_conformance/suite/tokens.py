@@ -31,10 +31,12 @@ from hypothesis.stateful import (
 
 from iii_state_core import Adapter
 
+from .base import Sized
+
 A, B, C = b'{"v":"a"}', b'{"v":"b"}', b'{"v":"c"}'
 
 
-class TokenTests:
+class TokenTests(Sized):
     def test_read_versioned_returns_what_read_returns(self, adapter: Adapter, scope: str) -> None:
         assert adapter.read_versioned(scope, "k")[0] is None
         adapter.write(scope, "k", A)
@@ -171,7 +173,7 @@ class TokenTests:
         run_state_machine_as_test(
             build,  # type: ignore[arg-type]  # any factory of machines works
             settings=settings(
-                max_examples=self.token_examples,
+                max_examples=self.sized(self.token_examples, 15),
                 stateful_step_count=20,
                 deadline=None,
                 derandomize=True,
