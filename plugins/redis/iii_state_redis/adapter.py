@@ -28,7 +28,7 @@ from .expiring import SWEEP_LIMIT, Registered, SweepClock, Taken, deadline_of, e
 from .layout import Layout, Names
 from .listing import PRIMARIES, Read, ReadMany, Run, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
-from .pipelining import REDIRECTED, answer, by_node, command, kind_of, pipelined
+from .pipelining import by_node, kind_of, pipelined, spread, units
 from .plugin import CAPABILITIES, RedisDeclaration
 from .scripts import COUNT, READ, READ_EXPIRY, REMOVE, SET_EXPIRY, SWAP, WRITE, Script
 from .settings import RedisSettings, read_settings
@@ -273,24 +273,23 @@ class RedisAdapter(Adapter):
 
     def _send(self, calls: Sequence[tuple[str, tuple[Any, ...]]], group: list[int], out: list[Any]) -> None:
         part = [calls[i] for i in group]
-        commands = [command(self.layout, call, self._keep) for call in part]
+        sent = units(self.layout, calls, group, self._keep)
 
         def run(client: Any) -> list[Any]:
             pipe = client.pipeline(transaction=False)
-            for args in commands:
+            for args, _, _ in sent:
                 pipe.execute_command(*args)
             replies: list[Any] = pipe.execute(raise_on_error=False)
             return replies
 
         try:
-            replies = self._call(kind_of(part), f"pipeline of {len(part)} commands", run)
+            replies = self._call(kind_of(part), f"pipeline of {len(sent)} commands", run)
         except Exception as exc:
             for i in group:
                 out[i] = exc
             return
-        for i, call, reply in zip(group, part, replies, strict=True):
-            redirected = isinstance(reply, REDIRECTED)
-            out[i] = _alone(self, call) if redirected else answer(self.layout, self.recent, call, reply)
+        for i in spread(self.layout, self.recent, calls, sent, replies, out):
+            out[i] = _alone(self, calls[i])
 
     def list_scopes(self) -> list[str]:
         scopes: list[str] = self._drive(scopes_plan(self.layout))

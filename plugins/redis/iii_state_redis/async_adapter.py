@@ -23,7 +23,7 @@ from .expiring import SWEEP_LIMIT, Registered, SweepClock, Taken, deadline_of, e
 from .layout import Layout, Names
 from .listing import PRIMARIES, Read, ReadMany, Run, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
-from .pipelining import REDIRECTED, answer, by_node, command, kind_of, pipelined
+from .pipelining import by_node, kind_of, pipelined, spread, units
 from .scripts import COUNT, READ, READ_EXPIRY, REMOVE, SET_EXPIRY, SWAP, WRITE, Script
 from .settings import RedisSettings
 from .transactions import TRANSACT, script_args
@@ -289,26 +289,23 @@ class AsyncRedisAdapter(AsyncAdapter):
         self, calls: Sequence[tuple[str, tuple[Any, ...]]], group: list[int], out: list[Any]
     ) -> None:
         part = [calls[i] for i in group]
-        commands = [command(self.layout, call, self._keep) for call in part]
+        sent = units(self.layout, calls, group, self._keep)
 
         async def run(client: Any) -> list[Any]:
             pipe = client.pipeline(transaction=False)
-            for args in commands:
+            for args, _, _ in sent:
                 pipe.execute_command(*args)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
             return replies
 
         try:
-            replies = await self._call(kind_of(part), f"pipeline of {len(part)} commands", run)
+            replies = await self._call(kind_of(part), f"pipeline of {len(sent)} commands", run)
         except Exception as exc:
             for i in group:
                 out[i] = exc
             return
-        for i, call, reply in zip(group, part, replies, strict=True):
-            if isinstance(reply, REDIRECTED):
-                out[i] = await _alone(self, call)
-            else:
-                out[i] = answer(self.layout, self.recent, call, reply)
+        for i in spread(self.layout, self.recent, calls, sent, replies, out):
+            out[i] = await _alone(self, calls[i])
 
     async def list_scopes(self) -> list[str]:
         scopes: list[str] = await self._drive(scopes_plan(self.layout))

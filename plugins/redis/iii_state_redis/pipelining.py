@@ -20,7 +20,7 @@ from iii_state_core.expiry import now_ms
 
 from .layout import Layout
 from .outcomes import Kind, explain
-from .scripts import READ, REMOVE, SWAP, WRITE, Script
+from .scripts import READ, READ_MANY, REMOVE, SWAP, WRITE, WRITE_MANY, Script
 from .updating import Recent, Swap, swap_args, swap_result
 
 #: The primitives sent in a pipeline, with the argument count of their plain form (a call with
@@ -33,6 +33,11 @@ _WRITES: Final = frozenset({"write", "remove", "write_if"})
 REDIRECTED: Final = (MovedError, AskError, TryAgainError, ClusterDownError)
 
 Call = tuple[str, tuple[Any, ...]]
+#: Fields per merged script (Lua's ``unpack`` and one script's run time stay small).
+MERGED_MOST: Final = 500
+#: One command of a round, the calls (indices) its reply answers, and whether it is a merged
+#: script (its reply: one answer per call) rather than one call's own command.
+Unit = tuple[tuple[Any, ...], list[int], bool]
 
 
 def pipelined(call: Call) -> bool:
@@ -63,6 +68,53 @@ def command(layout: Layout, call: Call, keep: bytes) -> tuple[Any, ...]:
         return _eval(REMOVE, names.writing(), field, now_ms(), names.scope, keep)
     request = Swap(names, field, args[3], args[2])
     return _eval(SWAP, request.keys(), *swap_args(request, keep))
+
+
+def units(layout: Layout, calls: Sequence[Call], group: list[int], keep: bytes) -> list[Unit]:
+    """The commands of a round. A round of only reads, or only plain writes, sends one script per
+    scope (``READ_MANY``: one HMGET; ``WRITE_MANY``: the WRITEs in order) instead of one per call:
+    a pipeline entry costs the client more than the server's work for it."""
+    kinds = {calls[i][0] for i in group}
+    if not (kinds <= {"read", "read_versioned"} or kinds == {"write"}):
+        return [(command(layout, calls[i], keep), [i], False) for i in group]
+    by_scope: dict[str, list[int]] = {}
+    for i in group:
+        by_scope.setdefault(calls[i][1][0], []).append(i)
+    now, field, out = now_ms(), layout.field, list[Unit]()
+    for scope, places in by_scope.items():
+        names = layout.names(scope)
+        for start in range(0, len(places), MERGED_MOST):
+            part = places[start : start + MERGED_MOST]
+            if "write" in kinds:
+                pairs = [x for i in part for x in (field(calls[i][1][1]), calls[i][1][2])]
+                out.append((_eval(WRITE_MANY, names.writing(), now, names.scope, keep, *pairs), part, True))
+            else:
+                fields = [field(calls[i][1][1]) for i in part]
+                out.append((_eval(READ_MANY, (names.hash, names.deadlines), now, *fields), part, True))
+    return out
+
+
+def spread(
+    layout: Layout,
+    recent: Recent,
+    calls: Sequence[Call],
+    sent: list[Unit],
+    replies: list[Any],
+    out: list[Any],
+) -> list[int]:
+    """Each call's answer from its unit's reply into ``out``; returns the calls to run again alone
+    (their command was redirected: it did not run)."""
+    again: list[int] = []
+    for (_, places, merged), reply in zip(sent, replies, strict=True):
+        if isinstance(reply, REDIRECTED):
+            again += places
+        elif merged and not isinstance(reply, Exception):
+            for i, value in zip(places, reply, strict=True):
+                out[i] = answer(layout, recent, calls[i], value)
+        else:
+            for i in places:
+                out[i] = answer(layout, recent, calls[i], reply)
+    return again
 
 
 def answer(layout: Layout, recent: Recent, call: Call, reply: Any) -> Any:

@@ -69,6 +69,23 @@ READ: Final = Script(
     "return v\n",
 )
 
+#: A batch round's reads of one scope. ARGV: now, then the fields. One value (nil: missing or
+#: expired) per field, in order. Read-only; ZCARD first, so a scope without deadlines pays no ZSCOREs.
+READ_MANY: Final = Script(
+    "read_many",
+    "local vs = redis.call('HMGET', KEYS[1], unpack(ARGV, 2))\n"
+    "if redis.call('ZCARD', KEYS[2]) > 0 then\n"
+    "  local now = tonumber(ARGV[1])\n"
+    "  for i = 2, #ARGV do\n"
+    "    if vs[i - 1] then\n"
+    "      local d = redis.call('ZSCORE', KEYS[2], ARGV[i])\n"
+    "      if d and tonumber(d) <= now then vs[i - 1] = false end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return vs\n",
+)
+
 #: ARGV: field, now. ``{}`` missing or expired, ``{1}`` no deadline, ``{1, deadline}``. Read-only.
 READ_EXPIRY: Final = Script(
     "read_expiry",
@@ -93,6 +110,34 @@ WRITE: Final = Script(
     "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
     "deadline(KEYS[2], KEYS[3], ARGV[1], ARGV[5], ARGV[4], d)\n"
     "return old\n",
+)
+
+#: A batch round's plain writes (no deadline: each clears the entry's) of one scope, in order, as
+#: WRITE does each. ARGV: now, scope, keep, then field and data pairs. Returns the live bytes
+#: each replaced (nil: none).
+WRITE_MANY: Final = Script(
+    "write_many",
+    _KEEP
+    + "local now = tonumber(ARGV[1])\n"
+    "local timed = redis.call('ZCARD', KEYS[2]) > 0\n"
+    "local olds = {}\n"
+    "for i = 4, #ARGV, 2 do\n"
+    "  local f = ARGV[i]\n"
+    "  local old = redis.call('HGET', KEYS[1], f)\n"
+    "  if timed then\n"
+    "    local d = redis.call('ZSCORE', KEYS[2], f)\n"
+    "    if d then\n"
+    "      if old and tonumber(d) <= now then\n"
+    "        if ARGV[3] == '1' then keep(KEYS[4], KEYS[3], ARGV[2], f, old, d) end\n"
+    "        old = false\n"
+    "      end\n"
+    "      redis.call('ZREM', KEYS[2], f)\n"
+    "    end\n"
+    "  end\n"
+    "  redis.call('HSET', KEYS[1], f, ARGV[i + 1])\n"
+    "  olds[#olds + 1] = old\n"
+    "end\n"
+    "return olds\n",
 )
 
 #: ARGV: field, now, scope, keep. Deletes the field and its deadline; returns the live bytes removed.

@@ -97,3 +97,44 @@ def test_transactions_commit_in_one_slot_and_cross_slot_ones_are_refused_on_a_cl
             assert [store.get(s, "k") for s in apart] == [None] * 3
         else:
             assert store.transact(spread).committed and [store.get(s, "k") for s in apart] == [0] * 3
+
+
+@pytest.mark.parametrize("expiry_events", [False, True])
+def test_a_round_of_reads_or_plain_writes_is_one_script_per_scope_with_the_one_by_one_answers(
+    redis_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch, expiry_events: bool
+) -> None:
+    from iii_state_redis import pipelining
+
+    merged: list[int] = []
+    real = pipelining.units
+
+    def spy(*args: Any) -> Any:
+        units = real(*args)
+        merged.extend(len(places) for _, places, is_merged in units if is_merged)
+        return units
+
+    monkeypatch.setattr(pipelining, "units", spy)
+    monkeypatch.setattr("iii_state_redis.adapter.units", spy)
+    a, b = unique("ra"), unique("rb")
+    adapter = RedisAdapter.open({**redis_config, "expiry_events": expiry_events})
+    assert isinstance(adapter, RedisAdapter)
+    try:
+        adapter.write(a, "old", b"1", 1)  # long past its deadline: missing, yet stored
+        adapter.write(a, "é", b"2")
+        adapter.write(b, "x", b"3", 2**52)
+        reads = [("read", (a, "old")), ("read", (a, "é")), ("read_versioned", (b, "x")),
+                 ("read", (a, "none"))]  # fmt: skip
+        assert adapter.run_many(reads) == [None, b"2", (b"3", b"3"), None]
+        assert sorted(merged) == [1, 3]  # one script per scope
+        merged.clear()
+        writes = [("write", (a, "old", b"4")), ("write", (a, "é", b"5")), ("write", (b, "x", b"6")),
+                  ("write", (a, "d", b"7")), ("write", (a, "d", b"8"))]  # fmt: skip
+        assert adapter.run_many(writes) == [None, b"2", b"3", None, b"7"]  # in order within a scope
+        assert sorted(merged) == [1, 4]
+        stored = [adapter.read(s, k) for s, k in [(a, "old"), (a, "é"), (b, "x"), (a, "d")]]
+        assert stored == [b"4", b"5", b"6", b"8"]
+        assert adapter.read_expiry(b, "x") == (True, None)  # a plain write clears the deadline
+        kept = [t for t in adapter.take_expired(100) if t[0] == a]
+        assert [(t[0], t[1], t[2]) for t in kept] == ([(a, "old", b"1")] if expiry_events else [])
+    finally:
+        adapter.close()
