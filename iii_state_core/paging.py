@@ -26,12 +26,13 @@ import hashlib
 import json
 from collections.abc import Generator
 from dataclasses import dataclass, replace
+from json.encoder import encode_basestring
 from typing import Any, Final
 
-from .errors import DeserializationError, StateError
+from .errors import DeserializationError, StateError, StoredValueError
 from .operations import SCAN_PAGE, Call, Limits, Plan, _decode
 from .results import EntriesPage
-from .values import json_type
+from .values import decode_all, json_type
 
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
@@ -202,7 +203,8 @@ def _compact(value: object) -> bytes:
 
 def row_bytes(key: str, raw: bytes) -> int:
     """Size of ``[key,value]`` in compact JSON; ``raw`` is the stored (already compact) value."""
-    return len(_compact(key)) + len(raw) + 3
+    # encode_basestring is what json.dumps(key, ensure_ascii=False) runs, minus its per-call setup
+    return len(encode_basestring(key).encode("utf-8")) + len(raw) + 3
 
 
 def _base_bytes(cursor: str | None, offset: int, total: int) -> int:
@@ -261,6 +263,9 @@ def list_entries(limits: Limits, request: PageRequest, cursor: str | None) -> Pl
     else:
         inner, offset, total = decode_cursor(request, cursor)
     rows, after = yield Call("scan", (request.scope, inner, request.limit))
+    if request.max_bytes >= UNLIMITED_BYTES:  # no budget to cut at: the adapter's page is the page
+        ordered = limits.capabilities.ordered_listing  # an ordered walk never repeats a key
+        return _page(request, rows if ordered else _unique(rows), after, offset, total), None
     for _ in range(_MAX_CUTS):
         rows = _unique(rows)
         wanted = [not (request.non_null_only and raw == b"null") for _, raw in rows]
@@ -325,11 +330,14 @@ def _scanned_rows_for(wanted: list[bool], fit: int) -> int:
 
 def _page(request: PageRequest, rows: list[tuple[str, bytes]], after: str | None, offset: int, total: int
           ) -> EntriesPage:  # fmt: skip
-    entries = [
-        (k, _decode("list_entries", request.scope, k, raw))
-        for k, raw in rows
-        if not (request.non_null_only and raw == b"null")
-    ]
+    if request.non_null_only:
+        rows = [(k, raw) for k, raw in rows if raw != b"null"]
+    try:
+        entries = list(zip([k for k, _ in rows], decode_all([raw for _, raw in rows]), strict=True))
+    except StoredValueError:
+        for k, raw in rows:  # raise it again, naming the entry
+            _decode("list_entries", request.scope, k, raw)
+        raise
     next_cursor = None if after is None else encode_cursor(request, after, offset + len(entries), total)
     return EntriesPage(entries, next_cursor, next_cursor is None, offset, total)
 

@@ -253,6 +253,28 @@ def decode_stored(data: bytes) -> JSON:
         raise StoredValueError("stored bytes nest too deeply to parse") from None
 
 
+def decode_all(raws: list[bytes]) -> list[JSON]:
+    """:func:`decode_stored` of each, with its fast path inlined: a listing page decodes a
+    hundred values, and the call per value was a third of the page's cost.
+
+    :raises StoredValueError: as :func:`decode_stored`, for the first value that is not strict JSON.
+    """
+    out: list[JSON] = []
+    append = out.append
+    for data in raws:
+        if type(data) is bytes and data and data[0] in _PLAIN_FIRST and (len(data) == 1 or data[1]):
+            try:
+                text = data.decode("utf-8", "surrogatepass")
+                value, end = _scan_once(text, 0)
+                if end == len(text):
+                    append(value)
+                    continue
+            except Exception:
+                pass  # decode_stored below says what is wrong
+        append(decode_stored(data))
+    return out
+
+
 def json_type(value: object) -> str:
     """The JSON type name the engine's messages use: null, boolean, number, string, array, object."""
     if value is None:
