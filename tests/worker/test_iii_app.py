@@ -1,6 +1,7 @@
 """An app written for iii's ``state`` worker, run unchanged against ``iii-state worker`` over a
 real WebSocket: calls, a ``state`` trigger binding with metadata, an ``on-changed`` observer, a
-barrier used as a condition, and a worker claiming its namespace — then a restart."""
+barrier used as a condition, and a worker claiming its namespace — then a restart. As in an iii
+0.23+ project, the engine runs the configuration worker, whose entry chooses the store."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine_peer import EnginePeer, RemoteError
-from worker_harness import FAST, MEMORY, run, serving
+from worker_harness import FAST, MEMORY, ConfigurationWorker, run, serving
 
 from iii_state_core.worker import StateWorker
 
@@ -32,7 +33,22 @@ async def failure(peer: EnginePeer, function_id: str, payload: Any, **kwargs: An
 
 def test_an_iii_app_runs_unchanged(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with serving(file_store(tmp_path / "kv")) as (peer, _):
+        engine = EnginePeer(stamp_callers=True)
+        await engine.start()
+        try:
+            # the project's configuration entry, as iii's console writes it, names the file store;
+            # the worker's own config file says in-memory: the entry wins (at boot)
+            config = ConfigurationWorker(
+                engine, {"state": {**file_store(tmp_path / "kv"), "triggers_enabled": True}}
+            )
+            await run_app(engine)
+            assert (tmp_path / "kv").is_dir() and len(config.entries) == 1, "the entry's store served"
+            await after_a_restart(engine)
+        finally:
+            await engine.close()
+
+    async def run_app(engine: EnginePeer) -> None:
+        async with serving(MEMORY, peer=engine) as (peer, _):
             reacted: list[tuple[Any, Any]] = []
             peer.serve("app::on-order", lambda data, metadata: reacted.append((data, metadata)))
             peer.serve("state::on-changed", lambda data, metadata: None)  # the engine's observe hook
@@ -65,17 +81,23 @@ def test_an_iii_app_runs_unchanged(tmp_path: Path) -> None:
             assert changes[1].data["old_value"] == ORDER and changes[1].data["new_value"]["status"] == "paid"
             assert all(c.action == {"type": "void"} for c in changes)
 
-            # a barrier used as a condition: the engine calls it with {event, condition_config}
-            config = {"id": "ship-o1", "expect": ["payment", "stock"], "key_from": "/key"}
-            first = await peer.call(
-                "state::barrier", {"event": {"key": "payment"}, "condition_config": config}
-            )
+            # a barrier used as a condition (`conditions: [{function_id: "state::barrier", config}]`
+            # on a binding): the engine calls it with {event, condition_config}
+            barrier = {"id": "ship-o1", "expect": ["payment", "stock"], "key_from": "/key"}
+            arrivals = [{"key": "payment", "amount": 12}, {"key": "stock", "left": 3}]
+            first = await peer.call("state::barrier", {"event": arrivals[0], "condition_config": barrier})
             assert first == {
                 "decision": "skip",
                 "reason": 'barrier `ship-o1`: 1/2 arrived, waiting on ["stock"]',
             }
-            done = await peer.call("state::barrier", {"event": {"key": "stock"}, "condition_config": config})
-            assert done["decision"] == "allow" and set(done["payload"]["results"]) == {"payment", "stock"}
+            done = await peer.call("state::barrier", {"event": arrivals[1], "condition_config": barrier})
+            assert done == {
+                "decision": "allow",
+                "payload": {"results": {"payment": arrivals[0], "stock": arrivals[1]}},
+                "reason": "barrier `ship-o1` complete (2/2)",
+            }
+            again = await peer.call("state::barrier", {"event": arrivals[1], "condition_config": barrier})
+            assert again == {"decision": "skip", "reason": "barrier `ship-o1` already complete"}
 
             # a worker claims its namespace
             billing = peer.add_worker("billing")
@@ -125,10 +147,13 @@ def test_an_iii_app_runs_unchanged(tmp_path: Path) -> None:
             await peer.call("state::set", {"scope": "orders", "key": "o2", "value": 2})
             first_page = await peer.call("state::list_entries", {"scope": "orders", "limit": 1})
             assert first_page["entries"][0][0] == "o1" and first_page["total"] == 2
-            first_page_caller = peer.caller_id
+            walks.append((peer.caller_id, first_page))
 
+    walks: list[tuple[Any, Any]] = []
+
+    async def after_a_restart(engine: EnginePeer) -> None:
         # a restart on the same store: claims come back, the old cursor still works
-        async with serving(file_store(tmp_path / "kv")) as (peer, _):
+        async with serving(MEMORY, peer=engine) as (peer, _):
             await peer.wait_for_function("billing::state::list_entries")
             billing = peer.add_worker("billing")
             page = await peer.call(
@@ -139,6 +164,7 @@ def test_an_iii_app_runs_unchanged(tmp_path: Path) -> None:
                 "RESERVED_SCOPE: `invoices` is private worker bookkeeping"
             )
             # the same app worker (same engine identity) resumes its walk on the new process
+            first_page_caller, first_page = walks[0]
             peer.caller_id = first_page_caller
             second = await peer.call(
                 "state::list_entries", {"scope": "orders", "limit": 1, "cursor": first_page["next_cursor"]}

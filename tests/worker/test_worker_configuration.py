@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_peer import EnginePeer, PeerFunctionError, eventually
-from worker_harness import FAST, SECRET, make_registry, memory, run, serving
+from engine_peer import EnginePeer, eventually
+from worker_harness import FAST, SECRET, ConfigurationWorker, make_registry, memory, run, serving
 
 from iii_state_core.worker import StateWorker
 from iii_state_core.worker.configuration import (
@@ -29,25 +29,6 @@ def file_store(path: Path, **state: Any) -> dict[str, Any]:
         "adapter": {"name": "kv", "config": {"store_method": "file_based", "file_path": str(path)}},
         **state,
     }
-
-
-class ConfigurationWorker:
-    """The configuration worker's functions, over one dict of entries."""
-
-    def __init__(self, peer: EnginePeer, stored: dict[str, Any] | None = None) -> None:
-        self.entries: dict[str, Any] = dict(stored or {})
-        peer.serve("configuration::ensure", self.ensure)
-        peer.serve("configuration::get", self.get)
-
-    def ensure(self, data: Any, _metadata: Any) -> Any:
-        if self.entries.get(data["id"]) is None:  # installed only when nothing is stored
-            self.entries[data["id"]] = data.get("initial_value")
-        return {"ok": True}
-
-    def get(self, data: Any, _metadata: Any) -> Any:
-        if data["id"] not in self.entries:
-            raise PeerFunctionError("NOT_FOUND", f"configuration {data['id']} not found")
-        return {"id": data["id"], "value": self.entries[data["id"]]}
 
 
 def test_boot_seeds_reads_and_applies_the_entry_then_reloads_it_on_change(

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from engine_peer import EnginePeer
+from engine_peer import EnginePeer, PeerFunctionError
 from iii_state_conformance import doubles
 
 from iii_state_core import Adapter, Capabilities, Registry, hookimpl
@@ -81,6 +81,28 @@ async def serving(
 @asynccontextmanager
 async def _borrowed(peer: EnginePeer) -> AsyncIterator[EnginePeer]:
     yield peer
+
+
+# -- the configuration worker ------------------------------------------------------------
+
+
+class ConfigurationWorker:
+    """The configuration worker's functions, over one dict of entries."""
+
+    def __init__(self, peer: EnginePeer, stored: dict[str, Any] | None = None) -> None:
+        self.entries: dict[str, Any] = dict(stored or {})
+        peer.serve("configuration::ensure", self.ensure)
+        peer.serve("configuration::get", self.get)
+
+    def ensure(self, data: Any, _metadata: Any) -> Any:
+        if self.entries.get(data["id"]) is None:  # installed only when nothing is stored
+            self.entries[data["id"]] = data.get("initial_value")
+        return {"ok": True}
+
+    def get(self, data: Any, _metadata: Any) -> Any:
+        if data["id"] not in self.entries:
+            raise PeerFunctionError("NOT_FOUND", f"configuration {data['id']} not found")
+        return {"id": data["id"], "value": self.entries[data["id"]]}
 
 
 # -- test adapters ---------------------------------------------------------------------------
