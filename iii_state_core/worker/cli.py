@@ -199,7 +199,7 @@ def _dry_run(
     lines = [
         "iii-state worker --dry-run: nothing is registered and no engine is contacted",
         f"adapter:      {adapter}",
-        f"config:       {source}",
+        f"config:       {source} (the configuration entry, read once connected, wins over it)",
         f"engine:       {redact_url(engine_url)}",
         f"worker name:  {os.environ.get('III_WORKER_NAME') or worker_name}",
         f"namespace:    {(namespace or '').strip() or 'default'}",

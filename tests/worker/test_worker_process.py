@@ -154,6 +154,7 @@ def test_dry_run_shows_what_would_be_registered_without_an_engine(tmp_path: Path
     out = done.stdout
     assert "nothing is registered and no engine is contacted" in out
     assert f"adapter:      kv (file_based at {tmp_path / 'store/state.sqlite3'})" in out
+    assert "(the configuration entry, read once connected, wins over it)" in out
     assert "engine:       ws://***@127.0.0.1:1/?token=***" in out and "s3cret" not in out + done.stderr
     assert "functions:    17: state::claim-namespace, state::set, state::get, state::delete," in out
     assert "trigger type: state (binding config: scope, key, condition_function_id, each optional)" in out
