@@ -38,6 +38,7 @@ from .layout import (
     MAX_SCOPE_BYTES,
     PK,
     PREFIX,
+    SHARD,
     SK,
     TTL,
     VALUE,
@@ -54,7 +55,7 @@ from .layout import (
     value_text,
 )
 from .plugin import CAPABILITIES, DynamoDBDeclaration
-from .sweep import stash, take_expired
+from .sweep import Sweep, stash, take_expired
 from .table import ensure_table
 
 #: The token ``read_versioned`` gives for an item written without a ``ver`` (by another tool):
@@ -115,13 +116,16 @@ class DynamoDBAdapter(Adapter):
         self._call = Caller(self.table, where, max_attempts=settings.max_attempts, sleep=sleep)
         self._closed = False
         self._close_lock = threading.Lock()
+        #: whether ``take_expired`` may query the sparse deadline index (else it scans)
+        self._sweep = Sweep()
         try:
-            ensure_table(
+            no_index = ensure_table(
                 client, self._call, create=settings.create_table, timeout=settings.create_timeout, sleep=sleep
             )
         except BaseException:
             self.close()
             raise
+        self._sweep.indexed, self._sweep.fallback = no_index is None, no_index
 
     def describe(self) -> str:
         return f"dynamodb table {self.table!r} ({self._where})"
@@ -301,14 +305,18 @@ class DynamoDBAdapter(Adapter):
 
     def set_expiry(self, scope: str, key: str, expires_at: int | None) -> bool:
         """One ``UpdateItem`` of ``exp``/``ttl`` and a new ``ver``, only on a live item."""
-        names = {"#p": PK, "#e": DEADLINE, "#t": TTL, "#n": VERSION}
+        names = {"#p": PK, "#e": DEADLINE, "#t": TTL, "#n": VERSION, "#s": SHARD}
         values: dict[str, dict[str, str]] = {":now": {"N": str(now_ms())}, ":nv": {"N": new_version()}}
         if expires_at is None:
-            update = "SET #n = :nv REMOVE #e, #t"
+            update = "SET #n = :nv REMOVE #e, #t, #s"
         else:
             attributes = expiry_attributes(expires_at)
-            values[":e"], values[":t"] = attributes[DEADLINE], attributes[TTL]
-            update = "SET #e = :e, #t = :t, #n = :nv"
+            values[":e"], values[":t"], values[":s"] = (
+                attributes[DEADLINE],
+                attributes[TTL],
+                attributes[SHARD],
+            )
+            update = "SET #e = :e, #t = :t, #s = :s, #n = :nv"
         try:
             self._call(
                 "UpdateItem",
@@ -328,7 +336,7 @@ class DynamoDBAdapter(Adapter):
     def take_expired(self, limit: int = 1000) -> list[tuple[str, str, bytes, int]]:
         """Delete up to ``limit`` entries past their deadline and return them as
         ``(scope, key, value, deadline)``, each exactly once across processes (see :mod:`.sweep`)."""
-        return take_expired(self._client, self._call, limit)
+        return take_expired(self._client, self._call, limit, self._sweep)
 
     # -- listing -------------------------------------------------------------------------------
     def list_scopes(self) -> list[str]:

@@ -19,6 +19,7 @@ shared prefix does not change that order, so a Query walks a scope in key order.
 from __future__ import annotations
 
 import os
+import secrets
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
@@ -38,6 +39,12 @@ TTL: Final = "ttl"
 #: partition ``!expired`` (no ``#``, so never a scope), a random sort key, and the entry's scope
 #: and key in ``xs`` / ``xk`` beside its ``val``, ``ver``, ``exp`` and ``ttl``.
 STASH_PARTITION: Final = "!expired"
+#: The sparse index ``take_expired`` queries: only items with a deadline carry ``xsh`` (a shard
+#: number below ``SHARDS``, so the index's writes spread over that many partitions), sorted by
+#: ``exp``. Query ``xsh = n AND exp <= now`` per shard reads only expired items (decision 0013).
+EXPIRY_INDEX: Final = "iii-expiry"
+SHARD: Final = "xsh"
+SHARDS: Final = 4
 STASH_SCOPE: Final = "xs"
 STASH_KEY: Final = "xk"
 PREFIX: Final = "#"
@@ -62,7 +69,7 @@ MAX_VALUE_BYTES: Final = ITEM_BUDGET - ITEM_OVERHEAD
 #: What a deadline adds to an item (two numbers). It is not taken from the value limit, so every
 #: value that could be stored before entries could expire still can: it comes out of the margin
 #: between the budget and the smallest item limit of the three (moto refuses items over 405,000).
-EXPIRY_OVERHEAD: Final = len(DEADLINE) + NUMBER_WORST + len(TTL) + NUMBER_WORST
+EXPIRY_OVERHEAD: Final = len(DEADLINE) + NUMBER_WORST + len(TTL) + NUMBER_WORST + len(SHARD) + NUMBER_WORST
 SMALLEST_ITEM_LIMIT: Final = 405_000
 
 
@@ -114,10 +121,15 @@ def new_version() -> str:
 
 
 def expiry_attributes(deadline: int | None) -> dict[str, dict[str, str]]:
-    """The ``exp`` and ``ttl`` attributes of an entry with ``deadline`` (none without one)."""
+    """The ``exp``, ``ttl`` and index shard (``xsh``) attributes of an entry with ``deadline``
+    (none without one). The shard is drawn at random: any spread over ``SHARDS`` will do."""
     if deadline is None:
         return {}
-    return {DEADLINE: {"N": str(deadline)}, TTL: {"N": str(ttl_seconds(deadline))}}
+    return {
+        DEADLINE: {"N": str(deadline)},
+        TTL: {"N": str(ttl_seconds(deadline))},
+        SHARD: {"N": str(secrets.randbelow(SHARDS))},
+    }
 
 
 def ttl_seconds(deadline: int) -> int:

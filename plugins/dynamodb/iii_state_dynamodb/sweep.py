@@ -3,9 +3,11 @@ r"""Taking expired entries out of the table, each exactly once across processes.
 DynamoDB's own TimeToLive deletes expired items days late and tells no one what they held; the
 expiry sweeper needs each expired entry once, with its value. Two steps:
 
-1. find: a consistent ``Scan`` filtered on ``exp <= now``, projecting keys, version and deadline.
-   There is no index on deadlines, so it reads the whole table when fewer than ``limit`` items
-   are expired (read capacity: the table's size, consistent, per call; see the README);
+1. find: a ``Query`` of the sparse index ``iii-expiry`` per shard, ``xsh = n AND exp <= now``,
+   which reads only expired items (only items with a deadline are in it; decision 0013). A
+   table without the index (made before it, or by hand) is read with a consistent ``Scan``
+   filtered on ``exp <= now`` instead, the whole table per call (said once in the log), and so
+   is each process's first sweep, which also finds items written before the index existed;
 2. take: one ``DeleteItem`` per item found, conditioned on the version and deadline the scan saw
    and returning the old item. Of several processes deleting the same item, one succeeds and
    the others fail the condition; an item written again since the scan fails it too.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Final
 
 from iii_state_core.expiry import now_ms
@@ -27,7 +30,10 @@ from iii_state_core.expiry import now_ms
 from .calls import Caller, ConditionFailed
 from .layout import (
     DEADLINE,
+    EXPIRY_INDEX,
     PK,
+    SHARD,
+    SHARDS,
     SK,
     STASH_KEY,
     STASH_PARTITION,
@@ -49,8 +55,46 @@ Taken = tuple[str, str, bytes, int]
 TAKERS: Final = 8
 
 
+@dataclass
+class Sweep:
+    """How this adapter finds expired items: through the index once it is known to be ACTIVE,
+    after one first Scan (items written before the index have no shard, so it cannot list them)."""
+
+    indexed: bool = False
+    scanned: bool = False
+    #: why there is no index, logged once at the first sweep (``None``: nothing to say)
+    fallback: str | None = None
+
+
+def indexed_expired_items(client: Any, call: Caller, limit: int) -> list[Item]:
+    """Up to ``limit`` items whose deadline has passed, from the sparse index (eventually
+    consistent: an item just past its deadline may show a poll later; the delete checks it)."""
+    found: list[Item] = []
+    now = str(now_ms())
+    for shard in range(SHARDS):
+        params: dict[str, Any] = {
+            "TableName": call.table,
+            "IndexName": EXPIRY_INDEX,
+            "KeyConditionExpression": "#s = :s AND #e <= :now",
+            "ExpressionAttributeNames": {"#s": SHARD, "#e": DEADLINE},
+            "ExpressionAttributeValues": {":s": {"N": str(shard)}, ":now": {"N": now}},
+        }
+        while len(found) < limit:
+            params["Limit"] = limit - len(found)
+            reply = call("Query", client.query, write=False, **params)
+            found.extend(reply.get("Items", []))
+            start = reply.get("LastEvaluatedKey")
+            if not start:
+                break
+            params["ExclusiveStartKey"] = start
+        if len(found) >= limit:
+            break
+    return found[:limit]
+
+
 def expired_items(client: Any, call: Caller, limit: int) -> list[Item]:
-    """Up to ``limit`` items (keys, version, deadline) whose deadline has passed."""
+    """Up to ``limit`` items (keys, version, deadline) whose deadline has passed, by a Scan of
+    the whole table."""
     found: list[Item] = []
     params: dict[str, Any] = {
         "TableName": call.table,
@@ -92,9 +136,9 @@ def take(client: Any, call: Caller, item: Item) -> Taken | None:
     version = item.get(VERSION, {}).get("N")
     values: dict[str, dict[str, str]] = {":e": {"N": item[DEADLINE]["N"]}}
     if version is None:
-        condition = "attribute_not_exists(#n) AND #e = :e"
+        condition = "attribute_not_exists(#n) AND #e = :e AND attribute_exists(#v)"
     else:
-        condition, values[":n"] = "#n = :n AND #e = :e", {"N": version}
+        condition, values[":n"] = "#n = :n AND #e = :e AND attribute_exists(#v)", {"N": version}
     try:
         reply = call(
             "DeleteItem",
@@ -103,7 +147,7 @@ def take(client: Any, call: Caller, item: Item) -> Taken | None:
             TableName=call.table,
             Key={PK: item[PK], SK: item[SK]},
             ConditionExpression=condition,
-            ExpressionAttributeNames={"#n": VERSION, "#e": DEADLINE},
+            ExpressionAttributeNames={"#n": VERSION, "#e": DEADLINE, "#v": VALUE},
             ExpressionAttributeValues=values,
             ReturnValues="ALL_OLD",
         )
@@ -113,14 +157,22 @@ def take(client: Any, call: Caller, item: Item) -> Taken | None:
     return scope, key, text_of(old, scope, key).encode("utf-8"), deadline
 
 
-def take_expired(client: Any, call: Caller, limit: int) -> list[Taken]:
+def take_expired(client: Any, call: Caller, limit: int, sweep: Sweep | None = None) -> list[Taken]:
     """Delete up to ``limit`` expired entries and return them, each once across processes.
 
     The deletes go out ``TAKERS`` at a time (one round trip each, so a sweep of many expired
     entries is not one long queue). A failure after some were taken returns those (logged; the
     next call meets the failure again), so no taken entry is dropped; a failure before any raises.
     """
-    found = expired_items(client, call, limit)
+    sweep = Sweep() if sweep is None else sweep
+    if sweep.indexed and sweep.scanned:
+        found = indexed_expired_items(client, call, limit)
+    else:
+        if sweep.fallback is not None:
+            log.warning("%s", sweep.fallback)
+            sweep.fallback = None
+        found = expired_items(client, call, limit)
+        sweep.scanned = len(found) < limit  # a full batch: the next call scans on
     if len(found) <= 1:
         outcomes = [_attempt(client, call, item) for item in found]
     else:
@@ -160,6 +212,7 @@ def stash(client: Any, call: Caller, old: Item) -> None:
     }
     if TTL in old:
         item[TTL] = old[TTL]
+    item[SHARD] = {"N": str(secrets.randbelow(SHARDS))}
     try:
         call("PutItem", client.put_item, write=True, TableName=call.table, Item=item)
     except Exception as exc:

@@ -10,7 +10,7 @@ from typing import Any
 from iii_state_core import BackendError, ConfigError
 
 from .calls import TABLE_MISSING, AwsError, Caller
-from .layout import PK, SK, TTL
+from .layout import DEADLINE, EXPIRY_INDEX, PK, SHARD, SK, STASH_KEY, STASH_SCOPE, TTL, VERSION
 
 log = logging.getLogger("iii_state.dynamodb")
 #: Statuses in which items can be read and written.
@@ -43,6 +43,69 @@ def _check_schema(table: dict[str, Any], name: str) -> None:
         )
 
 
+#: The sparse deadline index (decision 0013): shard + deadline, carrying what a take needs.
+_INDEX: dict[str, Any] = {
+    "IndexName": EXPIRY_INDEX,
+    "KeySchema": [
+        {"AttributeName": SHARD, "KeyType": "HASH"},
+        {"AttributeName": DEADLINE, "KeyType": "RANGE"},
+    ],
+    "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": [VERSION, STASH_SCOPE, STASH_KEY]},
+}
+_INDEX_ATTRIBUTES = [
+    {"AttributeName": SHARD, "AttributeType": "N"},
+    {"AttributeName": DEADLINE, "AttributeType": "N"},
+]
+
+
+def _index_state(client: Any, caller: Caller, table: dict[str, Any], add: bool) -> str | None:
+    """``None`` when the table's deadline index is ACTIVE; else why ``take_expired`` scans,
+    after asking DynamoDB to add the index when ``add`` (a table the adapter may manage)."""
+    status = next(
+        (
+            i.get("IndexStatus", "ACTIVE")
+            for i in table.get("GlobalSecondaryIndexes", [])
+            if i["IndexName"] == EXPIRY_INDEX
+        ),
+        None,
+    )
+    if status == "ACTIVE":
+        return None
+    scan = "take_expired scans the whole table (consistent reads of every item, each sweep)"
+    table_index = f"DynamoDB table {caller.table!r}: index {EXPIRY_INDEX!r}"
+    until = "until a process opens the table with the index ACTIVE"
+    if status is not None:
+        return f"{table_index} is {status}; {until}, {scan}"
+    if not add:
+        return (
+            f"DynamoDB table {caller.table!r} has no index {EXPIRY_INDEX!r}, so {scan}; "
+            "`create_table: true` lets the adapter add it (see the README)"
+        )
+    try:
+        reply = caller(
+            "UpdateTable",
+            client.update_table,
+            write=False,  # a repeat is refused (the index exists): handled below
+            TableName=caller.table,
+            # the table's own with the index's: moto replaces the definitions with what is sent
+            AttributeDefinitions=[
+                *(
+                    a
+                    for a in table.get("AttributeDefinitions", [])
+                    if a["AttributeName"] not in (SHARD, DEADLINE)
+                ),
+                *_INDEX_ATTRIBUTES,
+            ],
+            GlobalSecondaryIndexUpdates=[{"Create": _INDEX}],
+        )
+    except AwsError as exc:
+        return f"{table_index} was not added (UpdateTable: {exc.aws_code or exc}), so {scan}"
+    described = reply.get("TableDescription", {}).get("GlobalSecondaryIndexes", [])
+    if not any(i.get("IndexName") == EXPIRY_INDEX for i in described):  # dynalite: accepted, ignored
+        return f"{table_index} was asked for and not added by the server, so {scan}"
+    return f"{table_index} is being added; {until}, {scan}"
+
+
 def _create(client: Any, caller: Caller) -> bool:
     """Create the table; ``False`` when another process created it first."""
     try:
@@ -54,8 +117,10 @@ def _create(client: Any, caller: Caller) -> bool:
             AttributeDefinitions=[
                 {"AttributeName": PK, "AttributeType": "S"},
                 {"AttributeName": SK, "AttributeType": "S"},
+                *_INDEX_ATTRIBUTES,
             ],
             KeySchema=[{"AttributeName": PK, "KeyType": "HASH"}, {"AttributeName": SK, "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=[_INDEX],
             BillingMode="PAY_PER_REQUEST",
         )
     except AwsError as exc:
@@ -105,8 +170,11 @@ def ensure_table(
     create: bool,
     timeout: float,
     sleep: Callable[[float], None] = time.sleep,
-) -> None:
+) -> str | None:
     """Make sure the table exists with our key schema and is usable; create it when asked.
+
+    :returns: ``None`` when the sparse deadline index is ACTIVE, else why ``take_expired`` must
+        scan (the index was just asked for with ``create``, or is missing).
 
     :raises ConfigError: when the table is missing (and ``create`` is false) or has another schema.
     :raises BackendError: when DynamoDB fails, or the table does not become ACTIVE within ``timeout``.
@@ -130,7 +198,7 @@ def ensure_table(
             if status in USABLE:
                 if created:  # DynamoDB takes it only once the table is ACTIVE
                     enable_native_ttl(client, caller)
-                return
+                return _index_state(client, caller, table, add=create)
             if status != "CREATING":
                 raise BackendError(f"DynamoDB table {caller.table!r} is {status}; it cannot be used")
         if time.monotonic() >= deadline:

@@ -235,3 +235,126 @@ def test_expiries_met_by_writes_are_kept_and_two_sweepers_deliver_each_once(
     finally:
         for store in stores:
             store.close()
+
+
+def _operations(adapter: DynamoDBAdapter) -> list[str]:
+    """The DynamoDB operations ``adapter`` sends from now on, in order."""
+    sent: list[str] = []
+    adapter._client.meta.events.register("before-call.dynamodb.*", lambda model, **_: sent.append(model.name))
+    return sent
+
+
+def test_a_created_table_has_a_sparse_deadline_index_that_sweeps_query(
+    adapters: list[DynamoDBAdapter], raw: Any, own_table: str
+) -> None:
+    """Only items with a deadline are in the index; after its first Scan, a sweep reads only
+    the index (one Query per shard), never the whole table."""
+    indexes = raw.describe_table(TableName=own_table)["Table"].get("GlobalSecondaryIndexes", [])
+    assert [(i["IndexName"], i["IndexStatus"]) for i in indexes] == [("iii-expiry", "ACTIVE")]
+    adapter, scope = adapters[0], f"indexed-{now_ms()}"
+    while adapter.take_expired(limit=500):  # the first sweep scans; leftovers of other tests go
+        pass
+    adapter.write(scope, "plain", b"1")
+    adapter.write(scope, "later", b"2", now_ms() + 60_000)
+    adapter.write(scope, "gone", b"3", now_ms() - 1)
+    try:
+        in_index = [
+            i["sk"]["S"]
+            for shard in range(4)
+            for i in raw.query(
+                TableName=own_table,
+                IndexName="iii-expiry",
+                KeyConditionExpression="xsh = :s",
+                ExpressionAttributeValues={":s": {"N": str(shard)}},
+            )["Items"]
+            if i["pk"]["S"] == f"#{scope}"
+        ]
+        assert sorted(in_index) == ["#gone", "#later"]
+        sent = _operations(adapter)
+        taken = adapter.take_expired(limit=500)
+        assert [(s, k, v) for s, k, v, _ in taken] == [(scope, "gone", b"3")]
+        assert "Scan" not in sent and sent.count("Query") == 4 and sent.count("DeleteItem") == 1
+        assert adapter.set_expiry(scope, "later", None) is True  # leaves the index with its deadline
+        in_index = raw.query(
+            TableName=own_table,
+            IndexName="iii-expiry",
+            KeyConditionExpression="xsh = :s",
+            ExpressionAttributeValues={":s": {"N": "0"}},
+        )["Items"] + [
+            i
+            for shard in (1, 2, 3)
+            for i in raw.query(
+                TableName=own_table,
+                IndexName="iii-expiry",
+                KeyConditionExpression="xsh = :s",
+                ExpressionAttributeValues={":s": {"N": str(shard)}},
+            )["Items"]
+        ]
+        assert [i for i in in_index if i["pk"]["S"] == f"#{scope}"] == []
+    finally:
+        for key in ("plain", "later", "gone"):
+            adapter.remove(scope, key)
+
+
+def test_a_table_without_the_index_is_swept_by_scan_and_gets_it_with_create_table(
+    endpoint: str, raw: Any, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
+) -> None:
+    name = new_table_name("noindex-")
+    raw.create_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk")],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger="iii_state.dynamodb"):
+            adapter = DynamoDBAdapter.open(adapter_config(endpoint, name))
+            try:
+                adapter.write("s", "old", b"1", now_ms() - 1)
+                sent = _operations(adapter)
+                assert [k for _, k, _, _ in adapter.take_expired()] == ["old"]
+                adapter.write("s", "older", b"1", now_ms() - 1)
+                assert [k for _, k, _, _ in adapter.take_expired()] == ["older"]
+                assert sent.count("Scan") == 2 and "Query" not in sent
+            finally:
+                adapter.close()
+        said = [r.getMessage() for r in caplog.records if "iii-expiry" in r.getMessage()]
+        assert len(said) == 1 and "has no index" in said[0] and "create_table: true" in said[0], said
+        assert raw.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", []) == []
+        # an entry written before the index existed has no shard: the first sweep (a Scan) takes it
+        adapter = DynamoDBAdapter.open(adapter_config(endpoint, name))
+        adapter.write("s", "before", b"2", now_ms() - 1)
+        adapter.close()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="iii_state.dynamodb"):
+            adapter = DynamoDBAdapter.open(adapter_config(endpoint, name, create_table=True))
+        if server_kind(request) == "dynalite":  # cannot add an index to an existing table
+            adapter.take_expired()
+            adapter.close()
+            said = [r.getMessage() for r in caplog.records if "iii-expiry" in r.getMessage()]
+            assert len(said) == 1 and "not added" in said[0] and "scans the whole table" in said[0], said
+            assert raw.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", []) == []
+            return
+        try:
+            indexes = raw.describe_table(TableName=name)["Table"]["GlobalSecondaryIndexes"]
+            assert [i["IndexName"] for i in indexes] == ["iii-expiry"]
+            deadline = time.monotonic() + 10
+            while (
+                raw.describe_table(TableName=name)["Table"]["GlobalSecondaryIndexes"][0]["IndexStatus"]
+                != "ACTIVE"
+            ):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            adapter.close()
+        adapter = DynamoDBAdapter.open(adapter_config(endpoint, name))
+        try:
+            assert [k for _, k, _, _ in adapter.take_expired()] == ["before"]
+            adapter.write("s", "after", b"3", now_ms() - 1)
+            sent = _operations(adapter)
+            assert [k for _, k, _, _ in adapter.take_expired()] == ["after"]
+            assert "Scan" not in sent and "Query" in sent
+        finally:
+            adapter.close()
+    finally:
+        raw.delete_table(TableName=name)

@@ -202,6 +202,7 @@ def test_a_deadline_is_written_in_milliseconds_and_in_seconds_rounded_up(
             "ver": {"N": ANY},
             "exp": {"N": "1700000000001"},
             "ttl": {"N": "1700000001"},
+            "xsh": {"N": ANY},
         },
         "ReturnValues": "ALL_OLD",
     }
@@ -241,6 +242,7 @@ def test_write_if_keeps_the_deadline_read_and_checks_it_has_not_passed(
             "ver": {"N": ANY},
             "exp": {"N": "9000000000000"},
             "ttl": {"N": "9000000000"},
+            "xsh": {"N": ANY},
         },
         "ConditionExpression": "#n = :n AND #e > :now",
         "ExpressionAttributeNames": {"#n": "ver", "#e": "exp"},
@@ -262,19 +264,20 @@ def test_set_expiry_is_one_conditional_update_that_draws_a_new_version(
         "TableName": TABLE,
         "Key": KEY,
         "ConditionExpression": "attribute_exists(#p) AND (attribute_not_exists(#e) OR #e > :now)",
-        "ExpressionAttributeNames": {"#p": "pk", "#e": "exp", "#t": "ttl", "#n": "ver"},
+        "ExpressionAttributeNames": {"#p": "pk", "#e": "exp", "#t": "ttl", "#n": "ver", "#s": "xsh"},
     }
     stub.add_response(
         "update_item",
         {},
         {
             **common,
-            "UpdateExpression": "SET #e = :e, #t = :t, #n = :nv",
+            "UpdateExpression": "SET #e = :e, #t = :t, #s = :s, #n = :nv",
             "ExpressionAttributeValues": {
                 ":now": {"N": ANY},
                 ":nv": {"N": ANY},
                 ":e": {"N": "1500"},
                 ":t": {"N": "2"},
+                ":s": {"N": ANY},
             },
         },
     )
@@ -284,7 +287,7 @@ def test_set_expiry_is_one_conditional_update_that_draws_a_new_version(
         "ConditionalCheckFailedException",
         expected_params={
             **common,
-            "UpdateExpression": "SET #n = :nv REMOVE #e, #t",
+            "UpdateExpression": "SET #n = :nv REMOVE #e, #t, #s",
             "ExpressionAttributeValues": {":now": {"N": ANY}, ":nv": {"N": ANY}},
         },
     )
