@@ -414,9 +414,10 @@ class StateWorker:
     async def _read_entry_at_boot(self, seed: dict[str, Any]) -> EntrySettings | Literal[False] | None:
         """Ensure the entry (seeded with ``seed``) and read it.
 
-        :returns: the entry; ``None`` when there is none to apply (no configuration worker, or it
-            cannot be read: the file's settings stay); ``False`` when the worker stops because
-            the stored value is malformed.
+        :returns: the entry; ``None`` when there is none to apply (no configuration worker; or,
+            serving a store given by the caller, an entry that cannot be read); ``False`` when the
+            worker stops: the stored value is malformed, or the entry of a worker that opens its
+            own store cannot be read.
         """
         entry_id = configuration.config_id()
         names = (self._registry or default_registry()).adapters
@@ -431,11 +432,14 @@ class StateWorker:
             except Exception as exc:
                 if getattr(exc, "code", None) == "function_not_found":
                     log.info("no configuration worker in the engine; the config file's settings stay")
-                else:
-                    log.warning(
-                        "configuration entry %r could not be read (%s); keeping the config file's settings",
-                        entry_id, exc,
-                    )  # fmt: skip
+                    return None
+                if self._owns_store:
+                    # The entry may name another adapter: guessing could serve another store
+                    # than this worker's replicas do, so stop as for a malformed entry.
+                    log.error("configuration entry %r could not be read (%s); stopping", entry_id, exc)
+                    self._given_up()
+                    return False
+                log.warning("configuration entry %r could not be read (%s); unchanged", entry_id, exc)
                 return None
 
     async def _configure_at_boot(self) -> None:

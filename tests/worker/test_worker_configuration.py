@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_peer import EnginePeer, eventually
+from engine_peer import EnginePeer, PeerFunctionError, eventually
 from worker_harness import FAST, SECRET, ConfigurationWorker, make_registry, memory, run, serving
 
 from iii_state_core.worker import StateWorker
@@ -88,10 +88,21 @@ def test_boot_seeds_reads_and_applies_the_entry_then_reloads_it_on_change(
     run(scenario())
 
 
-def test_a_malformed_entry_at_boot_stops_the_worker_before_it_serves(tmp_path: Path) -> None:
+@pytest.mark.parametrize("failure", ["malformed", "unreadable"])
+def test_a_malformed_or_unreadable_entry_at_boot_stops_the_worker_before_it_serves(
+    tmp_path: Path, failure: str
+) -> None:
+    """An unreadable entry may name another adapter than the config file: the worker stops
+    rather than guess (it could serve another store than its replicas)."""
+
+    def unavailable(data: Any, metadata: Any) -> Any:
+        raise PeerFunctionError("UNAVAILABLE", "the configuration store is down")
+
     async def scenario() -> None:
         async with EnginePeer(stamp_callers=True) as peer:
             ConfigurationWorker(peer, {"state": {"adapter": {"name": "kv"}, "triggers_enabledd": True}})
+            if failure == "unreadable":
+                peer.serve("configuration::get", unavailable)
             worker = StateWorker(file_store(tmp_path / "kv"), replace(FAST, engine_url=peer.url))
             await worker.start()
             try:
@@ -99,7 +110,9 @@ def test_a_malformed_entry_at_boot_stops_the_worker_before_it_serves(tmp_path: P
             finally:
                 await worker.stop()
             assert worker.exit_code == 1
-            assert peer.calls_to("configuration::get") and "state::set" not in peer.connections[-1].functions
+            gets = peer.calls_to("configuration::get")
+            assert len(gets) == (3 if failure == "unreadable" else 1), "3 attempts, then it stops"
+            assert "state::set" not in peer.connections[-1].functions
         assert not (tmp_path / "kv").exists(), "no store was opened"
 
     run(scenario())
