@@ -18,6 +18,7 @@ candidates appended late. A swept slot is deleted if unchanged since read.
 
 from __future__ import annotations
 
+import logging
 import random
 import struct
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from . import records
 from .keys import KeyCodec
 from .nodes import Cluster
 from .records import Record
+
+log = logging.getLogger("iii_state.memcached")
 
 SLOT_MS = 250
 #: How long after a slot's end it is swept: room for a writer between choosing a deadline and
@@ -142,7 +145,20 @@ class Schedule:
                     if len(taken) >= limit:
                         complete = False
                         break
-                    value = claim(candidate)
+                    try:
+                        value = claim(candidate)
+                    except Exception as exc:
+                        if not taken:
+                            raise
+                        # what was claimed before the failure is deleted already: hand it back
+                        # (raising would lose those events); the slots and cursor stay as they
+                        # were, so the next sweep reads them again and finds the rest
+                        log.warning(
+                            "expiry sweep: a claim failed after %d taken (%s); returning those",
+                            len(taken),
+                            exc,
+                        )
+                        return taken
                     if value is not None:
                         taken.append((candidate, value))
                 if not complete:

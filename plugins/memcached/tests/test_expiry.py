@@ -9,7 +9,7 @@ from typing import Any
 
 from iii_state_memcached import records
 
-from iii_state_core import StateStore, open_store
+from iii_state_core import BackendError, StateStore, open_store
 
 
 def _lifetime(store: StateStore, scope: str, key: str) -> int | None:
@@ -151,3 +151,34 @@ def test_an_expiry_while_no_store_was_open_is_delivered_by_the_next_one(
         second.on_change(seen.append)
         assert _wait_for(lambda: bool(_expired(seen)))
     assert _expired(seen) == [("s", "k", [1, 2])]
+
+
+def test_a_claim_failing_mid_sweep_returns_what_was_already_taken(
+    memcached_config: dict[str, Any],
+) -> None:
+    """Claims delete as they go: a sweep that raised after some would lose their events (found by
+    the expiry fault campaign: a reset mid-sweep lost tens of events). It returns them instead,
+    and the next sweep takes the rest."""
+    config = _events_config(memcached_config["servers"], memcached_config["key_prefix"])
+    with open_store(config) as store:
+        assert store._sweeper is not None
+        store._sweeper.stop()
+        for i in range(5):
+            store.set("s", f"k{i}", i, ttl_ms=10)
+        time.sleep(0.4)  # their slots are due
+        adapter: Any = store.adapter
+        claim, calls = adapter._claim, []
+
+        def failing_third(candidate: Any) -> Any:
+            calls.append(candidate)
+            if len(calls) == 3:
+                raise BackendError("memcached: connection reset (injected)")
+            return claim(candidate)
+
+        adapter._claim = failing_third
+        first = adapter.take_expired(100)
+        assert 1 <= len(first) <= 2, first  # the claims before the third (some may find nothing)
+        adapter._claim = claim
+        rest = adapter.take_expired(100)
+        assert sorted(k for _, k, _, _ in first + rest) == [f"k{i}" for i in range(5)]
+        assert adapter.take_expired(100) == []
