@@ -52,6 +52,11 @@ async def _observed(data: Any) -> None:
     return None
 
 
+def _close_when_open(opening: asyncio.Future[AsyncStateStore]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        asyncio.get_running_loop().create_task(opening.result().close())
+
+
 class StateWorker:
     """The iii worker for ``state::*``.
 
@@ -358,8 +363,14 @@ class StateWorker:
         if entry is False:
             return
         wanted = configuration.boot_settings(settings, entry)
+        opening = asyncio.ensure_future(
+            asyncio.to_thread(open_async_store_with, wanted, registry=self._registry)
+        )
         try:
-            store = await asyncio.to_thread(open_async_store_with, wanted, registry=self._registry)
+            store = await asyncio.shield(opening)
+        except asyncio.CancelledError:  # stopped meanwhile: close the store once it is open
+            opening.add_done_callback(_close_when_open)
+            raise
         except StateError as exc:
             log.error("cannot open the %s adapter (%s): %s; stopping", wanted.adapter, wanted.source, exc)
             self._given_up()

@@ -145,3 +145,23 @@ def test_a_config_file_without_a_state_block_is_refused(
 
     run(scenario())
     assert not (tmp_path / "data").exists()
+
+
+def test_a_stop_while_the_store_opens_closes_the_store_once_it_is_open() -> None:
+    """The store opens in a thread after the configuration entry is read; a stop meanwhile must
+    not leak it."""
+
+    async def scenario() -> None:
+        registry = make_registry()
+        async with EnginePeer(stamp_callers=True) as peer:
+            config = {"adapter": {"name": "gated", "config": {"slow_open": True}}}
+            worker = StateWorker(config, replace(FAST, engine_url=peer.url), registry=registry)
+            await worker.start()
+            assert await asyncio.to_thread(GatedAdapter.entered.wait, 5), "the store is opening"
+            await worker.stop()
+            assert worker.store is None and not GatedAdapter.closed.is_set()
+            GatedAdapter.gate.set()
+            assert await asyncio.to_thread(GatedAdapter.closed.wait, 5), "opened after the stop, then closed"
+            assert "state::set" not in peer.connections[-1].functions
+
+    run(scenario())
