@@ -259,7 +259,8 @@ def parse_state_block(block: Mapping[str, Any], *, source: str) -> StateConfig:
     opts = Options(f"state config ({source})", block)
     name, adapter_config = _adapter_of(opts.raw("adapter", None), source)
     triggers = opts.bool("triggers_enabled", True)
-    max_bytes = opts.int("max_value_bytes", None, minimum=1)
+    # 0 means no limit, as in iii's state worker (its block is accepted as it is)
+    max_bytes = opts.int("max_value_bytes", None, minimum=0) or None
     depth = opts.int("max_value_depth", DEFAULT_MAX_DEPTH, minimum=1)
     if depth > MAX_VALUE_DEPTH_LIMIT:
         raise ConfigError(

@@ -266,7 +266,7 @@ def test_unknown_key_in_adapter_config_is_rejected_naming_it() -> None:
     [
         ({"triggers_enabled": "yes"}, "triggers_enabled"),
         ({"max_value_bytes": "1MB"}, "max_value_bytes"),
-        ({"max_value_bytes": 0}, "max_value_bytes"),
+        ({"max_value_bytes": -1}, "max_value_bytes"),
         ({"max_value_bytes": True}, "max_value_bytes"),
         ({"max_value_depth": 0}, "max_value_depth"),
         ({"adapter": "kv"}, "adapter"),
@@ -463,3 +463,16 @@ def test_env_variable_in_trailing_comment_is_ignored(tmp_path: Path, monkeypatch
     )
     settings = load_file(config)
     assert settings is not None and settings.max_value_bytes == 10
+
+
+def test_iiis_own_state_block_is_accepted_as_it_is() -> None:
+    """iii's `state` worker block: `max_value_bytes: 0` is no limit, `save_interval_ms` at the top
+    and in kv's config, a null config."""
+    settings = resolve(
+        {"adapter": {"name": "kv", "config": {"store_method": "file_based", "file_path": "./data/state",
+                                               "save_interval_ms": 5000}},
+         "triggers_enabled": None, "max_value_bytes": 0, "save_interval_ms": 750}
+    )  # fmt: skip
+    assert (settings.max_value_bytes, settings.triggers_enabled) == (None, True)
+    assert settings.state_options == {"save_interval_ms": 750}
+    assert resolve({"adapter": {"name": "redis", "config": None}}).adapter_config == {}
