@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .adapter import Adapter
+from .adapter import Adapter, AsyncAdapter
 from .config import StateConfig, resolve
 from .driver import mentions_secret, redact
 from .errors import BackendError, ConfigError, StateError
@@ -142,6 +142,7 @@ def _open_settings(
         adapter_name=settings.adapter,
         max_value_bytes=settings.max_value_bytes,
         max_depth=settings.max_value_depth,
+        value_tokens=type(instance).read_versioned in (Adapter.read_versioned, AsyncAdapter.read_versioned),
     )
     events = EventBus(settings.triggers_enabled, registry.event_hook())
     return instance, limits, events, settings, registry

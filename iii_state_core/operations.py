@@ -57,6 +57,9 @@ class Limits:
     adapter_name: str
     max_value_bytes: int | None = None
     max_depth: int = DEFAULT_MAX_DEPTH
+    #: The adapter's ``write_if`` token is the stored bytes (it keeps the default
+    #: ``read_versioned``), so a plan may offer bytes it expects without reading them first.
+    value_tokens: bool = False
 
     def check_name(self, what: str, text: object, limit: int | None) -> None:
         # ASCII (nearly every name): its UTF-8 size is its length and it has no surrogate.

@@ -127,7 +127,7 @@ class StateStore(_Base, StateFunctions, SyncFront):
             plan.close()
             raise _closed_error(self)
         result, emitted = run_sync(plan, self.adapter, function)
-        if emitted is not None and self.events.enabled:
+        if emitted is not None and self.events.active:  # nothing listening: build no delivery
             for event in emitted if isinstance(emitted, list) else (emitted,):
                 self.events.emit(event)
         return result
@@ -245,7 +245,7 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
         if self._sweeper is not None and not self._sweeper.started and not self._sweep_held:
             self._start_sweeper()
         result, emitted = await run_async(plan, self.async_adapter, function, self._describe, self._secrets)
-        if emitted is not None and self.events.enabled:
+        if emitted is not None and self.events.active:  # nothing listening: build no delivery
             for event in emitted if isinstance(emitted, list) else (emitted,):
                 await self.events.emit_async(event)
         return result

@@ -16,8 +16,8 @@ from typing import Any
 from .errors import ConflictError
 from .operations import Call, Limits, Plan, _decode, sleep_call
 from .results import CompareAndSetResult, StateEvent
-from .retry import LOST, Lost, optimistic
-from .values import JSON, check_value, same_json
+from .retry import LOST, MAX_ATTEMPTS, Lost, backoff, optimistic
+from .values import JSON, canonical_or_none, check_value, decode_stored, same_json
 
 
 def matches(stored_raw: bytes | None, stored: JSON, expected: JSON) -> bool:
@@ -50,17 +50,27 @@ def compare_and_set(
     if durable:
         limits.check_durable("compare-and-set")
 
-    def attempt(_n: int) -> Generator[Call, Any, tuple[CompareAndSetResult, StateEvent | None] | Lost]:
+    if limits.value_tokens and expected is not None:
+        # The token is the stored bytes: offer the bytes the core stores for ``expected``. They
+        # match when the entry holds exactly that (the usual case: a value read, then swapped),
+        # and the swap costs one call instead of a read and a write. Otherwise (absent, another
+        # value, or the same JSON spelled differently) nothing was written: compare as below.
+        offered = canonical_or_none(expected)
+        if offered is not None and (yield Call("write_if", (scope, key, data, offered, *expires_at))):
+            event = StateEvent("state:updated", scope, key, decode_stored(offered), value)
+            return CompareAndSetResult(True), event
+    # retry.optimistic's loop written out: this is a hot path, and each generator layer
+    # between the plan and the driver costs every yield of every call
+    for n in range(MAX_ATTEMPTS):
         raw, token = yield Call("read_versioned", (scope, key))
         current = _decode("compare-and-set", scope, key, raw)
         if not matches(raw, current, expected):
             return CompareAndSetResult(False, current), None
-        if not (yield Call("write_if", (scope, key, data, token, *expires_at))):
-            return LOST
-        kind: Any = "state:created" if raw is None else "state:updated"
-        return CompareAndSetResult(True), StateEvent(kind, scope, key, current, value)
-
-    return (yield from optimistic(attempt, sleep_call, give_up=_gave_up))
+        if (yield Call("write_if", (scope, key, data, token, *expires_at))):
+            kind: Any = "state:created" if raw is None else "state:updated"
+            return CompareAndSetResult(True), StateEvent(kind, scope, key, current, value)
+        yield sleep_call(backoff(n))
+    raise _gave_up(MAX_ATTEMPTS)
 
 
 def _gave_up(attempts: int) -> ConflictError:

@@ -166,6 +166,15 @@ _encode_checked: Any = (
 )
 
 
+def canonical_or_none(value: object) -> bytes | None:
+    """The bytes :func:`encode` gives for an already checked value, or ``None`` when it has none
+    (a lone surrogate): what the core would have stored for it."""
+    try:
+        return dumps(value) if _encode_checked is None else _utf8("".join(_encode_checked(value, 0)))
+    except InvalidValueError:
+        return None
+
+
 def _utf8(text: str) -> bytes:
     try:
         return text.encode("utf-8")

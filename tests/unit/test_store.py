@@ -282,6 +282,26 @@ def test_compare_and_set_typed_method_takes_expected_first(kv_store: StateStore)
         kv_store.compare_and_set("s", "k", new_value=4)  # type: ignore[call-arg]  # the removed shape
 
 
+def test_compare_and_set_matches_the_same_json_spelled_otherwise(kv_store: StateStore) -> None:
+    """The one-call swap offers the bytes the core would store for ``expected``; an entry holding
+    the same JSON in other bytes (another writer's key order) must still swap, with its event."""
+    kv_store.adapter.write("s", "k", b'{"b":[1,2],"a":"x"}')
+    events: list[Any] = []
+    kv_store.on_change(events.append)
+    result = kv_store.compare_and_set("s", "k", {"a": "x", "b": [1, 2]}, 3)
+    assert result == CompareAndSetResult(True)
+    assert kv_store.get("s", "k") == 3
+    assert [(e.event_type, e.old_value, e.new_value) for e in events] == [
+        ("state:updated", {"b": [1, 2], "a": "x"}, 3)
+    ]
+    # one spelled as stored swaps too, and its event's old value is the stored one
+    assert kv_store.compare_and_set("s", "k", 3, {"z": 1}).swapped
+    assert (events[-1].old_value, events[-1].new_value) == (3, {"z": 1})
+    # an expected with no UTF-8 form (a lone surrogate) cannot be stored, so it only misses
+    missed = kv_store.compare_and_set("s", "k", "\ud800", 4)
+    assert (missed.swapped, missed.current) == (False, {"z": 1})
+
+
 def test_old_compare_and_set_id_is_gone(kv_store: StateStore) -> None:
     with pytest.raises(UnknownFunctionError, match="state::compare-and-set"):
         kv_store.trigger({"function_id": "state::compare_and_set", "payload": {"scope": "s", "key": "k"}})
