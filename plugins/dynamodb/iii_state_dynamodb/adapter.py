@@ -22,7 +22,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple
+from dataclasses import replace
+from typing import Any, ClassVar, cast
 
 from iii_state_core import Adapter, Capabilities, InvalidCursorError
 from iii_state_core.adapter import Page, Token
@@ -57,25 +58,10 @@ from .layout import (
 from .plugin import CAPABILITIES, DynamoDBDeclaration
 from .sweep import Sweep, stash, take_expired
 from .table import ensure_table
+from .tokens import BY_VALUE, BY_VERSION, LIVE, ReadToken, unchanged
+from .transactions import check_size, deadline_after, request_items, send, serves_transactions
 
-#: The token ``read_versioned`` gives for an item written without a ``ver`` (by another tool):
-#: ``write_if`` then conditions on the exact stored text instead.
-_BY_VALUE = "value"
-_BY_VERSION = "version"
-#: Conditions on an item's deadline (``#e`` = ``exp``, ``:now`` = the caller's clock).
-_LIVE = "(attribute_not_exists(#e) OR #e > :now)"
-_MISSING = "attribute_not_exists(#p) OR #e <= :now"
-
-
-class ReadToken(NamedTuple):
-    """What ``write_if`` checks: the item's version (or, for a foreign item, its text) and the
-    deadline read with it, which a write keeping the deadline puts back (every change of the
-    deadline draws a new version, so a matching version means this deadline)."""
-
-    by: str
-    what: str
-    deadline: int | None
-
+__all__ = ["DynamoDBAdapter", "ReadToken"]
 
 class DynamoDBAdapter(Adapter):
     """Scoped JSON state in one DynamoDB table (``pk`` = scope, ``sk`` = key)."""
@@ -122,6 +108,9 @@ class DynamoDBAdapter(Adapter):
             no_index = ensure_table(
                 client, self._call, create=settings.create_table, timeout=settings.create_timeout, sleep=sleep
             )
+            if settings.endpoint_url and not serves_transactions(client, self._call):
+                # decided once per store object: the core reads capabilities from the class
+                self.__class__ = DynamoDBAdapterWithoutTransactions
         except BaseException:
             self.close()
             raise
@@ -176,9 +165,9 @@ class DynamoDBAdapter(Adapter):
         version = item.get(VERSION, {}).get("N")
         deadline = deadline_of(item)
         token = (
-            ReadToken(_BY_VALUE, text, deadline)
+            ReadToken(BY_VALUE, text, deadline)
             if version is None
-            else ReadToken(_BY_VERSION, version, deadline)
+            else ReadToken(BY_VERSION, version, deadline)
         )
         return text.encode("utf-8"), token
 
@@ -249,35 +238,8 @@ class DynamoDBAdapter(Adapter):
         return self._replaced(reply.get("Attributes"), scope, key, before)
 
     def write_if(self, scope: str, key: str, data: bytes, token: Token, expires_at: ExpiresAt = KEEP) -> bool:
-        now = {":now": {"N": str(now_ms())}}
-        condition: dict[str, Any]
-        if token is None:  # only if missing, or past its deadline (then it has none to keep)
-            deadline = None
-            condition = {
-                "ConditionExpression": _MISSING,
-                "ExpressionAttributeNames": {"#p": PK, "#e": DEADLINE},
-                "ExpressionAttributeValues": now,
-            }
-        elif isinstance(token, ReadToken) and token.by in (_BY_VERSION, _BY_VALUE):
-            deadline = token.deadline
-            if token.by == _BY_VERSION:
-                condition = {
-                    "ConditionExpression": "#n = :n",
-                    "ExpressionAttributeNames": {"#n": VERSION},
-                    "ExpressionAttributeValues": {":n": {"N": token.what}},
-                }
-            else:
-                condition = {
-                    "ConditionExpression": "#v = :v AND attribute_not_exists(#n)",
-                    "ExpressionAttributeNames": {"#v": VALUE, "#n": VERSION},
-                    "ExpressionAttributeValues": {":v": {"S": token.what}},
-                }
-            if deadline is not None:  # it had a deadline when read: it must not have passed since
-                condition["ConditionExpression"] += " AND #e > :now"
-                condition["ExpressionAttributeNames"]["#e"] = DEADLINE
-                condition["ExpressionAttributeValues"].update(now)
-        else:
-            raise TypeError(f"write_if got a token read_versioned did not make: {token!r}")
+        condition = unchanged(token, now_ms())
+        deadline = None if token is None else cast(ReadToken, token).deadline  # missing: none to keep
         if expires_at is not KEEP:
             deadline = expires_at  # type: ignore[assignment]  # KEEP ruled out above
         if token is None and self.settings.expiry_events:  # it may replace an expired item: keep it
@@ -296,6 +258,49 @@ class DynamoDBAdapter(Adapter):
         if reply.get("Attributes"):  # the condition held, so it was past its deadline
             stash(self._client, self._call, reply["Attributes"])
         return True
+
+    # -- state::transact -------------------------------------------------------------------------
+    def write_many_if(
+        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[tuple[str, str, bytes | None, Any]]
+    ) -> bool:
+        """Every write in one ``TransactWriteItems``, each item conditioned on its token (see
+        :mod:`.transactions`); ``False`` when an entry changed since it was read."""
+        tokens = {(scope, key): token for scope, key, token in checks}
+        items: list[tuple[str, str, Item | None]] = []
+        for scope, key, data, expires in writes:
+            token = tokens.get((scope, key))
+            if data is None:
+                items.append((scope, key, None))
+                continue
+            expires = KEEP if expires is True else None if expires is False else expires
+            items.append((scope, key, self._item(scope, key, data, deadline_after(token, expires))))
+        request, names = request_items(self.table, checks, items)
+        check_size(request)
+        if self.settings.expiry_events:
+            for scope, key, _item in items:
+                if tokens.get((scope, key)) is None:
+                    self._take_expired_at(scope, key)
+        return send(self._client, self._call, request, names)
+
+    def _take_expired_at(self, scope: str, key: str) -> None:
+        """With expiry events on, stash an expired item a transaction may replace (its one event
+        would be lost otherwise: a transaction returns no old items)."""
+        try:
+            reply = self._call(
+                "DeleteItem",
+                self._client.delete_item,
+                write=True,
+                TableName=self.table,
+                Key=item_key(scope, key),
+                ConditionExpression="#e <= :now",
+                ExpressionAttributeNames={"#e": DEADLINE},
+                ExpressionAttributeValues={":now": {"N": str(now_ms())}},
+                ReturnValues="ALL_OLD",
+            )
+        except ConditionFailed:  # missing, or live: nothing to keep
+            return
+        if reply.get("Attributes"):
+            stash(self._client, self._call, reply["Attributes"])
 
     def modify(
         self, scope: str, key: str, change: Callable[[bytes | None], bytes], expires_at: ExpiresAt = KEEP
@@ -325,7 +330,7 @@ class DynamoDBAdapter(Adapter):
                 TableName=self.table,
                 Key=item_key(scope, key),
                 UpdateExpression=update,
-                ConditionExpression=f"attribute_exists(#p) AND {_LIVE}",
+                ConditionExpression=f"attribute_exists(#p) AND {LIVE}",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
@@ -346,7 +351,7 @@ class DynamoDBAdapter(Adapter):
         params: dict[str, Any] = {
             "TableName": self.table,
             "ProjectionExpression": "#p",
-            "FilterExpression": _LIVE,
+            "FilterExpression": LIVE,
             "ExpressionAttributeNames": {"#p": PK, "#e": DEADLINE},
             "ConsistentRead": True,
         }
@@ -398,7 +403,7 @@ class DynamoDBAdapter(Adapter):
         params: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "#p = :p",
-            "FilterExpression": _LIVE,
+            "FilterExpression": LIVE,
             "ProjectionExpression": "#k, #v",
             "ExpressionAttributeNames": {"#p": PK, "#k": SK, "#v": VALUE, "#e": DEADLINE},
             "ConsistentRead": True,
@@ -446,3 +451,15 @@ class DynamoDBAdapter(Adapter):
         close = getattr(self._client, "close", None)
         if close is not None:
             close()
+
+
+class DynamoDBAdapterWithoutTransactions(DynamoDBAdapter):
+    """The adapter on a server without ``TransactWriteItems`` (dynalite): ``state::transact`` is
+    refused with ``UNSUPPORTED``, everything else as on DynamoDB."""
+
+    capabilities: ClassVar[Capabilities] = replace(CAPABILITIES, transactions=False)
+
+    def write_many_if(
+        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[tuple[str, str, bytes | None, Any]]
+    ) -> bool:
+        raise NotImplementedError(f"{self.describe()}: the server does not serve TransactWriteItems")

@@ -24,6 +24,10 @@ CAPABILITIES = Capabilities(
     ttl="native",
     # take_expired polls a consistent Scan of the table every half of this (see the README).
     expiry_event_delay_ms=1000,
+    # TransactWriteItems; a server found without it when a store opens (dynalite) gets an adapter
+    # declaring transactions=False (see the README)
+    transactions=True,
+    max_transaction_ops=100,
     listing_cost=(
         "list/list_keys/list_entries: one strongly consistent Query per page of that scope; "
         "list_groups: a Scan of the whole table (read capacity grows with the table's size)"

@@ -37,6 +37,7 @@ def stubbed() -> Iterator[tuple[DynamoDBAdapter, Stubber]]:
     client = make_client(settings, make_session(settings), "us-east-1")
     with Stubber(client) as stubber:
         stubber.add_response("describe_table", DESCRIBED, {"TableName": TABLE})
+        stubber.add_response("transact_write_items", {}, {"TransactItems": ANY})  # the probe at open
         adapter = DynamoDBAdapter(settings, client=client, sleep=lambda _: None)
         yield adapter, stubber
         stubber.assert_no_pending_responses()
