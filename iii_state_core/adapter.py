@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Literal
 
+from .expiry import ExpiresAt
+
 #: An adapter's version token for conditional writes: the raw bytes, a version number, a
 #: memcached cas id … The core never looks inside it.
 Token = object
@@ -19,6 +21,8 @@ Token = object
 Page = tuple[list[tuple[str, bytes]], "str | None"]
 #: One entry ``take_expired`` removed: ``(scope, key, raw value, deadline in epoch ms)``.
 Expired = tuple[str, str, bytes, int]
+#: One write of ``write_many_if``: ``(scope, key, data or None to delete, expires_at)``.
+PlannedWrite = tuple[str, str, "bytes | None", ExpiresAt]
 
 
 @dataclass(frozen=True)
@@ -193,14 +197,15 @@ class Adapter(ABC):
         return [_outcome(self, name, args) for name, args in calls]
 
     def write_many_if(
-        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[tuple[str, str, bytes | None, bool]]
+        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]
     ) -> bool:
         """Optional (declare ``transactions``): apply every write only if no checked entry changed.
 
         :param checks: ``(scope, key, token)`` from ``read_versioned`` for every entry involved
             (written or only checked); each must still be what that read saw, as for ``write_if``.
-        :param writes: ``(scope, key, data, keep_expiry)``: store ``data`` (``None``: delete the
-            entry); ``keep_expiry`` keeps the entry's deadline, else the entry has none.
+        :param writes: ``(scope, key, data, expires_at)``: store ``data`` (``None``: delete the
+            entry) with ``expires_at`` as ``write_if`` takes it — a deadline in epoch ms, ``None``
+            (none) or :data:`~iii_state_core.expiry.KEEP` (the deadline read, if still live).
         :returns: ``True`` when all were applied in one atomic step, ``False`` (nothing applied)
             when a checked entry changed. Raise :class:`~iii_state_core.errors.UnsupportedError`
             for a set of entries the backend cannot change atomically (Cluster slots).
@@ -285,7 +290,7 @@ class AsyncAdapter(ABC):
         return out
 
     async def write_many_if(
-        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[tuple[str, str, bytes | None, bool]]
+        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]
     ) -> bool:
         raise NotImplementedError("this adapter does not declare transactions")
 

@@ -4,6 +4,7 @@ The core reads every entry involved (one round), checks the conditions, computes
 single function would, and asks the adapter to apply all of them only if none of those entries
 changed since the read (primitive ``write_many_if``, one atomic step of the store). A lost race
 starts over; a failed condition or a bad operation applies nothing. Events fire after the commit.
+``ttl_ms`` is turned into a deadline once, when the call arrives, as the single functions do.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .adapter import PlannedWrite
 from .driver import RUN_MANY
 from .errors import DeserializationError, StateError, UnsupportedError
+from .expiry import KEEP, ExpiresAt
 from .operations import Call, Limits, Plan, _decode, _replaced, _written, sleep_call
 from .results import SetResult, StateEvent, UpdateResult
 from .retry import LOST, Lost, optimistic
@@ -54,6 +57,8 @@ class _Write:
     data: bytes | None = None  # set
     value: JSON = None  # set
     ops: list[Any] = field(default_factory=list)  # update
+    #: The deadline the entry gets: ``ttl_ms`` from the call, else none (set) or its own (update).
+    expires: ExpiresAt = None
 
 
 def _refuse(index: str, exc: StateError) -> StateError:
@@ -77,14 +82,17 @@ def _decode_write(limits: Limits, i: int, op: object) -> _Write:
     try:
         for f in TABLE[name].fields or ():
             f.take(op, kwargs)
-        if kwargs.get("ttl_ms") is not None:
-            raise UnsupportedError("`ttl_ms` is not supported inside state::transact yet")
         scope, key = kwargs["scope"], kwargs["key"]
         limits.check_entry(scope, key)
+        # the deadline is fixed once, when the call arrives, as for the single functions
+        deadline = limits.expires_at("transact", kwargs.get("ttl_ms"))
         if name == "set":
-            return _Write(name, scope, key, limits.encode(kwargs["value"]), kwargs["value"])
+            value = kwargs["value"]
+            expires = deadline[0] if deadline else None
+            return _Write(name, scope, key, limits.encode(value), value, expires=expires)
         if name == "update":
-            return _Write(name, scope, key, ops=parse_ops(kwargs["ops"], max_depth=limits.max_depth))
+            ops = parse_ops(kwargs["ops"], max_depth=limits.max_depth)
+            return _Write(name, scope, key, ops=ops, expires=deadline[0] if deadline else KEEP)
         return _Write(name, scope, key)
     except StateError as exc:
         raise _refuse(f"{where} ({name})", exc) from None
@@ -172,7 +180,7 @@ def transact(
             current = _decode("transact", scope, key, raw)
             if not matches(raw, current, expected):
                 return TransactResult(False, failed_condition=i, current=current), []
-        planned: list[tuple[str, str, bytes | None, bool]] = []
+        planned: list[PlannedWrite] = []
         results: list[Any] = []
         events: list[StateEvent] = []
         for i, w in enumerate(writes):
@@ -181,16 +189,16 @@ def transact(
                 # set and delete replace bytes another program stored, as the single calls do
                 old = (_decode if w.function == "update" else _replaced)("transact", w.scope, w.key, raw)
                 if w.function == "set":
-                    planned.append((w.scope, w.key, w.data, False))
+                    planned.append((w.scope, w.key, w.data, w.expires))
                     results.append(SetResult(old, w.value))
                     events.append(_written(w.scope, w.key, raw, old, w.value))
                 elif w.function == "delete":
-                    planned.append((w.scope, w.key, None, False))
+                    planned.append((w.scope, w.key, None, None))
                     results.append(old)
                     events.append(StateEvent("state:deleted", w.scope, w.key, old, None))
                 else:
                     new, errors = apply_ops(old, raw is None, w.ops)
-                    planned.append((w.scope, w.key, limits.encode(new), True))
+                    planned.append((w.scope, w.key, limits.encode(new), w.expires))
                     results.append(UpdateResult(old, new, errors))
                     events.append(_written(w.scope, w.key, raw, old, new))
             except StateError as exc:

@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import Any, ClassVar, cast
 
 from iii_state_core import Adapter, Capabilities, InvalidCursorError
-from iii_state_core.adapter import Page, Token
+from iii_state_core.adapter import Page, PlannedWrite, Token
 from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from .batching import batch_get, run_calls
@@ -261,7 +261,7 @@ class DynamoDBAdapter(Adapter):
 
     # -- state::transact -------------------------------------------------------------------------
     def write_many_if(
-        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[tuple[str, str, bytes | None, Any]]
+        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]
     ) -> bool:
         """Every write in one ``TransactWriteItems``, each item conditioned on its token (see
         :mod:`.transactions`); ``False`` when an entry changed since it was read."""
@@ -272,7 +272,6 @@ class DynamoDBAdapter(Adapter):
             if data is None:
                 items.append((scope, key, None))
                 continue
-            expires = KEEP if expires is True else None if expires is False else expires
             items.append((scope, key, self._item(scope, key, data, deadline_after(token, expires))))
         request, names = request_items(self.table, checks, items)
         check_size(request)
@@ -460,6 +459,6 @@ class DynamoDBAdapterWithoutTransactions(DynamoDBAdapter):
     capabilities: ClassVar[Capabilities] = replace(CAPABILITIES, transactions=False)
 
     def write_many_if(
-        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[tuple[str, str, bytes | None, Any]]
+        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]
     ) -> bool:
         raise NotImplementedError(f"{self.describe()}: the server does not serve TransactWriteItems")

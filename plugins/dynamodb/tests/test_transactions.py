@@ -17,6 +17,7 @@ from test_requests import DESCRIBED, TABLE
 
 from iii_state_core import BackendError, open_store
 from iii_state_core.errors import StateError
+from iii_state_core.expiry import KEEP
 
 
 def test_the_capability_says_what_the_server_serves(endpoint: str, session_table: str, request: Any) -> None:
@@ -66,7 +67,7 @@ def test_a_cancelled_transaction_is_read_through_its_reasons(
 ) -> None:
     adapter, stub = stubbed
     checks = [("s", "a", None), ("s", "b", None)]
-    writes = [("s", "a", b"1", False), ("s", "b", b"2", False)]
+    writes = [("s", "a", b"1", None), ("s", "b", b"2", None)]
     _cancel(stub, "None", "ConditionalCheckFailed")  # another writer got there first: read again
     assert adapter.write_many_if(checks, writes) is False
     _cancel(stub, "TransactionConflict", "None")
@@ -95,7 +96,7 @@ def test_the_request_conditions_every_item_on_what_was_read(stubbed: tuple[Dynam
         ("s", "b", None),
         ("s", "c", ReadToken("value", "3", None)),
     ]
-    assert adapter.write_many_if(checks, [("s", "a", b"1", True), ("s", "b", None, False)]) is True
+    assert adapter.write_many_if(checks, [("s", "a", b"1", KEEP), ("s", "b", None, None)]) is True
     put, delete, check = sent[0]["TransactItems"]
     assert put["Put"]["ConditionExpression"] == "#n = :n AND #e > :now" and put["Put"]["Item"]["exp"] == {
         "N": str(later)
@@ -107,7 +108,7 @@ def test_the_request_conditions_every_item_on_what_was_read(stubbed: tuple[Dynam
 def test_more_than_4_mb_is_refused_before_sending(stubbed: tuple[DynamoDBAdapter, Stubber]) -> None:
     adapter, _stub = stubbed  # no response queued: a request sent would fail the test
     big = b'"' + b"x" * 390_000 + b'"'
-    writes = [("s", f"k{i}", big, False) for i in range(11)]
+    writes = [("s", f"k{i}", big, None) for i in range(11)]
     with pytest.raises(StateError, match="at most 4 MB") as refused:
         adapter.write_many_if([(s, k, None) for s, k, _, _ in writes], writes)
     assert refused.value.code == "UNSUPPORTED"

@@ -7,16 +7,17 @@ can share the file through its locks. See the plugin README for the measurements
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from iii_state_core import Adapter, BackendError, Capabilities, ConfigError, Options
-from iii_state_core.adapter import Expired, Page, Token
+from iii_state_core.adapter import Expired, Page, PlannedWrite, Token
 from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from . import cursors
@@ -89,6 +90,10 @@ def store_method(config: Mapping[str, Any]) -> str:
     if method is None:
         return "file_based" if "file_path" in config else "in_memory"
     return method if isinstance(method, str) else "in_memory"  # open() reports a bad type
+
+
+def _same(data: bytes, _old: bytes | None) -> bytes:
+    return data
 
 
 def _b(text: str) -> bytes:
@@ -351,7 +356,7 @@ class KvFileStore(Adapter):
         return old, new
 
     def write_many_if(
-        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[tuple[str, str, bytes | None, bool]]
+        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]
     ) -> bool:
         """``state::transact``: one SQLite transaction checks every token, then writes."""
         self._sweep_now_and_then()
@@ -359,13 +364,13 @@ class KvFileStore(Adapter):
             now = now_ms()
             if any(self._select(db, scope, key, now) != token for scope, key, token in checks):
                 return False
-            for scope, key, data, keep_expiry in writes:
+            for scope, key, data, expires_at in writes:
                 if data is None:
                     self._remove_in(db, scope, key)
-                elif keep_expiry:
-                    self._modify_in(db, scope, key, lambda _old, data=data: data)
+                elif expires_at is KEEP:
+                    self._modify_in(db, scope, key, functools.partial(_same, data))
                 else:
-                    self._write_in(db, scope, key, data)
+                    self._write_in(db, scope, key, data, cast("int | None", expires_at))
             return True
 
     # -- state::batch: a round of calls in one transaction, one commit -------------------------

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from iii_state_core import Adapter, Capabilities
-from iii_state_core.adapter import Expired, Page, Token
+from iii_state_core.adapter import Expired, Page, PlannedWrite, Token
 from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from . import cursors
@@ -143,17 +143,17 @@ class KvMemoryStore(Adapter):
             return True
 
     def write_many_if(
-        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[tuple[str, str, bytes | None, bool]]
+        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]
     ) -> bool:
         with self._lock:
             self._purge()
             if any(self._live(scope, key) != token for scope, key, token in checks):
                 return False
-            for scope, key, data, keep_expiry in writes:
+            for scope, key, data, expires_at in writes:
                 if data is None:
                     self._drop(scope, key)
                 else:
-                    self._put(scope, key, data, KEEP if keep_expiry else None)
+                    self._put(scope, key, data, expires_at)
             return True
 
     def modify(

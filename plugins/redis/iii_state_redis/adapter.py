@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from redis.exceptions import NoPermissionError, NoScriptError
 
 from iii_state_core import Adapter, AsyncAdapter, StateError
-from iii_state_core.adapter import Page, Token
+from iii_state_core.adapter import Page, PlannedWrite, Token
 from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from . import connections
@@ -236,9 +236,13 @@ class RedisAdapter(Adapter):
         return taken
 
     def write_many_if(
-        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[tuple[str, str, bytes | None, bool]]
+        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]
     ) -> bool:
         """``state::transact``: one script checks every entry and writes them all (see ``transactions``)."""
+        for scope, _key, data, expires_at in writes:
+            if data is not None:
+                self._register(self.layout.names(scope), expires_arg(expires_at))
+
         def run(client: Any) -> Any:
             # the client is connected here, so an auto-detected Cluster is known by now
             keys, argv = script_args(self.layout, checks, writes, bool(self._cluster), self._keep)
@@ -249,7 +253,7 @@ class RedisAdapter(Adapter):
 
         if not int(self._call("write", "script transact", run)):
             return False
-        for scope, key, data, _keep in writes:
+        for scope, key, data, _expires_at in writes:
             self.recent.put(self.layout.names(scope).hash, self.layout.field(key), data)
         return True
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from redis.exceptions import NoPermissionError, NoScriptError
 
 from iii_state_core import AsyncAdapter, BackendError, StateError
-from iii_state_core.adapter import Page, Token
+from iii_state_core.adapter import Page, PlannedWrite, Token
 from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from . import connections
@@ -251,9 +251,13 @@ class AsyncRedisAdapter(AsyncAdapter):
         return taken
 
     async def write_many_if(
-        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[tuple[str, str, bytes | None, bool]]
+        self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]
     ) -> bool:
         """``state::transact``: one script checks every entry and writes them all (see ``transactions``)."""
+        for scope, _key, data, expires_at in writes:
+            if data is not None:
+                await self._register(self.layout.names(scope), expires_arg(expires_at))
+
         async def run(client: Any) -> Any:
             # the client is connected here, so an auto-detected Cluster is known by now
             keys, argv = script_args(self.layout, checks, writes, bool(self._cluster), self._keep)
@@ -264,7 +268,7 @@ class AsyncRedisAdapter(AsyncAdapter):
 
         if not int(await self._call("write", "script transact", run)):
             return False
-        for scope, key, data, _keep in writes:
+        for scope, key, data, _expires_at in writes:
             self.recent.put(self.layout.names(scope).hash, self.layout.field(key), data)
         return True
 

@@ -12,23 +12,25 @@ from typing import Any, Final
 
 from redis.crc import key_slot
 
-from iii_state_core.adapter import Token
+from iii_state_core.adapter import PlannedWrite, Token
 from iii_state_core.errors import UnsupportedError
 from iii_state_core.expiry import now_ms
 
+from .expiring import expires_arg
 from .layout import Layout
-from .scripts import Script
+from .scripts import _DEADLINE, Script
 
 #: ARGV: now, keep ("1": expiry events on), the check count, then per check (hash index,
 #: deadlines index, field, "1"+token | "0" for missing); the write count, then per write (hash,
-#: deadlines, due index and kept list indexes, scope, field, what): what is "d" (delete), "s"+data
-#: (set: no deadline) or "k"+data (update: keep a live deadline). A field whose deadline is
-#: ``<= now`` counts as missing, as in every script, and with keep "1" a write that meets one
-#: saves it for ``take_expired`` first (``scripts.WRITE``). Returns 1 when applied, 0 when an
-#: entry changed (nothing applied).
+#: deadlines, due index and kept list indexes, scope, field, what, expires): what is "d" (delete)
+#: or "s"+data, expires as every write script takes it ("" none, "k" keep a live deadline, else
+#: the new deadline). A field whose deadline is ``<= now`` counts as missing, as in every script,
+#: and with keep "1" a write that meets one saves it for ``take_expired`` first
+#: (``scripts.WRITE``). Returns 1 when applied, 0 when an entry changed (nothing applied).
 TRANSACT: Final = Script(
     "transact",
-    "local now, p = tonumber(ARGV[1]), 4\n"
+    _DEADLINE
+    + "local now, p = tonumber(ARGV[1]), 4\n"
     "local function live(h, z, f)\n"
     "  local cur = redis.call('HGET', h, f)\n"
     "  local d = redis.call('ZSCORE', z, f)\n"
@@ -47,16 +49,21 @@ TRANSACT: Final = Script(
     "p = p + 1\n"
     "for i = 1, m do\n"
     "  local h, z, f, what = KEYS[tonumber(ARGV[p])], KEYS[tonumber(ARGV[p + 1])], ARGV[p + 5], ARGV[p + 6]\n"
-    "  local kind = string.sub(what, 1, 1)\n"
+    "  local due, scope, expires = KEYS[tonumber(ARGV[p + 2])], ARGV[p + 4], ARGV[p + 7]\n"
     "  local cur, d, raw = live(h, z, f)\n"
     "  if raw and not cur and ARGV[2] == '1' then\n"
-    "    redis.call('RPUSH', KEYS[tonumber(ARGV[p + 3])], ARGV[p + 4], f, raw, d)\n"
-    "    redis.call('ZADD', KEYS[tonumber(ARGV[p + 2])], 0, '\\255')\n"
+    "    redis.call('RPUSH', KEYS[tonumber(ARGV[p + 3])], scope, f, raw, d)\n"
+    "    redis.call('ZADD', due, 0, '\\255')\n"
     "  end\n"
-    "  if kind == 'd' then redis.call('HDEL', h, f)\n"
-    "  else redis.call('HSET', h, f, string.sub(what, 2)) end\n"
-    "  if d and (kind ~= 'k' or not cur) then redis.call('ZREM', z, f) end\n"
-    "  p = p + 7\n"
+    "  if string.sub(what, 1, 1) == 'd' then\n"
+    "    redis.call('HDEL', h, f)\n"
+    "    if d then redis.call('ZREM', z, f) end\n"
+    "  else\n"
+    "    redis.call('HSET', h, f, string.sub(what, 2))\n"
+    "    if expires ~= 'k' then deadline(z, due, f, scope, expires, d)\n"
+    "    elseif d and not cur then redis.call('ZREM', z, f) end\n"
+    "  end\n"
+    "  p = p + 8\n"
     "end\n"
     "return 1\n",
 )
@@ -65,7 +72,7 @@ TRANSACT: Final = Script(
 def script_args(
     layout: Layout,
     checks: Sequence[tuple[str, str, Token]],
-    writes: Sequence[tuple[str, str, bytes | None, bool]],
+    writes: Sequence[PlannedWrite],
     cluster: bool,
     keep_expired: bytes = b"0",
 ) -> tuple[list[bytes], list[Any]]:
@@ -89,9 +96,9 @@ def script_args(
             raise TypeError(f"write_many_if token must be the bytes read_versioned returned, got {token!r}")
         argv += [*where(scope), layout.field(key), b"0" if token is None else b"1" + token]
     argv.append(str(len(writes)).encode())
-    for scope, key, data, keep in writes:
-        what = b"d" if data is None else (b"k" if keep else b"s") + data
-        argv += [*where(scope, writing=True), layout.field(key), what]
+    for scope, key, data, expires_at in writes:
+        what = b"d" if data is None else b"s" + data
+        argv += [*where(scope, writing=True), layout.field(key), what, expires_arg(expires_at)]
     if cluster and len({key_slot(h) for h in hashes}) > 1:
         raise UnsupportedError(
             "state::transact on Redis Cluster: the scopes of one transaction must hash to one slot "

@@ -233,7 +233,7 @@ def test_with_expiry_events_a_write_or_delete_keeps_the_expired_field_for_the_sw
         assert adapter.remove(scope, "delete") is None
         assert adapter.write_if(scope, "swap", b"2", None)
         assert adapter.modify(scope, "update", lambda old: b"3")[0] is None
-        assert adapter.write_many_if([(scope, "transact", None)], [(scope, "transact", b"4", False)])
+        assert adapter.write_many_if([(scope, "transact", None)], [(scope, "transact", b"4", None)])
         taken = sorted(e for e in adapter.take_expired(10_000) if e[0] == scope)
         # ... and still taken once, with the value it held: its expiry event is not lost
         assert taken == sorted((scope, k, f'"{k}"'.encode(), deadline) for k in keys)

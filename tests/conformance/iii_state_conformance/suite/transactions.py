@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from iii_state_core import StateStore
 from .. import processes
 from ..processes import StoreSpec
 from .base import call, wire_error
+from .expiry import LONG_MS, SHORT_MS, _wait_past
 
 INC = "increment"
 
@@ -112,6 +114,52 @@ class TransactionTests:
             error = wire_error(store, "transact", bad)
             assert error.code == "deserialization_error" and needle in str(error), (needle, str(error))
         assert store.get_many(scope, ["a", "b", "c", "gone"]) == before and seen == []
+
+    def test_ttl_ms_in_a_transaction_follows_the_single_functions(
+        self, store: StateStore, scope: str, caps: Any
+    ) -> None:
+        """Absent ``ttl_ms`` keeps the deadline on update and means none on set; a given one
+        replaces it; an expired entry is missing to conditions and writes."""
+        _needs_transactions(caps)
+        timed = {"op": "set", "scope": scope, "key": "n", "value": 1, "ttl_ms": LONG_MS}
+        if caps.ttl == "none":
+            error = wire_error(store, "transact", {"ops": [timed]})
+            assert error.code == "UNSUPPORTED" and "nothing was written" in str(error)
+            assert store.get(scope, "n") is None
+            return
+        store.set(scope, "u", {"n": 1}, ttl_ms=LONG_MS)
+        store.set(scope, "s", 1, ttl_ms=LONG_MS)
+        store.set(scope, "brief", 1, ttl_ms=SHORT_MS)
+        done = call(
+            store,
+            "transact",
+            {
+                "ops": [
+                    {**_update(scope, "u", 0), "ops": [{"type": "set", "path": "n", "value": 2}]},
+                    {"op": "set", "scope": scope, "key": "s", "value": 2},
+                    {**timed, "ttl_ms": 5 * LONG_MS},
+                    {**_update(scope, "v", 1), "ttl_ms": SHORT_MS},
+                ]
+            },
+        )
+        written = time.monotonic()
+        assert done["committed"] is True
+        left = {key: store.ttl(scope, key).ttl_ms for key in ("u", "s", "n", "v")}
+        assert left["u"] is not None and LONG_MS - 30_000 < left["u"] <= LONG_MS, left
+        assert left["s"] is None and left["n"] is not None and LONG_MS < left["n"] <= 5 * LONG_MS, left
+        assert left["v"] is not None and 0 < left["v"] <= SHORT_MS, left
+        _wait_past(written, SHORT_MS)
+        again = call(
+            store,
+            "transact",
+            {"ops": [_update(scope, "v", 5)], "conditions": [{"scope": scope, "key": "brief"}]},
+        )
+        assert again == {"committed": True, "results": [{"old_value": None, "new_value": 5}]}
+        assert store.ttl(scope, "v").ttl_ms is None  # an expired entry has no deadline to keep
+        for bad in (0, 1.5, "1000"):
+            error = wire_error(store, "transact", {"ops": [{**timed, "key": "bad", "ttl_ms": bad}]})
+            assert error.code == "deserialization_error" and "ops[0]" in str(error), str(error)
+        assert store.get(scope, "bad") is None
 
     def test_transfers_between_accounts_keep_the_total(
         self, store: StateStore, scope: str, caps: Any, spec: StoreSpec
