@@ -373,7 +373,7 @@ class DynamoDBAdapter(Adapter):
         params: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "#p = :p AND begins_with(#k, :ours)",
-            "FilterExpression": _LIVE,
+            "FilterExpression": LIVE,
             "ExpressionAttributeNames": {"#p": PK, "#k": SK, "#e": DEADLINE},
             "ConsistentRead": True,
             "Select": "COUNT",
