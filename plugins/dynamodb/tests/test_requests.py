@@ -50,14 +50,19 @@ def item(value: str, version: str | None = "7") -> dict[str, Any]:
     return found
 
 
+def put_request(value: str, deadline: tuple[str, str] | None = None, **rest: Any) -> dict[str, Any]:
+    """The put_item request writing ``value`` with a new version; ``deadline``: its ``exp`` (ms)
+    and ``ttl`` (s) as sent, with the deadline index's shard ``xsh``."""
+    written: dict[str, Any] = {**KEY, "val": {"S": value}, "ver": {"N": ANY}}
+    if deadline is not None:
+        written["exp"], written["ttl"] = {"N": deadline[0]}, {"N": deadline[1]}
+        written["xsh"] = {"N": ANY}
+    return {"TableName": TABLE, "Item": written, **rest}
+
+
 def test_set_is_one_put_returning_the_old_item(stubbed: tuple[DynamoDBAdapter, Stubber]) -> None:
     adapter, stub = stubbed
-    expected = {
-        "TableName": TABLE,
-        "Item": {**KEY, "val": {"S": "[1]"}, "ver": {"N": ANY}},
-        "ReturnValues": "ALL_OLD",
-    }
-    stub.add_response("put_item", {"Attributes": item("{}")}, expected)
+    stub.add_response("put_item", {"Attributes": item("{}")}, put_request("[1]", ReturnValues="ALL_OLD"))
     assert adapter.write("s", "k", b"[1]") == b"{}"
 
 
@@ -109,7 +114,7 @@ def test_write_if_conditions_on_what_was_read(
     stubbed: tuple[DynamoDBAdapter, Stubber], token: Any, condition: dict[str, Any]
 ) -> None:
     adapter, stub = stubbed
-    expected = {"TableName": TABLE, "Item": {**KEY, "val": {"S": "1"}, "ver": {"N": ANY}}, **condition}
+    expected = put_request("1", **condition)
     stub.add_response("put_item", {}, expected)
     assert adapter.write_if("s", "k", b"1", token) is True
     stub.add_client_error("put_item", "ConditionalCheckFailedException", expected_params=expected)
@@ -195,18 +200,7 @@ def test_a_deadline_is_written_in_milliseconds_and_in_seconds_rounded_up(
     stubbed: tuple[DynamoDBAdapter, Stubber],
 ) -> None:
     adapter, stub = stubbed
-    expected = {
-        "TableName": TABLE,
-        "Item": {
-            **KEY,
-            "val": {"S": "1"},
-            "ver": {"N": ANY},
-            "exp": {"N": "1700000000001"},
-            "ttl": {"N": "1700000001"},
-            "xsh": {"N": ANY},
-        },
-        "ReturnValues": "ALL_OLD",
-    }
+    expected = put_request("1", ("1700000000001", "1700000001"), ReturnValues="ALL_OLD")
     stub.add_response("put_item", {}, expected)
     assert adapter.write("s", "k", b"1", 1_700_000_000_001) is None
 
@@ -235,25 +229,15 @@ def test_write_if_keeps_the_deadline_read_and_checks_it_has_not_passed(
     stubbed: tuple[DynamoDBAdapter, Stubber],
 ) -> None:
     adapter, stub = stubbed
-    expected = {
-        "TableName": TABLE,
-        "Item": {
-            **KEY,
-            "val": {"S": "2"},
-            "ver": {"N": ANY},
-            "exp": {"N": "9000000000000"},
-            "ttl": {"N": "9000000000"},
-            "xsh": {"N": ANY},
-        },
+    condition = {
         "ConditionExpression": "#n = :n AND #e > :now",
         "ExpressionAttributeNames": {"#n": "ver", "#e": "exp"},
         "ExpressionAttributeValues": {":n": {"N": "7"}, ":now": {"N": ANY}},
     }
-    stub.add_response("put_item", {}, expected)
+    stub.add_response("put_item", {}, put_request("2", ("9000000000000", "9000000000"), **condition))
     assert adapter.write_if("s", "k", b"2", ReadToken("version", "7", 9_000_000_000_000)) is True
     # a given deadline replaces it; None clears it
-    cleared = {**expected, "Item": {**KEY, "val": {"S": "2"}, "ver": {"N": ANY}}}
-    stub.add_response("put_item", {}, cleared)
+    stub.add_response("put_item", {}, put_request("2", **condition))
     assert adapter.write_if("s", "k", b"2", ReadToken("version", "7", 9_000_000_000_000), None) is True
 
 

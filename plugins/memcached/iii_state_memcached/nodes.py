@@ -295,6 +295,16 @@ class Node:
             f"it may or may not have been applied"
         )
 
+    def _done(self, conn: Conn, op: str, command: bytes, not_done: tuple[bytes, ...]) -> bool:
+        """Send a command answered ``HD`` (done, ``True``) or one of ``not_done`` (``False``)."""
+        reply = self._send(conn, op, command)
+        if reply.startswith(b"HD"):
+            return True
+        if reply[:2] in not_done:
+            return False
+        conn.close()  # out of step with the server: never reuse this connection
+        raise self._unknown(op, f"unexpected reply {reply[:20]!r}")
+
     def _store_on(self, conn: Conn, key: bytes, item: bytes, mode: bytes) -> Stored:
         reply = self._send(conn, "store", b"ms %s %d %s c\r\n%s" % (key, len(item), mode, item))
         return self._stored(conn, reply)
@@ -369,13 +379,8 @@ class Node:
         """Append ``data`` to an existing item; ``False`` when it is missing."""
         conn = self._acquire()
         try:
-            reply = self._send(conn, "append", b"ms %s %d MA\r\n%s" % (key, len(data), data))
-            if reply.startswith(b"HD"):
-                return True
-            if reply[:2] in (b"NS", b"NF"):
-                return False
-            conn.close()  # out of step with the server: never reuse this connection
-            raise self._unknown("append", f"unexpected reply {reply[:20]!r}")
+            command = b"ms %s %d MA\r\n%s" % (key, len(data), data)
+            return self._done(conn, "append", command, not_done=(b"NS", b"NF"))
         finally:
             self._release(conn)
 
@@ -395,13 +400,7 @@ class Node:
         try:
             if epoch is not None and (conn.epoch != epoch or conn.sock is None):
                 return None
-            reply = self._send(conn, "delete", b"md %s C%s" % (key, cas))
-            if reply.startswith(b"HD"):
-                return True
-            if reply[:2] in (b"EX", b"NF"):
-                return False
-            conn.close()  # out of step with the server: never reuse this connection
-            raise self._unknown("delete", f"unexpected reply {reply[:20]!r}")
+            return self._done(conn, "delete", b"md %s C%s" % (key, cas), not_done=(b"EX", b"NF"))
         finally:
             self._release(conn)
 
@@ -446,36 +445,32 @@ class Cluster:
         h = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
         return max(self.nodes, key=lambda n: _mix(h ^ n.seed))
 
-    def get_many(self, keys: Iterable[bytes]) -> dict[bytes, bytes]:
-        """Fetch many keys with one batched request per server."""
+    def _by_node(self, keys: Iterable[bytes]) -> list[tuple[Node, list[bytes]]]:
+        """The keys grouped by the server holding them, for one request per server."""
         by_node: dict[int, tuple[Node, list[bytes]]] = {}
         for key in keys:
             node = self.node(key)
             by_node.setdefault(id(node), (node, []))[1].append(key)
+        return list(by_node.values())
+
+    def get_many(self, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        """Fetch many keys with one batched request per server."""
         out: dict[bytes, bytes] = {}
-        for node, batch in by_node.values():
+        for node, batch in self._by_node(keys):
             out.update(node.get_many(batch))
         return out
 
     def gets_many(self, keys: list[bytes]) -> dict[bytes, tuple[bytes, bytes]]:
         """``{key: (item, cas)}`` of the keys that exist, one request per server."""
-        by_node: dict[int, tuple[Node, list[bytes]]] = {}
-        for key in keys:
-            node = self.node(key)
-            by_node.setdefault(id(node), (node, []))[1].append(key)
         out: dict[bytes, tuple[bytes, bytes]] = {}
-        for node, batch in by_node.values():
+        for node, batch in self._by_node(keys):
             out.update(node.gets_many(batch)[0])
         return out
 
     def remaining(self, keys: list[bytes]) -> dict[bytes, int]:
         """:meth:`Node.remaining` of the keys that exist, one request per server."""
-        by_node: dict[int, tuple[Node, list[bytes]]] = {}
-        for key in keys:
-            node = self.node(key)
-            by_node.setdefault(id(node), (node, []))[1].append(key)
         out: dict[bytes, int] = {}
-        for node, batch in by_node.values():
+        for node, batch in self._by_node(keys):
             for at, left in node.remaining(batch).items():
                 out[batch[at]] = left
         return out

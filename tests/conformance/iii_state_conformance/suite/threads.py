@@ -58,7 +58,7 @@ def _increments_and_deletes(
 
 class ThreadTests(Sized):
     def test_threads_incrementing_one_counter_lose_nothing(self, store: StateStore, scope: str) -> None:
-        per_thread = self.sized(40, 10)
+        per_thread = self.sized(40, 5)
         run_threads(_increments, [(store, scope, "counter", per_thread)] * THREADS, adapter=store.adapter)
         got = store.get(scope, "counter")
         assert got == {"n": THREADS * per_thread}, (
@@ -116,7 +116,7 @@ class ThreadTests(Sized):
     ) -> None:
         results = run_threads(
             _increments_and_deletes,
-            [(store, scope, "counter", self.sized(30, 10), me) for me in range(THREADS)],
+            [(store, scope, "counter", self.sized(30, 5), me) for me in range(THREADS)],
             adapter=store.adapter,
         )
         increments = sum(done for done, _ in results)

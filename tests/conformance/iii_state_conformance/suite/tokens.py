@@ -173,7 +173,7 @@ class TokenTests(Sized):
         run_state_machine_as_test(
             build,  # type: ignore[arg-type]  # any factory of machines works
             settings=settings(
-                max_examples=self.sized(self.token_examples, 15),
+                max_examples=self.sized(self.token_examples, 10),
                 stateful_step_count=20,
                 deadline=None,
                 derandomize=True,
