@@ -56,6 +56,11 @@ def test_an_iii_app_runs_unchanged(tmp_path: Path) -> None:
                 "state", "app::on-order", {"scope": "orders"}, metadata={"tenant": "t1"}
             )
             assert "error" not in bound
+            # a binding with a condition (0.23's `condition_function_id`): only an exact false skips
+            peer.serve("app::is-paid", lambda data, metadata: data["new_value"]["status"] == "paid")
+            peer.serve("app::on-paid", lambda data, metadata: None)
+            paid = {"scope": "orders", "key": "o1", "condition_function_id": "app::is-paid"}
+            assert "error" not in await peer.register_trigger("state", "app::on-paid", paid)
 
             # calls
             assert await peer.call("state::set", {"scope": "orders", "key": "o1", "value": ORDER}) == {
@@ -76,6 +81,8 @@ def test_an_iii_app_runs_unchanged(tmp_path: Path) -> None:
             await peer.wait_for_calls("app::on-order", 2)
             assert [d["event_type"] for d, _ in reacted] == ["state:created", "state:updated"]
             assert all(m == {"tenant": "t1"} for _, m in reacted)
+            (on_paid,) = await peer.wait_for_calls("app::on-paid", 1)
+            assert on_paid.data["new_value"]["status"] == "paid" and len(peer.calls_to("app::is-paid")) == 2
             # the observer hook was called through the engine with each change document
             changes = await peer.wait_for_calls("state::on-changed", 2)
             assert changes[1].data["old_value"] == ORDER and changes[1].data["new_value"]["status"] == "paid"
