@@ -1,4 +1,5 @@
-"""The suite tests itself: each broken adapter must fail exactly the tests meant to catch it."""
+"""The suite tests itself: each broken adapter must fail exactly the tests meant to catch it,
+in the full suite and in a quick run (smaller sizes, no tests in other processes) alike."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import sys
 
 import pytest
+from quick_mode import quick_catches
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -28,6 +30,10 @@ class TestBroken(StateStoreSuite):
         config = {{"file_path": str(tmp_path / "db")}} if {name!r}.startswith("broken-non-atomic") else {{}}
         with open_store(adapter={name!r}, adapter_config=config, registry=registry) as store:
             yield store
+
+
+class TestQuickBroken(TestBroken):
+    quick = True
 """
 
 # adapter -> (tests that must fail, -k selection to keep the run short)
@@ -73,10 +79,10 @@ EXPECTED = {
 }
 
 
-def _failed_names(result: pytest.RunResult) -> set[str]:
+def _failed_names(result: pytest.RunResult, cls: str) -> set[str]:
     names = set()
     for line in result.outlines:
-        if line.startswith("FAILED "):
+        if line.startswith("FAILED ") and f"::{cls}::" in line:
             names.add(line.split("::")[-1].split(" ")[0])
     return names
 
@@ -85,11 +91,23 @@ def _failed_names(result: pytest.RunResult) -> set[str]:
 def test_suite_fails_the_named_tests(pytester: pytest.Pytester, adapter: str) -> None:
     must_fail, selection = EXPECTED[adapter]
     pytester.makepyfile(test_broken=_TEST_FILE.format(here=HERE, name=adapter))
-    result = pytester.runpytest_subprocess("-q", "-rf", "-p", "no:cacheprovider", "-k", selection)
-    failed = _failed_names(result)
+    quick_must_fail = quick_catches(must_fail)
+    # the quick class runs what `iii-state conformance --quick` would (nothing, when every catch
+    # of this adapter is in other processes)
+    quick = "(TestQuickBroken and not runs_processes)" if quick_must_fail else "not TestQuickBroken"
+    result = pytester.runpytest_subprocess(
+        "-q", "-rf", "-p", "no:cacheprovider", "-p", "iii_state_conformance.plugin",
+        "-k", f"({selection}) and ((TestBroken and not TestQuickBroken) or {quick})",
+    )  # fmt: skip
+    failed = _failed_names(result, "TestBroken")
     missed = must_fail - failed
     assert not missed, (
         f"{adapter}: the suite did not catch it in {sorted(missed)}; it failed {sorted(failed)}"
+    )
+    failed = _failed_names(result, "TestQuickBroken")
+    missed = quick_must_fail - failed
+    assert not missed, (
+        f"{adapter}: a quick run did not catch it in {sorted(missed)}; it failed {sorted(failed)}"
     )
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) > 0, (

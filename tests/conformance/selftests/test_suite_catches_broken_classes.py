@@ -10,12 +10,11 @@ which must still catch every adapter on the tests it runs.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 
 import pytest
-from iii_state_conformance import StateStoreSuite
+from quick_mode import quick_catches
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPEAT = int(os.environ.get("III_STATE_SELFTEST_REPEAT", "3"))
@@ -213,17 +212,6 @@ def _quick(name: str) -> str:
     return "TestQuick_" + name.replace("-", "_")
 
 
-def runs_in_quick_mode(test_id: str) -> bool:
-    """Whether ``iii-state conformance --quick`` runs this test: not when it opens the store in
-    other processes (it takes ``spec``)."""
-    function = getattr(StateStoreSuite, test_id.split("[")[0])
-    return "spec" not in inspect.signature(function).parameters
-
-
-def _quick_catches(must_fail: set[str]) -> set[str]:
-    return {t for t in must_fail if runs_in_quick_mode(t)}
-
-
 def _test_file(adapters: dict[str, dict[str, str]], quick: set[str]) -> str:
     """A class per adapter, and a quick-mode one per adapter named in ``quick``."""
     body = _HEADER.format(here=HERE)
@@ -239,7 +227,7 @@ def _selection() -> str:
     quick = [
         f"({_quick(name)} and ({sel}) and not runs_processes)"
         for name, (_, must_fail, sel) in EXPECTED.items()
-        if _quick_catches(must_fail)
+        if quick_catches(must_fail)
     ]
     return " or ".join(full + quick)
 
@@ -256,7 +244,7 @@ def _failures(result: pytest.RunResult) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("run", range(REPEAT))
 def test_every_broken_adapter_fails_its_named_tests(pytester: pytest.Pytester, run: int) -> None:
-    quick = {name for name, (_, must_fail, _) in EXPECTED.items() if _quick_catches(must_fail)}
+    quick = {name for name, (_, must_fail, _) in EXPECTED.items() if quick_catches(must_fail)}
     pytester.makepyfile(test_broken=_test_file({name: cfg for name, (cfg, _, _) in EXPECTED.items()}, quick))
     result = pytester.runpytest_subprocess(
         "-q", "-rf", "-p", "no:cacheprovider", "-p", "iii_state_conformance.plugin", "-k", _selection()
@@ -267,7 +255,7 @@ def test_every_broken_adapter_fails_its_named_tests(pytester: pytest.Pytester, r
         lacking = must_fail - failed.get(_full(name), set())
         if lacking:
             missed.append(f"{name}: not caught by {sorted(lacking)}")
-        lacking = _quick_catches(must_fail) - failed.get(_quick(name), set())
+        lacking = quick_catches(must_fail) - failed.get(_quick(name), set())
         if lacking:
             missed.append(f"{name} in quick mode: not caught by {sorted(lacking)}")
     assert not missed, f"run {run}: " + "; ".join(missed)
