@@ -115,11 +115,36 @@ def _raw_redis(raw: RawRedis) -> tuple[dict[str, Op], dict[str, str]]:
     )  # fmt: skip
 
 
+def _raw_memcached(raw: Any) -> tuple[dict[str, Op], dict[str, str]]:
+    client, data = raw.client, w.dumps(w.VALUE)
+    keys = [raw._key(w.key(i)) for i in range(BATCH)]
+
+    def gets(_i: int) -> object:
+        found = client.get_many(keys)
+        return [None if (v := found.get(k)) is None else json.loads(v) for k in keys]
+
+    def sets(_i: int) -> object:
+        old = client.get_many(keys)  # memcached has no "set and return the old value": read first
+        failed = client.set_many(dict.fromkeys(keys, data), noreply=False)
+        if failed:
+            raise AssertionError(f"raw set_many failed for {len(failed)} keys")
+        return [None if (v := old.get(k)) is None else json.loads(v) for k in keys]
+
+    return (
+        {"get": gets, "set": sets},
+        {"get": "get_many of 100 keys (one multi-get) + json.loads",
+         "set": "get_many (old values) + set_many of 100 keys, replies awaited + json.loads(old); not "
+                "atomic per key, unlike the adapter's sets"},
+    )  # fmt: skip
+
+
 def raw_batches(raw: object) -> tuple[dict[str, Op], dict[str, str]] | None:
     if isinstance(raw, RawSqlite):
         return _raw_sqlite(raw)
     if isinstance(raw, RawRedis):
         return _raw_redis(raw)
+    if type(raw).__name__ == "RawMemcached":  # not imported here: pymemcache is the memcached plugin's
+        return _raw_memcached(raw)
     return None
 
 
