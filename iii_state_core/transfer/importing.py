@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Final, Literal, get_args
 
 from ..batch import BatchItem, plans_side_by_side
-from ..driver import run_sync
-from ..errors import StoredValueError
+from ..driver import RUN_MANY, run_sync
+from ..errors import StateError, StoredValueError
 from ..expiry import now_ms
 from ..operations import Call, Limits, Plan, set_value
 from ..results import CompareAndSetResult, SetResult
@@ -182,14 +183,30 @@ def _write_chunk(
 
 def _first_differing(store: StateStore, chunk: list[Entry]) -> int | None:
     """The index of the first entry whose key holds another value (read in one batch)."""
-    runs = [("get", e.scope, e.key, _read_raw(store.limits, e.scope, e.key)) for e in chunk]
-    items: list[BatchItem] = store._run("batch", plans_side_by_side(runs))
-    for i, (item, entry) in enumerate(zip(items, chunk, strict=True)):
-        if item.error is not None:
-            raise item.error
-        if not _past(entry) and _differs(item.result, entry.value):
-            return i
-    return None
+    found = _differing(store, list(enumerate(chunk)))
+    return found[0][0] if found else None
+
+
+def _differing(store: StateStore, numbered: list[tuple[int, Entry]]) -> list[tuple[int, Entry]]:
+    """The entries (with their numbers) whose key holds another value, read in one round; an entry
+    past its deadline never differs (it will not be written)."""
+    raws = store._run("get", _read_many(store.limits, [e for _, e in numbered]))
+    pairs = zip(numbered, raws, strict=True)
+    return [(n, e) for (n, e), raw in pairs if not _past(e) and _differs(raw, e.value)]
+
+
+def _read_many(limits: Limits, entries: list[Entry]) -> Plan:
+    """The stored bytes of each entry, in one ``RUN_MANY`` round.
+
+    :raises StateError: the first read that failed (wrapped and redacted as for ``get``).
+    """
+    for e in entries:
+        limits.check_entry(e.scope, e.key)
+    raws = yield Call(RUN_MANY, ([Call("read", (e.scope, e.key)) for e in entries], ["get"] * len(entries)))
+    for raw in raws:
+        if isinstance(raw, StateError):
+            raise raw
+    return raws, None
 
 
 def _read_raw(limits: Limits, scope: str, key: str) -> Plan:
@@ -246,17 +263,22 @@ def import_file(
     report = ImportReport()
     conflicts: list[LineProblem] = []
     conflict_count = 0
+    checking: list[tuple[int, Entry]] = []  # under fail: read in batches of CHUNK
     with open(path, "rb") as stream:
-        for number, item in iter_jsonl(stream, store.limits):
+        for number, item in chain(iter_jsonl(stream, store.limits), [(0, None)]):
             if isinstance(item, LineProblem):
                 report.invalid += 1
                 if len(report.problems) < MAX_REPORTED:
                     report.problems.append(item)
-            elif on_conflict == "fail" and not _past(item) and differs_from_stored(store, item):
-                conflict_count += 1
-                if len(conflicts) < MAX_REPORTED:
-                    reason = f"scope {show(item.scope)} key {show(item.key)} already holds a different value"
-                    conflicts.append(LineProblem(number, reason))
+            elif item is not None and on_conflict == "fail" and not _past(item):
+                checking.append((number, item))
+            if checking and (item is None or len(checking) == CHUNK):
+                for number_, entry in _differing(store, checking):
+                    conflict_count += 1
+                    if len(conflicts) < MAX_REPORTED:
+                        where = f"scope {show(entry.scope)} key {show(entry.key)}"
+                        conflicts.append(LineProblem(number_, f"{where} already holds a different value"))
+                checking = []
     if report.invalid and not skip_invalid:
         raise InvalidLinesError(report.problems, report.invalid)
     if conflict_count:

@@ -157,15 +157,15 @@ def test_a_key_created_between_the_passes_is_never_overwritten(
     existing: Path, kv_target: StateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another writer creates "c" after the check pass: skip keeps its value, fail stops at it."""
-    real = importing.differs_from_stored
+    real = importing._differing
 
-    def racing(store: StateStore, entry: Entry) -> bool:
-        differs = real(store, entry)
-        if entry.key == "c":
+    def racing(store: StateStore, numbered: list[tuple[int, Entry]]) -> list[tuple[int, Entry]]:
+        differs = real(store, numbered)
+        if any(entry.key == "c" for _, entry in numbered):
             store.set("s", "c", "theirs")
         return differs
 
-    monkeypatch.setattr(importing, "differs_from_stored", racing)
+    monkeypatch.setattr(importing, "_differing", racing)
     kv_target.set("s", "a", 10)
     with pytest.raises(EntryConflictError) as caught:
         import_file(kv_target, existing, "fail")
