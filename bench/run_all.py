@@ -12,7 +12,8 @@ import traceback
 from dataclasses import dataclass, field
 
 from bench import expiry, startup
-from bench.run import batches, machine, overhead, scaling, ttl
+from bench.batches import IMPORT_TARGETS
+from bench.run import batches, imports, machine, overhead, scaling, ttl
 from bench.run.measuring import Budget, rows_table
 from bench.run.ops import Ours, raw_notes, standard_pairs
 from bench.run.targets import TARGETS
@@ -177,6 +178,9 @@ def _adapter_sections(options: Options, report: Report) -> None:
                     _say(f"{name}: batches and transactions")
                     batch_tables.append(batches.table(target.title, session.store, session.scope + "-b",
                                                       session.raw, options.budget))  # fmt: skip
+                if name in IMPORT_TARGETS:
+                    _say(f"{name}: import of {imports.ENTRIES:,} entries")
+                    batch_tables.append(imports.table(target.title, session.store))
                 if name == "dynamodb-moto":
                     continue  # moto serialises every request: the dynalite run covers growth
                 _say(f"{name}: growth with {options.large:,} keys")

@@ -286,14 +286,17 @@ class RedisAdapter(Adapter):
             replies: list[Any] = pipe.execute(raise_on_error=False)
             return replies
 
-        try:
-            replies = self._call(kind_of(part), f"pipeline of {len(sent)} commands", run)
-        except Exception as exc:
-            for i in group:
-                out[i] = exc
-            return
-        for i in spread(self.layout, self.recent, calls, sent, replies, out):
-            out[i] = _alone(self, calls[i])
+        while sent:  # a second time only for scripts the server lacked (sent again by source)
+            try:
+                replies = self._call(kind_of(part), f"pipeline of {len(sent)} commands", run)
+            except Exception as exc:
+                for _, places, _ in sent:
+                    for i in places:
+                        out[i] = exc
+                return
+            again, sent = spread(self.layout, self.recent, calls, sent, replies, out)
+            for i in again:
+                out[i] = _alone(self, calls[i])
 
     def list_scopes(self) -> list[str]:
         scopes: list[str] = self._drive(scopes_plan(self.layout))

@@ -302,14 +302,17 @@ class AsyncRedisAdapter(AsyncAdapter):
             replies: list[Any] = await pipe.execute(raise_on_error=False)
             return replies
 
-        try:
-            replies = await self._call(kind_of(part), f"pipeline of {len(sent)} commands", run)
-        except Exception as exc:
-            for i in group:
-                out[i] = exc
-            return
-        for i in spread(self.layout, self.recent, calls, sent, replies, out):
-            out[i] = await _alone(self, calls[i])
+        while sent:  # a second time only for scripts the server lacked (sent again by source)
+            try:
+                replies = await self._call(kind_of(part), f"pipeline of {len(sent)} commands", run)
+            except Exception as exc:
+                for _, places, _ in sent:
+                    for i in places:
+                        out[i] = exc
+                return
+            again, sent = spread(self.layout, self.recent, calls, sent, replies, out)
+            for i in again:
+                out[i] = await _alone(self, calls[i])
 
     async def list_scopes(self) -> list[str]:
         scopes: list[str] = await self._drive(scopes_plan(self.layout))

@@ -1,9 +1,10 @@
 """A ``state::batch`` round as pipelines: the commands, and what their replies mean.
 
 The sync and async adapters share this; they only send. Reads and writes are the same scripts as
-the single primitives (each names the scope's hash and its deadline keys), sent as ``EVAL`` (a
-pipeline cannot fall back from ``EVALSHA`` on ``NOSCRIPT`` after later commands ran; the server
-caches the script either way). On a Cluster
+the single primitives (each names the scope's hash and its deadline keys), or one script per scope
+for a round of only reads or only plain writes; sent as ``EVALSHA``, a ``NOSCRIPT`` reply running
+that call again alone, unless two calls name one entry (then ``EVAL``: a retry after later commands
+ran would reorder them). On a Cluster
 the round is split by node, one pipeline each, so a node that cannot be reached only fails (and
 may only retry) its own commands: a retry never resends a write another node applied.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from redis.exceptions import AskError, ClusterDownError, MovedError, TryAgainError
+from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
 
 from iii_state_core import BackendError
 from iii_state_core.expiry import now_ms
@@ -33,6 +34,7 @@ _WRITES: Final = frozenset({"write", "remove", "write_if"})
 REDIRECTED: Final = (MovedError, AskError, TryAgainError, ClusterDownError)
 
 Call = tuple[str, tuple[Any, ...]]
+_BY_SHA: Final = {script.sha: script for script in (READ, READ_MANY, REMOVE, SWAP, WRITE, WRITE_MANY)}
 #: Fields per merged script (Lua's ``unpack`` and one script's run time stay small).
 MERGED_MOST: Final = 500
 #: One command of a round, the calls (indices) its reply answers, and whether it is a merged
@@ -53,7 +55,13 @@ def kind_of(calls: Sequence[Call]) -> Kind:
 
 
 def _eval(script: Script, keys: tuple[bytes, ...], *args: Any) -> tuple[Any, ...]:
-    return ("EVAL", script.source, len(keys), *keys, *args)
+    """The script's command; :func:`units` makes it ``EVALSHA`` or ``EVAL``."""
+    return (script, len(keys), *keys, *args)
+
+
+def _sent_as(command: tuple[Any, ...], by_sha: bool) -> tuple[Any, ...]:
+    script: Script = command[0]
+    return ("EVALSHA", script.sha, *command[1:]) if by_sha else ("EVAL", script.source, *command[1:])
 
 
 def command(layout: Layout, call: Call, keep: bytes) -> tuple[Any, ...]:
@@ -74,6 +82,15 @@ def units(layout: Layout, calls: Sequence[Call], group: list[int], keep: bytes) 
     """The commands of a round. A round of only reads, or only plain writes, sends one script per
     scope (``READ_MANY``: one HMGET; ``WRITE_MANY``: the WRITEs in order) instead of one per call:
     a pipeline entry costs the client more than the server's work for it."""
+    # EVALSHA spares sending (and the server hashing) each script's source per command. A
+    # NOSCRIPT reply (a restarted server) means that command did not run: it runs again alone,
+    # after the others, which is only the same when no two calls name one entry.
+    by_sha = len({calls[i][1][:2] for i in group}) == len(group)
+    planned = _units(layout, calls, group, keep)
+    return [(_sent_as(command, by_sha), places, merged) for command, places, merged in planned]
+
+
+def _units(layout: Layout, calls: Sequence[Call], group: list[int], keep: bytes) -> list[Unit]:
     kinds = {calls[i][0] for i in group}
     if not (kinds <= {"read", "read_versioned"} or kinds == {"write"}):
         return [(command(layout, calls[i], keep), [i], False) for i in group]
@@ -101,12 +118,16 @@ def spread(
     sent: list[Unit],
     replies: list[Any],
     out: list[Any],
-) -> list[int]:
-    """Each call's answer from its unit's reply into ``out``; returns the calls to run again alone
-    (their command was redirected: it did not run)."""
+) -> tuple[list[int], list[Unit]]:
+    """Each call's answer from its unit's reply into ``out``. Returns the calls to run again alone
+    (redirected: they did not run), and the units to send again by source (``NOSCRIPT``: they did
+    not run; the source loads the script for the next rounds)."""
     again: list[int] = []
-    for (_, places, merged), reply in zip(sent, replies, strict=True):
-        if isinstance(reply, REDIRECTED):
+    reload: list[Unit] = []
+    for (command, places, merged), reply in zip(sent, replies, strict=True):
+        if isinstance(reply, NoScriptError) and command[0] == "EVALSHA":
+            reload.append((("EVAL", _BY_SHA[command[1]].source, *command[2:]), places, merged))
+        elif isinstance(reply, REDIRECTED):
             again += places
         elif merged and not isinstance(reply, Exception):
             for i, value in zip(places, reply, strict=True):
@@ -114,7 +135,7 @@ def spread(
         else:
             for i in places:
                 out[i] = answer(layout, recent, calls[i], reply)
-    return again
+    return again, reload
 
 
 def answer(layout: Layout, recent: Recent, call: Call, reply: Any) -> Any:

@@ -16,6 +16,7 @@ lost), and the due index gets the kept marker.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Final
@@ -28,7 +29,7 @@ class Script:
     name: str
     source: str
 
-    @property
+    @functools.cached_property
     def sha(self) -> str:
         return hashlib.sha1(self.source.encode("utf-8")).hexdigest()
 

@@ -138,3 +138,39 @@ def test_a_round_of_reads_or_plain_writes_is_one_script_per_scope_with_the_one_b
         assert [(t[0], t[1], t[2]) for t in kept] == ([(a, "old", b"1")] if expiry_events else [])
     finally:
         adapter.close()
+
+
+def test_a_server_that_lost_its_scripts_gets_them_by_source_once(
+    redis_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rounds go out as EVALSHA: after a SCRIPT FLUSH (as after a restart) a NOSCRIPT reply sends
+    that command again by source, which loads the script for the following rounds."""
+    import iii_state_redis.adapter as sync_module
+
+    pipelines: list[int] = []
+    real = sync_module.spread
+
+    def spy(*args: Any) -> Any:
+        pipelines.append(len(args[3]))
+        return real(*args)
+
+    monkeypatch.setattr(sync_module, "spread", spy)
+    scope = unique("flushed")
+    adapter = RedisAdapter.open(redis_config)
+    assert isinstance(adapter, RedisAdapter)
+    try:
+        adapter.write(scope, "a", b"1")
+        for round_, first, then in (
+            ([("read", (scope, "a")), ("read", (scope, "b"))], [b"1", None], [b"1", None]),
+            ([("write", (scope, "a", b"2")), ("write", (scope, "b", b"3"))], [b"1", None], [b"2", b"3"]),
+            ([("remove", (scope, "a")), ("write_if", (scope, "c", b"4", None))], [b"2", True], [None, False]),
+        ):
+            adapter._connect().script_flush()
+            pipelines.clear()
+            assert adapter.run_many(round_) == first
+            assert len(pipelines) == 2, pipelines  # EVALSHA, then by source
+            pipelines.clear()
+            assert adapter.run_many(round_) == then and len(pipelines) == 1
+        assert [adapter.read(scope, k) for k in "abc"] == [None, b"3", b"4"]
+    finally:
+        adapter.close()
