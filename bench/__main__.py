@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="alternating rounds per operation")
     parser.add_argument("--large", type=int, help="keys in the large scope (default 100,000; quick 2,000)")
     parser.add_argument(
+        "--import-entries", type=int,
+        help="entries of the kv and Redis import timing (default 100,000; quick 10,000)",
+    )  # fmt: skip
+    parser.add_argument(
         "--baseline", help="git revision of the core to compare the overhead with ('' = none)"
     )
     parser.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
@@ -46,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown adapter(s) {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
     from bench.run.measuring import Budget
 
-    overrides: dict[str, object] = {"large": args.large}
+    overrides: dict[str, object] = {"large": args.large, "import_entries": args.import_entries}
     if args.seconds is not None or args.rounds is not None:
         base = Options.make(quick=args.quick).budget
         overrides["budget"] = Budget(args.seconds or base.seconds, args.rounds or base.rounds)

@@ -37,6 +37,8 @@ class Options:
     worker: bool
     #: entries moved by each export / migrate / verify call (0: no transfer section)
     transfer_entries: int
+    #: entries of the kv and Redis import timing (issue 17 measures 100,000)
+    import_entries: int
     quick: bool
     #: Measure the core's overhead (off when only some adapters' figures are refreshed).
     overhead: bool = True
@@ -45,11 +47,11 @@ class Options:
     def make(cls, *, quick: bool, adapters: tuple[str, ...] | None = None, **overrides: object) -> Options:
         base: dict[str, object] = (
             dict(budget=Budget(0.05, 1), large=2000, overhead_rounds=3, overhead_calls=3000, baseline=None,
-                 callgrind_calls=0, worker=False, transfer_entries=200)
+                 callgrind_calls=0, worker=False, transfer_entries=200, import_entries=10_000)
             if quick
             else dict(budget=Budget(1.0, 3), large=100_000, overhead_rounds=9, overhead_calls=20000,
                       baseline=overhead.BASELINE_REV, callgrind_calls=2000, worker=True,
-                      transfer_entries=5000)
+                      transfer_entries=5000, import_entries=imports.ENTRIES)
         )  # fmt: skip
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(adapters=adapters or DEFAULT_ADAPTERS, quick=quick, **base)  # type: ignore[arg-type]
@@ -179,8 +181,8 @@ def _adapter_sections(options: Options, report: Report) -> None:
                     batch_tables.append(batches.table(target.title, session.store, session.scope + "-b",
                                                       session.raw, options.budget))  # fmt: skip
                 if name in IMPORT_TARGETS:
-                    _say(f"{name}: import of {imports.ENTRIES:,} entries")
-                    batch_tables.append(imports.table(target.title, session.store))
+                    _say(f"{name}: import of {options.import_entries:,} entries")
+                    batch_tables.append(imports.table(target.title, session.store, options.import_entries))
                 if name == "dynamodb-moto":
                     continue  # moto serialises every request: the dynalite run covers growth
                 _say(f"{name}: growth with {options.large:,} keys")

@@ -63,6 +63,6 @@ def table(title: str, store: StateStore, entries: int = ENTRIES) -> str:
         f"| entries ({SCOPES} scopes) | batched import, s | entries/s | one call per entry, s (scaled from "
         f"{entries // SINGLE_SHARE:,}) | speed-up |",
         "|---:|---:|---:|---:|---:|",
-        f"| {entries:,} | {batched:.1f} | {entries / batched:,.0f} | {one_by_one:.1f} | "
+        f"| {entries:,} | {batched:.2f} | {entries / batched:,.0f} | {one_by_one:.2f} | "
         f"{one_by_one / batched:.1f}x |",
     ])  # fmt: skip

@@ -163,3 +163,11 @@ def test_ttl_table_has_get_and_set_with_and_without_a_deadline(report: str, titl
         assert all(_number(c) > 0 for c in (plain, timed, raw, p50, plain_p50)), rows
         assert abs(_number(ratio) - _number(timed) / _number(plain)) < 0.01 + 0.01 * _number(ratio)
         assert met == ("yes" if _number(ratio) >= _number(target.lstrip("≥ ")) else "NO")
+
+
+def test_import_row_times_the_batched_import_beside_one_call_per_entry(report: str) -> None:
+    rows = _rows(report, "### Import: kv (file_based: SQLite WAL) vs raw sqlite3")
+    assert len(rows) == 1 and rows[0][0] == "10,000", rows
+    batched, per_s, single, speedup = (_number(c.rstrip("x")) for c in rows[0][1:])
+    assert batched > 0 and single > 0 and abs(per_s - 10_000 / batched) < 0.05 * per_s, rows
+    assert abs(speedup - single / batched) < 0.1 + 0.05 * speedup, rows
