@@ -119,7 +119,8 @@ class _Target:
     #: injects one fault picked with the given rng, returns its kind; None: no faults
     fault: Callable[[random.Random], str] | None = None
     #: expired entries left in the store after the drain, counted behind the adapter's back
-    leftover: Callable[[], int] | None = None
+    #: (given the keys whose events were lost: where counting everything is not possible)
+    leftover: Callable[[list[str]], int] | None = None
     #: starts the server again if it died on its own (before the drain)
     revive: Callable[[], object] | None = None
 
@@ -132,7 +133,7 @@ def _state(adapter: str, config: dict[str, Any]) -> dict[str, Any]:
 def _target(name: str, directory: str) -> Iterator[_Target]:
     if name == "kv":
 
-        def kv_rows() -> int:
+        def kv_rows(_lost: list[str]) -> int:
             raw = sqlite3.connect(f"file:{directory}/state.sqlite3?mode=ro", uri=True)
             try:
                 return int(
@@ -169,17 +170,7 @@ def _target(name: str, directory: str) -> Iterator[_Target]:
                     server.start()
                 return kind
 
-            leftover = None
-            if name == "redis":
-
-                def leftover() -> int:
-                    import redis
-
-                    client = redis.Redis(port=server.port)
-                    try:
-                        return int(client.hlen(f"state:{sweeper.SCOPE}"))
-                    finally:
-                        client.close()
+            leftover = _leftover(name, direct, server.port)
 
             yield _Target(
                 name,
@@ -195,6 +186,38 @@ def _target(name: str, directory: str) -> Iterator[_Target]:
             )
     finally:
         server.stop()
+
+
+def _leftover(name: str, direct: dict[str, Any], port: int) -> Callable[[list[str]], int]:
+    """How many expired entries are still stored after the drain, read past the adapter (which
+    hides them): an entry still there was never taken, so its lost event is not a lost claim."""
+    from iii_state_core import open_store
+
+    def count(lost: list[str]) -> int:
+        if name == "redis":
+            import redis
+
+            client = redis.Redis(port=port)
+            try:
+                return int(client.hlen(f"state:{sweeper.SCOPE}"))
+            finally:
+                client.close()
+        with open_store({**direct, "expiry_events": False}) as store:
+            adapter: Any = store.adapter
+            if name == "dynamodb":
+                reply = adapter._client.scan(TableName=adapter.table, Select="COUNT", ConsistentRead=True)
+                return int(reply["Count"])
+            from iii_state_memcached import records  # memcached: per lost key (no way to list all)
+
+            left = 0
+            for key in lost:
+                mc_key = adapter._codec.data_key(sweeper.SCOPE, key)
+                item = adapter._cluster.node(mc_key).gets(mc_key)[0]
+                if item is not None and records.find(item, mc_key, sweeper.SCOPE.encode(), key.encode()):
+                    left += 1
+            return left
+
+    return count
 
 
 def _spawn(target: _Target, log: Path, name: str, double: bool) -> subprocess.Popen[bytes]:
@@ -294,14 +317,15 @@ def run(backend: str, kills: int, seed: int | None = None, *, double: bool = Fal
         if target.revive is not None:
             target.revive()
         drained = _drain(target, (sweeper.MAX_TTL_MS + 1500) / 1000)
-        left = target.leftover() if target.leftover else None
-    parsed = [_parse(path, killed_at.get(path.stem, math.inf)) for path in sorted(logs.iterdir())]
-    delivered = [d for log in parsed for d in log.delivered] + drained
-    counts = Counter(key for key, _ in delivered)
+        parsed = [_parse(path, killed_at.get(path.stem, math.inf)) for path in sorted(logs.iterdir())]
+        delivered = [d for log in parsed for d in log.delivered] + drained
+        counts = Counter(key for key, _ in delivered)
+        acked = set().union(*(log.acked for log in parsed))
+        lost = sorted(acked - set(counts))
+        left = target.leftover(lost) if target.leftover else None
     begun: dict[str, int] = {}
     for log in parsed:
         begun |= log.begun
-    acked = set().union(*(log.acked for log in parsed))
     for key, n in counts.items():
         if n > 1:
             line.fail(f"seed {recorded}: the expiry of {key} was delivered {n} times")
@@ -313,7 +337,6 @@ def run(backend: str, kills: int, seed: int | None = None, *, double: bool = Fal
     for log in parsed:
         for key in log.read_back:
             line.fail(f"seed {recorded}: {key} was read back after its deadline")
-    lost = sorted(acked - set(counts))
     unknown_ends = [end for log in parsed for end in log.unknown_claims]
     in_unknown = [key for key in lost if any(end >= begun[key] for end in unknown_ends)]
     counted = len(lost) - len(in_unknown)
@@ -325,7 +348,7 @@ def run(backend: str, kills: int, seed: int | None = None, *, double: bool = Fal
             f"size and only {known} taken by a sweep a kill interrupted: {unexplained[:5]}"
         )
     if left:
-        line.fail(f"seed {recorded}: {left} expired entries left in the store after the drain")
+        line.fail(f"seed {recorded}: {left} expired entries left in the store after the drain (never taken)")
     details: dict[str, object] = {
         "entries acknowledged": len(acked),
         "expiry events delivered": len(delivered),
