@@ -233,11 +233,17 @@ def collect_expired(store: StateStore, scope: str, ready: Any, stop: Any) -> lis
 INC = "increment"
 
 
-def transfers(store: StateStore, scope: str, accounts: int, count: int, me: int, barrier: Any) -> int:
-    """``count`` transactions each moving 1 unit between two random accounts; returns how many committed."""
+def transfers(
+    store: StateStore, scope: str, accounts: int, count: int, me: int, barrier: Any
+) -> list[tuple[int, int]]:
+    """``count`` transactions each moving 1 unit between two random accounts (``acct<i>``).
+
+    :returns: the ``(from, to)`` of each one that committed; one that lost every race of its
+        budget (``ConflictError``) applied nothing and is left out.
+    """
     pick = random.Random(me)
     barrier.wait()
-    committed = 0
+    moved: list[tuple[int, int]] = []
     for _ in range(count):
         a, b = pick.sample(range(accounts), 2)
         ops = [
@@ -245,7 +251,17 @@ def transfers(store: StateStore, scope: str, accounts: int, count: int, me: int,
             for k, n in ((a, -1), (b, 1))
         ]  # fmt: skip
         try:
-            committed += bool(store.transact(ops).committed)
-        except ConflictError:  # lost every race of its budget: nothing applied
+            if store.transact(ops).committed:
+                moved.append((a, b))
+        except ConflictError:
             pass
-    return committed
+    return moved
+
+
+def balances_after(start: int, accounts: int, moves: list[tuple[int, int]]) -> dict[str, int]:
+    """Each account's balance once ``moves`` applied, from ``start`` each."""
+    balances = {f"acct{i}": start for i in range(accounts)}
+    for a, b in moves:
+        balances[f"acct{a}"] -= 1
+        balances[f"acct{b}"] += 1
+    return balances

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from iii_state_core import StateStore
+from iii_state_core import StateError, StateStore
 
 from .. import processes
 from ..processes import StoreSpec
@@ -17,6 +18,9 @@ from .base import call, wire_error
 from .expiry import LONG_MS, SHORT_MS, _wait_past
 
 INC = "increment"
+#: The contention test's size: processes, and transfers each (env ``III_STATE_TRANSFERS``).
+TRANSFER_PROCESSES = 8
+TRANSFERS = 12
 
 
 def _update(scope: str, key: str, by: int) -> dict[str, Any]:
@@ -173,7 +177,7 @@ class TransactionTests:
         accounts, workers, each = 10, 4, 40
         store.set_many(scope, {f"acct{i}": 100 for i in range(accounts)})
         barrier = threading.Barrier(workers)
-        done: list[int] = []
+        done: list[list[tuple[int, int]]] = []
 
         def work(me: int) -> None:
             with spec.open() as mine:
@@ -184,9 +188,41 @@ class TransactionTests:
             t.start()
         for t in threads:
             t.join(timeout=120)
+        assert len(done) == workers and any(done), done
+        moves = [move for moved in done for move in moved]
         balances = store.get_many(scope, [f"acct{i}" for i in range(accounts)])
-        assert sum(balances.values()) == 100 * accounts, balances
-        assert len(done) == workers and sum(done) > 0, done
+        assert balances == processes.balances_after(100, accounts, moves), balances
+
+    def test_transfers_in_processes_keep_every_balance_exact(
+        self, store: StateStore, scope: str, caps: Any, spec: StoreSpec
+    ) -> None:
+        """The bank transfer: TRANSFER_PROCESSES processes, each TRANSFERS transactions moving 1
+        unit between two random accounts of 10. Every balance ends exactly where the committed
+        transfers put it (so the total is exact); without ``transactions`` every one is refused
+        and nothing changes. ``III_STATE_TRANSFERS=200`` runs the issue's full size."""
+        accounts, start = 10, 1000
+        names = [f"acct{i}" for i in range(accounts)]
+        store.set_many(scope, dict.fromkeys(names, start))
+        if not caps.transactions:
+            barrier = threading.Barrier(1)
+            with pytest.raises(StateError) as refused:
+                processes.transfers(store, scope, accounts, 1, 0, barrier)
+            assert refused.value.code == "UNSUPPORTED"
+            assert store.get_many(scope, names) == dict.fromkeys(names, start)
+            return
+        barrier = processes.context().Barrier(TRANSFER_PROCESSES)
+        per_process = int(os.environ.get("III_STATE_TRANSFERS", TRANSFERS))
+        done = processes.run_processes(
+            spec,
+            processes.transfers,
+            [(scope, accounts, per_process, me, barrier) for me in range(TRANSFER_PROCESSES)],
+            timeout=600,
+        )
+        moves = [tuple(move) for moved in done for move in moved]
+        assert moves, "no transfer committed"
+        balances = store.get_many(scope, names)
+        assert sum(balances.values()) == start * accounts, balances
+        assert balances == processes.balances_after(start, accounts, moves), (balances, len(moves))
 
     def test_a_transaction_across_scopes_commits_or_is_refused_whole(
         self, store: StateStore, make_scope: Callable[[str], str], caps: Any
