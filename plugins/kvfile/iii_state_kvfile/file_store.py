@@ -30,11 +30,16 @@ CREATE TABLE IF NOT EXISTS entries (
     key   BLOB NOT NULL,
     value BLOB NOT NULL,
     expires INTEGER,
+    sweep_at INTEGER,
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID
 """
 # ``expires``: the entry's deadline in epoch milliseconds, NULL for none. A row whose deadline is
 # not after "now" is missing for every query (``_LIVE``), whether or not a sweep deleted it yet.
+# ``sweep_at``: when a sweep should look at the row, never after ``expires`` (NULL: no look
+# needed), and the only indexed one of the two. A write that moves a deadline later leaves it
+# alone (``_UPSERT``), so rewriting an entry with a TTL costs no index update, as one without;
+# the sweep moves a ``sweep_at`` that came early up to the row's deadline (``_SWEEP_LATER``).
 _LIVE = "(expires IS NULL OR expires > ?)"
 # Expired entries a write or delete met before a sweeper took them, kept (with expiry events on)
 # so that ``take_expired`` still returns them: the row in ``entries`` is about to be replaced.
@@ -48,12 +53,20 @@ _KEEP_EXPIRED = (
 )
 _KEEP_ROW = "INSERT INTO expired (scope, key, value, expires) VALUES (?, ?, ?, ?)"
 _ANY_EXPIRED = (
-    "SELECT 1 WHERE EXISTS (SELECT 1 FROM expired) OR EXISTS (SELECT 1 FROM entries WHERE expires <= ?)"
+    "SELECT 1 WHERE EXISTS (SELECT 1 FROM expired) OR EXISTS (SELECT 1 FROM entries WHERE sweep_at <= ?)"
 )
-_EXPIRY_INDEX = "CREATE INDEX IF NOT EXISTS entries_by_expiry ON entries (expires) WHERE expires IS NOT NULL"
+_SWEEP_INDEX = "CREATE INDEX IF NOT EXISTS entries_by_sweep ON entries (sweep_at) WHERE sweep_at IS NOT NULL"
+# Args (scope, key, value, expires); a new row's sweep_at is its deadline. ``_UPSERT`` keeps the
+# row's sweep_at (correct only while it is set and not after the new deadline, or there is no
+# deadline: see ``_upsert``); ``_UPSERT_SWEEP`` sets it to the deadline (an index update).
 _UPSERT = (
-    "INSERT INTO entries (scope, key, value, expires) VALUES (?, ?, ?, ?) "
+    "INSERT INTO entries (scope, key, value, expires, sweep_at) VALUES (?1, ?2, ?3, ?4, ?4) "
     "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, expires = excluded.expires"
+)
+_UPSERT_SWEEP = f"{_UPSERT}, sweep_at = excluded.sweep_at"
+_SWEEP_LATER = (
+    "UPDATE entries SET sweep_at = expires WHERE (scope, key) IN "
+    "(SELECT scope, key FROM entries WHERE sweep_at <= ? AND (expires IS NULL OR expires > ?) LIMIT ?)"
 )
 # Scopes and keys are stored as UTF-8 BLOBs: byte order is code point order, and no text
 # function of SQLite ever sees a NUL or other odd character.
@@ -98,6 +111,15 @@ def _same(data: bytes, _old: bytes | None) -> bytes:
 
 def _b(text: str) -> bytes:
     return text.encode("utf-8")
+
+
+def _upsert(db: sqlite3.Connection, args: tuple[bytes, bytes, bytes, int | None], row: Any) -> None:
+    """Write ``args`` (scope, key, value, expires) over ``row`` (its ``value, expires, sweep_at``,
+    ``None`` when missing), touching the sweep index only when the row's ``sweep_at`` could
+    come after the new deadline."""
+    expires = args[3]
+    lazy = expires is None or row is None or (row[2] is not None and row[2] <= expires)
+    db.execute(_UPSERT if lazy else _UPSERT_SWEEP, args)
 
 
 class KvFileStore(Adapter):
@@ -210,8 +232,23 @@ class KvFileStore(Adapter):
             except sqlite3.OperationalError as exc:
                 if "duplicate column" not in str(exc):  # another process added it first
                     raise
-        self._db.execute(_EXPIRY_INDEX)
+        if "sweep_at" not in columns:  # a store whose sweep read an index of the deadlines
+            self._add_sweep_at()
+        self._db.execute(_SWEEP_INDEX)
+        self._db.execute("DROP INDEX IF EXISTS entries_by_expiry")  # replaced by entries_by_sweep
         self._db.execute(_KEPT_SCHEMA)
+
+    def _add_sweep_at(self) -> None:
+        """Add the column and fill it in one transaction: no row with a deadline is left unswept."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if "sweep_at" not in {row[1] for row in self._db.execute("PRAGMA table_info(entries)")}:
+                self._db.execute("ALTER TABLE entries ADD COLUMN sweep_at INTEGER")
+                self._db.execute("UPDATE entries SET sweep_at = expires WHERE expires IS NOT NULL")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def describe(self) -> str:
         return f"kv (file_based at {self.path})"
@@ -257,14 +294,16 @@ class KvFileStore(Adapter):
     ) -> bytes | None:
         # one look-up both reads the old value and finds an expired row to keep (no _keep query)
         s, k, now = _b(scope), _b(key), now_ms()
-        row = db.execute("SELECT value, expires FROM entries WHERE scope = ? AND key = ?", (s, k)).fetchone()
+        row = db.execute(
+            "SELECT value, expires, sweep_at FROM entries WHERE scope = ? AND key = ?", (s, k)
+        ).fetchone()
         old = None
         if row is not None:
             if row[1] is None or row[1] > now:
                 old = bytes(row[0])
             elif self._keep_expired:
-                db.execute(_KEEP_ROW, (s, k, *row))
-        db.execute(_UPSERT, (s, k, data, expires_at))
+                db.execute(_KEEP_ROW, (s, k, row[0], row[1]))
+        _upsert(db, (s, k, data, expires_at), row)
         return old
 
     def _keep(self, db: sqlite3.Connection, scope: str, key: str) -> int:
@@ -317,7 +356,7 @@ class KvFileStore(Adapter):
     ) -> bool:
         if token is None:  # only if missing or expired; a missing entry has no deadline to keep
             cur = db.execute(
-                f"{_UPSERT} WHERE NOT {_LIVE.replace('expires', 'entries.expires')}",
+                f"{_UPSERT_SWEEP} WHERE NOT {_LIVE.replace('expires', 'entries.expires')}",
                 (_b(scope), _b(key), data, None if expires_at is KEEP else expires_at, now),
             )
         elif expires_at is KEEP:
@@ -327,8 +366,8 @@ class KvFileStore(Adapter):
             )
         else:
             cur = db.execute(
-                "UPDATE entries SET value = ?, expires = ? "
-                f"WHERE scope = ? AND key = ? AND value = ? AND {_LIVE}",
+                "UPDATE entries SET value = ?1, expires = ?2, sweep_at = coalesce(?2, sweep_at) "
+                "WHERE scope = ?3 AND key = ?4 AND value = ?5 AND (expires IS NULL OR expires > ?6)",
                 (data, expires_at, _b(scope), _b(key), token, now),
             )
         return cur.rowcount == 1
@@ -349,10 +388,14 @@ class KvFileStore(Adapter):
         expires_at: ExpiresAt = KEEP,
     ) -> tuple[bytes | None, bytes]:
         now = self._keep(db, scope, key)
-        live = self._select_live(db, scope, key, now)
-        old, deadline = (None, None) if live is None else live
+        s, k = _b(scope), _b(key)
+        row = db.execute(
+            "SELECT value, expires, sweep_at FROM entries WHERE scope = ? AND key = ?", (s, k)
+        ).fetchone()
+        live = row is not None and (row[1] is None or row[1] > now)
+        old, deadline = (bytes(row[0]), row[1]) if live else (None, None)
         new = change(old)
-        db.execute(_UPSERT, (_b(scope), _b(key), new, deadline if expires_at is KEEP else expires_at))
+        _upsert(db, (s, k, new, deadline if expires_at is KEEP else expires_at), row)
         return old, new
 
     def write_many_if(
@@ -496,7 +539,8 @@ class KvFileStore(Adapter):
 
     def _set_expiry_in(self, db: sqlite3.Connection, scope: str, key: str, expires_at: int | None) -> bool:
         cur = db.execute(
-            f"UPDATE entries SET expires = ? WHERE scope = ? AND key = ? AND {_LIVE}",
+            "UPDATE entries SET expires = ?1, sweep_at = coalesce(?1, sweep_at) "
+            "WHERE scope = ?2 AND key = ?3 AND (expires IS NULL OR expires > ?4)",
             (expires_at, _b(scope), _b(key), now_ms()),
         )
         return cur.rowcount == 1
@@ -518,11 +562,12 @@ class KvFileStore(Adapter):
                 (limit,),
             ).fetchall()
             if len(rows) < limit:
+                self._db.execute(_SWEEP_LATER, (now, now, limit))
                 rows += self._db.execute(
-                    "DELETE FROM entries WHERE (scope, key) IN "
-                    "(SELECT scope, key FROM entries WHERE expires <= ? ORDER BY expires LIMIT ?) "
+                    "DELETE FROM entries WHERE (scope, key) IN (SELECT scope, key FROM entries "
+                    "WHERE sweep_at <= ? AND expires <= ? ORDER BY expires LIMIT ?) "
                     "RETURNING scope, key, value, expires",
-                    (now, limit - len(rows)),
+                    (now, now, limit - len(rows)),
                 ).fetchall()
         scopes: dict[bytes, str] = {}  # a batch mostly holds few scopes: decode each once
         taken: list[Expired] = []

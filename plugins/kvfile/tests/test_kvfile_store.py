@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from kv_helpers import file_config
 
 from iii_state_core import ConfigError, StateError, StateStore, open_store
 from iii_state_core.config import resolve
+from iii_state_core.expiry import now_ms
 from iii_state_core.opening import adapter_config_for
 
 HOSTILE = [
@@ -397,3 +400,56 @@ def test_a_round_of_reads_or_plain_writes_is_a_few_statements_with_the_one_by_on
     twice = [("write", ("s", "d", b"8")), ("write", ("s", "d", b"9"))]
     assert store.run_many(twice) == [None, b"8"]  # an entry written twice: one by one, in order
     store.close()
+
+
+def _sweep_at(store: KvFileStore, key: str) -> Any:
+    return store._db.execute("SELECT sweep_at FROM entries WHERE key = ?", (key.encode(),)).fetchone()[0]
+
+
+def test_a_later_deadline_keeps_the_sweep_index_and_the_sweep_still_takes_each_row_on_time(
+    tmp_path: Path,
+) -> None:
+    """A rewrite that moves a deadline later leaves ``sweep_at`` (no index update); the sweep then
+    meets the row early, moves its ``sweep_at`` to the deadline and takes it only once it passed."""
+    store = KvFileStore(str(tmp_path), expiry_events=True)
+    try:
+        start = now_ms()
+        store.write("s", "k", b"1", start + 40)
+        store.write("s", "k", b"2", start + 60_000)  # later: sweep_at stays at the first deadline
+        assert _sweep_at(store, "k") == start + 40
+        store.write("s", "plain", b"3", None)
+        assert _sweep_at(store, "plain") is None
+        time.sleep(0.06)
+        assert store.take_expired(10) == []  # met early, not taken
+        assert _sweep_at(store, "k") == start + 60_000
+        assert store.set_expiry("s", "k", now_ms() + 20)  # earlier: sweep_at follows
+        assert store.modify("s", "k", lambda old: b"4") == (b"2", b"4")  # keeps that deadline
+        time.sleep(0.03)
+        assert [(s, k, v) for s, k, v, _ in store.take_expired(10)] == [("s", "k", b"4")]
+        assert store.read("s", "plain") == b"3"
+    finally:
+        store.close()
+
+
+def test_a_store_from_before_sweep_at_gets_it_filled_and_its_expired_rows_swept(tmp_path: Path) -> None:
+    db = sqlite3.connect(str(tmp_path / DB_FILE))
+    db.execute(
+        "CREATE TABLE entries (scope BLOB NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, "
+        "expires INTEGER, PRIMARY KEY (scope, key)) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX entries_by_expiry ON entries (expires) WHERE expires IS NOT NULL")
+    now = now_ms()
+    rows = [(b"s", b"gone", b"1", now - 1000), (b"s", b"later", b"2", now + 60_000)]
+    rows.append((b"s", b"kept", b"3", None))
+    db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", rows)
+    db.commit()
+    db.close()
+    store = KvFileStore(str(tmp_path), expiry_events=True)
+    try:
+        assert [(k, v) for _, k, v, _ in store.take_expired(10)] == [("gone", b"1")]
+        assert (_sweep_at(store, "later"), _sweep_at(store, "kept")) == (now + 60_000, None)
+        indexes = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "entries_by_sweep" in indexes and "entries_by_expiry" not in indexes
+        assert (store.read("s", "later"), store.read("s", "kept")) == (b"2", b"3")
+    finally:
+        store.close()
