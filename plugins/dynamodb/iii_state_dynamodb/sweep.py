@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
@@ -79,14 +80,9 @@ def indexed_expired_items(client: Any, call: Caller, limit: int) -> list[Item]:
             "ExpressionAttributeNames": {"#s": SHARD, "#e": DEADLINE},
             "ExpressionAttributeValues": {":s": {"N": str(shard)}, ":now": {"N": now}},
         }
-        while len(found) < limit:
-            params["Limit"] = limit - len(found)
-            reply = call("Query", client.query, write=False, **params)
-            found.extend(reply.get("Items", []))
-            start = reply.get("LastEvaluatedKey")
-            if not start:
-                break
-            params["ExclusiveStartKey"] = start
+        _read_pages(
+            call, "Query", client.query, params, found, limit, lambda p: p.update(Limit=limit - len(found))
+        )
         if len(found) >= limit:
             break
     return found[:limit]
@@ -111,15 +107,33 @@ def expired_items(client: Any, call: Caller, limit: int) -> list[Item]:
         },
         "ConsistentRead": True,
     }
+
+    def fresh_now(page: dict[str, Any]) -> None:  # each page filters against the clock of its request
+        page["ExpressionAttributeValues"] = {":now": {"N": str(now_ms())}}
+
+    _read_pages(call, "Scan", client.scan, params, found, limit, fresh_now)
+    return found[:limit]
+
+
+def _read_pages(
+    call: Caller,
+    operation: str,
+    method: Any,
+    params: dict[str, Any],
+    found: list[Item],
+    limit: int,
+    prepare: Callable[[dict[str, Any]], None],
+) -> None:
+    """Append the items of ``operation``'s pages to ``found`` until it holds ``limit`` or the
+    last page was read; ``prepare`` adjusts ``params`` before each request."""
     while len(found) < limit:
-        params["ExpressionAttributeValues"] = {":now": {"N": str(now_ms())}}
-        reply = call("Scan", client.scan, write=False, **params)
+        prepare(params)
+        reply = call(operation, method, write=False, **params)
         found.extend(reply.get("Items", []))
         start = reply.get("LastEvaluatedKey")
         if not start:
-            break
+            return
         params["ExclusiveStartKey"] = start
-    return found[:limit]
 
 
 def take(client: Any, call: Caller, item: Item) -> Taken | None:

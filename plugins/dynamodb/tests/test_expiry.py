@@ -244,6 +244,21 @@ def _operations(adapter: DynamoDBAdapter) -> list[str]:
     return sent
 
 
+def _in_index(raw: Any, table: str, scope: str) -> list[str]:
+    """The sort keys of ``scope``'s items in the deadline index, every shard."""
+    return sorted(
+        item["sk"]["S"]
+        for shard in range(4)
+        for item in raw.query(
+            TableName=table,
+            IndexName="iii-expiry",
+            KeyConditionExpression="xsh = :s",
+            ExpressionAttributeValues={":s": {"N": str(shard)}},
+        )["Items"]
+        if item["pk"]["S"] == f"#{scope}"
+    )
+
+
 def test_a_created_table_has_a_sparse_deadline_index_that_sweeps_query(
     adapters: list[DynamoDBAdapter], raw: Any, own_table: str
 ) -> None:
@@ -258,39 +273,13 @@ def test_a_created_table_has_a_sparse_deadline_index_that_sweeps_query(
     adapter.write(scope, "later", b"2", now_ms() + 60_000)
     adapter.write(scope, "gone", b"3", now_ms() - 1)
     try:
-        in_index = [
-            i["sk"]["S"]
-            for shard in range(4)
-            for i in raw.query(
-                TableName=own_table,
-                IndexName="iii-expiry",
-                KeyConditionExpression="xsh = :s",
-                ExpressionAttributeValues={":s": {"N": str(shard)}},
-            )["Items"]
-            if i["pk"]["S"] == f"#{scope}"
-        ]
-        assert sorted(in_index) == ["#gone", "#later"]
+        assert _in_index(raw, own_table, scope) == ["#gone", "#later"]
         sent = _operations(adapter)
         taken = adapter.take_expired(limit=500)
         assert [(s, k, v) for s, k, v, _ in taken] == [(scope, "gone", b"3")]
         assert "Scan" not in sent and sent.count("Query") == 4 and sent.count("DeleteItem") == 1
         assert adapter.set_expiry(scope, "later", None) is True  # leaves the index with its deadline
-        in_index = raw.query(
-            TableName=own_table,
-            IndexName="iii-expiry",
-            KeyConditionExpression="xsh = :s",
-            ExpressionAttributeValues={":s": {"N": "0"}},
-        )["Items"] + [
-            i
-            for shard in (1, 2, 3)
-            for i in raw.query(
-                TableName=own_table,
-                IndexName="iii-expiry",
-                KeyConditionExpression="xsh = :s",
-                ExpressionAttributeValues={":s": {"N": str(shard)}},
-            )["Items"]
-        ]
-        assert [i for i in in_index if i["pk"]["S"] == f"#{scope}"] == []
+        assert _in_index(raw, own_table, scope) == []
     finally:
         for key in ("plain", "later", "gone"):
             adapter.remove(scope, key)
