@@ -168,17 +168,28 @@ def _write_chunk(
     lines: list[int | None],
     on_conflict: OnConflict,
 ) -> None:
-    """Write a chunk in one batch and count it. Under ``fail`` the chunk is read first (one batch)
-    and written only up to its first key holding a different value, which then raises, so nothing
-    after a conflict is written (a key another writer creates meanwhile can still conflict)."""
-    stop = _first_differing(store, chunk) if on_conflict == "fail" else None
-    todo = chunk if stop is None else chunk[:stop]
-    for entry, outcome, line in zip(todo, put_entries(store, todo, on_conflict), lines, strict=False):
+    """Write a chunk in one batch (see :func:`put_until_conflict`) and count it.
+
+    :raises EntryConflictError: at the first key holding a different value (under ``fail``).
+    """
+    outcomes = put_until_conflict(store, chunk, on_conflict)
+    for entry, outcome, line in zip(chunk, outcomes, lines, strict=False):
         if outcome == "conflict":
             raise EntryConflictError(entry.scope, entry.key, report.written, line)
         report.count(outcome)
-    if stop is not None:
-        raise EntryConflictError(chunk[stop].scope, chunk[stop].key, report.written, lines[stop])
+
+
+def put_until_conflict(store: StateStore, chunk: list[Entry], on_conflict: OnConflict) -> list[Outcome]:
+    """:func:`put_entries` for a chunk; under ``fail`` it first reads the chunk (one batch) and
+    writes only up to the first key holding a different value, so nothing after a conflict is
+    written (a key another writer creates meanwhile can still conflict). The outcomes end at
+    the first ``conflict``.
+    """
+    stop = _first_differing(store, chunk) if on_conflict == "fail" else None
+    outcomes = put_entries(store, chunk if stop is None else chunk[:stop], on_conflict)
+    if "conflict" in outcomes:
+        return outcomes[: outcomes.index("conflict") + 1]
+    return outcomes if stop is None else [*outcomes, "conflict"]
 
 
 def _first_differing(store: StateStore, chunk: list[Entry]) -> int | None:

@@ -21,7 +21,7 @@ from ..errors import InvalidCursorError, StateError, UnsupportedError
 from ..results import EntriesPage
 from ..store import StateStore
 from ..values import JSON
-from .deadlines import deadline_of
+from .deadlines import deadline_of, deadlines_of
 from .digest import VerifyReport, verify
 from .errors import (
     EntryConflictError,
@@ -31,7 +31,7 @@ from .errors import (
     show,
 )
 from .exporting import DEFAULT_PAGE_SIZE, check_page_size, pages
-from .importing import OnConflict, Outcome, check_policy, put_entry
+from .importing import CHUNK, OnConflict, Outcome, check_policy, put_until_conflict
 from .jsonl import Entry
 from .state_file import MigrationState, load_state, migration_id, remove_state, save_state
 
@@ -89,9 +89,10 @@ class _Run:
         progress: ProgressCallback | None,
         should_stop: Callable[[], bool] | None,
         pool: ThreadPoolExecutor | None,
+        workers: int = 1,
     ) -> None:
         self.source, self.target, self.state, self.state_file = source, target, state, state_file
-        self.pool = pool
+        self.pool, self.workers = pool, workers
         self.page_size = page_size
         self._progress = progress
         self._should_stop = should_stop or (lambda: False)
@@ -155,37 +156,47 @@ class _Run:
         return count
 
     def write_page(self, scope: str, entries: list[tuple[str, JSON]], policy: OnConflict) -> dict[str, int]:
-        """Write one page, on ``self.pool`` threads when there is one; count the outcomes.
+        """Write one page in batches (each part: one batch reading the deadlines at the source,
+        then the batched writes of :func:`put_until_conflict`), the parts on ``self.pool`` threads
+        when there is one; count the outcomes.
 
         :raises MigrationInterrupted: when a stop was asked for (some of the page may be written).
         :raises EntryConflictError: under ``fail``, at a key holding a different value.
         """
-        halt = threading.Event()  # a stop or a conflict: the other threads write nothing more
+        halt = threading.Event()  # a stop or a conflict: the other parts write nothing more
+        size = CHUNK if self.pool is None else max(1, min(CHUNK, -(-len(entries) // self.workers)))
+        parts = [entries[i : i + size] for i in range(0, len(entries), size)]
 
-        def one(item: tuple[str, JSON]) -> Outcome | None:
+        def part_outcomes(part: list[tuple[str, JSON]]) -> list[Outcome | None]:
+            """One outcome per entry of the part; ``None`` for those not written (a stop, or
+            after a conflict)."""
             if halt.is_set() or self._should_stop():
                 halt.set()
-                return None
+                return [None] * len(part)
             try:
-                present, deadline = deadline_of(self.source, scope, item[0])
-                if not present:  # expired (or deleted) since the page was listed
-                    return "expired"
-                outcome = put_entry(self.target, Entry(scope, item[0], item[1], deadline), policy)
+                found = deadlines_of(self.source, scope, [key for key, _ in part])
+                pairs = zip(part, found, strict=True)
+                live = [Entry(scope, key, value, when) for (key, value), (present, when) in pairs if present]
+                written = iter(put_until_conflict(self.target, live, policy))
             except BaseException:
                 halt.set()
                 raise
-            if outcome == "conflict":
+            # an entry that expired (or was deleted) since the page was listed is "expired"
+            out: list[Outcome | None] = [next(written, None) if alive else "expired" for alive, _ in found]
+            if "conflict" in out:
                 halt.set()
-            return outcome
+                end = out.index("conflict") + 1
+                out[end:] = [None] * (len(out) - end)
+            return out
 
         if self.pool is None:
-            outcomes = []
-            for item in entries:
-                outcomes.append(one(item))
+            outcomes: list[Outcome | None] = []
+            for part in parts:
+                outcomes += part_outcomes(part)
                 if halt.is_set():
                     break
         else:
-            outcomes = list(self.pool.map(one, entries))
+            outcomes = [o for done in self.pool.map(part_outcomes, parts) for o in done]
         counts = {"written": 0, "unchanged": 0, "skipped": 0, "expired": 0}
         for item, outcome in zip(entries, outcomes, strict=False):  # a stop leaves fewer outcomes
             if outcome == "conflict":
@@ -276,11 +287,10 @@ def migrate(
     :param restart: ignore an existing state file and start from the first scope.
     :param page_size: entries per ``list_entries`` call, and per state-file save.
     :param verify_after: compare counts and digests of every scope at the end.
-    :param workers: threads writing each page's entries at once (the store is thread-safe). A
-        remote target is bound by round trips, so 8 threads copy several times faster; memory
-        stays bounded by the page size.
+    :param workers: threads writing parts of each page at once, each part in batches (the store
+        is thread-safe); memory stays bounded by the page size.
     :param progress: called with a :class:`Progress` after each page and phase.
-    :param should_stop: polled between entries; when it returns true the run saves and raises.
+    :param should_stop: polled between batches; when it returns true the run saves and raises.
     :returns: counts over all runs, and the verification (``report.ok`` is false on a mismatch).
     :raises MigrationInterrupted: when ``should_stop`` asked for it; re-run to resume.
     :raises IncompatibleEntriesError: when the target cannot hold some entries; nothing copied.
@@ -309,7 +319,7 @@ def migrate(
     every = source.list_groups() if chosen is None else chosen
     pool = ThreadPoolExecutor(workers, thread_name_prefix="iii-state-migrate") if workers > 1 else None
     try:
-        run = _Run(source, target, state, path, page_size, progress, should_stop, pool)
+        run = _Run(source, target, state, path, page_size, progress, should_stop, pool, workers)
         verification = run.run(every, chosen, policy, verify_after)
     finally:
         if pool is not None:

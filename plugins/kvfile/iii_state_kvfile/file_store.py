@@ -424,7 +424,7 @@ class KvFileStore(Adapter):
         expired row); the others commit. When the commit itself fails nothing is applied and every
         call reports that error.
         """
-        writes = any(name not in _READS for name, _ in calls)
+        writes = any(name not in _READS and name != "read_expiry" for name, _ in calls)
         if writes:
             self._sweep_now_and_then()
         out: list[Any] = []
@@ -530,7 +530,10 @@ class KvFileStore(Adapter):
 
     def read_expiry(self, scope: str, key: str) -> tuple[bool, int | None]:
         with self._lock:
-            live = self._select_live(self._db, scope, key)
+            return self._read_expiry_in(self._db, scope, key)
+
+    def _read_expiry_in(self, db: sqlite3.Connection, scope: str, key: str) -> tuple[bool, int | None]:
+        live = self._select_live(db, scope, key)
         return (False, None) if live is None else (True, live[1])
 
     def set_expiry(self, scope: str, key: str, expires_at: int | None) -> bool:
