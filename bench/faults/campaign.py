@@ -9,12 +9,14 @@ from dataclasses import dataclass
 
 from bench.run import machine
 
-from . import expiry, fuzz, kv_kill, model_runs, server_faults
+from . import expiry, fuzz, kv_kill, model_runs, server_faults, transactions
 from .backends import BACKENDS
 from .limits import FIXED, OPEN_LIMITS, Limit, match
 from .outcome import Line
 
-PARTS = ("kv-kill", "expiry", "servers", "model", "fuzz")
+PARTS = ("kv-kill", "expiry", "servers", "transactions", "model", "fuzz")
+#: Servers whose adapter declares transactions (dynalite serves no TransactWriteItems).
+TRANSACTION_BACKENDS = ("redis",)
 #: Kills of sweeping processes: each costs a process start (~1.5 s), so fewer than the writers' kills.
 EXPIRY_KILLS = 60
 SERVER_BACKENDS = ("redis", "memcached", "dynamodb")
@@ -83,6 +85,10 @@ def _expiry_step(name: str, kills: int, plan: Plan) -> Callable[[], list[Line]]:
     return lambda: [expiry.run(name, kills, plan.seed)]
 
 
+def _transactions_step(name: str, plan: Plan) -> Callable[[], list[Line]]:
+    return lambda: [transactions.run_server(name, plan.server_seconds, seed=plan.seed)]
+
+
 def _model_step(name: str, plan: Plan) -> Callable[[], list[Line]]:
     return lambda: [model_runs.run(name, plan.model_examples)]
 
@@ -102,6 +108,16 @@ def run(plan: Plan) -> list[Line]:
             if name in BACKENDS:
                 _say(f"{name}: {plan.server_seconds:.0f} s of server and connection faults")
                 lines += _guarded(name, "server and connection faults", _servers_step(name, plan))
+    if "transactions" in plan.parts:
+        kills = min(plan.kills, EXPIRY_KILLS)
+        _say(f"kv: {kills} SIGKILLs of processes running transactions")
+        lines += _guarded(
+            "kv file store", "transactions under SIGKILL", lambda: [transactions.run_kv(kills, plan.seed)]
+        )
+        for name in plan.backends:
+            if name in TRANSACTION_BACKENDS:
+                _say(f"{name}: {plan.server_seconds:.0f} s of transactions through faults")
+                lines += _guarded(name, "transactions through faults", _transactions_step(name, plan))
     if "model" in plan.parts:
         for name in plan.backends if not plan.quick else ("kv-memory", *plan.backends):
             if name in model_runs.STORES:
@@ -203,6 +219,14 @@ def markdown(lines: list[Line], plan: Plan, command: str, facts: list[tuple[str,
         "failed with an error other than `UnknownOutcomeError` may have been applied, no call may raise "
         "anything but a `StateError` or hang, and after each fault a call through the same client object "
         "must succeed again within the stated time.",
+        "- *transactions*: writers run `state::transact` — a transfer of 1 unit between two of 10 "
+        "accounts plus an append of its number to the writer's log entry (three writes), or a set of "
+        "the writer's three group keys — while kv writer processes are SIGKILLed, or (Redis) the "
+        "server is killed and restarted and connections are reset, cut and stalled. Afterwards every "
+        "balance must equal the start plus exactly the logged transfers (no half-applied transfer, "
+        "total exact), no number may be logged twice, each group's keys must agree, an acknowledged "
+        "transaction must be there, and one that failed with a documented error other than an "
+        "unknown outcome must not.",
         "- *state machine*: the conformance suite's own Hypothesis machine (`iii_state_conformance.suite."
         "model`), run with many more programs than the suite does.",
         "- *fuzz*: Hypothesis-generated requests, ops, stored bytes (read, exported and written over) "

@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
-from bench.faults import expiry, kv_kill, model_runs, server_faults
+from bench.faults import expiry, kv_kill, model_runs, server_faults, transactions
 from bench.faults.outcome import Line
 
 
@@ -29,6 +29,32 @@ def test_kv_kill_check_catches_writes_acknowledged_too_early() -> None:
     line = kv_kill.run(10, ack_early=True)
     assert line.failed > 0, _explain(line)
     assert any("acknowledged ops give" in f for f in line.failures), line.failures
+
+
+def test_kv_transactions_survive_sigkills_of_the_writers() -> None:
+    line = transactions.run_kv(6, seed=5)
+    assert line.tried == 6 and line.failed == 0, _explain(line)
+    assert isinstance(line.details["committed"], int) and line.details["committed"] > 0, line.details
+
+
+def test_transaction_check_catches_half_applied_and_twice_applied_transactions() -> None:
+    """The negative control: a debit without its credit, a transfer logged twice, and group keys
+    from two different writes are each reported."""
+    _, move = transactions.plan_for("w0", 0)
+    assert move is not None
+    final: dict[str, Any] = {f"acct{i}": transactions.START for i in range(transactions.ACCOUNTS)}
+    final[f"acct{move[0]}"] -= 1  # the credit of transfer 0 is missing
+    final["w0-log"] = {"seqs": [0]}
+    final.update({"w0-g-x": {"seq": 3}, "w0-g-y": {"seq": 3}, "w0-g-z": {"seq": 7}})
+    line = Line("test", "check", "")
+    transactions.check(final, [], ["w0"], line)
+    assert any("not the start plus" in f for f in line.failures), line.failures
+    assert any("group keys disagree" in f for f in line.failures), line.failures
+    final[f"acct{move[1]}"] += 1
+    final["w0-log"] = {"seqs": [0, 0]}
+    twice = Line("test", "check", "")
+    transactions.check(final, [], ["w0"], twice)
+    assert any("applied 2 times" in f for f in twice.failures), twice.failures
 
 
 def test_kv_expiry_events_survive_sigkills_of_the_sweepers() -> None:
