@@ -15,8 +15,8 @@ from .limits import FIXED, OPEN_LIMITS, Limit, match
 from .outcome import Line
 
 PARTS = ("kv-kill", "expiry", "servers", "transactions", "model", "fuzz")
-#: Servers whose adapter declares transactions (dynalite serves no TransactWriteItems).
-TRANSACTION_BACKENDS = ("redis",)
+#: Servers whose adapter declares transactions (DynamoDB: on moto; dynalite has no TransactWriteItems).
+TRANSACTION_BACKENDS = ("redis", "dynamodb")
 #: Kills of sweeping processes: each costs a process start (~1.5 s), so fewer than the writers' kills.
 EXPIRY_KILLS = 60
 SERVER_BACKENDS = ("redis", "memcached", "dynamodb")
@@ -222,7 +222,8 @@ def markdown(lines: list[Line], plan: Plan, command: str, facts: list[tuple[str,
         "- *transactions*: writers run `state::transact` — a transfer of 1 unit between two of 10 "
         "accounts plus an append of its number to the writer's log entry (three writes), or a set of "
         "the writer's three group keys — while kv writer processes are SIGKILLed, or (Redis) the "
-        "server is killed and restarted and connections are reset, cut and stalled. Afterwards every "
+        "server is killed and restarted and connections are reset, cut and stalled (DynamoDB on moto: "
+        "the same without restarts, as moto keeps its data in memory). Afterwards every "
         "balance must equal the start plus exactly the logged transfers (no half-applied transfer, "
         "total exact), no number may be logged twice, each group's keys must agree, an acknowledged "
         "transaction must be there, and one that failed with a documented error other than an "

@@ -1,5 +1,6 @@
 """Transactions through faults: bank transfers and multi-key writes while servers are killed and
-connections broken (Redis, through the fault proxy) or writer processes are SIGKILLed (kv file).
+connections broken (Redis, and DynamoDB on moto, through the fault proxy) or writer processes
+are SIGKILLed (kv file).
 
 Each transaction ``seq`` either moves 1 unit between two of ``ACCOUNTS`` accounts and appends
 ``seq`` to its writer's log entry — three writes in one ``state::transact`` — or sets the three
@@ -14,6 +15,7 @@ acknowledged transaction is there, one that failed with a documented error other
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import secrets
@@ -152,15 +154,36 @@ def _writer(name: str, store: StateStore, stop: threading.Event, txs: list[Tx]) 
             time.sleep(0.02)
 
 
+def _moto_server() -> Any:
+    from iii_state_testsupport import MotoServer
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "faults"), ("AWS_SECRET_ACCESS_KEY", "faults")):
+        os.environ.setdefault(name, value)
+    return MotoServer()
+
+
+#: DynamoDB transactions need moto (dynalite has no TransactWriteItems). moto keeps its tables in
+#: memory, so its server is never restarted: connections are reset, cut and stalled.
+MOTO = dataclasses.replace(
+    BACKENDS["dynamodb"], name="dynamodb", server=_moto_server, description="moto, in memory: no restarts"
+)
+NO_RESTART: tuple[str, ...] = tuple(k for k in FAULTS if k != "restart")
+
+
 def run_server(name: str, seconds: float, threads: int = 3, seed: int | None = None) -> Line:
     """``threads`` writers run transactions through the fault proxy for ``seconds`` while the
-    server is killed and restarted and connections are reset, cut and stalled."""
-    backend = BACKENDS[name]
+    server is killed and restarted (not moto) and connections are reset, cut and stalled.
+
+    :param name: ``redis``, or ``dynamodb`` (run on moto)."""
+    backend = MOTO if name == "dynamodb" else BACKENDS[name]
+    kinds = NO_RESTART if name == "dynamodb" else FAULTS
     seed = random.randrange(2**32) if seed is None else seed
     line = Line(
         backend.name,
-        f"transactions (transfers, multi-key writes) while the server is killed/restarted and "
-        f"connections are reset, cut, stalled ({backend.description})",
+        "transactions (transfers, multi-key writes) while "
+        + ("connections are reset, cut, stalled" if name == "dynamodb" else
+           "the server is killed/restarted and connections are reset, cut, stalled")
+        + f" ({backend.description})",
         "0 half-applied (every balance = start + logged transfers, group keys agree), 0 applied twice, "
         "0 acknowledged lost, 0 failed-but-applied, only StateError, no hang",
     )
@@ -187,7 +210,7 @@ def run_server(name: str, seconds: float, threads: int = 3, seed: int | None = N
             ]
             injector = threading.Thread(
                 target=_inject,
-                args=(server, proxy, stop_faults, faults, random.Random(seed), FAULTS, 0.75),
+                args=(server, proxy, stop_faults, faults, random.Random(seed), kinds, 0.75),
                 daemon=True,
             )
             for t in workers:
