@@ -1,5 +1,5 @@
 """The suite tests itself: each broken adapter must fail exactly the tests meant to catch it,
-in the full suite and in a quick run (smaller sizes, no tests in other processes) alike."""
+in the full suite and, on the tests a quick run resizes, in quick mode too."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import sys
 
 import pytest
-from quick_mode import quick_catches
+from quick_mode import quick_catches, quick_selection
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -92,13 +92,11 @@ def test_suite_fails_the_named_tests(pytester: pytest.Pytester, adapter: str) ->
     must_fail, selection = EXPECTED[adapter]
     pytester.makepyfile(test_broken=_TEST_FILE.format(here=HERE, name=adapter))
     quick_must_fail = quick_catches(must_fail)
-    # the quick class runs what `iii-state conformance --quick` would (nothing, when every catch
-    # of this adapter is in other processes)
-    quick = "(TestQuickBroken and not runs_processes)" if quick_must_fail else "not TestQuickBroken"
+    # the quick class runs the catching tests a quick run resizes (the others run as in full)
+    quick = f" or (TestQuickBroken and ({quick_selection(quick_must_fail)}))" if quick_must_fail else ""
     result = pytester.runpytest_subprocess(
-        "-q", "-rf", "-p", "no:cacheprovider", "-p", "iii_state_conformance.plugin",
-        "-k", f"({selection}) and ((TestBroken and not TestQuickBroken) or {quick})",
-    )  # fmt: skip
+        "-q", "-rf", "-p", "no:cacheprovider", "-k", f"(TestBroken and ({selection})){quick}"
+    )
     failed = _failed_names(result, "TestBroken")
     missed = must_fail - failed
     assert not missed, (

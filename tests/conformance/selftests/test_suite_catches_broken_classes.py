@@ -4,8 +4,8 @@ One pytest subprocess runs all the adapters of ``broken_by_class`` (each on the 
 that concern it plus a passing neighbour), and this is repeated: a catch that happens on some
 runs only tells an author their adapter is fine. ``III_STATE_SELFTEST_REPEAT`` sets how many
 runs (CI: 3; the issue's evidence: 10). Each run checks both modes: the full suite, and the
-quick one (``iii-state conformance --quick``: smaller sizes, no tests in other processes),
-which must still catch every adapter on the tests it runs.
+quick one (``iii-state conformance --quick``), which must still catch every adapter on the
+tests it runs on smaller sizes (the others run as in the full suite).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import os
 
 import pytest
-from quick_mode import quick_catches
+from quick_mode import quick_catches, quick_selection, resized_in_quick_mode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPEAT = int(os.environ.get("III_STATE_SELFTEST_REPEAT", "3"))
@@ -225,8 +225,8 @@ def _test_file(adapters: dict[str, dict[str, str]], quick: set[str]) -> str:
 def _selection() -> str:
     full = [f"({_full(name)} and ({sel}))" for name, (_, _, sel) in EXPECTED.items()]
     quick = [
-        f"({_quick(name)} and ({sel}) and not runs_processes)"
-        for name, (_, must_fail, sel) in EXPECTED.items()
+        f"({_quick(name)} and ({quick_selection(quick_catches(must_fail))}))"
+        for name, (_, must_fail, _) in EXPECTED.items()
         if quick_catches(must_fail)
     ]
     return " or ".join(full + quick)
@@ -278,11 +278,13 @@ def test_sound_adapters_pass_every_selection(pytester: pytest.Pytester) -> None:
         body += _CLASS.format(cls=_quick(ident), config=json.dumps(config), name=name, quick=True)
     pytester.makepyfile(test_sound=body)
     any_area = " or ".join(f"({sel})" for _, _, sel in EXPECTED.values())
-    selection = f"({any_area}) and not (TestQuick_ and runs_processes)"
+    resized = {t for _, must_fail, _ in EXPECTED.values() for t in must_fail if resized_in_quick_mode(t)}
+    # (-k ignores case: "Test_" would match every test function)
+    selection = f"(not TestQuick_ and ({any_area})) or (TestQuick_ and ({quick_selection(resized)}))"
     result = pytester.runpytest_subprocess(
         "-q", "-rfs", "-p", "no:cacheprovider", "-p", "iii_state_conformance.plugin", "-k", selection
     )
     outcomes = result.parseoutcomes()
     failed = [line for line in result.outlines if line.startswith("FAILED")]
     assert outcomes.get("failed", 0) == 0 and not failed, failed
-    assert outcomes.get("passed", 0) >= 2 * 3 * 40, outcomes
+    assert outcomes.get("passed", 0) >= 3 * (40 + len(resized)), outcomes
