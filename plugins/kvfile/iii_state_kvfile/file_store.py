@@ -405,8 +405,17 @@ class KvFileStore(Adapter):
         self._sweep_now_and_then()
         with self._write_txn() as db:
             now = now_ms()
-            if any(self._select(db, scope, key, now) != token for scope, key, token in checks):
+            found = self._select_many(db, [(scope, key) for scope, key, _ in checks], now)
+            if any(live != token for (_, _, token), (live, _) in zip(checks, found, strict=True)):
                 return False
+            expired = {(scope, key): row for (scope, key, _), (_, row) in zip(checks, found, strict=True)}
+            if all(data is not None and when is None and (s, k) in expired for s, k, data, when in writes):
+                # only plain sets of entries just checked: their rows are known, write them at once
+                if self._keep_expired:  # expired rows the writes replace, for take_expired
+                    rows = [(s, k, expired[(s, k)]) for s, k, _, _ in writes]
+                    db.executemany(_KEEP_ROW, [(_b(s), _b(k), *row) for s, k, row in rows if row is not None])
+                db.executemany(_UPSERT, [(_b(s), _b(k), data, None) for s, k, data, _ in writes])
+                return True
             for scope, key, data, expires_at in writes:
                 if data is None:
                     self._remove_in(db, scope, key)

@@ -453,3 +453,20 @@ def test_a_store_from_before_sweep_at_gets_it_filled_and_its_expired_rows_swept(
         assert (store.read("s", "later"), store.read("s", "kept")) == (b"2", b"3")
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("keep_expired", [False, True])
+def test_write_many_if_of_plain_sets_checks_every_token_and_keeps_replaced_expired_rows(
+    tmp_path: Path, keep_expired: bool
+) -> None:
+    store = KvFileStore(str(tmp_path), expiry_events=keep_expired)
+    store.write("s", "old", b"1", 1)  # expired
+    store.write("s", "c", b"2")
+    checks = [("s", "old", None), ("s", "new", None), ("s", "c", b"2")]
+    assert not store.write_many_if([*checks[:2], ("s", "c", b"9")], [("s", "new", b"3", None)])
+    assert store.read("s", "new") is None  # a stale token: nothing written
+    assert store.write_many_if(checks, [("s", "old", b"4", None), ("s", "new", b"5", None)])
+    assert [store.read("s", k) for k in ("old", "new", "c")] == [b"4", b"5", b"2"]
+    kept = [(e[0], e[1], e[2]) for e in store.take_expired(10)]
+    assert kept == ([("s", "old", b"1")] if keep_expired else [])
+    store.close()
