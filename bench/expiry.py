@@ -50,7 +50,8 @@ def _fill(directory: str, seconds: float) -> int:
     db = sqlite3.connect(f"{directory}/state.sqlite3")
     with db:
         db.executemany(
-            "INSERT INTO entries (scope, key, value, expires) VALUES (?, ?, ?, ?)",
+            # sweep_at: when the store's sweep looks at the row (the store sets it to the deadline)
+            "INSERT INTO entries (scope, key, value, expires, sweep_at) VALUES (?1, ?2, ?3, ?4, ?4)",
             ((b"expiring", f"e{n}".encode(), b'{"n":1}', start + n * 1000 // RATE) for n in range(count)),
         )
     db.close()
