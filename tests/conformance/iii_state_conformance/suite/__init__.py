@@ -82,6 +82,7 @@ class StateStoreSuite(
     """Subclass with a ``store`` fixture yielding an open :class:`~iii_state_core.StateStore`.
 
     Every test uses its own random scope and removes what it wrote; nothing is ever flushed.
+    Set ``quick = True`` for the smaller sizes of ``iii-state conformance --quick``.
     """
 
     __test__ = False
