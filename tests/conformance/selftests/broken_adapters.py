@@ -65,6 +65,29 @@ class ReadThenDelete(NonAtomicUpdate):
         return old
 
 
+class PiecemealTransactions(NonAtomicUpdate):
+    """``write_many_if`` applies each write on its own: one that finds its entry changed leaves the
+    earlier ones applied (a half-applied transfer), and the core then retries the whole."""
+
+    name = "broken-non-atomic-transact"
+    capabilities = Capabilities(
+        durable=True, shared=True, atomic_update="emulated", ordered_listing=True, transactions=True
+    )
+
+    def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
+        return KvFileStore.write_if(self, scope, key, data, token)
+
+    def write_many_if(self, checks: Any, writes: Any) -> bool:
+        tokens = {(scope, key): token for scope, key, token in checks}
+        for scope, key, data, _expires in writes:
+            os.sched_yield()
+            if data is None:
+                KvFileStore.remove(self, scope, key)
+            elif not KvFileStore.write_if(self, scope, key, data, tokens[(scope, key)]):
+                return False
+        return True
+
+
 class _Memory(KvMemoryStore):
     @classmethod
     def open(cls, config: Any) -> Adapter:
@@ -161,6 +184,7 @@ BROKEN: dict[str, type[Adapter]] = {
         NonAtomicUpdate,
         NonAtomicSet,
         ReadThenDelete,
+        PiecemealTransactions,
         CollidingKeys,
         DropsSecondPage,
         FileStoreHidesAnEntry,

@@ -53,6 +53,10 @@ EXPECTED = {
         {"test_concurrent_deletes_return_exactly_what_they_removed"},
         "concurrent_deletes or test_delete or test_set_returns",
     ),
+    "broken-non-atomic-transact": (
+        {"test_transfers_in_processes_keep_every_balance_exact"},
+        "transfers_in or test_set_returns",
+    ),
     "broken-colliding-keys": (
         {"test_separator_lookalikes_do_not_collide", "test_hostile_scopes_are_distinct_scopes"},
         "hostile or separator or empty_scope or test_set_returns",
