@@ -92,6 +92,11 @@ def _writer(
             time.sleep(0.02)  # a real caller backs off; spinning only fills the log
 
 
+def fault_counts(faults: list[Fault]) -> dict[str, int]:
+    """How many faults of each kind a run injected, for its details line."""
+    return {kind: sum(1 for f in faults if f.kind == kind) for kind in ("reset", "cut", "stall", "restart")}
+
+
 def _inject(
     server: Any,
     proxy: FaultProxy,
@@ -261,7 +266,7 @@ def run(
             store.close()
     finally:
         server.stop()
-    counts = {kind: sum(1 for f in faults if f.kind == kind) for kind in ("reset", "cut", "stall", "restart")}
+    counts = fault_counts(faults)
     writes.tried = len(ops)
     writes.details.update(
         {

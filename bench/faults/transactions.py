@@ -33,7 +33,7 @@ from iii_state_core import ConflictError, StateError, StateStore, UnknownOutcome
 from .backends import BACKENDS, TIMEOUT
 from .outcome import Line, start_kill_run
 from .proxy import FaultProxy
-from .server_faults import FAULTS, Fault, _inject
+from .server_faults import FAULTS, Fault, _inject, fault_counts
 
 SCOPE = "faults-tx"
 ACCOUNTS = 10
@@ -234,7 +234,7 @@ def run_server(name: str, seconds: float, threads: int = 3, seed: int | None = N
             store.close()
     finally:
         server.stop()
-    counts = {kind: sum(1 for f in faults if f.kind == kind) for kind in ("reset", "cut", "stall", "restart")}
+    counts = fault_counts(faults)
     line.tried = len(txs)
     line.details.update(
         {

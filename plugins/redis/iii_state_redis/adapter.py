@@ -28,7 +28,7 @@ from .expiring import SWEEP_LIMIT, Registered, SweepClock, Taken, deadline_of, e
 from .layout import Layout, Names
 from .listing import PRIMARIES, Read, ReadMany, Run, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
-from .pipelining import by_node, kind_of, pipelined, spread, units
+from .pipelining import by_node, fail_units, kind_of, pipelined, spread, units
 from .plugin import CAPABILITIES, RedisDeclaration
 from .scripts import COUNT, READ, READ_EXPIRY, REMOVE, SET_EXPIRY, SWAP, WRITE, Script
 from .settings import RedisSettings, read_settings
@@ -290,9 +290,7 @@ class RedisAdapter(Adapter):
             try:
                 replies = self._call(kind_of(part), f"pipeline of {len(sent)} commands", run)
             except Exception as exc:
-                for _, places, _ in sent:
-                    for i in places:
-                        out[i] = exc
+                fail_units(sent, out, exc)
                 return
             again, sent = spread(self.layout, self.recent, calls, sent, replies, out)
             for i in again:

@@ -138,6 +138,13 @@ def spread(
     return again, reload
 
 
+def fail_units(sent: list[Unit], out: list[Any], exc: Exception) -> None:
+    """Every call of the units a failed pipeline carried gets that failure as its answer."""
+    for _, places, _ in sent:
+        for i in places:
+            out[i] = exc
+
+
 def answer(layout: Layout, recent: Recent, call: Call, reply: Any) -> Any:
     """What the primitive returns for ``reply`` (a failure as a value), remembering what was written."""
     name, args = call
