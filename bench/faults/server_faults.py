@@ -92,9 +92,35 @@ def _writer(
             time.sleep(0.02)  # a real caller backs off; spinning only fills the log
 
 
-def fault_counts(faults: list[Fault]) -> dict[str, int]:
+def faults_text(faults: list[Fault]) -> str:
     """How many faults of each kind a run injected, for its details line."""
-    return {kind: sum(1 for f in faults if f.kind == kind) for kind in ("reset", "cut", "stall", "restart")}
+    counts = {kind: sum(1 for f in faults if f.kind == kind) for kind in ("reset", "cut", "stall", "restart")}
+    return ", ".join(f"{n} {k}s" for k, n in counts.items())
+
+
+def drive(
+    writers: list[threading.Thread],
+    injector: threading.Thread,
+    seconds: float,
+    calm: float,
+    stop_faults: threading.Event,
+    stop: threading.Event,
+    line: Line,
+) -> None:
+    """Run the writers under the injector for ``seconds``, then ``calm`` seconds without faults
+    (every writer must get through again), then stop them; a writer still blocked fails ``line``."""
+    for t in writers:
+        t.start()
+    injector.start()
+    time.sleep(seconds)
+    stop_faults.set()
+    injector.join(30)
+    time.sleep(calm)
+    stop.set()
+    for t in writers:
+        t.join(HANG_S)
+        if t.is_alive():
+            line.fail(f"writer thread {t.name} still blocked {HANG_S:.0f} s after the run ended")
 
 
 def _inject(
@@ -247,18 +273,7 @@ def run(
             injector = threading.Thread(
                 target=_inject, args=(server, proxy, stop_faults, faults, rng, kinds, every), daemon=True
             )
-            for t in workers:
-                t.start()
-            injector.start()
-            time.sleep(seconds)
-            stop_faults.set()
-            injector.join(30)
-            time.sleep(calm)  # no faults now: every writer must get through
-            stop.set()
-            for t in workers:
-                t.join(HANG_S)
-                if t.is_alive():
-                    writes.fail(f"writer thread {t.name} still blocked {HANG_S:.0f} s after the run ended")
+            drive(workers, injector, seconds, calm, stop_faults, stop, writes)
             ops = [op for log in logs for op in log]
             final = _final_state(backend, server, threads, run_id)
             _check(backend, ops, faults, final, writes)
@@ -266,7 +281,6 @@ def run(
             store.close()
     finally:
         server.stop()
-    counts = fault_counts(faults)
     writes.tried = len(ops)
     writes.details.update(
         {
@@ -274,7 +288,7 @@ def run(
             "acknowledged": sum(op.outcome == "ok" for op in ops),
             "reported unknown outcome": sum(op.outcome == "unknown" for op in ops),
             "failed with a documented error": sum(op.outcome == "failed" for op in ops),
-            "faults": ", ".join(f"{n} {k}s" for k, n in counts.items()),
+            "faults": faults_text(faults),
             "connections through the proxy": proxy.counters.connections,
         }
     )

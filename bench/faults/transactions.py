@@ -33,13 +33,12 @@ from iii_state_core import ConflictError, StateError, StateStore, UnknownOutcome
 from .backends import BACKENDS, TIMEOUT
 from .outcome import Line, start_kill_run
 from .proxy import FaultProxy
-from .server_faults import FAULTS, Fault, _inject, fault_counts
+from .server_faults import FAULTS, HANG_S, Fault, _inject, drive, faults_text
 
 SCOPE = "faults-tx"
 ACCOUNTS = 10
 START = 1000
 GROUP = ("x", "y", "z")
-HANG_S = 6 * TIMEOUT + 10
 
 
 @dataclass
@@ -213,18 +212,7 @@ def run_server(name: str, seconds: float, threads: int = 3, seed: int | None = N
                 args=(server, proxy, stop_faults, faults, random.Random(seed), kinds, 0.75),
                 daemon=True,
             )
-            for t in workers:
-                t.start()
-            injector.start()
-            time.sleep(seconds)
-            stop_faults.set()
-            injector.join(30)
-            time.sleep(3 * TIMEOUT + 2)  # calm: every writer gets through again
-            stop.set()
-            for t in workers:
-                t.join(HANG_S)
-                if t.is_alive():
-                    line.fail(f"writer thread {t.name} still blocked {HANG_S:.0f} s after the run ended")
+            drive(workers, injector, seconds, 3 * TIMEOUT + 2, stop_faults, stop, line)
             txs = [tx for log in logs for tx in log]
             with open_store(
                 adapter=backend.adapter, adapter_config=backend.config(f"127.0.0.1:{server.port}", run_id)
@@ -234,7 +222,6 @@ def run_server(name: str, seconds: float, threads: int = 3, seed: int | None = N
             store.close()
     finally:
         server.stop()
-    counts = fault_counts(faults)
     line.tried = len(txs)
     line.details.update(
         {
@@ -244,7 +231,7 @@ def run_server(name: str, seconds: float, threads: int = 3, seed: int | None = N
             "lost the race (nothing applied)": sum(tx.outcome == "conflict" for tx in txs),
             "reported unknown outcome": sum(tx.outcome == "unknown" for tx in txs),
             "failed with a documented error": sum(tx.outcome == "failed" for tx in txs),
-            "faults": ", ".join(f"{n} {k}s" for k, n in counts.items()),
+            "faults": faults_text(faults),
         }
     )
     line.seconds = time.monotonic() - started
