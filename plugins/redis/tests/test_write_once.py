@@ -48,7 +48,9 @@ def store(proxy: TcpProxy) -> Iterator[StateStore]:
 def _warm(store: StateStore, scope: str) -> None:
     """One connection, every script loaded: the next command is the one whose reply we swallow."""
     store.set(scope, "warm", 0)
+    store.get(scope, "warm")  # the read script (compare-and-set may swap without reading)
     store.compare_and_set(scope, "warm", 0, 1)
+    store.compare_and_set(scope, "warm", 5, 6)  # a miss: the read-and-compare path
     store.delete(scope, "warm")
 
 
@@ -72,8 +74,9 @@ def test_a_lost_reply_of_a_write_is_an_unknown_outcome_and_sent_once(
     store.set(scope, "k", {"v": 1})
     _warm(store, scope)
     reset_stats(server)
-    # compare-and-set reads first (the read script): let that reply through, swallow the write's.
-    proxy.drop_next_reply(skip=1 if function == "compare-and-set" else 0)
+    # compare-and-set offers the stored bytes of `expected` in one swap (no read first), so for
+    # every function the first reply is the write's: swallow it.
+    proxy.drop_next_reply()
     with pytest.raises(UnknownOutcomeError) as info:
         call(store, scope)
     assert info.value.code == code
