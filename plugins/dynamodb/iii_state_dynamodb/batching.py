@@ -97,9 +97,7 @@ def batch_get(client: Any, call: Caller, table: str, keys: list[Item]) -> dict[t
     """
     found: dict[tuple[str, str], Item] = {}
     pending: dict[str, Any] = {"Keys": keys, "ConsistentRead": True}
-    for attempt in range(call.max_attempts):
-        if attempt:
-            call.sleep(call.backoff(attempt - 1))
+    for _ in call.tries():
         reply = call("BatchGetItem", client.batch_get_item, write=False, RequestItems={table: pending})
         for item in reply.get("Responses", {}).get(table, []):
             found[(item[PK]["S"], item[SK]["S"])] = item

@@ -15,7 +15,7 @@ would fail its condition and make the core apply the update a second time. Inste
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
@@ -118,6 +118,14 @@ class Caller:
         """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
         return backoff(attempt, base=BACKOFF_BASE, cap=BACKOFF_CAP)
 
+    def tries(self) -> Iterator[int]:
+        """The attempt numbers of one request (``max_attempts`` of them), pausing with the
+        back-off before each after the first: every retry loop of this plugin runs on it."""
+        for attempt in range(self.max_attempts):
+            if attempt:
+                self.sleep(self.backoff(attempt - 1))
+            yield attempt
+
     def __call__(self, operation: str, method: Method, *, write: bool, **params: Any) -> dict[str, Any]:
         """Call ``method(**params)``.
 
@@ -129,9 +137,7 @@ class Caller:
         """
         started = time.monotonic()
         last = advice = ""
-        for attempt in range(self.max_attempts):
-            if attempt:
-                self.sleep(self.backoff(attempt - 1))
+        for _ in self.tries():
             try:
                 return method(**params)
             except ClientError as exc:

@@ -106,9 +106,7 @@ def send(client: Any, call: Caller, items: list[dict[str, Any]], names: list[str
 
     :raises BackendError: for any other refusal, naming the item DynamoDB refused.
     """
-    for attempt in range(call.max_attempts):
-        if attempt:
-            call.sleep(call.backoff(attempt - 1))
+    for _ in call.tries():
         try:
             call("TransactWriteItems", client.transact_write_items, write=True, TransactItems=items)
             return True

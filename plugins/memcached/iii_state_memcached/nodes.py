@@ -30,6 +30,7 @@ from pymemcache.exceptions import (  # type: ignore[import-untyped]
 )
 
 from iii_state_core import BackendError, UnknownOutcomeError, ValueTooLargeError
+from iii_state_core.retry import backoff
 
 from .settings import Server, Settings
 
@@ -330,8 +331,8 @@ class Node:
                 return self.store(key, item, None, ttl).ok
             except OutOfMemoryError:
                 # the dropped item's memory is not always free at once (another thread of the
-                # server may still hold it): give it a moment
-                time.sleep(0.001 * 2**attempt)
+                # server may still hold it): give it a moment, drawn as every back-off of the pack
+                time.sleep(backoff(attempt, base=0.002, cap=0.064))
             except BackendError:
                 return False
         return False
