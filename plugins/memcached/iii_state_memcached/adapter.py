@@ -189,14 +189,21 @@ class MemcachedAdapter(Adapter):
                 found = self._cluster.get_many(dict.fromkeys(keys.values()))
             except Exception as exc:  # each read of the round reports it
                 found = exc
+        if isinstance(found, Exception):
+            for i in keys:
+                out[i] = found
+            return out
+        now = now_ms()  # the replies are all in: every read is judged at this one instant
         for i, mc_key in keys.items():
-            scope, key = calls[i][1]
-            item = found if isinstance(found, Exception) else found.get(mc_key)
-            if item is None or isinstance(item, Exception):
-                out[i] = item
-                continue
-            record = records.find(item, mc_key, scope.encode("utf-8"), key.encode("utf-8"))
-            out[i] = None if record is None or record.expired(now_ms()) else record.value
+            item = found.get(mc_key)
+            if item is not None:
+                scope, key = calls[i][1]
+                try:
+                    record = records.find(item, mc_key, scope.encode("utf-8"), key.encode("utf-8"))
+                except Exception as exc:  # a foreign item fails that read alone
+                    out[i] = exc
+                    continue
+                out[i] = None if record is None or record.expired(now) else record.value
         return out
 
     def read_versioned(self, scope: str, key: str) -> tuple[bytes | None, Token]:
