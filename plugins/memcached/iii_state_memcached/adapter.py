@@ -12,9 +12,9 @@ import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
-from iii_state_core import Adapter, ConfigError, ValueTooLargeError
+from iii_state_core import Adapter, BackendError, ConfigError, ValueTooLargeError
 from iii_state_core.adapter import Page, Token
 from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 from iii_state_core.retry import LOST, Lost, retry
@@ -24,7 +24,7 @@ from .cas_cache import CasCache
 from .index import Index, quietly
 from .keys import Digest, KeyCodec, sha256_digest
 from .listing import Listing
-from .nodes import Cluster, Node, OutOfMemoryError, Stored
+from .nodes import CasStore, Cluster, Node, OutOfMemoryError, Stored
 from .plugin import CAPABILITIES, MemcachedDeclaration
 from .records import Record
 from .schedule import STASH, Candidate, Schedule
@@ -46,6 +46,33 @@ class Version:
     own: Record | None
     #: When it was read: ``own`` is judged expired or not at this instant, once.
     now: int
+
+
+class _Pending(NamedTuple):
+    """A batch write about to be stored: its item as read (or remembered) and that item's cas."""
+
+    mc_key: bytes
+    own: Record
+    item: bytes
+    cas: bytes
+    #: The connection the cas was remembered on (``None``: read just now).
+    epoch: int | None
+
+
+Calls = Sequence[tuple[str, tuple[Any, ...]]]
+
+
+def _own(item: bytes, mc_key: bytes, scope: str, key: str) -> Record | None:
+    """The pair's record in ``item``; ``None`` also for a foreign item (``write`` reports it)."""
+    try:
+        return records.find(item, mc_key, scope.encode("utf-8"), key.encode("utf-8"))
+    except BackendError:
+        return None
+
+
+def _deadline(value: object) -> bool:
+    """``write``'s ``expires_at``: a deadline in epoch ms or ``None``."""
+    return value is None or (type(value) is int)
 
 
 class MemcachedAdapter(Adapter):
@@ -154,13 +181,17 @@ class MemcachedAdapter(Adapter):
                 return node.store(mc_key, new, cas, ttl)
             return node.store_on_epoch(mc_key, new, cas, epoch, ttl)
         except OutOfMemoryError as exc:
-            self._cache.drop(mc_key)
-            if node.put_back(mc_key, old, self._ttl(mc_key, old)):
-                raise OutOfMemoryError(f"{exc}; the entry keeps its previous value") from None
-            raise OutOfMemoryError(
-                f"{exc}; memcached dropped the entry's previous value with it and it could not be "
-                f"put back"
-            ) from None
+            raise self._put_back(node, mc_key, old, exc) from None
+
+    def _put_back(self, node: Node, mc_key: bytes, old: bytes, exc: OutOfMemoryError) -> OutOfMemoryError:
+        """After a store refused for memory (memcached dropped ``old`` with it): put ``old``
+        back, and the error saying whether that worked."""
+        self._cache.drop(mc_key)
+        if node.put_back(mc_key, old, self._ttl(mc_key, old)):
+            return OutOfMemoryError(f"{exc}; the entry keeps its previous value")
+        return OutOfMemoryError(
+            f"{exc}; memcached dropped the entry's previous value with it and it could not be put back"
+        )
 
     # -- reads -------------------------------------------------------------------------------------
     def read(self, scope: str, key: str) -> bytes | None:
@@ -171,28 +202,35 @@ class MemcachedAdapter(Adapter):
         record = records.find(item, mc_key, scope.encode("utf-8"), key.encode("utf-8"))
         return None if record is None or record.expired(now_ms()) else record.value
 
-    def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
-        """A batch round's reads as one multi-get per server; every other call alone."""
+    def run_many(self, calls: Calls) -> list[Any]:
+        """A batch round: its reads as one multi-get per server, its writes of entries that exist
+        as cas stores pipelined per server (:meth:`_write_many`); every other call alone."""
         out: list[Any] = [None] * len(calls)
-        keys: dict[int, bytes] = {}
+        reads: dict[int, bytes] = {}
+        writes: list[int] = []
         for i, (name, args) in enumerate(calls):
             try:
                 if name == "read" and len(args) == 2:
-                    keys[i] = self._codec.data_key(*args)
+                    reads[i] = self._codec.data_key(*args)
+                elif name == "write" and (len(args) == 3 or (len(args) == 4 and _deadline(args[3]))):
+                    writes.append(i)
                 else:
                     out[i] = getattr(self, name)(*args)
             except Exception as exc:
                 out[i] = exc
-        found: dict[bytes, bytes] | Exception = {}
-        if keys:
-            try:
-                found = self._cluster.get_many(dict.fromkeys(keys.values()))
-            except Exception as exc:  # each read of the round reports it
-                found = exc
-        if isinstance(found, Exception):
+        if reads:
+            self._read_many(calls, reads, out)
+        if writes:
+            self._write_many(calls, writes, out)
+        return out
+
+    def _read_many(self, calls: Calls, keys: dict[int, bytes], out: list[Any]) -> None:
+        try:
+            found = self._cluster.get_many(dict.fromkeys(keys.values()))
+        except Exception as exc:  # each read of the round reports it
             for i in keys:
-                out[i] = found
-            return out
+                out[i] = exc
+            return
         now = now_ms()  # the replies are all in: every read is judged at this one instant
         for i, mc_key in keys.items():
             item = found.get(mc_key)
@@ -204,7 +242,79 @@ class MemcachedAdapter(Adapter):
                     out[i] = exc
                     continue
                 out[i] = None if record is None or record.expired(now) else record.value
-        return out
+
+    def _write_many(self, calls: Calls, indices: list[int], out: list[Any]) -> None:
+        """Writes of a round: what ``write`` does, the round trips shared.
+
+        Entries whose item and cas are remembered (``CasCache``) or read in one ``gets`` per
+        server for the rest are stored with one pipelined cas store each, every store to a
+        server sent in one write. Each store is still conditional on its own item's cas, so each
+        write is atomic on its own and returns exactly the value it replaced. A store that loses
+        its race, a new entry (it needs the listing index) and a slot holding only another
+        pair's record go through ``write`` itself.
+        """
+        pending: dict[int, _Pending] = {}
+        unread: dict[int, bytes] = {}
+        alone: list[int] = []
+        for i in indices:
+            scope, key = calls[i][1][0], calls[i][1][1]
+            mc_key = self._codec.data_key(scope, key)
+            known = self._cache.get(mc_key)
+            own = None if known is None else _own(known.item, mc_key, scope, key)
+            if known is not None and own is None:
+                self._cache.drop(mc_key)
+            if known is not None and own is not None:
+                pending[i] = _Pending(mc_key, own, known.item, known.cas, known.epoch)
+            else:
+                unread[i] = mc_key
+        if unread:
+            try:
+                found = self._cluster.gets_many(list(unread.values()))
+            except Exception:
+                found = {}  # each write reads again on its own, and reports what it meets
+            for i, mc_key in unread.items():
+                scope, key = calls[i][1][0], calls[i][1][1]
+                item, cas = found.get(mc_key, (None, None))
+                own = None if item is None else _own(item, mc_key, scope, key)
+                if own is None or item is None or cas is None:
+                    alone.append(i)
+                else:
+                    pending[i] = _Pending(mc_key, own, item, cas, None)
+        by_node: dict[int, tuple[Node, list[tuple[int, CasStore, bytes]]]] = {}
+        for i, p in pending.items():
+            scope, key, data = calls[i][1][:3]
+            deadline = calls[i][1][3] if len(calls[i][1]) == 4 else None
+            record = Record(p.own.scope, p.own.key, p.own.generation, data, deadline)
+            try:
+                new = self._fit(records.replaced(p.item, p.mc_key, record), data)
+            except Exception as exc:
+                out[i] = exc
+                continue
+            self._expiring(scope, key, p.own, deadline)
+            node = self._cluster.node(p.mc_key)
+            store = CasStore(p.mc_key, new, p.cas, self._ttl(p.mc_key, new), p.epoch)
+            by_node.setdefault(id(node), (node, []))[1].append((i, store, new))
+        now = now_ms()
+        for node, sends in by_node.values():
+            replies = node.store_many([store for _, store, _ in sends])
+            for (i, _, new), reply in zip(sends, replies, strict=True):
+                p = pending[i]
+                if isinstance(reply, Stored) and reply.ok:
+                    self._cache.put(p.mc_key, reply.epoch, reply.cas, new)
+                    out[i] = self._replaced(p.own, now)
+                    continue
+                self._cache.drop(p.mc_key)
+                if reply is None or isinstance(reply, Stored):  # not sent, or another writer won
+                    alone.append(i)
+                elif isinstance(reply, OutOfMemoryError):
+                    out[i] = self._put_back(node, p.mc_key, p.item, reply)
+                else:
+                    out[i] = reply
+        for i in alone:
+            try:
+                out[i] = self.write(*calls[i][1])
+            except Exception as exc:
+                out[i] = exc
 
     def read_versioned(self, scope: str, key: str) -> tuple[bytes | None, Token]:
         mc_key, node = self._locate(scope, key)

@@ -90,6 +90,17 @@ def _detail(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+class CasStore(NamedTuple):
+    """One conditional store of :meth:`Node.store_many`: only if ``key`` is still at ``cas``
+    (remembered on connection ``epoch``; ``None``: read just now), to live ``ttl`` seconds."""
+
+    key: bytes
+    item: bytes
+    cas: bytes
+    ttl: int = 0
+    epoch: int | None = None
+
+
 class Node:
     """One server: a small pool of connections and the commands the adapter sends it."""
 
@@ -393,6 +404,67 @@ class Node:
         finally:
             self._release(conn)
 
+    def store_many(self, stores: list[CasStore]) -> list[Stored | Exception | None]:
+        """Conditional stores of distinct keys on one connection, sent in one write.
+
+        Each is ``ms <key> C<cas>`` (a :class:`CasStore`), answered as :meth:`store` answers it
+        (``Stored``), or ``None`` when its ``epoch`` names another connection (not sent), or the
+        exception its own reply gave: a refusal (too large, out of memory: that store only, the
+        server reads the next command on), or, from the first reply lost or out of step on,
+        :class:`UnknownOutcomeError` (sent, outcome unknown). Nothing is sent when no connection
+        can be made: each then fails with that :class:`BackendError`.
+        """
+        conn = self._acquire()
+        try:
+            if conn.sock is None:
+                try:
+                    conn._connect()
+                except (MemcacheError, OSError) as exc:
+                    conn.close()
+                    failed = BackendError(f"memcached at {self.name}: cannot connect: {_detail(exc)}")
+                    return [failed] * len(stores)
+            sent = [i for i, s in enumerate(stores) if s.epoch is None or s.epoch == conn.epoch]
+            out: list[Stored | Exception | None] = [None] * len(stores)
+            request = b"".join(
+                b"ms %s %d C%s%s c\r\n%s\r\n" % (s.key, len(s.item), s.cas, _lifetime(s.ttl), s.item)
+                for s in (stores[i] for i in sent)
+            )
+            try:
+                conn.sock.sendall(request)
+            except (MemcacheError, OSError) as exc:
+                conn.close()
+                for i in sent:
+                    out[i] = self._unknown("store", _detail(exc))
+                return out
+            replies = _reply_lines(conn, len(sent))
+            for n, i in enumerate(sent):
+                out[i] = self._store_reply(conn, replies[n]) if n < len(replies) else self._lost()
+            return out
+        finally:
+            self._release(conn)
+
+    def _store_reply(self, conn: Conn, reply: bytes) -> Stored | Exception:
+        """One pipelined store's reply as :meth:`_stored` reads it, refusals as their errors."""
+        if reply.startswith(b"SERVER_ERROR"):
+            text = reply.decode("ascii", "replace")
+            if "too large" in text:
+                return ValueTooLargeError(
+                    f"memcached at {self.name} refused an item as too large for its item size limit"
+                )
+            if "out of memory" in text:
+                return OutOfMemoryError(
+                    f"memcached at {self.name} is out of memory (started with -M it may not evict; "
+                    f"without -M nothing of this size could be evicted): the store was refused"
+                )
+            return BackendError(f"memcached at {self.name}: store refused: {text}")
+        try:
+            return self._stored(conn, reply)
+        except UnknownOutcomeError as exc:
+            return exc
+
+    def _lost(self) -> UnknownOutcomeError:
+        return self._unknown("store", "the connection failed before this store's reply came")
+
     def delete(self, key: bytes, cas: bytes, epoch: int | None = None) -> bool | None:
         """Delete the item only if its cas is still ``cas``; ``None`` when ``epoch`` did not match."""
         conn = self._acquire()
@@ -454,6 +526,32 @@ def _fetch(conn: Conn, verb: bytes, keys: list[bytes]) -> dict[bytes, Any]:
     except BaseException:
         conn.close()
         raise
+
+
+def _reply_lines(conn: Conn, count: int) -> list[bytes]:
+    """Up to ``count`` reply lines; fewer (and the connection closed) when it fails or a reply
+    is not a store's (``HD``/``NS``/``EX``/``NF``/``SERVER_ERROR``): the stream is out of step."""
+    lines: list[bytes] = []
+    buf, at = b"", 0
+    try:
+        while len(lines) < count:
+            eol = buf.find(b"\r\n", at)
+            if eol < 0:
+                buf, at = buf[at:] + _recv(conn.sock), 0
+                continue
+            line = buf[at:eol]
+            if line[:2] not in (b"HD", b"NS", b"EX", b"NF") and not line.startswith(b"SERVER_ERROR"):
+                lines.append(line)  # read by _stored as out of step; nothing after it is trusted
+                conn.close()
+                return lines
+            lines.append(line)
+            at = eol + 2
+    except (MemcacheError, OSError):
+        conn.close()
+        return lines
+    if at != len(buf):
+        conn.close()  # more than was asked for: never reuse this connection
+    return lines
 
 
 def _recv(sock: Any) -> bytes:
