@@ -96,6 +96,12 @@ class Adapter(ABC):
     #: Settings of the state block itself (beside ``adapter``) that this adapter takes into its
     #: config when that does not set them: the engine's format has kv's ``save_interval_ms`` there.
     state_options: ClassVar[tuple[str, ...]] = ()
+    #: ``write_if`` also takes the stored bytes themselves as its token: it writes only if the
+    #: entry holds exactly those bytes, and may answer ``False`` without looking (the core then
+    #: reads and retries with a ``read_versioned`` token). Compare-and-set then tries one call
+    #: before a read and a write. Implied when ``read_versioned`` is the default (its token is
+    #: the bytes).
+    value_tokens: ClassVar[bool] = False
 
     @classmethod
     def missing_store(cls, config: Mapping[str, Any]) -> str | None:

@@ -142,7 +142,8 @@ def _open_settings(
         adapter_name=settings.adapter,
         max_value_bytes=settings.max_value_bytes,
         max_depth=settings.max_value_depth,
-        value_tokens=type(instance).read_versioned in (Adapter.read_versioned, AsyncAdapter.read_versioned),
+        value_tokens=type(instance).value_tokens
+        or type(instance).read_versioned in (Adapter.read_versioned, AsyncAdapter.read_versioned),
     )
     events = EventBus(settings.triggers_enabled, registry.event_hook())
     return instance, limits, events, settings, registry

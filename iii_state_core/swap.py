@@ -17,7 +17,10 @@ from .errors import ConflictError
 from .operations import Call, Limits, Plan, _decode, sleep_call
 from .results import CompareAndSetResult, StateEvent
 from .retry import LOST, MAX_ATTEMPTS, Lost, backoff, optimistic
-from .values import JSON, canonical_or_none, check_value, decode_stored, same_json
+from .values import JSON, canonical_or_none, check_value, same_json
+
+#: Every swap's result: immutable, so one object serves them all.
+SWAPPED = CompareAndSetResult(True)
 
 
 def matches(stored_raw: bytes | None, stored: JSON, expected: JSON) -> bool:
@@ -57,8 +60,10 @@ def compare_and_set(
         # value, or the same JSON spelled differently) nothing was written: compare as below.
         offered = canonical_or_none(expected)
         if offered is not None and (yield Call("write_if", (scope, key, data, offered, *expires_at))):
-            event = StateEvent("state:updated", scope, key, decode_stored(offered), value)
-            return CompareAndSetResult(True), event
+            # The entry held canonical(expected), which decodes to JSON identical to ``expected``
+            # (``1`` stays ``1``, ``1.0`` stays ``1.0``): the event reports ``expected`` itself as
+            # it reports the caller's ``value``, instead of decoding the bytes again.
+            return SWAPPED, StateEvent("state:updated", scope, key, expected, value)
     # retry.optimistic's loop written out: this is a hot path, and each generator layer
     # between the plan and the driver costs every yield of every call
     for n in range(MAX_ATTEMPTS):
@@ -68,7 +73,7 @@ def compare_and_set(
             return CompareAndSetResult(False, current), None
         if (yield Call("write_if", (scope, key, data, token, *expires_at))):
             kind: Any = "state:created" if raw is None else "state:updated"
-            return CompareAndSetResult(True), StateEvent(kind, scope, key, current, value)
+            return SWAPPED, StateEvent(kind, scope, key, current, value)
         yield sleep_call(backoff(n))
     raise _gave_up(MAX_ATTEMPTS)
 
@@ -95,6 +100,6 @@ def create_only(limits: Limits, scope: str, key: str, value: JSON, ttl_ms: int |
             return CompareAndSetResult(False, _decode("compare-and-set", scope, key, raw)), None
         if not (yield Call("write_if", (scope, key, data, token, *expires_at))):
             return LOST
-        return CompareAndSetResult(True), StateEvent("state:created", scope, key, None, value)
+        return SWAPPED, StateEvent("state:created", scope, key, None, value)
 
     return (yield from optimistic(attempt, sleep_call, give_up=_gave_up))

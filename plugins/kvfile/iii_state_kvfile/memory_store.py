@@ -84,7 +84,10 @@ class KvMemoryStore(Adapter):
 
     def _purge(self) -> None:
         """Drop every entry past its deadline (under the lock), keeping them for ``take_expired``."""
-        heap, now = self._heap, now_ms()
+        heap = self._heap
+        if not heap:  # nothing has a deadline: skip the clock (this runs before every write)
+            return
+        now = now_ms()
         while heap and heap[0][0] <= now:
             deadline, scope, key = heapq.heappop(heap)
             if self._deadlines.get((scope, key)) == deadline:

@@ -83,6 +83,7 @@ class MemcachedAdapter(Adapter):
     state_options = MemcachedDeclaration.state_options
     distribution = MemcachedDeclaration.distribution
     capabilities = CAPABILITIES
+    value_tokens = True
     _sized: ClassVar[dict[int, type[MemcachedAdapter]]] = {}
 
     @classmethod
@@ -412,8 +413,10 @@ class MemcachedAdapter(Adapter):
         return old.value
 
     def write_if(self, scope: str, key: str, data: bytes, token: Token, expires_at: ExpiresAt = KEEP) -> bool:
+        if isinstance(token, bytes):
+            return self._write_if_known(scope, key, data, token, expires_at)
         if not isinstance(token, Version):
-            raise TypeError("write_if needs the token read_versioned returned")
+            raise TypeError("write_if needs the token read_versioned returned, or the stored bytes")
         own = token.own
         if own is None:
             # a missing entry has no deadline to keep
@@ -422,20 +425,62 @@ class MemcachedAdapter(Adapter):
         mc_key, node = self._locate(scope, key)
         # an item that holds our record was read, with its cas
         assert token.item is not None and token.cas is not None
-        now = token.now
-        expired = own.expired(now)
+        stored = self._store_over(
+            scope, key, node, mc_key, data, own, token.item, token.cas, token.now, expires_at
+        )  # fmt: skip
+        return stored is not None and stored.ok
+
+    def _write_if_known(self, scope: str, key: str, data: bytes, value: bytes, expires_at: ExpiresAt) -> bool:
+        """``write_if`` offered the bytes the entry should hold (``value_tokens``): one cas store
+        over the item this process last stored, when its record holds exactly ``value``.
+
+        ``False`` when that item is unknown here, holds other bytes, has expired, or changed on
+        the server since (the cas store fails): the core then reads and compares, as without a
+        bytes token, so this never costs more than the read it saves.
+        """
+        mc_key, node = self._locate(scope, key)
+        known = self._cache.get(mc_key)
+        if known is None:
+            return False
+        own = records.find(known.item, mc_key, scope.encode("utf-8"), key.encode("utf-8"))
+        now = now_ms()
+        if own is None or own.value != value or own.expired(now):
+            return False
+        stored = self._store_over(
+            scope, key, node, mc_key, data, own, known.item, known.cas, now, expires_at, known.epoch
+        )  # fmt: skip
+        if stored is None or not stored.ok:
+            self._cache.drop(mc_key)
+            return False
+        return True
+
+    def _store_over(
+        self,
+        scope: str,
+        key: str,
+        node: Node,
+        mc_key: bytes,
+        data: bytes,
+        own: Record,
+        item: bytes,
+        cas: bytes,
+        now: int,
+        expires_at: ExpiresAt,
+        epoch: int | None = None,
+    ) -> Stored | None:
+        """Store ``data`` as ``own``'s value in ``item`` if the item is still at ``cas``; with
+        :data:`KEEP` the record keeps its deadline (none if it expired by ``now``)."""
         if expires_at is KEEP:
-            deadline = None if expired else own.deadline
+            deadline = None if own.expired(now) else own.deadline
         else:
             deadline = expires_at if isinstance(expires_at, int) else None
-        new = records.replaced(token.item, mc_key, own._replace(value=data, deadline=deadline))
+        new = records.replaced(item, mc_key, own._replace(value=data, deadline=deadline))
         self._expiring(scope, key, own, deadline)
-        stored = self._replace(node, mc_key, self._fit(new, data), token.cas, token.item)
-        if stored is None or not stored.ok:
-            return False
-        self._cache.put(mc_key, stored.epoch, stored.cas, new)
-        self._replaced(own, now)
-        return True
+        stored = self._replace(node, mc_key, self._fit(new, data), cas, item, epoch)
+        if stored is not None and stored.ok:
+            self._cache.put(mc_key, stored.epoch, stored.cas, new)
+            self._replaced(own, now)
+        return stored
 
     def modify(
         self, scope: str, key: str, change: Callable[[bytes | None], bytes], expires_at: ExpiresAt = KEEP
