@@ -4,7 +4,10 @@
 as in flight and runs ``AsyncStateStore.trigger``. "raw" is a bare ``iii-sdk`` worker whose
 handler awaits the same ``AsyncStateStore.trigger`` directly on the SDK's loop: the least any
 SDK-based state worker could do. Both use the in-memory kv store, so the difference is the
-worker's own overhead. The peer (``tests/worker/engine_peer.py``) stands in for the engine::
+worker's own overhead. The peer (``tests/worker/engine_peer.py``) stands in for an iii 0.25
+engine (``observe.v1``: it tells the worker who observes ``state::on-changed``). Nobody does in
+the first rows, so writes call nothing more; the last row attaches an observer, and each write
+then also calls ``state::on-changed`` through the engine, as on an engine before 0.25::
 
     python bench/run/worker_script.py [--seconds 1]
 
@@ -66,8 +69,12 @@ class Loop:
         self.thread.join(5)
 
 
+#: What the peers announce: an iii 0.25 engine.
+FEATURES = ("observe.v1",)
+
+
 async def _start_peer() -> EnginePeer:
-    peer = EnginePeer()
+    peer = EnginePeer(features=FEATURES)
     await peer.start()
     return peer
 
@@ -78,7 +85,7 @@ async def _wait_registered(peer: EnginePeer) -> None:
 
 
 async def _serve_raw() -> tuple[EnginePeer, Any, Any]:
-    peer = EnginePeer()
+    peer = EnginePeer(features=FEATURES)
     await peer.start()
     store = open_async_store(MEMORY)
     iii = await asyncio.to_thread(III, peer.url, InitOptions(worker_name="raw", otel={"enabled": False}))
@@ -119,6 +126,14 @@ def _caller(runner: Loop, peer: EnginePeer, function_id: str, op: str) -> Callab
     return lambda i: runner.run(peer.call(function_id, OPS[op](i)))
 
 
+def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the worker never saw the observer the peer attached")
+        time.sleep(0.01)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0)
@@ -131,6 +146,7 @@ def main() -> None:
     worker = StateWorker(MEMORY, WorkerSettings(engine_url=ours_peer.url, telemetry=False))
     worker_loop.run(worker.start())
     runner.run(_wait_registered(ours_peer))
+    _wait(lambda: not worker.on_changed_observed())  # the engine's (empty) observer set arrived
     raw_peer, raw_iii, raw_store = runner.run(_serve_raw())
     pairs = []
     for name in OPS:
@@ -146,6 +162,11 @@ def main() -> None:
             _concurrent(runner, raw_peer, "raw::update", "raw"),
         )
     )
+    runner.run(ours_peer.add_observer("state::on-changed", "bench-observer"))
+    _wait(worker.on_changed_observed)
+    ours = measure("state::set", _caller(runner, ours_peer, "state::set", "set"), seconds=args.seconds)
+    raw = measure("raw::set", _caller(runner, raw_peer, "raw::set", "set"), seconds=args.seconds)
+    pairs.append(Pair("set, state::on-changed observed", ours, raw))
     worker_loop.run(worker.stop())
     worker_loop.close()
     runner.run(asyncio.to_thread(raw_iii.shutdown))

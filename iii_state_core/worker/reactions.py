@@ -133,6 +133,9 @@ class Reactions:
 
     :param table: the bindings.
     :param call: how to call a function through the engine.
+    :param notify: sends the change document to ``state::on-changed`` (``None``: nobody to tell).
+    :param observed: asked at each write whether ``state::on-changed`` may have an observer;
+        ``False`` skips the notification of that write (see ``observers.maybe_observed``).
     """
 
     def __init__(
@@ -140,11 +143,12 @@ class Reactions:
         table: TriggerTable,
         call: Caller,
         notify: Callable[[dict[str, Any]], Awaitable[Any]] | None = None,
+        observed: Callable[[], bool] = lambda: True,
     ) -> None:
         self._table = table
         self._call = call
-        #: Sends the change document to ``state::on-changed`` (``None``: nobody to tell).
         self._notify = notify
+        self._observed = observed
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -155,9 +159,10 @@ class Reactions:
     def on_event(self, event: StateEvent) -> None:
         """The store's ``on_change`` handler; runs on the worker's loop, returns at once."""
         bindings = self._table.matching(event)
-        if not bindings and self._notify is None:
-            return
-        task = asyncio.get_running_loop().create_task(self._fan_out(event, bindings))
+        notify = self._notify if self._notify is not None and self._observed() else None
+        if not bindings and notify is None:
+            return  # nothing reacts and nobody observes: no task, no payload
+        task = asyncio.get_running_loop().create_task(self._fan_out(event, bindings, notify))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -175,11 +180,16 @@ class Reactions:
             await asyncio.gather(*left, return_exceptions=True)
         return len(left)
 
-    async def _fan_out(self, event: StateEvent, bindings: list[Binding]) -> None:
+    async def _fan_out(
+        self,
+        event: StateEvent,
+        bindings: list[Binding],
+        notify: Callable[[dict[str, Any]], Awaitable[Any]] | None,
+    ) -> None:
         payload = event.to_wire()
-        if self._notify is not None:
+        if notify is not None:
             try:
-                await self._notify(payload)
+                await notify(payload)
             except Exception as exc:
                 log.warning("%s for %s on scope=%r key=%r failed (%s)", ON_CHANGED_ID, event.event_type,
                             event.scope, event.key, _reason(exc))  # fmt: skip

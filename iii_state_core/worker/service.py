@@ -32,6 +32,7 @@ from . import configuration
 from .configuration import ON_CONFIG_CHANGE_ID, ConfigValueError, EntrySettings
 from .engine_link import SDK_LOGGER, EngineLink
 from .functions import WORKER_FUNCTION_IDS, FunctionCallError, call_error, specs
+from .observers import maybe_observed
 from .private import ACCESSOR_METADATA, LOOKUP_TIMEOUT_MS, claim_namespace, serve_accessor
 from .reactions import ON_CHANGED_ID, Reactions, TriggerTable
 from .settings import WorkerSettings, check_engine_url
@@ -99,7 +100,11 @@ class StateWorker:
         self._owns_store = store is None
         self.store: AsyncStateStore | None = store
         self.triggers = TriggerTable()
-        self.reactions = Reactions(self.triggers, self._call_engine, self._notify_changed)
+        self.reactions = Reactions(
+            self.triggers, self._call_engine, self._notify_changed, self.on_changed_observed
+        )
+        #: ``state::on-changed``'s registration (its observer set, on an engine that sends it).
+        self._on_changed_ref: Any = None
         self.link = EngineLink(self.url, self.settings.reconnect_max_ms, self.triggers.clear, self._given_up)
         self.iii: Any = None  # iii.iii.III once started; the SDK ships no types
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -201,15 +206,14 @@ class StateWorker:
                     request_format=spec.request_format,
                 )
             )
-        self._refs.append(
-            self.iii.register_function(
-                ON_CHANGED_ID,
-                _observed,
-                description="Called after every committed write with the change document; "
-                "observe it (iii 0.25+) to react to state changes",
-                metadata={"internal": True},
-            )
+        self._on_changed_ref = self.iii.register_function(
+            ON_CHANGED_ID,
+            _observed,
+            description="Called after every committed write with the change document; "
+            "observe it (iii 0.25+) to react to state changes",
+            metadata={"internal": True},
         )
+        self._refs.append(self._on_changed_ref)
         self._refs.append(
             self.iii.register_function(
                 ON_CONFIG_CHANGE_ID,
@@ -506,6 +510,11 @@ class StateWorker:
             "configuration entry %r applied: reactions %s, max_value_bytes %s", entry_id,
             "on" if entry.triggers_enabled else "off", entry.max_value_bytes or "unlimited",
         )  # fmt: skip
+
+    def on_changed_observed(self) -> bool:
+        """Whether ``state::on-changed`` may have an observer (no: the engine said it has none)."""
+        iii, ref = self.iii, self._on_changed_ref
+        return iii is None or ref is None or maybe_observed(iii, ref)
 
     async def _notify_changed(self, change: dict[str, Any]) -> None:
         """Call ``state::on-changed`` through the engine (never in-process: observers watch the

@@ -162,7 +162,10 @@ class EnginePeer:
     :param host: interface to listen on.
     :param port: port to listen on; ``0`` picks a free one (see :attr:`url`).
     :param features: sent as ``workerregistered.features``. Empty (the
-        default) leaves the field out, as an engine older than 0.25 does.
+        default) leaves the field out, as an engine older than 0.25 does. With
+        ``observe.v1`` the peer confirms each registered function with
+        ``functionregistered`` and the observers :meth:`add_observer` attached,
+        as iii 0.25 tells a function's host who observes it.
     :param replay_triggers: when a connection registers a trigger type, send it
         every binding of that type the peer holds, as the engine does when a
         provider registers again after a reconnect.
@@ -197,6 +200,9 @@ class EnginePeer:
         self.bindings: dict[str, dict[str, Any]] = {}
         #: Other workers the engine lists (``engine::workers::list``): id -> name.
         self.workers: dict[str, str] = {}
+        #: Observers attached with :meth:`add_observer` (``ObserverInfo`` objects), by function id.
+        self.observers: dict[str, list[dict[str, Any]]] = {}
+        self._revision = 0
         #: The worker the test's own calls come from: the engine stamps its id as
         #: ``_caller_worker_id`` on every call, as iii does.
         self.caller_id = self.add_worker("app")
@@ -318,6 +324,24 @@ class EnginePeer:
         to a function nobody serves answers ``function_not_found``.
         """
         self._served[function_id] = handler
+
+    # -- observers (observe.v1) ------------------------------------------
+
+    async def add_observer(self, function_id: str, observer_id: str, target: str = "app::observer") -> None:
+        """Attach an observer (no filters) to ``function_id`` and tell its host (``observeradded``),
+        as the engine does when an app calls ``iii.observe``."""
+        info = {"id": observer_id, "filters": {}, "target": target, "capture": ["input"]}
+        self.observers.setdefault(function_id, []).append(info)
+        conn = next(c for c in reversed(self.connections) if function_id in c.functions and not c.closed)
+        self._revision += 1
+        added = {
+            "type": "observeradded", "function_id": function_id, "namespace": "default",
+            "revision": self._revision, "observer": info,
+        }  # fmt: skip
+        await conn.ws.send(json.dumps(added))
+
+    def _observe(self) -> bool:
+        return "observe.v1" in self._features
 
     # -- engine -> worker ------------------------------------------------
 
@@ -513,6 +537,14 @@ class EnginePeer:
         kind = frame.get("type")
         if kind == "registerfunction":
             conn.functions[frame["id"]] = frame
+            if self._observe():
+                self._revision += 1
+                confirmed = {
+                    "type": "functionregistered", "id": frame["id"], "namespace": "default",
+                    "revision": self._revision, "local_dispatch": False,
+                    "observers": self.observers.get(frame["id"], []),
+                }  # fmt: skip
+                await conn.ws.send(json.dumps(confirmed))
         elif kind == "unregisterfunction":
             conn.functions.pop(frame.get("id", ""), None)
         elif kind == "registertriggertype":

@@ -264,3 +264,36 @@ def test_an_unregistered_trigger_stops_firing() -> None:
             assert [c.data["new_value"] for c in peer.calls_to("r::gone")] == [1]
 
     run(scenario())
+
+
+def test_on_changed_is_called_only_while_an_engine_that_tells_observers_has_one() -> None:
+    """iii 0.25 (``observe.v1``) tells a function's host who observes it: with nobody observing
+    ``state::on-changed`` the worker does not call it; once an observer is attached it does, with
+    each change document. An engine that does not tell (the default peer) gets every call."""
+
+    async def scenario() -> None:
+        async with EnginePeer(stamp_callers=True, features=["observe.v1"]) as engine:
+            async with serving(memory(), peer=engine) as (peer, worker):
+                recorder(peer, "r::sentinel", "state::on-changed")
+                await bind(peer, "t-sentinel", "r::sentinel", {})
+                # the SDK applies the observer set the engine confirmed with on its own loop
+                await eventually(lambda: not worker.on_changed_observed())
+                await write_and_settle(peer, "set", {"scope": "s", "key": "k", "value": 1})
+                assert peer.calls_to("state::on-changed") == [], "called with nobody observing"
+
+                await peer.add_observer("state::on-changed", "obs-1")
+                await eventually(worker.on_changed_observed)
+                await write_and_settle(peer, "set", {"scope": "s", "key": "k", "value": 2})
+                (change,) = await peer.wait_for_calls("state::on-changed", 1)
+                assert change.data == {
+                    "type": "state", "event_type": "state:updated", "scope": "s", "key": "k",
+                    "old_value": 1, "new_value": 2,
+                }  # fmt: skip
+
+        async with serving(memory()) as (peer, _):  # no observe.v1: nobody can say, so every write
+            recorder(peer, "r::sentinel", "state::on-changed")
+            await bind(peer, "t-sentinel", "r::sentinel", {})
+            await write_and_settle(peer, "set", {"scope": "s", "key": "k", "value": 1})
+            await peer.wait_for_calls("state::on-changed", 1)
+
+    run(scenario())
