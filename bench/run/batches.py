@@ -4,6 +4,7 @@ writes, beside 100 single calls and beside the raw client doing the same batch i
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -138,6 +139,54 @@ def _raw_memcached(raw: Any) -> tuple[dict[str, Op], dict[str, str]]:
     )  # fmt: skip
 
 
+def _raw_dynamodb(raw: Any) -> tuple[dict[str, Op], dict[str, str]]:
+    client, base, text = raw.client, raw.base, w.dumps(w.VALUE).decode()
+    table, keys = base.table, [base.key(i) for i in range(BATCH)]  # the populated items r0…r99
+
+    def read(wanted: list[dict[str, Any]]) -> dict[str, Any]:
+        """BatchGetItem of up to 100 keys, asking again for the unprocessed ones."""
+        found: dict[str, Any] = {}
+        pending: dict[str, Any] = {table: {"Keys": wanted, "ConsistentRead": True}}
+        while pending:
+            reply = client.batch_get_item(RequestItems=pending)
+            for item in reply["Responses"][table]:
+                found[item["sk"]["S"]] = json.loads(item["val"]["S"])
+            pending = reply.get("UnprocessedKeys") or {}
+        return found
+
+    def gets(_i: int) -> object:
+        found = read(keys)
+        return [found.get(k["sk"]["S"]) for k in keys]
+
+    def item(key: dict[str, Any]) -> dict[str, Any]:
+        return {**key, "val": {"S": text}, "ver": {"N": str(int.from_bytes(os.urandom(8), "big") >> 1)}}
+
+    def sets(_i: int) -> object:
+        old = read(keys)  # BatchWriteItem returns no old values: read them first
+        for at in range(0, BATCH, 25):  # BatchWriteItem takes at most 25 puts
+            pending: dict[str, Any] = {table: [{"PutRequest": {"Item": item(k)}} for k in keys[at : at + 25]]}
+            while pending:
+                pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        return [old.get(k["sk"]["S"]) for k in keys]
+
+    tx = [{"pk": {"S": base.pk}, "sk": {"S": f"#t{i}"}} for i in range(TRANSACT)]
+
+    def transact(_i: int) -> object:
+        puts = [{"Put": {"TableName": table, "Item": item(k)}} for k in tx]
+        return client.transact_write_items(TransactItems=puts)
+
+    return (
+        {"get": gets, "set": sets, "transact": transact},
+        {"get": "one batch_get_item of 100 keys (ConsistentRead), unprocessed keys asked again, + "
+                "json.loads",
+         "set": "batch_get_item of the 100 (old values), then 4 batch_write_item of 25 puts (unprocessed "
+                "items sent again) + json.loads(old); not atomic per key: another writer between the "
+                "read and the write makes the old values wrong, unlike the adapter's sets (one "
+                "PutItem ReturnValues=ALL_OLD each)",
+         "transact": "one transact_write_items of 10 puts (no old values, no conditions)"},
+    )  # fmt: skip
+
+
 def raw_batches(raw: object) -> tuple[dict[str, Op], dict[str, str]] | None:
     if isinstance(raw, RawSqlite):
         return _raw_sqlite(raw)
@@ -145,6 +194,8 @@ def raw_batches(raw: object) -> tuple[dict[str, Op], dict[str, str]] | None:
         return _raw_redis(raw)
     if type(raw).__name__ == "RawMemcached":  # not imported here: pymemcache is the memcached plugin's
         return _raw_memcached(raw)
+    if type(raw).__name__ == "RawDynamo":  # boto3 is the dynamodb plugin's
+        return _raw_dynamodb(raw)
     return None
 
 

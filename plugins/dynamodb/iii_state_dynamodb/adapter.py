@@ -8,7 +8,8 @@
   The core's update and compare-and-set loops run on these two.
 * ``scan``: ``Query`` of one partition in sort-key order from an ``ExclusiveStartKey``.
 * ``list_scopes``: a consistent ``Scan`` projecting the partition key (see the README for cost).
-* ``run_many`` (``state::batch``): reads as ``BatchGetItem``; writes one request each.
+* ``run_many`` (``state::batch``): reads as ``BatchGetItem``; writes one request each, sent
+  concurrently from a small pool of threads.
 
 Expiry (decision 0010): an entry with a deadline carries it as ``exp`` (epoch ms) and ``ttl``
 (epoch s, for DynamoDB's own late clean-up). Every read drops an item whose ``exp`` has passed,
@@ -19,9 +20,11 @@ missing, so whenever DynamoDB really deletes it, no caller sees it after its dea
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, ClassVar, cast
 
@@ -63,6 +66,10 @@ from .transactions import check_size, deadline_after, request_items, send, serve
 
 __all__ = ["DynamoDBAdapter", "ReadToken"]
 
+#: Requests of one batch round in flight at once (bounded by ``max_pool_connections`` too): enough
+#: to hide the round trips, few enough not to crowd out other threads' requests.
+BATCH_THREADS = 16
+
 class DynamoDBAdapter(Adapter):
     """Scoped JSON state in one DynamoDB table (``pk`` = scope, ``sk`` = key)."""
 
@@ -102,6 +109,10 @@ class DynamoDBAdapter(Adapter):
         self._call = Caller(self.table, where, max_attempts=settings.max_attempts, sleep=sleep)
         self._closed = False
         self._close_lock = threading.Lock()
+        #: the threads a batch round's writes are sent from, made on first use
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
+        self._pool_lock = threading.Lock()
         #: whether ``take_expired`` may query the sparse deadline index (else it scans)
         self._sweep = Sweep()
         try:
@@ -183,7 +194,18 @@ class DynamoDBAdapter(Adapter):
             lambda name, args: getattr(self, name)(*args),
             lambda keys: batch_get(self._client, self._call, self.table, keys),
             self._answer,
+            self._together,
         )
+
+    def _together(self, thunks: list[Callable[[], Any]]) -> list[Any]:
+        """Run ``thunks`` on the adapter's pool (at most ``BATCH_THREADS`` in flight)."""
+        with self._pool_lock:
+            if self._pool is None or self._pool_pid != os.getpid():  # a forked child makes its own
+                threads = min(BATCH_THREADS, self.settings.max_pool_connections)
+                self._pool = ThreadPoolExecutor(threads, thread_name_prefix="iii-state-dynamodb")
+                self._pool_pid = os.getpid()
+            pool = self._pool
+        return list(pool.map(lambda thunk: thunk(), thunks))
 
     def _answer(self, name: str, args: tuple[Any, ...], item: Item | None) -> Any:
         scope, key = args
@@ -447,6 +469,10 @@ class DynamoDBAdapter(Adapter):
             if self._closed:
                 return
             self._closed = True
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
         close = getattr(self._client, "close", None)
         if close is not None:
             close()

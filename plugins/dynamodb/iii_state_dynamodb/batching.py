@@ -1,14 +1,18 @@
-"""Reads of a ``state::batch`` round as ``BatchGetItem`` requests (100 keys each).
+"""A ``state::batch`` round: its reads as ``BatchGetItem`` requests (100 keys each), its other
+calls sent concurrently, each as its own request.
 
-Consecutive ``read`` / ``read_versioned`` calls go together; every other call runs alone, in
-order, so a round means what the same calls made one by one mean. Keys DynamoDB leaves
-unprocessed (throttling) are asked again after a back-off until none is left or the attempts run
-out, and then each of them fails alone.
+The core never puts two calls on one entry in a round, so they may run in any order or together.
+Reads go first, chunk by chunk. Keys DynamoDB leaves unprocessed (throttling) are asked again
+after a back-off until none is left or the attempts run out, and then each of them fails alone.
+Writes stay one (conditional) request each, ``ReturnValues=ALL_OLD`` giving each its replaced
+value atomically (decision 0012 says why not ``BatchWriteItem``); what the round shares is the
+waiting: they are in flight together, on a small bounded pool of threads over the one client.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Final
 
 from iii_state_core import BackendError
@@ -22,6 +26,8 @@ READS: Final = frozenset({"read", "read_versioned"})
 
 Item = dict[str, dict[str, Any]]
 Call = tuple[str, tuple[Any, ...]]
+#: Runs thunks concurrently and returns their results in order (they never raise).
+Together = Callable[[list[Callable[[], Any]]], list[Any]]
 
 
 def run_calls(
@@ -29,24 +35,25 @@ def run_calls(
     one: Callable[[str, tuple[Any, ...]], Any],
     get_many: Callable[[list[Item]], dict[tuple[str, str], Item]],
     answer: Callable[[str, tuple[Any, ...], Item | None], Any],
+    together: Together | None = None,
 ) -> list[Any]:
     """Each call's result (or exception), reads fetched ``MAX_GET_KEYS`` at a time.
 
     :param one: runs a call alone; :param get_many: fetches items by primary key;
-    :param answer: turns a read call and its item into what the primitive returns.
+    :param answer: turns a read call and its item into what the primitive returns;
+    :param together: runs the other calls concurrently (``None``: one after another).
     """
     out: list[Any] = [None] * len(calls)
-    i = 0
-    while i < len(calls):
-        if calls[i][0] not in READS:
-            out[i] = _alone(one, *calls[i])
-            i += 1
-            continue
-        run = i
-        while run < len(calls) and calls[run][0] in READS and run - i < MAX_GET_KEYS:
-            run += 1
-        _read_chunk(calls, range(i, run), out, get_many, answer)
-        i = run
+    reads = [i for i, (name, _) in enumerate(calls) if name in READS]
+    for at in range(0, len(reads), MAX_GET_KEYS):
+        _read_chunk(calls, reads[at : at + MAX_GET_KEYS], out, get_many, answer)
+    others = [i for i, (name, _) in enumerate(calls) if name not in READS]
+    if together is not None and len(others) > 1:
+        done = together([partial(_alone, one, *calls[i]) for i in others])
+    else:
+        done = [_alone(one, *calls[i]) for i in others]
+    for i, result in zip(others, done, strict=True):
+        out[i] = result
     return out
 
 
@@ -59,7 +66,7 @@ def _alone(one: Callable[[str, tuple[Any, ...]], Any], name: str, args: tuple[An
 
 def _read_chunk(
     calls: Sequence[Call],
-    indices: range,
+    indices: list[int],
     out: list[Any],
     get_many: Callable[[list[Item]], dict[tuple[str, str], Item]],
     answer: Callable[[str, tuple[Any, ...], Item | None], Any],

@@ -3,6 +3,7 @@ items, cursors, threads, and what the adapter tells about itself."""
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -215,3 +216,33 @@ def test_describe_and_secrets(adapter: DynamoDBAdapter, endpoint: str) -> None:
     assert adapter.describe() == f"dynamodb table {adapter.table!r} (endpoint {endpoint})"
     assert "testing" in adapter.secrets()
     assert "testing" not in adapter.describe() and "testing" not in repr(adapter.settings)
+
+
+def test_a_batch_rounds_writes_are_in_flight_together_and_each_returns_what_it_replaced(
+    store: StateStore, adapter: DynamoDBAdapter
+) -> None:
+    scope, keys = f"round-{secrets.token_hex(3)}", [f"k{i}" for i in range(20)]
+    store.set_many(scope, {k: i for i, k in enumerate(keys)})
+    meet = threading.Barrier(2, timeout=10)
+    met: list[bool] = []
+    lock = threading.Lock()
+
+    def first_two_puts_wait_for_each_other(model: Any, **_: Any) -> None:
+        with lock:
+            waits = model.name == "PutItem" and len(met) < 2
+            if waits:
+                met.append(False)
+        if waits:
+            try:
+                meet.wait()  # one after another, the first would wait here alone and time out
+                met[met.index(False)] = True
+            except threading.BrokenBarrierError:
+                pass
+
+    adapter._client.meta.events.register("before-call.dynamodb", first_two_puts_wait_for_each_other)
+    results = store.set_many(scope, {k: -i for i, k in enumerate(keys)})
+    assert met == [True, True]
+    assert {k: r.old_value for k, r in results.items()} == {k: i for i, k in enumerate(keys)}
+    removed = store.delete_many(scope, [*keys, "absent"])
+    assert removed == {**{k: -i for i, k in enumerate(keys)}, "absent": None}
+    assert store.get_many(scope, keys) == dict.fromkeys(keys)
