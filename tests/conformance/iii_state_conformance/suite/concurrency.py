@@ -1,4 +1,8 @@
-"""Atomicity under contention, in separate processes: no update lost, none applied twice."""
+"""Atomicity under contention, in separate processes: no update lost, none applied twice.
+
+``iii-state conformance --quick`` leaves these out; a suite subclass with ``quick = True`` runs
+them with fewer operations per process (the 8 processes still start together at a barrier).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,15 @@ from iii_state_core import StateStore
 
 from .. import processes
 from ..processes import StoreSpec
+from .base import Sized
 
 WORKERS = 8
 
 
-class ConcurrencyTests:
+class ConcurrencyTests(Sized):
     def test_concurrent_increments_lose_nothing(self, store: StateStore, scope: str, spec: StoreSpec) -> None:
-        per_worker = 120  # the barrier makes the 8 overlap; more rounds only cost time on slow stores
+        # the barrier makes the 8 overlap; more rounds only cost time on slow stores
+        per_worker = self.sized(120, 20)
         barrier = processes.context().Barrier(WORKERS)
         processes.run_processes(
             spec, processes.increments, [(scope, "counter", per_worker, barrier)] * WORKERS, timeout=300
@@ -30,7 +36,7 @@ class ConcurrencyTests:
         results = processes.run_processes(
             spec,
             processes.increments_and_deletes,
-            [(scope, "counter", 100, me, barrier) for me in range(WORKERS)],
+            [(scope, "counter", self.sized(100, 20), me, barrier) for me in range(WORKERS)],
             timeout=300,
         )
         increments = sum(done for done, _ in results)
@@ -60,7 +66,7 @@ class ConcurrencyTests:
         self, store: StateStore, scope: str, spec: StoreSpec
     ) -> None:
         """Every value written is replaced exactly once (but the last), so the old values form one chain."""
-        per_worker = 60
+        per_worker = self.sized(60, 15)
         barrier = processes.context().Barrier(WORKERS)
         results = processes.run_processes(
             spec,
