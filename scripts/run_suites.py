@@ -63,7 +63,7 @@ SECONDS = {
 # folder -> (conformance file, -k expression choosing the class/parameter served by a container)
 CONTAINER_CONFORMANCE = {
     "plugins/redis/tests": ("test_conformance.py", "TestRedisSingleNode or TestValkey"),
-    "plugins/memcached/tests": ("test_conformance.py", "TestMemcached and one-server"),
+    "plugins/memcached/tests": ("test_conformance.py", "TestMemcachedOneServer"),
     "plugins/dynamodb/tests": ("test_conformance.py", "TestDynamoDBOnDynalite"),
 }
 

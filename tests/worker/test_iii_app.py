@@ -6,14 +6,11 @@ barrier used as a condition, and a worker claiming its namespace — then a rest
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from engine_peer import EnginePeer, RemoteError
-from worker_harness import FAST, MEMORY, ConfigurationWorker, run, serving
-
-from iii_state_core.worker import StateWorker
+from worker_harness import MEMORY, ConfigurationWorker, run, run_until_it_stops, serving
 
 ORDER = {"id": "o1", "status": "new", "total": 12}
 
@@ -187,12 +184,7 @@ def test_the_worker_refuses_to_run_beside_the_builtin_iii_state(caplog: Any) -> 
     async def scenario() -> None:
         async with EnginePeer(stamp_callers=True) as peer:
             peer.add_worker("iii-state")  # the engine's built-in is listed
-            worker = StateWorker(MEMORY, replace(FAST, engine_url=peer.url))
-            await worker.start()
-            try:
-                await asyncio.wait_for(worker.wait_stopped(), 10)
-            finally:
-                await worker.stop()
+            worker = await run_until_it_stops(MEMORY, peer.url)
             assert worker.exit_code == 1
 
     async def beside_an_app() -> None:

@@ -4,16 +4,21 @@ fake engine serving the configuration functions, and the reference's value rules
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from engine_peer import EnginePeer, PeerFunctionError, eventually
-from worker_harness import FAST, SECRET, ConfigurationWorker, make_registry, memory, run, serving
+from worker_harness import (
+    SECRET,
+    ConfigurationWorker,
+    make_registry,
+    memory,
+    run,
+    run_until_it_stops,
+    serving,
+)
 
-from iii_state_core.worker import StateWorker
 from iii_state_core.worker.configuration import (
     ConfigValueError,
     EntrySettings,
@@ -103,12 +108,7 @@ def test_a_malformed_or_unreadable_entry_at_boot_stops_the_worker_before_it_serv
             ConfigurationWorker(peer, {"state": {"adapter": {"name": "kv"}, "triggers_enabledd": True}})
             if failure == "unreadable":
                 peer.serve("configuration::get", unavailable)
-            worker = StateWorker(file_store(tmp_path / "kv"), replace(FAST, engine_url=peer.url))
-            await worker.start()
-            try:
-                await asyncio.wait_for(worker.wait_stopped(), 10)
-            finally:
-                await worker.stop()
+            worker = await run_until_it_stops(file_store(tmp_path / "kv"), peer.url)
             assert worker.exit_code == 1
             gets = peer.calls_to("configuration::get")
             assert len(gets) == (3 if failure == "unreadable" else 1), "3 attempts, then it stops"
@@ -198,12 +198,7 @@ def test_the_entrys_adapter_is_opened_at_boot_and_a_change_waits_for_the_restart
                 assert not (tmp_path / "file").exists()
 
             config.entries["state"] = {"adapter": {"name": "nope"}}
-            worker = StateWorker(file_store(tmp_path / "file"), replace(FAST, engine_url=peer.url))
-            await worker.start()
-            try:
-                await asyncio.wait_for(worker.wait_stopped(), 10)
-            finally:
-                await worker.stop()
+            worker = await run_until_it_stops(file_store(tmp_path / "file"), peer.url)
             assert worker.exit_code == 1 and not (tmp_path / "file").exists()
 
     run(scenario(), timeout=30)

@@ -43,6 +43,17 @@ def run(coro: Coroutine[Any, Any, None], timeout: float = SCENARIO_TIMEOUT) -> N
     asyncio.run(asyncio.wait_for(coro, timeout))
 
 
+async def run_until_it_stops(config: Any, engine_url: str) -> StateWorker:
+    """Start a worker that must stop by itself (it refuses to serve), within 10 s; stop it anyway."""
+    worker = StateWorker(config, replace(FAST, engine_url=engine_url))
+    await worker.start()
+    try:
+        await asyncio.wait_for(worker.wait_stopped(), 10)
+    finally:
+        await worker.stop()
+    return worker
+
+
 def memory(**state: Any) -> dict[str, Any]:
     """:returns: a state block for the in-memory kv adapter plus ``state`` settings."""
     return {**MEMORY, **state}

