@@ -167,7 +167,15 @@ def run_sync(plan: Plan, adapter: Adapter, function: str) -> tuple[Any, Emitted]
                     error = backend_error(function, exc, adapter.describe(), adapter.secrets())
                     raise error from error.__cause__
                 applied = applied or _applies(name, value)
-            name, args = _resume(plan, value, applied, function)
+            # _resume written out: this loop runs every call of every plan
+            try:
+                name, args = plan.send(value)
+            except StopIteration:
+                raise
+            except Exception as exc:
+                if _reports_a_lost_write(applied, exc):
+                    raise _after_write(function, exc) from exc
+                raise
     except StopIteration as stop:
         result: tuple[Any, Emitted] = stop.value
         return result

@@ -79,8 +79,17 @@ class Limits:
             )
 
     def check_entry(self, scope: object, key: object) -> None:
-        self.check_name("scope", scope, self.capabilities.max_scope_bytes)
-        self.check_name("key", key, self.capabilities.max_key_bytes)
+        capabilities = self.capabilities
+        scope_limit, key_limit = capabilities.max_scope_bytes, capabilities.max_key_bytes
+        # check_name's fast path for both names at once (every call checks a pair)
+        if (
+            type(scope) is str and type(key) is str and scope.isascii() and key.isascii()
+            and (scope_limit is None or len(scope) <= scope_limit)
+            and (key_limit is None or len(key) <= key_limit)
+        ):  # fmt: skip
+            return
+        self.check_name("scope", scope, scope_limit)
+        self.check_name("key", key, key_limit)
 
     def expires_at(self, function: str, ttl_ms: object) -> tuple[int, ...]:
         """The extra ``expires_at`` argument of a write primitive: ``()`` without ``ttl_ms``.

@@ -17,7 +17,7 @@ from .errors import ConflictError
 from .operations import Call, Limits, Plan, _decode, sleep_call
 from .results import CompareAndSetResult, StateEvent
 from .retry import LOST, MAX_ATTEMPTS, Lost, backoff, optimistic
-from .values import JSON, canonical_or_none, check_value, same_json
+from .values import JSON, canonical_or_none, check_value, plainly_valid, same_json
 
 #: Every swap's result: immutable, so one object serves them all.
 SWAPPED = CompareAndSetResult(True)
@@ -48,8 +48,9 @@ def compare_and_set(
     """
     limits.check_entry(scope, key)
     data = limits.encode(value)
-    check_value(expected, max_depth=limits.max_depth)
-    expires_at = limits.expires_at("compare-and-set", ttl_ms)
+    if not plainly_valid(expected, 0, limits.max_depth):
+        check_value(expected, max_depth=limits.max_depth)
+    expires_at = () if ttl_ms is None else limits.expires_at("compare-and-set", ttl_ms)
     if durable:
         limits.check_durable("compare-and-set")
 

@@ -85,6 +85,10 @@ def _plainly_valid(value: object, depth: int, max_depth: int) -> bool:
     return False
 
 
+#: :func:`check_value`'s fast test, for hot paths that spare the call when it passes.
+plainly_valid = _plainly_valid
+
+
 def check_value(value: object, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
     """Raise :class:`InvalidValueError` unless ``value`` is strict JSON.
 
@@ -139,12 +143,17 @@ def encode(value: object, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
 
     :raises InvalidValueError: when the value is not strict JSON.
     """
-    check_value(value, max_depth=max_depth)
+    if not _plainly_valid(value, 0, max_depth):  # the walk's fast path, one call less per write
+        check_value(value, max_depth=max_depth)
     if _encode_checked is None:
         return dumps(value)
     # A checked value nests at most max_depth deep, so it has no cycle and the encoder can
     # skip its cycle bookkeeping; the text is what json.dumps with our options gives.
-    return _utf8("".join(_encode_checked(value, 0)))
+    text = "".join(_encode_checked(value, 0))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _utf8(text)  # raises, naming the lone surrogate
 
 
 def dumps(value: object) -> bytes:
@@ -169,9 +178,14 @@ _encode_checked: Any = (
 def canonical_or_none(value: object) -> bytes | None:
     """The bytes :func:`encode` gives for an already checked value, or ``None`` when it has none
     (a lone surrogate): what the core would have stored for it."""
+    if _encode_checked is None:
+        try:
+            return dumps(value)
+        except InvalidValueError:
+            return None
     try:
-        return dumps(value) if _encode_checked is None else _utf8("".join(_encode_checked(value, 0)))
-    except InvalidValueError:
+        return "".join(_encode_checked(value, 0)).encode("utf-8")
+    except UnicodeEncodeError:
         return None
 
 

@@ -139,8 +139,14 @@ class KvMemoryStore(Adapter):
 
     def write_if(self, scope: str, key: str, data: bytes, token: Token, expires_at: ExpiresAt = KEEP) -> bool:
         with self._lock:
-            self._purge()
-            if self._live(scope, key) != token:
+            if self._heap:  # compare-and-set's hot path: no calls for deadlines nothing has
+                self._purge()
+            if self._deadlines:
+                current = self._live(scope, key)
+            else:
+                entries = self._scopes.get(scope)
+                current = None if entries is None else entries.get(key)
+            if current != token:
                 return False
             self._put(scope, key, data, expires_at)
             return True
