@@ -10,7 +10,7 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from .expiry import ExpiresAt
 
@@ -23,6 +23,17 @@ Page = tuple[list[tuple[str, bytes]], "str | None"]
 Expired = tuple[str, str, bytes, int]
 #: One write of ``write_many_if``: ``(scope, key, data or None to delete, expires_at)``.
 PlannedWrite = tuple[str, str, "bytes | None", ExpiresAt]
+#: One condition of ``write_many_when``: ``(scope, key, the exact bytes expected or None: missing)``.
+ByteCondition = tuple[str, str, "bytes | None"]
+
+
+class Missed(NamedTuple):
+    """``write_many_when``'s answer when a condition did not hold: nothing was written."""
+
+    #: The condition's index.
+    condition: int
+    #: The live bytes found there (``None``: missing).
+    found: bytes | None
 
 
 @dataclass(frozen=True)
@@ -218,6 +229,21 @@ class Adapter(ABC):
         """
         raise NotImplementedError(f"the {self.name} adapter does not declare transactions")
 
+    def write_many_when(
+        self, conditions: Sequence[ByteCondition], writes: Sequence[PlannedWrite]
+    ) -> list[bytes | None] | Missed:
+        """Optional (with ``transactions``): a transaction of blind writes in one atomic step.
+
+        If every condition's entry holds exactly the bytes given (``None``: is missing), apply every
+        write as ``write_many_if`` does and return the live bytes each replaced (``None``: none), in
+        the writes' order; else write nothing and return the first condition, in order, that did
+        not hold. The core sends it when no write needs the old value first (no ``update``) and
+        decides itself whether a miss is a real one (the same JSON spelled otherwise is not; it then
+        runs the usual read and ``write_many_if``). Not overriding it keeps that read-then-write
+        path. Raise :class:`~iii_state_core.errors.UnsupportedError` as ``write_many_if`` does.
+        """
+        raise NotImplementedError(f"the {self.name} adapter does not write transactions in one step")
+
     # -- listing -------------------------------------------------------------------------------
     @abstractmethod
     def list_scopes(self) -> list[str]:
@@ -299,6 +325,11 @@ class AsyncAdapter(ABC):
         self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]
     ) -> bool:
         raise NotImplementedError("this adapter does not declare transactions")
+
+    async def write_many_when(
+        self, conditions: Sequence[ByteCondition], writes: Sequence[PlannedWrite]
+    ) -> list[bytes | None] | Missed:
+        raise NotImplementedError("this adapter does not write transactions in one step")
 
     @abstractmethod
     async def list_scopes(self) -> list[str]: ...

@@ -71,6 +71,8 @@ def _applies(name: str, value: Any) -> bool:
         return True
     if name in ("write_if", "set_expiry", "write_many_if"):
         return value is True
+    if name == "write_many_when":
+        return isinstance(value, list)
     return name == "modify" and value is not None
 
 
@@ -252,6 +254,9 @@ class ThreadedAsyncAdapter(AsyncAdapter):
 
     async def write_many_if(self, checks: Sequence[Any], writes: Sequence[Any]) -> bool:
         return await asyncio.to_thread(self._adapter.write_many_if, checks, writes)
+
+    async def write_many_when(self, conditions: Sequence[Any], writes: Sequence[Any]) -> Any:
+        return await asyncio.to_thread(self._adapter.write_many_when, conditions, writes)
 
     async def list_scopes(self) -> list[str]:
         return await asyncio.to_thread(self._adapter.list_scopes)

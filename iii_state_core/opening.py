@@ -144,6 +144,7 @@ def _open_settings(
         max_depth=settings.max_value_depth,
         value_tokens=type(instance).value_tokens
         or type(instance).read_versioned in (Adapter.read_versioned, AsyncAdapter.read_versioned),
+        one_step_transact=type(instance).write_many_when is not Adapter.write_many_when,
     )
     events = EventBus(settings.triggers_enabled, registry.event_hook())
     return instance, limits, events, settings, registry

@@ -60,6 +60,8 @@ class Limits:
     #: The adapter's ``write_if`` token is the stored bytes (it keeps the default
     #: ``read_versioned``), so a plan may offer bytes it expects without reading them first.
     value_tokens: bool = False
+    #: The adapter implements ``write_many_when``: a transaction of blind writes is one call.
+    one_step_transact: bool = False
 
     def check_name(self, what: str, text: object, limit: int | None) -> None:
         # ASCII (nearly every name): its UTF-8 size is its length and it has no surrogate.

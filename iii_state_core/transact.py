@@ -4,6 +4,11 @@ The core reads every entry involved (one round), checks the conditions, computes
 single function would, and asks the adapter to apply all of them only if none of those entries
 changed since the read (primitive ``write_many_if``, one atomic step of the store). A lost race
 starts over; a failed condition or a bad operation applies nothing. Events fire after the commit.
+
+Sets and deletes need no old value to be computed, so on an adapter with ``write_many_when`` such a
+transaction is first sent whole, in one call: conditions as the bytes the core would store for
+``expected``, the old values coming back. Only a miss whose stored JSON still matches (spelled
+otherwise, or a stored ``null`` for "absent") goes the read-then-write way.
 ``ttl_ms`` is turned into a deadline once, when the call arrives, as the single functions do.
 """
 
@@ -13,7 +18,7 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .adapter import PlannedWrite
+from .adapter import ByteCondition, PlannedWrite
 from .driver import RUN_MANY
 from .errors import DeserializationError, StateError, UnsupportedError
 from .expiry import KEEP, ExpiresAt
@@ -23,7 +28,7 @@ from .retry import LOST, Lost, optimistic
 from .swap import matches
 from .table import TABLE
 from .update_ops import apply_ops, parse_ops
-from .values import JSON, check_value, json_type
+from .values import JSON, canonical_or_none, check_value, json_type
 
 #: The writes a transaction may hold (each takes that function's own fields).
 TRANSACT_FUNCTIONS: Final = ("set", "delete", "update")
@@ -166,6 +171,10 @@ def transact(
 ) -> Plan:
     """Apply every write of ``ops`` if every condition holds, atomically; else nothing."""
     writes, checks = check_transaction(limits, ops, conditions)
+    if limits.one_step_transact and all(w.function != "update" for w in writes):
+        done = yield from _in_one_step(writes, checks)
+        if done is not None:
+            return done
     entries = list(dict.fromkeys([(w.scope, w.key) for w in writes] + [(s, k) for s, k, _ in checks]))
 
     def attempt(_n: int) -> Generator[Call, Any, tuple[TransactResult, list[StateEvent]] | Lost]:
@@ -210,3 +219,35 @@ def transact(
 
     failure, code = TABLE["transact"].failure_text, TABLE["transact"].error_code
     return (yield from optimistic(attempt, sleep_call, failure=failure, code=code))
+
+
+def _in_one_step(
+    writes: list[_Write], checks: list[tuple[str, str, JSON]]
+) -> Generator[Call, Any, tuple[TransactResult, list[StateEvent]] | None]:
+    """Sets and deletes under conditions as one ``write_many_when`` call; ``None`` when a condition
+    missed on bytes but its stored JSON matches (the caller then reads and compares)."""
+    conditions: list[ByteCondition] = []
+    for scope, key, expected in checks:
+        offered = None if expected is None else canonical_or_none(expected)
+        if offered is None and expected is not None:
+            return None  # no bytes stand for it (a lone surrogate): compare the read JSON
+        conditions.append((scope, key, offered))
+    planned: list[PlannedWrite] = [(w.scope, w.key, w.data, w.expires) for w in writes]
+    answer = yield Call("write_many_when", (conditions, planned))
+    if not isinstance(answer, list):
+        scope, key, expected = checks[answer.condition]
+        current = _decode("transact", scope, key, answer.found)
+        if matches(answer.found, current, expected):
+            return None
+        return TransactResult(False, failed_condition=answer.condition, current=current), []
+    results: list[Any] = []
+    events: list[StateEvent] = []
+    for w, raw in zip(writes, answer, strict=True):
+        old = _replaced("transact", w.scope, w.key, raw)
+        if w.function == "set":
+            results.append(SetResult(old, w.value))
+            events.append(_written(w.scope, w.key, raw, old, w.value))
+        else:
+            results.append(old)
+            events.append(StateEvent("state:deleted", w.scope, w.key, old, None))
+    return TransactResult(True, results), events

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from redis.exceptions import NoPermissionError, NoScriptError
 
 from iii_state_core import AsyncAdapter, BackendError, StateError
-from iii_state_core.adapter import Page, PlannedWrite, Token
+from iii_state_core.adapter import ByteCondition, Missed, Page, PlannedWrite, Token
 from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from . import connections
@@ -26,7 +26,7 @@ from .outcomes import Kind, RetryPolicy
 from .pipelining import by_node, fail_units, kind_of, pipelined, spread, units
 from .scripts import COUNT, READ, READ_EXPIRY, REMOVE, SET_EXPIRY, SWAP, WRITE, Script
 from .settings import RedisSettings
-from .transactions import TRANSACT, script_args
+from .transactions import TRANSACT, checked_tokens, outcome, script_args
 from .updating import Pause, Recent, Swap, modify_plan, swap_args, swap_result
 
 T = TypeVar("T")
@@ -253,24 +253,31 @@ class AsyncRedisAdapter(AsyncAdapter):
     async def write_many_if(
         self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]
     ) -> bool:
-        """``state::transact``: one script checks every entry and writes them all (see ``transactions``)."""
+        """``state::transact`` after a read: one script checks every entry and writes them all."""
+        return isinstance(await self.write_many_when(checked_tokens(checks), writes), list)
+
+    async def write_many_when(
+        self, conditions: Sequence[ByteCondition], writes: Sequence[PlannedWrite]
+    ) -> list[bytes | None] | Missed:
+        """``state::transact``: one script checks the conditions, writes and answers the old bytes
+        (see ``transactions``)."""
         for scope, _key, data, expires_at in writes:
-            if data is not None:
+            if data is not None and expires_at is not None and expires_at is not KEEP:
                 await self._register(self.layout.names(scope), expires_arg(expires_at))
 
         async def run(client: Any) -> Any:
             # the client is connected here, so an auto-detected Cluster is known by now
-            keys, argv = script_args(self.layout, checks, writes, bool(self._cluster), self._keep)
+            keys, argv = script_args(self.layout, conditions, writes, bool(self._cluster), self._keep)
             try:
                 return await client.evalsha(TRANSACT.sha, len(keys), *keys, *argv)
             except NoScriptError:  # NOSCRIPT means it did not run
                 return await client.eval(TRANSACT.source, len(keys), *keys, *argv)
 
-        if not int(await self._call("write", "script transact", run)):
-            return False
-        for scope, key, data, _expires_at in writes:
-            self.recent.put(self.layout.names(scope).hash, self.layout.field(key), data)
-        return True
+        answer = outcome(await self._call("write", "script transact", run))
+        if isinstance(answer, list):
+            for scope, key, data, _expires_at in writes:
+                self.recent.put(self.layout.hash_key(scope), self.layout.field(key), data)
+        return answer
 
     # -- state::batch ----------------------------------------------------------------------------
     async def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:

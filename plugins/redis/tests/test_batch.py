@@ -99,6 +99,44 @@ def test_transactions_commit_in_one_slot_and_cross_slot_ones_are_refused_on_a_cl
             assert store.transact(spread).committed and [store.get(s, "k") for s in apart] == [0] * 3
 
 
+def test_a_transaction_of_sets_and_deletes_is_one_script_and_a_respelled_condition_reads_first(
+    redis_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No read round before the script unless a condition missed on bytes but holds as JSON."""
+    sent: list[str] = []
+    real = RedisAdapter._call
+
+    def spy(self: Any, kind: Any, what: str, command: Any) -> Any:
+        sent.append(what.split(" of ")[0])
+        return real(self, kind, what, command)
+
+    monkeypatch.setattr(RedisAdapter, "_call", spy)
+    tag = unique("one")
+    a, b = f"{{{tag}}}a", f"{{{tag}}}b"
+    with open_store(adapter="redis", adapter_config=redis_config) as store:
+        store.set(a, "k", {"y": 1, "x": 2})
+        store.set(b, "gone", 5)
+        sent.clear()
+        ops = [{"op": "set", "scope": a, "key": "k", "value": 3}, {"op": "delete", "scope": b, "key": "gone"}]
+        held = [{"scope": a, "key": "k", "expected": {"y": 1, "x": 2}}, {"scope": b, "key": "none"}]
+        done = store.transact(ops, held).to_wire()
+        assert done == {"committed": True, "results": [{"old_value": {"y": 1, "x": 2}, "new_value": 3}, 5]}
+        assert sent == ["script transact"]
+        sent.clear()
+        respelled = [{"scope": a, "key": "k", "expected": 3.0}]  # 3.0 is not 3: a real miss, no read
+        missed = store.transact(ops, respelled).to_wire()
+        assert missed == {"committed": False, "failed_condition": 0, "current": 3}
+        assert sent == ["script transact"]
+        sent.clear()
+        store.set(b, "n", None)
+        sent.clear()
+        absent = [{"scope": b, "key": "n"}]  # a stored null holds for "absent": read, then the script
+        again = store.transact(ops, absent).to_wire()
+        assert again == {"committed": True, "results": [{"old_value": 3, "new_value": 3}, None]}
+        # the read round: one pipeline per node, again by source where the server lacked the script
+        assert sent[0] == sent[-1] == "script transact" and set(sent[1:-1]) == {"pipeline"}, sent
+
+
 @pytest.mark.parametrize("expiry_events", [False, True])
 def test_a_round_of_reads_or_plain_writes_is_one_script_per_scope_with_the_one_by_one_answers(
     redis_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch, expiry_events: bool

@@ -225,7 +225,7 @@ def test_with_expiry_events_a_write_or_delete_keeps_the_expired_field_for_the_sw
     scope = unique("kept")
     try:
         deadline = now_ms() + 30
-        keys = ("set", "delete", "swap", "update", "transact", "alone")
+        keys = ("set", "delete", "swap", "update", "transact", "when", "alone")
         for key in keys:
             adapter.write(scope, key, f'"{key}"'.encode(), deadline)
         time.sleep(0.05)
@@ -234,11 +234,12 @@ def test_with_expiry_events_a_write_or_delete_keeps_the_expired_field_for_the_sw
         assert adapter.write_if(scope, "swap", b"2", None)
         assert adapter.modify(scope, "update", lambda old: b"3")[0] is None
         assert adapter.write_many_if([(scope, "transact", None)], [(scope, "transact", b"4", None)])
+        assert adapter.write_many_when([(scope, "when", None)], [(scope, "when", None, None)]) == [None]
         taken = sorted(e for e in adapter.take_expired(10_000) if e[0] == scope)
         # ... and still taken once, with the value it held: its expiry event is not lost
         assert taken == sorted((scope, k, f'"{k}"'.encode(), deadline) for k in keys)
         assert [e for e in adapter.take_expired(10_000) if e[0] == scope] == []
-        assert [adapter.read(scope, k) for k in keys[:5]] == [b"1", None, b"2", b"3", b"4"]
+        assert [adapter.read(scope, k) for k in keys[:6]] == [b"1", None, b"2", b"3", b"4", None]
         client: Any = adapter._connect()
         names = adapter.layout.names(scope)
         assert client.llen(names.kept) == 0

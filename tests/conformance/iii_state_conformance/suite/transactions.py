@@ -119,6 +119,48 @@ class TransactionTests:
             assert error.code == "deserialization_error" and needle in str(error), (needle, str(error))
         assert store.get_many(scope, ["a", "b", "c", "gone"]) == before and seen == []
 
+    def test_sets_and_deletes_alone_answer_as_any_transaction(
+        self, store: StateStore, scope: str, caps: Any
+    ) -> None:
+        """Only sets and deletes (one call on adapters with ``write_many_when``): the same old values,
+        events and condition answers; a condition on the same JSON spelled otherwise (object key
+        order), or on "absent" over a stored ``null``, holds."""
+        _needs_transactions(caps)
+        store.set(scope, "o", {"b": 1, "a": [2]})
+        store.set(scope, "n", None)
+        store.set(scope, "d", "x")
+        seen: list[dict[str, Any]] = []
+        store.on_change(lambda e: seen.append(e.to_wire()), scope=scope)
+        ops = [
+            {"op": "set", "scope": scope, "key": "o", "value": 1},
+            {"op": "set", "scope": scope, "key": "new", "value": [1]},
+            {"op": "delete", "scope": scope, "key": "d"},
+            {"op": "delete", "scope": scope, "key": "none"},
+        ]
+        spelled = {"scope": scope, "key": "o", "expected": {"a": [2], "b": 1}}
+        wrong = {"scope": scope, "key": "d", "expected": "y"}
+        failed = call(store, "transact", {"ops": ops, "conditions": [spelled, wrong]})
+        assert failed == {"committed": False, "failed_condition": 1, "current": "x"} and seen == []
+        absent = {"scope": scope, "key": "n"}
+        right = {**wrong, "expected": "x"}
+        done = call(store, "transact", {"ops": ops, "conditions": [spelled, absent, right]})
+        assert done == {
+            "committed": True,
+            "results": [
+                {"old_value": {"b": 1, "a": [2]}, "new_value": 1},
+                {"old_value": None, "new_value": [1]},
+                "x",
+                None,
+            ],
+        }
+        assert [(e["event_type"], e["key"], e["old_value"]) for e in seen] == [
+            ("state:updated", "o", {"b": 1, "a": [2]}),
+            ("state:created", "new", None),
+            ("state:deleted", "d", "x"),
+            ("state:deleted", "none", None),
+        ]
+        assert store.get_many(scope, ["o", "new", "d", "n"]) == {"o": 1, "new": [1], "d": None, "n": None}
+
     def test_ttl_ms_in_a_transaction_follows_the_single_functions(
         self, store: StateStore, scope: str, caps: Any
     ) -> None:
@@ -160,6 +202,11 @@ class TransactionTests:
         )
         assert again == {"committed": True, "results": [{"old_value": None, "new_value": 5}]}
         assert store.ttl(scope, "v").ttl_ms is None  # an expired entry has no deadline to keep
+        # sets alone (one call where the adapter can): the expired entry is missing there too
+        brief = {"scope": scope, "key": "brief"}
+        gone = call(store, "transact", {"ops": [{**brief, "op": "set", "value": 2}], "conditions": [brief]})
+        assert gone == {"committed": True, "results": [{"old_value": None, "new_value": 2}]}
+        assert store.ttl(scope, "brief").ttl_ms is None
         for bad in (0, 1.5, "1000"):
             error = wire_error(store, "transact", {"ops": [{**timed, "key": "bad", "ttl_ms": bad}]})
             assert error.code == "deserialization_error" and "ops[0]" in str(error), str(error)
