@@ -137,13 +137,14 @@ def _open_settings(
     if settings.expiry_events:
         _check_expiry_events(info.cls, settings)
     instance = _open_adapter(info.cls, settings, must_exist=must_exist)
+    bytes_tokens = type(instance).read_versioned in (Adapter.read_versioned, AsyncAdapter.read_versioned)
     limits = Limits(
         capabilities=type(instance).capabilities,
         adapter_name=settings.adapter,
         max_value_bytes=settings.max_value_bytes,
         max_depth=settings.max_value_depth,
-        value_tokens=type(instance).value_tokens
-        or type(instance).read_versioned in (Adapter.read_versioned, AsyncAdapter.read_versioned),
+        value_tokens=type(instance).value_tokens or bytes_tokens,
+        bytes_tokens=bytes_tokens,
         one_step_transact=type(instance).write_many_when is not Adapter.write_many_when,
     )
     events = EventBus(settings.triggers_enabled, registry.event_hook())

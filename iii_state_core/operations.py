@@ -60,6 +60,9 @@ class Limits:
     #: The adapter's ``write_if`` token is the stored bytes (it keeps the default
     #: ``read_versioned``), so a plan may offer bytes it expects without reading them first.
     value_tokens: bool = False
+    #: The adapter's ``read_versioned`` is the default: every token is the bytes read, ``None`` for
+    #: a missing entry, so a plan may offer ``None`` ("only if still missing") without reading.
+    bytes_tokens: bool = False
     #: The adapter implements ``write_many_when``: a transaction of blind writes is one call.
     one_step_transact: bool = False
 

@@ -94,6 +94,12 @@ def create_only(limits: Limits, scope: str, key: str, value: JSON, ttl_ms: int |
     limits.check_entry(scope, key)
     data = limits.encode(value)
     expires_at = limits.expires_at("compare-and-set", ttl_ms)
+    created = StateEvent("state:created", scope, key, None, value)
+    if limits.bytes_tokens:
+        # the missing form of the token (None) needs no read: a key that is missing (an import's usual
+        # case) is written in one call; only one that is present is read for its value
+        if (yield Call("write_if", (scope, key, data, None, *expires_at))):
+            return SWAPPED, created
 
     def attempt(_n: int) -> Generator[Call, Any, tuple[CompareAndSetResult, StateEvent | None] | Lost]:
         raw, token = yield Call("read_versioned", (scope, key))
@@ -101,6 +107,6 @@ def create_only(limits: Limits, scope: str, key: str, value: JSON, ttl_ms: int |
             return CompareAndSetResult(False, _decode("compare-and-set", scope, key, raw)), None
         if not (yield Call("write_if", (scope, key, data, token, *expires_at))):
             return LOST
-        return SWAPPED, StateEvent("state:created", scope, key, None, value)
+        return SWAPPED, created
 
     return (yield from optimistic(attempt, sleep_call, give_up=_gave_up))

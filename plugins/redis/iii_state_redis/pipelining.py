@@ -21,7 +21,7 @@ from iii_state_core.expiry import now_ms
 
 from .layout import Layout
 from .outcomes import Kind, explain
-from .scripts import READ, READ_MANY, REMOVE, SWAP, WRITE, WRITE_MANY, Script
+from .scripts import READ, READ_MANY, REMOVE, SWAP, SWAP_MANY, WRITE, WRITE_MANY, Script
 from .updating import Recent, Swap, swap_args, swap_result
 
 #: The primitives sent in a pipeline, with the argument count of their plain form (a call with
@@ -34,7 +34,8 @@ _WRITES: Final = frozenset({"write", "remove", "write_if"})
 REDIRECTED: Final = (MovedError, AskError, TryAgainError, ClusterDownError)
 
 Call = tuple[str, tuple[Any, ...]]
-_BY_SHA: Final = {script.sha: script for script in (READ, READ_MANY, REMOVE, SWAP, WRITE, WRITE_MANY)}
+_SCRIPTS: Final = (READ, READ_MANY, REMOVE, SWAP, SWAP_MANY, WRITE, WRITE_MANY)
+_BY_SHA: Final = {script.sha: script for script in _SCRIPTS}
 #: Fields per merged script (Lua's ``unpack`` and one script's run time stay small).
 MERGED_MOST: Final = 500
 #: One command of a round, the calls (indices) its reply answers, and whether it is a merged
@@ -92,7 +93,7 @@ def units(layout: Layout, calls: Sequence[Call], group: list[int], keep: bytes) 
 
 def _units(layout: Layout, calls: Sequence[Call], group: list[int], keep: bytes) -> list[Unit]:
     kinds = {calls[i][0] for i in group}
-    if not (kinds <= {"read", "read_versioned"} or kinds == {"write"}):
+    if not (kinds <= {"read", "read_versioned"} or kinds == {"write"} or kinds == {"write_if"}):
         return [(command(layout, calls[i], keep), [i], False) for i in group]
     by_scope: dict[str, list[int]] = {}
     for i in group:
@@ -105,10 +106,18 @@ def _units(layout: Layout, calls: Sequence[Call], group: list[int], keep: bytes)
             if "write" in kinds:
                 pairs = [x for i in part for x in (field(calls[i][1][1]), calls[i][1][2])]
                 out.append((_eval(WRITE_MANY, names.writing(), now, names.scope, keep, *pairs), part, True))
+            elif "write_if" in kinds:
+                swaps = [x for i in part for x in _swap_args(field(calls[i][1][1]), *calls[i][1][2:])]
+                out.append((_eval(SWAP_MANY, names.writing(), now, names.scope, keep, *swaps), part, True))
             else:
                 fields = [field(calls[i][1][1]) for i in part]
                 out.append((_eval(READ_MANY, (names.hash, names.deadlines), now, *fields), part, True))
     return out
+
+
+def _swap_args(field: bytes, data: bytes, expected: bytes | None) -> tuple[bytes, ...]:
+    """One call's part of SWAP_MANY's ARGV (a pipelined ``write_if`` keeps the deadline)."""
+    return (field, b"0", b"", data, b"k") if expected is None else (field, b"1", expected, data, b"k")
 
 
 def spread(

@@ -184,6 +184,39 @@ SWAP: Final = Script(
     "return {0}\n",
 )
 
+#: A batch round's compare-and-swaps of one scope (an import's create-only writes), each as SWAP
+#: does it. ARGV: now, scope, keep, then per call: field, "1" and the expected bytes (or "0" and
+#: "" for "expect missing"), the new bytes, expires. Returns SWAP's reply per call.
+SWAP_MANY: Final = Script(
+    "swap_many",
+    _DEADLINE
+    + _KEEP
+    + "local now = tonumber(ARGV[1])\n"
+    "local timed = redis.call('ZCARD', KEYS[2]) > 0\n"
+    "local out = {}\n"
+    "for i = 4, #ARGV, 5 do\n"
+    "  local f, expires = ARGV[i], ARGV[i + 4]\n"
+    "  local raw = redis.call('HGET', KEYS[1], f)\n"
+    "  local d = false\n"
+    "  if timed then d = redis.call('ZSCORE', KEYS[2], f) end\n"
+    "  local cur = raw\n"
+    "  if raw and d and tonumber(d) <= now then cur = false end\n"
+    "  if (ARGV[i + 1] == '0' and not cur) or (ARGV[i + 1] == '1' and cur == ARGV[i + 2]) then\n"
+    "    if raw and not cur and ARGV[3] == '1' then keep(KEYS[4], KEYS[3], ARGV[2], f, raw, d) end\n"
+    "    redis.call('HSET', KEYS[1], f, ARGV[i + 3])\n"
+    "    if expires ~= 'k' then\n"
+    "      deadline(KEYS[2], KEYS[3], f, ARGV[2], expires, d)\n"
+    "      if expires ~= '' then timed = true end\n"
+    "    elseif d and not cur then\n"
+    "      redis.call('ZREM', KEYS[2], f)\n"
+    "    end\n"
+    "    out[#out + 1] = {1}\n"
+    "  elseif cur then out[#out + 1] = {0, cur}\n"
+    "  else out[#out + 1] = {0} end\n"
+    "end\n"
+    "return out\n",
+)
+
 #: ARGV: field, now, expires ("" or a deadline), scope. 1 when the entry was live, else 0.
 SET_EXPIRY: Final = Script(
     "set_expiry",

@@ -138,7 +138,7 @@ def test_a_transaction_of_sets_and_deletes_is_one_script_and_a_respelled_conditi
 
 
 @pytest.mark.parametrize("expiry_events", [False, True])
-def test_a_round_of_reads_or_plain_writes_is_one_script_per_scope_with_the_one_by_one_answers(
+def test_a_round_of_reads_plain_writes_or_swaps_is_one_script_per_scope_with_the_one_by_one_answers(
     redis_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch, expiry_events: bool
 ) -> None:
     from iii_state_redis import pipelining
@@ -172,8 +172,21 @@ def test_a_round_of_reads_or_plain_writes_is_one_script_per_scope_with_the_one_b
         stored = [adapter.read(s, k) for s, k in [(a, "old"), (a, "é"), (b, "x"), (a, "d")]]
         assert stored == [b"4", b"5", b"6", b"8"]
         assert adapter.read_expiry(b, "x") == (True, None)  # a plain write clears the deadline
-        kept = [t for t in adapter.take_expired(100) if t[0] == a]
-        assert [(t[0], t[1], t[2]) for t in kept] == ([(a, "old", b"1")] if expiry_events else [])
+        merged.clear()
+        adapter.write(a, "past", b"0", 1)
+        adapter.write(b, "timed", b"1", 2**52)
+        swaps = [("write_if", (a, "old", b"9", None)), ("write_if", (a, "é", b"10", b"5")),
+                 ("write_if", (b, "timed", b"11", b"1")), ("write_if", (a, "past", b"12", None)),
+                 ("write_if", (a, "d", b"13", b"7"))]  # fmt: skip
+        assert adapter.run_many(swaps) == [False, True, True, True, False]
+        assert sorted(merged) == [1, 4]
+        got = [adapter.read(s, k) for s, k in [(a, "old"), (a, "é"), (b, "timed"), (a, "past"), (a, "d")]]
+        assert got == [b"4", b"10", b"11", b"12", b"8"]
+        assert adapter.read_expiry(b, "timed") == (True, 2**52)  # a swap keeps the deadline
+        assert adapter.read_expiry(a, "past") == (True, None)  # an expired one has none to keep
+        kept = sorted(t for t in adapter.take_expired(100) if t[0] == a)
+        was = [(a, "old", b"1"), (a, "past", b"0")] if expiry_events else []
+        assert [(t[0], t[1], t[2]) for t in kept] == was
     finally:
         adapter.close()
 
@@ -212,3 +225,32 @@ def test_a_server_that_lost_its_scripts_gets_them_by_source_once(
         assert [adapter.read(scope, k) for k in "abc"] == [None, b"3", b"4"]
     finally:
         adapter.close()
+
+
+def test_an_import_of_missing_keys_is_one_swap_script_per_scope_and_reads_only_the_present_ones(
+    redis_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from iii_state_redis import pipelining
+
+    from iii_state_core.transfer import Entry, import_entries
+
+    rounds: list[list[tuple[str, int]]] = []
+    real = pipelining.units
+
+    def spy(layout: Any, calls: Any, group: list[int], keep: Any) -> Any:
+        units = real(layout, calls, group, keep)
+        rounds.append(sorted((calls[places[0]][0], len(places)) for _, places, _ in units))
+        return units
+
+    monkeypatch.setattr("iii_state_redis.adapter.units", spy)
+    tag = unique("imp")
+    a, b = f"{{{tag}}}a", f"{{{tag}}}b"  # one slot: one pipeline per round on a Cluster too
+    with open_store(adapter="redis", adapter_config=redis_config) as store:
+        store.set(a, "k0", 0)  # the same value: unchanged
+        store.set(b, "k1", "other")  # another value: skipped
+        entries = [Entry(s, f"k{i}", i) for s in (a, b) for i in range(10)]
+        report = import_entries(store, entries, "skip")
+        assert report.to_dict() == {"written": 18, "unchanged": 1, "skipped": 1, "invalid": 0, "expired": 0}
+        reads = [("read_versioned", 1)] * 2  # only the two present keys are read, after the swaps
+        assert rounds == [[("write_if", 10)] * 2, reads], rounds
+        assert store.get(b, "k1") == "other" and store.get(b, "k9") == 9
