@@ -70,6 +70,17 @@ def _own(item: bytes, mc_key: bytes, scope: str, key: str) -> Record | None:
         return None
 
 
+class _Store(NamedTuple):
+    """A cas store of a batch round: ``new`` over ``old`` if the item is still at ``cas``."""
+
+    mc_key: bytes
+    new: bytes
+    old: bytes
+    cas: bytes
+    #: The connection the cas was remembered on (``None``: read just now).
+    epoch: int | None
+
+
 def _deadline(value: object) -> bool:
     """``write``'s ``expires_at``: a deadline in epoch ms or ``None``."""
     return value is None or (type(value) is int)
@@ -208,21 +219,31 @@ class MemcachedAdapter(Adapter):
         as cas stores pipelined per server (:meth:`_write_many`); every other call alone."""
         out: list[Any] = [None] * len(calls)
         reads: dict[int, bytes] = {}
+        versioned: dict[int, bytes] = {}
         writes: list[int] = []
+        swaps: list[int] = []
         for i, (name, args) in enumerate(calls):
             try:
                 if name == "read" and len(args) == 2:
                     reads[i] = self._codec.data_key(*args)
+                elif name == "read_versioned" and len(args) == 2:
+                    versioned[i] = self._codec.data_key(*args)
                 elif name == "write" and (len(args) == 3 or (len(args) == 4 and _deadline(args[3]))):
                     writes.append(i)
+                elif name == "write_if" and len(args) in (4, 5) and isinstance(args[3], Version):
+                    swaps.append(i)
                 else:
                     out[i] = getattr(self, name)(*args)
             except Exception as exc:
                 out[i] = exc
         if reads:
             self._read_many(calls, reads, out)
+        if versioned:
+            self._read_versioned_many(calls, versioned, out)
         if writes:
             self._write_many(calls, writes, out)
+        if swaps:
+            self._write_if_many(calls, swaps, out)
         return out
 
     def _read_many(self, calls: Calls, keys: dict[int, bytes], out: list[Any]) -> None:
@@ -243,6 +264,26 @@ class MemcachedAdapter(Adapter):
                     out[i] = exc
                     continue
                 out[i] = None if record is None or record.expired(now) else record.value
+
+    def _read_versioned_many(self, calls: Calls, keys: dict[int, bytes], out: list[Any]) -> None:
+        """``read_versioned`` of each, from one ``gets`` per server."""
+        try:
+            found = self._cluster.gets_many(list(dict.fromkeys(keys.values())))
+        except Exception as exc:
+            for i in keys:
+                out[i] = exc
+            return
+        now = now_ms()
+        for i, mc_key in keys.items():
+            scope, key = calls[i][1]
+            item, cas = found.get(mc_key, (None, None))
+            try:
+                own = None if item is None else records.find(item, mc_key, scope.encode(), key.encode())
+            except Exception as exc:
+                out[i] = exc
+                continue
+            value = None if own is None or own.expired(now) else own.value
+            out[i] = (value, Version(item, cas, own, now))
 
     def _write_many(self, calls: Calls, indices: list[int], out: list[Any]) -> None:
         """Writes of a round: what ``write`` does, the round trips shared.
@@ -281,7 +322,7 @@ class MemcachedAdapter(Adapter):
                     alone.append(i)
                 else:
                     pending[i] = _Pending(mc_key, own, item, cas, None)
-        by_node: dict[int, tuple[Node, list[tuple[int, CasStore, bytes]]]] = {}
+        stores: dict[int, _Store] = {}
         for i, p in pending.items():
             scope, key, data = calls[i][1][:3]
             deadline = calls[i][1][3] if len(calls[i][1]) == 4 else None
@@ -292,30 +333,86 @@ class MemcachedAdapter(Adapter):
                 out[i] = exc
                 continue
             self._expiring(scope, key, p.own, deadline)
-            node = self._cluster.node(p.mc_key)
-            store = CasStore(p.mc_key, new, p.cas, self._ttl(p.mc_key, new), p.epoch)
-            by_node.setdefault(id(node), (node, []))[1].append((i, store, new))
+            stores[i] = _Store(p.mc_key, new, p.item, p.cas, p.epoch)
         now = now_ms()
-        for node, sends in by_node.values():
-            replies = node.store_many([store for _, store, _ in sends])
-            for (i, _, new), reply in zip(sends, replies, strict=True):
-                p = pending[i]
-                if isinstance(reply, Stored) and reply.ok:
-                    self._cache.put(p.mc_key, reply.epoch, reply.cas, new)
-                    out[i] = self._replaced(p.own, now)
-                    continue
-                self._cache.drop(p.mc_key)
-                if reply is None or isinstance(reply, Stored):  # not sent, or another writer won
-                    alone.append(i)
-                elif isinstance(reply, OutOfMemoryError):
-                    out[i] = self._put_back(node, p.mc_key, p.item, reply)
-                else:
-                    out[i] = reply
+        for i, reply in self._pipelined(stores).items():
+            if isinstance(reply, Stored) and reply.ok:
+                out[i] = self._replaced(pending[i].own, now)
+            elif reply is None or isinstance(reply, Stored):  # not sent, or another writer won
+                alone.append(i)
+            else:
+                out[i] = reply
         for i in alone:
             try:
                 out[i] = self.write(*calls[i][1])
             except Exception as exc:
                 out[i] = exc
+
+    def _write_if_many(self, calls: Calls, indices: list[int], out: list[Any]) -> None:
+        """``write_if`` of each: the stores over an item read (``token.own``) pipelined per
+        server, each conditional on that item's cas; creates go through ``write_if`` itself."""
+        stores: dict[int, _Store] = {}
+        owns: dict[int, tuple[Record, int]] = {}
+        alone: list[int] = []
+        for i in indices:
+            scope, key, data, token = calls[i][1][:4]
+            expires_at = calls[i][1][4] if len(calls[i][1]) == 5 else KEEP
+            own = token.own
+            if own is None:
+                alone.append(i)
+                continue
+            mc_key = self._codec.data_key(scope, key)
+            if expires_at is KEEP:
+                deadline = None if own.expired(token.now) else own.deadline
+            else:
+                deadline = expires_at if isinstance(expires_at, int) else None
+            record = own._replace(value=data, deadline=deadline)
+            try:
+                new = self._fit(records.replaced(token.item, mc_key, record), data)
+            except Exception as exc:
+                out[i] = exc
+                continue
+            self._expiring(scope, key, own, deadline)
+            stores[i] = _Store(mc_key, new, token.item, token.cas, None)
+            owns[i] = (own, token.now)
+        for i, reply in self._pipelined(stores).items():
+            if isinstance(reply, Stored):
+                if reply.ok:
+                    self._replaced(*owns[i])
+                out[i] = reply.ok
+            elif reply is None:
+                alone.append(i)
+            else:
+                out[i] = reply
+        for i in alone:
+            try:
+                out[i] = self.write_if(*calls[i][1])
+            except Exception as exc:
+                out[i] = exc
+
+    def _pipelined(self, stores: dict[int, _Store]) -> dict[int, Stored | Exception | None]:
+        """Send the cas stores, every one to a server in one write (``Node.store_many``).
+
+        The cas cache learns each stored item and forgets each other; a store refused for memory
+        is answered after putting its old item back (as :meth:`_replace` does).
+        """
+        by_node: dict[int, tuple[Node, list[int]]] = {}
+        for i, s in stores.items():
+            node = self._cluster.node(s.mc_key)
+            by_node.setdefault(id(node), (node, []))[1].append(i)
+        answers: dict[int, Stored | Exception | None] = {}
+        for node, indices in by_node.values():
+            sent = [stores[i] for i in indices]
+            casts = [CasStore(s.mc_key, s.new, s.cas, self._ttl(s.mc_key, s.new), s.epoch) for s in sent]
+            for i, s, reply in zip(indices, sent, node.store_many(casts), strict=True):
+                if isinstance(reply, Stored) and reply.ok:
+                    self._cache.put(s.mc_key, reply.epoch, reply.cas, s.new)
+                else:
+                    self._cache.drop(s.mc_key)
+                    if isinstance(reply, OutOfMemoryError):
+                        reply = self._put_back(node, s.mc_key, s.old, reply)
+                answers[i] = reply
+        return answers
 
     def read_versioned(self, scope: str, key: str) -> tuple[bytes | None, Token]:
         mc_key, node = self._locate(scope, key)

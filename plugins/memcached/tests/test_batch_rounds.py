@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from iii_state_memcached import records
 from iii_state_memcached.nodes import Conn, Node, OutOfMemoryError, _fetch, _reply_lines
 from pymemcache.exceptions import MemcacheServerError, MemcacheUnknownError  # type: ignore[import-untyped]
 
@@ -67,6 +68,48 @@ def test_batch_sets_are_pipelined_cas_stores_that_return_what_each_replaced(
         # a deadline rides along (the plans' write with expires_at); the entry is written with it
         assert store.batch([{"op": "set", "scope": "s", "key": "k9", "value": 9, "ttl_ms": 60_000}])[0].ok
         assert store.get("s", "k9") == 9 and store.ttl("s", "k9") is not None
+    finally:
+        store.close()
+        other.close()
+
+
+def test_batch_updates_read_in_one_gets_and_swap_in_one_pipeline_retrying_lost_races(
+    memcached_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(adapter="memcached", adapter_config=memcached_config)
+    other = open_store(adapter="memcached", adapter_config=memcached_config)
+    try:
+        keys = [f"k{i}" for i in range(30)]
+        store.set_many("s", {k: i for i, k in enumerate(keys)})
+        real_gets, real = Node.gets, Node.store_many
+        reads = _counting(monkeypatch, "gets_many")
+        swaps = _counting(monkeypatch, "store_many")
+        monkeypatch.setattr(Node, "gets", lambda self, key: pytest.fail("a batch read went out alone"))
+        k0 = store.adapter._codec.data_key("s", "k0")
+        interfered: list[bool] = []
+
+        def another_writer_first(self: Node, stores: list[Any]) -> list[Any]:
+            if not interfered:  # k0 changes between the round's read and its swap: k0's swap loses
+                interfered.append(True)
+                node = store.adapter._cluster.node(k0)
+                item, cas, _ = real_gets(node, k0)
+                own = records.find(item, k0, b"s", b"k0")
+                assert node.store(k0, records.replaced(item, k0, own._replace(value=b"100")), cas).ok
+            return real(self, stores)
+
+        monkeypatch.setattr(Node, "store_many", another_writer_first)
+        inc = [{"type": "increment", "path": "", "by": 1}]
+        ops = [{"op": "update", "scope": "s", "key": k, "ops": inc} for k in keys]
+        ops.append({"op": "compare-and-set", "scope": "s", "key": "k1", "expected": 9, "value": 0})
+        items = store.batch(ops)
+        assert all(item.ok for item in items)
+        assert [item.result.new_value for item in items[:30]] == [101, *range(2, 31)]
+        assert items[-1].result.swapped is False
+        servers = len(memcached_config["servers"])
+        # the first round: one gets and one pipeline per server; then k0 alone, read and swapped again
+        assert len(reads) <= 2 * servers and len(swaps) <= 2 * servers
+        monkeypatch.undo()
+        assert other.get_many("s", keys) == {"k0": 101} | {k: i + 1 for i, k in enumerate(keys) if i}
     finally:
         store.close()
         other.close()
