@@ -187,17 +187,32 @@ class Adapter(ABC):
         raise NotImplementedError(f"the {self.name} adapter does not declare ttl")
 
     def take_expired(self, limit: int) -> list[Expired]:
-        """Optional (declare ``expiry_event_delay_ms``): remove up to ``limit`` entries whose
+        """Optional (declare ``expiry_event_delay_ms``): claim up to ``limit`` entries whose
         deadline is ``<= expiry.now_ms()`` and return them as ``(scope, key, raw value, deadline)``.
 
         The claim is atomic across threads, processes and hosts: each expired entry is returned
-        by exactly one call, ever (the kv file store: one ``DELETE … RETURNING``). An entry the
-        backend dropped by itself before it was taken is lost to expiry events, so an adapter
-        declaring this must keep expired entries (invisible) until they are taken. Order does not
-        matter; returning fewer than ``limit`` says none are left right now. The core's sweeper
-        turns each into one ``state:expired`` event.
+        by exactly one call while its claim holds. Two kinds of claim:
+
+        - *take*: the claim removes the entry (the kv stores: one ``DELETE … RETURNING``). A
+          process killed, or a reply lost, between the claim and the handlers loses those events.
+        - *lease*: the claim keeps the entry (invisible) marked as leased until a deadline
+          (:data:`~iii_state_core.expiry.EXPIRY_LEASE_MS` from the claim unless the adapter's
+          config says otherwise); :meth:`ack_expired` removes it once its event was delivered. A
+          lease whose holder died or whose reply was lost lapses, and the entry is claimed again
+          (delivered later than ``expiry_event_delay_ms``, not lost); only a process killed
+          between delivering and acknowledging delivers those entries twice.
+
+        An entry the backend dropped by itself before it was claimed is lost to expiry events, so
+        an adapter declaring this must keep expired entries (invisible) until they are claimed.
+        Order does not matter; returning fewer than ``limit`` says none are left right now. The
+        core's sweeper turns each into one ``state:expired`` event, then calls ``ack_expired``.
         """
         raise NotImplementedError(f"the {self.name} adapter does not take expired entries")
+
+    def ack_expired(self, taken: Sequence[Expired]) -> None:  # noqa: B027 - optional hook
+        """Optional (adapters whose ``take_expired`` leases): remove the entries of ``taken`` —
+        returned by this adapter's ``take_expired`` — whose events were delivered. Idempotent;
+        the default does nothing (a *take* removed them already)."""
 
     # -- many calls at once (state::batch) ----------------------------------------------------
     def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
@@ -310,6 +325,9 @@ class AsyncAdapter(ABC):
 
     async def take_expired(self, limit: int) -> list[Expired]:
         raise NotImplementedError("this adapter does not take expired entries")
+
+    async def ack_expired(self, taken: Sequence[Expired]) -> None:  # noqa: B027 - optional hook
+        """See :meth:`Adapter.ack_expired`; the default does nothing."""
 
     async def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         """See :meth:`Adapter.run_many`; the default awaits the calls one by one, in order."""

@@ -249,6 +249,9 @@ class ThreadedAsyncAdapter(AsyncAdapter):
     async def take_expired(self, limit: int) -> list[Expired]:
         return await asyncio.to_thread(self._adapter.take_expired, limit)
 
+    async def ack_expired(self, taken: Sequence[Expired]) -> None:
+        await asyncio.to_thread(self._adapter.ack_expired, taken)
+
     async def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         return await asyncio.to_thread(self._adapter.run_many, calls)
 

@@ -31,6 +31,11 @@ class _Keep:
         return "KEEP"
 
 
+#: How long a leased expired entry stays claimed (``Adapter.take_expired``) before another sweeper
+#: may claim it again: the time a sweeper has to deliver a batch and acknowledge it. A crashed
+#: sweeper's entries are delivered this much later than the adapter's declared delay.
+EXPIRY_LEASE_MS: Final = 10_000
+
 #: Passed as ``expires_at`` to ``write_if``/``modify``: leave the entry's deadline as it is
 #: (a missing or expired entry has none to keep, so the written one never expires).
 KEEP: Final = _Keep()

@@ -3,7 +3,9 @@ one ``state:expired`` event for each, through the store's own event path.
 
 ``take_expired`` claims atomically, so each expiry is delivered by exactly one sweeper however
 many processes or worker replicas share the store, and an entry that expired while nothing ran
-is still in the store, waiting for the next sweeper.
+is still in the store, waiting for the next sweeper. After delivering a batch the sweeper calls
+``ack_expired``: an adapter whose claims are leases removes the entries then, so a sweeper killed
+before it (or a claim whose reply was lost) leaves them to be claimed again once the lease lapses.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ BATCH: Final = 500
 MIN_INTERVAL_S: Final = 0.05
 #: Back-off after a failed ``take_expired``: doubles from the poll interval up to this.
 MAX_BACKOFF_S: Final = 30.0
+#: Tries of ``ack_expired`` before the batch is left to its leases (retried at once: the lease
+#: lapses otherwise, and the batch is delivered again).
+ACK_TRIES: Final = 3
 #: How long closing a store waits for its sweeper to deliver what it already took.
 STOP_WAIT_S: Final = 10.0
 
@@ -89,6 +94,25 @@ def wanted_events(taken: list[Expired], events: EventBus) -> list[StateEvent]:
     return [expired_event(entry) for entry in taken if wanted(entry[0], entry[1])]
 
 
+def _ack_failed(exc: Exception, attempt: int, count: int) -> None:
+    """Log a failed ``ack_expired``; raise it after the last try (the sweeper backs off then)."""
+    if attempt >= ACK_TRIES:
+        log.warning(
+            "expiry sweeper: acknowledging %d delivered expiries failed %d times (%s); their "
+            "leases lapse and they will be delivered again", count, attempt, type(exc).__name__,
+        )  # fmt: skip
+        raise exc
+
+
+def _acked(adapter: Adapter, taken: list[Expired]) -> None:
+    for attempt in range(1, ACK_TRIES + 1):
+        try:
+            adapter.ack_expired(taken)
+            return
+        except Exception as exc:
+            _ack_failed(exc, attempt, len(taken))
+
+
 class ThreadSweeper:
     """The sync store's sweeper: a daemon thread polling ``take_expired``."""
 
@@ -109,6 +133,8 @@ class ThreadSweeper:
             taken = self._adapter.take_expired(BATCH)
             # already claimed: deliver all of them, even when stopping
             self._events.emit_many(wanted_events(taken, self._events))
+            if taken:
+                _acked(self._adapter, taken)
             delivered += len(taken)
             if len(taken) < BATCH or self._stop.is_set():
                 return delivered
@@ -173,6 +199,13 @@ class TaskSweeper:
             taken = await self._adapter.take_expired(BATCH)
             for event in wanted_events(taken, self._events):
                 await self._events.emit_async(event)
+            if taken:
+                for attempt in range(1, ACK_TRIES + 1):
+                    try:
+                        await self._adapter.ack_expired(taken)
+                        break
+                    except Exception as exc:
+                        _ack_failed(exc, attempt, len(taken))
             delivered += len(taken)
             if len(taken) < BATCH or self._stop.is_set():
                 return delivered

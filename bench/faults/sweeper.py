@@ -11,10 +11,11 @@ leaves half a line that counts):
   the TTL added to the clock read after the write returned, so the entry's own deadline is not
   later), ``U key`` if it failed with an unknown outcome (it may be stored), ``F key`` if it
   failed with another error (not stored);
-- ``S`` before each ``take_expired``, ``T n`` after it returned ``n`` entries, ``E at`` if it
-  raised (at: the clock then; what it claimed before the error is lost with the reply),
+- ``S`` before each ``take_expired``, ``T n`` after it returned ``n`` entries, then ``C keys``
+  naming them (space-separated), ``E at`` if it raised (at: the clock then; what it claimed
+  before the error is lost with the reply, or, where claims are leases, claimed again later),
   ``D key value`` per ``state:expired`` delivered (a sweep is complete once ``n`` ``D`` lines
-  follow ``T n``);
+  follow ``T n``), ``A n`` once ``ack_expired`` returned for them;
 - ``X key`` when a read returned an entry past the deadline its writer logged.
 """
 
@@ -77,9 +78,18 @@ def run(config: dict[str, Any], log_path: str, name: str, writes: int | None = N
         if DOUBLE:
             taken = taken + taken
         note(f"T {len(taken)}")
+        if taken:
+            note("C " + " ".join(entry[1] for entry in taken))
         return taken
 
+    ack = store.adapter.ack_expired
+
+    def logged_ack(taken: Any) -> None:
+        ack(taken)
+        note(f"A {len(taken)}")
+
     store.adapter.take_expired = logged_take
+    store.adapter.ack_expired = logged_ack
     store.on_change(
         lambda e: note(f"D {e.key} {json.dumps(e.old_value)}"),
         scope=SCOPE,

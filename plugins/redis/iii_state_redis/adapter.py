@@ -24,7 +24,18 @@ from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 from . import connections
 from .async_adapter import AsyncRedisAdapter
 from .connections import check_cluster_fits, closed_error, cluster_enabled
-from .expiring import SWEEP_LIMIT, Registered, SweepClock, Taken, deadline_of, expires_arg, take_plan
+from .expiring import (
+    SWEEP_LIMIT,
+    Claimed,
+    Leases,
+    Registered,
+    SweepClock,
+    Taken,
+    ack_plan,
+    deadline_of,
+    expires_arg,
+    take_plan,
+)
 from .layout import Layout, Names
 from .listing import PRIMARIES, Read, ReadMany, Run, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
@@ -58,6 +69,9 @@ class RedisAdapter(Adapter):
         self.registered = Registered()
         #: SWAP/WRITE/REMOVE's ``keep`` argument: keep expired fields for the sweeper's events.
         self._keep = b"1" if settings.expiry_events else b"0"
+        #: with expiry events on, take_expired leases (see ``expiring.take_plan``)
+        self._lease_ms = settings.expiry_lease_ms if settings.expiry_events else None
+        self.leases = Leases()
         self._sweeps = SweepClock()
         self._cluster = settings.cluster
         self._client: Any = None
@@ -230,10 +244,20 @@ class RedisAdapter(Adapter):
         return bool(self._script(SET_EXPIRY, keys, (field, now_ms(), expires, names.scope)))
 
     def take_expired(self, limit: int = 1000) -> list[Taken]:
-        """Delete up to ``limit`` entries past their deadline and return them as
-        ``(scope, key, value, deadline)``; across processes each is taken exactly once."""
-        taken: list[Taken] = self._drive(take_plan(self.layout, limit))
-        return taken
+        """Claim up to ``limit`` entries past their deadline and return them as
+        ``(scope, key, value, deadline)``; across processes each is claimed once while its claim
+        holds. With expiry events on the claim is a lease (``expiring.take_plan``): the entries
+        wait in their slot's lease set until :meth:`ack_expired`, and are claimed again once
+        the lease lapses; without, they are removed."""
+        claimed: list[Claimed] = self._drive(take_plan(self.layout, limit, self._lease_ms))
+        return self.leases.hold(claimed) if self._lease_ms is not None else [e for e, _ in claimed]
+
+    def ack_expired(self, taken: Sequence[Taken]) -> None:
+        """Remove the leases of delivered entries: one ACK script per slot."""
+        held = self.leases.held(taken)
+        if held:
+            self._drive(ack_plan(self.layout, held))
+        self.leases.drop(taken)
 
     def write_many_if(
         self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]

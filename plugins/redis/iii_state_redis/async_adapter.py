@@ -19,7 +19,18 @@ from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from . import connections
 from .connections import check_cluster_fits, closed_error, cluster_enabled
-from .expiring import SWEEP_LIMIT, Registered, SweepClock, Taken, deadline_of, expires_arg, take_plan
+from .expiring import (
+    SWEEP_LIMIT,
+    Claimed,
+    Leases,
+    Registered,
+    SweepClock,
+    Taken,
+    ack_plan,
+    deadline_of,
+    expires_arg,
+    take_plan,
+)
 from .layout import Layout, Names
 from .listing import PRIMARIES, Read, ReadMany, Run, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
@@ -47,6 +58,9 @@ class AsyncRedisAdapter(AsyncAdapter):
         self.recent = Recent() if recent is None else recent
         self.registered = Registered() if registered is None else registered
         self._keep = b"1" if settings.expiry_events else b"0"
+        #: with expiry events on, take_expired leases (see ``expiring.take_plan``)
+        self._lease_ms = settings.expiry_lease_ms if settings.expiry_events else None
+        self.leases = Leases()
         self._sweeps = SweepClock()
         self.layout = Layout.for_prefix(settings.key_prefix)
         self.policy = RetryPolicy(settings.retries)
@@ -247,8 +261,15 @@ class AsyncRedisAdapter(AsyncAdapter):
 
     async def take_expired(self, limit: int = 1000) -> list[Taken]:
         """See :meth:`RedisAdapter.take_expired`."""
-        taken: list[Taken] = await self._drive(take_plan(self.layout, limit))
-        return taken
+        claimed: list[Claimed] = await self._drive(take_plan(self.layout, limit, self._lease_ms))
+        return self.leases.hold(claimed) if self._lease_ms is not None else [e for e, _ in claimed]
+
+    async def ack_expired(self, taken: Sequence[Taken]) -> None:
+        """See :meth:`RedisAdapter.ack_expired`."""
+        held = self.leases.held(taken)
+        if held:
+            await self._drive(ack_plan(self.layout, held))
+        self.leases.drop(taken)
 
     async def write_many_if(
         self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]

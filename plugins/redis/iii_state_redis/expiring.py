@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import Any, Final
 
 from iii_state_core.adapter import Expired
 from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
-from .layout import KEPT_MARKER, Layout
+from .layout import KEPT_MARKER, LEASE_MARKER, Layout
 from .listing import Read, ReadMany, Run
-from .scripts import TAKE, TAKE_KEPT
+from .scripts import ACK, RETAKE, TAKE, TAKE_KEPT
 
 #: Seconds a process trusts that a slot it registered is still in the registry.
 REGISTER_EVERY: Final = 60.0
@@ -27,6 +27,8 @@ REGISTER_EVERY: Final = 60.0
 #: writes: at most this many, at most once per this many seconds (nobody else would).
 SWEEP_LIMIT: Final = 200
 SWEEP_EVERY: Final = 1.0
+#: Lease members one ACK script removes (Lua's ``unpack`` has a limit of its own).
+ACK_CHUNK: Final = 500
 
 #: One expired entry as ``take_expired`` returns it: scope, key, value, deadline (epoch ms).
 Taken = Expired
@@ -85,10 +87,21 @@ class SweepClock:
         return True
 
 
-def take_plan(layout: Layout, limit: int) -> Generator[Read | ReadMany | Run, Any, list[Taken]]:
-    """Take (delete and return) up to ``limit`` expired entries, each exactly once across takers."""
+#: A claimed entry and its lease member (what :func:`ack_plan` removes).
+Claimed = tuple[Taken, bytes]
+
+
+def take_plan(
+    layout: Layout, limit: int, lease_ms: int | None = None
+) -> Generator[Read | ReadMany | Run, Any, list[Claimed]]:
+    """Claim up to ``limit`` expired entries, each once across takers while its claim holds.
+
+    :param lease_ms: lease them for this long (they stay in the slot's lease set until
+        :func:`ack_plan`, and are claimed again once it lapses); ``None``: remove them outright.
+    """
     now = now_ms()
-    taken: list[Taken] = []
+    lease = b"" if lease_ms is None else str(now + lease_ms).encode()
+    taken: list[Claimed] = []
     if limit < 1:
         return taken
     tags = sorted(bytes(t) for t in (yield Read(("SMEMBERS", layout.registry_key()))))
@@ -98,38 +111,88 @@ def take_plan(layout: Layout, limit: int) -> Generator[Read | ReadMany | Run, An
     asks = tuple(("ZRANGEBYSCORE", layout.due_key(tag), "-inf", now, "LIMIT", 0, limit) for tag in tags)
     for tag, due in zip(tags, (yield ReadMany(asks)), strict=True):
         for member in due:
-            if bytes(member) == KEPT_MARKER:  # expired fields a write or delete met: taken first
-                kept = (layout.kept_key(tag), layout.due_key(tag))
-                taken.extend(_quadruples((yield Run(TAKE_KEPT, kept, (limit - len(taken),), "write"))))
-                if len(taken) >= limit:
-                    return taken
-                continue
-            try:
-                scope = bytes(member).decode("utf-8")
-            except UnicodeDecodeError:
-                continue  # not written by this adapter
-            names = layout.names(scope)
-            if names.tag != tag:
-                continue  # not written by this adapter either
-            keys = (names.hash, names.deadlines, names.due)
-            reply = yield Run(TAKE, keys, (now, limit - len(taken), names.scope), "write")
-            for i in range(0, len(reply), 3):
+            if bytes(member) == LEASE_MARKER:  # leases that lapsed: their holder died or lost the reply
+                if lease_ms is not None:
+                    leased = (layout.lease_key(tag), layout.due_key(tag))
+                    reply = yield Run(RETAKE, leased, (now, limit - len(taken), lease), "write")
+                    taken.extend(_members(reply))
+            elif bytes(member) == KEPT_MARKER:  # expired fields a write or delete met: taken first
+                kept = (layout.kept_key(tag), layout.due_key(tag), layout.lease_key(tag))
+                taken.extend(_members((yield Run(TAKE_KEPT, kept, (limit - len(taken), lease), "write"))))
+            else:
                 try:
-                    key = bytes(reply[i]).decode("utf-8")
+                    scope = bytes(member).decode("utf-8")
                 except UnicodeDecodeError:
-                    continue  # a field no state call can name, given a deadline by something else
-                taken.append((scope, key, bytes(reply[i + 1]), deadline_of(reply[i + 2])))
+                    continue  # not written by this adapter
+                names = layout.names(scope)
+                if names.tag != tag:
+                    continue  # not written by this adapter either
+                keys = (names.hash, names.deadlines, names.due, layout.lease_key(tag))
+                reply = yield Run(TAKE, keys, (now, limit - len(taken), names.scope, lease), "write")
+                taken.extend(_members(reply))
             if len(taken) >= limit:
                 return taken
     return taken
 
 
-def _quadruples(reply: Any) -> list[Taken]:
-    out: list[Taken] = []
-    for i in range(0, len(reply), 4):
-        try:
-            scope, key = bytes(reply[i]).decode("utf-8"), bytes(reply[i + 1]).decode("utf-8")
-        except UnicodeDecodeError:
-            continue  # only this adapter's scripts push here, with names the state API gave
-        out.append((scope, key, bytes(reply[i + 2]), deadline_of(reply[i + 3])))
+def ack_plan(layout: Layout, claimed: list[Claimed]) -> Generator[Run, Any, None]:
+    """Remove the leases of ``claimed`` (from :func:`take_plan` with a lease): one script per
+    slot and at most ``ACK_CHUNK`` members each."""
+    by_tag: dict[bytes, list[bytes]] = {}
+    for entry, member in claimed:
+        by_tag.setdefault(layout.names(entry[0]).tag, []).append(member)
+    for tag, members in by_tag.items():
+        keys = (layout.lease_key(tag), layout.due_key(tag))
+        for at in range(0, len(members), ACK_CHUNK):
+            yield Run(ACK, keys, tuple(members[at : at + ACK_CHUNK]), "write")
+
+
+def parse_member(member: bytes) -> Taken | None:
+    """``(scope, key, value, deadline)`` of a lease member; ``None`` if it is not one of ours."""
+    try:
+        at, parts = 0, []
+        for _ in range(2):
+            colon = member.index(b":", at)
+            size = int(member[at:colon])
+            parts.append(member[colon + 1 : colon + 1 + size].decode("utf-8"))
+            at = colon + 1 + size
+        colon = member.index(b":", at)
+        deadline = deadline_of(member[at:colon])
+    except (ValueError, UnicodeDecodeError):
+        return None  # only this adapter's scripts write members, with names the state API gave
+    return parts[0], parts[1], member[colon + 1 :], deadline
+
+
+def _members(reply: Any) -> list[Claimed]:
+    out: list[Claimed] = []
+    for raw in reply:
+        member = bytes(raw)
+        entry = parse_member(member)
+        if entry is not None:
+            out.append((entry, member))
     return out
+
+
+class Leases:
+    """The lease members of the entries this adapter claimed and has not acknowledged yet
+    (thread-safe): ``ack_expired`` gets the entries back, the ACK script needs the members."""
+
+    def __init__(self) -> None:
+        self._members: dict[Taken, bytes] = {}
+        self._lock = threading.Lock()
+
+    def hold(self, claimed: list[Claimed]) -> list[Taken]:
+        with self._lock:
+            self._members.update(claimed)
+        return [entry for entry, _member in claimed]
+
+    def held(self, taken: Sequence[Taken]) -> list[Claimed]:
+        """The entries of ``taken`` still held, with their members."""
+        with self._lock:
+            return [(entry, self._members[entry]) for entry in taken if entry in self._members]
+
+    def drop(self, taken: Sequence[Taken]) -> None:
+        """Forget ``taken`` once acknowledged."""
+        with self._lock:
+            for entry in taken:
+                self._members.pop(entry, None)

@@ -11,6 +11,9 @@ never lists them as scopes:
 - ``{T}iii-ttl-kept:<prefix>``: per Cluster slot, a list of (scope, field, value, deadline)
   quadruples: expired fields a write or delete met before a sweep took them, kept for the
   sweep when expiry events are on;
+- ``{T}iii-ttl-lease:<prefix>``: per Cluster slot, a sorted set of the expired entries a sweeper
+  claimed and has not yet acknowledged, member = the entry packed (``scripts._CLAIMED``), score =
+  when the lease lapses (then a sweep claims it again);
 - ``iii-ttl-slots:<prefix>``: the set of tags ``T`` whose slot holds deadlines.
 
 ``T`` is a 4-character hash tag whose CRC16 slot equals the slot of the scope's hash, so one
@@ -32,6 +35,9 @@ DUE_STEM: Final = b"iii-ttl-due:"
 KEPT_STEM: Final = b"iii-ttl-kept:"
 #: The due index member saying "this slot's kept list is not empty": not UTF-8, so no scope.
 KEPT_MARKER: Final = b"\xff"
+LEASE_STEM: Final = b"iii-ttl-lease:"
+#: The due index member saying "this slot has leases", scored with the earliest lease deadline.
+LEASE_MARKER: Final = b"\xfe"
 REGISTRY_STEM: Final = b"iii-ttl-slots:"
 
 
@@ -135,6 +141,9 @@ class Layout:
 
     def kept_key(self, tag: bytes) -> bytes:
         return b"{" + tag + b"}" + KEPT_STEM + self.prefix
+
+    def lease_key(self, tag: bytes) -> bytes:
+        return b"{" + tag + b"}" + LEASE_STEM + self.prefix
 
     def registry_key(self) -> bytes:
         return REGISTRY_STEM + self.prefix

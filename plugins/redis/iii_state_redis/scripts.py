@@ -257,40 +257,85 @@ SCAN_PAGE: Final = Script(
     "return {reply[1], kept}\n",
 )
 
-#: ARGV: now, limit, scope. Deletes up to ``limit`` fields past their deadline and returns them
-#: as ``{field, value, deadline, …}``; then sets the scope's score in the due index to its next
-#: deadline (or drops it). One script, so two sweepers never take the same field.
+# claimed(lease_key, lease, scope, field, value, deadline, out): one claimed entry, appended to
+# ``out`` as its lease member (``<len>:<scope><len>:<field><deadline>:<value>``, see
+# ``expiring.parse_member``) and, with a lease deadline (``lease`` not ""), added to the slot's
+# lease set with that score. marked(lease_key, due, lease, out): the due index's lease marker
+# no later than the new lease, so a sweep finds it once it lapses.
+_CLAIMED = """
+local function claimed(lease_key, lease, scope, f, v, d, out)
+  local m = string.len(scope) .. ':' .. scope .. string.len(f) .. ':' .. f .. d .. ':' .. v
+  if lease ~= '' then redis.call('ZADD', lease_key, lease, m) end
+  out[#out + 1] = m
+end
+local function marked(due, lease, out)
+  if lease == '' or #out == 0 then return end
+  local first = redis.call('ZSCORE', due, '\\254')
+  if not first or tonumber(first) > tonumber(lease) then redis.call('ZADD', due, lease, '\\254') end
+end
+"""
+
+#: KEYS: hash, deadlines, the slot's due index, its lease set. ARGV: now, limit, scope, lease
+#: deadline ("": remove without a lease). Claims up to ``limit`` fields whose deadline passed:
+#: removes them from the hash (and deadlines) and returns their lease members (``_CLAIMED``),
+#: leased until the lease deadline when one is given. Then re-scores the scope in the due index.
 TAKE: Final = Script(
     "take",
-    "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[2])\n"
+    _CLAIMED
+    + "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[2])\n"
     "local out = {}\n"
     "for i = 1, #due, 2 do\n"
     "  local v = redis.call('HGET', KEYS[1], due[i])\n"
     "  redis.call('ZREM', KEYS[2], due[i])\n"
     "  if v then\n"
     "    redis.call('HDEL', KEYS[1], due[i])\n"
-    "    out[#out + 1] = due[i]\n"
-    "    out[#out + 1] = v\n"
-    "    out[#out + 1] = due[i + 1]\n"
+    "    claimed(KEYS[4], ARGV[4], ARGV[3], due[i], v, due[i + 1], out)\n"
     "  end\n"
     "end\n"
     "local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
     "if first[2] then redis.call('ZADD', KEYS[3], first[2], ARGV[3])\n"
     "else redis.call('ZREM', KEYS[3], ARGV[3]) end\n"
+    "marked(KEYS[3], ARGV[4], out)\n"
     "return out\n",
 )
 
-#: KEYS: the slot's kept list, its due index. ARGV: limit. Pops up to ``limit`` kept entries as
-#: ``{scope, field, value, deadline, …}`` and drops the kept marker once the list is empty.
+#: KEYS: the slot's kept list, its due index, its lease set. ARGV: limit, lease deadline ("":
+#: none). Pops up to ``limit`` kept entries as lease members (``_CLAIMED``) and drops the kept
+#: marker once the list is empty.
 TAKE_KEPT: Final = Script(
     "take_kept",
-    "local out = {}\n"
+    _CLAIMED + "local out = {}\n"
     "for i = 1, tonumber(ARGV[1]) do\n"
     "  local scope = redis.call('LPOP', KEYS[1])\n"
     "  if not scope then break end\n"
-    "  out[#out + 1] = scope\n"
-    "  for j = 1, 3 do out[#out + 1] = redis.call('LPOP', KEYS[1]) end\n"
+    "  local f = redis.call('LPOP', KEYS[1])\n"
+    "  local v = redis.call('LPOP', KEYS[1])\n"
+    "  local d = redis.call('LPOP', KEYS[1])\n"
+    "  claimed(KEYS[3], ARGV[2], scope, f, v, d, out)\n"
     "end\n"
     "if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], '\\255') end\n"
+    "marked(KEYS[2], ARGV[2], out)\n"
     "return out\n",
+)
+
+#: KEYS: the slot's lease set, its due index. ARGV: now, limit, new lease deadline. Claims again
+#: up to ``limit`` leases that lapsed (their holder died or lost the reply): leased anew until the
+#: new deadline and returned as members; the due index's lease marker gets the earliest lease.
+RETAKE: Final = Script(
+    "retake",
+    "local m = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])\n"
+    "for i = 1, #m do redis.call('ZADD', KEYS[1], ARGV[3], m[i]) end\n"
+    "local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
+    "if first[2] then redis.call('ZADD', KEYS[2], first[2], '\\254')\n"
+    "else redis.call('ZREM', KEYS[2], '\\254') end\n"
+    "return m\n",
+)
+
+#: KEYS: the slot's lease set, its due index. ARGV: lease members whose events were delivered.
+#: Removes them (idempotent) and the due index's lease marker once the set is empty.
+ACK: Final = Script(
+    "ack",
+    "redis.call('ZREM', KEYS[1], unpack(ARGV))\n"
+    "if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], '\\254') end\n"
+    "return 1\n",
 )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from iii_state_core import ConfigError, Options
+from iii_state_core.expiry import EXPIRY_LEASE_MS
 
 OWNER: Final = "adapter 'redis'"
 DEFAULT_URL: Final = "redis://localhost:6379"
@@ -68,6 +69,8 @@ class RedisSettings:
     #: From the state block: the core's sweeper emits ``state:expired`` events, so a write or
     #: delete that meets an expired field keeps it for ``take_expired`` (see ``scripts``).
     expiry_events: bool = False
+    #: How long a claimed expired entry stays leased to its sweeper (``expiring.take_plan``).
+    expiry_lease_ms: int = EXPIRY_LEASE_MS
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     hidden: tuple[str, ...] = field(default=(), repr=False)
@@ -225,6 +228,7 @@ def read_settings(config: Mapping[str, Any] | None) -> RedisSettings:
     connect_timeout = opts.float("connect_timeout", None, minimum=0.001)
     db = opts.int("db", None, minimum=0)
     expiry_events = opts.bool("expiry_events", False)
+    expiry_lease_ms = opts.int("expiry_lease_ms", EXPIRY_LEASE_MS, minimum=1)
     tls_values = {
         "ca_certs": opts.optional_str("ssl_ca_certs"),
         "certfile": opts.optional_str("ssl_certfile"),
@@ -288,6 +292,7 @@ def read_settings(config: Mapping[str, Any] | None) -> RedisSettings:
         retries=retries,
         tls=tls,
         expiry_events=expiry_events,
+        expiry_lease_ms=expiry_lease_ms,
         username=username if username is not None else url.username,
         password=password if password is not None else url.password,
         hidden=tuple(dict.fromkeys(hidden)),

@@ -280,3 +280,41 @@ def test_without_expiry_events_a_process_that_stores_deadlines_sweeps_from_its_w
         assert client.hkeys(names.hash) == [b"other"] and client.exists(names.deadlines) == 0
     finally:
         adapter.close()
+
+
+def test_with_expiry_events_a_claim_is_a_lease_taken_again_once_it_lapses_until_acknowledged(
+    redis_config: dict[str, Any],
+) -> None:
+    """A sweeper that dies (or loses the reply) between claiming and acknowledging loses nothing:
+    its lease lapses and the next take claims the entries again; an acknowledged one is gone."""
+    config = {**redis_config, "expiry_events": True, "expiry_lease_ms": 60}
+    dead, alive = RedisAdapter(read_settings(config)), RedisAdapter(read_settings(config))
+    scope = unique("lease")
+    try:
+        deadline = now_ms() + 20
+        for key in ("a", "b"):
+            dead.write(scope, key, f'"{key}"'.encode(), deadline)
+        dead.write(scope, "kept", b'"kept"', deadline)
+        time.sleep(0.03)
+        assert dead.remove(scope, "kept") is None  # a delete keeps the expired field: claimed too
+        claimed = sorted(e for e in dead.take_expired(10_000) if e[0] == scope)
+        assert claimed == sorted((scope, k, f'"{k}"'.encode(), deadline) for k in ("a", "b", "kept"))
+        assert [e for e in alive.take_expired(10_000) if e[0] == scope] == []  # leased to `dead`
+        assert alive.read(scope, "a") is None and alive.list_scopes().count(scope) == 0
+        time.sleep(0.08)  # `dead` never acknowledged: the lease lapses
+        again = sorted(e for e in alive.take_expired(10_000) if e[0] == scope)
+        assert again == claimed
+        assert [e for e in dead.take_expired(10_000) if e[0] == scope] == []  # leased to `alive` now
+        alive.ack_expired(again)
+        alive.ack_expired(again)  # idempotent
+        time.sleep(0.08)
+        assert [e for e in dead.take_expired(10_000) if e[0] == scope] == []  # acknowledged: gone
+        client: Any = alive._connect()
+        tag = alive.layout.names(scope).tag
+        assert client.zcard(alive.layout.lease_key(tag)) == 0 or all(
+            not bytes(m).startswith(b"%d:%s" % (len(scope), scope.encode()))
+            for m in client.zrange(alive.layout.lease_key(tag), 0, -1)
+        )
+    finally:
+        dead.close()
+        alive.close()
