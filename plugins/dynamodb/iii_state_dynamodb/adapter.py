@@ -59,7 +59,7 @@ from .layout import (
     value_text,
 )
 from .plugin import CAPABILITIES, DynamoDBDeclaration
-from .sweep import Sweep, stash, take_expired
+from .sweep import Sweep, ack_leases, lease_expired, stash, take_expired
 from .table import ensure_table
 from .tokens import BY_VALUE, BY_VERSION, LIVE, ReadToken, unchanged
 from .transactions import check_size, deadline_after, request_items, send, serves_transactions
@@ -115,6 +115,9 @@ class DynamoDBAdapter(Adapter):
         self._pool_lock = threading.Lock()
         #: whether ``take_expired`` may query the sparse deadline index (else it scans)
         self._sweep = Sweep()
+        #: entries ``take_expired`` leased, by entry: their stash's sort key (for ``ack_expired``)
+        self._leases: dict[tuple[str, str, bytes, int], str] = {}
+        self._leases_lock = threading.Lock()
         try:
             no_index = ensure_table(
                 client, self._call, create=settings.create_table, timeout=settings.create_timeout, sleep=sleep
@@ -360,9 +363,25 @@ class DynamoDBAdapter(Adapter):
         return True
 
     def take_expired(self, limit: int = 1000) -> list[tuple[str, str, bytes, int]]:
-        """Delete up to ``limit`` entries past their deadline and return them as
-        ``(scope, key, value, deadline)``, each exactly once across processes (see :mod:`.sweep`)."""
-        return take_expired(self._client, self._call, limit, self._sweep)
+        """Claim up to ``limit`` entries past their deadline and return them as
+        ``(scope, key, value, deadline)``, each once across processes while its claim holds (see
+        :mod:`.sweep`): with expiry events on, a lease until :meth:`ack_expired`; else a delete."""
+        if not self.settings.expiry_events:
+            return take_expired(self._client, self._call, limit, self._sweep)
+        leased = lease_expired(self._client, self._call, limit, self._sweep, self.settings.expiry_lease_ms)
+        with self._leases_lock:
+            self._leases.update(leased)
+        return [entry for entry, _stash in leased]
+
+    def ack_expired(self, taken: Sequence[tuple[str, str, bytes, int]]) -> None:
+        """Mark the leased stashes of delivered entries (one ``UpdateItem`` each, see :mod:`.sweep`)."""
+        with self._leases_lock:
+            held = [self._leases[entry] for entry in taken if entry in self._leases]
+        if held:
+            ack_leases(self._client, self._call, held)
+        with self._leases_lock:
+            for entry in taken:
+                self._leases.pop(entry, None)
 
     # -- listing -------------------------------------------------------------------------------
     def list_scopes(self) -> list[str]:

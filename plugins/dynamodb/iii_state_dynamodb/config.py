@@ -9,6 +9,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from iii_state_core import ConfigError, Options
+from iii_state_core.expiry import EXPIRY_LEASE_MS
 
 OWNER: Final = "adapter 'dynamodb'"
 
@@ -50,6 +51,8 @@ class Settings:
     #: ``state:expired`` events are on (from the state block): an expired item a write replaces
     #: is kept for ``take_expired`` instead of being lost with its event.
     expiry_events: bool = False
+    #: How long a claimed expired entry stays leased to its sweeper (``sweep.lease_expired``).
+    expiry_lease_ms: int = EXPIRY_LEASE_MS
 
 
 def _refuse_credentials(config: Mapping[str, Any]) -> None:
@@ -105,6 +108,7 @@ def parse_settings(config: Mapping[str, Any] | None) -> Settings:
     max_attempts = opts.int("max_attempts", 10, minimum=1)
     max_pool_connections = opts.int("max_pool_connections", 32, minimum=1)
     expiry_events = opts.bool("expiry_events", False)
+    expiry_lease_ms = opts.int("expiry_lease_ms", EXPIRY_LEASE_MS, minimum=1)
     opts.finish()
     if not table_name:
         raise ConfigError(
@@ -123,4 +127,5 @@ def parse_settings(config: Mapping[str, Any] | None) -> Settings:
         max_attempts=max_attempts,
         max_pool_connections=max_pool_connections,
         expiry_events=expiry_events,
+        expiry_lease_ms=expiry_lease_ms,
     )

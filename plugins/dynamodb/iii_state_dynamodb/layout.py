@@ -36,8 +36,10 @@ DEADLINE: Final = "exp"
 #: The attribute DynamoDB's TimeToLive must be enabled on (a reserved word in expressions).
 TTL: Final = "ttl"
 #: Where an expired entry that a write replaced waits for ``take_expired`` (expiry events on):
-#: partition ``!expired`` (no ``#``, so never a scope), a random sort key, and the entry's scope
-#: and key in ``xs`` / ``xk`` beside its ``val``, ``ver``, ``exp`` and ``ttl``.
+#: partition ``!expired`` (no ``#``, so never a scope), a sort key derived from the entry's item
+#: and version (``sweep.stash_id``: one stash per expiry, however many try), and the entry's
+#: scope and key in ``xs`` / ``xk`` beside its ``val``, ``ver``, ``exp`` and ``ttl``. A sweeper's
+#: claims are leased stashes too; a delivered one stays as a marker without ``val``/``exp``.
 STASH_PARTITION: Final = "!expired"
 #: The sparse index ``take_expired`` queries: only items with a deadline carry ``xsh`` (a shard
 #: number below ``SHARDS``, so the index's writes spread over that many partitions), sorted by
@@ -47,6 +49,9 @@ SHARD: Final = "xsh"
 SHARDS: Final = 4
 STASH_SCOPE: Final = "xs"
 STASH_KEY: Final = "xk"
+#: A stash's entry deadline once a sweeper leased it (its ``exp`` is then when the lease lapses,
+#: so the sparse index lists it again only then; see ``sweep``).
+STASH_DEADLINE: Final = "xd"
 PREFIX: Final = "#"
 
 #: DynamoDB's own limits on key attributes (UTF-8 bytes) and on a whole item.

@@ -15,10 +15,26 @@ expiry sweeper needs each expired entry once, with its value. Two steps:
 With expiry events on, a write that replaces an item already past its deadline holds the only
 copy of it (its ``ReturnValues``): it :func:`stash`\ es it as an item of its own, which step 1
 finds like any other expired item, so that expiry still gets its one event.
+
+With expiry events on, step 2 is a *lease* instead (:func:`lease_expired`), so a sweeper killed
+before its handlers ran, or a lost reply, loses nothing:
+
+- an entry's item: read it (one consistent ``BatchGetItem`` for the batch), put its stash with
+  ``exp`` = the lease's end (``xd`` keeps the entry's deadline), only if that stash does not
+  exist, then delete the item if unchanged. The stash's sort key is derived from the item and its
+  version (:func:`stash_id`), so whoever stashes one expiry first (a sweeper or a write replacing
+  it) holds the only stash; the others' puts fail their condition;
+- a stash (a write's, or a lease that lapsed: the index lists it once ``exp`` passed): an
+  ``UpdateItem`` conditioned on the version and ``exp`` the query saw moves ``exp`` to the end of a
+  new lease;
+- :func:`ack_leases` (after the handlers ran) strips each leased stash down to a marker (no
+  ``val``, ``exp`` or index shard; ``ttl`` a day on, for DynamoDB's own clean-up), so a late
+  stash of the same expiry fails its condition instead of delivering it twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -28,6 +44,7 @@ from typing import Any, Final
 
 from iii_state_core.expiry import now_ms
 
+from .batching import MAX_GET_KEYS, batch_get
 from .calls import Caller, ConditionFailed
 from .layout import (
     DEADLINE,
@@ -36,6 +53,7 @@ from .layout import (
     SHARD,
     SHARDS,
     SK,
+    STASH_DEADLINE,
     STASH_KEY,
     STASH_PARTITION,
     STASH_SCOPE,
@@ -47,6 +65,7 @@ from .layout import (
     decode_name,
     new_version,
     text_of,
+    ttl_seconds,
 )
 
 log = logging.getLogger("iii_state.dynamodb")
@@ -171,27 +190,36 @@ def take(client: Any, call: Caller, item: Item) -> Taken | None:
     return scope, key, text_of(old, scope, key).encode("utf-8"), deadline
 
 
-def take_expired(client: Any, call: Caller, limit: int, sweep: Sweep | None = None) -> list[Taken]:
-    """Delete up to ``limit`` expired entries and return them, each once across processes.
-
-    The deletes go out ``TAKERS`` at a time (one round trip each, so a sweep of many expired
-    entries is not one long queue). A failure after some were taken returns those (logged; the
-    next call meets the failure again), so no taken entry is dropped; a failure before any raises.
-    """
-    sweep = Sweep() if sweep is None else sweep
+def _find(client: Any, call: Caller, limit: int, sweep: Sweep) -> list[Item]:
+    """Up to ``limit`` expired items, from the index once it is usable, else by a Scan."""
     if sweep.indexed and sweep.scanned:
-        found = indexed_expired_items(client, call, limit)
-    else:
-        if sweep.fallback is not None:
-            log.warning("%s", sweep.fallback)
-            sweep.fallback = None
-        found = expired_items(client, call, limit)
-        sweep.scanned = len(found) < limit  # a full batch: the next call scans on
-    if len(found) <= 1:
-        outcomes = [_attempt(client, call, item) for item in found]
-    else:
-        with ThreadPoolExecutor(min(TAKERS, len(found)), thread_name_prefix="iii-state-take") as pool:
-            outcomes = list(pool.map(lambda item: _attempt(client, call, item), found))
+        return indexed_expired_items(client, call, limit)
+    if sweep.fallback is not None:
+        log.warning("%s", sweep.fallback)
+        sweep.fallback = None
+    found = expired_items(client, call, limit)
+    sweep.scanned = len(found) < limit  # a full batch: the next call scans on
+    return found
+
+
+def _run(work: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """``work`` on each item, ``TAKERS`` at a time (one round trip each, so a sweep of many
+    expired entries is not one long queue)."""
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(min(TAKERS, len(items)), thread_name_prefix="iii-state-take") as pool:
+        return list(pool.map(work, items))
+
+
+def take_expired(client: Any, call: Caller, limit: int, sweep: Sweep | None = None) -> list[Taken]:
+    """Delete up to ``limit`` expired entries and return them, each once across processes
+    (without expiry events; with them the sweeper leases: :func:`lease_expired`).
+
+    A failure after some were taken returns those (logged; the next call meets the failure
+    again), so no taken entry is dropped; a failure before any raises.
+    """
+    found = _find(client, call, limit, Sweep() if sweep is None else sweep)
+    outcomes = _run(lambda item: _attempt(client, call, item), found)
     taken = [got for got in outcomes if got is not None and not isinstance(got, Exception)]
     failures = [got for got in outcomes if isinstance(got, Exception)]
     if failures:
@@ -208,29 +236,203 @@ def _attempt(client: Any, call: Caller, item: Item) -> Taken | Exception | None:
         return exc
 
 
-def stash(client: Any, call: Caller, old: Item) -> None:
-    """Keep an expired item a write just replaced (``old``, its ``ReturnValues``) for
-    :func:`take_expired`. A failure is logged, not raised: the caller's write was applied, and
-    only that one expiry's event is lost."""
-    scope, key = decode_name(old.get(PK, {}).get("S", "")), decode_name(old.get(SK, {}).get("S", ""))
-    if scope is None or key is None or VALUE not in old or DEADLINE not in old:
-        return
+def stash_id(old: Item) -> str:
+    """The stash sort key of one expiry: the item's keys, version and deadline, hashed."""
+    version, deadline = old.get(VERSION, {}).get("N", ""), old.get(DEADLINE, {}).get("N", "")
+    parts = (old[PK]["S"], old[SK]["S"], version, deadline)
+    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
+def _stash_item(old: Item, scope: str, key: str, claimable_at: str) -> Item:
+    """The stash of expired item ``old``, claimable from ``claimable_at`` (its deadline, or the
+    end of a lease), with the entry's deadline in ``xd``."""
     item: Item = {
         PK: {"S": STASH_PARTITION},
-        SK: {"S": secrets.token_hex(16)},
+        SK: {"S": stash_id(old)},
         STASH_SCOPE: {"S": scope},
         STASH_KEY: {"S": key},
         VALUE: old[VALUE],
         VERSION: {"N": new_version()},
-        DEADLINE: old[DEADLINE],
+        DEADLINE: {"N": claimable_at},
+        STASH_DEADLINE: old[DEADLINE],
+        SHARD: {"N": str(secrets.randbelow(SHARDS))},
     }
     if TTL in old:
         item[TTL] = old[TTL]
-    item[SHARD] = {"N": str(secrets.randbelow(SHARDS))}
+    return item
+
+
+def _put_new(client: Any, call: Caller, item: Item) -> bool:
+    """Put ``item`` only if no item has its key: ``False`` when one does."""
     try:
-        call("PutItem", client.put_item, write=True, TableName=call.table, Item=item)
+        call(
+            "PutItem",
+            client.put_item,
+            write=True,
+            TableName=call.table,
+            Item=item,
+            ConditionExpression="attribute_not_exists(#p)",
+            ExpressionAttributeNames={"#p": PK},
+        )
+    except ConditionFailed:
+        return False
+    return True
+
+
+def stash(client: Any, call: Caller, old: Item) -> None:
+    """Keep an expired item a write just replaced (``old``, its ``ReturnValues``) for
+    :func:`take_expired`, unless a sweeper stashed (leased) that expiry first. A failure is
+    logged, not raised: the caller's write was applied, and only that one expiry's event is lost."""
+    scope, key = decode_name(old.get(PK, {}).get("S", "")), decode_name(old.get(SK, {}).get("S", ""))
+    if scope is None or key is None or VALUE not in old or DEADLINE not in old:
+        return
+    try:
+        _put_new(client, call, _stash_item(old, scope, key, old[DEADLINE]["N"]))
     except Exception as exc:
         log.warning(
             "an expired entry (scope %r, key %r) replaced by a write could not be kept for its "
             "state:expired event: %s", scope, key, exc,
         )  # fmt: skip
+
+
+#: A leased entry and its stash's sort key (what :func:`ack_leases` marks delivered).
+Leased = tuple[Taken, str]
+
+
+def lease_expired(
+    client: Any, call: Caller, limit: int, sweep: Sweep, lease_ms: int
+) -> list[Leased]:
+    """Lease up to ``limit`` expired entries (see the module docstring), each to one caller
+    until ``lease_ms`` from now. A failure after some were leased returns those (logged); a
+    failure before any raises."""
+    found = _find(client, call, limit, sweep)
+    until = str(now_ms() + lease_ms)
+    stashes = [item for item in found if item[PK]["S"] == STASH_PARTITION]
+    entries = [item for item in found if item[PK]["S"] != STASH_PARTITION]
+    current: dict[tuple[str, str], Item] = {}
+    for at in range(0, len(entries), MAX_GET_KEYS):
+        keys = {(i[PK]["S"], i[SK]["S"]): {PK: i[PK], SK: i[SK]} for i in entries[at : at + MAX_GET_KEYS]}
+        current.update(batch_get(client, call, call.table, list(keys.values())))
+
+    def attempt(item: Item) -> Leased | Exception | None:
+        try:
+            if item[PK]["S"] == STASH_PARTITION:
+                return _lease_stash(client, call, item, until)
+            full = current.get((item[PK]["S"], item[SK]["S"]))
+            return None if full is None else _lease_entry(client, call, item, full, until)
+        except Exception as exc:
+            return exc
+
+    outcomes = _run(attempt, stashes + entries)
+    leased = [got for got in outcomes if got is not None and not isinstance(got, Exception)]
+    failures = [got for got in outcomes if isinstance(got, Exception)]
+    if failures:
+        if not leased:
+            raise failures[0]
+        log.warning("take_expired: %d of %d claims failed: %s", len(failures), len(found), failures[0])
+    return leased
+
+
+def _lease_entry(client: Any, call: Caller, found: Item, full: Item, until: str) -> Leased | None:
+    """Stash entry item ``full`` leased until ``until`` and delete it, if it is still the
+    expired item the index listed (``found``) and nobody stashed this expiry first."""
+    scope, key, deadline = decode_name(full[PK]["S"]), decode_name(full[SK]["S"]), deadline_of(full)
+    if (
+        scope is None
+        or key is None
+        or deadline is None
+        or deadline > now_ms()
+        or VALUE not in full
+        or full.get(VERSION) != found.get(VERSION)
+        or full.get(DEADLINE) != found.get(DEADLINE)
+    ):
+        return None
+    stashed = _stash_item(full, scope, key, until)
+    mine = _put_new(client, call, stashed)
+    version = full.get(VERSION, {}).get("N")
+    values: dict[str, dict[str, str]] = {":e": full[DEADLINE]}
+    if version is None:
+        condition = "attribute_not_exists(#n) AND #e = :e"
+    else:
+        condition, values[":n"] = "#n = :n AND #e = :e", {"N": version}
+    try:  # stashed (by us or another): the item itself goes
+        call(
+            "DeleteItem",
+            client.delete_item,
+            write=True,
+            TableName=call.table,
+            Key={PK: full[PK], SK: full[SK]},
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#n": VERSION, "#e": DEADLINE},
+            ExpressionAttributeValues=values,
+        )
+    except ConditionFailed:
+        pass  # written again since: the write found the stash and left it alone
+    if not mine:
+        return None
+    return (scope, key, text_of(full, scope, key).encode("utf-8"), deadline), stashed[SK]["S"]
+
+
+def _lease_stash(client: Any, call: Caller, found: Item, until: str) -> Leased | None:
+    """Lease a stash the index listed (a write's, or a lease that lapsed) if it is unchanged."""
+    version = found.get(VERSION, {}).get("N")
+    if version is None or DEADLINE not in found:
+        return None
+    try:
+        reply = call(
+            "UpdateItem",
+            client.update_item,
+            write=True,
+            TableName=call.table,
+            Key={PK: found[PK], SK: found[SK]},
+            UpdateExpression="SET #e = :until, #n = :nv, #d = if_not_exists(#d, :e)",
+            ConditionExpression="#n = :n AND #e = :e AND attribute_exists(#v)",
+            ExpressionAttributeNames={"#e": DEADLINE, "#n": VERSION, "#d": STASH_DEADLINE, "#v": VALUE},
+            ExpressionAttributeValues={
+                ":until": {"N": until},
+                ":nv": {"N": new_version()},
+                ":e": found[DEADLINE],
+                ":n": {"N": version},
+            },
+            ReturnValues="ALL_NEW",
+        )
+    except ConditionFailed:
+        return None
+    item: Item = reply.get("Attributes") or {}
+    scope, key = item.get(STASH_SCOPE, {}).get("S"), item.get(STASH_KEY, {}).get("S")
+    deadline = deadline_of({DEADLINE: item[STASH_DEADLINE]}) if STASH_DEADLINE in item else None
+    if scope is None or key is None or deadline is None:
+        return None
+    return (scope, key, text_of(item, scope, key).encode("utf-8"), deadline), found[SK]["S"]
+
+
+#: How long a delivered lease's marker stays before DynamoDB's TimeToLive may remove it.
+MARKER_S: Final = 86_400
+
+
+def ack_leases(client: Any, call: Caller, stash_keys: list[str]) -> None:
+    """Mark leased stashes delivered: strip them to a marker (see the module docstring)."""
+    ttl = {"N": str(ttl_seconds(now_ms()) + MARKER_S)}
+
+    def mark(sort_key: str) -> Exception | None:
+        try:
+            call(
+                "UpdateItem",
+                client.update_item,
+                write=True,
+                TableName=call.table,
+                Key={PK: {"S": STASH_PARTITION}, SK: {"S": sort_key}},
+                UpdateExpression="SET #t = :t REMOVE #v, #e, #s",
+                ConditionExpression="attribute_exists(#p)",
+                ExpressionAttributeNames={"#t": TTL, "#v": VALUE, "#e": DEADLINE, "#s": SHARD, "#p": PK},
+                ExpressionAttributeValues={":t": ttl},
+            )
+        except ConditionFailed:
+            return None
+        except Exception as exc:
+            return exc
+        return None
+
+    failures = [got for got in _run(mark, stash_keys) if got is not None]
+    if failures:
+        raise failures[0]
