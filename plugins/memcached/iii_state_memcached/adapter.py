@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, NamedTuple
@@ -153,6 +154,9 @@ class MemcachedAdapter(Adapter):
             if settings.expiry_events
             else None
         )
+        #: entries ``take_expired`` leased: their stash numbers (for ``ack_expired``)
+        self._leases: dict[tuple[str, str, bytes, int], int] = {}
+        self._leases_lock = threading.Lock()
 
     def describe(self) -> str:
         return f"{self._cluster.describe()}, key prefix {self._settings.key_prefix.decode()!r}"
@@ -680,7 +684,9 @@ class MemcachedAdapter(Adapter):
 
     # -- expiry events -------------------------------------------------------------------------------
     def take_expired(self, limit: int) -> list[tuple[str, str, bytes, int]]:
-        """Claim up to ``limit`` expired entries from the expiry schedule (``schedule``).
+        """Lease up to ``limit`` expired entries from the expiry schedule (``schedule``): each
+        waits in a leased stash until :meth:`ack_expired`, and is leased again once its lease
+        ends unacknowledged (its sweeper died, or the reply was lost).
 
         Only entries written with expiry events on are scheduled; an entry memcached dropped
         before a sweeper claimed it (more than ``expired_grace_s`` past its deadline, or evicted)
@@ -688,21 +694,54 @@ class MemcachedAdapter(Adapter):
         """
         if self._schedule is None:
             return []
-        taken = self._schedule.sweep(self._claim, limit)
-        return [(c.scope, c.key, value, c.deadline) for c, value in taken]
+        until = now_ms() + self._settings.expiry_lease_ms
+        held: dict[Candidate, tuple[int, int]] = {}  # candidate -> (stash number, deadline)
 
-    def _claim(self, candidate: Candidate) -> bytes | None:
-        """Take the entry a candidate names if it still holds that generation and deadline and
-        the deadline passed: a cas-checked delete, so one caller only gets its value."""
+        def claim(candidate: Candidate) -> bytes | None:
+            got = self._lease(candidate, until)
+            if got is None:
+                return None
+            value, number, deadline = got
+            held[candidate] = (number, deadline)
+            return value
+
+        taken = self._schedule.sweep(claim, limit)
+        out = [(c.scope, c.key, value, held[c][1]) for c, value in taken]
+        with self._leases_lock:
+            for (c, _value), entry in zip(taken, out, strict=True):
+                self._leases[entry] = held[c][0]
+        return out
+
+    def ack_expired(self, taken: Sequence[tuple[str, str, bytes, int]]) -> None:
+        """Mark the leased stashes of delivered entries delivered (``Schedule.delivered``)."""
+        if self._schedule is None:
+            return
+        with self._leases_lock:
+            numbers = [self._leases[entry] for entry in taken if entry in self._leases]
+        for number in numbers:
+            self._schedule.delivered(number)
+        with self._leases_lock:
+            for entry in taken:
+                self._leases.pop(entry, None)
+
+    def _lease(self, candidate: Candidate, until: int) -> tuple[bytes, int, int] | None:
+        """Lease the expiry a candidate names: ``(value, stash number, deadline)`` if this call
+        got it. An entry's record is stashed leased first, then taken from its item (cas-checked;
+        a write that replaced it meanwhile found the stash and left it alone)."""
+        assert self._schedule is not None
+        schedule = self._schedule
         if candidate.kind == STASH:
-            assert self._schedule is not None
-            record = self._schedule.take_stash(candidate)
-            return None if record is None else record.value
+            record = schedule.lease_stash(candidate, until)
+            if record is None:
+                return None
+            return record.value, candidate.number, record.deadline or candidate.deadline
         scope, key = candidate.scope, candidate.key
         mc_key, node = self._locate(scope, key)
         scope_raw, key_raw = scope.encode("utf-8"), key.encode("utf-8")
+        leased: list[tuple[bytes, int, int]] = []
+        tried: list[bool] = []
 
-        def attempt() -> bytes | Lost | None:
+        def attempt() -> Lost | None:
             item, cas, _ = node.gets(mc_key)
             own = None if item is None else records.find(item, mc_key, scope_raw, key_raw)
             if (
@@ -712,13 +751,20 @@ class MemcachedAdapter(Adapter):
                 or not own.expired(now_ms())
             ):
                 return None
-            assert item is not None and cas is not None
+            assert item is not None and cas is not None and own.deadline is not None
+            if not tried:  # once: a second try finds the stash this one added
+                tried.append(True)
+                number = schedule.lease_record(own, until)
+                if number is not None:
+                    leased.append((own.value, number, own.deadline))
             if not self._take(node, mc_key, item, cas, own, None):
                 return LOST
             self._cache.drop(mc_key)
-            return self._removed(scope, key, own)
+            self._removed(scope, key, own)
+            return None
 
-        return retry(attempt, attempts=self._attempts)
+        retry(attempt, attempts=self._attempts)
+        return leased[0] if leased else None
 
     # -- listing -----------------------------------------------------------------------------------
     def list_scopes(self) -> list[str]:

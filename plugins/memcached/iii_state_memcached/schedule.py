@@ -9,7 +9,16 @@ sweepers and writers racing for it exactly one wins, and only the winner reports
 
 A write that replaces an entry already expired but not yet taken won that race: it *stashes*
 the old record in an item of its own and appends a ``STASH`` candidate pointing at it; the stash
-is claimed by a cas-checked delete too.
+is claimed by a cas-checked delete too (without expiry-event leases).
+
+With leases (the sweeper's ``take_expired``, expiry events on), a claim loses nothing when its
+sweeper dies or its reply is lost: claiming an entry first appends a ``STASH`` candidate to the
+slot of the lease's end, then adds (only if missing) a *leased* stash of the record, then takes
+the record from the entry's item. A stash's number is derived from the record (scope, key,
+generation, deadline: :func:`stash_number`), so one expiry has one stash whoever stashes it
+first (a sweeper, or a write that replaces the expired record). A leased stash whose candidate
+comes up after its lease ended is leased again (cas), and acknowledging a delivered one
+overwrites it with a *delivered* marker, kept for the grace, so nobody stashes it again.
 
 Slots are swept once their time is ``LAG_MS`` past, from a cursor item (the first slot not yet
 swept) kept with cas; the last ``RECHECK_SLOTS`` before it are read again on every sweep, for
@@ -18,11 +27,11 @@ candidates appended late. A swept slot is deleted if unchanged since read.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import random
 import struct
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from iii_state_core import BackendError
 from iii_state_core.expiry import now_ms
@@ -44,6 +53,11 @@ RECHECK_SLOTS = 8
 _BATCH = 64
 ENTRY, STASH = 1, 2
 _CANDIDATE = struct.Struct(">BQQII")
+#: A stash leased to a sweeper: this byte, the lease's end (epoch ms, ``_LEASE``), the records.
+LEASED: Final = b"\xa3"
+#: A stash whose event was delivered (nothing after this byte).
+DELIVERED: Final = b"\xa4"
+_LEASE = struct.Struct(">Q")
 
 
 class Candidate(NamedTuple):
@@ -101,23 +115,73 @@ class Schedule:
         self._append(deadline // SLOT_MS, candidate)
 
     def stash(self, record: Record, now: int) -> None:
-        """Keep an expired record a write just replaced, for the sweeper to report."""
-        number = random.getrandbits(63)
-        key = self.codec.stash_key(number)
-        if not self.cluster.node(key).store(key, records.pack([record]), None, self.grace).ok:
-            return  # a 63-bit id already taken: not reachable in practice
+        """Keep an expired record a write just replaced, for the sweeper to report (unless a
+        sweeper stashed that expiry first: then the store finds its stash and does nothing)."""
+        number = stash_number(record)
         candidate = _candidate(STASH, number, record.deadline or now, record.scope, record.key)
-        self._append(now // SLOT_MS, candidate)
+        self._append(now // SLOT_MS, candidate)  # first: a stash without a candidate is never found
+        key = self.codec.stash_key(number)
+        self.cluster.node(key).store(key, records.pack([record]), None, self.grace)
 
     def take_stash(self, candidate: Candidate) -> Record | None:
         """Claim a stash: the one caller whose cas-checked delete removes it gets the record."""
         key = self.codec.stash_key(candidate.number)
         node = self.cluster.node(key)
         item, cas, _ = node.gets(key)
-        if item is None or cas is None or node.delete(key, cas) is not True:
+        if item is None or cas is None or item[:1] in (LEASED, DELIVERED):
+            return None
+        if node.delete(key, cas) is not True:
             return None
         found = list(records.iter_records(item, key))
         return found[0] if found else None
+
+    # -- leases (expiry events) ------------------------------------------------------------------
+    def _lease_ttl(self, until: int) -> int:
+        return self.grace + max(0, until - now_ms()) // 1000 + 1
+
+    def lease_record(self, record: Record, until: int) -> int | None:
+        """Stash expired ``record`` leased until ``until``, unless its expiry is stashed already.
+
+        :returns: the stash's number, or ``None`` when another stash of it exists.
+        """
+        number = stash_number(record)
+        assert record.deadline is not None
+        self._append(until // SLOT_MS, _candidate(STASH, number, record.deadline, record.scope, record.key))
+        key = self.codec.stash_key(number)
+        item = LEASED + _LEASE.pack(until) + records.pack([record])
+        return number if self.cluster.node(key).store(key, item, None, self._lease_ttl(until)).ok else None
+
+    def lease_stash(self, candidate: Candidate, until: int) -> Record | None:
+        """Lease the stash ``candidate`` names if nobody holds it (never leased, or its lease
+        ended): cas-checked, so one caller gets it. :returns: its record, or ``None``."""
+        key = self.codec.stash_key(candidate.number)
+        node = self.cluster.node(key)
+        item, cas, _ = node.gets(key)
+        if item is None or cas is None or item[:1] == DELIVERED:
+            return None
+        body = item
+        if item[:1] == LEASED:
+            if _LEASE.unpack_from(item, 1)[0] > now_ms():
+                return None  # held: the candidate of its lease comes up when it ends
+            body = item[1 + _LEASE.size :]
+        found = list(records.iter_records(body, key))
+        if not found:
+            return None
+        names = (candidate.scope.encode(), candidate.key.encode())
+        self._append(until // SLOT_MS, _candidate(STASH, candidate.number, candidate.deadline, *names))
+        leased = LEASED + _LEASE.pack(until) + body
+        return found[0] if node.store(key, leased, cas, self._lease_ttl(until)).ok else None
+
+    def delivered(self, number: int) -> None:
+        """Mark a leased stash delivered (kept for the grace, so nobody stashes it again)."""
+        key = self.codec.stash_key(number)
+        node = self.cluster.node(key)
+        for _ in range(self.max_attempts):
+            item, cas, _ = node.gets(key)
+            if item is None or cas is None or item[:1] == DELIVERED:
+                return
+            if node.store(key, DELIVERED, cas, self.grace).ok:
+                return
 
     # -- the sweep -----------------------------------------------------------------------------
     def sweep(self, claim: Claim, limit: int) -> list[tuple[Candidate, bytes]]:
@@ -170,6 +234,12 @@ class Schedule:
             new = b"%d" % due
             cursor_node.store(cursor_key, new, cursor_cas, 0)  # a racing sweeper may win: fine
         return taken
+
+
+def stash_number(record: Record) -> int:
+    """The number of the stash of one expiry: its scope, key, generation and deadline, hashed."""
+    parts = (record.scope, record.key, b"%d" % record.generation, b"%d" % (record.deadline or 0))
+    return int.from_bytes(hashlib.sha256(b"\x00".join(parts)).digest()[:8], "big") >> 1
 
 
 def raise_busy(key: bytes) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from iii_state_core import ConfigError, Options
+from iii_state_core.expiry import EXPIRY_LEASE_MS
 
 OWNER = "adapter 'memcached'"
 DEFAULT_SERVER = "127.0.0.1:11211"
@@ -60,6 +61,8 @@ class Settings:
     expired_grace_s: int = 300
     #: From the state block: a sweeper takes expired entries (and emits their events).
     expiry_events: bool = False
+    #: How long a claimed expired entry stays leased to its sweeper (``schedule``).
+    expiry_lease_ms: int = EXPIRY_LEASE_MS
 
 
 def parse_server(text: str) -> Server:
@@ -152,6 +155,7 @@ def read_settings(config: Mapping[str, Any] | None) -> Settings:
         cas_cache_bytes=opts.int("cas_cache_bytes", 16 * 1024 * 1024, minimum=0),
         expired_grace_s=opts.int("expired_grace_s", 300, minimum=1),
         expiry_events=opts.bool("expiry_events", False),
+        expiry_lease_ms=opts.int("expiry_lease_ms", EXPIRY_LEASE_MS, minimum=1),
     )
     opts.finish()
     if settings.index_buckets > 1024 or settings.scope_shards > 1024:

@@ -10,6 +10,7 @@ from typing import Any
 from iii_state_memcached import records
 
 from iii_state_core import BackendError, StateStore, open_store
+from iii_state_core.expiry import now_ms
 
 
 def _lifetime(store: StateStore, scope: str, key: str) -> int | None:
@@ -156,9 +157,9 @@ def test_an_expiry_while_no_store_was_open_is_delivered_by_the_next_one(
 def test_a_claim_failing_mid_sweep_returns_what_was_already_taken(
     memcached_config: dict[str, Any],
 ) -> None:
-    """Claims delete as they go: a sweep that raised after some would lose their events (found by
-    the expiry fault campaign: a reset mid-sweep lost tens of events). It returns them instead,
-    and the next sweep takes the rest."""
+    """A sweep that raised after some claims returns those (found by the expiry fault campaign: a
+    reset mid-sweep lost tens of events before claims were leases), and the next sweep takes the
+    rest."""
     config = _events_config(memcached_config["servers"], memcached_config["key_prefix"])
     with open_store(config) as store:
         assert store._sweeper is not None
@@ -167,18 +168,53 @@ def test_a_claim_failing_mid_sweep_returns_what_was_already_taken(
             store.set("s", f"k{i}", i, ttl_ms=10)
         time.sleep(0.4)  # their slots are due
         adapter: Any = store.adapter
-        claim, calls = adapter._claim, []
+        claim, calls = adapter._lease, []
 
-        def failing_third(candidate: Any) -> Any:
+        def failing_third(candidate: Any, until: int) -> Any:
             calls.append(candidate)
             if len(calls) == 3:
                 raise BackendError("memcached: connection reset (injected)")
-            return claim(candidate)
+            return claim(candidate, until)
 
-        adapter._claim = failing_third
+        adapter._lease = failing_third
         first = adapter.take_expired(100)
         assert 1 <= len(first) <= 2, first  # the claims before the third (some may find nothing)
-        adapter._claim = claim
+        adapter._lease = claim
         rest = adapter.take_expired(100)
         assert sorted(k for _, k, _, _ in first + rest) == [f"k{i}" for i in range(5)]
         assert adapter.take_expired(100) == []
+
+
+def test_a_claim_is_a_lease_claimed_again_once_it_lapses_until_acknowledged(
+    memcached_config: dict[str, Any],
+) -> None:
+    """A sweeper killed between claiming and acknowledging loses nothing: its lease lapses and
+    another sweeper claims the entry again; a write over an expiry a dead sweeper stashed but had
+    not yet taken from its item stashes it no second time; an acknowledged expiry is gone."""
+    servers, prefix = memcached_config["servers"], memcached_config["key_prefix"]
+    config = _events_config(servers, prefix)
+    config["adapter"]["config"]["expiry_lease_ms"] = 100
+    with open_store(config) as dead_store, open_store(config) as alive_store:
+        for store in (dead_store, alive_store):
+            assert store._sweeper is not None
+            store._sweeper.stop()
+        dead, alive = dead_store.adapter, alive_store.adapter
+        for key in ("a", "b", "half"):
+            dead_store.set("s", key, key, ttl_ms=10)
+        time.sleep(0.4)  # their slots are due
+        mc_key = dead._codec.data_key("s", "half")
+        half = records.find(dead._cluster.node(mc_key).get(mc_key), mc_key, b"s", b"half")
+        # a sweeper that stashed "half" under its lease and died before taking it from its item
+        assert dead._schedule.lease_record(half, now_ms() + 100) is not None
+        assert alive_store.set("s", "half", "new").old_value is None  # no second stash
+        claimed = sorted(dead.take_expired(100))
+        assert [(k, v) for _, k, v, _ in claimed] == [("a", b'"a"'), ("b", b'"b"')]
+        assert alive.take_expired(100) == []  # leased
+        time.sleep(0.6)  # nobody acknowledged: the leases lapse and their slots come due
+        again = sorted(alive.take_expired(100))
+        assert [(k, v) for _, k, v, _ in again] == [("a", b'"a"'), ("b", b'"b"'), ("half", b'"half"')]
+        alive.ack_expired(again)
+        alive.ack_expired(again)  # idempotent
+        time.sleep(0.6)
+        assert dead.take_expired(100) == []  # acknowledged: never again
+        assert alive_store.get("s", "half") == "new"
