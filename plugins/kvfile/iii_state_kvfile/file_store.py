@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from iii_state_core import Adapter, BackendError, Capabilities, ConfigError, Options
 from iii_state_core.adapter import Expired, Page, PlannedWrite, Token
-from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
+from iii_state_core.expiry import EXPIRY_LEASE_MS, KEEP, ExpiresAt, now_ms
 
 from . import cursors
 from .memory_store import KvMemoryStore
@@ -43,9 +43,12 @@ CREATE TABLE IF NOT EXISTS entries (
 _LIVE = "(expires IS NULL OR expires > ?)"
 # Expired entries a write or delete met before a sweeper took them, kept (with expiry events on)
 # so that ``take_expired`` still returns them: the row in ``entries`` is about to be replaced.
+# ``leased_until``: with expiry events, the sweeper's claim (``take_expired``) moves an expired
+# row here leased until then; ``ack_expired`` deletes it, and a lease that ended unacknowledged
+# (its sweeper died) is claimed again.
 _KEPT_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS expired "
-    "(scope BLOB NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, expires INTEGER NOT NULL)"
+    "CREATE TABLE IF NOT EXISTS expired (scope BLOB NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, "
+    "expires INTEGER NOT NULL, leased_until INTEGER)"
 )
 _KEEP_EXPIRED = (
     "INSERT INTO expired (scope, key, value, expires) SELECT scope, key, value, expires FROM entries "
@@ -53,7 +56,20 @@ _KEEP_EXPIRED = (
 )
 _KEEP_ROW = "INSERT INTO expired (scope, key, value, expires) VALUES (?, ?, ?, ?)"
 _ANY_EXPIRED = (
-    "SELECT 1 WHERE EXISTS (SELECT 1 FROM expired) OR EXISTS (SELECT 1 FROM entries WHERE sweep_at <= ?)"
+    "SELECT 1 WHERE EXISTS (SELECT 1 FROM expired WHERE leased_until IS NULL OR leased_until <= ?1) "
+    "OR EXISTS (SELECT 1 FROM entries WHERE sweep_at <= ?1)"
+)
+_LEASE_KEPT = (
+    "UPDATE expired SET leased_until = ? WHERE rowid IN (SELECT rowid FROM expired "
+    "WHERE leased_until IS NULL OR leased_until <= ? LIMIT ?) RETURNING rowid, scope, key, value, expires"
+)
+_TAKE_DUE = (
+    "DELETE FROM entries WHERE (scope, key) IN (SELECT scope, key FROM entries "
+    "WHERE sweep_at <= ? AND expires <= ? ORDER BY expires LIMIT ?) "
+    "RETURNING scope, key, value, expires"
+)
+_LEASE_ROW = (
+    "INSERT INTO expired (scope, key, value, expires, leased_until) VALUES (?, ?, ?, ?, ?) RETURNING rowid"
 )
 _SWEEP_INDEX = "CREATE INDEX IF NOT EXISTS entries_by_sweep ON entries (sweep_at) WHERE sweep_at IS NOT NULL"
 # Args (scope, key, value, expires); a new row's sweep_at is its deadline. ``_UPSERT`` keeps the
@@ -89,7 +105,7 @@ _IN_CHUNK = 500
 _MARKS = ["", *(",".join("?" * n) for n in range(1, _IN_CHUNK + 1))]
 
 #: Options that only a file_based store uses.
-_FILE_OPTIONS = ("file_path", "fsync", "busy_timeout_ms")
+_FILE_OPTIONS = ("file_path", "fsync", "busy_timeout_ms", "expiry_lease_ms")
 
 
 def store_method(config: Mapping[str, Any]) -> str:
@@ -120,6 +136,18 @@ def _upsert(db: sqlite3.Connection, args: tuple[bytes, bytes, bytes, int | None]
     expires = args[3]
     lazy = expires is None or row is None or (row[2] is not None and row[2] <= expires)
     db.execute(_UPSERT if lazy else _UPSERT_SWEEP, args)
+
+
+def _decoded(rows: list[Any]) -> list[Expired]:
+    """``(scope, key, value, deadline)`` of ``(scope, key, value, expires)`` rows."""
+    scopes: dict[bytes, str] = {}  # a batch mostly holds few scopes: decode each once
+    taken: list[Expired] = []
+    for s, k, v, e in rows:
+        scope = scopes.get(s)
+        if scope is None:
+            scope = scopes[s] = bytes(s).decode("utf-8")
+        taken.append((scope, bytes(k).decode("utf-8"), bytes(v), e))
+    return taken
 
 
 class KvFileStore(Adapter):
@@ -162,6 +190,7 @@ class KvFileStore(Adapter):
         # From the state block: the core sweeps (and emits events); this store must neither
         # delete expired rows itself nor let a write replace one before the sweeper takes it.
         expiry_events = opts.bool("expiry_events", False)
+        expiry_lease_ms = opts.int("expiry_lease_ms", EXPIRY_LEASE_MS, minimum=1)
         fsync = opts.bool("fsync", False)
         busy_timeout_ms = opts.int("busy_timeout_ms", 30_000, minimum=0)
         opts.finish()
@@ -173,7 +202,13 @@ class KvFileStore(Adapter):
                     f"in_memory (nothing is written to disk); remove it, or set store_method: file_based"
                 )
             return KvMemoryStore()
-        return cls(file_path, fsync=fsync, busy_timeout_ms=busy_timeout_ms, expiry_events=expiry_events)
+        return cls(
+            file_path,
+            fsync=fsync,
+            busy_timeout_ms=busy_timeout_ms,
+            expiry_events=expiry_events,
+            expiry_lease_ms=expiry_lease_ms,
+        )
 
     def __init__(
         self,
@@ -182,8 +217,10 @@ class KvFileStore(Adapter):
         fsync: bool = False,
         busy_timeout_ms: int = 30_000,
         expiry_events: bool = False,
+        expiry_lease_ms: int = EXPIRY_LEASE_MS,
     ) -> None:
         self._keep_expired = expiry_events
+        self._lease_ms = expiry_lease_ms
         self.path = os.path.abspath(os.path.join(directory, DB_FILE))
         try:
             os.makedirs(directory, exist_ok=True)
@@ -201,6 +238,9 @@ class KvFileStore(Adapter):
                 f"cannot open the kv file store {self.path}: {detail}", code="OPEN_ERROR"
             ) from None
         self._next_sweep = 0.0
+        #: entries ``take_expired`` leased: their ``expired`` rowid and lease end (for ``ack_expired``)
+        self._leases: dict[Expired, tuple[int, int]] = {}
+        self._leases_lock = threading.Lock()
 
     def _prepare(self, fsync: bool, patience: float) -> None:
         """Switch to WAL and create the table, waiting out other processes doing the same.
@@ -237,6 +277,12 @@ class KvFileStore(Adapter):
         self._db.execute(_SWEEP_INDEX)
         self._db.execute("DROP INDEX IF EXISTS entries_by_expiry")  # replaced by entries_by_sweep
         self._db.execute(_KEPT_SCHEMA)
+        if "leased_until" not in {row[1] for row in self._db.execute("PRAGMA table_info(expired)")}:
+            try:  # a store written before claims were leases
+                self._db.execute("ALTER TABLE expired ADD COLUMN leased_until INTEGER")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # another process added it first
+                    raise
 
     def _add_sweep_at(self) -> None:
         """Add the column and fill it in one transaction: no row with a deadline is left unswept."""
@@ -558,37 +604,46 @@ class KvFileStore(Adapter):
         return cur.rowcount == 1
 
     def take_expired(self, limit: int = 1000) -> list[Expired]:
-        """Delete up to ``limit`` rows past their deadline and return them (scope, key, value, deadline).
+        """Claim up to ``limit`` rows past their deadline and return them (scope, key, value, deadline).
 
-        They were already invisible; the delete is one statement, so across processes each expired
-        row is taken exactly once.
+        They were already invisible; the claim is one transaction, so across processes each
+        expired row is claimed once. With expiry events it is a lease (decision 0015): the rows
+        move to ``expired`` leased for ``expiry_lease_ms``, :meth:`ack_expired` deletes them, and
+        a lease that ended unacknowledged (its sweeper was killed) is claimed again. Without
+        expiry events (the writes' own clean-up) they are deleted.
         """
         now = now_ms()
         with self._lock:
             # a read first: polling an empty sweep must not take the write lock every time
             if self._db.execute(_ANY_EXPIRED, (now,)).fetchone() is None:
                 return []
-            rows = self._db.execute(
-                "DELETE FROM expired WHERE rowid IN (SELECT rowid FROM expired LIMIT ?) "
-                "RETURNING scope, key, value, expires",
-                (limit,),
-            ).fetchall()
+        if not self._keep_expired:
+            with self._write_txn() as db:
+                db.execute(_SWEEP_LATER, (now, now, limit))
+                return _decoded(db.execute(_TAKE_DUE, (now, now, limit)).fetchall())
+        until = now + self._lease_ms
+        with self._write_txn() as db:
+            rows = db.execute(_LEASE_KEPT, (until, now, limit)).fetchall()
             if len(rows) < limit:
-                self._db.execute(_SWEEP_LATER, (now, now, limit))
-                rows += self._db.execute(
-                    "DELETE FROM entries WHERE (scope, key) IN (SELECT scope, key FROM entries "
-                    "WHERE sweep_at <= ? AND expires <= ? ORDER BY expires LIMIT ?) "
-                    "RETURNING scope, key, value, expires",
-                    (now, now, limit - len(rows)),
-                ).fetchall()
-        scopes: dict[bytes, str] = {}  # a batch mostly holds few scopes: decode each once
-        taken: list[Expired] = []
-        for s, k, v, e in rows:
-            scope = scopes.get(s)
-            if scope is None:
-                scope = scopes[s] = bytes(s).decode("utf-8")
-            taken.append((scope, bytes(k).decode("utf-8"), bytes(v), e))
+                db.execute(_SWEEP_LATER, (now, now, limit))
+                for s, k, v, e in db.execute(_TAKE_DUE, (now, now, limit - len(rows))).fetchall():
+                    rows.append((db.execute(_LEASE_ROW, (s, k, v, e, until)).fetchone()[0], s, k, v, e))
+        taken = _decoded([row[1:] for row in rows])
+        with self._leases_lock:
+            for entry, row in zip(taken, rows, strict=True):
+                self._leases[entry] = (row[0], until)
         return taken
+
+    def ack_expired(self, taken: Sequence[Expired]) -> None:
+        """Delete the leased rows of delivered entries (only while still leased by this claim)."""
+        with self._leases_lock:
+            held = [self._leases[entry] for entry in taken if entry in self._leases]
+        if held:
+            with self._write_txn() as db:
+                db.executemany("DELETE FROM expired WHERE rowid = ? AND leased_until = ?", held)
+        with self._leases_lock:
+            for entry in taken:
+                self._leases.pop(entry, None)
 
     def _sweep_now_and_then(self) -> None:
         """Delete expired rows at most once a second, so they do not pile up in the file."""
