@@ -265,3 +265,53 @@ def test_wanted_names_the_events_that_reach_something() -> None:
     assert wanted is not None and wanted("s", "k") and not wanted("t", "k")
     assert EventBus(hook=print).wanted() is None  # the plugin hook sees every event
     assert not EventBus(enabled=False).wanted()("s", "k")  # type: ignore[misc]
+
+
+class AckingMemoryStore(KvMemoryStore):
+    """Records when ``ack_expired`` comes (after the handlers?) and fails it ``ack_failures`` times."""
+
+    ack_failures = 0
+
+    def __init__(self, seen: list[StateEvent]) -> None:
+        super().__init__()
+        self.seen = seen
+        self.acks: list[tuple[list[Any], int]] = []  # (entries, events delivered by then)
+
+    def ack_expired(self, taken: Any) -> None:
+        if self.ack_failures:
+            self.ack_failures -= 1
+            raise ConnectionError("reset")
+        self.acks.append((list(taken), len(self.seen)))
+
+
+@pytest.mark.parametrize("failures", [0, 2, 3])
+def test_the_sweeper_acknowledges_each_batch_after_its_handlers_ran(
+    failures: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A leasing adapter learns a batch was delivered only once its handlers ran; a failing
+    acknowledgement is tried 3 times, then logged (the leases lapse: delivered again later)."""
+    seen: list[StateEvent] = []
+    adapter = AckingMemoryStore(seen)
+    adapter.ack_failures = failures
+    limits = Limits(capabilities=adapter.capabilities, adapter_name="kv")
+    with caplog.at_level(logging.WARNING, logger="iii_state.expiry"):
+        with StateStore(adapter, limits, EventBus(), settings=StateConfig(expiry_events=True)) as store:
+            assert store._sweeper is not None
+            store._sweeper.stop()  # swept by hand
+            store.on_change(seen.append)
+            store.set("s", "a", 1, ttl_ms=1)
+            store.set("s", "b", 2, ttl_ms=1)
+            time.sleep(0.01)
+            if failures < 3:
+                assert store._sweeper.sweep() == 2
+            else:
+                with pytest.raises(ConnectionError):
+                    store._sweeper.sweep()
+    assert sorted(_expired(seen)) == [("s", "a", 1, None), ("s", "b", 2, None)]
+    if failures < 3:
+        [(entries, delivered_by_then)] = adapter.acks
+        assert sorted(e[:3] for e in entries) == [("s", "a", b"1"), ("s", "b", b"2")]
+        assert delivered_by_then == 2
+        assert "acknowledging" not in caplog.text
+    else:
+        assert adapter.acks == [] and "acknowledging 2 delivered expiries failed 3 times" in caplog.text
