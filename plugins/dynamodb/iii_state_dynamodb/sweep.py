@@ -27,7 +27,7 @@ before its handlers ran, or a lost reply, loses nothing:
 - a stash (a write's, or a lease that lapsed: the index lists it once ``exp`` passed): an
   ``UpdateItem`` conditioned on the version and ``exp`` the query saw moves ``exp`` to the end of a
   new lease;
-- :func:`ack_leases` (after the handlers ran) strips each leased stash down to a marker (no
+- :func:`ack_leases` (after the handlers ran) replaces each leased stash by a marker (no
   ``val``, ``exp`` or index shard; ``ttl`` a day on, for DynamoDB's own clean-up), so a late
   stash of the same expiry fails its condition instead of delivering it twice.
 """
@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
+from iii_state_core import BackendError
 from iii_state_core.expiry import now_ms
 
 from .batching import MAX_GET_KEYS, batch_get
@@ -323,7 +324,13 @@ def lease_expired(
         except Exception as exc:
             return exc
 
-    outcomes = _run(attempt, stashes + entries)
+    # stop after a quarter of the lease, so the batch is delivered and acknowledged long before
+    # its first lease ends (another sweeper would claim it again); the rest waits for the next call
+    budget_end, items, outcomes = now_ms() + lease_ms // 4, stashes + entries, []
+    for at in range(0, len(items), 4 * TAKERS):
+        if at and now_ms() > budget_end:
+            break
+        outcomes += _run(attempt, items[at : at + 4 * TAKERS])
     leased = [got for got in outcomes if got is not None and not isinstance(got, Exception)]
     failures = [got for got in outcomes if isinstance(got, Exception)]
     if failures:
@@ -410,29 +417,36 @@ def _lease_stash(client: Any, call: Caller, found: Item, until: str) -> Leased |
 MARKER_S: Final = 86_400
 
 
-def ack_leases(client: Any, call: Caller, stash_keys: list[str]) -> None:
-    """Mark leased stashes delivered: strip them to a marker (see the module docstring)."""
-    ttl = {"N": str(ttl_seconds(now_ms()) + MARKER_S)}
+#: DynamoDB's own limit of requests in one BatchWriteItem.
+MAX_WRITE_ITEMS: Final = 25
 
-    def mark(sort_key: str) -> Exception | None:
+
+def ack_leases(client: Any, call: Caller, stash_keys: list[str]) -> None:
+    """Mark leased stashes delivered: each replaced by a marker (the key and a ``ttl`` a day on:
+    no ``val``, ``exp`` or shard, so no sweep finds it and a late stash of that expiry fails its
+    condition), ``BatchWriteItem`` of 25 at a time, ``TAKERS`` requests in flight: a few round
+    trips for a full batch, so the window in which a kill delivers twice stays short."""
+    ttl = {"N": str(ttl_seconds(now_ms()) + MARKER_S)}
+    chunks = [stash_keys[at : at + MAX_WRITE_ITEMS] for at in range(0, len(stash_keys), MAX_WRITE_ITEMS)]
+
+    def send(chunk: list[str]) -> Exception | None:
+        pending = [
+            {"PutRequest": {"Item": {PK: {"S": STASH_PARTITION}, SK: {"S": key}, TTL: ttl}}} for key in chunk
+        ]
         try:
-            call(
-                "UpdateItem",
-                client.update_item,
-                write=True,
-                TableName=call.table,
-                Key={PK: {"S": STASH_PARTITION}, SK: {"S": sort_key}},
-                UpdateExpression="SET #t = :t REMOVE #v, #e, #s",
-                ConditionExpression="attribute_exists(#p)",
-                ExpressionAttributeNames={"#t": TTL, "#v": VALUE, "#e": DEADLINE, "#s": SHARD, "#p": PK},
-                ExpressionAttributeValues={":t": ttl},
-            )
-        except ConditionFailed:
-            return None
+            for _ in call.tries():
+                requests = {call.table: pending}
+                reply = call("BatchWriteItem", client.batch_write_item, write=True, RequestItems=requests)
+                pending = reply.get("UnprocessedItems", {}).get(call.table) or []
+                if not pending:
+                    return None
         except Exception as exc:
             return exc
-        return None
+        return BackendError(
+            f"DynamoDB BatchWriteItem on table {call.table!r}: {len(pending)} markers still unprocessed "
+            f"after {call.max_attempts} attempts (throttled)"
+        )
 
-    failures = [got for got in _run(mark, stash_keys) if got is not None]
+    failures = [got for got in _run(send, chunks) if got is not None]
     if failures:
         raise failures[0]
