@@ -694,18 +694,26 @@ class MemcachedAdapter(Adapter):
         """
         if self._schedule is None:
             return []
-        until = now_ms() + self._settings.expiry_lease_ms
+        started, lease = now_ms(), self._settings.expiry_lease_ms
+        until = started + lease
         held: dict[Candidate, tuple[int, int]] = {}  # candidate -> (stash number, deadline)
+        with self._leases_lock:  # this process's own leases: never claimed again by it
+            mine = set(self._leases.values())
 
         def claim(candidate: Candidate) -> bytes | None:
+            if candidate.kind == STASH and candidate.number in mine:
+                return None
             got = self._lease(candidate, until)
             if got is None:
                 return None
             value, number, deadline = got
             held[candidate] = (number, deadline)
+            mine.add(number)
             return value
 
-        taken = self._schedule.sweep(claim, limit)
+        # claims go one by one: stop after a quarter of the lease, so the batch is delivered and
+        # acknowledged long before its first lease ends (another sweeper would claim it again)
+        taken = self._schedule.sweep(claim, limit, started + lease // 4)
         out = [(c.scope, c.key, value, held[c][1]) for c, value in taken]
         with self._leases_lock:
             for (c, _value), entry in zip(taken, out, strict=True):
@@ -713,13 +721,14 @@ class MemcachedAdapter(Adapter):
         return out
 
     def ack_expired(self, taken: Sequence[tuple[str, str, bytes, int]]) -> None:
-        """Mark the leased stashes of delivered entries delivered (``Schedule.delivered``)."""
+        """Mark the leased stashes of delivered entries delivered (``Schedule.delivered``: one
+        pipelined request per server, so the window in which a kill delivers twice is short)."""
         if self._schedule is None:
             return
         with self._leases_lock:
             numbers = [self._leases[entry] for entry in taken if entry in self._leases]
-        for number in numbers:
-            self._schedule.delivered(number)
+        if numbers:
+            self._schedule.delivered(numbers)
         with self._leases_lock:
             for entry in taken:
                 self._leases.pop(entry, None)

@@ -385,6 +385,23 @@ class Node:
         finally:
             self._release(conn)
 
+    def set_all(self, items: list[tuple[bytes, bytes]], ttl: int = 0) -> None:
+        """Store every ``(key, item)`` unconditionally, in one write and one read of the replies.
+
+        :raises BackendError: when one was refused (or not sent); an unknown outcome when a
+            reply was lost.
+        """
+        conn = self._acquire()
+        try:
+            lifetime = _lifetime(ttl)
+            commands = [b"ms %s %d%s\r\n%s\r\n" % (key, len(item), lifetime, item) for key, item in items]
+            replies = self._send_all(conn, "store", commands)
+            if not all(reply.startswith(b"HD") for reply in replies):
+                conn.close()  # out of step or refused: never reuse this connection
+                raise BackendError(f"memcached at {self.name}: a store was refused")
+        finally:
+            self._release(conn)
+
     def append(self, key: bytes, data: bytes) -> bool:
         """Append ``data`` to an existing item; ``False`` when it is missing."""
         conn = self._acquire()
@@ -611,8 +628,11 @@ class Cluster:
         h = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
         return max(self.nodes, key=lambda n: _mix(h ^ n.seed))
 
-    def _by_node(self, keys: Iterable[bytes]) -> list[tuple[Node, list[bytes]]]:
+    def by_node(self, keys: Iterable[bytes]) -> list[tuple[Node, list[bytes]]]:
         """The keys grouped by the server holding them, for one request per server."""
+        return self._by_node(keys)
+
+    def _by_node(self, keys: Iterable[bytes]) -> list[tuple[Node, list[bytes]]]:
         by_node: dict[int, tuple[Node, list[bytes]]] = {}
         for key in keys:
             node = self.node(key)

@@ -172,20 +172,17 @@ class Schedule:
         leased = LEASED + _LEASE.pack(until) + body
         return found[0] if node.store(key, leased, cas, self._lease_ttl(until)).ok else None
 
-    def delivered(self, number: int) -> None:
-        """Mark a leased stash delivered (kept for the grace, so nobody stashes it again)."""
-        key = self.codec.stash_key(number)
-        node = self.cluster.node(key)
-        for _ in range(self.max_attempts):
-            item, cas, _ = node.gets(key)
-            if item is None or cas is None or item[:1] == DELIVERED:
-                return
-            if node.store(key, DELIVERED, cas, self.grace).ok:
-                return
+    def delivered(self, numbers: list[int]) -> None:
+        """Mark leased stashes delivered: overwritten by the delivered marker (kept for the grace,
+        so nobody stashes those expiries again), one pipelined request per server."""
+        keys = [self.codec.stash_key(number) for number in numbers]
+        for node, mine in self.cluster.by_node(keys):
+            node.set_all([(key, DELIVERED) for key in mine], self.grace)
 
     # -- the sweep -----------------------------------------------------------------------------
-    def sweep(self, claim: Claim, limit: int) -> list[tuple[Candidate, bytes]]:
-        """Claim up to ``limit`` expired entries from the slots due now."""
+    def sweep(self, claim: Claim, limit: int, until_ms: int | None = None) -> list[tuple[Candidate, bytes]]:
+        """Claim up to ``limit`` expired entries from the slots due now, and none once the clock
+        passed ``until_ms`` (the rest is left for the next sweep, as with ``limit``)."""
         now = now_ms()
         due = (now - LAG_MS) // SLOT_MS  # slots below this one are swept
         oldest = (now // 1000 - self.grace) * 1000 // SLOT_MS  # older slots memcached dropped
@@ -206,7 +203,7 @@ class Schedule:
                     continue
                 item, cas = hit
                 for candidate in _parse(item):
-                    if len(taken) >= limit:
+                    if len(taken) >= limit or (until_ms is not None and now_ms() > until_ms):
                         complete = False
                         break
                     try:
