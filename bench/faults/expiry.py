@@ -54,9 +54,9 @@ FAULTS: dict[str, tuple[str, ...]] = {
 }
 BACKEND_NAMES = ("kv", *FAULTS)
 #: Backends whose ``take_expired`` leases (``ack_expired`` after delivery): no loss is allowed.
-LEASED = frozenset({"redis"})
+LEASED = frozenset({"kv", "redis", "dynamodb", "memcached"})
 #: Their lease in this campaign (short, so the drain sees lapsed claims again soon).
-LEASE_MS = 1000
+LEASE_MS = 2000
 #: The drain waits at least this long, then until no event arrived for QUIET_S (at most DRAIN_MAX_S).
 QUIET_S = 2.0
 DRAIN_MAX_S = 30.0
@@ -155,6 +155,7 @@ def _target(name: str, directory: str) -> Iterator[_Target]:
                 raw.close()
 
         config = sweeper.kv_config(directory)
+        config["adapter"]["config"]["expiry_lease_ms"] = LEASE_MS
         yield _Target("kv file store", "one file store on disk", config, config, "kv", None, kv_rows)
         return
     backend = BACKENDS[name]
@@ -217,7 +218,13 @@ def _leftover(name: str, direct: dict[str, Any], port: int) -> Callable[[list[st
         with open_store({**direct, "expiry_events": False}) as store:
             adapter: Any = store.adapter
             if name == "dynamodb":
-                reply = adapter._client.scan(TableName=adapter.table, Select="COUNT", ConsistentRead=True)
+                reply = adapter._client.scan(  # entries and undelivered stashes (delivered ones have no exp)
+                    TableName=adapter.table,
+                    Select="COUNT",
+                    ConsistentRead=True,
+                    FilterExpression="attribute_exists(#e)",
+                    ExpressionAttributeNames={"#e": "exp"},
+                )
                 return int(reply["Count"])
             from iii_state_memcached import records  # memcached: per lost key (no way to list all)
 

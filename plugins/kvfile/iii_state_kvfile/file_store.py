@@ -607,7 +607,7 @@ class KvFileStore(Adapter):
         """Claim up to ``limit`` rows past their deadline and return them (scope, key, value, deadline).
 
         They were already invisible; the claim is one transaction, so across processes each
-        expired row is claimed once. With expiry events it is a lease (decision 0015): the rows
+        expired row is claimed once. With expiry events it is a lease (decision 0016): the rows
         move to ``expired`` leased for ``expiry_lease_ms``, :meth:`ack_expired` deletes them, and
         a lease that ended unacknowledged (its sweeper was killed) is claimed again. Without
         expiry events (the writes' own clean-up) they are deleted.
