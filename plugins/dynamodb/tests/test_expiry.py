@@ -350,35 +350,36 @@ def test_a_table_without_the_index_is_swept_by_scan_and_gets_it_with_create_tabl
 
 
 def test_with_expiry_events_a_claim_is_a_lease_taken_again_once_it_lapses_until_acknowledged(
-    endpoint: str, own_table: str
+    endpoint: str, own_table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sweeper killed between claiming and acknowledging loses nothing (its lease lapses and
     the entries are claimed again); a write over an expiry a dead sweeper stashed but did not
-    delete yet stashes it no second time; an acknowledged expiry is never claimed again."""
-    config = adapter_config(endpoint, own_table, expiry_events=True, expiry_lease_ms=150)
+    delete yet stashes it no second time; an acknowledged expiry is never claimed again. The
+    sweep's clock is moved past the leases instead of sleeping through them."""
+    config = adapter_config(endpoint, own_table, expiry_events=True)
     dead, alive = DynamoDBAdapter.open(config), DynamoDBAdapter.open(config)
-    scope = f"lease-{now_ms()}"
+    scope, ahead = f"lease-{now_ms()}", [0]
+    monkeypatch.setattr(sweep, "now_ms", lambda: now_ms() + ahead[0])
     try:
-        deadline = now_ms() + 20
+        deadline = now_ms() - 1
         for key in ("a", "b", "half"):
             dead.write(scope, key, f'"{key}"'.encode(), deadline)
-        time.sleep(0.03)
         mine = lambda taken: sorted(e for e in taken if e[0] == scope)  # noqa: E731
         # a sweeper that stashed "half" under its lease and died before deleting the item
         key = item_key(scope, "half")
         full = dead._client.get_item(TableName=own_table, Key=key, ConsistentRead=True)["Item"]
-        leased = sweep._stash_item(full, scope, "half", str(now_ms() + 150))
+        leased = sweep._stash_item(full, scope, "half", str(now_ms() + 10_000))
         assert sweep._put_new(dead._client, dead._call, leased)
         assert alive.write(scope, "half", b'"new"') is None  # replaces it: no second stash
         claimed = mine(dead.take_expired(100))
         assert claimed == sorted((scope, k, f'"{k}"'.encode(), deadline) for k in ("a", "b"))
         assert mine(alive.take_expired(100)) == []  # leased to `dead` (and "half" to the dead one)
-        time.sleep(0.2)  # nobody acknowledged: the leases lapse
-        again = mine(alive.take_expired(100)) + mine(alive.take_expired(100))
+        ahead[0] = 11_000  # nobody acknowledged: the leases (10 s) lapse
+        again = mine(alive.take_expired(100))
         assert again == sorted((scope, k, f'"{k}"'.encode(), deadline) for k in ("a", "b", "half"))
         alive.ack_expired(again)
         alive.ack_expired(again)  # idempotent
-        time.sleep(0.2)
+        ahead[0] = 22_000
         assert mine(dead.take_expired(100)) == []  # acknowledged: never again
         assert alive.read(scope, "half") == b'"new"'
         alive.remove(scope, "half")

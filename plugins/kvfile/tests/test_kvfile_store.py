@@ -473,28 +473,32 @@ def test_write_many_if_of_plain_sets_checks_every_token_and_keeps_replaced_expir
 
 
 def test_with_expiry_events_a_claim_is_a_lease_taken_again_once_it_lapses_until_acknowledged(
-    store_dir: Path,
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sweeper killed between claiming and acknowledging loses nothing: its lease lapses and
-    another process claims the rows again; an acknowledged row is gone."""
-    dead = KvFileStore(str(store_dir), expiry_events=True, expiry_lease_ms=60)
-    alive = KvFileStore(str(store_dir), expiry_events=True, expiry_lease_ms=60)
+    another process claims the rows again; an acknowledged row is gone. The store's clock is
+    moved past the leases instead of sleeping through them."""
+    from iii_state_kvfile import file_store
+
+    dead = KvFileStore(str(store_dir), expiry_events=True)
+    alive = KvFileStore(str(store_dir), expiry_events=True)
+    ahead = [0]
+    monkeypatch.setattr(file_store, "now_ms", lambda: now_ms() + ahead[0])
     try:
-        deadline = now_ms() + 10
+        deadline = now_ms() - 1
         for key in ("a", "b", "kept"):
             dead.write("s", key, f'"{key}"'.encode(), deadline)
-        time.sleep(0.02)
         assert dead.write("s", "kept", b'"new"') is None  # the expired row is kept for the sweep
         claimed = sorted(dead.take_expired(100))
         assert claimed == sorted(("s", k, f'"{k}"'.encode(), deadline) for k in ("a", "b", "kept"))
         assert alive.take_expired(100) == []  # leased to `dead`
-        time.sleep(0.08)  # `dead` never acknowledged: the lease lapses
+        ahead[0] = 11_000  # `dead` never acknowledged: the lease (10 s) lapses
         again = sorted(alive.take_expired(100))
         assert again == claimed
         assert dead.take_expired(100) == []  # leased to `alive` now
         alive.ack_expired(again)
         alive.ack_expired(again)  # idempotent
-        time.sleep(0.08)
+        ahead[0] = 22_000
         assert dead.take_expired(100) == [] and alive.read("s", "kept") == b'"new"'
         db = sqlite3.connect(store_dir / DB_FILE)
         assert db.execute("SELECT count(*) FROM expired").fetchone()[0] == 0

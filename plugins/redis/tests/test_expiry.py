@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import redis
-from iii_state_redis import RedisAdapter, read_settings
+from iii_state_redis import RedisAdapter, expiring, read_settings
 from iii_state_redis.layout import SLOTS, Layout, key_slot, slot_tag
 from iii_state_testsupport import RedisServer
 from redis_helpers import command_calls, reset_stats, unique
@@ -283,38 +283,36 @@ def test_without_expiry_events_a_process_that_stores_deadlines_sweeps_from_its_w
 
 
 def test_with_expiry_events_a_claim_is_a_lease_taken_again_once_it_lapses_until_acknowledged(
-    redis_config: dict[str, Any],
+    redis_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sweeper that dies (or loses the reply) between claiming and acknowledging loses nothing:
-    its lease lapses and the next take claims the entries again; an acknowledged one is gone."""
-    config = {**redis_config, "expiry_events": True, "expiry_lease_ms": 60}
+    its lease lapses and the next take claims the entries again; an acknowledged one is gone.
+    The sweep's clock is moved past the leases instead of sleeping through them."""
+    config = {**redis_config, "expiry_events": True}
     dead, alive = RedisAdapter(read_settings(config)), RedisAdapter(read_settings(config))
-    scope = unique("lease")
+    scope, ahead = unique("lease"), [0]
+    monkeypatch.setattr(expiring, "now_ms", lambda: now_ms() + ahead[0])
     try:
         deadline = now_ms() + 20
-        for key in ("a", "b"):
+        for key in ("a", "b", "kept"):
             dead.write(scope, key, f'"{key}"'.encode(), deadline)
-        dead.write(scope, "kept", b'"kept"', deadline)
         time.sleep(0.03)
         assert dead.remove(scope, "kept") is None  # a delete keeps the expired field: claimed too
         claimed = sorted(e for e in dead.take_expired(10_000) if e[0] == scope)
         assert claimed == sorted((scope, k, f'"{k}"'.encode(), deadline) for k in ("a", "b", "kept"))
         assert [e for e in alive.take_expired(10_000) if e[0] == scope] == []  # leased to `dead`
         assert alive.read(scope, "a") is None and alive.list_scopes().count(scope) == 0
-        time.sleep(0.08)  # `dead` never acknowledged: the lease lapses
+        ahead[0] = 11_000  # `dead` never acknowledged: the lease (10 s) lapses
         again = sorted(e for e in alive.take_expired(10_000) if e[0] == scope)
         assert again == claimed
         assert [e for e in dead.take_expired(10_000) if e[0] == scope] == []  # leased to `alive` now
         alive.ack_expired(again)
         alive.ack_expired(again)  # idempotent
-        time.sleep(0.08)
+        ahead[0] = 22_000
         assert [e for e in dead.take_expired(10_000) if e[0] == scope] == []  # acknowledged: gone
         client: Any = alive._connect()
-        tag = alive.layout.names(scope).tag
-        assert client.zcard(alive.layout.lease_key(tag)) == 0 or all(
-            not bytes(m).startswith(b"%d:%s" % (len(scope), scope.encode()))
-            for m in client.zrange(alive.layout.lease_key(tag), 0, -1)
-        )
+        members = client.zrange(alive.layout.lease_key(alive.layout.names(scope).tag), 0, -1)
+        assert not [m for m in members if bytes(m).startswith(b"%d:%s" % (len(scope), scope.encode()))]
     finally:
         dead.close()
         alive.close()
