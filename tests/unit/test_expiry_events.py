@@ -281,7 +281,7 @@ class AckingMemoryStore(KvMemoryStore):
         if self.ack_failures:
             self.ack_failures -= 1
             raise ConnectionError("reset")
-        self.acks.append((list(taken), len(self.seen)))
+        self.acks.append((list(taken), len(_expired(self.seen))))
 
 
 @pytest.mark.parametrize("failures", [0, 2, 3])

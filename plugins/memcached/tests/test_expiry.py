@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from iii_state_memcached import records
 
 from iii_state_core import BackendError, StateStore, open_store
@@ -186,14 +187,19 @@ def test_a_claim_failing_mid_sweep_returns_what_was_already_taken(
 
 
 def test_a_claim_is_a_lease_claimed_again_once_it_lapses_until_acknowledged(
-    memcached_config: dict[str, Any],
+    memcached_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sweeper killed between claiming and acknowledging loses nothing: its lease lapses and
     another sweeper claims the entry again; a write over an expiry a dead sweeper stashed but had
-    not yet taken from its item stashes it no second time; an acknowledged expiry is gone."""
-    servers, prefix = memcached_config["servers"], memcached_config["key_prefix"]
-    config = _events_config(servers, prefix)
-    config["adapter"]["config"]["expiry_lease_ms"] = 100
+    not yet taken from its item stashes it no second time; an acknowledged expiry is gone. The
+    adapter's clock is moved past the leases instead of sleeping through them."""
+    from iii_state_memcached import adapter as adapter_module
+    from iii_state_memcached import schedule
+
+    ahead = [0]
+    for module in (adapter_module, schedule):
+        monkeypatch.setattr(module, "now_ms", lambda: now_ms() + ahead[0])
+    config = _events_config(memcached_config["servers"], memcached_config["key_prefix"])
     with open_store(config) as dead_store, open_store(config) as alive_store:
         for store in (dead_store, alive_store):
             assert store._sweeper is not None
@@ -201,20 +207,20 @@ def test_a_claim_is_a_lease_claimed_again_once_it_lapses_until_acknowledged(
         dead, alive = dead_store.adapter, alive_store.adapter
         for key in ("a", "b", "half"):
             dead_store.set("s", key, key, ttl_ms=10)
-        time.sleep(0.4)  # their slots are due
+        ahead[0] = 1_000  # expired, and their slots are due
         mc_key = dead._codec.data_key("s", "half")
         half = records.find(dead._cluster.node(mc_key).get(mc_key), mc_key, b"s", b"half")
         # a sweeper that stashed "half" under its lease and died before taking it from its item
-        assert dead._schedule.lease_record(half, now_ms() + 100) is not None
+        assert dead._schedule.lease_record(half, now_ms() + ahead[0] + 10_000) is not None
         assert alive_store.set("s", "half", "new").old_value is None  # no second stash
         claimed = sorted(dead.take_expired(100))
         assert [(k, v) for _, k, v, _ in claimed] == [("a", b'"a"'), ("b", b'"b"')]
         assert alive.take_expired(100) == []  # leased
-        time.sleep(0.6)  # nobody acknowledged: the leases lapse and their slots come due
+        ahead[0] = 12_000  # nobody acknowledged: the leases (10 s) lapse and their slots come due
         again = sorted(alive.take_expired(100))
         assert [(k, v) for _, k, v, _ in again] == [("a", b'"a"'), ("b", b'"b"'), ("half", b'"half"')]
         alive.ack_expired(again)
         alive.ack_expired(again)  # idempotent
-        time.sleep(0.6)
+        ahead[0] = 25_000
         assert dead.take_expired(100) == []  # acknowledged: never again
         assert alive_store.get("s", "half") == "new"
