@@ -61,6 +61,11 @@ class EventBus:
     def active(self) -> bool:
         return self.enabled and (bool(self._subscriptions) or self._hook is not None)
 
+    def listening(self) -> bool:
+        """:attr:`active` as a method (one call less): the store's plans ask it before building
+        an event nobody would receive (see ``Limits.listening``)."""
+        return self.enabled and (bool(self._subscriptions) or self._hook is not None)
+
     def _deliveries(self, event: StateEvent) -> list[Subscription]:
         """The subscriptions this event goes to; the plugin hook runs first, here."""
         if self._hook is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
@@ -65,6 +65,10 @@ class Limits:
     bytes_tokens: bool = False
     #: The adapter implements ``write_many_when``: a transaction of blind writes is one call.
     one_step_transact: bool = False
+    #: Whether the store's events reach anybody now; each store sets it to its own
+    #: ``EventBus.listening``. A hot plan may skip building an event when it answers ``False``
+    #: (the store would drop it). ``None``: assume somebody listens.
+    listening: Callable[[], bool] | None = None
 
     def check_name(self, what: str, text: object, limit: int | None) -> None:
         # ASCII (nearly every name): its UTF-8 size is its length and it has no surrogate.

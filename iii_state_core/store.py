@@ -6,6 +6,7 @@ Both validate through the same plans (``operations``), so they give identical re
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -43,7 +44,8 @@ class _Base:
         registry: Registry | None = None,
     ) -> None:
         self.adapter = adapter
-        self.limits = limits
+        # bound to this store's own bus, whatever store the limits came from
+        self.limits = dataclasses.replace(limits, listening=events.listening)
         self.events = events
         #: How this store was opened, so another process can open the same one.
         self.settings = settings

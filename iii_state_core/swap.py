@@ -64,6 +64,8 @@ def compare_and_set(
             # The entry held canonical(expected), which decodes to JSON identical to ``expected``
             # (``1`` stays ``1``, ``1.0`` stays ``1.0``): the event reports ``expected`` itself as
             # it reports the caller's ``value``, instead of decoding the bytes again.
+            if limits.listening is not None and not limits.listening():
+                return SWAPPED, None  # nobody would receive the event: do not build it
             return SWAPPED, StateEvent("state:updated", scope, key, expected, value)
     # retry.optimistic's loop written out: this is a hot path, and each generator layer
     # between the plan and the driver costs every yield of every call

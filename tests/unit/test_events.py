@@ -18,6 +18,7 @@ from iii_state_core import (
     hookimpl,
     open_store,
 )
+from iii_state_core.events import EventBus
 
 
 class Recorder:
@@ -95,6 +96,22 @@ def test_event_compare_and_set_only_when_applied(recorded: tuple[StateStore, Rec
     call(store, "compare-and-set", scope="s", key="x", expected=0, value=5)  # miss: missing
     call(store, "compare-and-set", scope="s", key="k", expected=1, value=2)
     assert rec.events == [ev("created", "k", None, 1), ev("updated", "k", 1, 2)]
+
+
+def test_compare_and_set_builds_its_event_for_whoever_listens_now(memory_store: StateStore) -> None:
+    """The swap skips building an event while nobody listens; a handler subscribed later, and a
+    store made from another (unobserved) store's limits with a bus of its own, get every event."""
+    memory_store.set("s", "k", 1)
+    assert memory_store.compare_and_set("s", "k", 1, 2).swapped  # nobody listens: no event
+    other = StateStore(memory_store.adapter, memory_store.limits, EventBus())
+    other_rec = Recorder()
+    other.on_change(other_rec)
+    assert other.compare_and_set("s", "k", 2, 3).swapped
+    rec = Recorder()
+    memory_store.on_change(rec)
+    assert memory_store.compare_and_set("s", "k", 3, 4).swapped
+    assert other_rec.events == [ev("updated", "k", 2, 3)]
+    assert rec.events == [ev("updated", "k", 3, 4)]
 
 
 def test_event_delete_and_delete_of_missing_key(recorded: tuple[StateStore, Recorder]) -> None:
