@@ -30,6 +30,9 @@ BATCH: Final = 500
 MIN_INTERVAL_S: Final = 0.05
 #: Back-off after a failed ``take_expired``: doubles from the poll interval up to this.
 MAX_BACKOFF_S: Final = 30.0
+#: Entries delivered between two ``ack_expired`` calls: a sweeper killed after its handlers and
+#: before the acknowledgement delivers at most this many twice (decision 0016).
+ACK_CHUNK: Final = 64
 #: Tries of ``ack_expired`` before the batch is left to its leases (retried at once: the lease
 #: lapses otherwise, and the batch is delivered again).
 ACK_TRIES: Final = 3
@@ -104,6 +107,10 @@ def _ack_failed(exc: Exception, attempt: int, count: int) -> None:
         raise exc
 
 
+def _chunks(taken: list[Expired]) -> list[list[Expired]]:
+    return [taken[at : at + ACK_CHUNK] for at in range(0, len(taken), ACK_CHUNK)]
+
+
 def _acked(adapter: Adapter, taken: list[Expired]) -> None:
     for attempt in range(1, ACK_TRIES + 1):
         try:
@@ -132,9 +139,9 @@ class ThreadSweeper:
         while True:
             taken = self._adapter.take_expired(BATCH)
             # already claimed: deliver all of them, even when stopping
-            self._events.emit_many(wanted_events(taken, self._events))
-            if taken:
-                _acked(self._adapter, taken)
+            for chunk in _chunks(taken):
+                self._events.emit_many(wanted_events(chunk, self._events))
+                _acked(self._adapter, chunk)
             delivered += len(taken)
             if len(taken) < BATCH or self._stop.is_set():
                 return delivered
@@ -197,15 +204,15 @@ class TaskSweeper:
         delivered = 0
         while True:
             taken = await self._adapter.take_expired(BATCH)
-            for event in wanted_events(taken, self._events):
-                await self._events.emit_async(event)
-            if taken:
+            for chunk in _chunks(taken):
+                for event in wanted_events(chunk, self._events):
+                    await self._events.emit_async(event)
                 for attempt in range(1, ACK_TRIES + 1):
                     try:
-                        await self._adapter.ack_expired(taken)
+                        await self._adapter.ack_expired(chunk)
                         break
                     except Exception as exc:
-                        _ack_failed(exc, attempt, len(taken))
+                        _ack_failed(exc, attempt, len(chunk))
             delivered += len(taken)
             if len(taken) < BATCH or self._stop.is_set():
                 return delivered

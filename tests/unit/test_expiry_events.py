@@ -315,3 +315,25 @@ def test_the_sweeper_acknowledges_each_batch_after_its_handlers_ran(
         assert "acknowledging" not in caplog.text
     else:
         assert adapter.acks == [] and "acknowledging 2 delivered expiries failed 3 times" in caplog.text
+
+
+def test_the_sweeper_acknowledges_a_large_batch_in_chunks_as_it_delivers_them() -> None:
+    """A sweeper killed after its handlers and before an acknowledgement delivers at most one
+    chunk twice: each chunk is acknowledged right after its own handlers ran."""
+    from iii_state_core.sweeper import ACK_CHUNK
+
+    seen: list[StateEvent] = []
+    adapter = AckingMemoryStore(seen)
+    limits = Limits(capabilities=adapter.capabilities, adapter_name="kv")
+    with StateStore(adapter, limits, EventBus(), settings=StateConfig(expiry_events=True)) as store:
+        assert store._sweeper is not None
+        store._sweeper.stop()
+        store.on_change(seen.append)
+        count = 2 * ACK_CHUNK + 5
+        for n in range(count):
+            store.set("s", f"k{n}", n, ttl_ms=1)
+        time.sleep(0.01)
+        assert store._sweeper.sweep() == count
+    assert [(len(entries), by_then) for entries, by_then in adapter.acks] == [
+        (ACK_CHUNK, ACK_CHUNK), (ACK_CHUNK, 2 * ACK_CHUNK), (5, count)
+    ]
