@@ -115,17 +115,16 @@ def _decode_op(limits: Limits, index: int, op: object) -> _Running:
     try:
         plan = function.decode(limits, op)  # its fields read their own names: `op` is not one
     except StateError as exc:
-        raise _at(index, name, exc) from None
+        raise located(index, name, exc) from None
     return _Running(index, name, plan, _hashable(op.get("scope"), op.get("key")))
 
 
-def _at(index: int, function: str, exc: StateError) -> StateError:
+def located(index: int, function: str, exc: StateError) -> StateError:
     """The same error, its message naming the operation."""
     try:
-        located = type(exc)(f"ops[{index}] ({function}): {exc.message}", code=exc.code)
+        return type(exc)(f"ops[{index}] ({function}): {exc.message}", code=exc.code)
     except TypeError:  # an error class with an __init__ of its own
-        located = StateError(f"ops[{index}] ({function}): {exc.message}", code=exc.code)
-    return located
+        return StateError(f"ops[{index}] ({function}): {exc.message}", code=exc.code)
 
 
 def _failure(running: _Running, exc: Exception) -> StateError:
@@ -134,7 +133,7 @@ def _failure(running: _Running, exc: Exception) -> StateError:
     if not isinstance(exc, StateError):  # a bug in a plan: report it, do not stop the others
         declared = TABLE[running.function]
         exc = BackendError(f"{declared.failure_text}: {type(exc).__name__}: {exc}", code=declared.error_code)
-    return _at(running.index, running.function, exc)
+    return located(running.index, running.function, exc)
 
 
 def batch(limits: Limits, ops: list[dict[str, Any]]) -> Plan:
@@ -147,7 +146,7 @@ def batch(limits: Limits, ops: list[dict[str, Any]]) -> Plan:
     plain, rest = batch_plain.split(limits, ops)
     events: dict[int, StateEvent] = {}
     if plain:
-        done, events = yield from batch_plain.run_plain(plain, _at)
+        done, events = yield from batch_plain.run_plain(plain, located)
         for index, function, result, error in done:
             outcomes[index] = BatchItem(function, result, error)
     waiting: list[_Running] = []
@@ -172,6 +171,14 @@ def plans_side_by_side(plans: list[tuple[str, str, str, Plan]]) -> Plan:
     """
     running = [_Running(i, f, plan, _hashable(s, k)) for i, (f, s, k, plan) in enumerate(plans)]
     return (yield from side_by_side(running))
+
+
+def numbered_side_by_side(
+    plans: list[tuple[int, str, str, str, Plan]],
+) -> Generator[Call, Any, tuple[list[BatchItem], dict[int, StateEvent]]]:
+    """Plans ``(number, function, scope, key, plan)`` run as one batch: their items, and their
+    events by number (for a caller that merges them with events of its own)."""
+    return (yield from _side_by_side([_Running(n, f, plan, _hashable(s, k)) for n, f, s, k, plan in plans]))
 
 
 def side_by_side(waiting: list[_Running]) -> Generator[Call, Any, tuple[list[BatchItem], list[StateEvent]]]:

@@ -96,12 +96,17 @@ def create_only(limits: Limits, scope: str, key: str, value: JSON, ttl_ms: int |
     limits.check_entry(scope, key)
     data = limits.encode(value)
     expires_at = limits.expires_at("compare-and-set", ttl_ms)
-    created = StateEvent("state:created", scope, key, None, value)
     if limits.bytes_tokens:
         # the missing form of the token (None) needs no read: a key that is missing (an import's usual
         # case) is written in one call; only one that is present is read for its value
         if (yield Call("write_if", (scope, key, data, None, *expires_at))):
-            return SWAPPED, created
+            return SWAPPED, StateEvent("state:created", scope, key, None, value)
+    return (yield from create_after_miss(scope, key, value, data, expires_at))
+
+
+def create_after_miss(scope: str, key: str, value: JSON, data: bytes, expires_at: tuple[int, ...]) -> Plan:
+    """:func:`create_only` from its read on: the entry's value if present, else the write."""
+    created = StateEvent("state:created", scope, key, None, value)
 
     def attempt(_n: int) -> Generator[Call, Any, tuple[CompareAndSetResult, StateEvent | None] | Lost]:
         raw, token = yield Call("read_versioned", (scope, key))

@@ -8,17 +8,18 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Final, Literal, get_args
 
-from ..batch import BatchItem, plans_side_by_side
+from ..batch import BatchItem, numbered_side_by_side, plans_side_by_side
+from ..batch import located
 from ..driver import RUN_MANY, run_sync
 from ..errors import StateError, StoredValueError
 from ..expiry import now_ms
 from ..operations import Call, Limits, Plan, set_value
-from ..results import CompareAndSetResult, SetResult
+from ..results import CompareAndSetResult, SetResult, StateEvent
 from ..store import StateStore
-from ..swap import create_only
+from ..swap import create_after_miss, create_only
 from ..values import JSON, decode_stored, same_json
 from .errors import ConflictsFoundError, EntryConflictError, InvalidLinesError, LineProblem, show
-from .jsonl import MAX_REPORTED, Entry, iter_jsonl
+from .jsonl import MAX_REPORTED, Entry, iter_encoded, iter_jsonl
 
 OnConflict = Literal["fail", "skip", "overwrite"]
 ON_CONFLICT: Final[tuple[str, ...]] = get_args(OnConflict)
@@ -85,26 +86,90 @@ def _plan(store: StateStore, entry: Entry, on_conflict: OnConflict) -> tuple[str
     return "compare-and-set", create_only(store.limits, scope, key, value, ttl_ms)
 
 
-def put_entries(store: StateStore, entries: list[Entry], on_conflict: OnConflict) -> list[Outcome]:
+def put_entries(
+    store: StateStore,
+    entries: list[Entry],
+    on_conflict: OnConflict,
+    encoded: list[bytes] | None = None,
+) -> list[Outcome]:
     """:func:`put_entry` for many entries in one ``state::batch``-style run (one round trip per
     round on adapters with ``run_many``); the same outcomes, in order.
 
+    :param encoded: each value's bytes as ``store.limits.encode`` gave them (a caller that already
+        checked the values passes them, so they are not encoded again).
     :raises StateError: the first entry the store failed or refused (the others were written).
     """
-    planned = [(i, _plan(store, e, on_conflict)) for i, e in enumerate(entries)]
-    runs = [(p[0], entries[i].scope, entries[i].key, p[1]) for i, p in planned if p is not None]
-    items: list[BatchItem] = store._run("batch", plans_side_by_side(runs)) if runs else []
+    if on_conflict != "overwrite" and store.limits.bytes_tokens:
+        found: list[BatchItem | None] = store._run("batch", _create_many(store.limits, entries, encoded))
+    else:
+        planned = [(i, _plan(store, e, on_conflict)) for i, e in enumerate(entries)]
+        runs = [(p[0], entries[i].scope, entries[i].key, p[1]) for i, p in planned if p is not None]
+        items: list[BatchItem] = store._run("batch", plans_side_by_side(runs)) if runs else []
+        done = iter(items)
+        found = [None if p is None else next(done) for _, p in planned]
     outcomes: list[Outcome] = []
-    done = iter(items)
-    for (_, p), entry in zip(planned, entries, strict=True):
-        if p is None:
+    for item, entry in zip(found, entries, strict=True):
+        if item is None:
             outcomes.append("expired")
             continue
-        item = next(done)
         if item.error is not None:
             raise item.error
         outcomes.append(_outcome(item.result, entry.value, on_conflict))
     return outcomes
+
+
+_CREATED: Final = CompareAndSetResult(True)
+
+
+def _create_many(limits: Limits, entries: list[Entry], encoded: list[bytes] | None) -> Plan:
+    """:func:`~iii_state_core.swap.create_only` of each entry (``None`` for an expired one), its
+    first call, the write "only if missing", for every entry in one round; an entry whose key is
+    there goes on as its plan (read, maybe write again), side by side with the others'.
+
+    Results, errors (numbered among the entries not expired) and events are the plans' own.
+    """
+    found: list[BatchItem | None] = [None] * len(entries)
+    calls: list[Call] = []
+    sent: list[tuple[int, int]] = []  # (place in entries, number among the live ones)
+    numbered = 0
+    for i, entry in enumerate(entries):
+        ttl_ms = None
+        if entry.expires_at is not None:
+            ttl_ms = entry.expires_at - now_ms()
+            if ttl_ms <= 0:
+                continue
+        numbered += 1
+        scope, key, value = entry
+        try:
+            limits.check_entry(scope, key)
+            data = limits.encode(value) if encoded is None else encoded[i]
+            expires_at = limits.expires_at("compare-and-set", ttl_ms)
+        except StateError as exc:
+            found[i] = BatchItem("compare-and-set", error=located(numbered - 1, "compare-and-set", exc))
+            continue
+        calls.append(Call("write_if", (scope, key, data, None, *expires_at)))
+        sent.append((i, numbered - 1))
+    answers = (yield Call(RUN_MANY, (calls, ["compare-and-set"] * len(calls)))) if calls else []
+    events: dict[int, StateEvent] = {}
+    rest: list[tuple[int, str, str, str, Plan]] = []
+    places: dict[int, int] = {}
+    for (i, n), call, answer in zip(sent, calls, answers, strict=True):
+        scope, key, data = call.args[0], call.args[1], call.args[2]
+        if isinstance(answer, StateError):
+            found[i] = BatchItem("compare-and-set", error=located(n, "compare-and-set", answer))
+        elif answer:
+            found[i] = BatchItem("compare-and-set", _CREATED)
+            events[n] = StateEvent("state:created", scope, key, None, entries[i].value)
+        else:  # the key is there (or was): its plan reads it
+            places[n] = i
+            plan = create_after_miss(scope, key, entries[i].value, data, call.args[4:])
+            rest.append((n, "compare-and-set", scope, key, plan))
+    if rest:
+        items, more = yield from numbered_side_by_side(rest)
+        for (n, *_), item in zip(rest, items, strict=True):
+            found[places[n]] = item
+        events.update(more)
+    return found, [events[n] for n in sorted(events)]
 
 
 def _outcome(result: object, value: JSON, on_conflict: OnConflict) -> Outcome:
@@ -167,26 +232,36 @@ def _write_chunk(
     chunk: list[Entry],
     lines: list[int | None],
     on_conflict: OnConflict,
+    encoded: list[bytes] | None = None,
 ) -> None:
     """Write a chunk in one batch (see :func:`put_until_conflict`) and count it.
 
+    :param encoded: the values' bytes, when a check pass read these keys moments ago (the file
+        import): no second read round, no second encoding.
     :raises EntryConflictError: at the first key holding a different value (under ``fail``).
     """
-    outcomes = put_until_conflict(store, chunk, on_conflict)
+    outcomes = put_until_conflict(store, chunk, on_conflict, encoded)
     for entry, outcome, line in zip(chunk, outcomes, lines, strict=False):
         if outcome == "conflict":
             raise EntryConflictError(entry.scope, entry.key, report.written, line)
         report.count(outcome)
 
 
-def put_until_conflict(store: StateStore, chunk: list[Entry], on_conflict: OnConflict) -> list[Outcome]:
+def put_until_conflict(
+    store: StateStore, chunk: list[Entry], on_conflict: OnConflict, encoded: list[bytes] | None = None
+) -> list[Outcome]:
     """:func:`put_entries` for a chunk; under ``fail`` it first reads the chunk (one batch) and
     writes only up to the first key holding a different value, so nothing after a conflict is
     written (a key another writer creates meanwhile can still conflict). The outcomes end at
     the first ``conflict``.
+
+    :param encoded: the values' bytes from a check pass that read these keys already (the file
+        import's first pass): the writes go without reading again, still "only if missing".
     """
-    stop = _first_differing(store, chunk) if on_conflict == "fail" else None
-    outcomes = put_entries(store, chunk if stop is None else chunk[:stop], on_conflict)
+    checked = encoded is not None
+    stop = _first_differing(store, chunk) if on_conflict == "fail" and not checked else None
+    part = chunk if stop is None else chunk[:stop]
+    outcomes = put_entries(store, part, on_conflict, encoded)
     if "conflict" in outcomes:
         return outcomes[: outcomes.index("conflict") + 1]
     return outcomes if stop is None else [*outcomes, "conflict"]
@@ -296,19 +371,21 @@ def import_file(
         raise ConflictsFoundError(conflicts, conflict_count)
     with open(path, "rb") as stream:
         chunk: list[Entry] = []
+        encoded: list[bytes] = []
         lines: list[int | None] = []
         ended = False
-        lines_in = iter_jsonl(stream, store.limits)
+        lines_in = iter_encoded(stream, store.limits)
         while not ended:
             number, got = next(lines_in, None) or (0, None)
             ended = got is None
             if isinstance(got, LineProblem):
                 continue
             if got is not None:
-                chunk.append(got)
+                chunk.append(got[0])
+                encoded.append(got[1])
                 lines.append(number)
             if chunk and (ended or len(chunk) == CHUNK):
-                _write_chunk(store, report, chunk, lines, on_conflict)
-                chunk, lines = [], []
+                _write_chunk(store, report, chunk, lines, on_conflict, encoded)
+                chunk, encoded, lines = [], [], []
     return report
 

@@ -96,6 +96,12 @@ def parse_line(raw: bytes, limits: Limits = ANY_TARGET) -> Entry | str | None:
         limit, and the scope/key/value sizes the target can hold.
     :returns: the entry; ``None`` for a blank line; otherwise the reason the line is bad.
     """
+    parsed = parse_encoded(raw, limits)
+    return parsed[0] if isinstance(parsed, tuple) else parsed
+
+
+def parse_encoded(raw: bytes, limits: Limits = ANY_TARGET) -> tuple[Entry, bytes] | str | None:
+    """:func:`parse_line`, the entry beside its value's bytes as ``limits.encode`` gave them."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -136,10 +142,10 @@ def parse_line(raw: bytes, limits: Limits = ANY_TARGET) -> Entry | str | None:
             )
     try:
         limits.check_entry(scope, key)
-        limits.encode(value)
+        data = limits.encode(value)
     except StateError as exc:
         return str(exc)
-    return Entry(scope, key, value, expires_at)
+    return Entry(scope, key, value, expires_at), data
 
 
 def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
@@ -160,11 +166,19 @@ def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
 
 def iter_jsonl(stream: BinaryIO, limits: Limits = ANY_TARGET) -> Iterator[tuple[int, Entry | LineProblem]]:
     """Each non-blank line of a binary stream as ``(line number, entry or problem)``."""
+    for number, parsed in iter_encoded(stream, limits):
+        yield number, (parsed if isinstance(parsed, LineProblem) else parsed[0])
+
+
+def iter_encoded(
+    stream: BinaryIO, limits: Limits = ANY_TARGET
+) -> Iterator[tuple[int, tuple[Entry, bytes] | LineProblem]]:
+    """:func:`iter_jsonl`, each entry beside its value's bytes (see :func:`parse_encoded`)."""
     for number, raw in _lines(stream):
         if raw is None:
             yield number, LineProblem(number, f"line is longer than {MAX_LINE_BYTES} bytes")
             continue
-        parsed = parse_line(raw, limits)
+        parsed = parse_encoded(raw, limits)
         if parsed is None:
             continue
         yield number, (LineProblem(number, parsed) if isinstance(parsed, str) else parsed)

@@ -80,6 +80,8 @@ _UPSERT = (
     "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, expires = excluded.expires"
 )
 _UPSERT_SWEEP = f"{_UPSERT}, sweep_at = excluded.sweep_at"
+# ``write_if`` with the "missing" token: written only over no row or an expired one.
+_CREATE = f"{_UPSERT_SWEEP} WHERE NOT {_LIVE.replace('expires', 'entries.expires')}"
 _SWEEP_LATER = (
     "UPDATE entries SET sweep_at = expires WHERE (scope, key) IN "
     "(SELECT scope, key FROM entries WHERE sweep_at <= ? AND (expires IS NULL OR expires > ?) LIMIT ?)"
@@ -402,8 +404,7 @@ class KvFileStore(Adapter):
     ) -> bool:
         if token is None:  # only if missing or expired; a missing entry has no deadline to keep
             cur = db.execute(
-                f"{_UPSERT_SWEEP} WHERE NOT {_LIVE.replace('expires', 'entries.expires')}",
-                (_b(scope), _b(key), data, None if expires_at is KEEP else expires_at, now),
+                _CREATE, (_b(scope), _b(key), data, None if expires_at is KEEP else expires_at, now)
             )
         elif expires_at is KEEP:
             cur = db.execute(
@@ -514,6 +515,8 @@ class KvFileStore(Adapter):
                 db.execute("RELEASE bulk")
             answers = zip(calls, found, strict=True)
             return [raw if name == "read" else (raw, raw) for (name, _), (raw, _) in answers]
+        if names == {"write_if"}:
+            return self._create_many_in(db, calls)
         if names != {"write"} or any(len(args) != 3 for _, args in calls):
             return None
         entries = [(_b(args[0]), _b(args[1])) for _, args in calls]
@@ -535,6 +538,31 @@ class KvFileStore(Adapter):
         finally:
             db.execute("RELEASE bulk")
         return [raw for raw, _ in found]
+
+    def _create_many_in(self, db: sqlite3.Connection, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any] | None:
+        """A round of ``write_if`` "only if missing" (token ``None``, as import writes) of distinct
+        entries: one ``executemany``. It answers only when every row was written (the usual case:
+        new keys); otherwise it is undone and each call runs alone, to say which one was not."""
+        if any(args[3] is not None or (len(args) > 4 and args[4] is KEEP) for _, args in calls):
+            return None
+        now = now_ms()
+        rows = [(_b(args[0]), _b(args[1]), args[2], args[4] if len(args) > 4 else None, now) for _, args in calls]
+        if len({row[:2] for row in rows}) != len(rows):
+            return None
+        db.execute("SAVEPOINT bulk")
+        try:
+            if self._keep_expired:  # the upsert may replace expired rows: keep them first
+                db.executemany(_KEEP_EXPIRED, [(s, k, now) for s, k, *_ in rows])
+            written = db.executemany(_CREATE, rows).rowcount
+            if written != len(rows):
+                db.execute("ROLLBACK TO bulk")
+                return None
+        except sqlite3.Error:
+            db.execute("ROLLBACK TO bulk")
+            return None
+        finally:
+            db.execute("RELEASE bulk")
+        return [True] * len(rows)
 
     def _select_many(
         self, db: sqlite3.Connection, entries: list[tuple[str, str]], now: int

@@ -402,6 +402,32 @@ def test_a_round_of_reads_or_plain_writes_is_a_few_statements_with_the_one_by_on
     store.close()
 
 
+@pytest.mark.parametrize("keep_expired", [False, True])
+def test_a_round_of_creates_is_one_executemany_and_a_key_that_is_there_sends_it_one_by_one(
+    tmp_path: Path, keep_expired: bool
+) -> None:
+    """Import's writes: ``write_if`` with the missing token, as ``write_if`` answers each alone."""
+    store = KvFileStore(str(tmp_path), expiry_events=keep_expired)
+    store.write("s", "old", b"1", 1)  # expired: its row is there, the entry is missing
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    creates = [("write_if", ("s", "old", b"2", None)), ("write_if", ("s", "a", b"3", None, 2**52)),
+               ("write_if", ("t", "b", b"4", None))]  # fmt: skip
+    assert store.run_many(creates) == [True, True, True]
+    assert not any("SAVEPOINT one_call" in s for s in statements) and "ROLLBACK TO bulk" not in statements
+    assert [store.read(*c[1][:2]) for c in creates] == [b"2", b"3", b"4"]
+    assert store.read_expiry("s", "a") == (True, 2**52) and store.read_expiry("s", "old") == (True, None)
+    kept = store.take_expired(10)
+    assert [(e[0], e[1], e[2]) for e in kept] == ([("s", "old", b"1")] if keep_expired else [])
+    statements.clear()
+    again = [("write_if", ("s", "c", b"5", None)), ("write_if", ("s", "a", b"6", None)),
+             ("write_if", ("s", "d", b"7", None))]  # fmt: skip
+    assert store.run_many(again) == [True, False, True]  # "a" is there: undone, then one by one
+    assert "ROLLBACK TO bulk" in statements
+    assert [store.read("s", k) for k in "acd"] == [b"3", b"5", b"7"]
+    store.close()
+
+
 def _sweep_at(store: KvFileStore, key: str) -> Any:
     return store._db.execute("SELECT sweep_at FROM entries WHERE key = ?", (key.encode(),)).fetchone()[0]
 
