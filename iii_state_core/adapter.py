@@ -259,6 +259,22 @@ class Adapter(ABC):
         """
         raise NotImplementedError(f"the {self.name} adapter does not write transactions in one step")
 
+    def modify_many(
+        self,
+        entries: Sequence[tuple[str, str]],
+        change: Callable[[list[bytes | None]], Sequence[PlannedWrite] | None],
+    ) -> bool | None:
+        """Optional native ``state::transact`` (with ``transactions``): in one atomic step, read the
+        live bytes of each ``(scope, key)`` (``None``: missing), call ``change`` with them in that
+        order and apply the writes it returns (``None``: apply nothing), as ``write_many_if`` applies
+        them. ``change`` is pure and may be called more than once; an exception from it applies
+        nothing and propagates.
+
+        :returns: ``True`` when done; ``None`` (the default, without calling ``change``) lets the
+            core read the entries, then apply the writes with ``write_many_if``.
+        """
+        return None
+
     # -- listing -------------------------------------------------------------------------------
     @abstractmethod
     def list_scopes(self) -> list[str]:
@@ -348,6 +364,14 @@ class AsyncAdapter(ABC):
         self, conditions: Sequence[ByteCondition], writes: Sequence[PlannedWrite]
     ) -> list[bytes | None] | Missed:
         raise NotImplementedError("this adapter does not write transactions in one step")
+
+    async def modify_many(
+        self,
+        entries: Sequence[tuple[str, str]],
+        change: Callable[[list[bytes | None]], Sequence[PlannedWrite] | None],
+    ) -> bool | None:
+        """See :meth:`Adapter.modify_many`."""
+        return None
 
     @abstractmethod
     async def list_scopes(self) -> list[str]: ...

@@ -261,6 +261,9 @@ class ThreadedAsyncAdapter(AsyncAdapter):
     async def write_many_when(self, conditions: Sequence[Any], writes: Sequence[Any]) -> Any:
         return await asyncio.to_thread(self._adapter.write_many_when, conditions, writes)
 
+    async def modify_many(self, entries: Sequence[Any], change: Any) -> bool | None:
+        return await asyncio.to_thread(self._adapter.modify_many, entries, change)
+
     async def list_scopes(self) -> list[str]:
         return await asyncio.to_thread(self._adapter.list_scopes)
 

@@ -74,6 +74,17 @@ def _refuse(index: str, exc: StateError) -> StateError:
 
 
 def _decode_write(limits: Limits, i: int, op: object) -> _Write:
+    if type(op) is dict:  # a plain set or delete: the checks below, without the field walk
+        name, scope, key = op.get("op"), op.get("scope"), op.get("key")
+        plain = type(scope) is str and type(key) is str and op.get("ttl_ms") is None
+        if plain and (name == "delete" or (name == "set" and "value" in op and "data" not in op)):
+            try:
+                limits.check_entry(scope, key)
+                if name == "delete":
+                    return _Write(name, scope, key)
+                return _Write(name, scope, key, limits.encode(op["value"]), op["value"])
+            except StateError as exc:
+                raise _refuse(f"ops[{i}] ({name})", exc) from None
     where = f"ops[{i}]"
     if not isinstance(op, Mapping):
         raise DeserializationError(f"{where} must be an object, got {json_type(op)}; nothing was written")
@@ -176,6 +187,22 @@ def transact(
         if done is not None:
             return done
     entries = list(dict.fromkeys([(w.scope, w.key) for w in writes] + [(s, k) for s, k, _ in checks]))
+    # an adapter that reads and writes in one atomic step of its own (``modify_many``): no race to lose
+    computed: list[_Computed | StateError] = []
+
+    def change(raws: list[bytes | None]) -> list[PlannedWrite] | None:
+        computed.clear()
+        try:
+            computed.append(_compute(limits, writes, checks, dict(zip(entries, raws, strict=True))))
+        except StateError as exc:
+            computed.append(exc)
+            return None
+        return computed[0].planned if computed[0].result.committed else None
+
+    if (yield Call("modify_many", (entries, change))) is not None:
+        if isinstance(computed[0], StateError):
+            raise computed[0]
+        return computed[0].result, computed[0].events
 
     def attempt(_n: int) -> Generator[Call, Any, tuple[TransactResult, list[StateEvent]] | Lost]:
         calls = [Call("read_versioned", entry) for entry in entries]
@@ -184,38 +211,13 @@ def transact(
             if isinstance(answer, StateError):
                 raise answer
         read = dict(zip(entries, answers, strict=True))
-        for i, (scope, key, expected) in enumerate(checks):
-            raw = read[(scope, key)][0]
-            current = _decode("transact", scope, key, raw)
-            if not matches(raw, current, expected):
-                return TransactResult(False, failed_condition=i, current=current), []
-        planned: list[PlannedWrite] = []
-        results: list[Any] = []
-        events: list[StateEvent] = []
-        for i, w in enumerate(writes):
-            raw = read[(w.scope, w.key)][0]
-            try:
-                # set and delete replace bytes another program stored, as the single calls do
-                old = (_decode if w.function == "update" else _replaced)("transact", w.scope, w.key, raw)
-                if w.function == "set":
-                    planned.append((w.scope, w.key, w.data, w.expires))
-                    results.append(SetResult(old, w.value))
-                    events.append(_written(w.scope, w.key, raw, old, w.value))
-                elif w.function == "delete":
-                    planned.append((w.scope, w.key, None, None))
-                    results.append(old)
-                    events.append(StateEvent("state:deleted", w.scope, w.key, old, None))
-                else:
-                    new, errors = apply_ops(old, raw is None, w.ops)
-                    planned.append((w.scope, w.key, limits.encode(new), w.expires))
-                    results.append(UpdateResult(old, new, errors))
-                    events.append(_written(w.scope, w.key, raw, old, new))
-            except StateError as exc:
-                raise _refuse(f"ops[{i}] ({w.function})", exc) from None
+        done = _compute(limits, writes, checks, {entry: raw for entry, (raw, _) in read.items()})
+        if not done.result.committed:
+            return done.result, []
         tokens = [(scope, key, read[(scope, key)][1]) for scope, key in entries]
-        if not (yield Call("write_many_if", (tokens, planned))):
+        if not (yield Call("write_many_if", (tokens, done.planned))):
             return LOST
-        return TransactResult(True, results), events
+        return done.result, done.events
 
     failure, code = TABLE["transact"].failure_text, TABLE["transact"].error_code
     return (yield from optimistic(attempt, sleep_call, failure=failure, code=code))
@@ -251,3 +253,49 @@ def _in_one_step(
             results.append(old)
             events.append(StateEvent("state:deleted", w.scope, w.key, old, None))
     return TransactResult(True, results), events
+
+
+@dataclass(frozen=True, slots=True)
+class _Computed:
+    result: TransactResult
+    events: list[StateEvent]
+    planned: list[PlannedWrite]
+
+
+def _compute(
+    limits: Limits, writes: list[_Write], checks: list[tuple[str, str, JSON]], read: dict[tuple[str, str], bytes | None]
+) -> _Computed:
+    """The transaction over the entries as read: a failed condition, or each write's bytes,
+    result and event, as its single function computes them.
+
+    :raises StateError: a write that cannot be made (naming it; nothing is written).
+    """
+    for i, (scope, key, expected) in enumerate(checks):
+        raw = read[(scope, key)]
+        current = _decode("transact", scope, key, raw)
+        if not matches(raw, current, expected):
+            return _Computed(TransactResult(False, failed_condition=i, current=current), [], [])
+    planned: list[PlannedWrite] = []
+    results: list[Any] = []
+    events: list[StateEvent] = []
+    for i, w in enumerate(writes):
+        raw = read[(w.scope, w.key)]
+        try:
+            # set and delete replace bytes another program stored, as the single calls do
+            old = (_decode if w.function == "update" else _replaced)("transact", w.scope, w.key, raw)
+            if w.function == "set":
+                planned.append((w.scope, w.key, w.data, w.expires))
+                results.append(SetResult(old, w.value))
+                events.append(_written(w.scope, w.key, raw, old, w.value))
+            elif w.function == "delete":
+                planned.append((w.scope, w.key, None, None))
+                results.append(old)
+                events.append(StateEvent("state:deleted", w.scope, w.key, old, None))
+            else:
+                new, errors = apply_ops(old, raw is None, w.ops)
+                planned.append((w.scope, w.key, limits.encode(new), w.expires))
+                results.append(UpdateResult(old, new, errors))
+                events.append(_written(w.scope, w.key, raw, old, new))
+        except StateError as exc:
+            raise _refuse(f"ops[{i}] ({w.function})", exc) from None
+    return _Computed(TransactResult(True, results), events, planned)

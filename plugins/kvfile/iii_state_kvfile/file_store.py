@@ -448,29 +448,51 @@ class KvFileStore(Adapter):
     def write_many_if(
         self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]
     ) -> bool:
-        """``state::transact``: one SQLite transaction checks every token, then writes."""
+        """``state::transact`` after the core's read: one SQLite transaction checks every token, then writes."""
         self._sweep_now_and_then()
         with self._write_txn() as db:
-            now = now_ms()
-            found = self._select_many(db, [(scope, key) for scope, key, _ in checks], now)
+            found = self._select_many(db, [(scope, key) for scope, key, _ in checks], now_ms())
             if any(live != token for (_, _, token), (live, _) in zip(checks, found, strict=True)):
                 return False
-            expired = {(scope, key): row for (scope, key, _), (_, row) in zip(checks, found, strict=True)}
-            if all(data is not None and when is None and (s, k) in expired for s, k, data, when in writes):
-                # only plain sets of entries just checked: their rows are known, write them at once
-                if self._keep_expired:  # expired rows the writes replace, for take_expired
-                    rows = [(s, k, expired[(s, k)]) for s, k, _, _ in writes]
-                    db.executemany(_KEEP_ROW, [(_b(s), _b(k), *row) for s, k, row in rows if row is not None])
-                db.executemany(_UPSERT, [(_b(s), _b(k), data, None) for s, k, data, _ in writes])
-                return True
-            for scope, key, data, expires_at in writes:
-                if data is None:
-                    self._remove_in(db, scope, key)
-                elif expires_at is KEEP:
-                    self._modify_in(db, scope, key, functools.partial(_same, data))
-                else:
-                    self._write_in(db, scope, key, data, cast("int | None", expires_at))
+            self._apply_in(db, writes, {(s, k): row for (s, k, _), (_, row) in zip(checks, found, strict=True)})
             return True
+
+    def modify_many(
+        self,
+        entries: Sequence[tuple[str, str]],
+        change: Callable[[list[bytes | None]], Sequence[PlannedWrite] | None],
+    ) -> bool:
+        """``state::transact`` in one SQLite transaction: read every entry, compute, write."""
+        self._sweep_now_and_then()
+        with self._write_txn() as db:
+            found = self._select_many(db, list(entries), now_ms())
+            writes = change([live for live, _ in found])
+            if writes:
+                self._apply_in(db, writes, {entry: row for entry, (_, row) in zip(entries, found, strict=True)})
+            return True
+
+    def _apply_in(
+        self,
+        db: sqlite3.Connection,
+        writes: Sequence[PlannedWrite],
+        expired: dict[tuple[str, str], tuple[bytes, int] | None],
+    ) -> None:
+        """The writes of a transaction over entries just read in it (``expired``: each one's row
+        when past its deadline, else ``None``)."""
+        if all(data is not None and when is None and (s, k) in expired for s, k, data, when in writes):
+            # only plain sets of entries just read: their rows are known, write them at once
+            if self._keep_expired:  # expired rows the writes replace, for take_expired
+                rows = [(s, k, expired[(s, k)]) for s, k, _, _ in writes]
+                db.executemany(_KEEP_ROW, [(_b(s), _b(k), *row) for s, k, row in rows if row is not None])
+            db.executemany(_UPSERT, [(_b(s), _b(k), data, None) for s, k, data, _ in writes])
+            return
+        for scope, key, data, expires_at in writes:
+            if data is None:
+                self._remove_in(db, scope, key)
+            elif expires_at is KEEP:
+                self._modify_in(db, scope, key, functools.partial(_same, data))
+            else:
+                self._write_in(db, scope, key, data, cast("int | None", expires_at))
 
     # -- state::batch: a round of calls in one transaction, one commit -------------------------
     def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:

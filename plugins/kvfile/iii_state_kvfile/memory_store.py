@@ -165,6 +165,20 @@ class KvMemoryStore(Adapter):
                     self._put(scope, key, data, expires_at)
             return True
 
+    def modify_many(
+        self,
+        entries: Sequence[tuple[str, str]],
+        change: Callable[[list[bytes | None]], Sequence[PlannedWrite] | None],
+    ) -> bool:
+        with self._lock:
+            self._purge()
+            for scope, key, data, expires_at in change([self._live(scope, key) for scope, key in entries]) or ():
+                if data is None:
+                    self._drop(scope, key)
+                else:
+                    self._put(scope, key, data, expires_at)
+            return True
+
     def modify(
         self, scope: str, key: str, change: Callable[[bytes | None], bytes], expires_at: ExpiresAt = KEEP
     ) -> tuple[bytes | None, bytes]:

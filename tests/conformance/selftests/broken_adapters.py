@@ -77,6 +77,9 @@ class PiecemealTransactions(NonAtomicUpdate):
     def write_if(self, scope: str, key: str, data: bytes, token: Token) -> bool:
         return KvFileStore.write_if(self, scope, key, data, token)
 
+    def modify_many(self, entries: Any, change: Any) -> None:
+        return None  # the core reads, then calls the piecemeal write_many_if below
+
     def write_many_if(self, checks: Any, writes: Any) -> bool:
         tokens = {(scope, key): token for scope, key, token in checks}
         for scope, key, data, _expires in writes:
