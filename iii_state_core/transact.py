@@ -76,13 +76,13 @@ def _refuse(index: str, exc: StateError) -> StateError:
 def _decode_write(limits: Limits, i: int, op: object) -> _Write:
     if type(op) is dict:  # a plain set or delete: the checks below, without the field walk
         name, scope, key = op.get("op"), op.get("scope"), op.get("key")
-        plain = type(scope) is str and type(key) is str and op.get("ttl_ms") is None
-        if plain and (name == "delete" or (name == "set" and "value" in op and "data" not in op)):
+        plain = name == "delete" or (name == "set" and "value" in op and "data" not in op)
+        if plain and isinstance(scope, str) and isinstance(key, str) and op.get("ttl_ms") is None:
             try:
                 limits.check_entry(scope, key)
                 if name == "delete":
-                    return _Write(name, scope, key)
-                return _Write(name, scope, key, limits.encode(op["value"]), op["value"])
+                    return _Write("delete", scope, key)
+                return _Write("set", scope, key, limits.encode(op["value"]), op["value"])
             except StateError as exc:
                 raise _refuse(f"ops[{i}] ({name})", exc) from None
     where = f"ops[{i}]"
@@ -193,16 +193,18 @@ def transact(
     def change(raws: list[bytes | None]) -> list[PlannedWrite] | None:
         computed.clear()
         try:
-            computed.append(_compute(limits, writes, checks, dict(zip(entries, raws, strict=True))))
+            done = _compute(limits, writes, checks, dict(zip(entries, raws, strict=True)))
         except StateError as exc:
             computed.append(exc)
             return None
-        return computed[0].planned if computed[0].result.committed else None
+        computed.append(done)
+        return done.planned if done.result.committed else None
 
     if (yield Call("modify_many", (entries, change))) is not None:
-        if isinstance(computed[0], StateError):
-            raise computed[0]
-        return computed[0].result, computed[0].events
+        outcome = computed[0]
+        if isinstance(outcome, StateError):
+            raise outcome
+        return outcome.result, outcome.events
 
     def attempt(_n: int) -> Generator[Call, Any, tuple[TransactResult, list[StateEvent]] | Lost]:
         calls = [Call("read_versioned", entry) for entry in entries]
@@ -263,7 +265,10 @@ class _Computed:
 
 
 def _compute(
-    limits: Limits, writes: list[_Write], checks: list[tuple[str, str, JSON]], read: dict[tuple[str, str], bytes | None]
+    limits: Limits,
+    writes: list[_Write],
+    checks: list[tuple[str, str, JSON]],
+    read: dict[tuple[str, str], bytes | None],
 ) -> _Computed:
     """The transaction over the entries as read: a failed condition, or each write's bytes,
     result and event, as its single function computes them.

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Final, Literal, get_args
 
-from ..batch import BatchItem, numbered_side_by_side, plans_side_by_side
-from ..batch import located
+from ..batch import BatchItem, located, numbered_side_by_side, plans_side_by_side
 from ..driver import RUN_MANY, run_sync
 from ..errors import StateError, StoredValueError
 from ..expiry import now_ms

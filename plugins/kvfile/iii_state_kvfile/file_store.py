@@ -448,13 +448,14 @@ class KvFileStore(Adapter):
     def write_many_if(
         self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]
     ) -> bool:
-        """``state::transact`` after the core's read: one SQLite transaction checks every token, then writes."""
+        """``state::transact`` after the core's read: one transaction checks every token, then writes."""
         self._sweep_now_and_then()
         with self._write_txn() as db:
             found = self._select_many(db, [(scope, key) for scope, key, _ in checks], now_ms())
             if any(live != token for (_, _, token), (live, _) in zip(checks, found, strict=True)):
                 return False
-            self._apply_in(db, writes, {(s, k): row for (s, k, _), (_, row) in zip(checks, found, strict=True)})
+            expired = {(s, k): row for (s, k, _), (_, row) in zip(checks, found, strict=True)}
+            self._apply_in(db, writes, expired)
             return True
 
     def modify_many(
@@ -468,7 +469,8 @@ class KvFileStore(Adapter):
             found = self._select_many(db, list(entries), now_ms())
             writes = change([live for live, _ in found])
             if writes:
-                self._apply_in(db, writes, {entry: row for entry, (_, row) in zip(entries, found, strict=True)})
+                expired = {entry: row for entry, (_, row) in zip(entries, found, strict=True)}
+                self._apply_in(db, writes, expired)
             return True
 
     def _apply_in(
@@ -561,14 +563,16 @@ class KvFileStore(Adapter):
             db.execute("RELEASE bulk")
         return [raw for raw, _ in found]
 
-    def _create_many_in(self, db: sqlite3.Connection, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any] | None:
+    def _create_many_in(
+        self, db: sqlite3.Connection, calls: Sequence[tuple[str, tuple[Any, ...]]]
+    ) -> list[Any] | None:
         """A round of ``write_if`` "only if missing" (token ``None``, as import writes) of distinct
         entries: one ``executemany``. It answers only when every row was written (the usual case:
         new keys); otherwise it is undone and each call runs alone, to say which one was not."""
         if any(args[3] is not None or (len(args) > 4 and args[4] is KEEP) for _, args in calls):
             return None
         now = now_ms()
-        rows = [(_b(args[0]), _b(args[1]), args[2], args[4] if len(args) > 4 else None, now) for _, args in calls]
+        rows = [(_b(a[0]), _b(a[1]), a[2], a[4] if len(a) > 4 else None, now) for _, a in calls]
         if len({row[:2] for row in rows}) != len(rows):
             return None
         db.execute("SAVEPOINT bulk")

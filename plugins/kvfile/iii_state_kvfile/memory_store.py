@@ -172,7 +172,8 @@ class KvMemoryStore(Adapter):
     ) -> bool:
         with self._lock:
             self._purge()
-            for scope, key, data, expires_at in change([self._live(scope, key) for scope, key in entries]) or ():
+            writes = change([self._live(scope, key) for scope, key in entries])
+            for scope, key, data, expires_at in writes or ():
                 if data is None:
                     self._drop(scope, key)
                 else:
