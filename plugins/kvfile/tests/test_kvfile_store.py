@@ -428,6 +428,27 @@ def test_a_round_of_creates_is_one_executemany_and_a_key_that_is_there_sends_it_
     store.close()
 
 
+def test_a_transaction_reads_checks_and_writes_in_one_sqlite_transaction(tmp_path: Path) -> None:
+    """``modify_many``: no read transaction before the write one, so no race to lose and retry."""
+    with open_store(adapter="kv", adapter_config=file_config(tmp_path)) as store:
+        store.set("s", "a", 1)
+        statements: list[str] = []
+        store.adapter._db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+        writes = [
+            {"op": "set", "scope": "s", "key": "a", "value": 2},
+            {"op": "delete", "scope": "s", "key": "b"},
+            {"op": "update", "scope": "t", "key": "c", "ops": [{"type": "set", "path": "n", "value": 3}]},
+        ]
+        done = store.transact(writes, conditions=[{"scope": "s", "key": "a", "expected": 1}])
+        assert done.committed and done.to_wire()["results"][0] == {"old_value": 1, "new_value": 2}
+        assert statements.count("BEGIN IMMEDIATE") == 1 and "BEGIN" not in statements
+        assert (store.get("s", "a"), store.get("t", "c")) == (2, {"n": 3})
+        statements.clear()
+        missed = store.transact(writes[:1], conditions=[{"scope": "s", "key": "a", "expected": 1}])
+        assert (missed.committed, missed.failed_condition, missed.current) == (False, 0, 2)
+        assert not any(s.startswith(("INSERT", "UPDATE", "DELETE")) for s in statements)
+
+
 def _sweep_at(store: KvFileStore, key: str) -> Any:
     return store._db.execute("SELECT sweep_at FROM entries WHERE key = ?", (key.encode(),)).fetchone()[0]
 
