@@ -118,8 +118,14 @@ def _resume(plan: Plan, value: Any, applied: bool, function: str) -> Any:
 RUN_MANY = "run_many"
 
 
-def _pause_and_sent(calls: list[Call]) -> tuple[float, list[int]]:
-    """The longest ``sleep`` among the calls (all pause together) and the indices to send."""
+def _pause_and_sent(calls: list[Call]) -> tuple[float, list[int] | None]:
+    """The longest ``sleep`` among the calls (all pause together) and the indices to send
+    (``None``: all of them, the usual round)."""
+    for call in calls:
+        if call[0] == "sleep":
+            break
+    else:
+        return 0.0, None
     pauses = [c.args[0] for c in calls if c.name == "sleep"]
     return max(pauses, default=0.0), [i for i, c in enumerate(calls) if c.name != "sleep"]
 
@@ -127,11 +133,20 @@ def _pause_and_sent(calls: list[Call]) -> tuple[float, list[int]]:
 def _answers(
     calls: list[Call],
     functions: list[str],
-    sent: list[int],
+    sent: list[int] | None,
     answers: list[Any],
     describe: str,
     secrets: list[str],
 ) -> list[Any]:
+    if sent is None:
+        if len(answers) != len(calls):
+            raise BackendError(f"{describe}: run_many answered {len(answers)} calls of {len(calls)}")
+        for answer in answers:
+            if isinstance(answer, Exception):
+                break
+        else:
+            return answers  # nothing failed, nothing paused: the adapter's answers as they are
+        sent = list(range(len(calls)))
     if len(answers) != len(sent):
         raise BackendError(f"{describe}: run_many answered {len(answers)} calls of {len(sent)}")
     out: list[Any] = [None] * len(calls)
@@ -145,10 +160,11 @@ def _many_sync(adapter: Adapter, calls: list[Call], functions: list[str]) -> lis
     pause, sent = _pause_and_sent(calls)
     if pause:
         time.sleep(pause)
+    to_send = calls if sent is None else [calls[i] for i in sent]
     try:
-        answers = adapter.run_many([calls[i] for i in sent]) if sent else []
+        answers = adapter.run_many(to_send) if to_send else []
     except Exception as exc:  # the whole round failed: each call reports it
-        answers = [exc] * len(sent)
+        answers = [exc] * len(to_send)
     return _answers(calls, functions, sent, answers, adapter.describe(), adapter.secrets())
 
 
@@ -198,10 +214,11 @@ async def run_async(
                 pause, sent = _pause_and_sent(calls)
                 if pause:
                     await asyncio.sleep(pause)
+                to_send = calls if sent is None else [calls[i] for i in sent]
                 try:
-                    answers = await adapter.run_many([calls[i] for i in sent]) if sent else []
+                    answers = await adapter.run_many(to_send) if to_send else []
                 except Exception as exc:
-                    answers = [exc] * len(sent)
+                    answers = [exc] * len(to_send)
                 value = _answers(calls, functions, sent, answers, describe, secrets)
             else:
                 try:

@@ -140,8 +140,11 @@ def _create_many(limits: Limits, entries: list[Entry], encoded: list[bytes] | No
         numbered += 1
         scope, key, value = entry
         try:
-            limits.check_entry(scope, key)
-            data = limits.encode(value) if encoded is None else encoded[i]
+            if encoded is None:
+                limits.check_entry(scope, key)
+                data = limits.encode(value)
+            else:  # checked with these limits as its line was read
+                data = encoded[i]
             expires_at = limits.expires_at("compare-and-set", ttl_ms)
         except StateError as exc:
             found[i] = BatchItem("compare-and-set", error=located(numbered - 1, "compare-and-set", exc))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Final, NamedTuple
+from typing import Any, BinaryIO, Final, NamedTuple
 
 from ..adapter import Capabilities
 from ..errors import StateError
@@ -18,6 +18,8 @@ from ..operations import Limits
 from ..values import JSON, json_type
 from .errors import InvalidLinesError, LineProblem, show
 
+_scan_once: Any = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # json.loads, no layers
+_new: Any = tuple.__new__  # an Entry without its Python-level __new__ (no deadline to set)
 #: A line longer than this is reported rather than read into memory whole.
 MAX_LINE_BYTES: Final = 64 * 1024 * 1024
 #: How many bad lines a check keeps for its report (it counts all of them).
@@ -42,11 +44,12 @@ class Entry(_Fields):
     value in export_entries(store)`` reads it — and its deadline, ``expires_at`` (epoch ms, or
     ``None`` for an entry that never expires), as an attribute beside the tuple."""
 
-    expires_at: int | None
+    expires_at: int | None = None  # set on the instance only when it has one
 
     def __new__(cls, scope: str, key: str, value: JSON, expires_at: int | None = None) -> Entry:
-        entry = super().__new__(cls, scope, key, value)
-        entry.expires_at = expires_at
+        entry = tuple.__new__(cls, (scope, key, value))
+        if expires_at is not None:
+            entry.expires_at = expires_at
         return entry
 
     def __eq__(self, other: object) -> bool:
@@ -106,6 +109,25 @@ def parse_encoded(raw: bytes, limits: Limits = ANY_TARGET) -> tuple[Entry, bytes
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+    if text[:1] == "{":  # the usual line, as export writes it: no field checks beyond the types
+        try:
+            record, end = _scan_once(text, 0)
+        except Exception:
+            record, end = None, 0  # json.loads below says what is wrong
+        if (
+            type(record) is dict
+            and len(record) == 3
+            and type(scope := record.get("scope")) is str
+            and type(key := record.get("key")) is str
+            and "value" in record
+            and (end == len(text) or text[end:].isspace())
+        ):
+            try:
+                limits.check_entry(scope, key)
+                data = limits.encode(record["value"])
+            except StateError as exc:
+                return str(exc)
+            return _new(Entry, (scope, key, record["value"])), data
     if not text.strip():
         return None
     try:

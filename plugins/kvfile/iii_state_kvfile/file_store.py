@@ -152,6 +152,20 @@ def _decoded(rows: list[Any]) -> list[Expired]:
     return taken
 
 
+def _by_scope(entries: Sequence[tuple[str, str]]) -> dict[str, list[int]]:
+    """The places of each scope's entries."""
+    first = entries[0][0] if entries else ""
+    for scope, _ in entries:
+        if scope != first:
+            break
+    else:
+        return {first: list(range(len(entries)))} if entries else {}
+    places: dict[str, list[int]] = {}
+    for i, (scope, _) in enumerate(entries):
+        places.setdefault(scope, []).append(i)
+    return places
+
+
 class KvFileStore(Adapter):
     """The ``kv`` adapter. ``open()`` returns an in-memory store for ``store_method: in_memory``."""
 
@@ -528,15 +542,13 @@ class KvFileStore(Adapter):
         statement failed (undone; then each call runs alone, so only a failing one reports it).
         """
         names = {name for name, _ in calls}
-        if names <= _READS:
-            db.execute("SAVEPOINT bulk")
+        if names <= _READS:  # a read's args are (scope, key)
             try:
-                found = self._select_many(db, [args[:2] for _, args in calls], now_ms())
+                if names == {"read"}:  # a read-only transaction: no savepoint needed to undo
+                    return self._read_many(db, [args for _, args in calls], now_ms())
+                found = self._select_many(db, [args for _, args in calls], now_ms())
             except sqlite3.Error:
-                db.execute("ROLLBACK TO bulk")
                 return None
-            finally:
-                db.execute("RELEASE bulk")
             answers = zip(calls, found, strict=True)
             return [raw if name == "read" else (raw, raw) for (name, _), (raw, _) in answers]
         if names == {"write_if"}:
@@ -590,16 +602,30 @@ class KvFileStore(Adapter):
             db.execute("RELEASE bulk")
         return [True] * len(rows)
 
+    def _read_many(self, db: sqlite3.Connection, entries: list[tuple[str, str]], now: int) -> list[Any]:
+        """Per entry its live value or ``None``: :meth:`_select_many` without the expired rows."""
+        out: list[Any] = [None] * len(entries)
+        for scope, places in _by_scope(entries).items():
+            s = scope.encode("utf-8")
+            for start in range(0, len(places), _IN_CHUNK):
+                part = places[start : start + _IN_CHUNK]
+                names = [entries[i][1].encode("utf-8") for i in part]
+                marks = _MARKS[len(names)]
+                query = f"SELECT key, value, expires FROM entries WHERE scope = ? AND key IN ({marks})"
+                rows = {key: (value, expires) for key, value, expires in db.execute(query, (s, *names))}
+                for i, name in zip(part, names, strict=True):
+                    row = rows.get(name)
+                    if row is not None and (row[1] is None or row[1] > now):
+                        out[i] = row[0]
+        return out
+
     def _select_many(
         self, db: sqlite3.Connection, entries: list[tuple[str, str]], now: int
     ) -> list[tuple[bytes | None, tuple[bytes, int] | None]]:
         """Per entry: its live value (or ``None``) and, when its row is past its deadline, that row
         ``(value, expires)``. One query per scope and :data:`_IN_CHUNK` keys."""
-        by_scope: dict[str, list[int]] = {}
-        for i, (scope, _) in enumerate(entries):
-            by_scope.setdefault(scope, []).append(i)
         out: list[tuple[bytes | None, tuple[bytes, int] | None]] = [(None, None)] * len(entries)
-        for scope, places in by_scope.items():
+        for scope, places in _by_scope(entries).items():
             s = _b(scope)
             for start in range(0, len(places), _IN_CHUNK):
                 part = places[start : start + _IN_CHUNK]
