@@ -555,19 +555,19 @@ class KvFileStore(Adapter):
             return self._create_many_in(db, calls)
         if names != {"write"} or any(len(args) != 3 for _, args in calls):
             return None
-        entries = [(_b(args[0]), _b(args[1])) for _, args in calls]
+        entries = [args[:2] for _, args in calls]
         if len(set(entries)) != len(entries):
             return None  # an entry written twice: in order, one by one
         db.execute("SAVEPOINT bulk")
         try:
             now = now_ms()
-            found = self._select_many(db, [args[:2] for _, args in calls], now)
-            pairs = zip(entries, found, strict=True)
-            expired = [(s, k, *row) for (s, k), (_, row) in pairs if row is not None]
-            if expired and self._keep_expired:
-                db.executemany(_KEEP_ROW, expired)
-            rows = zip(entries, calls, strict=True)
-            db.executemany(_UPSERT, [(s, k, args[2], None) for (s, k), (_, args) in rows])
+            found = self._select_many(db, entries, now)
+            if self._keep_expired:
+                pairs = zip(entries, found, strict=True)
+                expired = [(_b(s), _b(k), *row) for (s, k), (_, row) in pairs if row is not None]
+                if expired:
+                    db.executemany(_KEEP_ROW, expired)
+            db.executemany(_UPSERT, [(a[0].encode(), a[1].encode(), a[2], None) for _, a in calls])
         except sqlite3.Error:
             db.execute("ROLLBACK TO bulk")
             return None
