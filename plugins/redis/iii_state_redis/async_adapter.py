@@ -296,8 +296,8 @@ class AsyncRedisAdapter(AsyncAdapter):
 
         answer = outcome(await self._call("write", "script transact", run))
         if isinstance(answer, list):
-            for scope, key, data, _expires_at in writes:
-                self.recent.put(self.layout.hash_key(scope), self.layout.field(key), data)
+            hash_key = self.layout.hash_key
+            self.recent.put_many((hash_key(scope), key.encode(), data) for scope, key, data, _ in writes)
         return answer
 
     # -- state::batch ----------------------------------------------------------------------------

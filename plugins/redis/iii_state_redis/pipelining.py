@@ -139,12 +139,33 @@ def spread(
         elif isinstance(reply, REDIRECTED):
             again += places
         elif merged and not isinstance(reply, Exception):
-            for i, value in zip(places, reply, strict=True):
-                out[i] = answer(layout, recent, calls[i], value)
+            _merged(layout, recent, calls, places, reply, out)
         else:
             for i in places:
                 out[i] = answer(layout, recent, calls[i], reply)
     return again, reload
+
+
+def _merged(
+    layout: Layout, recent: Recent, calls: Sequence[Call], places: list[int], reply: Any, out: list[Any]
+) -> None:
+    """:func:`answer` for each call of one merged script (its calls are of one kind and one scope),
+    with what was written remembered under one lock."""
+    name, (scope, *_) = calls[places[0]]
+    if name in ("read", "read_versioned"):
+        for i, value in zip(places, reply, strict=True):
+            out[i] = value if calls[i][0] == "read" else (value, value)
+        return
+    hash_key, seen = layout.hash_key(scope), []
+    for i, value in zip(places, reply, strict=True):
+        args = calls[i][1]
+        if name == "write":
+            out[i], data = value, args[2]
+        else:
+            out[i], current = swap_result(value)
+            data = args[2] if out[i] else current
+        seen.append((hash_key, args[1].encode(), data))
+    recent.put_many(seen)
 
 
 def fail_units(sent: list[Unit], out: list[Any], exc: Exception) -> None:

@@ -24,11 +24,11 @@ from .scripts import _DEADLINE, Script
 
 #: KEYS: per scope of the transaction, its hash, deadlines, due index and kept list (scope ``s``
 #: is ``KEYS[4s-3 .. 4s]``). ARGV: now, keep ("1": expiry events on), the scope count S, the S
-#: scope names; the check count, then per check (scope number, field, "1" and the bytes expected,
-#: or "0" and "" for missing); the write count, then per write (scope number, field, data,
-#: expires): expires as every write script takes it ("" none, "k" keep a live deadline, else the
-#: new deadline) or "d" to delete. A field whose deadline is ``<= now`` counts as missing, as in
-#: every script, and with keep "1" a write that meets one saves it for ``take_expired`` first
+#: scope names; the checks' scope numbers (one byte each), then per check (field, "1" and the
+#: bytes expected, or "0" and "" for missing); the writes' scope numbers, then per write (field,
+#: data, expires): expires as every write script takes it ("" none, "k" keep a live deadline, else
+#: the new deadline) or "d" to delete. A field whose deadline is ``<= now`` counts as missing, as
+#: in every script, and with keep "1" a write that meets one saves it for ``take_expired`` first
 #: (``scripts.WRITE``). Returns ``{1, old…}`` (the live bytes each write replaced, nil: none) when
 #: applied, ``{0, i, found}`` when check ``i`` (1-based) did not hold: nothing applied.
 TRANSACT: Final = Script(
@@ -45,16 +45,19 @@ TRANSACT: Final = Script(
     "  return raw, d, raw\n"
     "end\n"
     "local p = 4 + tonumber(ARGV[3])\n"
-    "for i = 1, tonumber(ARGV[p]) do\n"
-    "  local cur = live(tonumber(ARGV[p + 1]), ARGV[p + 2])\n"
-    "  if ARGV[p + 3] == '0' then\n"
+    "local map = ARGV[p]\n"
+    "for i = 1, #map do\n"
+    "  local cur = live(string.byte(map, i), ARGV[p + 1])\n"
+    "  if ARGV[p + 2] == '0' then\n"
     "    if cur then return {0, i, cur} end\n"
-    "  elseif cur ~= ARGV[p + 4] then return {0, i, cur} end\n"
-    "  p = p + 4\n"
+    "  elseif cur ~= ARGV[p + 3] then return {0, i, cur} end\n"
+    "  p = p + 3\n"
     "end\n"
+    "p = p + 1\n"
+    "map = ARGV[p]\n"
     "local olds = {1}\n"
-    "for i = 1, tonumber(ARGV[p + 1]) do\n"
-    "  local s, f, data, expires = tonumber(ARGV[p + 2]), ARGV[p + 3], ARGV[p + 4], ARGV[p + 5]\n"
+    "for i = 1, #map do\n"
+    "  local s, f, data, expires = string.byte(map, i), ARGV[p + 1], ARGV[p + 2], ARGV[p + 3]\n"
     "  local h, z, due, scope = KEYS[4 * s - 3], KEYS[4 * s - 2], KEYS[4 * s - 1], ARGV[3 + s]\n"
     "  local cur, d, raw = live(s, f)\n"
     "  if raw and not cur and ARGV[2] == '1' then\n"
@@ -70,10 +73,12 @@ TRANSACT: Final = Script(
     "    elseif d and not cur then redis.call('ZREM', z, f) end\n"
     "  end\n"
     "  olds[i + 1] = cur\n"
-    "  p = p + 4\n"
+    "  p = p + 3\n"
     "end\n"
     "return olds\n",
 )
+#: Scopes one script takes: their numbers travel as one byte each.
+MOST_SCOPES: Final = 255
 
 
 def script_args(
@@ -87,30 +92,36 @@ def script_args(
 
     :raises UnsupportedError: on a Cluster when the scopes hash to more than one slot.
     """
-    numbers: dict[str, bytes] = {}
+    numbers: dict[str, int] = {}
     keys: list[bytes] = []
     scopes: list[bytes] = []
-    slots: set[int] = set()
 
-    def number(scope: str) -> bytes:
+    def number(scope: str) -> int:
         found = numbers.get(scope)
         if found is None:
             names = layout.names(scope)
             keys.extend(names.writing())
             scopes.append(names.scope)
-            if cluster:
-                slots.add(key_slot(names.hash))
-            found = numbers[scope] = str(len(numbers) + 1).encode()
+            found = numbers[scope] = len(numbers) + 1
         return found
 
-    checked: list[Any] = [str(len(conditions)).encode()]
-    for scope, key, want in conditions:
-        checked += [number(scope), key.encode(), *((b"0", b"") if want is None else (b"1", want))]
-    written: list[Any] = [str(len(writes)).encode()]
-    for scope, key, data, expires_at in writes:
-        expires = b"d" if data is None else expires_arg(expires_at)
-        written += [number(scope), key.encode(), data or b"", expires]
-    if len(slots) > 1:
+    checked_in = [number(scope) for scope, _, _ in conditions]
+    written_in = [number(scope) for scope, _, _, _ in writes]
+    if len(scopes) > MOST_SCOPES:
+        raise UnsupportedError(
+            f"state::transact on Redis takes at most {MOST_SCOPES} scopes, got {len(scopes)}; "
+            "nothing was written"
+        )
+    checked: list[Any] = [bytes(checked_in)]
+    for _, key, want in conditions:
+        checked += (key.encode(), b"0", b"") if want is None else (key.encode(), b"1", want)
+    written: list[Any] = [bytes(written_in)]
+    for _, key, data, expires_at in writes:
+        if data is None:
+            written += (key.encode(), b"", b"d")
+        else:
+            written += (key.encode(), data, b"" if expires_at is None else expires_arg(expires_at))
+    if cluster and len({key_slot(keys[i]) for i in range(0, len(keys), 4)}) > 1:
         raise UnsupportedError(
             "state::transact on Redis Cluster: the scopes of one transaction must hash to one slot "
             "(give them a common hash tag, e.g. `{accounts}a` and `{accounts}b`); nothing was written"

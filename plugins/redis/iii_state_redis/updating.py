@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -52,15 +52,24 @@ class Recent:
 
     def put(self, name: bytes, field: bytes, data: bytes | None) -> None:
         with self._lock:
-            old = self._entries.pop((name, field), None)
-            self._bytes -= len(old or b"")
-            if data is not None and len(data) > self._max_bytes // 64:
-                return  # big values cost more memory than the round trip they save
-            self._entries[(name, field)] = data
-            self._bytes += len(data or b"")
-            while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
-                _, dropped = self._entries.popitem(last=False)
-                self._bytes -= len(dropped or b"")
+            self._put(name, field, data)
+
+    def put_many(self, seen: Iterable[tuple[bytes, bytes, bytes | None]]) -> None:
+        """:meth:`put` of each ``(name, field, bytes)``, under one lock (a batch, a transaction)."""
+        with self._lock:
+            for name, field, data in seen:
+                self._put(name, field, data)
+
+    def _put(self, name: bytes, field: bytes, data: bytes | None) -> None:
+        old = self._entries.pop((name, field), None)
+        self._bytes -= len(old or b"")
+        if data is not None and len(data) > self._max_bytes // 64:
+            return  # big values cost more memory than the round trip they save
+        self._entries[(name, field)] = data
+        self._bytes += len(data or b"")
+        while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self._bytes -= len(dropped or b"")
 
     def forget(self, name: bytes, field: bytes) -> None:
         with self._lock:
