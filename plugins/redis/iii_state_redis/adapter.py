@@ -292,9 +292,11 @@ class RedisAdapter(Adapter):
     def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         """Reads and writes in one pipeline (on a Cluster, one per node); see ``pipelining``."""
         out: list[Any] = [None] * len(calls)
-        queued = [i for i, call in enumerate(calls) if pipelined(call)]
+        queued: list[int] = []
         for i, call in enumerate(calls):
-            if not pipelined(call):
+            if pipelined(call):
+                queued.append(i)
+            else:
                 out[i] = _alone(self, call)
         groups = [queued] if queued else []
         if queued and self._cluster:

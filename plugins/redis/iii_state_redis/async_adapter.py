@@ -304,9 +304,11 @@ class AsyncRedisAdapter(AsyncAdapter):
     async def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         """See :meth:`RedisAdapter.run_many`; a Cluster's node pipelines go out together."""
         out: list[Any] = [None] * len(calls)
-        queued = [i for i, call in enumerate(calls) if pipelined(call)]
+        queued: list[int] = []
         for i, call in enumerate(calls):
-            if not pipelined(call):
+            if pipelined(call):
+                queued.append(i)
+            else:
                 out[i] = await _alone(self, call)
         groups = [queued] if queued else []
         if queued and self._cluster:

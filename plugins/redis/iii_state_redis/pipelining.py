@@ -11,7 +11,7 @@ may only retry) its own commands: a retry never resends a write another node app
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
@@ -107,7 +107,7 @@ def _units(layout: Layout, calls: Sequence[Call], group: list[int], keep: bytes)
                 pairs = [x for i in part for x in (field(calls[i][1][1]), calls[i][1][2])]
                 out.append((_eval(WRITE_MANY, names.writing(), now, names.scope, keep, *pairs), part, True))
             elif "write_if" in kinds:
-                swaps = [x for i in part for x in _swap_args(field(calls[i][1][1]), *calls[i][1][2:])]
+                swaps = _swaps(field, [calls[i][1] for i in part])
                 out.append((_eval(SWAP_MANY, names.writing(), now, names.scope, keep, *swaps), part, True))
             else:
                 fields = [field(calls[i][1][1]) for i in part]
@@ -115,9 +115,15 @@ def _units(layout: Layout, calls: Sequence[Call], group: list[int], keep: bytes)
     return out
 
 
-def _swap_args(field: bytes, data: bytes, expected: bytes | None) -> tuple[bytes, ...]:
-    """One call's part of SWAP_MANY's ARGV (a pipelined ``write_if`` keeps the deadline)."""
-    return (field, b"0", b"", data, b"k") if expected is None else (field, b"1", expected, data, b"k")
+def _swaps(field: Callable[[str], bytes], calls: list[tuple[Any, ...]]) -> list[bytes]:
+    """SWAP_MANY's mode and per-call arguments: the short create-only form when every call
+    expects its entry missing (an import), else the expected bytes too."""
+    if all(args[3] is None for args in calls):
+        return [b"c", *(x for args in calls for x in (field(args[1]), args[2]))]
+    out = [b"s"]
+    for _, key, data, expected in calls:
+        out += (field(key), b"0", b"", data) if expected is None else (field(key), b"1", expected, data)
+    return out
 
 
 def spread(

@@ -185,31 +185,28 @@ SWAP: Final = Script(
 )
 
 #: A batch round's compare-and-swaps of one scope (an import's create-only writes), each as SWAP
-#: does it. ARGV: now, scope, keep, then per call: field, "1" and the expected bytes (or "0" and
-#: "" for "expect missing"), the new bytes, expires. Returns SWAP's reply per call.
+#: does it, keeping the entry's deadline. ARGV: now, scope, keep, then either "c" and per call
+#: (field, new bytes), each expecting the field missing (create-only), or "s" and per call (field,
+#: "1" and the expected bytes or "0" and "", new bytes). Returns SWAP's reply per call.
 SWAP_MANY: Final = Script(
     "swap_many",
-    _DEADLINE
-    + _KEEP
-    + "local now = tonumber(ARGV[1])\n"
+    _KEEP
+    + "local now, create = tonumber(ARGV[1]), ARGV[4] == 'c'\n"
     "local timed = redis.call('ZCARD', KEYS[2]) > 0\n"
-    "local out = {}\n"
-    "for i = 4, #ARGV, 5 do\n"
-    "  local f, expires = ARGV[i], ARGV[i + 4]\n"
+    "local out, step = {}, 4\n"
+    "if create then step = 2 end\n"
+    "for i = 5, #ARGV, step do\n"
+    "  local f, data, want = ARGV[i], ARGV[i + step - 1], false\n"
+    "  if not create and ARGV[i + 1] == '1' then want = ARGV[i + 2] end\n"
     "  local raw = redis.call('HGET', KEYS[1], f)\n"
     "  local d = false\n"
     "  if timed then d = redis.call('ZSCORE', KEYS[2], f) end\n"
     "  local cur = raw\n"
     "  if raw and d and tonumber(d) <= now then cur = false end\n"
-    "  if (ARGV[i + 1] == '0' and not cur) or (ARGV[i + 1] == '1' and cur == ARGV[i + 2]) then\n"
+    "  if cur == want then\n"
     "    if raw and not cur and ARGV[3] == '1' then keep(KEYS[4], KEYS[3], ARGV[2], f, raw, d) end\n"
-    "    redis.call('HSET', KEYS[1], f, ARGV[i + 3])\n"
-    "    if expires ~= 'k' then\n"
-    "      deadline(KEYS[2], KEYS[3], f, ARGV[2], expires, d)\n"
-    "      if expires ~= '' then timed = true end\n"
-    "    elseif d and not cur then\n"
-    "      redis.call('ZREM', KEYS[2], f)\n"
-    "    end\n"
+    "    redis.call('HSET', KEYS[1], f, data)\n"
+    "    if d and not cur then redis.call('ZREM', KEYS[2], f) end\n"
     "    out[#out + 1] = {1}\n"
     "  elseif cur then out[#out + 1] = {0, cur}\n"
     "  else out[#out + 1] = {0} end\n"
