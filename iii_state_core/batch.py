@@ -149,7 +149,7 @@ def batch(limits: Limits, ops: list[dict[str, Any]]) -> Plan:
     plain, rest = batch_plain.split(limits, ops)
     events: dict[int, StateEvent] = {}
     if plain.at:
-        done, emitted = yield from batch_plain.run_plain(plain, located)
+        done, emitted = yield from batch_plain.run_plain(plain, located, limits.listening)
         if not rest:  # every operation ran plain, in order
             return done, [event for _, event in emitted]
         for index, item in zip(plain.at, done, strict=True):

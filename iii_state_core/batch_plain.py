@@ -100,16 +100,21 @@ def _entry_ok(limits: Limits, scope: str, key: str) -> bool:
 
 
 def run_plain(
-    plain: Plain, located: Callable[[int, str, StateError], StateError]
+    plain: Plain,
+    located: Callable[[int, str, StateError], StateError],
+    listening: Callable[[], bool] | None = None,
 ) -> Generator[Call, Any, tuple[list[BatchItem], list[tuple[int, StateEvent]]]]:
     """One round for every plain operation: one :class:`BatchItem` each (in order), and the
     events ``(place in the batch, event)`` in order.
 
     :param located: ``located(index, function, error)`` names the operation in an error's message.
+    :param listening: ``Limits.listening``: when it answers ``False`` no event is built (nobody
+        would receive one).
     """
     from .batch import BatchItem  # batch imports this module
 
     answers = yield _new(Call, (RUN_MANY, (plain.calls, plain.functions)))
+    wanted = listening is None or listening()
     items: list[BatchItem] = []
     append = items.append
     events: list[tuple[int, StateEvent]] = []
@@ -141,9 +146,11 @@ def run_plain(
         old = decoded if fast else None if raw is None else _replaced(function, scope, key, raw)
         if function == "set":
             append(_new(BatchItem, ("set", SetResult(old, value), None)))
-            kind: Any = "state:created" if raw is None else "state:updated"  # as _written says
-            events.append((at, StateEvent(kind, scope, key, old, value)))
+            if wanted:
+                kind: Any = "state:created" if raw is None else "state:updated"  # as _written says
+                events.append((at, StateEvent(kind, scope, key, old, value)))
         else:
             append(_new(BatchItem, ("delete", old, None)))
-            events.append((at, StateEvent("state:deleted", scope, key, old, None)))
+            if wanted:
+                events.append((at, StateEvent("state:deleted", scope, key, old, None)))
     return items, events
