@@ -167,28 +167,38 @@ def take(client: Any, call: Caller, item: Item) -> Taken | None:
         scope, key = item.get(STASH_SCOPE, {}).get("S"), item.get(STASH_KEY, {}).get("S")
     if scope is None or key is None or deadline is None:
         return None
-    version = item.get(VERSION, {}).get("N")
-    values: dict[str, dict[str, str]] = {":e": {"N": item[DEADLINE]["N"]}}
-    if version is None:
-        condition = "attribute_not_exists(#n) AND #e = :e AND attribute_exists(#v)"
-    else:
-        condition, values[":n"] = "#n = :n AND #e = :e AND attribute_exists(#v)", {"N": version}
     try:
-        reply = call(
-            "DeleteItem",
-            client.delete_item,
-            write=True,
-            TableName=call.table,
-            Key={PK: item[PK], SK: item[SK]},
-            ConditionExpression=condition,
-            ExpressionAttributeNames={"#n": VERSION, "#e": DEADLINE, "#v": VALUE},
-            ExpressionAttributeValues=values,
-            ReturnValues="ALL_OLD",
-        )
+        old = _delete_unchanged(client, call, item, holding_value=True)
     except ConditionFailed:
         return None
-    old: Item = reply.get("Attributes") or {}
     return scope, key, text_of(old, scope, key).encode("utf-8"), deadline
+
+
+def _delete_unchanged(client: Any, call: Caller, item: Item, *, holding_value: bool) -> Item:
+    """Delete ``item`` if it still has the version and deadline it was read with (and, with
+    ``holding_value``, still holds a value); its old attributes. A change since: ConditionFailed."""
+    version = item.get(VERSION, {}).get("N")
+    values: dict[str, dict[str, str]] = {":e": {"N": item[DEADLINE]["N"]}}
+    names = {"#n": VERSION, "#e": DEADLINE}
+    if version is None:
+        condition = "attribute_not_exists(#n) AND #e = :e"
+    else:
+        condition, values[":n"] = "#n = :n AND #e = :e", {"N": version}
+    if holding_value:
+        condition, names["#v"] = condition + " AND attribute_exists(#v)", VALUE
+    reply = call(
+        "DeleteItem",
+        client.delete_item,
+        write=True,
+        TableName=call.table,
+        Key={PK: item[PK], SK: item[SK]},
+        ConditionExpression=condition,
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+        ReturnValues="ALL_OLD",
+    )
+    old: Item = reply.get("Attributes") or {}
+    return old
 
 
 def _find(client: Any, call: Caller, limit: int, sweep: Sweep) -> list[Item]:
@@ -212,6 +222,18 @@ def _run(work: Callable[[Any], Any], items: list[Any]) -> list[Any]:
         return list(pool.map(work, items))
 
 
+def _claimed(outcomes: list[Any], tried: int, what: str) -> list[Any]:
+    """The entries the claims got. A failure after some were claimed returns those (logged; the
+    next call meets the failure again), so no claimed entry is dropped; a failure before any raises."""
+    got = [one for one in outcomes if one is not None and not isinstance(one, Exception)]
+    failures = [one for one in outcomes if isinstance(one, Exception)]
+    if failures:
+        if not got:
+            raise failures[0]
+        log.warning("take_expired: %d of %d %s failed: %s", len(failures), tried, what, failures[0])
+    return got
+
+
 def take_expired(client: Any, call: Caller, limit: int, sweep: Sweep | None = None) -> list[Taken]:
     """Delete up to ``limit`` expired entries and return them, each once across processes
     (without expiry events; with them the sweeper leases: :func:`lease_expired`).
@@ -220,14 +242,7 @@ def take_expired(client: Any, call: Caller, limit: int, sweep: Sweep | None = No
     again), so no taken entry is dropped; a failure before any raises.
     """
     found = _find(client, call, limit, Sweep() if sweep is None else sweep)
-    outcomes = _run(lambda item: _attempt(client, call, item), found)
-    taken = [got for got in outcomes if got is not None and not isinstance(got, Exception)]
-    failures = [got for got in outcomes if isinstance(got, Exception)]
-    if failures:
-        if not taken:
-            raise failures[0]
-        log.warning("take_expired: %d of %d deletes failed: %s", len(failures), len(found), failures[0])
-    return taken
+    return _claimed(_run(lambda item: _attempt(client, call, item), found), len(found), "deletes")
 
 
 def _attempt(client: Any, call: Caller, item: Item) -> Taken | Exception | None:
@@ -331,13 +346,7 @@ def lease_expired(
         if at and now_ms() > budget_end:
             break
         outcomes += _run(attempt, items[at : at + 4 * TAKERS])
-    leased = [got for got in outcomes if got is not None and not isinstance(got, Exception)]
-    failures = [got for got in outcomes if isinstance(got, Exception)]
-    if failures:
-        if not leased:
-            raise failures[0]
-        log.warning("take_expired: %d of %d claims failed: %s", len(failures), len(found), failures[0])
-    return leased
+    return _claimed(outcomes, len(found), "claims")
 
 
 def _lease_entry(client: Any, call: Caller, found: Item, full: Item, until: str) -> Leased | None:
@@ -356,23 +365,8 @@ def _lease_entry(client: Any, call: Caller, found: Item, full: Item, until: str)
         return None
     stashed = _stash_item(full, scope, key, until)
     mine = _put_new(client, call, stashed)
-    version = full.get(VERSION, {}).get("N")
-    values: dict[str, dict[str, str]] = {":e": full[DEADLINE]}
-    if version is None:
-        condition = "attribute_not_exists(#n) AND #e = :e"
-    else:
-        condition, values[":n"] = "#n = :n AND #e = :e", {"N": version}
     try:  # stashed (by us or another): the item itself goes
-        call(
-            "DeleteItem",
-            client.delete_item,
-            write=True,
-            TableName=call.table,
-            Key={PK: full[PK], SK: full[SK]},
-            ConditionExpression=condition,
-            ExpressionAttributeNames={"#n": VERSION, "#e": DEADLINE},
-            ExpressionAttributeValues=values,
-        )
+        _delete_unchanged(client, call, full, holding_value=False)
     except ConditionFailed:
         pass  # written again since: the write found the stash and left it alone
     if not mine:

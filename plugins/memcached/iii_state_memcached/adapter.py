@@ -346,11 +346,7 @@ class MemcachedAdapter(Adapter):
                 alone.append(i)
             else:
                 out[i] = reply
-        for i in alone:
-            try:
-                out[i] = self.write(*calls[i][1])
-            except Exception as exc:
-                out[i] = exc
+        _each_alone(self.write, calls, alone, out)
 
     def _write_if_many(self, calls: Calls, indices: list[int], out: list[Any]) -> None:
         """``write_if`` of each: the stores over an item read (``token.own``) pipelined per
@@ -388,11 +384,7 @@ class MemcachedAdapter(Adapter):
                 alone.append(i)
             else:
                 out[i] = reply
-        for i in alone:
-            try:
-                out[i] = self.write_if(*calls[i][1])
-            except Exception as exc:
-                out[i] = exc
+        _each_alone(self.write_if, calls, alone, out)
 
     def _pipelined(self, stores: dict[int, _Store]) -> dict[int, Stored | Exception | None]:
         """Send the cas stores, every one to a server in one write (``Node.store_many``).
@@ -860,3 +852,12 @@ def _rewrite_layout(node: Node, codec: KeyCodec, layout: dict[str, Any]) -> None
                 return
         elif node.store(codec.meta_key, raw, cas).ok:
             return
+
+
+def _each_alone(primitive: Callable[..., Any], calls: Calls, indices: list[int], out: list[Any]) -> None:
+    """Run the calls a pipelined round left out through the primitive itself, an error as a value."""
+    for i in indices:
+        try:
+            out[i] = primitive(*calls[i][1])
+        except Exception as exc:
+            out[i] = exc
