@@ -62,9 +62,13 @@ def test_boot_seeds_reads_and_applies_the_entry_then_reloads_it_on_change(
                 assert config.entries["state-eu"] == {"triggers_enabled": False, "max_value_bytes": 8}, (
                     "a stored entry is never replaced by the seed"
                 )
-                (binding,) = [
-                    t for t in peer.current.triggers.values() if t.get("trigger_type") == "configuration"
-                ]
+                # the SDK sends registrations over the socket as it goes: the binding may come after
+                # the entry was applied (CI once asserted before it arrived)
+                (binding,) = await eventually(
+                    lambda: [
+                        t for t in peer.current.triggers.values() if t.get("trigger_type") == "configuration"
+                    ]
+                )
                 assert binding["function_id"] == "state::on-config-change"
                 assert binding["config"] == {
                     "configuration_id": "state-eu",
