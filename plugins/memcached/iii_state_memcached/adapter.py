@@ -21,7 +21,7 @@ from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 from iii_state_core.retry import LOST, Lost, retry
 
 from . import records
-from .cas_cache import CasCache
+from .cas_cache import CasCache, Known
 from .index import Index, quietly
 from .keys import Digest, KeyCodec, sha256_digest
 from .listing import Listing
@@ -80,6 +80,8 @@ class _Store(NamedTuple):
     cas: bytes
     #: The connection the cas was remembered on (``None``: read just now).
     epoch: int | None
+    #: memcached's lifetime for ``new`` (``MemcachedAdapter._ttl``).
+    ttl: int
 
 
 def _deadline(value: object) -> bool:
@@ -298,14 +300,28 @@ class MemcachedAdapter(Adapter):
         write is atomic on its own and returns exactly the value it replaced. A store that loses
         its race, a new entry (it needs the listing index) and a slot holding only another
         pair's record go through ``write`` itself.
+
+        The usual write, a remembered plain item of this pair alone and no deadline either side,
+        is cut from the item's bytes (``records.swap_plain``): no record decoded, no lifetime or
+        expiry schedule to work out, the replaced value known before the store.
         """
+        stores: dict[int, _Store] = {}
+        swapped: dict[int, bytes] = {}  # the value each plain swap replaces
         pending: dict[int, _Pending] = {}
         unread: dict[int, bytes] = {}
         alone: list[int] = []
+        data_key, cached, limit = self._codec.data_key, self._cache.get, self._item_limit
         for i in indices:
-            scope, key = calls[i][1][0], calls[i][1][1]
-            mc_key = self._codec.data_key(scope, key)
-            known = self._cache.get(mc_key)
+            args = calls[i][1]
+            scope, key = args[0], args[1]
+            mc_key = data_key(scope, key)
+            known = cached(mc_key)
+            if known is not None and (len(args) == 3 or args[3] is None):
+                swap = records.swap_plain(known.item, scope.encode("utf-8"), key.encode("utf-8"), args[2])
+                if swap is not None and len(swap[0]) <= limit:
+                    stores[i] = _Store(mc_key, swap[0], known.item, known.cas, known.epoch, 0)
+                    swapped[i] = swap[1]
+                    continue
             own = None if known is None else _own(known.item, mc_key, scope, key)
             if known is not None and own is None:
                 self._cache.drop(mc_key)
@@ -326,7 +342,6 @@ class MemcachedAdapter(Adapter):
                     alone.append(i)
                 else:
                     pending[i] = _Pending(mc_key, own, item, cas, None)
-        stores: dict[int, _Store] = {}
         for i, p in pending.items():
             scope, key, data = calls[i][1][:3]
             deadline = calls[i][1][3] if len(calls[i][1]) == 4 else None
@@ -337,11 +352,11 @@ class MemcachedAdapter(Adapter):
                 out[i] = exc
                 continue
             self._expiring(scope, key, p.own, deadline)
-            stores[i] = _Store(p.mc_key, new, p.item, p.cas, p.epoch)
+            stores[i] = _Store(p.mc_key, new, p.item, p.cas, p.epoch, self._ttl(p.mc_key, new))
         now = now_ms()
         for i, reply in self._pipelined(stores).items():
-            if isinstance(reply, Stored) and reply.ok:
-                out[i] = self._replaced(pending[i].own, now)
+            if type(reply) is Stored and reply.ok:
+                out[i] = swapped[i] if i in swapped else self._replaced(pending[i].own, now)
             elif reply is None or isinstance(reply, Stored):  # not sent, or another writer won
                 alone.append(i)
             else:
@@ -373,7 +388,7 @@ class MemcachedAdapter(Adapter):
                 out[i] = exc
                 continue
             self._expiring(scope, key, own, deadline)
-            stores[i] = _Store(mc_key, new, token.item, token.cas, None)
+            stores[i] = _Store(mc_key, new, token.item, token.cas, None, self._ttl(mc_key, new))
             owns[i] = (own, token.now)
         for i, reply in self._pipelined(stores).items():
             if isinstance(reply, Stored):
@@ -392,22 +407,20 @@ class MemcachedAdapter(Adapter):
         The cas cache learns each stored item and forgets each other; a store refused for memory
         is answered after putting its old item back (as :meth:`_replace` does).
         """
-        by_node: dict[int, tuple[Node, list[int]]] = {}
-        for i, s in stores.items():
-            node = self._cluster.node(s.mc_key)
-            by_node.setdefault(id(node), (node, []))[1].append(i)
         answers: dict[int, Stored | Exception | None] = {}
-        for node, indices in by_node.values():
+        for node, indices in self._cluster.by_node_of(stores, lambda i: stores[i].mc_key):
             sent = [stores[i] for i in indices]
-            casts = [CasStore(s.mc_key, s.new, s.cas, self._ttl(s.mc_key, s.new), s.epoch) for s in sent]
-            for i, s, reply in zip(indices, sent, node.store_many(casts), strict=True):
-                if isinstance(reply, Stored) and reply.ok:
-                    self._cache.put(s.mc_key, reply.epoch, reply.cas, s.new)
+            learnt: list[tuple[bytes, Known]] = []
+            replies = node.store_many([CasStore(s.mc_key, s.new, s.cas, s.ttl, s.epoch) for s in sent])
+            for i, s, reply in zip(indices, sent, replies, strict=True):
+                if type(reply) is Stored and reply.ok:
+                    learnt.append((s.mc_key, Known(reply.epoch, reply.cas, s.new)))
                 else:
                     self._cache.drop(s.mc_key)
                     if isinstance(reply, OutOfMemoryError):
                         reply = self._put_back(node, s.mc_key, s.old, reply)
                 answers[i] = reply
+            self._cache.put_many(learnt)
         return answers
 
     def read_versioned(self, scope: str, key: str) -> tuple[bytes | None, Token]:

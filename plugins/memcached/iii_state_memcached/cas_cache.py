@@ -47,6 +47,23 @@ class CasCache:
                 oldest = next(iter(self._entries))
                 self._bytes -= len(self._entries.pop(oldest).item)
 
+    def put_many(self, learnt: list[tuple[bytes, Known]]) -> None:
+        """:meth:`put` of each ``(key, known)``, the lock taken once (a batch round's stores)."""
+        if self._max_entries == 0:
+            return
+        with self._lock:
+            entries = self._entries
+            for key, known in learnt:
+                old = entries.pop(key, None)
+                if old is not None:
+                    self._bytes -= len(old.item)
+                if known.cas and len(known.item) <= self._max_bytes:
+                    entries[key] = known
+                    self._bytes += len(known.item)
+            while len(entries) > self._max_entries or self._bytes > self._max_bytes:
+                oldest = next(iter(entries))
+                self._bytes -= len(entries.pop(oldest).item)
+
     def drop(self, key: bytes) -> None:
         with self._lock:
             old = self._entries.pop(key, None)

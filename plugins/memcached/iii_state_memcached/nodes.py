@@ -454,8 +454,16 @@ class Node:
                     out[i] = self._unknown("store", _detail(exc))
                 return out
             replies = _reply_lines(conn, len(sent))
+            epoch = conn.epoch
             for n, i in enumerate(sent):
-                out[i] = self._store_reply(conn, replies[n]) if n < len(replies) else self._lost()
+                if n >= len(replies):
+                    out[i] = self._lost()
+                    continue
+                reply = replies[n]
+                if reply[:4] == b"HD c" and reply.find(b" ", 4) < 0:  # stored, its new cas: the usual
+                    out[i] = Stored(True, reply[4:], epoch)
+                else:
+                    out[i] = self._store_reply(conn, reply)
             return out
         finally:
             self._release(conn)
@@ -627,6 +635,16 @@ class Cluster:
             return self._single
         h = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
         return max(self.nodes, key=lambda n: _mix(h ^ n.seed))
+
+    def by_node_of(self, items: Iterable[T], key_of: Callable[[T], bytes]) -> list[tuple[Node, list[T]]]:
+        """``items`` grouped by the server holding each one's key (``key_of``), in order."""
+        if self._single is not None:
+            return [(self._single, list(items))]
+        by_node: dict[int, tuple[Node, list[T]]] = {}
+        for item in items:
+            node = self.node(key_of(item))
+            by_node.setdefault(id(node), (node, []))[1].append(item)
+        return list(by_node.values())
 
     def by_node(self, keys: Iterable[bytes]) -> list[tuple[Node, list[bytes]]]:
         """The keys grouped by the server holding them, for one request per server."""

@@ -171,6 +171,28 @@ def replaced(item: bytes | None, mc_key: bytes, new: Record) -> bytes:
     return pack([*others, new])
 
 
+def swap_plain(item: bytes, scope: bytes, key: bytes, value: bytes) -> tuple[bytes, bytes] | None:
+    """``(new item, old value)`` when ``item`` is a plain item (no deadline) holding exactly the
+    pair's record: that record with ``value`` instead, its generation kept — the bytes
+    ``replaced`` builds for it, cut from the item without decoding it (a batch of writes does
+    this per entry). ``None`` for any other item.
+    """
+    # 0xA1, then the head >IIQI at 1: the lengths at 1:9, the generation at 9:17, the value
+    # length at 17:21; the names from 21, the value after them to the end.
+    end = 21 + len(scope) + len(key)
+    if (
+        item[:1] != _PLAIN
+        or item[1:9] != _NAMED.pack(len(scope), len(key))
+        or item[21:end] != scope + key
+        or int.from_bytes(item[17:21], "big") != len(item) - end
+    ):
+        return None
+    return b"".join((item[:17], len(value).to_bytes(4, "big"), item[21:end], value)), item[end:]
+
+
+_PLAIN = bytes((MAGIC,))
+
+
 def without(item: bytes, mc_key: bytes, scope: bytes, key: bytes) -> bytes | None:
     """``item`` minus the pair's record; ``None`` when nothing else is left."""
     others = [r for r in iter_records(item, mc_key) if (r.scope, r.key) != (scope, key)]

@@ -73,6 +73,49 @@ def test_batch_sets_are_pipelined_cas_stores_that_return_what_each_replaced(
         other.close()
 
 
+def test_batch_sets_over_remembered_items_give_what_single_sets_give(
+    memcached_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plain swap (a remembered item of the pair alone, no deadline) and the items it leaves
+    to the record path (a deadline on either side) answer and store alike."""
+    store = open_store(adapter="memcached", adapter_config=memcached_config)
+    try:
+        store.set("s", "plain", 1)
+        store.set("s", "dated", 2, ttl_ms=60_000)
+        store.set("s", "café", 3)
+        store.set("s", "later", 4)
+        assert store.batch([{"op": "get", "scope": "s", "key": "plain"}])[0].result == 1
+        pipelined = _counting(monkeypatch, "store_many")
+        monkeypatch.setattr(Node, "gets_many", lambda *a: pytest.fail("a remembered item was read again"))
+        swap, swapped = records.swap_plain, list[bytes]()
+
+        def seen_swap(item: bytes, scope: bytes, key: bytes, value: bytes) -> tuple[bytes, bytes] | None:
+            if (done := swap(item, scope, key, value)) is not None:
+                swapped.append(key)
+            return done
+
+        monkeypatch.setattr(records, "swap_plain", seen_swap)
+        ops = [
+            {"op": "set", "scope": "s", "key": "plain", "value": {"n": 1}},
+            {"op": "set", "scope": "s", "key": "dated", "value": "x"},  # drops its deadline
+            {"op": "set", "scope": "s", "key": "café", "value": ["é"]},
+            {"op": "set", "scope": "s", "key": "later", "value": 5, "ttl_ms": 60_000},  # gains one
+        ]
+        results = [item.result for item in store.batch(ops)]
+        assert [(r.old_value, r.new_value) for r in results] == [(1, {"n": 1}), (2, "x"), (3, ["é"]), (4, 5)]
+        assert sum(pipelined) == 4  # each a pipelined cas store, none alone
+        assert sorted(swapped) == ["café".encode(), b"plain"]  # cut from their bytes
+        assert store.ttl("s", "dated").ttl_ms is None and store.ttl("s", "later").ttl_ms is not None
+        monkeypatch.undo()
+        again = store.set_many("s", {"plain": 2, "dated": "y", "café": 4})
+        assert {k: r.old_value for k, r in again.items()} == {"plain": {"n": 1}, "dated": "x", "café": ["é"]}
+        assert store.get_many("s", ["plain", "dated", "café", "later"]) == {
+            "plain": 2, "dated": "y", "café": 4, "later": 5,
+        }  # fmt: skip
+    finally:
+        store.close()
+
+
 def test_batch_updates_read_in_one_gets_and_swap_in_one_pipeline_retrying_lost_races(
     memcached_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

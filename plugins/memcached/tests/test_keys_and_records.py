@@ -82,6 +82,29 @@ def test_records_round_trip_and_find_their_own_pair() -> None:
     assert records.without(records.pack([a]), b"x", b"s", b"a") is None
 
 
+def test_a_plain_swap_builds_what_replaced_builds_and_only_for_a_plain_item_of_the_pair_alone() -> None:
+    own = Record("sé".encode(), "ké".encode(), 7, b'{"v":1}')
+    for value in (b"2", b"", b'"' + b"x" * 70_000 + b'"'):
+        assert records.swap_plain(records.pack([own]), own.scope, own.key, value) == (
+            records.replaced(records.pack([own]), b"x", own._replace(value=value)),
+            own.value,
+        )
+    other = Record(b"s", b"b", 2, b"[]")
+    refused = [
+        records.pack([own._replace(deadline=5)]),  # a deadline: the write works out its lifetime
+        records.pack([own, other]),  # colliding pairs share the item
+        records.pack([other, own]),
+        records.pack([other]),  # another pair's record alone
+        records.pack([own._replace(key=own.key + b"x")]),
+        records.pack([Record(own.scope + own.key[:1], own.key[1:], 7, b"1")]),  # same bytes, other split
+        records.pack([own])[:-1],  # truncated
+        b"",
+        b"plain text",
+    ]
+    for item in refused:
+        assert records.swap_plain(item, own.scope, own.key, b"2") is None, item
+
+
 TRUNCATED = records.pack([Record(b"s", b"k", 1, b"v")])[:-1]
 
 
