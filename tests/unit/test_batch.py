@@ -130,3 +130,71 @@ def test_plain_operations_give_the_single_calls_errors() -> None:
                 store.trigger({"function_id": f"state::{op['op']}", "payload": single_payload})
             want = {"code": single.value.code, "message": f"ops[{i}] ({op['op']}): {single.value.message}"}
             assert batched[i] == {"error": want}, i
+
+
+def _results_one_by_one(store: Any, ops: list[dict[str, Any]]) -> list[Any]:
+    out: list[Any] = []
+    for op in ops:
+        try:
+            payload = {k: op[k] for k in op if k != "op"}
+            out.append(store.trigger({"function_id": f"state::{op['op']}", "payload": payload}))
+        except StateError as exc:
+            out.append({"error": {"code": exc.code, "message": exc.message}})
+    return out
+
+
+@pytest.mark.parametrize("odd", [
+    {"op": "get", "scope": "s", "key": "foreign"},  # bytes another program stored
+    {"op": "get", "scope": "\ud800", "key": "k"},  # a lone surrogate
+    {"op": "get", "scope": "s", "key": "k1"},  # an entry named twice
+    {"op": "get", "scope": "s", "key": "é"},  # not ASCII, fine
+    {"op": "get", "scope": "s", "key": 5},
+    {"op": "get", "scope": "s"},
+    ["get"],
+])  # fmt: skip
+@pytest.mark.parametrize("function", ["get", "set", "delete"])
+def test_a_batch_of_one_function_gives_the_single_calls_results_with_one_odd_operation(
+    function: str, odd: Any
+) -> None:
+    """A batch of only gets (sets, deletes) is checked as a whole list; one operation that does not
+    fit (any place) must still give exactly its single call's answer, and the others theirs."""
+
+    def prepared() -> Any:
+        store = open_store(adapter="kv", adapter_config={"store_method": "in_memory"})
+        store.adapter.write("s", "foreign", b"\xffnot json")
+        for i in range(5):
+            store.set("s", f"k{i}", {"i": i})
+        return store
+
+    ops: list[Any] = [{"op": function, "scope": "s", "key": f"k{i}"} for i in range(5)]
+    if function == "set":
+        for i, op in enumerate(ops):
+            op["value"] = [i]
+    if isinstance(odd, dict):
+        odd = {**odd, "op": function, **({"value": "v"} if function == "set" else {})}
+    for at in (0, 2, 5):
+        batch_ops = [*ops[:at], odd, *ops[at:]]
+        with prepared() as batched, prepared() as single:
+            got = batched.trigger({"function_id": "state::batch", "payload": {"ops": batch_ops}})
+            if not isinstance(odd, dict):
+                want = _results_one_by_one(single, [op for op in batch_ops if isinstance(op, dict)])
+                assert "error" in got[at] and [g for n, g in enumerate(got) if n != at] == want
+                continue
+            want = _results_one_by_one(single, batch_ops)
+            for n, (g, w) in enumerate(zip(got, want, strict=True)):
+                if isinstance(w, dict) and "error" in w:  # the batch names the operation in its message
+                    named = f"ops[{n}] ({function}): {w['error']['message']}"
+                    w = {"error": {**w["error"], "message": named}}
+                assert g == w, (at, n)
+            assert batched.adapter.scan("s", None, 100) == single.adapter.scan("s", None, 100)
+
+
+def test_a_set_with_a_value_over_the_limit_among_plain_sets_fails_alone() -> None:
+    state = {"adapter": {"name": "kv", "config": {"store_method": "in_memory"}}, "max_value_bytes": 20}
+    with open_store(state) as store:
+        ops = [{"op": "set", "scope": "s", "key": f"k{i}", "value": "x" * (30 if i == 3 else 1)}
+               for i in range(6)]  # fmt: skip
+        got = store.trigger({"function_id": "state::batch", "payload": {"ops": ops}})
+        assert [("error" in g) for g in got] == [False, False, False, True, False, False]
+        assert "max_value_bytes" in got[3]["error"]["message"] and store.get("s", "k3") is None
+        assert store.get("s", "k5") == "x"

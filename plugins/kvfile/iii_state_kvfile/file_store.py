@@ -105,6 +105,10 @@ _READS = frozenset({"read", "read_versioned"})
 #: Keys per ``SELECT … key IN (…)`` of a batch round (well under SQLite's oldest variable limit, 999).
 _IN_CHUNK = 500
 _MARKS = ["", *(",".join("?" * n) for n in range(1, _IN_CHUNK + 1))]
+#: Per number of keys: the live rows' ``key, value`` of one scope (args: scope, keys…, now).
+_READ_LIVE = [
+    f"SELECT key, value FROM entries WHERE scope = ? AND key IN ({marks}) AND {_LIVE}" for marks in _MARKS
+]
 
 #: Options that only a file_based store uses.
 _FILE_OPTIONS = ("file_path", "fsync", "busy_timeout_ms", "expiry_lease_ms")
@@ -518,7 +522,14 @@ class KvFileStore(Adapter):
         expired row); the others commit. When the commit itself fails nothing is applied and every
         call reports that error.
         """
-        writes = any(name not in _READS and name != "read_expiry" for name, _ in calls)
+        names = {call[0] for call in calls}
+        if names == {"read"} and len(calls) <= _IN_CHUNK and len({call[1][0] for call in calls}) == 1:
+            try:  # one SELECT: its own consistent read, no BEGIN and COMMIT around it
+                with self._lock:
+                    return self._read_many(self._db, [call[1] for call in calls], now_ms())
+            except sqlite3.Error:
+                pass  # each call alone below, so that only a failing one reports it
+        writes = not names <= _READS | {"read_expiry"}
         if writes:
             self._sweep_now_and_then()
         out: list[Any] = []
@@ -603,20 +614,22 @@ class KvFileStore(Adapter):
         return [True] * len(rows)
 
     def _read_many(self, db: sqlite3.Connection, entries: list[tuple[str, str]], now: int) -> list[Any]:
-        """Per entry its live value or ``None``: :meth:`_select_many` without the expired rows."""
+        """Per entry its live value or ``None``: :meth:`_select_many` without the expired rows
+        (filtered by the query, so the rows come back as a dict built in C)."""
+        by_scope = _by_scope(entries)
+        if len(by_scope) == 1 and len(entries) <= _IN_CHUNK:  # one scope: one query, no places
+            names = [key.encode("utf-8") for _, key in entries]
+            found = dict(db.execute(_READ_LIVE[len(names)], (entries[0][0].encode("utf-8"), *names, now)))
+            return list(map(found.get, names))
         out: list[Any] = [None] * len(entries)
-        for scope, places in _by_scope(entries).items():
+        for scope, places in by_scope.items():
             s = scope.encode("utf-8")
             for start in range(0, len(places), _IN_CHUNK):
                 part = places[start : start + _IN_CHUNK]
                 names = [entries[i][1].encode("utf-8") for i in part]
-                marks = _MARKS[len(names)]
-                query = f"SELECT key, value, expires FROM entries WHERE scope = ? AND key IN ({marks})"
-                rows = {key: (value, expires) for key, value, expires in db.execute(query, (s, *names))}
+                found = dict(db.execute(_READ_LIVE[len(names)], (s, *names, now)))
                 for i, name in zip(part, names, strict=True):
-                    row = rows.get(name)
-                    if row is not None and (row[1] is None or row[1] > now):
-                        out[i] = row[0]
+                    out[i] = found.get(name)
         return out
 
     def _select_many(
