@@ -5,7 +5,8 @@
 * ``read`` / ``read_versioned``: ``GetItem`` with ``ConsistentRead``; the token is the item's
   ``ver`` attribute (``None`` = missing).
 * ``write_if``: ``PutItem`` with a condition on ``ver`` (``attribute_not_exists`` for missing).
-  The core's update and compare-and-set loops run on these two.
+  The core's update and compare-and-set loops run on these two. A lost reply is settled by a
+  read (and, while the item is unchanged, the same put again; see :mod:`.settle`).
 * ``scan``: ``Query`` of one partition in sort-key order from an ``ExclusiveStartKey``.
 * ``list_scopes``: a consistent ``Scan`` projecting the partition key (see the README for cost).
 * ``run_many`` (``state::batch``): reads as ``BatchGetItem``; writes one request each, sent
@@ -28,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, ClassVar, cast
 
-from iii_state_core import Adapter, Capabilities, InvalidCursorError
+from iii_state_core import Adapter, Capabilities, InvalidCursorError, UnknownOutcomeError
 from iii_state_core.adapter import Page, PlannedWrite, Token
 from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
@@ -59,6 +60,7 @@ from .layout import (
     value_text,
 )
 from .plugin import CAPABILITIES, DynamoDBDeclaration
+from .settle import settle_lost_put
 from .sweep import Sweep, ack_leases, lease_expired, stash, take_expired
 from .table import ensure_table
 from .tokens import BY_VALUE, BY_VERSION, LIVE, ReadToken, unchanged
@@ -267,19 +269,26 @@ class DynamoDBAdapter(Adapter):
         deadline = None if token is None else cast(ReadToken, token).deadline  # missing: none to keep
         if expires_at is not KEEP:
             deadline = expires_at  # type: ignore[assignment]  # KEEP ruled out above
-        if token is None and self.settings.expiry_events:  # it may replace an expired item: keep it
+        wants_old = token is None and self.settings.expiry_events
+        if wants_old:  # it may replace an expired item: keep it
             condition["ReturnValues"] = "ALL_OLD"
-        try:
-            reply = self._call(
-                "PutItem",
-                self._client.put_item,
-                write=True,
-                TableName=self.table,
-                Item=self._item(scope, key, data, deadline),
-                **condition,
+        item = self._item(scope, key, data, deadline)
+
+        def put(condition: dict[str, Any]) -> dict[str, Any]:
+            return self._call(
+                "PutItem", self._client.put_item, write=True, TableName=self.table, Item=item, **condition
             )
+
+        try:
+            reply = put(condition)
         except ConditionFailed:
             return False
+        except UnknownOutcomeError as lost:
+            if wants_old:  # the old item it replaced, if any, came back in the lost reply
+                raise
+            reply = settle_lost_put(
+                lost, item, cast(ReadToken | None, token), lambda: self._get(scope, key), put
+            )
         if reply.get("Attributes"):  # the condition held, so it was past its deadline
             stash(self._client, self._call, reply["Attributes"])
         return True

@@ -1,9 +1,10 @@
 """A loopback HTTP proxy in front of a DynamoDB endpoint that injects faults on request.
 
 Not a server manager: it forwards to a server the shared fixtures started, and lets a test say
-"throttle the next 3 PutItem", "apply the next PutItem but cut the reply", "corrupt the next
-GetItem reply" or "hold the next GetItem for 0.5 s". It counts what it saw per operation, so a
-test can prove a request was sent exactly once.
+"throttle the next 3 PutItem", "apply the next PutItem but cut the reply", "drop the next PutItem",
+"corrupt the next GetItem reply" or "hold the next GetItem for 0.5 s"; ``then`` runs a function
+(another writer, say) after the faulty request was handled and before its client hears back.
+It counts what it saw per operation, so a test can prove a request was sent exactly once.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 THROTTLE = "throttle"  # answer 400 ThrottlingException without forwarding
 SERVER_ERROR = "server-error"  # forward (so it is applied), then answer 500
 CUT_REPLY = "cut-reply"  # forward (so it is applied), then close the connection without a reply
+DROP = "drop"  # close the connection without forwarding (nothing applied; the client cannot tell)
 CORRUPT = "corrupt"  # forward, then change `marker` in the reply body (its CRC32 no longer matches)
 DELAY = "delay"  # wait `delay` seconds, then forward
 
@@ -35,7 +37,7 @@ class FaultyProxy:
         self.delay = delay
         self.marker = marker
         self.seen: Counter[str] = Counter()
-        self._faults: dict[str, list[str]] = {}
+        self._faults: dict[str, list[tuple[str, Callable[[], object] | None]]] = {}
         self._lock = threading.Lock()
         proxy = self
 
@@ -53,15 +55,17 @@ class FaultyProxy:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def fail(self, operation: str, action: str, times: int = 1) -> None:
+    def fail(
+        self, operation: str, action: str, times: int = 1, then: Callable[[], object] | None = None
+    ) -> None:
         with self._lock:
-            self._faults.setdefault(operation, []).extend([action] * times)
+            self._faults.setdefault(operation, []).extend([(action, then)] * times)
 
-    def _next_fault(self, operation: str) -> str | None:
+    def _next_fault(self, operation: str) -> tuple[str | None, Callable[[], object] | None]:
         with self._lock:
             self.seen[operation] += 1
             queue = self._faults.get(operation)
-            return queue.pop(0) if queue else None
+            return queue.pop(0) if queue else (None, None)
 
     def _forward(
         self, handler: BaseHTTPRequestHandler, body: bytes
@@ -78,7 +82,10 @@ class FaultyProxy:
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         body = handler.rfile.read(int(handler.headers.get("Content-Length", "0")))
         operation = handler.headers.get("X-Amz-Target", "").rpartition(".")[2]
-        fault = self._next_fault(operation)
+        fault, then = self._next_fault(operation)
+        if fault == DROP:
+            self._cut(handler, then)
+            return
         if fault == THROTTLE:
             error = {
                 "__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
@@ -90,8 +97,7 @@ class FaultyProxy:
             time.sleep(self.delay)
         status, headers, payload = self._forward(handler, body)
         if fault == CUT_REPLY:
-            handler.close_connection = True
-            handler.connection.close()
+            self._cut(handler, then)
             return
         if fault == SERVER_ERROR:
             error = {"__type": "com.amazon.coral.service#InternalServerError", "message": "injected"}
@@ -101,6 +107,13 @@ class FaultyProxy:
             # Still valid JSON, just another value: only the CRC32 can tell.
             payload = payload.replace(self.marker, self.marker[:-1] + b"t")
         self._reply(handler, status, headers, payload)
+
+    @staticmethod
+    def _cut(handler: BaseHTTPRequestHandler, then: Callable[[], object] | None) -> None:
+        if then is not None:
+            then()
+        handler.close_connection = True
+        handler.connection.close()
 
     @staticmethod
     def _reply(

@@ -1,6 +1,7 @@
 """Faults between the adapter and DynamoDB, injected by a loopback proxy: throttling, lost and
 corrupted replies, server errors, slow replies. Every write is sent once unless DynamoDB proved
-it did nothing."""
+it did nothing, or a read proved that the lost conditional put did not apply and could not
+apply after its resend."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from faulty_proxy import CORRUPT, CUT_REPLY, DELAY, SERVER_ERROR, THROTTLE, FaultyProxy, faulty_proxy
+from faulty_proxy import CORRUPT, CUT_REPLY, DELAY, DROP, SERVER_ERROR, THROTTLE, FaultyProxy, faulty_proxy
 
 from iii_state_core import (
     BackendError,
@@ -19,6 +20,8 @@ from iii_state_core import (
     open_store,
 )
 from iii_state_core.driver import ThreadedAsyncAdapter
+
+INCREMENT = {"type": "increment", "path": "n", "by": 1}
 
 
 @pytest.fixture
@@ -79,13 +82,63 @@ def test_a_set_whose_reply_is_lost_is_an_unknown_outcome_applied_once(
     assert store.get("faults", "lost") == "new"
 
 
-def test_an_update_whose_reply_is_lost_is_applied_once(store: StateStore, proxy: FaultyProxy) -> None:
+def test_an_update_whose_reply_is_lost_is_settled_by_a_read_and_applied_once(
+    store: StateStore, proxy: FaultyProxy
+) -> None:
     store.set("faults", "counter", {"n": 0})
     proxy.fail("PutItem", CUT_REPLY)
-    with pytest.raises(UnknownOutcomeError) as info:
-        store.update("faults", "counter", [{"type": "increment", "path": "n", "by": 1}])
-    assert info.value.code == "UPDATE_ERROR"
+    result = store.update("faults", "counter", [INCREMENT])
+    assert (result.old_value, result.new_value) == ({"n": 0}, {"n": 1})
     assert store.get("faults", "counter") == {"n": 1}
+    assert proxy.seen["PutItem"] == 2  # the set and the update's put: a read found it applied
+
+
+def test_an_update_answered_with_a_server_error_is_settled_the_same_way(
+    store: StateStore, proxy: FaultyProxy
+) -> None:
+    store.set("faults", "counter5xx", {"n": 0})
+    proxy.fail("PutItem", SERVER_ERROR)
+    store.update("faults", "counter5xx", [INCREMENT])
+    assert store.get("faults", "counter5xx") == {"n": 1}
+    assert proxy.seen["PutItem"] == 2
+
+
+def test_a_conditional_put_lost_on_the_way_is_sent_again_once(store: StateStore, proxy: FaultyProxy) -> None:
+    store.set("faults", "dropped", {"n": 0})
+    proxy.fail("PutItem", DROP)
+    result = store.update("faults", "dropped", [INCREMENT])
+    assert (result.old_value, result.new_value) == ({"n": 0}, {"n": 1})
+    assert store.compare_and_set("faults", "dropped", {"n": 1}, {"n": 7}).swapped is True
+    assert store.get("faults", "dropped") == {"n": 7}
+    # the set, the dropped put and its resend (the read found the item unchanged), the swap
+    assert proxy.seen["PutItem"] == 4
+
+
+@pytest.mark.parametrize("fault", [CUT_REPLY, DROP])
+def test_a_lost_put_whose_entry_another_writer_changed_stays_an_unknown_outcome(
+    store: StateStore, proxy: FaultyProxy, endpoint: str, session_table: str, fault: str
+) -> None:
+    """Applied and then overwritten, or never applied: a read cannot tell, so nothing is resent."""
+    direct = {"table_name": session_table, "endpoint_url": endpoint}
+    with open_store(adapter="dynamodb", adapter_config=direct) as other:
+        store.set("faults", "raced", {"n": 0})
+        proxy.fail("PutItem", fault, then=lambda: other.set("faults", "raced", {"n": 10}))
+        with pytest.raises(UnknownOutcomeError) as info:
+            store.update("faults", "raced", [INCREMENT])
+    assert info.value.code == "UPDATE_ERROR" and "may or may not have been applied" in str(info.value)
+    assert store.get("faults", "raced") == {"n": 10}
+    assert proxy.seen["PutItem"] == 2
+
+
+def test_a_lost_create_is_settled_only_when_a_read_finds_it(store: StateStore, proxy: FaultyProxy) -> None:
+    """An item created and then deleted by someone else looks missing again: never resent."""
+    proxy.fail("PutItem", CUT_REPLY)
+    assert store.update("faults", "created", [INCREMENT]).new_value == {"n": 1}
+    proxy.fail("PutItem", DROP)
+    with pytest.raises(UnknownOutcomeError):
+        store.update("faults", "created-dropped", [INCREMENT])
+    assert store.get("faults", "created-dropped") is None
+    assert proxy.seen["PutItem"] == 2
 
 
 def test_a_delete_answered_with_a_server_error_is_an_unknown_outcome(
