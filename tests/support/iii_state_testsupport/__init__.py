@@ -36,6 +36,7 @@ from .dynamodb import (
     MotoServer,
     dynalite_server,
     dynamodb_call,
+    dynamodb_headers,
     find_dynalite,
     moto_server,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "ci_mode",
     "dynalite_server",
     "dynamodb_call",
+    "dynamodb_headers",
     "external_url",
     "find_dynalite",
     "find_valkey_server",

@@ -37,6 +37,7 @@ __all__ = [
     "MotoServer",
     "dynalite_server",
     "dynamodb_call",
+    "dynamodb_headers",
     "find_dynalite",
     "moto_server",
 ]
@@ -57,6 +58,16 @@ _DUMMY_AUTHORIZATION = (
 )
 
 
+def dynamodb_headers(operation: str) -> dict[str, str]:
+    """The headers of one DynamoDB JSON API call with a dummy SigV4-looking Authorization."""
+    return {
+        "Content-Type": "application/x-amz-json-1.0",
+        "X-Amz-Target": f"DynamoDB_20120810.{operation}",
+        "X-Amz-Date": "20240101T000000Z",
+        "Authorization": _DUMMY_AUTHORIZATION,
+    }
+
+
 def dynamodb_call(
     endpoint_url: str, operation: str, payload: dict[str, Any] | None = None, *, timeout: float = 10.0
 ) -> tuple[int, Any]:
@@ -70,12 +81,7 @@ def dynamodb_call(
     else:
         conn = http.client.HTTPConnection(parts.hostname or LOOPBACK, parts.port or 80, timeout=timeout)
     body = json.dumps(payload or {}).encode()
-    headers = {
-        "Content-Type": "application/x-amz-json-1.0",
-        "X-Amz-Target": f"DynamoDB_20120810.{operation}",
-        "X-Amz-Date": "20240101T000000Z",
-        "Authorization": _DUMMY_AUTHORIZATION,
-    }
+    headers = dynamodb_headers(operation)
     try:
         conn.request("POST", parts.path or "/", body=body, headers=headers)
         response = conn.getresponse()
@@ -147,6 +153,10 @@ class _DynamoDBEndpoint(ManagedServer[HttpEndpointInfo]):
         return self.info.url
 
 
+#: Keeps dynalite's idle keep-alive connections open (see the file for why).
+KEEPALIVE_PRELOAD = Path(__file__).resolve().with_name("dynalite_keepalive.js")
+
+
 class DynaliteServer(_DynamoDBEndpoint):
     """``dynalite --host 127.0.0.1 --port PORT`` (in memory; ``persistent=True``
     keeps a LevelDB store in the temp dir so data survives ``restart()``).
@@ -197,6 +207,12 @@ class DynaliteServer(_DynamoDBEndpoint):
         if self.persistent:
             args += ["--path", str(self._dir / "leveldb")]
         return args + list(self.extra_args)
+
+    def _env(self) -> dict[str, str] | None:
+        env = dict(os.environ)
+        preload = f"--require {json.dumps(str(KEEPALIVE_PRELOAD))}"  # quoted: a path may hold spaces
+        env["NODE_OPTIONS"] = f"{env.get('NODE_OPTIONS', '')} {preload}".strip()
+        return env
 
     def __enter__(self) -> DynaliteServer:
         self.start()

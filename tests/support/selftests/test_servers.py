@@ -6,6 +6,7 @@ Run: pytest tests/support/selftests -q  (the fixtures come from the package's py
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import ssl
@@ -33,6 +34,7 @@ from iii_state_testsupport import (
     ServerUnavailable,
     address_of,
     dynamodb_call,
+    dynamodb_headers,
     external_url,
     free_cluster_port,
     free_port,
@@ -353,6 +355,22 @@ def test_dynalite_endpoint(dynalite_endpoint: str) -> None:
     _exercise_dynamodb(dynalite_endpoint)
 
 
+def test_dynalite_keeps_idle_connections_open(dynalite_endpoint: str) -> None:
+    """dynalite_keepalive.js is loaded (binary and container alike): node announces
+    ``Keep-Alive: timeout=5`` while it closes idle connections after 5 s, and nothing with it off."""
+    parts = urllib.parse.urlsplit(dynalite_endpoint)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    try:
+        conn.request("POST", "/", body=b"{}", headers=dynamodb_headers("ListTables"))
+        reply = conn.getresponse()
+        reply.read()
+    finally:
+        conn.close()
+    assert reply.status == 200
+    assert reply.getheader("Connection", "").lower() == "keep-alive"
+    assert reply.getheader("Keep-Alive") is None
+
+
 def test_moto_endpoint(moto_endpoint: str) -> None:
     _exercise_dynamodb(moto_endpoint)
 
@@ -452,6 +470,7 @@ def test_missing_binaries_name_what_to_install(tmp_path: Path, monkeypatch: pyte
 
 
 _INNER_TEST = """
+import http.client
 import os
 
 def test_needs_redis(redis_url):
