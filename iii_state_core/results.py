@@ -81,7 +81,9 @@ class StateEvent:
 
     Read it as attributes (``event.scope``) or as the contract's object, the dict a worker
     ``state`` trigger's function receives (``event["scope"]``, ``event["type"] == "state"``), so
-    one handler body serves both.
+    one handler body serves both. A ``state:expired`` event also carries ``expiry_id``: the same
+    for every delivery of one expiry (a sweeper killed before acknowledging it delivers it again),
+    different for any other, so a receiver can drop a redelivery (contract § Expiry events).
     """
 
     event_type: Literal["state:created", "state:updated", "state:deleted", "state:expired"]
@@ -89,12 +91,13 @@ class StateEvent:
     key: str
     old_value: JSON
     new_value: JSON
+    expiry_id: str | None = None
 
     def __getitem__(self, field: str) -> Any:
         """``event["scope"]`` … as in the contract's event object; unknown fields: ``KeyError``."""
         if field == "type":
             return "state"
-        if field in _EVENT_FIELDS:
+        if field in _EVENT_FIELDS or (field == "expiry_id" and self.expiry_id is not None):
             return getattr(self, field)
         raise KeyError(field)
 
@@ -105,13 +108,17 @@ class StateEvent:
             return default
 
     def keys(self) -> tuple[str, ...]:
+        if self.expiry_id is not None:
+            return ("type", *_EVENT_FIELDS, "expiry_id")
         return ("type", *_EVENT_FIELDS)
 
     def __contains__(self, field: object) -> bool:
+        if field == "expiry_id":
+            return self.expiry_id is not None
         return field == "type" or field in _EVENT_FIELDS
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "type": "state",
             "event_type": self.event_type,
             "scope": self.scope,
@@ -119,6 +126,9 @@ class StateEvent:
             "old_value": self.old_value,
             "new_value": self.new_value,
         }
+        if self.expiry_id is not None:
+            wire["expiry_id"] = self.expiry_id
+        return wire
 
 
 _EVENT_FIELDS = ("event_type", "scope", "key", "old_value", "new_value")

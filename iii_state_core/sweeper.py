@@ -6,13 +6,22 @@ many processes or worker replicas share the store, and an entry that expired whi
 is still in the store, waiting for the next sweeper. After delivering a batch the sweeper calls
 ``ack_expired``: an adapter whose claims are leases removes the entries then, so a sweeper killed
 before it (or a claim whose reply was lost) leaves them to be claimed again once the lease lapses.
+
+So delivery is at least once: a sweeper killed between its handlers and the acknowledgement
+delivers that chunk again from another sweeper. Every event of one expiry carries the same
+``expiry_id`` (scope, key and deadline, hashed), for receivers to drop a redelivery; a sweeper
+drops one itself when it is its own (the acknowledgement failed and it claims the entry again).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Final
 
 from .adapter import Adapter, AsyncAdapter, Expired
@@ -38,6 +47,12 @@ ACK_CHUNK: Final = 64
 ACK_TRIES: Final = 3
 #: How long closing a store waits for its sweeper to deliver what it already took.
 STOP_WAIT_S: Final = 10.0
+#: Events the thread sweeper delivers before it lets go of the GIL (``time.sleep(0)``): a thread
+#: of the same process waiting for it waits that long, not the interpreter's 5 ms switch interval.
+YIELD_EVERY: Final = 16
+#: Expiries whose acknowledgement failed that a sweeper remembers (to drop them when it claims
+#: them again): the oldest are forgotten past this.
+REMEMBERED: Final = 100_000
 
 
 def poll_interval(delay_ms: int) -> float:
@@ -45,9 +60,17 @@ def poll_interval(delay_ms: int) -> float:
     return max(MIN_INTERVAL_S, delay_ms / 2000)
 
 
+def expiry_id(scope: str, key: str, deadline: int) -> str:
+    """The id of one expiry: the same whichever sweeper claims it and however often, another for
+    any other expiry (an entry's deadline is in the future when it is written, so one key never
+    expires twice at one deadline). 32 hex digits of SHA-256 over the lengths and the three."""
+    text = f"{len(scope)}:{scope}{len(key)}:{key}{deadline}"
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def expired_event(entry: Expired) -> StateEvent:
     """The ``state:expired`` event of one taken entry: ``old_value`` the value it held."""
-    scope, key, raw, _deadline = entry
+    scope, key, raw, deadline = entry
     old: JSON
     try:
         old = decode_stored(raw)
@@ -57,7 +80,7 @@ def expired_event(entry: Expired) -> StateEvent:
             scope, key, exc,
         )  # fmt: skip
         old = None
-    return StateEvent("state:expired", scope, key, old, None)
+    return StateEvent("state:expired", scope, key, old, None, expiry_id(scope, key, deadline))
 
 
 class _Backoff:
@@ -97,6 +120,33 @@ def wanted_events(taken: list[Expired], events: EventBus) -> list[StateEvent]:
     return [expired_event(entry) for entry in taken if wanted(entry[0], entry[1])]
 
 
+class _Unacknowledged:
+    """Expiries this sweeper delivered whose acknowledgement failed: their leases lapse and the
+    entries are claimed again, maybe by this sweeper, which then acknowledges them without
+    delivering them twice (what another sweeper claims again it delivers again)."""
+
+    def __init__(self) -> None:
+        #: (scope, key, deadline): one expiry, without the value it held
+        self._delivered: OrderedDict[tuple[str, str, int], None] = OrderedDict()
+
+    def fresh(self, chunk: list[Expired]) -> list[Expired]:
+        """The entries of ``chunk`` whose events this sweeper has not delivered."""
+        if not self._delivered:
+            return chunk
+        return [entry for entry in chunk if (entry[0], entry[1], entry[3]) not in self._delivered]
+
+    def failed(self, chunk: Sequence[Expired]) -> None:
+        for scope, key, _value, deadline in chunk:
+            self._delivered[scope, key, deadline] = None
+        while len(self._delivered) > REMEMBERED:
+            self._delivered.popitem(last=False)
+
+    def acknowledged(self, chunk: Sequence[Expired]) -> None:
+        if self._delivered:
+            for scope, key, _value, deadline in chunk:
+                self._delivered.pop((scope, key, deadline), None)
+
+
 def _ack_failed(exc: Exception, attempt: int, count: int) -> None:
     """Log a failed ``ack_expired``; raise it after the last try (the sweeper backs off then)."""
     if attempt >= ACK_TRIES:
@@ -111,13 +161,17 @@ def _chunks(taken: list[Expired]) -> list[list[Expired]]:
     return [taken[at : at + ACK_CHUNK] for at in range(0, len(taken), ACK_CHUNK)]
 
 
-def _acked(adapter: Adapter, taken: list[Expired]) -> None:
+def _acked(adapter: Adapter, taken: list[Expired], unacknowledged: _Unacknowledged) -> None:
     for attempt in range(1, ACK_TRIES + 1):
         try:
             adapter.ack_expired(taken)
-            return
         except Exception as exc:
+            if attempt >= ACK_TRIES:
+                unacknowledged.failed(taken)
             _ack_failed(exc, attempt, len(taken))
+        else:
+            unacknowledged.acknowledged(taken)
+            return
 
 
 class ThreadSweeper:
@@ -129,6 +183,7 @@ class ThreadSweeper:
         self._backoff = _Backoff(interval, adapter.describe(), adapter.secrets())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="iii-state-expiry", daemon=True)
+        self._unacknowledged = _Unacknowledged()
 
     def start(self) -> None:
         self._thread.start()
@@ -140,8 +195,11 @@ class ThreadSweeper:
             taken = self._adapter.take_expired(BATCH)
             # already claimed: deliver all of them, even when stopping
             for chunk in _chunks(taken):
-                self._events.emit_many(wanted_events(chunk, self._events))
-                _acked(self._adapter, chunk)
+                events = wanted_events(self._unacknowledged.fresh(chunk), self._events)
+                for at in range(0, len(events), YIELD_EVERY):
+                    self._events.emit_many(events[at : at + YIELD_EVERY])
+                    time.sleep(0)  # let go of the GIL: the process's other threads wait less
+                _acked(self._adapter, chunk, self._unacknowledged)
             delivered += len(taken)
             if len(taken) < BATCH or self._stop.is_set():
                 return delivered
@@ -181,6 +239,7 @@ class TaskSweeper:
         self._backoff = _Backoff(interval, describe, secrets)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._unacknowledged = _Unacknowledged()
 
     @property
     def started(self) -> bool:
@@ -205,14 +264,18 @@ class TaskSweeper:
         while True:
             taken = await self._adapter.take_expired(BATCH)
             for chunk in _chunks(taken):
-                for event in wanted_events(chunk, self._events):
+                for event in wanted_events(self._unacknowledged.fresh(chunk), self._events):
                     await self._events.emit_async(event)
                 for attempt in range(1, ACK_TRIES + 1):
                     try:
                         await self._adapter.ack_expired(chunk)
-                        break
                     except Exception as exc:
+                        if attempt >= ACK_TRIES:
+                            self._unacknowledged.failed(chunk)
                         _ack_failed(exc, attempt, len(chunk))
+                    else:
+                        self._unacknowledged.acknowledged(chunk)
+                        break
             delivered += len(taken)
             if len(taken) < BATCH or self._stop.is_set():
                 return delivered

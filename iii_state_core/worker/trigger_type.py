@@ -26,6 +26,7 @@ TRIGGER_TYPE: Final[dict[str, Any]] = {
             "key": {"type": "string"},
             "old_value": {},
             "new_value": {},
+            "expiry_id": {"type": "string"},
         },
     },
 }

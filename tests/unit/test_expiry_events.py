@@ -337,3 +337,80 @@ def test_the_sweeper_acknowledges_a_large_batch_in_chunks_as_it_delivers_them() 
     assert [(len(entries), by_then) for entries, by_then in adapter.acks] == [
         (ACK_CHUNK, ACK_CHUNK), (ACK_CHUNK, 2 * ACK_CHUNK), (5, count)
     ]
+
+
+def _file_store_swept_by_hand(directory: Path) -> StateStore:
+    store = open_store(_file_config(directory))
+    assert store._sweeper is not None
+    store._sweeper.stop()  # swept by hand
+    return store
+
+
+def test_every_delivery_of_one_expiry_carries_its_expiry_id_and_no_other_expiry_does(tmp_path: Path) -> None:
+    """A sweeper killed after its handlers and before its acknowledgement (here: the
+    acknowledgement never sent) leaves the lease to lapse, and another sweeper delivers the
+    expiry again: with the same ``expiry_id``, which a receiver can drop. The next expiry of the
+    same key has another id; the id is in the event's contract object too."""
+    config = _file_config(tmp_path)
+    config["adapter"]["config"]["expiry_lease_ms"] = 50
+    killed, other = open_store(config), open_store(config)
+    seen_killed: list[StateEvent] = []
+    seen_other: list[StateEvent] = []
+    try:
+        for store in (killed, other):
+            assert store._sweeper is not None
+            store._sweeper.stop()
+        killed.on_change(seen_killed.append)
+        other.on_change(seen_other.append)
+        killed.adapter.ack_expired = lambda taken: None  # type: ignore[method-assign]
+        killed.set("s", "k", {"v": 1}, ttl_ms=1)
+        time.sleep(0.01)
+        assert killed._sweeper is not None and killed._sweeper.sweep() == 1
+        assert other._sweeper is not None and other._sweeper.sweep() == 0  # still leased
+        time.sleep(0.08)  # the lease lapses unacknowledged
+        assert other._sweeper.sweep() == 1
+        [first] = [e for e in seen_killed if e.event_type == "state:expired"]
+        [again] = [e for e in seen_other if e.event_type == "state:expired"]
+        assert (again.scope, again.key, again.old_value) == ("s", "k", {"v": 1})
+        assert again.expiry_id == first.expiry_id and again["expiry_id"] == first.expiry_id
+        assert isinstance(first.expiry_id, str) and len(first.expiry_id) == 32
+        assert again.to_wire()["expiry_id"] == first.expiry_id and "expiry_id" in again.keys()
+        other.set("s", "k", {"v": 2}, ttl_ms=1)
+        time.sleep(0.01)
+        assert other._sweeper.sweep() == 1
+        assert seen_other[-1].old_value == {"v": 2} and seen_other[-1].expiry_id != first.expiry_id
+        writes = [e for e in seen_other if e.event_type != "state:expired"]
+        assert writes and all(e.expiry_id is None and "expiry_id" not in e.to_wire() for e in writes)
+    finally:
+        killed.close()
+        other.close()
+
+
+def test_a_sweeper_does_not_deliver_again_what_it_delivered_when_its_acknowledgement_failed(
+    tmp_path: Path,
+) -> None:
+    """An acknowledgement failing 3 times leaves the lease to lapse; the sweeper that delivered
+    the expiry claims it again, knows it, and acknowledges it without a second event."""
+    config = _file_config(tmp_path)
+    config["adapter"]["config"]["expiry_lease_ms"] = 50
+    seen: list[StateEvent] = []
+    with open_store(config) as store:
+        assert store._sweeper is not None
+        store._sweeper.stop()
+        store.on_change(seen.append)
+        acknowledge = store.adapter.ack_expired
+
+        def failing(taken: Any) -> None:
+            raise ConnectionError("reset")
+
+        store.adapter.ack_expired = failing  # type: ignore[method-assign]
+        store.set("s", "k", 1, ttl_ms=1)
+        time.sleep(0.01)
+        with pytest.raises(ConnectionError):
+            store._sweeper.sweep()
+        store.adapter.ack_expired = acknowledge  # type: ignore[method-assign]
+        time.sleep(0.08)
+        assert store._sweeper.sweep() == 1  # claimed again, acknowledged, not delivered again
+        assert len(_expired(seen)) == 1
+        time.sleep(0.08)
+        assert store._sweeper.sweep() == 0  # acknowledged: gone

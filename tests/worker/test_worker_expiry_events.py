@@ -58,8 +58,15 @@ def test_triggers_and_observers_get_state_expired_including_one_from_downtime(tm
             def by_key(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 return sorted(calls, key=lambda d: str(d["key"]), reverse=True)  # one task per event
 
-            assert by_key(expired_calls(peer, "r::any")) == expected
-            assert by_key(expired_calls(peer, "state::on-changed")) == expected
+            def without_ids(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                return [{k: v for k, v in d.items() if k != "expiry_id"} for d in calls]
+
+            triggered = by_key(expired_calls(peer, "r::any"))
+            observed = by_key(expired_calls(peer, "state::on-changed"))
+            assert without_ids(triggered) == expected and without_ids(observed) == expected
+            # each expiry's id reaches triggers and observers alike, one id per expiry
+            ids = [d["expiry_id"] for d in triggered]
+            assert ids == [d["expiry_id"] for d in observed] and len(set(ids)) == 2
             assert await peer.call("state::get", {"scope": "s", "key": "live"}) is None
 
     run(scenario())

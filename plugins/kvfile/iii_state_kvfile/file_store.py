@@ -65,12 +65,15 @@ _LEASE_KEPT = (
 )
 _TAKE_DUE = (
     "DELETE FROM entries WHERE (scope, key) IN (SELECT scope, key FROM entries "
-    "WHERE sweep_at <= ? AND expires <= ? ORDER BY expires LIMIT ?) "
+    "WHERE sweep_at <= ? AND expires <= ? ORDER BY sweep_at LIMIT ?) "
     "RETURNING scope, key, value, expires"
 )
-_LEASE_ROW = (
-    "INSERT INTO expired (scope, key, value, expires, leased_until) VALUES (?, ?, ?, ?, ?) RETURNING rowid"
-)
+# ``ORDER BY sweep_at``, not ``expires``: the sweep index's own order, so a claim reads ``limit``
+# rows of the index instead of sorting every due row (a due row's sweep_at is at most its deadline).
+# The claimed rows are inserted with rowids the claim picks (after the largest, in the same write
+# transaction), so one ``executemany`` leases them all and the acknowledgement knows their rowids.
+_LAST_EXPIRED_ROWID = "SELECT coalesce(max(rowid), 0) FROM expired"
+_LEASE_ROW = "INSERT INTO expired (rowid, scope, key, value, expires, leased_until) VALUES (?, ?, ?, ?, ?, ?)"
 _SWEEP_INDEX = "CREATE INDEX IF NOT EXISTS entries_by_sweep ON entries (sweep_at) WHERE sweep_at IS NOT NULL"
 # Args (scope, key, value, expires); a new row's sweep_at is its deadline. ``_UPSERT`` keeps the
 # row's sweep_at (correct only while it is set and not after the new deadline, or there is no
@@ -712,15 +715,22 @@ class KvFileStore(Adapter):
                 return []
         if not self._keep_expired:
             with self._write_txn() as db:
-                db.execute(_SWEEP_LATER, (now, now, limit))
-                return _decoded(db.execute(_TAKE_DUE, (now, now, limit)).fetchall())
+                due = db.execute(_TAKE_DUE, (now, now, limit)).fetchall()
+                if len(due) < limit:
+                    db.execute(_SWEEP_LATER, (now, now, limit))
+                return _decoded(due)
         until = now + self._lease_ms
         with self._write_txn() as db:
             rows = db.execute(_LEASE_KEPT, (until, now, limit)).fetchall()
             if len(rows) < limit:
-                db.execute(_SWEEP_LATER, (now, now, limit))
-                for s, k, v, e in db.execute(_TAKE_DUE, (now, now, limit - len(rows))).fetchall():
-                    rows.append((db.execute(_LEASE_ROW, (s, k, v, e, until)).fetchone()[0], s, k, v, e))
+                due = db.execute(_TAKE_DUE, (now, now, limit - len(rows))).fetchall()
+                if due:
+                    first = db.execute(_LAST_EXPIRED_ROWID).fetchone()[0] + 1
+                    leased = [(first + n, s, k, v, e) for n, (s, k, v, e) in enumerate(due)]
+                    db.executemany(_LEASE_ROW, [(*row, until) for row in leased])
+                    rows.extend(leased)
+                if len(rows) < limit:
+                    db.execute(_SWEEP_LATER, (now, now, limit))
         taken = _decoded([row[1:] for row in rows])
         with self._leases_lock:
             for entry, row in zip(taken, rows, strict=True):
