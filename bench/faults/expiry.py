@@ -5,7 +5,11 @@ server is killed and restarted. Afterwards a last store drains what is left.
 
 Checked from the processes' logs (``sweeper``) and the drain:
 
-- no expiry event is delivered twice, none for an entry nobody wrote, each with the value written;
+- none for an entry nobody wrote, each with the value written;
+- every delivery of one expiry carries the same ``expiry_id`` (a receiver deduplicating on it sees
+  each expiry once), and an expiry is delivered again only after a delivery its sweeper never
+  acknowledged (killed between its handlers and ``ack_expired``, or the acknowledgement failed):
+  at most one delivery of an expiry is acknowledged (decision 0017). Raw redeliveries are counted;
 - where claims are leases (``LEASED``: the sweeper acknowledges after its handlers ran), every
   acknowledged entry's event is delivered, none lost: a claim a kill or a lost reply cut short
   lapses and another sweeper claims it again (counted as redelivered);
@@ -70,7 +74,10 @@ class _Log:
 
     begun: dict[str, int] = field(default_factory=dict)  # key -> earliest deadline
     acked: set[str] = field(default_factory=set)
-    delivered: list[tuple[str, str]] = field(default_factory=list)
+    #: (key, expiry_id, value) of each ``state:expired`` delivered
+    delivered: list[tuple[str, str, str]] = field(default_factory=list)
+    #: keys of entries whose ``ack_expired`` returned (``A`` lines)
+    acknowledged: set[str] = field(default_factory=set)
     #: keys its takes returned (``C`` lines)
     claimed: set[str] = field(default_factory=set)
     read_back: list[str] = field(default_factory=list)
@@ -106,8 +113,10 @@ def _parse(path: Path, killed_at: float) -> _Log:
             log.failed_takes += 1
             pending = 0
         elif kind == "D":
-            key, _, value = rest.partition(" ")
-            log.delivered.append((key, value))
+            key, expiry_id, value = rest.split(" ", 2)
+            log.delivered.append((key, expiry_id, value))
+        elif kind == "A":
+            log.acknowledged.update(rest.split(" "))
             pending = None if pending is None else pending - 1
         elif kind == "X":
             log.read_back.append(rest)
@@ -255,12 +264,13 @@ def _spawn(target: _Target, log: Path, name: str, double: bool) -> subprocess.Po
     )
 
 
-def _drain(target: _Target, least_s: float) -> list[tuple[str, str]]:
-    """Open one more store with expiry events, let it deliver what is left, close it."""
-    got: list[tuple[str, str]] = []
+def _drain(target: _Target, least_s: float) -> list[tuple[str, str, str]]:
+    """Open one more store with expiry events, let it deliver what is left, close it (which
+    acknowledges what it delivered)."""
+    got: list[tuple[str, str, str]] = []
     with sweeper._open(target.drain_config) as store:
         store.on_change(
-            lambda e: got.append((e.key, json.dumps(e.old_value))),
+            lambda e: got.append((e.key, str(e.expiry_id), json.dumps(e.old_value))),
             scope=sweeper.SCOPE,
             condition=lambda e: e.event_type == "state:expired",
         )
@@ -272,7 +282,7 @@ def _drain(target: _Target, least_s: float) -> list[tuple[str, str]]:
                 seen, quiet_since = len(got), time.monotonic()
         left = store.list_keys(sweeper.SCOPE)
     if left:
-        got.append(("<listed after the drain>", json.dumps(left[:5])))
+        got.append(("<listed after the drain>", "-", json.dumps(left[:5])))
     return got
 
 
@@ -294,10 +304,11 @@ def run(backend: str, kills: int, seed: int | None = None, *, double: bool = Fal
     line = Line(
         backend,
         "",
-        "0 expiry events doubled, invented or lost (claims are leases), 0 expired reads"
+        "0 expiry events lost (claims are leases) or invented, 0 doubled by expiry_id, a redelivery only "
+        "after a delivery never acknowledged (raw redeliveries counted), 0 expired reads"
         if leased
-        else "0 expiry events doubled or invented, 0 lost except a claim lost with its process or its "
-        "reply, 0 expired reads",
+        else "0 expiry events doubled by expiry_id or invented, 0 lost except a claim lost with its process "
+        "or its reply, 0 expired reads",
     )
     kill_run = start_kill_run(line, seed, "iii-faults-expiry-")
     rng, logs = kill_run.rng, kill_run.logs
@@ -344,7 +355,13 @@ def run(backend: str, kills: int, seed: int | None = None, *, double: bool = Fal
         drained = _drain(target, (sweeper.MAX_TTL_MS + 1500 + (lease_ms if leased else 0)) / 1000)
         parsed = [_parse(path, killed_at.get(path.stem, math.inf)) for path in sorted(logs.iterdir())]
         delivered = [d for log in parsed for d in log.delivered] + drained
-        counts = Counter(key for key, _ in delivered)
+        counts = Counter(key for key, _, _ in delivered)
+        # deliveries whose sweeper acknowledged them (the drain closes cleanly: all of its)
+        acknowledged = Counter(k for log in parsed for k, _, _ in log.delivered if k in log.acknowledged)
+        acknowledged.update(key for key, _, _ in drained)
+        ids: dict[str, set[str]] = {}
+        for key, expiry_id, _ in delivered:
+            ids.setdefault(key, set()).add(expiry_id)
         acked = set().union(*(log.acked for log in parsed))
         lost = sorted(acked - set(counts))
         left = target.leftover(lost) if target.leftover else None
@@ -352,18 +369,23 @@ def run(backend: str, kills: int, seed: int | None = None, *, double: bool = Fal
     for log in parsed:
         begun |= log.begun
     for key, n in counts.items():
-        if n > 1:
-            line.fail(f"seed {recorded}: the expiry of {key} was delivered {n} times")
+        if len(ids[key]) > 1:
+            line.fail(f"seed {recorded}: the expiry of {key} was delivered under {len(ids[key])} expiry_ids")
+        if n > 1 and acknowledged[key] > 1:
+            line.fail(
+                f"seed {recorded}: the expiry of {key} was delivered {n} times, {acknowledged[key]} of them "
+                "acknowledged (a redelivery no kill or failed acknowledgement explains)"
+            )
         if key not in begun:
             line.fail(f"seed {recorded}: an expiry event for {key}, which nobody wrote")
-    for key, value in delivered:
+    for key, _, value in delivered:
         if key in begun and value != json.dumps(key):
             line.fail(f"seed {recorded}: the expiry of {key} carried {value}, not the value written")
     for log in parsed:
         for key in log.read_back:
             line.fail(f"seed {recorded}: {key} was read back after its deadline")
     redelivered = sum(
-        1 for log in parsed for key in log.claimed - {k for k, _ in log.delivered} if counts.get(key) == 1
+        1 for log in parsed for key in log.claimed - {k for k, _, _ in log.delivered} if counts.get(key) == 1
     )
     if leased and lost:
         line.fail(f"seed {recorded}: {len(lost)} expiry events lost although claims are leases: {lost[:5]}")
@@ -386,6 +408,12 @@ def run(backend: str, kills: int, seed: int | None = None, *, double: bool = Fal
     details: dict[str, object] = {
         "entries acknowledged": len(acked),
         "expiry events delivered": len(delivered),
+        "delivered again (raw redeliveries: a sweeper killed between handlers and acknowledgement)": sum(
+            n - 1 for n in counts.values()
+        ),
+        "delivered again under another expiry_id (a receiver deduplicating on it would see a double)": sum(
+            1 for key_ids in ids.values() if len(key_ids) > 1
+        ),
         **({"lost": len(lost)} if leased else at_most_once),
         "claimed by a sweeper that was killed before delivering, delivered once by another": redelivered,
         "takes whose reply was lost": sum(log.failed_takes for log in parsed),

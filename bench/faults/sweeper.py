@@ -14,8 +14,8 @@ leaves half a line that counts):
 - ``S`` before each ``take_expired``, ``T n`` after it returned ``n`` entries, then ``C keys``
   naming them (space-separated), ``E at`` if it raised (at: the clock then; what it claimed
   before the error is lost with the reply, or, where claims are leases, claimed again later),
-  ``D key value`` per ``state:expired`` delivered (a sweep is complete once ``n`` ``D`` lines
-  follow ``T n``), ``A n`` once ``ack_expired`` returned for them;
+  ``D key expiry_id value`` per ``state:expired`` delivered (a sweep is complete once ``n``
+  ``D`` lines follow ``T n``), ``A keys`` once ``ack_expired`` returned for those entries;
 - ``X key`` when a read returned an entry past the deadline its writer logged.
 """
 
@@ -86,12 +86,12 @@ def run(config: dict[str, Any], log_path: str, name: str, writes: int | None = N
 
     def logged_ack(taken: Any) -> None:
         ack(taken)
-        note(f"A {len(taken)}")
+        note("A " + " ".join(entry[1] for entry in taken))
 
     store.adapter.take_expired = logged_take
     store.adapter.ack_expired = logged_ack
     store.on_change(
-        lambda e: note(f"D {e.key} {json.dumps(e.old_value)}"),
+        lambda e: note(f"D {e.key} {e.expiry_id} {json.dumps(e.old_value)}"),
         scope=SCOPE,
         condition=lambda e: e.event_type == "state:expired",
     )
