@@ -19,7 +19,6 @@ import asyncio
 import hashlib
 import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Final
@@ -47,9 +46,6 @@ ACK_CHUNK: Final = 64
 ACK_TRIES: Final = 3
 #: How long closing a store waits for its sweeper to deliver what it already took.
 STOP_WAIT_S: Final = 10.0
-#: Events the thread sweeper delivers before it lets go of the GIL (``time.sleep(0)``): a thread
-#: of the same process waiting for it waits that long, not the interpreter's 5 ms switch interval.
-YIELD_EVERY: Final = 16
 #: Expiries whose acknowledgement failed that a sweeper remembers (to drop them when it claims
 #: them again): the oldest are forgotten past this.
 REMEMBERED: Final = 100_000
@@ -195,10 +191,8 @@ class ThreadSweeper:
             taken = self._adapter.take_expired(BATCH)
             # already claimed: deliver all of them, even when stopping
             for chunk in _chunks(taken):
-                events = wanted_events(self._unacknowledged.fresh(chunk), self._events)
-                for at in range(0, len(events), YIELD_EVERY):
-                    self._events.emit_many(events[at : at + YIELD_EVERY])
-                    time.sleep(0)  # let go of the GIL: the process's other threads wait less
+                # nothing between the handlers and the acknowledgement: a kill there doubles
+                self._events.emit_many(wanted_events(self._unacknowledged.fresh(chunk), self._events))
                 _acked(self._adapter, chunk, self._unacknowledged)
             delivered += len(taken)
             if len(taken) < BATCH or self._stop.is_set():
