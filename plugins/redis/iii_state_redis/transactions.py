@@ -25,12 +25,16 @@ from .scripts import _DEADLINE, Script
 #: KEYS: per scope of the transaction, its hash, deadlines, due index and kept list (scope ``s``
 #: is ``KEYS[4s-3 .. 4s]``). ARGV: now, keep ("1": expiry events on), the scope count S, the S
 #: scope names; the checks' scope numbers (one byte each), then per check (field, "1" and the
-#: bytes expected, or "0" and "" for missing); the writes' scope numbers, then per write (field,
-#: data, expires): expires as every write script takes it ("" none, "k" keep a live deadline, else
-#: the new deadline) or "d" to delete. A field whose deadline is ``<= now`` counts as missing, as
-#: in every script, and with keep "1" a write that meets one saves it for ``take_expired`` first
-#: (``scripts.WRITE``). Returns ``{1, old…}`` (the live bytes each write replaced, nil: none) when
-#: applied, ``{0, i, found}`` when check ``i`` (1-based) did not hold: nothing applied.
+#: bytes expected, or "0" and "" for missing); then the writes as ONE argument, per write
+#: ``<scope number byte><field length>:<data length>:<expires>:<field><data>``, expires as every
+#: write script takes it ("" none, "k" keep a live deadline, else the new deadline) or "d" to
+#: delete (one argument, not three per write: redis-py encodes and the server parses each
+#: argument on its own, which cost more than the script's work). A field whose deadline is
+#: ``<= now`` counts as missing, as in every script, and with keep "1" a write that meets one
+#: saves it for ``take_expired`` first (``scripts.WRITE``). Returns, when applied, one string:
+#: "1" then per write the live bytes it replaced as ``<length>:<bytes>``, or "-" for none (one
+#: reply to parse, not one per write); ``{0, i, found}`` when check ``i`` (1-based) did not
+#: hold: nothing applied.
 TRANSACT: Final = Script(
     "transact",
     _DEADLINE
@@ -53,11 +57,16 @@ TRANSACT: Final = Script(
     "  elseif cur ~= ARGV[p + 3] then return {0, i, cur} end\n"
     "  p = p + 3\n"
     "end\n"
-    "p = p + 1\n"
-    "map = ARGV[p]\n"
-    "local olds = {1}\n"
-    "for i = 1, #map do\n"
-    "  local s, f, data, expires = string.byte(map, i), ARGV[p + 1], ARGV[p + 2], ARGV[p + 3]\n"
+    "local w, at, olds = ARGV[p + 1], 1, {'1'}\n"
+    "while at <= #w do\n"
+    "  local c1 = string.find(w, ':', at + 1, true)\n"
+    "  local c2 = string.find(w, ':', c1 + 1, true)\n"
+    "  local c3 = string.find(w, ':', c2 + 1, true)\n"
+    "  local f_end = c3 + tonumber(string.sub(w, at + 1, c1 - 1))\n"
+    "  local d_end = f_end + tonumber(string.sub(w, c1 + 1, c2 - 1))\n"
+    "  local s, expires = string.byte(w, at), string.sub(w, c2 + 1, c3 - 1)\n"
+    "  local f, data = string.sub(w, c3 + 1, f_end), string.sub(w, f_end + 1, d_end)\n"
+    "  at = d_end + 1\n"
     "  local h, z, due, scope = KEYS[4 * s - 3], KEYS[4 * s - 2], KEYS[4 * s - 1], ARGV[3 + s]\n"
     "  local cur, d, raw = live(s, f)\n"
     "  if raw and not cur and ARGV[2] == '1' then\n"
@@ -72,10 +81,9 @@ TRANSACT: Final = Script(
     "    if expires ~= 'k' then deadline(z, due, f, scope, expires, d)\n"
     "    elseif d and not cur then redis.call('ZREM', z, f) end\n"
     "  end\n"
-    "  olds[i + 1] = cur\n"
-    "  p = p + 3\n"
+    "  if cur then olds[#olds + 1] = #cur .. ':' .. cur else olds[#olds + 1] = '-' end\n"
     "end\n"
-    "return olds\n",
+    "return table.concat(olds)\n",
 )
 #: Scopes one script takes: their numbers travel as one byte each.
 MOST_SCOPES: Final = 255
@@ -115,18 +123,20 @@ def script_args(
     checked: list[Any] = [bytes(checked_in)]
     for _, key, want in conditions:
         checked += (key.encode(), b"0", b"") if want is None else (key.encode(), b"1", want)
-    written: list[Any] = [bytes(written_in)]
-    for _, key, data, expires_at in writes:
-        if data is None:
-            written += (key.encode(), b"", b"d")
-        else:
-            written += (key.encode(), data, b"" if expires_at is None else expires_arg(expires_at))
+    written = b"".join([
+        b"%c%d:%d:%s:%s%s" % (number, len(field), len(data), expires, field, data)
+        for number, field, data, expires in (
+            (n, key.encode(), b"", b"d") if data is None
+            else (n, key.encode(), data, b"" if expires_at is None else expires_arg(expires_at))
+            for n, (_, key, data, expires_at) in zip(written_in, writes, strict=True)
+        )
+    ])  # fmt: skip
     if cluster and len({key_slot(keys[i]) for i in range(0, len(keys), 4)}) > 1:
         raise UnsupportedError(
             "state::transact on Redis Cluster: the scopes of one transaction must hash to one slot "
             "(give them a common hash tag, e.g. `{accounts}a` and `{accounts}b`); nothing was written"
         )
-    return keys, [now_ms(), keep_expired, str(len(scopes)).encode(), *scopes, *checked, *written]
+    return keys, [now_ms(), keep_expired, str(len(scopes)).encode(), *scopes, *checked, written]
 
 
 def checked_tokens(checks: Sequence[tuple[str, str, Token]]) -> list[ByteCondition]:
@@ -137,8 +147,26 @@ def checked_tokens(checks: Sequence[tuple[str, str, Token]]) -> list[ByteConditi
     return checks  # type: ignore[return-value]
 
 
-def outcome(reply: Sequence[Any]) -> list[bytes | None] | Missed:
+def outcome(reply: Any) -> list[bytes | None] | Missed:
     """The script's reply as ``write_many_when`` answers it."""
-    if int(reply[0]):
-        return list(reply[1:])
+    if isinstance(reply, bytes):
+        return _replaced(reply)
     return Missed(int(reply[1]) - 1, reply[2] if len(reply) > 2 else None)
+
+
+def _replaced(reply: bytes) -> list[bytes | None]:
+    """The bytes each write replaced, from the applied reply ``1(<length>:<bytes> | -)*``."""
+    if reply[:1] != b"1":
+        raise ValueError(f"unexpected transact reply {reply[:20]!r}")
+    olds: list[bytes | None] = []
+    at, end = 1, len(reply)
+    while at < end:
+        if reply[at] == 45:  # "-": the write replaced nothing
+            olds.append(None)
+            at += 1
+            continue
+        colon = reply.index(b":", at)
+        start = colon + 1
+        at = start + int(reply[at:colon])
+        olds.append(reply[start:at])
+    return olds

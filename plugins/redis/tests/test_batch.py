@@ -137,6 +137,41 @@ def test_a_transaction_of_sets_and_deletes_is_one_script_and_a_respelled_conditi
         assert sent[0] == sent[-1] == "script transact" and set(sent[1:-1]) == {"pipeline"}, sent
 
 
+def test_a_transaction_over_many_scopes_and_names_with_separators_answers_each_write(
+    redis_config: dict[str, Any],
+) -> None:
+    """The script's writes travel as one argument (``<scope byte><lengths>:<expires>:`` then
+    field and data) and its olds come back as one string: scope numbers that are the separator
+    bytes (":" is 58, "-" is 45), names and values holding them, deletes, deadlines and writes
+    that replaced nothing all read back as the single calls answer."""
+    tag = unique("wire")
+    scopes = [f"{{{tag}}}s{i}" for i in range(60)]
+    keys = [f"k:{i}-:{'-' * (i % 3)}" for i in range(60)]
+    with open_store(adapter="redis", adapter_config=redis_config) as store:
+        for i in range(0, 60, 2):
+            store.set(scopes[i], keys[i], f"old:{i}-" * (i % 4))
+        ops: list[dict[str, Any]] = []
+        for i, (scope, key) in enumerate(zip(scopes, keys, strict=True)):
+            if i % 5 == 4:
+                ops.append({"op": "delete", "scope": scope, "key": key})
+            else:
+                ops.append({"op": "set", "scope": scope, "key": key, "value": {"v": f"-:{i}:"}})
+        ops[7]["ttl_ms"] = 60_000
+        done = store.transact(ops)
+        assert done.committed
+        for i, result in enumerate(done.results):
+            old = f"old:{i}-" * (i % 4) if i % 2 == 0 else None
+            if i % 5 == 4:
+                assert result == old, i
+            else:
+                assert (result.old_value, result.new_value) == (old, {"v": f"-:{i}:"}), i
+        assert [store.get(s, k) for s, k in zip(scopes, keys, strict=True)] == [
+            None if i % 5 == 4 else {"v": f"-:{i}:"} for i in range(60)
+        ]
+        assert store.ttl(scopes[7], keys[7]).ttl_ms is not None
+        assert store.ttl(scopes[8], keys[8]).ttl_ms is None
+
+
 @pytest.mark.parametrize("expiry_events", [False, True])
 def test_a_round_of_reads_plain_writes_or_swaps_is_one_script_per_scope_with_the_one_by_one_answers(
     redis_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch, expiry_events: bool
