@@ -71,17 +71,9 @@ def _own(item: bytes, mc_key: bytes, scope: str, key: str) -> Record | None:
         return None
 
 
-class _Store(NamedTuple):
-    """A cas store of a batch round: ``new`` over ``old`` if the item is still at ``cas``."""
-
-    mc_key: bytes
-    new: bytes
-    old: bytes
-    cas: bytes
-    #: The connection the cas was remembered on (``None``: read just now).
-    epoch: int | None
-    #: memcached's lifetime for ``new`` (``MemcachedAdapter._ttl``).
-    ttl: int
+#: Builds a named tuple from its fields without its Python-level ``__new__`` (one per store of a
+#: batch round: the class call cost as much as cutting the item).
+_new: Any = tuple.__new__
 
 
 def _deadline(value: object) -> bool:
@@ -305,7 +297,8 @@ class MemcachedAdapter(Adapter):
         is cut from the item's bytes (``records.swap_plain``): no record decoded, no lifetime or
         expiry schedule to work out, the replaced value known before the store.
         """
-        stores: dict[int, _Store] = {}
+        stores: dict[int, CasStore] = {}
+        olds: dict[int, bytes] = {}  # each store's item as it was (put back if memory runs out)
         swapped: dict[int, bytes] = {}  # the value each plain swap replaces
         pending: dict[int, _Pending] = {}
         unread: dict[int, bytes] = {}
@@ -319,7 +312,8 @@ class MemcachedAdapter(Adapter):
             if known is not None and (len(args) == 3 or args[3] is None):
                 swap = records.swap_plain(known.item, scope.encode("utf-8"), key.encode("utf-8"), args[2])
                 if swap is not None and len(swap[0]) <= limit:
-                    stores[i] = _Store(mc_key, swap[0], known.item, known.cas, known.epoch, 0)
+                    stores[i] = _new(CasStore, (mc_key, swap[0], known.cas, 0, known.epoch))
+                    olds[i] = known.item
                     swapped[i] = swap[1]
                     continue
             own = None if known is None else _own(known.item, mc_key, scope, key)
@@ -352,9 +346,10 @@ class MemcachedAdapter(Adapter):
                 out[i] = exc
                 continue
             self._expiring(scope, key, p.own, deadline)
-            stores[i] = _Store(p.mc_key, new, p.item, p.cas, p.epoch, self._ttl(p.mc_key, new))
+            stores[i] = CasStore(p.mc_key, new, p.cas, self._ttl(p.mc_key, new), p.epoch)
+            olds[i] = p.item
         now = now_ms()
-        for i, reply in self._pipelined(stores).items():
+        for i, reply in self._pipelined(stores, olds).items():
             if type(reply) is Stored and reply.ok:
                 out[i] = swapped[i] if i in swapped else self._replaced(pending[i].own, now)
             elif reply is None or isinstance(reply, Stored):  # not sent, or another writer won
@@ -366,7 +361,8 @@ class MemcachedAdapter(Adapter):
     def _write_if_many(self, calls: Calls, indices: list[int], out: list[Any]) -> None:
         """``write_if`` of each: the stores over an item read (``token.own``) pipelined per
         server, each conditional on that item's cas; creates go through ``write_if`` itself."""
-        stores: dict[int, _Store] = {}
+        stores: dict[int, CasStore] = {}
+        olds: dict[int, bytes] = {}
         owns: dict[int, tuple[Record, int]] = {}
         alone: list[int] = []
         for i in indices:
@@ -388,9 +384,10 @@ class MemcachedAdapter(Adapter):
                 out[i] = exc
                 continue
             self._expiring(scope, key, own, deadline)
-            stores[i] = _Store(mc_key, new, token.item, token.cas, None, self._ttl(mc_key, new))
+            stores[i] = CasStore(mc_key, new, token.cas, self._ttl(mc_key, new), None)
+            olds[i] = token.item
             owns[i] = (own, token.now)
-        for i, reply in self._pipelined(stores).items():
+        for i, reply in self._pipelined(stores, olds).items():
             if isinstance(reply, Stored):
                 if reply.ok:
                     self._replaced(*owns[i])
@@ -401,24 +398,25 @@ class MemcachedAdapter(Adapter):
                 out[i] = reply
         _each_alone(self.write_if, calls, alone, out)
 
-    def _pipelined(self, stores: dict[int, _Store]) -> dict[int, Stored | Exception | None]:
+    def _pipelined(
+        self, stores: dict[int, CasStore], olds: dict[int, bytes]
+    ) -> dict[int, Stored | Exception | None]:
         """Send the cas stores, every one to a server in one write (``Node.store_many``).
 
         The cas cache learns each stored item and forgets each other; a store refused for memory
-        is answered after putting its old item back (as :meth:`_replace` does).
+        is answered after putting its old item (``olds``) back (as :meth:`_replace` does).
         """
         answers: dict[int, Stored | Exception | None] = {}
-        for node, indices in self._cluster.by_node_of(stores, lambda i: stores[i].mc_key):
+        for node, indices in self._cluster.by_node_of(stores, lambda i: stores[i].key):
             sent = [stores[i] for i in indices]
             learnt: list[tuple[bytes, Known]] = []
-            replies = node.store_many([CasStore(s.mc_key, s.new, s.cas, s.ttl, s.epoch) for s in sent])
-            for i, s, reply in zip(indices, sent, replies, strict=True):
+            for i, s, reply in zip(indices, sent, node.store_many(sent), strict=True):
                 if type(reply) is Stored and reply.ok:
-                    learnt.append((s.mc_key, Known(reply.epoch, reply.cas, s.new)))
+                    learnt.append((s.key, _new(Known, (reply.epoch, reply.cas, s.item))))
                 else:
-                    self._cache.drop(s.mc_key)
+                    self._cache.drop(s.key)
                     if isinstance(reply, OutOfMemoryError):
-                        reply = self._put_back(node, s.mc_key, s.old, reply)
+                        reply = self._put_back(node, s.key, olds[i], reply)
                 answers[i] = reply
             self._cache.put_many(learnt)
         return answers

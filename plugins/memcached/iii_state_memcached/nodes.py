@@ -37,6 +37,8 @@ from .settings import Server, Settings
 
 _EPOCHS = itertools.count(1)
 T = TypeVar("T")
+#: Builds a named tuple from its fields without its Python-level ``__new__`` (per pipelined reply).
+_new: Any = tuple.__new__
 _M64 = (1 << 64) - 1
 
 
@@ -442,10 +444,10 @@ class Node:
                     return [failed] * len(stores)
             sent = [i for i, s in enumerate(stores) if s.epoch is None or s.epoch == conn.epoch]
             out: list[Stored | Exception | None] = [None] * len(stores)
-            request = b"".join(
+            request = b"".join([
                 b"ms %s %d C%s%s c\r\n%s\r\n" % (s.key, len(s.item), s.cas, _lifetime(s.ttl), s.item)
                 for s in (stores[i] for i in sent)
-            )
+            ])  # fmt: skip
             try:
                 conn.sock.sendall(request)
             except (MemcacheError, OSError) as exc:
@@ -461,7 +463,7 @@ class Node:
                     continue
                 reply = replies[n]
                 if reply[:4] == b"HD c" and reply.find(b" ", 4) < 0:  # stored, its new cas: the usual
-                    out[i] = Stored(True, reply[4:], epoch)
+                    out[i] = _new(Stored, (True, reply[4:], epoch))
                 else:
                     out[i] = self._store_reply(conn, reply)
             return out

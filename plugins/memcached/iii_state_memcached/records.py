@@ -179,15 +179,16 @@ def swap_plain(item: bytes, scope: bytes, key: bytes, value: bytes) -> tuple[byt
     """
     # 0xA1, then the head >IIQI at 1: the lengths at 1:9, the generation at 9:17, the value
     # length at 17:21; the names from 21, the value after them to the end.
-    end = 21 + len(scope) + len(key)
+    names = scope + key
+    end = 21 + len(names)
     if (
-        item[:1] != _PLAIN
-        or item[1:9] != _NAMED.pack(len(scope), len(key))
-        or item[21:end] != scope + key
-        or int.from_bytes(item[17:21], "big") != len(item) - end
+        item[21:end] != names
+        or item[:1] != _PLAIN
+        or int.from_bytes(item[17:21], "big") != len(item) - end  # also: at least the head is there
+        or _NAMED.unpack_from(item, 1) != (len(scope), len(key))
     ):
         return None
-    return b"".join((item[:17], len(value).to_bytes(4, "big"), item[21:end], value)), item[end:]
+    return b"%s%s%s%s" % (item[:17], len(value).to_bytes(4, "big"), names, value), item[end:]
 
 
 _PLAIN = bytes((MAGIC,))

@@ -103,6 +103,8 @@ def test_a_plain_swap_builds_what_replaced_builds_and_only_for_a_plain_item_of_t
     ]
     for item in refused:
         assert records.swap_plain(item, own.scope, own.key, b"2") is None, item
+    for short in (b"", b"\xa1", b"\xa1\x00\x00\x00"):  # shorter than a head: no error, no swap
+        assert records.swap_plain(short, b"", b"", b"2") is None
 
 
 TRUNCATED = records.pack([Record(b"s", b"k", 1, b"v")])[:-1]
