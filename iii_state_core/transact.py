@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from .adapter import ByteCondition, PlannedWrite
 from .driver import RUN_MANY
@@ -29,6 +29,9 @@ from .swap import matches
 from .table import TABLE
 from .update_ops import apply_ops, parse_ops
 from .values import JSON, canonical_or_none, check_value, json_type
+
+#: Builds a named tuple from all its fields without its Python-level ``__new__`` (one per write).
+_new: Any = tuple.__new__
 
 #: The writes a transaction may hold (each takes that function's own fields).
 TRANSACT_FUNCTIONS: Final = ("set", "delete", "update")
@@ -54,14 +57,16 @@ def _wire(result: Any) -> Any:
     return result.to_wire() if isinstance(result, (SetResult, UpdateResult)) else result
 
 
-@dataclass(frozen=True, slots=True)
-class _Write:
+class _Write(NamedTuple):
+    """One write of the transaction, checked (a named tuple: a frozen dataclass's ``__init__``
+    cost more per write than the store's own work)."""
+
     function: str
     scope: str
     key: str
     data: bytes | None = None  # set
     value: JSON = None  # set
-    ops: list[Any] = field(default_factory=list)  # update
+    ops: tuple[Any, ...] | list[Any] = ()  # update
     #: The deadline the entry gets: ``ttl_ms`` from the call, else none (set) or its own (update).
     expires: ExpiresAt = None
 
@@ -80,9 +85,10 @@ def _decode_write(limits: Limits, i: int, op: object) -> _Write:
         if plain and isinstance(scope, str) and isinstance(key, str) and op.get("ttl_ms") is None:
             try:
                 limits.check_entry(scope, key)
-                if name == "delete":
-                    return _Write("delete", scope, key)
-                return _Write("set", scope, key, limits.encode(op["value"]), op["value"])
+                value = op["value"] if name == "set" else None
+                data = limits.encode(value) if name == "set" else None
+                write: _Write = _new(_Write, (name, scope, key, data, value, (), None))
+                return write
             except StateError as exc:
                 raise _refuse(f"ops[{i}] ({name})", exc) from None
     where = f"ops[{i}]"
@@ -283,23 +289,30 @@ def _compute(
     planned: list[PlannedWrite] = []
     results: list[Any] = []
     events: list[StateEvent] = []
+    wanted = limits.listening is None or limits.listening()  # nobody listening: build no event
     for i, w in enumerate(writes):
         raw = read[(w.scope, w.key)]
         try:
             # set and delete replace bytes another program stored, as the single calls do
-            old = (_decode if w.function == "update" else _replaced)("transact", w.scope, w.key, raw)
+            if raw is None:
+                old: JSON = None
+            else:
+                old = (_decode if w.function == "update" else _replaced)("transact", w.scope, w.key, raw)
             if w.function == "set":
                 planned.append((w.scope, w.key, w.data, w.expires))
                 results.append(SetResult(old, w.value))
-                events.append(_written(w.scope, w.key, raw, old, w.value))
+                new: JSON = w.value
             elif w.function == "delete":
                 planned.append((w.scope, w.key, None, None))
                 results.append(old)
-                events.append(StateEvent("state:deleted", w.scope, w.key, old, None))
+                if wanted:
+                    events.append(StateEvent("state:deleted", w.scope, w.key, old, None))
+                continue
             else:
-                new, errors = apply_ops(old, raw is None, w.ops)
+                new, errors = apply_ops(old, raw is None, list(w.ops))
                 planned.append((w.scope, w.key, limits.encode(new), w.expires))
                 results.append(UpdateResult(old, new, errors))
+            if wanted:
                 events.append(_written(w.scope, w.key, raw, old, new))
         except StateError as exc:
             raise _refuse(f"ops[{i}] ({w.function})", exc) from None

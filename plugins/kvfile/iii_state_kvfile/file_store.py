@@ -83,6 +83,8 @@ _UPSERT = (
     "ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, expires = excluded.expires"
 )
 _UPSERT_SWEEP = f"{_UPSERT}, sweep_at = excluded.sweep_at"
+# A live row's new value and no deadline, as ``_UPSERT`` over it (args: value, scope, key).
+_OVERWRITE = "UPDATE entries SET value = ?, expires = NULL WHERE scope = ? AND key = ?"
 # ``write_if`` with the "missing" token: written only over no row or an expired one.
 _CREATE = f"{_UPSERT_SWEEP} WHERE NOT {_LIVE.replace('expires', 'entries.expires')}"
 _SWEEP_LATER = (
@@ -486,13 +488,42 @@ class KvFileStore(Adapter):
     ) -> bool:
         """``state::transact`` in one SQLite transaction: read every entry, compute, write."""
         self._sweep_now_and_then()
+        entries = list(entries)
         with self._write_txn() as db:
-            found = self._select_many(db, list(entries), now_ms())
-            writes = change([live for live, _ in found])
-            if writes:
+            now = now_ms()
+            expired: dict[tuple[str, str], tuple[bytes, int] | None]
+            if self._keep_expired:
+                found = self._select_many(db, entries, now)
+                live = [value for value, _ in found]
                 expired = {entry: row for entry, (_, row) in zip(entries, found, strict=True)}
+            else:  # an expired row is not kept, so only the live values matter (one C-built dict)
+                live = self._read_many(db, entries, now)
+                writes = change(live)
+                if writes:
+                    self._write_over_in(db, writes, dict(zip(entries, live, strict=True)))
+                return True
+            writes = change(live)
+            if writes:
                 self._apply_in(db, writes, expired)
             return True
+
+    def _write_over_in(
+        self,
+        db: sqlite3.Connection,
+        writes: Sequence[PlannedWrite],
+        live: dict[tuple[str, str], bytes | None],
+    ) -> None:
+        """:meth:`_apply_in` without expired rows to keep, knowing each entry's live value: plain
+        sets of live entries are one ``UPDATE`` each (one b-tree seek, not an upsert's two)."""
+        if not all(data is not None and when is None and (s, k) in live for s, k, data, when in writes):
+            self._apply_in(db, writes, dict.fromkeys(live))
+            return
+        updates = [(data, s.encode(), k.encode()) for s, k, data, _ in writes if live[(s, k)] is not None]
+        if updates:
+            db.executemany(_OVERWRITE, updates)
+        if len(updates) < len(writes):  # missing (or expired) entries
+            rows = [(s.encode(), k.encode(), data, None) for s, k, data, _ in writes if live[(s, k)] is None]
+            db.executemany(_UPSERT, rows)
 
     def _apply_in(
         self,
@@ -507,7 +538,7 @@ class KvFileStore(Adapter):
             if self._keep_expired:  # expired rows the writes replace, for take_expired
                 rows = [(s, k, expired[(s, k)]) for s, k, _, _ in writes]
                 db.executemany(_KEEP_ROW, [(_b(s), _b(k), *row) for s, k, row in rows if row is not None])
-            db.executemany(_UPSERT, [(_b(s), _b(k), data, None) for s, k, data, _ in writes])
+            db.executemany(_UPSERT, [(s.encode(), k.encode(), data, None) for s, k, data, _ in writes])
             return
         for scope, key, data, expires_at in writes:
             if data is None:
