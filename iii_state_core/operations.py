@@ -27,7 +27,7 @@ from .results import Emitted, SetResult, StateEvent, TtlResult, UpdateResult
 from .retry import LOST, Lost, optimistic
 from .table import TABLE
 from .update_ops import Op, apply_ops
-from .values import DEFAULT_MAX_DEPTH, JSON, decode_stored, encode
+from .values import DEFAULT_MAX_DEPTH, JSON, decode_stored, encode, encode_parsed
 
 log = logging.getLogger("iii_state.operations")
 SCAN_PAGE: Final = 500
@@ -130,6 +130,15 @@ class Limits:
     def encode(self, value: object) -> bytes:
         """Check and encode a value for storage, enforcing the size limits."""
         data = encode(value, max_depth=self.max_depth)
+        if self.max_value_bytes is None and self.capabilities.max_value_bytes is None:
+            return data  # the usual store: no limit (one call less per write)
+        return self._sized(data)
+
+    def encode_parsed(self, value: object) -> bytes:
+        """:meth:`encode` of a value ``json`` just parsed (see :func:`values.encode_parsed`)."""
+        return self._sized(encode_parsed(value, max_depth=self.max_depth))
+
+    def _sized(self, data: bytes) -> bytes:
         configured, declared = self.max_value_bytes, self.capabilities.max_value_bytes
         if (configured is None or len(data) <= configured) and (declared is None or len(data) <= declared):
             return data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Final
 
@@ -173,6 +174,31 @@ _encode_checked: Any = (
         None, json.JSONEncoder().default, encode_basestring, None, ":", ",", False, False, False
     )
 )
+
+
+#: An integer of this many digits may be outside the supported range (up to 18 never is).
+_LONG_NUMBER: Final = re.compile(r"[0-9]{19}")
+
+
+def encode_parsed(value: object, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
+    """:func:`encode` of a value the ``json`` module's parser just built (an import line's).
+
+    Such a value holds only exact JSON types with string keys and no cycle, so the C encoder alone
+    finds a NaN or Infinity; its text then shows whether it may nest too deep (no more brackets
+    than ``max_depth``) or hold an integer out of range (no 19-digit run): when it might, the walk
+    of :func:`encode` decides. Same bytes, same errors, without a Python step per container.
+    """
+    if _encode_checked is not None:
+        try:
+            text = "".join(_encode_checked(value, 0))
+        except ValueError:  # NaN or Infinity: the walk names it
+            return encode(value, max_depth=max_depth)
+        if text.count("[") + text.count("{") <= max_depth and _LONG_NUMBER.search(text) is None:
+            try:
+                return text.encode("utf-8")
+            except UnicodeEncodeError:
+                return _utf8(text)  # raises, naming the lone surrogate
+    return encode(value, max_depth=max_depth)
 
 
 def canonical_or_none(value: object) -> bytes | None:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 from ..batch import BatchItem, located, numbered_side_by_side, plans_side_by_side
 from ..driver import RUN_MANY, run_sync
@@ -18,7 +18,10 @@ from ..store import StateStore
 from ..swap import create_after_miss, create_only
 from ..values import JSON, decode_stored, same_json
 from .errors import ConflictsFoundError, EntryConflictError, InvalidLinesError, LineProblem, show
-from .jsonl import MAX_REPORTED, Entry, iter_encoded, iter_jsonl
+from .jsonl import MAX_REPORTED, Entry, iter_encoded
+
+#: Builds a named tuple from its fields without its Python-level ``__new__`` (one per entry).
+_new: Any = tuple.__new__
 
 OnConflict = Literal["fail", "skip", "overwrite"]
 ON_CONFLICT: Final[tuple[str, ...]] = get_args(OnConflict)
@@ -108,6 +111,9 @@ def put_entries(
         found = [None if p is None else next(done) for _, p in planned]
     outcomes: list[Outcome] = []
     for item, entry in zip(found, entries, strict=True):
+        if item is _CREATED_ITEM:  # the usual import: a missing key, written
+            outcomes.append("written")
+            continue
         if item is None:
             outcomes.append("expired")
             continue
@@ -118,6 +124,8 @@ def put_entries(
 
 
 _CREATED: Final = CompareAndSetResult(True)
+#: The item of every entry written at once (a named tuple is never changed: one serves them all).
+_CREATED_ITEM: Final = BatchItem("compare-and-set", _CREATED)
 
 
 def _create_many(limits: Limits, entries: list[Entry], encoded: list[bytes] | None) -> Plan:
@@ -130,6 +138,53 @@ def _create_many(limits: Limits, entries: list[Entry], encoded: list[bytes] | No
     found: list[BatchItem | None] = [None] * len(entries)
     calls: list[Call] = []
     sent: list[tuple[int, int]] = []  # (place in entries, number among the live ones)
+    if encoded is not None and all(e.expires_at is None for e in entries):
+        # checked with these limits as their lines were read, and no deadline: nothing to refuse
+        pairs = zip(entries, encoded, strict=True)
+        calls = [_new(Call, ("write_if", (e[0], e[1], data, None))) for e, data in pairs]
+        sent = [(i, i) for i in range(len(entries))]
+    else:
+        _checked_calls(limits, entries, encoded, found, calls, sent)
+    answers = (yield Call(RUN_MANY, (calls, ["compare-and-set"] * len(calls)))) if calls else []
+    wanted = limits.listening is None or limits.listening()  # nobody listening: build no event
+    events: dict[int, StateEvent] = {}
+    rest: list[tuple[int, str, str, str, Plan]] = []
+    places: dict[int, int] = {}
+    for (i, n), call, answer in zip(sent, calls, answers, strict=True):
+        if answer is True:
+            found[i] = _CREATED_ITEM
+            if wanted:
+                events[n] = StateEvent("state:created", call.args[0], call.args[1], None, entries[i].value)
+            continue
+        scope, key, data = call.args[0], call.args[1], call.args[2]
+        if isinstance(answer, StateError):
+            found[i] = BatchItem("compare-and-set", error=located(n, "compare-and-set", answer))
+        elif answer:
+            found[i] = _CREATED_ITEM
+            events[n] = StateEvent("state:created", scope, key, None, entries[i].value)
+        else:  # the key is there (or was): its plan reads it
+            places[n] = i
+            plan = create_after_miss(scope, key, entries[i].value, data, call.args[4:])
+            rest.append((n, "compare-and-set", scope, key, plan))
+    if rest:
+        items, more = yield from numbered_side_by_side(rest)
+        for (n, *_), item in zip(rest, items, strict=True):
+            found[places[n]] = item
+        events.update(more)
+    return found, [events[n] for n in sorted(events)]
+
+
+def _checked_calls(
+    limits: Limits,
+    entries: list[Entry],
+    encoded: list[bytes] | None,
+    found: list[BatchItem | None],
+    calls: list[Call],
+    sent: list[tuple[int, int]],
+) -> None:
+    """:func:`_create_many`'s calls one entry at a time: deadlines turned into what is left of
+    them (an expired entry is left out), entries checked unless ``encoded``; a refused one gets
+    its error item in ``found``."""
     numbered = 0
     for i, entry in enumerate(entries):
         ttl_ms = None
@@ -151,27 +206,6 @@ def _create_many(limits: Limits, entries: list[Entry], encoded: list[bytes] | No
             continue
         calls.append(Call("write_if", (scope, key, data, None, *expires_at)))
         sent.append((i, numbered - 1))
-    answers = (yield Call(RUN_MANY, (calls, ["compare-and-set"] * len(calls)))) if calls else []
-    events: dict[int, StateEvent] = {}
-    rest: list[tuple[int, str, str, str, Plan]] = []
-    places: dict[int, int] = {}
-    for (i, n), call, answer in zip(sent, calls, answers, strict=True):
-        scope, key, data = call.args[0], call.args[1], call.args[2]
-        if isinstance(answer, StateError):
-            found[i] = BatchItem("compare-and-set", error=located(n, "compare-and-set", answer))
-        elif answer:
-            found[i] = BatchItem("compare-and-set", _CREATED)
-            events[n] = StateEvent("state:created", scope, key, None, entries[i].value)
-        else:  # the key is there (or was): its plan reads it
-            places[n] = i
-            plan = create_after_miss(scope, key, entries[i].value, data, call.args[4:])
-            rest.append((n, "compare-and-set", scope, key, plan))
-    if rest:
-        items, more = yield from numbered_side_by_side(rest)
-        for (n, *_), item in zip(rest, items, strict=True):
-            found[places[n]] = item
-        events.update(more)
-    return found, [events[n] for n in sorted(events)]
 
 
 def _outcome(result: object, value: JSON, on_conflict: OnConflict) -> Outcome:
@@ -243,6 +277,9 @@ def _write_chunk(
     :raises EntryConflictError: at the first key holding a different value (under ``fail``).
     """
     outcomes = put_until_conflict(store, chunk, on_conflict, encoded)
+    if outcomes.count("written") == len(chunk):  # the usual chunk: every key was missing
+        report.written += len(chunk)
+        return
     for entry, outcome, line in zip(chunk, outcomes, lines, strict=False):
         if outcome == "conflict":
             raise EntryConflictError(entry.scope, entry.key, report.written, line)
@@ -275,22 +312,29 @@ def _first_differing(store: StateStore, chunk: list[Entry]) -> int | None:
     return found[0][0] if found else None
 
 
-def _differing(store: StateStore, numbered: list[tuple[int, Entry]]) -> list[tuple[int, Entry]]:
+def _differing(
+    store: StateStore, numbered: list[tuple[int, Entry]], checked: bool = False
+) -> list[tuple[int, Entry]]:
     """The entries (with their numbers) whose key holds another value, read in one round; an entry
-    past its deadline never differs (it will not be written)."""
-    raws = store._run("get", _read_many(store.limits, [e for _, e in numbered]))
+    past its deadline never differs (it will not be written).
+
+    :param checked: the scopes and keys were checked with ``store.limits`` already (lines read).
+    """
+    raws = store._run("get", _read_many(store.limits, [e for _, e in numbered], checked))
     pairs = zip(numbered, raws, strict=True)
-    return [(n, e) for (n, e), raw in pairs if not _past(e) and _differs(raw, e.value)]
+    return [(n, e) for (n, e), raw in pairs if raw is not None and not _past(e) and _differs(raw, e.value)]
 
 
-def _read_many(limits: Limits, entries: list[Entry]) -> Plan:
+def _read_many(limits: Limits, entries: list[Entry], checked: bool = False) -> Plan:
     """The stored bytes of each entry, in one ``RUN_MANY`` round.
 
     :raises StateError: the first read that failed (wrapped and redacted as for ``get``).
     """
-    for e in entries:
-        limits.check_entry(e.scope, e.key)
-    raws = yield Call(RUN_MANY, ([Call("read", (e.scope, e.key)) for e in entries], ["get"] * len(entries)))
+    if not checked:
+        for e in entries:
+            limits.check_entry(e.scope, e.key)
+    calls = [_new(Call, ("read", (e[0], e[1]))) for e in entries]
+    raws = yield Call(RUN_MANY, (calls, ["get"] * len(entries)))
     for raw in raws:
         if isinstance(raw, StateError):
             raise raw
@@ -352,16 +396,19 @@ def import_file(
     conflicts: list[LineProblem] = []
     conflict_count = 0
     checking: list[tuple[int, Entry]] = []  # under fail: read in batches of CHUNK
+    kept = _Kept()
     with open(path, "rb") as stream:
-        for number, item in chain(iter_jsonl(stream, store.limits), [(0, None)]):
+        for number, item in chain(iter_encoded(stream, store.limits), [(0, None)]):
             if isinstance(item, LineProblem):
                 report.invalid += 1
                 if len(report.problems) < MAX_REPORTED:
                     report.problems.append(item)
-            elif item is not None and on_conflict == "fail" and not _past(item):
-                checking.append((number, item))
+            elif item is not None:
+                kept.add(number, item)
+                if on_conflict == "fail" and not _past(item[0]):
+                    checking.append((number, item[0]))
             if checking and (item is None or len(checking) == CHUNK):
-                for number_, entry in _differing(store, checking):
+                for number_, entry in _differing(store, checking, checked=True):
                     conflict_count += 1
                     if len(conflicts) < MAX_REPORTED:
                         where = f"scope {show(entry.scope)} key {show(entry.key)}"
@@ -371,10 +418,16 @@ def import_file(
         raise InvalidLinesError(report.problems, report.invalid)
     if conflict_count:
         raise ConflictsFoundError(conflicts, conflict_count)
+    if kept.lines is not None:  # the checked entries are all in memory: no second read or parse
+        for at in range(0, len(kept.lines), CHUNK):
+            chunk = kept.entries[at : at + CHUNK]
+            lines: list[int | None] = list(kept.lines[at : at + CHUNK])
+            _write_chunk(store, report, chunk, lines, on_conflict, kept.encoded[at : at + CHUNK])
+        return report
     with open(path, "rb") as stream:
-        chunk: list[Entry] = []
+        chunk = []
         encoded: list[bytes] = []
-        lines: list[int | None] = []
+        lines = []
         ended = False
         lines_in = iter_encoded(stream, store.limits)
         while not ended:
@@ -391,3 +444,32 @@ def import_file(
                 chunk, encoded, lines = [], [], []
     return report
 
+
+#: How many bytes of checked entries the first pass of :func:`import_file` keeps for the second
+#: (counted as their encoded values, scopes and keys plus :data:`_ENTRY_BYTES` each). A larger file
+#: is read and parsed again instead, so memory stays bounded whatever the file's size.
+KEPT_BYTES: Final = 64 * 1024 * 1024
+#: Roughly what Python spends on an entry beside its text (tuples, string headers, the value).
+_ENTRY_BYTES: Final = 400
+
+
+class _Kept:
+    """The good entries of the first pass, while they fit in :data:`KEPT_BYTES` (then none)."""
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self.encoded: list[bytes] = []
+        self.lines: list[int] | None = []
+        self.size = 0
+
+    def add(self, number: int, item: tuple[Entry, bytes]) -> None:
+        if self.lines is None:
+            return
+        entry, data = item
+        self.size += len(data) * 2 + len(entry[0]) + len(entry[1]) + _ENTRY_BYTES
+        if self.size > KEPT_BYTES:  # too large to keep: the second pass reads the file again
+            self.entries, self.encoded, self.lines = [], [], None
+            return
+        self.entries.append(entry)
+        self.encoded.append(data)
+        self.lines.append(number)

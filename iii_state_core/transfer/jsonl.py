@@ -124,7 +124,7 @@ def parse_encoded(raw: bytes, limits: Limits = ANY_TARGET) -> tuple[Entry, bytes
         ):
             try:
                 limits.check_entry(scope, key)
-                data = limits.encode(record["value"])
+                data = limits.encode_parsed(record["value"])
             except StateError as exc:
                 return str(exc)
             return _new(Entry, (scope, key, record["value"])), data
@@ -164,7 +164,7 @@ def parse_encoded(raw: bytes, limits: Limits = ANY_TARGET) -> tuple[Entry, bytes
             )
     try:
         limits.check_entry(scope, key)
-        data = limits.encode(value)
+        data = limits.encode_parsed(value)
     except StateError as exc:
         return str(exc)
     return Entry(scope, key, value, expires_at), data

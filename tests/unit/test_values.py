@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import json
 import math
 from typing import Any
 
@@ -24,6 +25,7 @@ from iii_state_core.values import (
     decode_stored,
     dumps,
     encode,
+    encode_parsed,
     json_type,
     loads,
     same_json,
@@ -346,3 +348,24 @@ def test_encode_matches_json_dumps(value: Any) -> None:
 
     expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     assert encode(value) == expected
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": [1, 2.5, "x", true, null], "b": {"c": "é\\u00e9"}}',
+    "18446744073709551615", "18446744073709551616", "-9223372036854775808", "-9223372036854775809",
+    '"1234567890123456789012"', "123456789012345678", "[1e308, 1e-7, -0.0, 1E+2]",
+    "NaN", "[Infinity]", '{"x": -Infinity}', '"\\ud800"', '["\\udc00x"]',
+    "[" * 128 + "]" * 128, "[" * 129 + "]" * 129, '["[[[["]', "{}", "[]", '""',
+])  # fmt: skip
+def test_encode_parsed_gives_what_encode_gives(text: str) -> None:
+    """The import's encoder of parsed values: the same bytes, or the same error, as encode."""
+    value = json.loads(text)
+    try:
+        want: object = encode(value, max_depth=128)
+    except InvalidValueError as exc:
+        want = str(exc)
+    try:
+        got: object = encode_parsed(value, max_depth=128)
+    except InvalidValueError as exc:
+        got = str(exc)
+    assert got == want
