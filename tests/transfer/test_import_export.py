@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -159,8 +160,8 @@ def test_a_key_created_between_the_passes_is_never_overwritten(
     """Another writer creates "c" after the check pass: skip keeps its value, fail stops at it."""
     real = importing._differing
 
-    def racing(store: StateStore, numbered: list[tuple[int, Entry]]) -> list[tuple[int, Entry]]:
-        differs = real(store, numbered)
+    def racing(store: StateStore, numbered: list[tuple[int, Entry]], **kwargs: Any) -> list[Any]:
+        differs = real(store, numbered, **kwargs)
         if any(entry.key == "c" for _, entry in numbered):
             store.set("s", "c", "theirs")
         return differs
