@@ -231,7 +231,7 @@ def _adapter_sections(options: Options, report: Report) -> None:
 
 
 #: Adapters whose batch primitive and raw batch are measured (the others make one call per entry).
-BATCH_TARGETS = ("kv", "redis", "memcached", "dynamodb")
+BATCH_TARGETS = ("kv", "kv-memory", "redis", "memcached", "dynamodb")
 
 METHOD = (
     "Each operation runs through iii-state and through the raw client doing the least the adapter "

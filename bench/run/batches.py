@@ -12,7 +12,7 @@ from iii_state_core import StateStore
 
 from . import workload as w
 from .measuring import Budget, Measurement, alternate, measure
-from .raw_kv import SCOPE, RawSqlite
+from .raw_kv import SCOPE, RawDict, RawSqlite
 from .raw_redis import RawRedis
 
 BATCH = 100
@@ -82,6 +82,30 @@ def _raw_sqlite(raw: RawSqlite) -> tuple[dict[str, Op], dict[str, str]]:
         {"get": "one read transaction of 100 SELECTs + json.loads",
          "set": "BEGIN IMMEDIATE; 100 x (SELECT old; INSERT OR REPLACE); COMMIT",
          "transact": "BEGIN IMMEDIATE; 10 x (SELECT old; INSERT OR REPLACE); COMMIT"},
+    )  # fmt: skip
+
+
+def _raw_dict(raw: RawDict) -> tuple[dict[str, Op], dict[str, str]]:
+    data, lock = raw.data, raw.lock
+    keys = [w.key(i) for i in range(BATCH)]
+    tx = [f"t{i}" for i in range(TRANSACT)]
+
+    def gets(_i: int) -> object:
+        return [None if (v := data.get(k)) is None else json.loads(v) for k in keys]
+
+    def writes(names: list[str]) -> object:
+        encoded = [w.dumps(w.VALUE) for _ in names]  # as the raw single set: one dumps per entry
+        with lock:
+            old = [data.get(k) for k in names]
+            data.update(zip(names, encoded, strict=True))
+        return [None if v is None else json.loads(v) for v in old]
+
+    return (
+        {"get": gets, "set": lambda _i: writes(keys), "transact": lambda _i: writes(tx)},
+        {"get": "100 dict lookups + json.loads",
+         "set": "100 json.dumps; under one lock: 100 lookups of the old bytes, one dict.update; "
+                "json.loads(old)",
+         "transact": "as the sets, for 10 entries (one lock: all or nothing in one process)"},
     )  # fmt: skip
 
 
@@ -194,6 +218,8 @@ def raw_batches(raw: object) -> tuple[dict[str, Op], dict[str, str]] | None:
         return _raw_sqlite(raw)
     if isinstance(raw, RawRedis):
         return _raw_redis(raw)
+    if isinstance(raw, RawDict):
+        return _raw_dict(raw)
     if type(raw).__name__ == "RawMemcached":  # not imported here: pymemcache is the memcached plugin's
         return _raw_memcached(raw)
     if type(raw).__name__ == "RawDynamo":  # boto3 is the dynamodb plugin's
@@ -218,6 +244,7 @@ def table(title: str, store: StateStore, scope: str, raw: object, budget: Budget
         "| batch / single |",
         "|---|---:|---:|---:|---:|---:|",
     ]
+    ceilings: list[str] = []  # the raw batch over our single calls: the most "batch / single" can be
     for row, (batch, single) in ours.items():
         if row == "transact" and not store.capabilities.transactions:
             rows.append(f"| {LABELS[row]} | refused (no `transactions`) | | | | |")
@@ -233,6 +260,13 @@ def table(title: str, store: StateStore, scope: str, raw: object, budget: Budget
             f"| {LABELS[row]} | {mine:,.0f} | {shown} | {ratio} | {one.ops_per_s * n:,.0f} | "
             f"{mine / (one.ops_per_s * n):.1f}x |"
         )
+        if theirs and row != "transact":
+            ceilings.append(f"{row}s {theirs / (one.ops_per_s * n):.1f}x")
     rows.append("")
     rows += [f"- {LABELS[k]}: raw: {v}" for k, v in described.items()]
+    if ceilings:
+        rows.append(
+            f"- the raw batch over our one call per entry, same run: {', '.join(ceilings)} (issue 17 "
+            f"asks batch / single >= 5x; where this is below 5x even a batch as fast as raw cannot reach it)"
+        )
     return "\n".join(rows)

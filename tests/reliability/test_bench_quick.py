@@ -145,12 +145,21 @@ def test_update_needs_an_existing_report_and_adapters(tmp_path: Path) -> None:
         assert done.returncode == 2 and "--update" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_batch_section_has_every_row_for_kv(report: str) -> None:
-    rows = _rows(report, "### Batches: kv (file_based: SQLite WAL) vs raw sqlite3")
+@pytest.mark.parametrize(
+    "title", ["kv (file_based: SQLite WAL) vs raw sqlite3", "kv (in_memory) vs a raw locked dict"]
+)
+def test_batch_section_has_every_row_for_kv(report: str, title: str) -> None:
+    section = report.split(f"### Batches: {title}", 1)[1].split("###", 1)[0]
+    rows = _rows(report, f"### Batches: {title}")
     assert [r[0] for r in rows] == ["batch of 100 gets", "batch of 100 sets", "transact of 10 sets"]
     for _label, ours, raw, ratio, single, _times in rows:
         assert all(_number(c) > 0 for c in (ours, raw, single)), rows
         assert abs(_number(ratio) - _number(ours) / _number(raw)) < 0.01 + 0.01 * _number(ratio)
+    # the ceiling of "batch / single": the raw batch over our single calls, gets and sets
+    ceiling = re.search(r"same run: gets ([0-9.]+)x, sets ([0-9.]+)x", section)
+    assert ceiling is not None, section
+    for (_label, _ours, raw, _ratio, single, _times), shown in zip(rows, ceiling.groups(), strict=False):
+        assert abs(float(shown) - _number(raw) / _number(single)) < 0.06 + 0.01 * float(shown), (rows, shown)
 
 
 @pytest.mark.parametrize(
