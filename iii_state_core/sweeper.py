@@ -56,12 +56,16 @@ def poll_interval(delay_ms: int) -> float:
     return max(MIN_INTERVAL_S, delay_ms / 2000)
 
 
+_blake2b = hashlib.blake2b
+
+
 def expiry_id(scope: str, key: str, deadline: int) -> str:
     """The id of one expiry: the same whichever sweeper claims it and however often, another for
     any other expiry (an entry's deadline is in the future when it is written, so one key never
-    expires twice at one deadline). 32 hex digits of SHA-256 over the lengths and the three."""
+    expires twice at one deadline). 32 hex digits of a 128-bit BLAKE2b over the lengths and the
+    three (BLAKE2b: about half of SHA-256's time on inputs this short, once per event)."""
     text = f"{len(scope)}:{scope}{len(key)}:{key}{deadline}"
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return _blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def expired_event(entry: Expired) -> StateEvent:

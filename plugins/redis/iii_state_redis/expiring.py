@@ -139,8 +139,12 @@ def ack_plan(layout: Layout, claimed: list[Claimed]) -> Generator[Run, Any, None
     """Remove the leases of ``claimed`` (from :func:`take_plan` with a lease): one script per
     slot and at most ``ACK_CHUNK`` members each."""
     by_tag: dict[bytes, list[bytes]] = {}
+    tags: dict[str, bytes] = {}  # a batch mostly holds few scopes: hash each scope's slot once
     for entry, member in claimed:
-        by_tag.setdefault(layout.names(entry[0]).tag, []).append(member)
+        tag = tags.get(entry[0])
+        if tag is None:
+            tag = tags[entry[0]] = layout.names(entry[0]).tag
+        by_tag.setdefault(tag, []).append(member)
     for tag, members in by_tag.items():
         keys = (layout.lease_key(tag), layout.due_key(tag))
         for at in range(0, len(members), ACK_CHUNK):
