@@ -749,23 +749,24 @@ class KvFileStore(Adapter):
                 due = db.execute(_TAKE_DUE, (now, now, limit)).fetchall()
                 if len(due) < limit:
                     db.execute(_SWEEP_LATER, (now, now, limit))
-                return _decoded(due)
+            return _decoded(due)
         until = now + self._lease_ms
+        first = 0  # the rowid of the first row moved from ``entries`` into ``expired``
+        due = []
         with self._write_txn() as db:
-            rows = db.execute(_LEASE_KEPT, (until, now, limit)).fetchall()
-            if len(rows) < limit:
-                due = db.execute(_TAKE_DUE, (now, now, limit - len(rows))).fetchall()
+            kept = db.execute(_LEASE_KEPT, (until, now, limit)).fetchall()
+            if len(kept) < limit:
+                due = db.execute(_TAKE_DUE, (now, now, limit - len(kept))).fetchall()
                 if due:
                     first = db.execute(_LAST_EXPIRED_ROWID).fetchone()[0] + 1
-                    leased = [(first + n, s, k, v, e) for n, (s, k, v, e) in enumerate(due)]
-                    db.executemany(_LEASE_ROW, [(*row, until) for row in leased])
-                    rows.extend(leased)
-                if len(rows) < limit:
+                    db.executemany(_LEASE_ROW, [(first + n, *row, until) for n, row in enumerate(due)])
+                if len(kept) + len(due) < limit:
                     db.execute(_SWEEP_LATER, (now, now, limit))
-        taken = _decoded([row[1:] for row in rows])
+        # decoded after the transaction: the store's lock is not held for it
+        taken = _decoded([row[1:] for row in kept] + due)
+        rowids = [row[0] for row in kept] + list(range(first, first + len(due)))
         with self._leases_lock:
-            for entry, row in zip(taken, rows, strict=True):
-                self._leases[entry] = (row[0], until)
+            self._leases.update(zip(taken, [(rowid, until) for rowid in rowids], strict=True))
         return taken
 
     def ack_expired(self, taken: Sequence[Expired]) -> None:

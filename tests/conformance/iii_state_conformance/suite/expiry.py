@@ -253,6 +253,12 @@ class ExpiryTests:
         delay: int = caps.expiry_event_delay_ms
         with spec.open() as sweeping:
             seen = _expired_on(sweeping, scope)
+            ids: list[Any] = []
+            sweeping.on_change(
+                lambda e: ids.append(e.expiry_id),
+                scope=scope,
+                condition=lambda e: e.event_type == "state:expired",
+            )
             sweeping.set(scope, "a", {"v": [1]}, ttl_ms=30)
             deadline_a = now_ms() + 30
             sweeping.set(scope, "b", None, ttl_ms=60)
@@ -265,6 +271,9 @@ class ExpiryTests:
             late = {k: at - (deadline_a if k == "a" else deadline_b) for k, _, at in seen}
             assert max(late.values()) <= delay + EVENT_SLACK_MS, f"events came {late} ms after the deadline"
             assert sorted(sweeping.list_keys(scope)) == ["kept", "plain"]
+            # each expiry names itself (decision 0017): 32 hex digits, one per expiry
+            assert len(ids) == 2 and len(set(ids)) == 2, ids
+            assert all(isinstance(i, str) and len(i) == 32 and int(i, 16) >= 0 for i in ids), ids
 
     def test_each_expiry_is_delivered_once_across_processes(
         self, store: StateStore, scope: str, caps: Any, spec: StoreSpec
