@@ -30,10 +30,11 @@ from dataclasses import replace
 from typing import Any, ClassVar, cast
 
 from iii_state_core import Adapter, Capabilities, InvalidCursorError, UnknownOutcomeError
-from iii_state_core.adapter import Page, PlannedWrite, Token
+from iii_state_core.adapter import ByteCondition, Missed, Page, PlannedWrite, Token
 from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
+from iii_state_core.retry import LOST, Lost, retry
 
-from .batching import batch_get, run_calls
+from .batching import MAX_GET_KEYS, batch_get, run_calls
 from .calls import Caller, ConditionFailed
 from .client import make_client, make_session, region_of
 from .config import Settings, parse_settings
@@ -60,11 +61,19 @@ from .layout import (
     value_text,
 )
 from .plugin import CAPABILITIES, DynamoDBDeclaration
+from .remembered import Remembered
 from .settle import settle_lost_put
 from .sweep import Sweep, ack_leases, lease_expired, stash, take_expired
 from .table import ensure_table
-from .tokens import BY_VALUE, BY_VERSION, LIVE, ReadToken, unchanged
-from .transactions import check_size, deadline_after, request_items, send, serves_transactions
+from .tokens import BY_VALUE, BY_VERSION, LIVE, ReadToken, holds, unchanged
+from .transactions import (
+    check_size,
+    conditioned_items,
+    deadline_after,
+    request_items,
+    send,
+    serves_transactions,
+)
 
 __all__ = ["DynamoDBAdapter", "ReadToken"]
 
@@ -120,6 +129,8 @@ class DynamoDBAdapter(Adapter):
         #: entries ``take_expired`` leased, by entry: their stash's sort key (for ``ack_expired``)
         self._leases: dict[tuple[str, str, bytes, int], str] = {}
         self._leases_lock = threading.Lock()
+        #: what this adapter's transactions last wrote, so the next one on them skips its read
+        self._remembered = Remembered()
         try:
             no_index = ensure_table(
                 client, self._call, create=settings.create_table, timeout=settings.create_timeout, sleep=sleep
@@ -241,6 +252,7 @@ class DynamoDBAdapter(Adapter):
         return text_of(old, scope, key).encode("utf-8")
 
     def write(self, scope: str, key: str, data: bytes, expires_at: int | None = None) -> bytes | None:
+        self._remembered.forget(scope, key)
         before = now_ms()
         reply = self._call(
             "PutItem",
@@ -253,6 +265,7 @@ class DynamoDBAdapter(Adapter):
         return self._replaced(reply.get("Attributes"), scope, key, before)
 
     def remove(self, scope: str, key: str) -> bytes | None:
+        self._remembered.forget(scope, key)
         before = now_ms()
         reply = self._call(
             "DeleteItem",
@@ -265,6 +278,7 @@ class DynamoDBAdapter(Adapter):
         return self._replaced(reply.get("Attributes"), scope, key, before)
 
     def write_if(self, scope: str, key: str, data: bytes, token: Token, expires_at: ExpiresAt = KEEP) -> bool:
+        self._remembered.forget(scope, key)
         condition = unchanged(token, now_ms())
         deadline = None if token is None else cast(ReadToken, token).deadline  # missing: none to keep
         if expires_at is not KEEP:
@@ -300,20 +314,112 @@ class DynamoDBAdapter(Adapter):
         """Every write in one ``TransactWriteItems``, each item conditioned on its token (see
         :mod:`.transactions`); ``False`` when an entry changed since it was read."""
         tokens = {(scope, key): token for scope, key, token in checks}
-        items: list[tuple[str, str, Item | None]] = []
-        for scope, key, data, expires in writes:
-            token = tokens.get((scope, key))
-            if data is None:
-                items.append((scope, key, None))
-                continue
-            items.append((scope, key, self._item(scope, key, data, deadline_after(token, expires))))
+        items = self._planned_items(writes, tokens)
         request, names = request_items(self.table, checks, items)
         check_size(request)
         if self.settings.expiry_events:
             for scope, key, _item in items:
                 if tokens.get((scope, key)) is None:
                     self._take_expired_at(scope, key)
-        return send(self._client, self._call, request, names)
+        if not send(self._client, self._call, request, names):
+            return False
+        self._remember(writes, items)
+        return True
+
+    def write_many_when(
+        self, conditions: Sequence[ByteCondition], writes: Sequence[PlannedWrite]
+    ) -> list[bytes | None] | Missed:
+        """Sets and deletes under byte conditions, answering the bytes each replaced: one
+        ``TransactWriteItems`` when every entry written is one this adapter's transactions wrote
+        last (:mod:`.remembered`), else, or when that guess was stale, read first (one
+        ``BatchGetItem``) and then ``write_many_if``, looping while other writers win."""
+        guessed = self._without_reading(conditions, writes)
+        if guessed is not None:
+            return guessed
+
+        def attempt() -> list[bytes | None] | Missed | Lost:
+            return self._read_then_write(conditions, writes)
+
+        return cast("list[bytes | None] | Missed", retry(attempt, sleep=self._call.sleep))
+
+    def _without_reading(
+        self, conditions: Sequence[ByteCondition], writes: Sequence[PlannedWrite]
+    ) -> list[bytes | None] | None:
+        """The old values when the remembered guesses held and so did every condition; ``None``
+        when not tried (an entry written not remembered, an entry conditioned twice) or when any
+        condition failed (nothing applied: the caller reads and decides)."""
+        expected = {(scope, key): data for scope, key, data in conditions}
+        if len(expected) < len(conditions) or any(write[3] is KEEP for write in writes):
+            return None
+        now = now_ms()
+        where: dict[tuple[str, str], dict[str, Any]] = {}
+        olds: list[bytes | None] = []
+        for scope, key, _data, _expires in writes:
+            if (scope, key) in expected:  # the caller's condition pins the old value itself
+                olds.append(expected[(scope, key)])
+                where[(scope, key)] = holds(expected[(scope, key)], now)
+                continue
+            guess = self._remembered.get(scope, key)
+            if guess is None:
+                return None
+            olds.append(guess[0])
+            where[(scope, key)] = unchanged(guess[1], now)
+        for entry, data in expected.items():
+            where.setdefault(entry, holds(data, now))
+        items = self._planned_items(writes, {})
+        request, names = conditioned_items(self.table, where, items)
+        check_size(request)
+        if self.settings.expiry_events:  # only an entry expected missing may hold an expired item
+            for scope, key, _item in items:
+                if (scope, key) in expected and expected[(scope, key)] is None:
+                    self._take_expired_at(scope, key)
+        if not send(self._client, self._call, request, names):
+            for scope, key, *_ in writes:
+                self._remembered.forget(scope, key)
+            return None
+        self._remember(writes, items)
+        return olds
+
+    def _read_then_write(
+        self, conditions: Sequence[ByteCondition], writes: Sequence[PlannedWrite]
+    ) -> list[bytes | None] | Missed | Lost:
+        entries = list(dict.fromkeys([(s, k) for s, k, _ in conditions] + [(s, k) for s, k, *_ in writes]))
+        read = self._read_many(entries)
+        for scope, key, *_ in writes:  # as good a guess as a write (a failed condition writes nothing)
+            self._remembered.wrote(scope, key, *read[(scope, key)])
+        for i, (scope, key, data) in enumerate(conditions):
+            if read[(scope, key)][0] != data:
+                return Missed(i, read[(scope, key)][0])
+        if not self.write_many_if([(s, k, read[(s, k)][1]) for s, k in entries], writes):
+            return LOST
+        return [read[(scope, key)][0] for scope, key, *_ in writes]
+
+    def _read_many(self, entries: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[bytes | None, Token]]:
+        """``read_versioned`` of each entry, ``MAX_GET_KEYS`` to a ``BatchGetItem``."""
+        read: dict[tuple[str, str], tuple[bytes | None, Token]] = {}
+        for at in range(0, len(entries), MAX_GET_KEYS):
+            chunk = [(entry, item_key(*entry)) for entry in entries[at : at + MAX_GET_KEYS]]
+            found = batch_get(self._client, self._call, self.table, [key for _, key in chunk])
+            for (scope, key), item in chunk:
+                stored = found.get((item[PK]["S"], item[SK]["S"]))
+                read[(scope, key)] = self._answer("read_versioned", (scope, key), stored)
+        return read
+
+    def _planned_items(
+        self, writes: Sequence[PlannedWrite], tokens: Mapping[tuple[str, str], Token]
+    ) -> list[tuple[str, str, Item | None]]:
+        """``(scope, key, item to put or None to delete)`` per write, a ``KEEP`` deadline taken
+        from the entry's token."""
+        items: list[tuple[str, str, Item | None]] = []
+        for scope, key, data, expires in writes:
+            deadline = deadline_after(tokens.get((scope, key)), expires)
+            items.append((scope, key, None if data is None else self._item(scope, key, data, deadline)))
+        return items
+
+    def _remember(self, writes: Sequence[PlannedWrite], items: list[tuple[str, str, Item | None]]) -> None:
+        for (scope, key, data, _expires), (_, _, item) in zip(writes, items, strict=True):
+            token = None if item is None else ReadToken(BY_VERSION, item[VERSION]["N"], deadline_of(item))
+            self._remembered.wrote(scope, key, data, token)
 
     def _take_expired_at(self, scope: str, key: str) -> None:
         """With expiry events on, stash an expired item a transaction may replace (its one event
@@ -343,6 +449,7 @@ class DynamoDBAdapter(Adapter):
 
     def set_expiry(self, scope: str, key: str, expires_at: int | None) -> bool:
         """One ``UpdateItem`` of ``exp``/``ttl`` and a new ``ver``, only on a live item."""
+        self._remembered.forget(scope, key)
         names = {"#p": PK, "#e": DEADLINE, "#t": TTL, "#n": VERSION, "#s": SHARD}
         values: dict[str, dict[str, str]] = {":now": {"N": str(now_ms())}, ":nv": {"N": new_version()}}
         if expires_at is None:
@@ -515,4 +622,9 @@ class DynamoDBAdapterWithoutTransactions(DynamoDBAdapter):
     def write_many_if(
         self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]
     ) -> bool:
+        raise NotImplementedError(f"{self.describe()}: the server does not serve TransactWriteItems")
+
+    def write_many_when(
+        self, conditions: Sequence[ByteCondition], writes: Sequence[PlannedWrite]
+    ) -> list[bytes | None] | Missed:
         raise NotImplementedError(f"{self.describe()}: the server does not serve TransactWriteItems")

@@ -64,3 +64,15 @@ def unchanged(token: Token, now: int) -> dict[str, Any]:
         found["ExpressionAttributeNames"]["#e"] = DEADLINE
         found["ExpressionAttributeValues"][":now"] = {"N": str(now)}
     return found
+
+
+def holds(data: bytes | None, now: int) -> dict[str, Any]:
+    """The condition "the entry holds exactly ``data``" (``None``: it is missing), as
+    :func:`unchanged` words it: a live item whose ``val`` is that text."""
+    if data is None:
+        return unchanged(None, now)
+    return {
+        "ConditionExpression": f"#v = :v AND {LIVE}",
+        "ExpressionAttributeNames": {"#v": VALUE, "#e": DEADLINE},
+        "ExpressionAttributeValues": {":v": {"S": data.decode("utf-8")}, ":now": {"N": str(now)}},
+    }

@@ -50,23 +50,36 @@ def request_items(
     checks: Sequence[tuple[str, str, Token]],
     writes: Sequence[tuple[str, str, Item | None]],
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """The ``TransactItems`` and, per item, what it is (for error messages).
+    """The ``TransactItems`` and, per item, what it is (for error messages): every entry
+    conditioned on its token (a write without one: on being missing).
 
     :param writes: ``(scope, key, item)``: the full item to put, or ``None`` to delete.
     """
     now = now_ms()
-    tokens = {(scope, key): token for scope, key, token in checks}
+    conditions = {(scope, key): unchanged(None, now) for scope, key, _ in writes}
+    conditions.update({(scope, key): unchanged(token, now) for scope, key, token in checks})
+    return conditioned_items(table, conditions, writes)
+
+
+def conditioned_items(
+    table: str,
+    conditions: dict[tuple[str, str], dict[str, Any]],
+    writes: Sequence[tuple[str, str, Item | None]],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """As :func:`request_items`, from each entry's condition (``ConditionExpression`` and its
+    names and values): a ``Put``/``Delete`` per write, a ``ConditionCheck`` per other entry."""
+    left = dict(conditions)
     items: list[dict[str, Any]] = []
     names: list[str] = []
     for i, (scope, key, item) in enumerate(writes):
-        where = {"TableName": table, **unchanged(tokens.pop((scope, key), None), now)}
+        where = {"TableName": table, **left.pop((scope, key), {})}
         if item is None:
             items.append({"Delete": {"Key": item_key(scope, key), **where}})
         else:
             items.append({"Put": {"Item": item, **where}})
         names.append(f"write {i} (scope {scope!r}, key {key!r})")
-    for (scope, key), token in tokens.items():
-        check = {"Key": item_key(scope, key), "TableName": table, **unchanged(token, now)}
+    for (scope, key), condition in left.items():
+        check = {"Key": item_key(scope, key), "TableName": table, **condition}
         items.append({"ConditionCheck": check})
         names.append(f"the check of scope {scope!r}, key {key!r}")
     return items, names

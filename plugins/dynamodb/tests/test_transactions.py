@@ -112,3 +112,61 @@ def test_more_than_4_mb_is_refused_before_sending(stubbed: tuple[DynamoDBAdapter
     with pytest.raises(StateError, match="at most 4 MB") as refused:
         adapter.write_many_if([(s, k, None) for s, k, _, _ in writes], writes)
     assert refused.value.code == "UNSUPPORTED"
+
+
+def test_a_transaction_of_sets_on_entries_it_wrote_last_skips_its_read(moto_endpoint: str) -> None:
+    """The remembered guess (decision 0017) saves the read, and is only ever checked: another
+    writer, our own single write, a failed condition and a delete each still give exact old
+    values, results and conditions, and nothing half-applied."""
+    from collections import Counter
+
+    from dynamodb_test_helpers import new_table_name
+
+    config = adapter_config(moto_endpoint, new_table_name(), create_table=True)
+    scope = f"tx-{secrets.token_hex(4)}"
+    sent: Counter[str] = Counter()
+    with open_store(adapter="dynamodb", adapter_config=config) as store, open_store(
+        adapter="dynamodb", adapter_config=config
+    ) as other:
+        store.adapter._client.meta.events.register(  # type: ignore[attr-defined]
+            "before-call.dynamodb", lambda model, **_: sent.update([model.name])
+        )
+
+        def transact(ops: list[dict[str, Any]], **kw: Any) -> tuple[Any, dict[str, int]]:
+            sent.clear()
+            return store.transact(ops, **kw), dict(sent)
+
+        def sets(value: int) -> list[dict[str, Any]]:
+            return [{"op": "set", "scope": scope, "key": k, "value": value} for k in ("a", "b")]
+
+        done, requests = transact(sets(1))  # not remembered yet: read, then write
+        assert [r.old_value for r in done.results] == [None, None]
+        assert requests == {"BatchGetItem": 1, "TransactWriteItems": 1}
+        done, requests = transact(sets(2))  # remembered: one request, the old values exact
+        assert [r.old_value for r in done.results] == [1, 1] and requests == {"TransactWriteItems": 1}
+
+        other.set(scope, "b", "theirs")  # another writer: the guess fails, nothing applied, read again
+        done, requests = transact(sets(3))
+        assert [r.old_value for r in done.results] == [2, "theirs"]
+        assert requests == {"TransactWriteItems": 2, "BatchGetItem": 1}
+        store.set(scope, "a", "mine")  # our own single write forgets the entry: no wasted request
+        done, requests = transact(sets(4))
+        assert [r.old_value for r in done.results] == ["mine", 3]
+        assert requests == {"BatchGetItem": 1, "TransactWriteItems": 1}
+
+        wrong = [{"scope": scope, "key": "a", "expected": 3}]
+        done, requests = transact(sets(5), conditions=wrong)  # a failed condition: read, report it
+        assert (done.committed, done.failed_condition, done.current) == (False, 0, 4)
+        assert other.get_many(scope, ["a", "b"]) == {"a": 4, "b": 4}
+        right = [{"scope": scope, "key": "a", "expected": 4}, {"scope": scope, "key": "c", "expected": None}]
+        done, requests = transact(sets(6), conditions=right)  # holding, on remembered entries: one request
+        assert done.committed and [r.old_value for r in done.results] == [4, 4]
+        assert requests == {"TransactWriteItems": 1}
+
+        gone = [{"op": "delete", "scope": scope, "key": k} for k in ("a", "b")]
+        done, requests = transact(gone)
+        assert done.results == [6, 6] and requests == {"TransactWriteItems": 1}
+        done, requests = transact(sets(7))  # deleted entries are not remembered: read first
+        assert [r.old_value for r in done.results] == [None, None]
+        assert requests == {"BatchGetItem": 1, "TransactWriteItems": 1}
+        assert other.get_many(scope, ["a", "b", "c"]) == {"a": 7, "b": 7, "c": None}
