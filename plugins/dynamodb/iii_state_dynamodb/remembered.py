@@ -1,5 +1,5 @@
-"""What this adapter last wrote in a transaction, per entry: the guess that lets a transaction of
-sets and deletes skip its read (``write_many_when``, decision 0017).
+"""What this adapter's transactions last wrote (or read), per entry: the guess that lets a
+transaction of sets and deletes skip its read (``write_many_when``, decision 0018).
 
 ``TransactWriteItems`` returns no old values, so a transaction that answers each write's old
 value must know what every entry holds first: normally one ``BatchGetItem``. After this adapter
@@ -10,7 +10,9 @@ the entry still holds those bytes, so they are its old value. If anyone wrote in
 condition fails, nothing is applied, and the caller reads and tries again. So a remembered entry
 is never trusted, only checked; a stale one costs one cancelled request.
 
-Bounded (entries and value size), per process, and forgotten by this adapter's own single writes.
+A transaction that had to read remembers what it read too: as exact a guess as a write, until
+someone writes. Bounded (entries and value size), per adapter object, and forgotten by this
+adapter's own single writes.
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ def test_more_than_4_mb_is_refused_before_sending(stubbed: tuple[DynamoDBAdapter
 
 
 def test_a_transaction_of_sets_on_entries_it_wrote_last_skips_its_read(moto_endpoint: str) -> None:
-    """The remembered guess (decision 0017) saves the read, and is only ever checked: another
+    """The remembered guess (decision 0018) saves the read, and is only ever checked: another
     writer, our own single write, a failed condition and a delete each still give exact old
     values, results and conditions, and nothing half-applied."""
     from collections import Counter
