@@ -100,6 +100,13 @@ class KeyCodec:
     def listed_data_keys(self, scope: str, keys: list[str]) -> list[bytes]:
         """``listed_data_key`` of many keys of one scope (the scope encoded once)."""
         base = self.prefix + b"d" + _encode(scope) + b":"
+        # The common case in bulk: every key ASCII with nothing to quote ('/' needs quoting, so
+        # it can join them) and short enough to stay unhashed. Checked in one pass over the join.
+        joined = "/".join(keys)
+        if joined.isascii() and len(base) + max(map(len, keys), default=0) <= MAX_KEY_BYTES:
+            raw = joined.encode("ascii")
+            if raw.translate(None, _UNQUOTED) == b"/" * (len(keys) - 1):
+                return [base + key for key in raw.split(b"/")] if keys else []
         out = []
         for key in keys:
             plain = base + _encode(key)

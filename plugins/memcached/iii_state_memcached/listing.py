@@ -24,7 +24,7 @@ from .nodes import Cluster
 #: Values fetched per request while looking for one live key of a scope.
 _PROBE = 16
 #: Keys whose presence ``count`` probes in one request.
-_COUNT_BATCH = 500
+_COUNT_BATCH = 1000
 _TOP = 1 << 64
 
 
@@ -125,16 +125,24 @@ class Listing:
         # A hashed data key may hold only another pair's record; an item memcached will drop
         # may hold an expired record: read those values. The others exist and never expire
         # (or not within ``grace``, their lifetime minus the grace being seconds away).
-        probed = self.cluster.remaining([d for d in data_keys if not self.codec.is_hashed(d)])
-        sure = self.index.grace + 3
-        unsure = []
-        total = 0
-        for entry, data_key in zip(entries, data_keys, strict=True):
-            left = probed.get(data_key)
-            if self.codec.is_hashed(data_key) or (left is not None and 0 <= left < sure):
-                unsure.append(entry)
-            elif left is not None:
-                total += 1
+        hashed = [i for i, data_key in enumerate(data_keys) if self.codec.is_hashed(data_key)]
+        if hashed:
+            unsure = [entries[i] for i in hashed]
+            taken = set(hashed)
+            entries = [entry for i, entry in enumerate(entries) if i not in taken]
+            data_keys = [data_key for i, data_key in enumerate(data_keys) if i not in taken]
+        else:
+            unsure = []
+        lifetimes = self.cluster.remaining(data_keys)
+        total = lifetimes.count(-1)
+        if total < len(lifetimes):
+            sure = self.index.grace + 3
+            for entry, left in zip(entries, lifetimes, strict=True):
+                if left is not None and left >= 0:
+                    if left < sure:
+                        unsure.append(entry)
+                    else:
+                        total += 1
         return total + (len(self._values(scope, unsure)[0]) if unsure else 0)
 
     # -- scopes --------------------------------------------------------------------------------------

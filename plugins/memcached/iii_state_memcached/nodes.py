@@ -42,6 +42,10 @@ _new: Any = tuple.__new__
 _M64 = (1 << 64) - 1
 
 
+#: The reply to ``mg <key> t`` for a key that exists without a native lifetime.
+_LASTING = b"HD t-1\r\n"
+
+
 class Conn(Client):  # type: ignore[misc]
     """A pymemcache ``Client`` that numbers its TCP connections.
 
@@ -208,46 +212,57 @@ class Node:
 
         return self._read("get", fetch)
 
-    def remaining(self, keys: list[bytes]) -> dict[int, int]:
-        """The keys that exist (by position in ``keys``) and their remaining native lifetime in
-        seconds (``-1``: none), without their values: quiet ``mg <key> t O<n> q`` (misses send
-        nothing), then ``mn``, all in one write; the replies are split here, not line by line."""
+    def remaining(self, keys: list[bytes]) -> list[int | None]:
+        """Each key's remaining native lifetime in seconds (``-1``: none; ``None``: missing),
+        without values: ``mg <key> t`` per key, then ``mn``, in one write per 1,000 keys. Replies
+        come in order; a batch of keys that all exist without a lifetime (the common case) is
+        recognised by comparing its whole reply with the one such a batch gets."""
 
-        def fetch(conn: Conn) -> dict[int, int]:
+        def fetch(conn: Conn) -> list[int | None]:
             if conn.sock is None:
                 conn._connect()
-            found: dict[int, int] = {}
+            found: list[int | None] = []
             for at in range(0, len(keys), 1000):
-                request = [b"mg %s t O%d q\r\n" % (key, at + n) for n, key in enumerate(keys[at : at + 1000])]
-                request.append(b"mn\r\n")
+                batch = keys[at : at + 1000]
                 try:
-                    conn.sock.sendall(b"".join(request))
-                    data = b""
-                    while not (data.endswith(b"\r\nMN\r\n") or data == b"MN\r\n"):
+                    conn.sock.sendall(b"mg " + b" t\r\nmg ".join(batch) + b" t\r\nmn\r\n")
+                    chunks: list[bytes] = []
+                    tail = b""
+                    while not tail.endswith(b"MN\r\n"):
                         chunk = conn.sock.recv(65536)
                         if not chunk:
                             raise MemcacheUnexpectedCloseError()
-                        data += chunk
+                        chunks.append(chunk)
+                        tail = (tail + chunk)[-8:]
                 except BaseException:
                     conn.close()
                     raise
-                for line in data.split(b"\r\n")[:-2]:
-                    if not line.startswith(b"HD "):
-                        conn.close()
-                        raise self._bad_probe(line)
-                    left = opaque = None
-                    for token in line[3:].split():
-                        if token[:1] == b"t":
-                            left = int(token[1:])
-                        elif token[:1] == b"O":
-                            opaque = int(token[1:])
-                    if left is None or opaque is None:
-                        conn.close()
-                        raise self._bad_probe(line)
-                    found[opaque] = left
+                data = b"".join(chunks)
+                if data == _LASTING * len(batch) + b"MN\r\n":
+                    found += [-1] * len(batch)
+                    continue
+                lines = data.split(b"\r\n")
+                if len(lines) != len(batch) + 2 or lines[-2] != b"MN":
+                    conn.close()
+                    raise self._bad_probe(data)
+                for line in lines[:-2]:
+                    found.append(self._lifetime(conn, line))
             return found
 
-        return self._read("get", fetch)[0] if keys else {}
+        return self._read("get", fetch)[0] if keys else []
+
+    def _lifetime(self, conn: Conn, line: bytes) -> int | None:
+        if line == b"EN":
+            return None
+        if line.startswith(b"HD "):
+            for token in line[3:].split():
+                if token[:1] == b"t":
+                    try:
+                        return int(token[1:])
+                    except ValueError:
+                        break
+        conn.close()
+        raise self._bad_probe(line)
 
     def _bad_probe(self, line: bytes) -> BackendError:
         return BackendError(f"memcached at {self.name}: unexpected reply to a probe: {line[:40]!r}")
@@ -673,13 +688,14 @@ class Cluster:
             out.update(node.gets_many(batch)[0])
         return out
 
-    def remaining(self, keys: list[bytes]) -> dict[bytes, int]:
-        """:meth:`Node.remaining` of the keys that exist, one request per server."""
-        out: dict[bytes, int] = {}
+    def remaining(self, keys: list[bytes]) -> list[int | None]:
+        """:meth:`Node.remaining` of ``keys`` (in their order), one request per server."""
+        if self._single is not None:
+            return self._single.remaining(keys)
+        lifetimes: dict[bytes, int | None] = {}
         for node, batch in self._by_node(keys):
-            for at, left in node.remaining(batch).items():
-                out[batch[at]] = left
-        return out
+            lifetimes.update(zip(batch, node.remaining(batch), strict=True))
+        return [lifetimes[key] for key in keys]
 
     def describe(self) -> str:
         names = [n.name for n in self.nodes]

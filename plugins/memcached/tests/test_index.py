@@ -224,6 +224,24 @@ def test_list_entries_counts_the_scope_from_its_index_without_reading_values(
     assert len(scans) == 1, "the page was scanned once; the total did not walk the values"
 
 
+def test_the_presence_probe_answers_each_key_in_order(store: StateStore) -> None:
+    """``remaining`` (the probe under ``count``): a lifetime per key in the keys' order, ``None``
+    for a missing one, ``-1`` for one without a lifetime, over the all-lasting shortcut and the
+    line-by-line reading alike, and across more than one request's worth of keys."""
+    adapter = _adapter(store)
+    for i in range(1200):
+        store.set("probed", f"k{i:04d}", i)
+    store.set("probed", "brief", 1, ttl_ms=600_000)
+    codec, cluster = adapter._codec, adapter._cluster
+    lasting = [codec.data_key("probed", f"k{i:04d}") for i in range(1200)]
+    assert cluster.remaining(lasting) == [-1] * 1200
+    mixed = [lasting[0], codec.data_key("probed", "absent"), codec.data_key("probed", "brief"), *lasting[1:1100]]
+    left = cluster.remaining(mixed)
+    assert left[:2] == [-1, None] and left[3:] == [-1] * 1099
+    assert left[2] is not None and left[2] > 600
+    assert cluster.remaining([]) == []
+
+
 def test_a_page_over_emptied_leaves_reads_them_in_batches(
     store: StateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
