@@ -9,7 +9,8 @@ Where we differ from that worker, on purpose (docs/contract.md §2):
   position itself: it survives a worker restart, never expires, and any worker replica can
   serve the next page. A walk sees each key present for the whole walk at least once (exactly
   once on an adapter with ordered listing); a key written meanwhile may or may not appear.
-- ``total`` is the count when the walk began (the first page counts the scope), as there.
+- ``total`` is the count when the walk began (the first page counts the scope), as there. A
+  first page that holds the whole scope is its own count; a longer scope is counted after it.
 - Its last page is the one whose rows all fit; ours may end on an empty page when the adapter
   could not tell that the previous page held the scope's last row.
 
@@ -259,10 +260,14 @@ def list_entries(limits: Limits, request: PageRequest, cursor: str | None) -> Pl
     if cursor is None:
         inner: str | None = None
         offset = 0
-        total = yield from count_entries(request.scope, request.non_null_only)
     else:
         inner, offset, total = decode_cursor(request, cursor)
     rows, after = yield Call("scan", (request.scope, inner, request.limit))
+    if cursor is None:
+        if after is None:  # the first page holds the whole scope: it counts itself
+            total = sum(1 for _, raw in _unique(rows) if not (request.non_null_only and raw == b"null"))
+        else:
+            total = yield from count_entries(request.scope, request.non_null_only)
     if request.max_bytes >= UNLIMITED_BYTES:  # no budget to cut at: the adapter's page is the page
         ordered = limits.capabilities.ordered_listing  # an ordered walk never repeats a key
         return _page(request, rows if ordered else _unique(rows), after, offset, total), None

@@ -131,6 +131,23 @@ def test_total_is_the_count_when_the_walk_began(memory_store: StateStore) -> Non
     assert (first["total"], second["total"], second["offset"]) == (5, 5, 2)
 
 
+def test_a_first_page_holding_the_whole_scope_is_its_own_count(
+    memory_store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No count call when the first page reaches the scope's end (one backend request on a
+    small scope, not two); a longer scope is still counted, and both totals are exact."""
+    counted: list[str] = []
+    real_count = memory_store.adapter.count
+    monkeypatch.setattr(memory_store.adapter, "count", lambda scope: counted.append(scope) or real_count(scope))
+    for i in range(12):
+        memory_store.set("s", f"k{i:02}", None if i % 4 == 0 else i)
+    whole = page(memory_store, limit=20)
+    assert (whole["total"], whole["done"], counted) == (12, True, [])
+    assert page(memory_store, limit=20, non_null_only=True)["total"] == 9
+    assert page(memory_store, limit=11)["total"] == 12 and counted == ["s"]
+    assert page(memory_store, limit=11, non_null_only=True)["total"] == 9
+
+
 def test_max_bytes_cuts_the_page_and_the_next_page_resumes_after_the_cut(memory_store: StateStore) -> None:
     big = "v" * 200
     for i in range(6):

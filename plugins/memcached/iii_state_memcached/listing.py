@@ -6,18 +6,26 @@ cursor ``(hash, last key)`` therefore returns every key present for the whole wa
 (ordered listing), however leaves split meanwhile. A page reads the leaves it needs, one at a
 time, and the page's values: its memory is bounded by the page and the leaf size, never by the
 scope. Index entries whose value is gone are skipped and pruned.
+
+A leaf's parse (its entries in walk order, and their data keys) is kept by the leaf's content,
+for the last ``_PARSED_LEAVES`` leaves read: a leaf changes only when a key of its scope is
+created or deleted, so pages and counts of a scope at rest parse nothing again. The same bytes
+always parse the same, so a kept parse is never stale.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
+from typing import NamedTuple
 
 from iii_state_core import InvalidCursorError
 from iii_state_core.adapter import Page
 from iii_state_core.expiry import now_ms
 
 from . import records
-from .index import Index, quietly
+from .index import Index, Located, quietly
 from .keys import KeyCodec, key_hash
 from .nodes import Cluster
 
@@ -26,6 +34,17 @@ _PROBE = 16
 #: Keys whose presence ``count`` probes in one request.
 _COUNT_BATCH = 1000
 _TOP = 1 << 64
+#: Parsed leaves kept (a leaf is at most 8 KiB; its parse a few times that).
+_PARSED_LEAVES = 32
+
+
+class _Parsed(NamedTuple):
+    """One leaf's entries of one scope: ``(position, key, generation)`` in walk order, the
+    keys' data keys in the same order, and whether any of those is hashed."""
+
+    ordered: list[tuple[int, str, int]]
+    data_keys: list[bytes]
+    hashed: bool
 
 
 class Listing:
@@ -33,6 +52,27 @@ class Listing:
         self.cluster = cluster
         self.codec = codec
         self.index = index
+        self._parsed: OrderedDict[tuple[str, bytes, bytes], _Parsed] = OrderedDict()
+        self._parsed_lock = threading.Lock()
+
+    def _parse(self, scope: str, leaf: Located) -> _Parsed:
+        """The leaf's entries of ``scope`` in walk order, parsed once per content."""
+        if leaf.item is None:
+            return _Parsed([], [], False)
+        kept = (scope, leaf.key, leaf.item)
+        with self._parsed_lock:
+            parsed = self._parsed.get(kept)
+            if parsed is not None:
+                self._parsed.move_to_end(kept)
+                return parsed
+        ordered = sorted((key_hash(k), k, g) for k, g in self.index.entries_of(scope, leaf).items())
+        data_keys = self.codec.listed_data_keys(scope, [k for _, k, _ in ordered])
+        parsed = _Parsed(ordered, data_keys, any(self.codec.is_hashed(d) for d in data_keys))
+        with self._parsed_lock:
+            self._parsed[kept] = parsed
+            while len(self._parsed) > _PARSED_LEAVES:
+                self._parsed.popitem(last=False)
+        return parsed
 
     # -- cursors -----------------------------------------------------------------------------------
     @staticmethod
@@ -66,28 +106,32 @@ class Listing:
         step = self.index.leaves(scope, start)
         chosen: list[tuple[int, str, int]] = []
         more = False
+        data_keys: list[bytes] = []
         while not more and (leaf := step()) is not None:
-            entries = sorted((key_hash(k), k, g) for k, g in self.index.entries_of(scope, leaf).items())
-            for entry in entries:
+            parsed = self._parse(scope, leaf)
+            for entry, data_key in zip(parsed.ordered, parsed.data_keys, strict=True):
                 if after is not None and entry[:2] <= (start, after):
                     continue
                 if len(chosen) == limit:
                     more = True
                     break
                 chosen.append(entry)
-        page, ghosts, _ = self._values(scope, [(key, generation) for _, key, generation in chosen])
+                data_keys.append(data_key)
+        page, ghosts, _ = self._values(scope, [(key, generation) for _, key, generation in chosen], data_keys)
         if ghosts:
             quietly("pruning the listing index", lambda: self.index.prune(scope, ghosts))
         next_cursor = self._encode_cursor(chosen[-1][0], chosen[-1][1]) if more else None
         return page, next_cursor
 
     def _values(
-        self, scope: str, entries: list[tuple[str, int]]
+        self, scope: str, entries: list[tuple[str, int]], data_keys: list[bytes] | None = None
     ) -> tuple[list[tuple[str, bytes]], dict[str, int], int]:
         """The live ``(key, value)`` pairs among ``entries``, the ghosts (key -> generation), and
-        how many are expired (hidden; left indexed for the sweeper or memcached to remove)."""
+        how many are expired (hidden; left indexed for the sweeper or memcached to remove).
+        ``data_keys``: the entries' data keys when known."""
         scope_raw = scope.encode("utf-8")
-        data_keys = self.codec.listed_data_keys(scope, [key for key, _ in entries])
+        if data_keys is None:
+            data_keys = self.codec.listed_data_keys(scope, [key for key, _ in entries])
         items = self.cluster.get_many(data_keys)
         now = now_ms()
         page: list[tuple[str, bytes]] = []
@@ -110,37 +154,41 @@ class Listing:
         presence probe per server (values are not read) per ``_COUNT_BATCH`` keys."""
         self.index.convert(scope)
         total = 0
-        pending: list[tuple[str, int]] = []
+        entries: list[tuple[int, str, int]] = []
+        data_keys: list[bytes] = []
+        hashed = False
         step = self.index.leaves(scope)
         while (leaf := step()) is not None:
-            pending += self.index.entries_of(scope, leaf).items()
-            if len(pending) >= _COUNT_BATCH:
-                total += self._live(scope, pending)
-                pending = []
-        return total + (self._live(scope, pending) if pending else 0)
+            parsed = self._parse(scope, leaf)
+            entries += parsed.ordered
+            data_keys += parsed.data_keys
+            hashed = hashed or parsed.hashed
+            if len(entries) >= _COUNT_BATCH:
+                total += self._live(scope, entries, data_keys, hashed)
+                entries, data_keys, hashed = [], [], False
+        return total + (self._live(scope, entries, data_keys, hashed) if entries else 0)
 
-    def _live(self, scope: str, entries: list[tuple[str, int]]) -> int:
-        """How many of ``entries`` have a live value."""
-        data_keys = self.codec.listed_data_keys(scope, [k for k, _ in entries])
+    def _live(
+        self, scope: str, entries: list[tuple[int, str, int]], data_keys: list[bytes], hashed: bool
+    ) -> int:
+        """How many of ``entries`` (with their data keys; ``hashed``: some are) have a live value."""
         # A hashed data key may hold only another pair's record; an item memcached will drop
         # may hold an expired record: read those values. The others exist and never expire
         # (or not within ``grace``, their lifetime minus the grace being seconds away).
-        hashed = [i for i, data_key in enumerate(data_keys) if self.codec.is_hashed(data_key)]
+        unsure: list[tuple[str, int]] = []
         if hashed:
-            unsure = [entries[i] for i in hashed]
-            taken = set(hashed)
-            entries = [entry for i, entry in enumerate(entries) if i not in taken]
-            data_keys = [data_key for i, data_key in enumerate(data_keys) if i not in taken]
-        else:
-            unsure = []
+            plain = [i for i, data_key in enumerate(data_keys) if not self.codec.is_hashed(data_key)]
+            unsure = [entries[i][1:] for i in range(len(entries)) if self.codec.is_hashed(data_keys[i])]
+            entries = [entries[i] for i in plain]
+            data_keys = [data_keys[i] for i in plain]
         lifetimes = self.cluster.remaining(data_keys)
         total = lifetimes.count(-1)
         if total < len(lifetimes):
             sure = self.index.grace + 3
-            for entry, left in zip(entries, lifetimes, strict=True):
+            for (_, key, generation), left in zip(entries, lifetimes, strict=True):
                 if left is not None and left >= 0:
                     if left < sure:
-                        unsure.append(entry)
+                        unsure.append((key, generation))
                     else:
                         total += 1
         return total + (len(self._values(scope, unsure)[0]) if unsure else 0)

@@ -18,7 +18,7 @@ def _lifetime(store: StateStore, scope: str, key: str) -> int | None:
     """memcached's remaining lifetime of the entry's item, in seconds (-1: none)."""
     adapter: Any = store.adapter
     mc_key = adapter._codec.data_key(scope, key)
-    return adapter._cluster.remaining([mc_key]).get(mc_key)
+    return adapter._cluster.remaining([mc_key])[0]
 
 
 def test_native_lifetime_follows_the_deadline_plus_the_grace(

@@ -235,7 +235,8 @@ def test_the_presence_probe_answers_each_key_in_order(store: StateStore) -> None
     codec, cluster = adapter._codec, adapter._cluster
     lasting = [codec.data_key("probed", f"k{i:04d}") for i in range(1200)]
     assert cluster.remaining(lasting) == [-1] * 1200
-    mixed = [lasting[0], codec.data_key("probed", "absent"), codec.data_key("probed", "brief"), *lasting[1:1100]]
+    absent, brief = codec.data_key("probed", "absent"), codec.data_key("probed", "brief")
+    mixed = [lasting[0], absent, brief, *lasting[1:1100]]
     left = cluster.remaining(mixed)
     assert left[:2] == [-1, None] and left[3:] == [-1] * 1099
     assert left[2] is not None and left[2] > 600
