@@ -3,6 +3,7 @@ first page, and the next page of the same walk)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from iii_state_core import StateStore
@@ -21,10 +22,10 @@ LABELS = {
     "list_entries": f"list_entries (page of {w.PAGE})",
     "list_entries_next": f"list_entries (next page of {w.PAGE})",
 }
-#: What the next-page row is, in the report (no raw client pages with our cursors).
+#: What the next-page row is, in the report.
 NEXT_PAGE_NOTE = (
-    "ours only: the second page of the same walk, through its cursor, so no `total` to count; "
-    "the first page's row beside this one is what counting `total` costs"
+    "ours: the second page of the same walk, through its cursor, so no `total` to count (the "
+    "first page's row beside this one is what counting `total` costs)"
 )
 
 
@@ -88,6 +89,10 @@ def _cas_op(side: Ours | RawSide) -> Op:
     return op
 
 
+def _page_op(page: Callable[[], Any]) -> Op:
+    return lambda _i: page()
+
+
 def _delete_op(side: Ours | RawSide, misses: list[int]) -> Op:
     def op(j: int) -> Any:
         old = side.delete(j)
@@ -124,15 +129,14 @@ def standard_pairs(ours: Ours, raw: RawSide, budget: Budget) -> tuple[list[Pair]
                 )
         elif operation == "compare_and_set":
             pair = alternate(LABELS[operation], _cas_op(ours), _cas_op(raw) if has_raw else None, budget)
-        elif operation == "list_entries":
+        elif operation in ("list_entries", "list_entries_next"):
+            # the raw side's page has no total: the same raw page beside both of ours
             pair = alternate(
                 LABELS[operation],
-                lambda _i: ours.list_entries(),
-                (lambda _i: raw.list_entries()) if has_raw else None,
+                _page_op(ours.list_entries if operation == "list_entries" else ours.list_entries_next),
+                _page_op(raw.list_entries) if "list_entries" in raw.supported else None,
                 budget,
             )
-        elif operation == "list_entries_next":
-            pair = alternate(LABELS[operation], lambda _i: ours.list_entries_next(), None, budget)
         else:
             pair = alternate(
                 LABELS[operation],
@@ -149,7 +153,8 @@ def raw_notes(raw: RawSide) -> dict[str, str]:
     notes = {}
     for operation, label in LABELS.items():
         if operation == "list_entries_next":
-            notes[label] = NEXT_PAGE_NOTE
+            raw_side = "; raw: as the first page's" if "list_entries" in raw.supported else ""
+            notes[label] = NEXT_PAGE_NOTE + raw_side
         elif operation not in raw.supported:
             notes[label] = "no raw equivalent (the backend cannot do it by itself)"
         elif operation in raw.described:
