@@ -137,8 +137,9 @@ def test_a_first_page_holding_the_whole_scope_is_its_own_count(
     """No count call when the first page reaches the scope's end (one backend request on a
     small scope, not two); a longer scope is still counted, and both totals are exact."""
     counted: list[str] = []
-    real_count = memory_store.adapter.count
-    monkeypatch.setattr(memory_store.adapter, "count", lambda scope: counted.append(scope) or real_count(scope))
+    adapter = memory_store.adapter
+    real_count = adapter.count
+    monkeypatch.setattr(adapter, "count", lambda scope: counted.append(scope) or real_count(scope))
     for i in range(12):
         memory_store.set("s", f"k{i:02}", None if i % 4 == 0 else i)
     whole = page(memory_store, limit=20)
