@@ -14,7 +14,7 @@ otherwise, or a stored ``null`` for "absent") goes the read-then-write way.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
@@ -189,7 +189,7 @@ def transact(
     """Apply every write of ``ops`` if every condition holds, atomically; else nothing."""
     writes, checks = check_transaction(limits, ops, conditions)
     if limits.one_step_transact and all(w.function != "update" for w in writes):
-        done = yield from _in_one_step(writes, checks)
+        done = yield from _in_one_step(writes, checks, limits.listening)
         if done is not None:
             return done
     entries = list(dict.fromkeys([(w.scope, w.key) for w in writes] + [(s, k) for s, k, _ in checks]))
@@ -232,10 +232,13 @@ def transact(
 
 
 def _in_one_step(
-    writes: list[_Write], checks: list[tuple[str, str, JSON]]
+    writes: list[_Write], checks: list[tuple[str, str, JSON]], listening: Callable[[], bool] | None = None
 ) -> Generator[Call, Any, tuple[TransactResult, list[StateEvent]] | None]:
     """Sets and deletes under conditions as one ``write_many_when`` call; ``None`` when a condition
-    missed on bytes but its stored JSON matches (the caller then reads and compares)."""
+    missed on bytes but its stored JSON matches (the caller then reads and compares).
+
+    :param listening: ``Limits.listening``: when it answers ``False`` no event is built (nobody
+        would receive one), as a batch's plain writes skip theirs."""
     conditions: list[ByteCondition] = []
     for scope, key, expected in checks:
         offered = None if expected is None else canonical_or_none(expected)
@@ -252,14 +255,17 @@ def _in_one_step(
         return TransactResult(False, failed_condition=answer.condition, current=current), []
     results: list[Any] = []
     events: list[StateEvent] = []
+    wanted = listening is None or listening()
     for w, raw in zip(writes, answer, strict=True):
-        old = _replaced("transact", w.scope, w.key, raw)
+        old = None if raw is None else _replaced("transact", w.scope, w.key, raw)
         if w.function == "set":
             results.append(SetResult(old, w.value))
-            events.append(_written(w.scope, w.key, raw, old, w.value))
+            if wanted:
+                events.append(_written(w.scope, w.key, raw, old, w.value))
         else:
             results.append(old)
-            events.append(StateEvent("state:deleted", w.scope, w.key, old, None))
+            if wanted:
+                events.append(StateEvent("state:deleted", w.scope, w.key, old, None))
     return TransactResult(True, results), events
 
 

@@ -56,9 +56,20 @@ class Recent:
 
     def put_many(self, seen: Iterable[tuple[bytes, bytes, bytes | None]]) -> None:
         """:meth:`put` of each ``(name, field, bytes)``, under one lock (a batch, a transaction)."""
-        with self._lock:
+        entries, biggest = self._entries, self._max_bytes // 64
+        with self._lock:  # _put inlined, the trim once at the end (a call per entry cost more)
             for name, field, data in seen:
-                self._put(name, field, data)
+                old = entries.pop((name, field), None)
+                if old:
+                    self._bytes -= len(old)
+                if data is not None and len(data) > biggest:
+                    continue  # big values cost more memory than the round trip they save
+                entries[(name, field)] = data
+                if data:
+                    self._bytes += len(data)
+            while len(entries) > self._max_entries or self._bytes > self._max_bytes:
+                _, dropped = entries.popitem(last=False)
+                self._bytes -= len(dropped or b"")
 
     def _put(self, name: bytes, field: bytes, data: bytes | None) -> None:
         old = self._entries.pop((name, field), None)
