@@ -414,3 +414,38 @@ def test_a_sweeper_does_not_deliver_again_what_it_delivered_when_its_acknowledge
         assert len(_expired(seen)) == 1
         time.sleep(0.08)
         assert store._sweeper.sweep() == 0  # acknowledged: gone
+
+
+def test_the_async_sweeper_does_not_deliver_again_what_it_delivered_when_its_acknowledgement_failed(
+    tmp_path: Path,
+) -> None:
+    config = _file_config(tmp_path)
+    config["adapter"]["config"]["expiry_lease_ms"] = 50
+
+    async def main() -> list[StateEvent]:
+        seen: list[StateEvent] = []
+        store = open_async_store(config)
+        store.on_change(seen.append)
+        await store.set("s", "k", 1, ttl_ms=1)
+        sweeper = store._sweeper
+        assert sweeper is not None
+        await sweeper.stop()  # swept by hand
+        acknowledge = store.async_adapter.ack_expired
+
+        async def failing(taken: Any) -> None:
+            raise ConnectionError("reset")
+
+        store.async_adapter.ack_expired = failing  # type: ignore[method-assign]
+        await asyncio.sleep(0.01)
+        with pytest.raises(ConnectionError):
+            await sweeper.sweep()
+        store.async_adapter.ack_expired = acknowledge  # type: ignore[method-assign]
+        await asyncio.sleep(0.08)
+        assert await sweeper.sweep() == 1  # claimed again, acknowledged, not delivered again
+        await asyncio.sleep(0.08)
+        assert await sweeper.sweep() == 0
+        await store.close()
+        return seen
+
+    [event] = [e for e in asyncio.run(main()) if e.event_type == "state:expired"]
+    assert event.expiry_id is not None
