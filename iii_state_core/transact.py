@@ -192,7 +192,9 @@ def transact(
         done = yield from _in_one_step(writes, checks, limits.listening)
         if done is not None:
             return done
-    entries = list(dict.fromkeys([(w.scope, w.key) for w in writes] + [(s, k) for s, k, _ in checks]))
+    entries = [(w.scope, w.key) for w in writes]  # each written once (checked)
+    if checks:
+        entries = list(dict.fromkeys(entries + [(s, k) for s, k, _ in checks]))
     # an adapter that reads and writes in one atomic step of its own (``modify_many``): no race to lose
     computed: list[_Computed | StateError] = []
 

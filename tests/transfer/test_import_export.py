@@ -141,6 +141,39 @@ def test_overwrite_replaces_the_stored_values(existing: Path, kv_target: StateSt
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("kept_bytes", [importing.KEPT_BYTES, 0])
+def test_the_file_is_parsed_once_when_its_entries_fit_and_twice_when_not(
+    existing: Path, kv_target: StateStore, monkeypatch: pytest.MonkeyPatch, kept_bytes: int
+) -> None:
+    """The check pass keeps what fits in KEPT_BYTES for the writes; a larger file is read again.
+    Either way the same outcome, including the line and key of a conflict found while writing."""
+    monkeypatch.setattr(importing, "KEPT_BYTES", kept_bytes)
+    passes: list[int] = []
+    real = importing.iter_encoded
+
+    def counted(stream: Any, limits: Any) -> Any:
+        passes.append(1)
+        return real(stream, limits)
+
+    monkeypatch.setattr(importing, "iter_encoded", counted)
+    report = import_file(kv_target, existing, "skip")
+    assert report.to_dict() == {"written": 1, "unchanged": 2, "skipped": 1, "invalid": 0, "expired": 0}
+    assert len(passes) == (1 if kept_bytes else 2)
+    kv_target.delete("s", "c")
+    real_differing = importing._differing
+
+    def racing(store: StateStore, numbered: list[tuple[int, Entry]], **kwargs: Any) -> list[Any]:
+        differs = real_differing(store, numbered, **kwargs)
+        store.set("s", "c", "theirs")  # created after the check pass
+        return differs
+
+    monkeypatch.setattr(importing, "_differing", racing)
+    kv_target.set("s", "a", 10)
+    with pytest.raises(EntryConflictError) as caught:
+        import_file(kv_target, existing, "fail")
+    assert (caught.value.line, caught.value.key, kv_target.get("s", "c")) == (3, "c", "theirs")
+
+
 def test_cli_conflict_report(existing: Path, tmp_path: Path) -> None:
     config = tmp_path / "target.yaml"
     config.write_text(

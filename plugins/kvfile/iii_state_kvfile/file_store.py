@@ -489,19 +489,24 @@ class KvFileStore(Adapter):
         """``state::transact`` in one SQLite transaction: read every entry, compute, write."""
         self._sweep_now_and_then()
         entries = list(entries)
+        if not self._keep_expired:  # only the live values matter (one C-built dict)
+            with self._lock:  # _write_txn written out: this is the whole of a transaction's store work
+                db = self._db
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    live = self._read_many(db, entries, now_ms())
+                    writes = change(live)
+                    if writes:
+                        self._write_over_in(db, writes, dict(zip(entries, live, strict=True)))
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            return True
         with self._write_txn() as db:
-            now = now_ms()
-            expired: dict[tuple[str, str], tuple[bytes, int] | None]
-            if self._keep_expired:
-                found = self._select_many(db, entries, now)
-                live = [value for value, _ in found]
-                expired = {entry: row for entry, (_, row) in zip(entries, found, strict=True)}
-            else:  # an expired row is not kept, so only the live values matter (one C-built dict)
-                live = self._read_many(db, entries, now)
-                writes = change(live)
-                if writes:
-                    self._write_over_in(db, writes, dict(zip(entries, live, strict=True)))
-                return True
+            found = self._select_many(db, entries, now_ms())
+            live = [value for value, _ in found]
+            expired = {entry: row for entry, (_, row) in zip(entries, found, strict=True)}
             writes = change(live)
             if writes:
                 self._apply_in(db, writes, expired)
