@@ -109,6 +109,8 @@ def put_entries(
         items: list[BatchItem] = store._run("batch", plans_side_by_side(runs)) if runs else []
         done = iter(items)
         found = [None if p is None else next(done) for _, p in planned]
+    if found.count(_CREATED_ITEM) == len(entries):
+        return ["written"] * len(entries)
     outcomes: list[Outcome] = []
     for item, entry in zip(found, entries, strict=True):
         if item is _CREATED_ITEM:  # the usual import: a missing key, written
@@ -147,6 +149,8 @@ def _create_many(limits: Limits, entries: list[Entry], encoded: list[bytes] | No
         _checked_calls(limits, entries, encoded, found, calls, sent)
     answers = (yield Call(RUN_MANY, (calls, ["compare-and-set"] * len(calls)))) if calls else []
     wanted = limits.listening is None or limits.listening()  # nobody listening: build no event
+    if not wanted and len(sent) == len(entries) and answers.count(True) == len(answers):
+        return [_CREATED_ITEM] * len(entries), []  # the usual round: every key was missing
     events: dict[int, StateEvent] = {}
     rest: list[tuple[int, str, str, str, Plan]] = []
     places: dict[int, int] = {}
@@ -405,7 +409,7 @@ def import_file(
                     report.problems.append(item)
             elif item is not None:
                 kept.add(number, item)
-                if on_conflict == "fail" and not _past(item[0]):
+                if on_conflict == "fail" and (item[0].expires_at is None or not _past(item[0])):
                     checking.append((number, item[0]))
             if checking and (item is None or len(checking) == CHUNK):
                 for number_, entry in _differing(store, checking, checked=True):

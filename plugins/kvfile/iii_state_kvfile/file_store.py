@@ -634,7 +634,7 @@ class KvFileStore(Adapter):
         if any(args[3] is not None or (len(args) > 4 and args[4] is KEEP) for _, args in calls):
             return None
         now = now_ms()
-        rows = [(_b(a[0]), _b(a[1]), a[2], a[4] if len(a) > 4 else None, now) for _, a in calls]
+        rows = [(a[0].encode(), a[1].encode(), a[2], a[4] if len(a) > 4 else None, now) for _, a in calls]
         if len({row[:2] for row in rows}) != len(rows):
             return None
         db.execute("SAVEPOINT bulk")
