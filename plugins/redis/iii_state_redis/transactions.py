@@ -114,7 +114,7 @@ def script_args(
         return found
 
     checked_in = [number(scope) for scope, _, _ in conditions]
-    written_in = [number(scope) for scope, _, _, _ in writes]
+    written_in = [numbers.get(scope) or number(scope) for scope, _, _, _ in writes]
     if len(scopes) > MOST_SCOPES:
         raise UnsupportedError(
             f"state::transact on Redis takes at most {MOST_SCOPES} scopes, got {len(scopes)}; "
@@ -123,14 +123,15 @@ def script_args(
     checked: list[Any] = [bytes(checked_in)]
     for _, key, want in conditions:
         checked += (key.encode(), b"0", b"") if want is None else (key.encode(), b"1", want)
-    written = b"".join([
-        b"%c%d:%d:%s:%s%s" % (number, len(field), len(data), expires, field, data)
-        for number, field, data, expires in (
-            (n, key.encode(), b"", b"d") if data is None
-            else (n, key.encode(), data, b"" if expires_at is None else expires_arg(expires_at))
-            for n, (_, key, data, expires_at) in zip(written_in, writes, strict=True)
-        )
-    ])  # fmt: skip
+    parts: list[bytes] = []
+    for n, (_, key, data, expires_at) in zip(written_in, writes, strict=True):
+        field = key.encode()
+        if data is None:
+            parts.append(b"%c%d:0:d:%s" % (n, len(field), field))
+        else:
+            expires = b"" if expires_at is None else expires_arg(expires_at)
+            parts.append(b"%c%d:%d:%s:%s%s" % (n, len(field), len(data), expires, field, data))
+    written = b"".join(parts)
     if cluster and len({key_slot(keys[i]) for i in range(0, len(keys), 4)}) > 1:
         raise UnsupportedError(
             "state::transact on Redis Cluster: the scopes of one transaction must hash to one slot "
