@@ -136,7 +136,9 @@ def _raw_redis(raw: RawRedis) -> tuple[dict[str, Op], dict[str, str]]:
         {"get": gets, "set": sets, "transact": transact},
         {"get": "one pipeline of 100 HGET + json.loads",
          "set": "one pipeline of 100 EVALSHA (HGET old + HSET) + json.loads(old)",
-         "transact": "MULTI; 10 x HSET; EXEC (one round trip, no old values, no conditions)"},
+         "transact": "MULTI; 10 x HSET; EXEC (one round trip, no old values, no conditions); ours is one "
+                     "EVALSHA that also reads each entry's old value (HGET, and the scope's deadline index "
+                     "once) to return it and to treat an expired entry as missing"},
     )  # fmt: skip
 
 
@@ -159,7 +161,8 @@ def _raw_memcached(raw: Any) -> tuple[dict[str, Op], dict[str, str]]:
         {"get": gets, "set": sets},
         {"get": "get_many of 100 keys (one multi-get) + json.loads",
          "set": "get_many (old values) + set_many of 100 keys, replies awaited + json.loads(old); not "
-                "atomic per key, unlike the adapter's sets"},
+                "atomic per key, unlike the adapter's sets (one cas store each, pipelined, over the item "
+                "this process last stored, else read first in one gets per server)"},
     )  # fmt: skip
 
 
