@@ -15,6 +15,10 @@ IMPORT_TARGETS = ("kv", "redis")
 
 
 def main(argv: list[str]) -> None:
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(__doc__.replace("``", "`"))
+        print(f"ADAPTER: any of {', '.join(TARGETS)}. Prints Markdown tables: ours beside the raw client.")
+        return
     names = argv or ["kv", "redis"]
     unknown = [n for n in names if n not in TARGETS]
     if unknown:

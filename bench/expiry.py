@@ -173,8 +173,14 @@ def section(seconds: float, rounds: int) -> str:
 
 
 def main(argv: list[str]) -> None:
-    seconds = float(argv[0]) if argv else 3.0
-    rounds = int(argv[1]) if len(argv) > 1 else 3
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(__doc__.replace("``", "`"))
+        return
+    try:
+        seconds = float(argv[0]) if argv else 3.0
+        rounds = int(argv[1]) if len(argv) > 1 else 3
+    except ValueError:
+        sys.exit("usage: python -m bench.expiry [SECONDS] [ROUNDS] (SECONDS a number, ROUNDS a whole number)")
     found = measure(seconds, rounds)
     print(
         f"kv file, one thread of get/set while {RATE:,} entries expire per second, median of {rounds} "
