@@ -28,7 +28,7 @@ from .retry import LOST, Lost, optimistic
 from .swap import matches
 from .table import TABLE
 from .update_ops import apply_ops, parse_ops
-from .values import JSON, canonical_or_none, check_value, json_type
+from .values import _PLAIN_FIRST, JSON, _scan_once, canonical_or_none, check_value, json_type
 
 #: Builds a named tuple from all its fields without its Python-level ``__new__`` (one per write).
 _new: Any = tuple.__new__
@@ -172,6 +172,8 @@ def check_transaction(limits: Limits, ops: object, conditions: object) -> tuple[
             f"{limits.adapter_name} adapter, got {len(ops) + len(conditions)}; nothing was written"
         )
     writes = [_decode_write(limits, i, op) for i, op in enumerate(ops)]
+    if len({(w.scope, w.key) for w in writes}) == len(writes):  # the usual case: no entry twice
+        return writes, [_decode_condition(limits, i, c) for i, c in enumerate(conditions)]
     seen: dict[tuple[str, str], int] = {}
     for i, w in enumerate(writes):
         first = seen.setdefault((w.scope, w.key), i)
@@ -304,6 +306,16 @@ def _compute(
             # set and delete replace bytes another program stored, as the single calls do
             if raw is None:
                 old: JSON = None
+            elif type(raw) is bytes and raw and raw[0] in _PLAIN_FIRST and (len(raw) == 1 or raw[1]):
+                # decode_stored's fast path, inlined (two calls per write cost more than the parse)
+                try:
+                    text = raw.decode("utf-8", "surrogatepass")
+                    old, end = _scan_once(text, 0)
+                    fast = end == len(text)
+                except Exception:
+                    fast = False  # decode_stored says what is wrong
+                if not fast:
+                    old = (_decode if w.function == "update" else _replaced)("transact", w.scope, w.key, raw)
             else:
                 old = (_decode if w.function == "update" else _replaced)("transact", w.scope, w.key, raw)
             if w.function == "set":

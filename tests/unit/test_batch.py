@@ -198,3 +198,22 @@ def test_a_set_with_a_value_over_the_limit_among_plain_sets_fails_alone() -> Non
         assert [("error" in g) for g in got] == [False, False, False, True, False, False]
         assert "max_value_bytes" in got[3]["error"]["message"] and store.get("s", "k3") is None
         assert store.get("s", "k5") == "x"
+
+
+def test_transact_reads_old_values_as_the_single_calls_do() -> None:
+    """Old values decoded inline by transact: JSON, bytes another program stored, a stored NaN."""
+    stored = {"json": b'{"a":[1,2]}', "foreign": b"\xffnot json", "nan": b"NaN", "num": b"12x"}
+    with open_store(adapter="kv", adapter_config={"store_method": "in_memory"}) as store:
+        for key, raw in stored.items():
+            store.adapter.write("s", key, raw)
+        ops = [{"op": "set", "scope": "s", "key": k, "value": 1} for k in stored]
+        got = store.trigger({"function_id": "state::transact", "payload": {"ops": ops}})
+        assert got["committed"] is True
+        assert [r["old_value"] for r in got["results"]] == [{"a": [1, 2]}, None, None, None]
+        store.adapter.write("s", "foreign", b"\xffnot json")
+        change = [{"type": "set", "path": "", "value": 2}]
+        update = {"op": "update", "scope": "s", "key": "foreign", "ops": change}
+        with pytest.raises(StateError) as refused:
+            store.trigger({"function_id": "state::transact", "payload": {"ops": [update]}})
+        assert "another program wrote them" in refused.value.message
+        assert store.adapter.read("s", "foreign") == b"\xffnot json"
