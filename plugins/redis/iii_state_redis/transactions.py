@@ -25,16 +25,18 @@ from .scripts import _DEADLINE, Script
 #: KEYS: per scope of the transaction, its hash, deadlines, due index and kept list (scope ``s``
 #: is ``KEYS[4s-3 .. 4s]``). ARGV: now, keep ("1": expiry events on), the scope count S, the S
 #: scope names; the checks' scope numbers (one byte each), then per check (field, "1" and the
-#: bytes expected, or "0" and "" for missing); then the writes as ONE argument, per write
-#: ``<scope number byte><field length>:<data length>:<expires>:<field><data>``, expires as every
-#: write script takes it ("" none, "k" keep a live deadline, else the new deadline) or "d" to
-#: delete (one argument, not three per write: redis-py encodes and the server parses each
-#: argument on its own, which cost more than the script's work). A field whose deadline is
+#: bytes expected, or "0" and "" for missing); then the writes as ONE argument, per write as
+#: ``struct.pack('>BI4c0I4c0Bc0')`` (Lua's struct: each string after its length) of the scope
+#: number, field, data and expires, expires as every write script takes it ("" none, "k" keep a
+#: live deadline, else the new deadline) or "d" to delete (one argument, not three per write:
+#: redis-py encodes and the server parses each argument on its own, which cost more than the
+#: script's work; one struct.unpack per write, not Lua string searches). A field whose deadline is
 #: ``<= now`` counts as missing, as in every script, and with keep "1" a write that meets one
 #: saves it for ``take_expired`` first (``scripts.WRITE``). Returns, when applied, one string:
 #: "1" then per write the live bytes it replaced as ``<length>:<bytes>``, or "-" for none (one
 #: reply to parse, not one per write); ``{0, i, found}`` when check ``i`` (1-based) did not
-#: hold: nothing applied.
+#: hold: nothing applied. A transaction of sets without deadlines in one scope that holds none
+#: reads the old values with one HMGET and writes with one HSET.
 TRANSACT: Final = Script(
     "transact",
     _DEADLINE
@@ -57,16 +59,31 @@ TRANSACT: Final = Script(
     "  elseif cur ~= ARGV[p + 3] then return {0, i, cur} end\n"
     "  p = p + 3\n"
     "end\n"
-    "local w, at, olds = ARGV[p + 1], 1, {'1'}\n"
+    "local w, at, n, olds = ARGV[p + 1], 1, 0, {'1'}\n"
+    "local S, F, D, E, plain = {}, {}, {}, {}, ARGV[3] == '1'\n"
     "while at <= #w do\n"
-    "  local c1 = string.find(w, ':', at + 1, true)\n"
-    "  local c2 = string.find(w, ':', c1 + 1, true)\n"
-    "  local c3 = string.find(w, ':', c2 + 1, true)\n"
-    "  local f_end = c3 + tonumber(string.sub(w, at + 1, c1 - 1))\n"
-    "  local d_end = f_end + tonumber(string.sub(w, c1 + 1, c2 - 1))\n"
-    "  local s, expires = string.byte(w, at), string.sub(w, c2 + 1, c3 - 1)\n"
-    "  local f, data = string.sub(w, c3 + 1, f_end), string.sub(w, f_end + 1, d_end)\n"
-    "  at = d_end + 1\n"
+    "  n = n + 1\n"
+    "  S[n], F[n], D[n], E[n], at = struct.unpack('>BI4c0I4c0Bc0', w, at)\n"
+    "  if E[n] ~= '' then plain = false end\n"
+    "end\n"
+    "if plain and n > 0 then\n"
+    "  if timed[1] == nil then timed[1] = redis.call('ZCARD', KEYS[2]) > 0 end\n"
+    "  plain = not timed[1]\n"
+    "end\n"
+    "if plain and n > 0 then\n"
+    # one scope holding no deadline, only sets without one: nothing can be expired, so one HMGET
+    # for the old values and one HSET (each redis.call costs more than the command it runs)
+    "  local found, both = redis.call('HMGET', KEYS[1], unpack(F)), {}\n"
+    "  for i = 1, n do\n"
+    "    both[2 * i - 1], both[2 * i] = F[i], D[i]\n"
+    "    local cur = found[i]\n"
+    "    if cur then olds[i + 1] = #cur .. ':' .. cur else olds[i + 1] = '-' end\n"
+    "  end\n"
+    "  redis.call('HSET', KEYS[1], unpack(both))\n"
+    "  return table.concat(olds)\n"
+    "end\n"
+    "for i = 1, n do\n"
+    "  local s, f, data, expires = S[i], F[i], D[i], E[i]\n"
     "  local h, z, due, scope = KEYS[4 * s - 3], KEYS[4 * s - 2], KEYS[4 * s - 1], ARGV[3 + s]\n"
     "  local cur, d, raw = live(s, f)\n"
     "  if raw and not cur and ARGV[2] == '1' then\n"
@@ -81,7 +98,7 @@ TRANSACT: Final = Script(
     "    if expires ~= 'k' then deadline(z, due, f, scope, expires, d)\n"
     "    elseif d and not cur then redis.call('ZREM', z, f) end\n"
     "  end\n"
-    "  if cur then olds[#olds + 1] = #cur .. ':' .. cur else olds[#olds + 1] = '-' end\n"
+    "  if cur then olds[i + 1] = #cur .. ':' .. cur else olds[i + 1] = '-' end\n"
     "end\n"
     "return table.concat(olds)\n",
 )
@@ -127,10 +144,11 @@ def script_args(
     for n, (_, key, data, expires_at) in zip(written_in, writes, strict=True):
         field = key.encode()
         if data is None:
-            parts.append(b"%c%d:0:d:%s" % (n, len(field), field))
+            parts.append(b"%c%s%s\0\0\0\0\1d" % (n, len(field).to_bytes(4, "big"), field))
         else:
             expires = b"" if expires_at is None else expires_arg(expires_at)
-            parts.append(b"%c%d:%d:%s:%s%s" % (n, len(field), len(data), expires, field, data))
+            sizes = len(field).to_bytes(4, "big"), len(data).to_bytes(4, "big")
+            parts.append(b"%c%s%s%s%s%c%s" % (n, sizes[0], field, sizes[1], data, len(expires), expires))
     written = b"".join(parts)
     if cluster and len({key_slot(keys[i]) for i in range(0, len(keys), 4)}) > 1:
         raise UnsupportedError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -170,6 +171,20 @@ def test_a_transaction_over_many_scopes_and_names_with_separators_answers_each_w
         ]
         assert store.ttl(scopes[7], keys[7]).ttl_ms is not None
         assert store.ttl(scopes[8], keys[8]).ttl_ms is None
+        # one scope of plain sets (one HMGET, one HSET), then the same once the scope holds a deadline
+        one = scopes[1]
+        store.set(one, "had", "x:")
+        sets = [{"op": "set", "scope": one, "key": k, "value": k} for k in ("had", "new:", keys[1])]
+        assert [(r.old_value, r.new_value) for r in store.transact(sets).results] == [
+            ("x:", "had"), (None, "new:"), ({"v": "-:1:"}, keys[1])
+        ]
+        store.set(one, "dated", 1, ttl_ms=1)
+        time.sleep(0.01)  # expired: every write of the scope now reads its deadline
+        sets.append({"op": "set", "scope": one, "key": "dated", "value": 2})
+        assert [r.old_value for r in store.transact(sets).results] == ["had", "new:", keys[1], None]
+        assert store.get_many(one, ["had", "new:", keys[1], "dated"]) == {
+            "had": "had", "new:": "new:", keys[1]: keys[1], "dated": 2
+        }
 
 
 @pytest.mark.parametrize("expiry_events", [False, True])
