@@ -103,6 +103,9 @@ class EventBus:
             return lambda _scope, _key: False
         if self._hook is not None or any(s.scope is None and s.key is None for s in subscriptions):
             return None
+        if all(s.key is None for s in subscriptions):  # scope filters only: one set look-up
+            scopes = frozenset(s.scope for s in subscriptions)
+            return lambda scope, _key: scope in scopes
         return lambda scope, key: any(s.matches_key(scope, key) for s in subscriptions)
 
     def emit_many(self, events: Iterable[StateEvent]) -> None:

@@ -265,6 +265,37 @@ def test_wanted_names_the_events_that_reach_something() -> None:
     assert wanted is not None and wanted("s", "k") and not wanted("t", "k")
     assert EventBus(hook=print).wanted() is None  # the plugin hook sees every event
     assert not EventBus(enabled=False).wanted()("s", "k")  # type: ignore[misc]
+    bus.subscribe(Subscription(print, "u"))  # scope filters only: answered by one set
+    wanted = bus.wanted()
+    assert wanted is not None and wanted("s", "x") and wanted("u", "k") and not wanted("t", "k")
+    bus.subscribe(Subscription(print, "t", "only"))  # a key filter too
+    wanted = bus.wanted()
+    assert wanted is not None and wanted("s", "x") and wanted("t", "only") and not wanted("t", "k")
+
+
+def test_a_batch_of_expired_events_is_each_entry_s_own_event(caplog: pytest.LogCaptureFixture) -> None:
+    """The sweeper builds a batch's events in bulk (values decoded together, each scope's part of
+    the ids hashed once): exactly what building each one alone gives, for several scopes, keys
+    outside ASCII, and stored bytes that are not JSON (``old_value`` null, logged)."""
+    from iii_state_core.sweeper import expired_event, expired_events, expiry_id
+
+    entries = [
+        ("s", "a", b'{"n":1}', 1_765_000_000_000),
+        ("t", "a", b"[1, 2]", 1_765_000_000_000),
+        ("s", "b\u00e9\ud800", b'"x"', 1_765_000_000_001),
+        ("\u00fc", "a", b"null", 2),
+        ("s", "a", b'{"n":2}', 1_765_000_000_002),
+    ]
+    events = expired_events(entries)
+    assert events == [expired_event(entry) for entry in entries]
+    assert [e.expiry_id for e in events] == [expiry_id(s, k, d) for s, k, _, d in entries]
+    assert len({e.expiry_id for e in events}) == len(entries)
+    assert [e.old_value for e in events] == [{"n": 1}, [1, 2], "x", None, {"n": 2}]
+    foreign = [*entries, ("s", "c", b"NaN", 5), ("s", "d", b"\xff", 6)]
+    events = expired_events(foreign)
+    assert events == [expired_event(entry) for entry in foreign]
+    assert [e.old_value for e in events[-3:]] == [{"n": 2}, None, None]
+    assert "key='c' held bytes that are not JSON" in caplog.text
 
 
 class AckingMemoryStore(KvMemoryStore):

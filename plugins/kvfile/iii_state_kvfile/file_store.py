@@ -70,10 +70,16 @@ _TAKE_DUE = (
 )
 # ``ORDER BY sweep_at``, not ``expires``: the sweep index's own order, so a claim reads ``limit``
 # rows of the index instead of sorting every due row (a due row's sweep_at is at most its deadline).
-# The claimed rows are inserted with rowids the claim picks (after the largest, in the same write
-# transaction), so one ``executemany`` leases them all and the acknowledgement knows their rowids.
-_LAST_EXPIRED_ROWID = "SELECT coalesce(max(rowid), 0) FROM expired"
-_LEASE_ROW = "INSERT INTO expired (rowid, scope, key, value, expires, leased_until) VALUES (?, ?, ?, ?, ?, ?)"
+# With expiry events the claim copies the due rows into ``expired`` leased, inside SQLite (one
+# statement, the GIL released, no row passing through Python on the way), returning each copy's
+# rowid for the acknowledgement; the copies' rowids follow every other row's (no row has the
+# largest rowid SQLite can give), so ``_DROP_LEASED`` finds the claimed rows by that range.
+_LEASE_DUE = (
+    "INSERT INTO expired (scope, key, value, expires, leased_until) SELECT scope, key, value, expires, ?1 "
+    "FROM entries WHERE sweep_at <= ?2 AND expires <= ?2 ORDER BY sweep_at LIMIT ?3 "
+    "RETURNING rowid, scope, key, value, expires"
+)
+_DROP_LEASED = "DELETE FROM entries WHERE (scope, key) IN (SELECT scope, key FROM expired WHERE rowid >= ?)"
 _SWEEP_INDEX = "CREATE INDEX IF NOT EXISTS entries_by_sweep ON entries (sweep_at) WHERE sweep_at IS NOT NULL"
 # Args (scope, key, value, expires); a new row's sweep_at is its deadline. ``_UPSERT`` keeps the
 # row's sweep_at (correct only while it is set and not after the new deadline, or there is no
@@ -756,22 +762,19 @@ class KvFileStore(Adapter):
                     db.execute(_SWEEP_LATER, (now, now, limit))
             return _decoded(due)
         until = now + self._lease_ms
-        first = 0  # the rowid of the first row moved from ``entries`` into ``expired``
-        due = []
         with self._write_txn() as db:
-            kept = db.execute(_LEASE_KEPT, (until, now, limit)).fetchall()
-            if len(kept) < limit:
-                due = db.execute(_TAKE_DUE, (now, now, limit - len(kept))).fetchall()
+            leased = db.execute(_LEASE_KEPT, (until, now, limit)).fetchall()
+            if len(leased) < limit:
+                due = db.execute(_LEASE_DUE, (until, now, limit - len(leased))).fetchall()
                 if due:
-                    first = db.execute(_LAST_EXPIRED_ROWID).fetchone()[0] + 1
-                    db.executemany(_LEASE_ROW, [(first + n, *row, until) for n, row in enumerate(due)])
-                if len(kept) + len(due) < limit:
+                    db.execute(_DROP_LEASED, (min(row[0] for row in due),))
+                    leased += due
+                if len(leased) < limit:
                     db.execute(_SWEEP_LATER, (now, now, limit))
         # decoded after the transaction: the store's lock is not held for it
-        taken = _decoded([row[1:] for row in kept] + due)
-        rowids = [row[0] for row in kept] + list(range(first, first + len(due)))
+        taken = _decoded([row[1:] for row in leased])
         with self._leases_lock:
-            self._leases.update(zip(taken, [(rowid, until) for rowid in rowids], strict=True))
+            self._leases.update(zip(taken, [(row[0], until) for row in leased], strict=True))
         return taken
 
     def ack_expired(self, taken: Sequence[Expired]) -> None:
