@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.run import ttl
 from bench.run import workload as w
 from bench.run.ops import LABELS
+from iii_state_core import open_store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -179,10 +181,6 @@ def test_ttl_table_has_get_and_set_with_and_without_a_deadline(report: str, titl
 def test_ttl_set_rows_write_a_value_other_than_the_stored_one_on_both_sides() -> None:
     """SQLite writes no page for a row rewritten with identical bytes: a plain ``set`` of the value
     already stored would time a no-op beside the ``ttl_ms`` side's real write."""
-    from iii_state_core import open_store
-
-    from bench.run import ttl
-
     with open_store(adapter="kv", adapter_config={"store_method": "in_memory"}) as store:
         ops = ttl._ops(store, "s")["set"]
         for op, scope in zip(ops, ("s-plain", "s-ttl"), strict=True):
