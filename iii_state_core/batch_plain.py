@@ -133,7 +133,7 @@ def _alike(limits: Limits, ops: list[Any]) -> Plain | None:
             return None
         values = [op["value"] for op in ops]
         try:
-            stored = list(map(limits.encode, values))
+            stored = limits.encode_each(values)
         except StateError:
             return None  # the plan words the error
         calls = [_new(Call, ("write", (s, k, d))) for (s, k), d in zip(entries, stored, strict=True)]

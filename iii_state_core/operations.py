@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
@@ -133,6 +133,24 @@ class Limits:
         if self.max_value_bytes is None and self.capabilities.max_value_bytes is None:
             return data  # the usual store: no limit (one call less per write)
         return self._sized(data)
+
+    def encode_each(self, values: Iterable[object]) -> list[bytes]:
+        """:meth:`encode` of each value, in order; a value object given several times (``set_many``
+        of one value, a transaction writing one value to several keys) is checked and encoded once.
+
+        Keyed by ``id``: every value stays referenced by the caller's list while this runs, so no
+        id is reused for another object. An equal but distinct object is encoded again.
+
+        :raises StateError: the first value :meth:`encode` refuses.
+        """
+        done: dict[int, bytes] = {}
+        out: list[bytes] = []
+        for value in values:
+            data = done.get(id(value))
+            if data is None:
+                data = done[id(value)] = self.encode(value)
+            out.append(data)
+        return out
 
     def encode_parsed(self, value: object) -> bytes:
         """:meth:`encode` of a value ``json`` just parsed (see :func:`values.encode_parsed`)."""

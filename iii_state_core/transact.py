@@ -78,7 +78,9 @@ def _refuse(index: str, exc: StateError) -> StateError:
         return StateError(f"{index}: {exc.message}; nothing was written", code=exc.code)
 
 
-def _decode_write(limits: Limits, i: int, op: object) -> _Write:
+def _decode_write(limits: Limits, i: int, op: object, encoded: dict[int, bytes]) -> _Write:
+    """:param encoded: the bytes of each value object already encoded in this transaction, by ``id``
+        (one value written to several keys is checked and encoded once, as ``Limits.encode_each``)."""
     if type(op) is dict:  # a plain set or delete: the checks below, without the field walk
         name, scope, key = op.get("op"), op.get("scope"), op.get("key")
         plain = name == "delete" or (name == "set" and "value" in op and "data" not in op)
@@ -86,7 +88,11 @@ def _decode_write(limits: Limits, i: int, op: object) -> _Write:
             try:
                 limits.check_entry(scope, key)
                 value = op["value"] if name == "set" else None
-                data = limits.encode(value) if name == "set" else None
+                data = None
+                if name == "set":  # the ops list holds every value while this runs: no id is reused
+                    data = encoded.get(id(value))
+                    if data is None:
+                        data = encoded[id(value)] = limits.encode(value)
                 write: _Write = _new(_Write, (name, scope, key, data, value, (), None))
                 return write
             except StateError as exc:
@@ -171,7 +177,8 @@ def check_transaction(limits: Limits, ops: object, conditions: object) -> tuple[
             f"state::transact takes at most {caps.max_transaction_ops} operations and conditions on the "
             f"{limits.adapter_name} adapter, got {len(ops) + len(conditions)}; nothing was written"
         )
-    writes = [_decode_write(limits, i, op) for i, op in enumerate(ops)]
+    encoded: dict[int, bytes] = {}
+    writes = [_decode_write(limits, i, op, encoded) for i, op in enumerate(ops)]
     if len({(w.scope, w.key) for w in writes}) == len(writes):  # the usual case: no entry twice
         return writes, [_decode_condition(limits, i, c) for i, c in enumerate(conditions)]
     seen: dict[tuple[str, str], int] = {}

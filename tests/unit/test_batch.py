@@ -217,3 +217,37 @@ def test_transact_reads_old_values_as_the_single_calls_do() -> None:
             store.trigger({"function_id": "state::transact", "payload": {"ops": [update]}})
         assert "another program wrote them" in refused.value.message
         assert store.adapter.read("s", "foreign") == b"\xffnot json"
+
+
+def test_one_value_object_written_to_many_keys_is_checked_and_encoded_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``set_many`` of one value (and a transaction writing one value to several keys) encodes it
+    once; an equal but distinct object is encoded again, and a refused value fails each of its writes."""
+    from iii_state_core import operations
+
+    encoded: list[object] = []
+    real = operations.encode
+
+    def counting(value: object, **kwargs: Any) -> bytes:
+        encoded.append(value)
+        return real(value, **kwargs)
+
+    monkeypatch.setattr(operations, "encode", counting)
+    shared, other = {"n": [1, 2]}, {"n": [1, 2]}
+    with open_store(adapter="kv", adapter_config={"store_method": "in_memory"}) as store:
+        store.set_many("s", {f"k{i}": shared for i in range(5)} | {"other": other})
+        assert encoded == [shared, other] and encoded[0] is shared and encoded[1] is other
+        assert [store.get("s", f"k{i}") for i in range(5)] == [shared] * 5
+        encoded.clear()
+        writes = [{"op": "set", "scope": "t", "key": f"k{i}", "value": shared} for i in range(3)]
+        assert store.transact(writes).committed and len(encoded) == 1
+        assert [store.get("t", f"k{i}") for i in range(3)] == [shared] * 3
+        bad = [1, float("nan")]
+        got = store.trigger({"function_id": "state::batch", "payload": {"ops": [
+            {"op": "set", "scope": "u", "key": k, "value": v} for k, v in (("a", bad), ("b", 2), ("c", bad))
+        ]}})  # fmt: skip
+        assert ["error" in g for g in got] == [True, False, True] and store.get("u", "b") == 2
+        with pytest.raises(StateError, match="NaN"):
+            store.transact([{"op": "set", "scope": "u", "key": k, "value": bad} for k in "de"])
+        assert store.get("u", "d") is None

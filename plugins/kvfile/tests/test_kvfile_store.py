@@ -392,6 +392,9 @@ def test_a_round_of_reads_or_plain_writes_is_a_few_statements_with_the_one_by_on
               ("write", ("s", "new", b"7"))]  # fmt: skip
     assert store.run_many(writes) == [None, b"2", b"3", None]
     assert sum("IN (" in s for s in statements) == 2
+    # the rows there (live or expired) take an UPDATE, the missing one the upsert
+    assert sum(s.startswith("UPDATE entries SET value") for s in statements) == 3
+    assert sum(s.startswith("INSERT INTO entries") for s in statements) == 1
     assert not any("SAVEPOINT one_call" in s for s in statements)
     assert [store.read(*c[1][:2]) for c in writes] == [b"4", b"5", b"6", b"7"]
     assert store.read_expiry("t", "x") == (True, None)  # a set without ttl_ms clears the deadline
