@@ -342,10 +342,10 @@ class MemcachedAdapter(Adapter):
             record = Record(p.own.scope, p.own.key, p.own.generation, data, deadline)
             try:
                 new = self._fit(records.replaced(p.item, p.mc_key, record), data)
+                self._expiring(scope, key, p.own, deadline)
             except Exception as exc:
                 out[i] = exc
                 continue
-            self._expiring(scope, key, p.own, deadline)
             stores[i] = CasStore(p.mc_key, new, p.cas, self._ttl(p.mc_key, new), p.epoch)
             olds[i] = p.item
         now = now_ms()
@@ -380,10 +380,10 @@ class MemcachedAdapter(Adapter):
             record = own._replace(value=data, deadline=deadline)
             try:
                 new = self._fit(records.replaced(token.item, mc_key, record), data)
+                self._expiring(scope, key, own, deadline)
             except Exception as exc:
                 out[i] = exc
                 continue
-            self._expiring(scope, key, own, deadline)
             stores[i] = CasStore(mc_key, new, token.cas, self._ttl(mc_key, new), None)
             olds[i] = token.item
             owns[i] = (own, token.now)
@@ -458,8 +458,16 @@ class MemcachedAdapter(Adapter):
 
     def _expiring(self, scope: str, key: str, old: Record, deadline: int | None) -> None:
         """Before storing ``deadline`` over ``old``: schedule the sweeper's look at the entry,
-        when expiry events are on and the deadline is new."""
-        if self._schedule is not None and deadline is not None and old.deadline != deadline:
+        when expiry events are on and the deadline is new. A record that had no deadline is
+        signalled first: a listing count may have found it lasting (``Listing.count``).
+
+        :raises BackendError: when the signal failed (nothing is written then).
+        """
+        if deadline is None:
+            return
+        if old.deadline is None:
+            self._cluster.node(self._codec.data_key(scope, key)).signal(self._codec.signal_key)
+        if self._schedule is not None and old.deadline != deadline:
             self._schedule.note(scope, key, old.generation, deadline)
 
     # -- writes ------------------------------------------------------------------------------------

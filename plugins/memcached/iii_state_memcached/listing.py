@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from typing import NamedTuple
 
 from iii_state_core import InvalidCursorError
 from iii_state_core.adapter import Page
@@ -38,13 +37,25 @@ _TOP = 1 << 64
 _PARSED_LEAVES = 32
 
 
-class _Parsed(NamedTuple):
-    """One leaf's entries of one scope: ``(position, key, generation)`` in walk order, the
-    keys' data keys in the same order, and whether any of those is hashed."""
+#: Each server's ``Node.liveness``, as ``Cluster.liveness`` reads it.
+Liveness = tuple[tuple[object, ...], ...]
+#: What ``count`` learnt of a leaf: the servers' liveness read before probing it, how many of
+#: its entries were found lasting, and the positions of the others (probed again each count).
+Lasting = tuple[Liveness, int, list[int]]
+#: A probe's kind of entry that exists with no lifetime (``0``: no live value, ``1``: live).
+_LASTING = 2
 
-    ordered: list[tuple[int, str, int]]
-    data_keys: list[bytes]
-    hashed: bool
+
+class _Parsed:
+    """One leaf's entries of one scope: ``(position, key, generation)`` in walk order, the
+    keys' data keys in the same order, and what the last count learnt (``count``)."""
+
+    __slots__ = ("data_keys", "lasting", "ordered")
+
+    def __init__(self, ordered: list[tuple[int, str, int]], data_keys: list[bytes]) -> None:
+        self.ordered = ordered
+        self.data_keys = data_keys
+        self.lasting: Lasting | None = None
 
 
 class Listing:
@@ -58,7 +69,7 @@ class Listing:
     def _parse(self, scope: str, leaf: Located) -> _Parsed:
         """The leaf's entries of ``scope`` in walk order, parsed once per content."""
         if leaf.item is None:
-            return _Parsed([], [], False)
+            return _Parsed([], [])
         kept = (scope, leaf.key, leaf.item)
         with self._parsed_lock:
             parsed = self._parsed.get(kept)
@@ -67,7 +78,7 @@ class Listing:
                 return parsed
         ordered = sorted((key_hash(k), k, g) for k, g in self.index.entries_of(scope, leaf).items())
         data_keys = self.codec.listed_data_keys(scope, [k for _, k, _ in ordered])
-        parsed = _Parsed(ordered, data_keys, any(self.codec.is_hashed(d) for d in data_keys))
+        parsed = _Parsed(ordered, data_keys)
         with self._parsed_lock:
             self._parsed[kept] = parsed
             while len(self._parsed) > _PARSED_LEAVES:
@@ -150,48 +161,90 @@ class Listing:
 
     # -- count ---------------------------------------------------------------------------------------
     def count(self, scope: str) -> int:
-        """How many of the scope's indexed keys have a value: the leaves, and one pipelined
-        presence probe per server (values are not read) per ``_COUNT_BATCH`` keys."""
+        """How many of the scope's indexed keys have a value.
+
+        Reads the scope's leaves; the keys are probed (``mg <key> t``, values not read) one
+        pipelined request per server per ``_COUNT_BATCH`` keys — except those a probe of the same
+        leaf content found lasting (a plain key whose item exists with no lifetime) while every
+        server's :meth:`Node.liveness` reads as now. Such an item can stop existing, or gain a
+        lifetime, only in a way those counters show (``nodes._LIVENESS``; the adapter signals
+        before giving a lasting record a deadline), and an entry added or dropped changes the
+        leaf: so the count is what probing every key would give. The counters are read before
+        the leaves, so anything that happens after them shows in the next count's reading.
+        """
         self.index.convert(scope)
+        liveness = self.cluster.liveness()
         total = 0
-        entries: list[tuple[int, str, int]] = []
-        data_keys: list[bytes] = []
-        hashed = False
+        work: list[tuple[_Parsed, int, list[int]]] = []
+        queued = 0
         step = self.index.leaves(scope)
         while (leaf := step()) is not None:
             parsed = self._parse(scope, leaf)
-            entries += parsed.ordered
-            data_keys += parsed.data_keys
-            hashed = hashed or parsed.hashed
-            if len(entries) >= _COUNT_BATCH:
-                total += self._live(scope, entries, data_keys, hashed)
-                entries, data_keys, hashed = [], [], False
-        return total + (self._live(scope, entries, data_keys, hashed) if entries else 0)
+            known = parsed.lasting
+            if known is not None and known[0] == liveness:
+                total += known[1]
+                chosen = known[2]  # probe again only what was not lasting
+                work.append((parsed, known[1], chosen))
+            else:
+                chosen = list(range(len(parsed.ordered)))
+                work.append((parsed, 0, chosen))
+            queued += len(chosen)
+            if queued >= _COUNT_BATCH:
+                total += self._settle(scope, work, liveness)
+                work, queued = [], 0
+        return total + (self._settle(scope, work, liveness) if work else 0)
 
-    def _live(
-        self, scope: str, entries: list[tuple[int, str, int]], data_keys: list[bytes], hashed: bool
-    ) -> int:
-        """How many of ``entries`` (with their data keys; ``hashed``: some are) have a live value."""
-        # A hashed data key may hold only another pair's record; an item memcached will drop
-        # may hold an expired record: read those values. The others exist and never expire
-        # (or not within ``grace``, their lifetime minus the grace being seconds away).
-        unsure: list[tuple[str, int]] = []
-        if hashed:
-            plain = [i for i, data_key in enumerate(data_keys) if not self.codec.is_hashed(data_key)]
-            unsure = [entries[i][1:] for i in range(len(entries)) if self.codec.is_hashed(data_keys[i])]
-            entries = [entries[i] for i in plain]
-            data_keys = [data_keys[i] for i in plain]
-        lifetimes = self.cluster.remaining(data_keys)
-        total = lifetimes.count(-1)
-        if total < len(lifetimes):
-            sure = self.index.grace + 3
-            for (_, key, generation), left in zip(entries, lifetimes, strict=True):
-                if left is not None and left >= 0:
-                    if left < sure:
-                        unsure.append((key, generation))
-                    else:
-                        total += 1
-        return total + (len(self._values(scope, unsure)[0]) if unsure else 0)
+    def _settle(self, scope: str, work: list[tuple[_Parsed, int, list[int]]], liveness: Liveness) -> int:
+        """Probe the chosen entries of each leaf in ``work`` (leaf, its lasting entries known
+        already, the entries to probe) and record, per leaf, what the probe found lasting.
+
+        :returns: how many of the probed entries are live.
+        """
+        entries = [parsed.ordered[i] for parsed, _, chosen in work for i in chosen]
+        data_keys = [parsed.data_keys[i] for parsed, _, chosen in work for i in chosen]
+        kinds = iter(self._classify(scope, entries, data_keys))
+        live = 0
+        for parsed, lasting, chosen in work:
+            unsure: list[int] = []
+            for i in chosen:
+                kind = next(kinds)
+                if kind == _LASTING:
+                    lasting += 1
+                    live += 1
+                else:
+                    live += kind
+                    unsure.append(i)
+            parsed.lasting = (liveness, lasting, unsure)
+        return live
+
+    def _classify(self, scope: str, entries: list[tuple[int, str, int]], data_keys: list[bytes]) -> list[int]:
+        """Per entry: ``_LASTING`` (a plain key whose item exists with no lifetime), ``1`` (live
+        otherwise) or ``0`` (no live value)."""
+        kinds = [0] * len(entries)
+        unsure: list[int] = []  # read the values of these
+        plain = [i for i, data_key in enumerate(data_keys) if not self.codec.is_hashed(data_key)]
+        # A hashed data key may hold only another pair's record: always read those values.
+        if len(plain) < len(data_keys):
+            taken = set(plain)
+            unsure = [i for i in range(len(entries)) if i not in taken]
+        lifetimes = self.cluster.remaining([data_keys[i] for i in plain])
+        # An item memcached will drop may hold an expired record; the others exist and do not
+        # expire within ``sure`` seconds (their lifetime minus the grace being seconds away).
+        sure = self.index.grace + 3
+        for i, left in zip(plain, lifetimes, strict=True):
+            if left == -1:
+                kinds[i] = _LASTING
+            elif left is not None:
+                if left < sure:
+                    unsure.append(i)
+                else:
+                    kinds[i] = 1
+        if unsure:
+            page = self._values(scope, [entries[i][1:] for i in unsure], [data_keys[i] for i in unsure])[0]
+            alive = {key for key, _ in page}
+            for i in unsure:
+                kinds[i] = 1 if entries[i][1] in alive else 0
+        return kinds
 
     # -- scopes --------------------------------------------------------------------------------------
     def list_scopes(self) -> list[str]:

@@ -21,10 +21,21 @@ def test_evicted_entries_vanish_from_listings_without_errors(
 ) -> None:
     server = memcached_server_factory(memory_mb=4)
     store = open_memcached([server.address])
+    adapter: Any = store.adapter
+    for i in range(50):
+        store.set("kept", f"k{i}", _value(i))
+    assert adapter.count("kept") == 50  # probed: a count trusts this while nothing is evicted
     for i in range(3000):
         store.set("ev", f"k{i}", _value(i))  # never an error: memcached evicts old items instead
-    stats = store.adapter._cluster.nodes[0].stats()  # type: ignore[attr-defined]
+        if i % 50 == 0:  # keep the index of "kept" (not its values) recently used
+            adapter._cluster.get_many(leaf.key for leaf in _leaves(adapter, "kept"))
+    stats = adapter._cluster.nodes[0].stats()
     assert stats[b"evictions"] > 1000, "the server must really have evicted entries"
+    # the leaves of "kept" still list all 50, most values are evicted: the count sees the
+    # evictions (before a walk prunes the leaves)
+    assert len(adapter._index.entries_of("kept", _leaves(adapter, "kept")[0])) == 50
+    counted = adapter.count("kept")
+    assert counted == len(_entries(store, "kept")) < 50
     keys = store.list_keys("ev")
     assert 0 < len(keys) < 3000
     for key, value in _entries(store, "ev"):
@@ -34,6 +45,13 @@ def test_evicted_entries_vanish_from_listings_without_errors(
     survivor = keys[-1]
     assert store.get("ev", survivor) == _value(int(survivor[1:]))
     assert store.delete("ev", "k0") is None  # evicted long ago: a miss, not an error
+
+
+def _leaves(adapter: Any, scope: str) -> list[Any]:
+    step, found = adapter._index.leaves(scope), []
+    while (leaf := step()) is not None:
+        found.append(leaf)
+    return found
 
 
 def _entries(store: StateStore, scope: str) -> list[tuple[str, Any]]:

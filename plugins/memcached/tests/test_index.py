@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -222,6 +223,49 @@ def test_list_entries_counts_the_scope_from_its_index_without_reading_values(
     page = store.list_entries("counted", None, 10)
     assert page.total == 300 and len(page.entries) == 10
     assert len(scans) == 1, "the page was scanned once; the total did not walk the values"
+
+
+def test_a_count_probes_again_only_what_the_servers_counters_say_may_have_changed(
+    memcached_config: dict[str, Any],
+    open_memcached: Callable[..., StateStore],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A count probes each key once; later counts of unchanged leaves probe only the keys not
+    found lasting, and stay exact through what leaves no trace in a leaf: a value deleted
+    behind the index (a crashed delete), a lasting entry given a deadline that then passes, and
+    a value stored late for an entry that was a ghost."""
+    store = open_memcached(memcached_config["servers"])
+    adapter = _adapter(store)
+    codec, cluster = adapter._codec, adapter._cluster
+    for i in range(30):
+        store.set("trusted", f"k{i:02d}", i)
+    store.set("trusted", "L" * 400, "hashed")  # a hashed data key: its value is always read
+    probed: list[int] = []
+    real = cluster.remaining
+    monkeypatch.setattr(cluster, "remaining", lambda keys: probed.append(len(keys)) or real(keys))
+    assert adapter.count("trusted") == 31 and sum(probed) == 30
+    probed.clear()
+    assert adapter.count("trusted") == 31 and sum(probed) == 0, "nothing changed: nothing probed"
+
+    mc_key = codec.data_key("trusted", "k05")  # deleted by a client that died before unindexing
+    node = cluster.node(mc_key)
+    assert node.delete(mc_key, node.gets(mc_key)[1]) is True
+    assert adapter.count("trusted") == 30
+
+    store.set("trusted", "k06", 6, ttl_ms=40)  # lasting until now: the leaf does not change
+    time.sleep(0.08)
+    assert store.get("trusted", "k06") is None
+    assert adapter.count("trusted") == 29
+
+    # a ghost (a creator died between indexing and storing), then its value stored after all
+    adapter._index.put_entry("trusted", "late", 7)
+    assert adapter.count("trusted") == 29
+    late = codec.data_key("trusted", "late")
+    record = records.Record(b"trusted", b"late", 7, b"1", None)
+    cluster.node(late).store(late, records.replaced(None, late, record), None)
+    probed.clear()
+    assert adapter.count("trusted") == 30 and 0 < sum(probed) <= 3
+    assert store.get("trusted", "late") == 1
 
 
 def test_the_presence_probe_answers_each_key_in_order(store: StateStore) -> None:
