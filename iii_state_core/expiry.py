@@ -45,7 +45,8 @@ ExpiresAt = int | None | _Keep
 
 
 def now_ms() -> int:
-    """Wall-clock milliseconds since the epoch: the clock of every deadline."""
+    """Wall-clock milliseconds since the epoch: the clock of every deadline (``Limits.expires_at``
+    reads it inline on its hot path)."""
     return time.time_ns() // 1_000_000
 
 

@@ -73,6 +73,60 @@ def test_an_adapter_without_ttl_refuses_ttl_ms_and_writes_nothing(no_ttl_store: 
     assert no_ttl_store.update("s", "k", [{"type": "set", "path": "", "value": 2}]).new_value == 2
 
 
+@pytest.mark.parametrize(
+    "ttl_ms", [1, 1000, MAX_TTL_MS, 0, -5, MAX_TTL_MS + 1, 1.5, 1000.0, "100", True, False, None]
+)
+def test_the_inline_ttl_check_answers_as_check_ttl_ms_and_check_ttl(ttl_ms: Any) -> None:
+    """``Limits.expires_at`` checks the usual ``ttl_ms`` inline: same deadline, same errors in the
+    same order (a bad value is named before an adapter without ttl is)."""
+    for capabilities in (KvMemoryStore.capabilities, NoTtlStore.capabilities):
+        limits = Limits(capabilities=capabilities, adapter_name="probe")
+        try:
+            before = time.time_ns() // 1_000_000
+            got: Any = limits.expires_at("set", ttl_ms)
+            after = time.time_ns() // 1_000_000
+        except StateError as exc:
+            got = (type(exc), exc.code, str(exc))
+        if ttl_ms is None:
+            assert got == ()
+            continue
+        try:
+            valid = check_ttl_ms(ttl_ms)
+            limits.check_ttl("set")
+        except StateError as exc:
+            assert got == (type(exc), exc.code, str(exc)), (ttl_ms, capabilities.ttl)
+        else:
+            assert len(got) == 1 and before + valid <= got[0] <= after + valid, (ttl_ms, got)
+
+
+def test_a_memory_store_deadline_moved_later_keeps_its_heap_item_and_expires_at_the_new_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [10**13]
+    monkeypatch.setattr("iii_state_kvfile.memory_store.now_ms", lambda: clock[0])
+    adapter = KvMemoryStore()
+    for n in range(1, 2001):  # an entry rewritten with a TTL: one heap item, not one per write
+        adapter.write("s", "later", b"%d" % n, clock[0] + 10 + n)
+    assert len(adapter._heap) == 1
+    adapter.write("s", "earlier", b"e", clock[0] + 500)
+    adapter.write("s", "earlier", b"e", clock[0] + 100)  # moved earlier: queued again
+    adapter.write("s", "dropped", b"d", clock[0] + 50)
+    adapter.write("s", "dropped", b"d", None)  # the deadline removed
+    adapter.write("s", "renewed", b"r", clock[0] + 50)
+    adapter.remove("s", "renewed")
+    adapter.write("s", "renewed", b"r2", clock[0] + 3000)  # gone, then back with a later deadline
+    clock[0] += 20  # the first item of "later" is due, its deadline is not
+    assert adapter.take_expired(10) == [] and adapter.read("s", "later") == b"2000"
+    clock[0] += 80  # "earlier" expires at its new deadline; "dropped" never does
+    assert adapter.take_expired(10) == [("s", "earlier", b"e", 10**13 + 100)]
+    assert adapter.read("s", "dropped") == b"d" and adapter.read("s", "renewed") == b"r2"
+    clock[0] += 1910
+    assert adapter.take_expired(10) == [("s", "later", b"2000", 10**13 + 2010)]
+    clock[0] += 990
+    assert adapter.take_expired(10) == [("s", "renewed", b"r2", 10**13 + 3000)]
+    assert adapter.read_expiry("s", "dropped") == (True, None) and adapter._heap == []
+
+
 def _file_store(directory: Path) -> StateStore:
     return open_store(
         adapter="kv", adapter_config={"store_method": "file_based", "file_path": str(directory)}

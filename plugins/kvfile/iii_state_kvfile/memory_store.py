@@ -41,9 +41,13 @@ class KvMemoryStore(Adapter):
         self._scopes: dict[str, dict[str, bytes]] = {}
         # Each scope's keys, kept sorted so a page is a bisect and a slice, not a sort.
         self._sorted: dict[str, list[str]] = {}
-        # Deadlines of the entries that have one, and a heap of (deadline, scope, key) to drop
-        # them in order; a heap item whose deadline no longer matches is stale and skipped.
+        # Deadlines of the entries that have one, and a heap of (when, scope, key) to drop them
+        # in order. ``_queued`` holds each entry's one current heap item's ``when``, never after
+        # its deadline; other heap items of the entry are stale and skipped. A deadline moved
+        # later keeps its item (rewriting an entry with a TTL pushes nothing): when the item
+        # comes due early, ``_purge`` queues it again at the deadline.
         self._deadlines: dict[tuple[str, str], int] = {}
+        self._queued: dict[tuple[str, str], int] = {}
         self._heap: list[tuple[int, str, str]] = []
         # Entries dropped at their deadline, oldest first, until ``take_expired`` takes them.
         self._expired: list[Expired] = []
@@ -63,16 +67,24 @@ class KvMemoryStore(Adapter):
         return old
 
     def _set_deadline(self, scope: str, key: str, expires_at: int | None) -> None:
+        entry = (scope, key)
         if expires_at is None:
-            self._deadlines.pop((scope, key), None)
-        else:
-            self._deadlines[scope, key] = expires_at
-            heapq.heappush(self._heap, (expires_at, scope, key))
-            if len(self._heap) > 2 * len(self._deadlines) + 64:
-                # Rewriting a key's deadline leaves its old heap item behind; rebuild from the
-                # live deadlines so a key refreshed often does not grow the heap without bound.
-                self._heap = [(d, s, k) for (s, k), d in self._deadlines.items()]
-                heapq.heapify(self._heap)
+            self._deadlines.pop(entry, None)
+            return
+        self._deadlines[entry] = expires_at
+        queued = self._queued.get(entry)
+        if queued is None or queued > expires_at:
+            self._queue(entry, expires_at)
+
+    def _queue(self, entry: tuple[str, str], when: int) -> None:
+        self._queued[entry] = when
+        heapq.heappush(self._heap, (when, *entry))
+        if len(self._heap) > 2 * len(self._deadlines) + 64:
+            # Moving deadlines earlier, or dropping entries, leaves heap items behind; rebuild
+            # from the live deadlines so the heap does not grow without bound.
+            self._heap = [(d, s, k) for (s, k), d in self._deadlines.items()]
+            heapq.heapify(self._heap)
+            self._queued = self._deadlines.copy()
 
     def _drop(self, scope: str, key: str, *, keep_empty_scope: bool = False) -> bytes | None:
         entries = self._scopes.get(scope)
@@ -87,16 +99,30 @@ class KvMemoryStore(Adapter):
         return old
 
     def _purge(self) -> None:
-        """Drop every entry past its deadline (under the lock), keeping them for ``take_expired``."""
+        """Drop every entry past its deadline (under the lock), keeping them for ``take_expired``.
+
+        Afterwards no entry left has a deadline at or before the clock reading it made (each has a
+        heap item no later than its deadline), so a write that follows needs no check of its own.
+        """
         heap = self._heap
         if not heap:  # nothing has a deadline: skip the clock (this runs before every write)
             return
         now = now_ms()
         while heap and heap[0][0] <= now:
-            deadline, scope, key = heapq.heappop(heap)
-            if self._deadlines.get((scope, key)) == deadline:
+            when, scope, key = heapq.heappop(heap)
+            entry = (scope, key)
+            if self._queued.get(entry) != when:
+                continue  # stale: the entry has a newer item
+            del self._queued[entry]
+            deadline = self._deadlines.get(entry)
+            if deadline is None:
+                continue  # the entry lost its deadline (or is gone) since
+            if deadline <= now:
                 self._expired.append((scope, key, self._scopes[scope][key], deadline))
                 self._drop(scope, key)
+            else:  # the deadline moved later since this item was queued
+                self._queue(entry, deadline)
+                heap = self._heap  # the queueing may have rebuilt it
         if len(self._expired) > MAX_KEPT_EXPIRED:
             # nobody takes them (no sweeper on this store): keep memory bounded, oldest go first
             del self._expired[: len(self._expired) - MAX_KEPT_EXPIRED]
@@ -131,8 +157,7 @@ class KvMemoryStore(Adapter):
 
     def write(self, scope: str, key: str, data: bytes, expires_at: int | None = None) -> bytes | None:
         with self._lock:
-            self._purge()
-            self._live(scope, key)
+            self._purge()  # drops this entry too if it expired: the write sees it missing
             return self._put(scope, key, data, expires_at)
 
     def remove(self, scope: str, key: str) -> bytes | None:
