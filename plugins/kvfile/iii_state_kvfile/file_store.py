@@ -79,6 +79,10 @@ _LEASE_DUE = (
     "FROM entries WHERE sweep_at <= ?2 AND expires <= ?2 ORDER BY sweep_at LIMIT ?3 "
     "RETURNING rowid, scope, key, value, expires"
 )
+# The acknowledgement: the rows of one claim (lease end first), at most ``_ACK_ROWS`` (so a few
+# statements, each cached, serve every chunk size; SQLite < 3.32 allows 999 variables).
+_ACK_LEASED = "DELETE FROM expired WHERE leased_until = ? AND rowid IN ({marks})"
+_ACK_ROWS = 500
 _DROP_LEASED = "DELETE FROM entries WHERE (scope, key) IN (SELECT scope, key FROM expired WHERE rowid >= ?)"
 _SWEEP_INDEX = "CREATE INDEX IF NOT EXISTS entries_by_sweep ON entries (sweep_at) WHERE sweep_at IS NOT NULL"
 # Args (scope, key, value, expires); a new row's sweep_at is its deadline. ``_UPSERT`` keeps the
@@ -787,12 +791,30 @@ class KvFileStore(Adapter):
         return taken
 
     def ack_expired(self, taken: Sequence[Expired]) -> None:
-        """Delete the leased rows of delivered entries (only while still leased by this claim)."""
+        """Delete the leased rows of delivered entries (only while still leased by this claim).
+
+        One statement per claim (lease end) and 500 rows, a sweeper's chunk being one: it runs on
+        its own, without ``BEGIN``/``COMMIT`` around it, and SQLite steps it once (an
+        ``executemany`` steps once per row, giving the GIL away and taking it back each time).
+        """
+        rowids: dict[int, list[int]] = {}
         with self._leases_lock:
-            held = [self._leases[entry] for entry in taken if entry in self._leases]
-        if held:
+            for entry in taken:
+                lease = self._leases.get(entry)
+                if lease is not None:
+                    rowids.setdefault(lease[1], []).append(lease[0])
+        deletes = [
+            (_ACK_LEASED.format(marks=",".join("?" * len(part))), (until, *part))
+            for until, held in rowids.items()
+            for part in (held[at : at + _ACK_ROWS] for at in range(0, len(held), _ACK_ROWS))
+        ]
+        if len(deletes) == 1:
+            with self._lock:  # one statement: a transaction of its own
+                self._db.execute(*deletes[0])
+        elif deletes:
             with self._write_txn() as db:
-                db.executemany("DELETE FROM expired WHERE rowid = ? AND leased_until = ?", held)
+                for delete in deletes:
+                    db.execute(*delete)
         with self._leases_lock:
             for entry in taken:
                 self._leases.pop(entry, None)

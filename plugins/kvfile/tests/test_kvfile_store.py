@@ -556,3 +556,38 @@ def test_with_expiry_events_a_claim_is_a_lease_taken_again_once_it_lapses_until_
     finally:
         dead.close()
         alive.close()
+
+
+def test_one_acknowledgement_of_several_claims_and_hundreds_of_rows_deletes_exactly_those(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ack_expired`` deletes each claim's rows with one statement per lease end and 500 rows:
+    the entries of two claims acknowledged together (one of 600 rows) are all deleted, except a
+    row whose lease lapsed and that another store leased again since."""
+    from iii_state_kvfile import file_store
+
+    store = KvFileStore(str(store_dir), expiry_events=True)
+    other = KvFileStore(str(store_dir), expiry_events=True)
+    ahead = [0]
+    monkeypatch.setattr(file_store, "now_ms", lambda: now_ms() + ahead[0])
+    db = sqlite3.connect(store_dir / DB_FILE)
+    try:
+        deadline = now_ms() - 1
+        for n in range(901):
+            store.write("s", f"k{n}", b"1", deadline)
+        first = store.take_expired(600)
+        ahead[0] = 5_000  # the second claim's lease ends 5 s after the first's
+        second = store.take_expired(600)
+        assert len(first) == 600 and len(second) == 301
+        ahead[0] = 11_000  # the first claim's lease (10 s) lapsed, not the second's
+        [retaken] = other.take_expired(1)
+        assert retaken in first
+        store.ack_expired([*first, *second])
+        assert db.execute("SELECT scope, key FROM expired").fetchall() == [(b"s", retaken[1].encode())]
+        other.ack_expired([retaken])
+        assert db.execute("SELECT count(*) FROM expired").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM entries").fetchone()[0] == 0
+    finally:
+        db.close()
+        store.close()
+        other.close()
