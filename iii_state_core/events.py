@@ -132,7 +132,15 @@ class EventBus:
             _thread_delivery.current = None
 
     def _deliver(self, event: StateEvent) -> None:
-        for sub in self._deliveries(event):
+        if self._hook is not None:
+            _guarded("iii_state_event hook", self._hook, event)
+        scope, key = event.scope, event.key
+        # Subscription.matches_key, inlined (this runs once per event and subscription); the
+        # tuple is replaced, never changed, by subscribe: a handler subscribing another one
+        # does not reach this event, as with _deliveries
+        for sub in self._subscriptions:
+            if (sub.scope is not None and sub.scope != scope) or (sub.key is not None and sub.key != key):
+                continue
             if sub.condition is not None:
                 ok, verdict = _guarded("condition", sub.condition, event)
                 if not ok or verdict is False:

@@ -785,9 +785,18 @@ class KvFileStore(Adapter):
                 if len(leased) < limit:
                     db.execute(_SWEEP_LATER, (now, now, limit))
         # decoded after the transaction: the store's lock is not held for it
-        taken = _decoded([row[1:] for row in leased])
+        scopes: dict[bytes, str] = {}  # a batch mostly holds few scopes: decode each once
+        taken: list[Expired] = []
+        leases: dict[Expired, tuple[int, int]] = {}
+        for rowid, s, k, v, e in leased:
+            scope = scopes.get(s)
+            if scope is None:
+                scope = scopes[s] = bytes(s).decode("utf-8")
+            entry = (scope, bytes(k).decode("utf-8"), bytes(v), e)
+            taken.append(entry)
+            leases[entry] = (rowid, until)
         with self._leases_lock:
-            self._leases.update(zip(taken, [(row[0], until) for row in leased], strict=True))
+            self._leases.update(leases)
         return taken
 
     def ack_expired(self, taken: Sequence[Expired]) -> None:
