@@ -36,8 +36,11 @@ log = logging.getLogger("iii_state.expiry")
 BATCH: Final = 500
 #: The shortest poll interval, whatever an adapter declares.
 MIN_INTERVAL_S: Final = 0.05
-#: Back-off after a failed ``take_expired``: doubles from the poll interval up to this.
-MAX_BACKOFF_S: Final = 30.0
+#: Back-off after a failed ``take_expired``: doubles from the poll interval up to this. Kept
+#: short: once the store answers again, what expired meanwhile is delivered within it, and one
+#: failed poll per 5 s costs a down server little (a 30 s cap once kept a fault campaign's drain,
+#: opened while DynamoDB restarted, asleep through its whole 30 s window).
+MAX_BACKOFF_S: Final = 5.0
 #: Entries delivered between two ``ack_expired`` calls: a sweeper killed after its handlers and
 #: before the acknowledgement delivers at most this many twice (decision 0016).
 ACK_CHUNK: Final = 64

@@ -294,7 +294,7 @@ def _drain(target: _Target, least_s: float) -> list[tuple[str, str, str]]:
 def _still_stored(target: _Target) -> bool:
     """Whether expired entries are still in the store (counted past the adapter), so the drain
     waits on for them: a server that restarted slowly under load fails the drain's first takes,
-    and its sweeper backs off (up to 30 s) before it takes them. memcached cannot be counted
+    and its sweeper backs off (up to 5 s) before it takes them. memcached cannot be counted
     without the keys (its ``leftover`` needs them): no."""
     if target.leftover is None or target.area == "memcached":
         return False

@@ -139,6 +139,21 @@ def test_take_expired_errors_are_logged_without_secrets_and_retried(caplog: pyte
     assert _expired(seen) == [("s", "k", 1, None)]
 
 
+def test_after_a_long_outage_the_sweeper_tries_again_within_seconds() -> None:
+    """The back-off doubles per failed take up to 5 s (not 30: a sweeper that met a restarting
+    server must deliver what expired meanwhile soon after it answers), and a success resets it."""
+    from iii_state_core.sweeper import MAX_BACKOFF_S, _Backoff
+
+    backoff = _Backoff(0.25, "kv", [])
+    waits = []
+    for _ in range(12):
+        backoff.failed(ConnectionError("down"))
+        waits.append(backoff.wait)
+    assert waits[:4] == [0.5, 1.0, 2.0, 4.0] and max(waits) == MAX_BACKOFF_S == 5.0
+    backoff.succeeded()
+    assert backoff.wait == 0.25
+
+
 def test_expiry_events_config_is_checked() -> None:
     with pytest.raises(ConfigError, match="'expiry_events' must be"):
         open_store({"adapter": {"name": "kv"}, "expiry_events": "yes"})
