@@ -187,13 +187,17 @@ class Index:
                 return (key, depth, known) if known.item[0] == records.LEAF and known.epoch else None
         return None
 
-    def leaves(self, scope: str, start: int = 0) -> Callable[[], Located | None]:
+    def leaves(
+        self, scope: str, start: int = 0, liveness: list[tuple[object, ...]] | None = None
+    ) -> Callable[[], Located | None]:
         """Reads the scope's leaves in hash order from the one covering ``start``, one per call.
 
         A read fetches the path of the next leaf and, in the same multi-get, the paths of the
         ``_PREFETCH`` leaves after it at the scope's known depth, so a walk over many small or
         emptied leaves takes one round trip per batch of leaves, not per leaf. Only the last
-        batch is kept: memory stays bounded by a batch of leaves.
+        batch is kept: memory stays bounded by a batch of leaves. With ``liveness``, the first
+        read (made by the first call) appends the home server's ``Node.liveness``, read before
+        the leaves in the same request.
         """
         at: list[int | None] = [start]
         last_depth: list[int | None] = [None]
@@ -211,7 +215,11 @@ class Index:
             keys = list(dict.fromkeys(
                 self.codec.node_key(scope, d, path_of(p, d)) for p in positions for d in range(window + 1)
             ))  # fmt: skip
-            found = node.get_many(keys)
+            if liveness is not None and not liveness:
+                found, read = node.get_many_after_liveness(keys)
+                liveness.append(read)
+            else:
+                found = node.get_many(keys)
             batch.clear()
             batch.update({key: found.get(key) for key in keys})
 

@@ -37,7 +37,7 @@ _TOP = 1 << 64
 _PARSED_LEAVES = 32
 
 
-#: Each server's ``Node.liveness``, as ``Cluster.liveness`` reads it.
+#: Each server's ``Node.liveness``, in the order the servers are listed.
 Liveness = tuple[tuple[object, ...], ...]
 #: What ``count`` learnt of a leaf: the servers' liveness read before probing it, how many of
 #: its entries were found lasting, and the positions of the others (probed again each count).
@@ -173,12 +173,19 @@ class Listing:
         the leaves, so anything that happens after them shows in the next count's reading.
         """
         self.index.convert(scope)
-        liveness = self.cluster.liveness()
+        # every server's counters before the leaves: the home server's in the leaves' request
+        home = self.index.home(scope)
+        others = [node.liveness() if node is not home else None for node in self.cluster.nodes]
+        read: list[tuple[object, ...]] = []
+        step = self.index.leaves(scope, liveness=read)
+        leaf = step()
+        if not read:  # not read before the leaves: trust nothing kept (compares unequal)
+            read.append(("unknown", object()))
+        liveness = tuple(read[0] if mine is None else mine for mine in others)
         total = 0
         work: list[tuple[_Parsed, int, list[int]]] = []
         queued = 0
-        step = self.index.leaves(scope)
-        while (leaf := step()) is not None:
+        while leaf is not None:
             parsed = self._parse(scope, leaf)
             known = parsed.lasting
             if known is not None and known[0] == liveness:
@@ -192,6 +199,7 @@ class Listing:
             if queued >= _COUNT_BATCH:
                 total += self._settle(scope, work, liveness)
                 work, queued = [], 0
+            leaf = step()
         return total + (self._settle(scope, work, liveness) if work else 0)
 
     def _settle(self, scope: str, work: list[tuple[_Parsed, int, list[int]]], liveness: Liveness) -> int:

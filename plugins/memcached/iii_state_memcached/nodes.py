@@ -290,32 +290,14 @@ class Node:
         return result
 
     def liveness(self) -> tuple[object, ...]:
-        """The server's start time and its ``_LIVENESS`` counters (see there), one ``stats``
-        (read here: pymemcache's reader costs a millisecond for the ninety lines)."""
+        """The server's start time and its ``_LIVENESS`` counters (see there), one ``stats``."""
+        return self.get_many_after_liveness([])[1]
 
-        def fetch(conn: Conn) -> bytes:
-            if conn.sock is None:
-                conn._connect()
-            try:
-                conn.sock.sendall(b"stats\r\n")
-                data = b""
-                while not data.endswith(b"END\r\n"):
-                    chunk = conn.sock.recv(65536)
-                    if not chunk:
-                        raise MemcacheUnexpectedCloseError()
-                    data += chunk
-            except BaseException:
-                conn.close()
-                raise
-            return data
-
-        lines = self._read("stats", fetch)[0].split(b"\r\n")
-        stats = dict(line[5:].split(b" ", 1) for line in lines if line[:5] == b"STAT ")
-        try:
-            started: int | None = int(stats[b"time"]) - int(stats[b"uptime"])
-        except (KeyError, ValueError):
-            started = None  # never equal to a real start: every count probes
-        return (started, *(stats.get(name) for name in _LIVENESS))
+    def get_many_after_liveness(self, keys: list[bytes]) -> tuple[dict[bytes, bytes], tuple[object, ...]]:
+        """:meth:`liveness`, then :meth:`get_many` of ``keys``, in one request."""
+        stats: dict[bytes, bytes] = {}
+        found: dict[bytes, bytes] = self._read("get", lambda conn: _fetch(conn, b"get", keys, stats))[0]
+        return found, _liveness(stats)
 
     def signal(self, key: bytes) -> None:
         """Change this server's ``incr_misses`` (or ``incr_hits``): ``ma <key>`` on a key
@@ -577,14 +559,25 @@ class Node:
             self._release(conn)
 
 
+def _liveness(stats: dict[bytes, bytes]) -> tuple[object, ...]:
+    try:
+        started: int | None = int(stats[b"time"]) - int(stats[b"uptime"])
+    except (KeyError, ValueError):
+        started = None  # never equal to a real start: every count probes
+    return (started, *(stats.get(name) for name in _LIVENESS))
+
+
 #: Keys per ``get`` line: bounded, so each request line stays far below memcached's line limit.
 _KEYS_PER_LINE = 100
 
 
-def _fetch(conn: Conn, verb: bytes, keys: list[bytes]) -> dict[bytes, Any]:
+def _fetch(
+    conn: Conn, verb: bytes, keys: list[bytes], stats: dict[bytes, bytes] | None = None
+) -> dict[bytes, Any]:
     """``get``/``gets`` of ``keys`` (``verb``), every line sent in one write, the replies parsed
     here from whole buffers: pymemcache's ``get_many`` spends more per key in its line-by-line
-    reader than the server does. ``gets`` answers ``(item, cas)`` per key.
+    reader than the server does. ``gets`` answers ``(item, cas)`` per key. With ``stats``, a
+    ``stats`` command goes first in the same write and its figures are put there.
 
     :raises MemcacheError: on an error reply or a reply out of step (the connection is closed).
     """
@@ -592,6 +585,8 @@ def _fetch(conn: Conn, verb: bytes, keys: list[bytes]) -> dict[bytes, Any]:
         conn._connect()
     lines = [verb + b" " + b" ".join(keys[at : at + _KEYS_PER_LINE]) + b"\r\n"
              for at in range(0, len(keys), _KEYS_PER_LINE)]  # fmt: skip
+    if stats is not None:
+        lines.insert(0, b"stats\r\n")
     with_cas = verb == b"gets"
     out: dict[bytes, Any] = {}
     try:
@@ -614,6 +609,10 @@ def _fetch(conn: Conn, verb: bytes, keys: list[bytes]) -> dict[bytes, Any]:
                     raise MemcacheUnknownError(b"value not followed by CRLF")
                 out[head[0]] = (buf[start:stop], head[3]) if with_cas else buf[start:stop]
                 at = stop + 2
+            elif stats is not None and buf.startswith(b"STAT ", at) and ends == 0:
+                name, _, figure = buf[at + 5 : eol].partition(b" ")
+                stats[name] = figure
+                at = eol + 2
             elif eol == at + 3 and buf.startswith(b"END", at):
                 at = eol + 2
                 ends += 1
@@ -755,10 +754,6 @@ class Cluster:
         for node, batch in self._by_node(keys):
             lifetimes.update(zip(batch, node.remaining(batch), strict=True))
         return [lifetimes[key] for key in keys]
-
-    def liveness(self) -> tuple[tuple[object, ...], ...]:
-        """Every server's :meth:`Node.liveness`, in the order the servers are listed."""
-        return tuple(node.liveness() for node in self.nodes)
 
     def describe(self) -> str:
         names = [n.name for n in self.nodes]
