@@ -275,6 +275,21 @@ class Adapter(ABC):
         """
         return None
 
+    # -- import in big rounds (an in-process store: no round trip to amortize, fewer commits) --
+    def read_present(self, scope: str, keys: Sequence[str]) -> dict[str, bytes]:
+        """Optional (with :meth:`create_missing`): the live bytes of each of ``keys`` that ``scope``
+        holds, keyed by key (a missing or expired key is left out). ``keys`` has no duplicates.
+        ``iii-state import`` reads a round of thousands of keys with it."""
+        raise NotImplementedError(f"the {self.name} adapter does not read rounds of keys")
+
+    def create_missing(self, rows: Sequence[tuple[str, str, bytes]]) -> bool:
+        """Optional (with :meth:`read_present`): write every ``(scope, key, data)`` (no deadline) in
+        one atomic step if none of those keys holds a live value and none comes twice; otherwise
+        write nothing and answer ``False``. ``iii-state import`` writes its rounds of new entries
+        with it (thousands of rows: an adapter with a round trip per call gains nothing over
+        ``run_many``, so only in-process stores implement it)."""
+        raise NotImplementedError(f"the {self.name} adapter does not create rounds of entries")
+
     # -- listing -------------------------------------------------------------------------------
     @abstractmethod
     def list_scopes(self) -> list[str]:

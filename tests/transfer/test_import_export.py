@@ -23,6 +23,7 @@ from iii_state_core.transfer import (
     import_file,
     importing,
     put_entry,
+    rounds,
 )
 
 
@@ -146,7 +147,9 @@ def test_the_file_is_parsed_once_when_its_entries_fit_and_twice_when_not(
     existing: Path, kv_target: StateStore, monkeypatch: pytest.MonkeyPatch, kept_bytes: int
 ) -> None:
     """The check pass keeps what fits in KEPT_BYTES for the writes; a larger file is read again.
-    Either way the same outcome, including the line and key of a conflict found while writing."""
+    Either way the same outcome, including the line and key of a conflict found while writing.
+    (The general path, as on Redis: kv's big rounds are switched off.)"""
+    monkeypatch.setattr(rounds, "available", lambda adapter: False)
     monkeypatch.setattr(importing, "KEPT_BYTES", kept_bytes)
     passes: list[int] = []
     real = importing.iter_encoded
@@ -174,6 +177,40 @@ def test_the_file_is_parsed_once_when_its_entries_fit_and_twice_when_not(
     assert (caught.value.line, caught.value.key, kv_target.get("s", "c")) == (3, "c", "theirs")
 
 
+@pytest.mark.parametrize("kept_bytes", [rounds.KEPT_BYTES, 0])
+def test_kv_rounds_parse_the_file_once_when_it_fits_and_twice_when_not(
+    existing: Path, kv_target: StateStore, monkeypatch: pytest.MonkeyPatch, kept_bytes: int
+) -> None:
+    """kv's big rounds: the same outcomes as the general path, including a key created between
+    the check pass and the writes (the round's new keys are then written the general way)."""
+    assert rounds.available(kv_target.adapter)
+    monkeypatch.setattr(rounds, "KEPT_BYTES", kept_bytes)
+    passes: list[int] = []
+    real = rounds.read_rounds
+
+    def counted(stream: Any, limits: Any, report: Any) -> Any:
+        passes.append(1)
+        return real(stream, limits, report)
+
+    monkeypatch.setattr(rounds, "read_rounds", counted)
+    report = import_file(kv_target, existing, "skip")
+    assert report.to_dict() == {"written": 1, "unchanged": 2, "skipped": 1, "invalid": 0, "expired": 0}
+    assert len(passes) == (1 if kept_bytes else 2)
+    kv_target.delete("s", "c")
+    real_check = rounds.check
+
+    def racing(store: StateStore, rnd: rounds.Round, conflicts: list[Any]) -> int:
+        found = real_check(store, rnd, conflicts)
+        store.set("s", "c", "theirs")  # created after the check pass
+        return found
+
+    monkeypatch.setattr(rounds, "check", racing)
+    kv_target.set("s", "a", 10)
+    with pytest.raises(EntryConflictError) as caught:
+        import_file(kv_target, existing, "fail")
+    assert (caught.value.line, caught.value.key, kv_target.get("s", "c")) == (3, "c", "theirs")
+
+
 def test_cli_conflict_report(existing: Path, tmp_path: Path) -> None:
     config = tmp_path / "target.yaml"
     config.write_text(
@@ -190,7 +227,9 @@ def test_cli_conflict_report(existing: Path, tmp_path: Path) -> None:
 def test_a_key_created_between_the_passes_is_never_overwritten(
     existing: Path, kv_target: StateStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another writer creates "c" after the check pass: skip keeps its value, fail stops at it."""
+    """Another writer creates "c" after the check pass: skip keeps its value, fail stops at it.
+    (The general path; kv's big rounds meet the same race in the test above.)"""
+    monkeypatch.setattr(rounds, "available", lambda adapter: False)
     real = importing._differing
 
     def racing(store: StateStore, numbered: list[tuple[int, Entry]], **kwargs: Any) -> list[Any]:

@@ -125,6 +125,14 @@ _READ_LIVE = [
     f"SELECT key, value FROM entries WHERE scope = ? AND key IN ({marks}) AND {_LIVE}" for marks in _MARKS
 ]
 
+#: Whether a scope holds any row (live or not) between two keys: import's probe before its lookups.
+_ANY_BETWEEN = "SELECT 1 FROM entries WHERE scope = ? AND key BETWEEN ? AND ? LIMIT 1"
+
+
+class _NotAllMissing(Exception):
+    """``create_missing`` met a live key: undo the round (raised inside its transaction)."""
+
+
 #: Options that only a file_based store uses.
 _FILE_OPTIONS = ("file_path", "fsync", "busy_timeout_ms", "expiry_lease_ms")
 
@@ -861,6 +869,43 @@ class KvFileStore(Adapter):
         page = [(bytes(k).decode("utf-8"), bytes(v)) for k, v in rows]
         more = len(rows) == limit
         return page, (cursors.encode(bytes(rows[-1][0])) if more and rows else None)
+
+    # -- import in big rounds ---------------------------------------------------------------
+    def read_present(self, scope: str, keys: Sequence[str]) -> dict[str, bytes]:
+        """One probe of the keys' range first: a new scope, or new keys past the stored ones, need
+        no lookup per key (``SELECT … IN`` only when some row lies in that range)."""
+        if not keys:
+            return {}
+        s = scope.encode("utf-8")
+        names = [key.encode("utf-8") for key in keys]
+        found: dict[bytes, bytes] = {}
+        with self._lock:
+            if self._db.execute(_ANY_BETWEEN, (s, min(names), max(names))).fetchone() is None:
+                return {}
+            now = now_ms()
+            for start in range(0, len(names), _IN_CHUNK):
+                part = names[start : start + _IN_CHUNK]
+                found.update(self._db.execute(_READ_LIVE[len(part)], (s, *part, now)))
+        return {bytes(key).decode("utf-8"): bytes(value) for key, value in found.items()}
+
+    def create_missing(self, rows: Sequence[tuple[str, str, bytes]]) -> bool:
+        """One transaction, one ``executemany`` of "only if missing" writes (an expired row counts
+        as missing and, with expiry events, is kept first); any row not written (its key is live,
+        or came twice) undoes them all."""
+        if not rows:
+            return True
+        self._sweep_now_and_then()
+        now = now_ms()
+        args = [(scope.encode("utf-8"), key.encode("utf-8"), data, None, now) for scope, key, data in rows]
+        try:
+            with self._write_txn() as db:
+                if self._keep_expired:  # a write may replace an expired row: keep it for its event
+                    db.executemany(_KEEP_EXPIRED, [(s, k, now) for s, k, *_ in args])
+                if db.executemany(_CREATE, args).rowcount != len(args):
+                    raise _NotAllMissing
+        except _NotAllMissing:
+            return False
+        return True
 
     def close(self) -> None:
         with self._lock:

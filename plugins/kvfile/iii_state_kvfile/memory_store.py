@@ -272,6 +272,25 @@ class KvMemoryStore(Adapter):
             self._set_deadline(scope, key, expires_at)
             return True
 
+    def read_present(self, scope: str, keys: Sequence[str]) -> dict[str, bytes]:
+        with self._lock:
+            self._purge()  # an expired entry is gone before the lookup
+            entries = self._scopes.get(scope)
+            if not entries:
+                return {}
+            return {key: entries[key] for key in keys if key in entries}
+
+    def create_missing(self, rows: Sequence[tuple[str, str, bytes]]) -> bool:
+        with self._lock:
+            self._purge()
+            scopes = self._scopes
+            seen = {(scope, key) for scope, key, _ in rows}
+            if len(seen) != len(rows) or any(key in scopes.get(scope, ()) for scope, key in seen):
+                return False
+            for scope, key, data in rows:
+                self._put(scope, key, data, None)
+            return True
+
     def list_scopes(self) -> list[str]:
         with self._lock:
             self._purge()

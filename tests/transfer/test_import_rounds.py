@@ -1,0 +1,132 @@
+"""kv's big import rounds give exactly what the general path gives (the one Redis and the others take)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iii_state_core import StateStore, open_store
+from iii_state_core.expiry import now_ms
+from iii_state_core.transfer import (
+    ConflictsFoundError,
+    Entry,
+    EntryConflictError,
+    InvalidLinesError,
+    encode_line,
+    export_entries,
+    import_file,
+    rounds,
+)
+
+#: Lines of every kind the rounds treat apart, spread over rounds of three.
+LINES = [
+    encode_line(Entry("s", "new1", {"a": [1, 2.5]})),
+    encode_line(Entry("s", "same", [1, 2])),  # the store holds the same value, spelled otherwise
+    b"\n",
+    encode_line(Entry("t", "new2", "x")),
+    encode_line(Entry("s", "other", 10)),  # the store holds 1
+    encode_line(Entry("s", "later", 1, now_ms() + 3_600_000)),  # a deadline: the general way
+    encode_line(Entry("s", "past", 1, 1)),  # already expired
+    b'{ "scope": "u", "key": "spaced", "value": { "b" : 1 , "a" : null } }\n',
+    encode_line(Entry("s", "twice", 7)),
+    encode_line(Entry("s", "twice", 7)),  # the same key again in one round: the general way
+    encode_line(Entry("s", "null", None)),  # the store holds null
+    encode_line(Entry("v", "alone", True)),
+]
+
+
+def _prepare(store: StateStore) -> None:
+    store.set("s", "same", [1, 2])
+    store.adapter.write("s", "same", b"[1, 2]")  # another program's spelling of the same value
+    store.set("s", "other", 1)
+    store.set("s", "null", None)
+
+
+@pytest.fixture(params=["file_based", "in_memory"])
+def method(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _store(method: str, folder: Path) -> StateStore:
+    config = (
+        {"store_method": "in_memory"}
+        if method == "in_memory"
+        else {"store_method": method, "file_path": str(folder)}
+    )
+    return open_store(adapter="kv", adapter_config=config)
+
+
+def _run(
+    method: str, folder: Path, path: Path, policy: str, big_rounds: bool, **kw: Any
+) -> tuple[Any, list[Any]]:
+    """The import's outcome (its counts or its error), the store's entries, and the events."""
+    events: list[Any] = []
+    with _store(method, folder) as store:
+        assert rounds.available(store.adapter)
+        _prepare(store)
+        store.on_change(lambda e: events.append((e.event_type, e.scope, e.key, e.old_value, e.new_value)))
+        saved = rounds.available
+        rounds.available = (lambda adapter: True) if big_rounds else (lambda adapter: False)  # type: ignore[assignment]
+        try:
+            outcome: Any = import_file(store, path, policy, **kw).to_dict()
+        except (ConflictsFoundError, EntryConflictError, InvalidLinesError) as exc:
+            outcome = (type(exc).__name__, str(exc))
+        finally:
+            rounds.available = saved  # type: ignore[assignment]
+        entries = sorted(export_entries(store), key=lambda e: (e.scope, e.key))
+        deadline = store.adapter.read_expiry("s", "later")
+    return (outcome, entries, deadline[0]), sorted(events, key=str)
+
+
+@pytest.mark.parametrize(
+    ("policy", "conflicting"), [("fail", False), ("fail", True), ("skip", True), ("overwrite", True)]
+)
+def test_rounds_give_the_general_paths_counts_entries_and_events(
+    method: str, policy: str, conflicting: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rounds, "ROUND", 3)
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"".join(line for line in LINES if conflicting or b'"other"' not in line))
+    general = _run(method, tmp_path / "general", path, policy, big_rounds=False)
+    big = _run(method, tmp_path / "big", path, policy, big_rounds=True)
+    if policy == "overwrite":
+        # the general path sets, and set cannot tell a stored null from a missing key: it counts
+        # null over null as written; the rounds read first and count it unchanged, as documented;
+        # and it rewrites a key holding the same value (an event with old == new); the rounds
+        # leave such a key alone, as skip and fail do
+        (counts, *rest), events = general
+        events = [e for e in events if not (e[0] == "state:updated" and e[3] == e[4] and e[2] != "twice")]
+        general = (
+            ({**counts, "written": counts["written"] - 1, "unchanged": counts["unchanged"] + 1}, *rest),
+            events,
+        )
+    assert big == general
+    counts = big[0][0]
+    if conflicting and policy == "fail":
+        assert counts[0] == "ConflictsFoundError" and "line 5:" in counts[1], counts
+        return
+    overwrite, skip = policy == "overwrite", policy == "skip"
+    assert counts == {"written": 6 + overwrite, "unchanged": 3, "skipped": skip, "invalid": 0, "expired": 1}
+    if method == "file_based":  # and again: everything is there now, nothing is written
+        with _store(method, tmp_path / "big") as store:
+            again = import_file(store, path, policy).to_dict()
+        assert again == {**counts, "written": 0, "unchanged": counts["written"] + counts["unchanged"]}
+
+
+def test_a_bad_line_writes_nothing_unless_skipped(
+    method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rounds, "ROUND", 3)
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(
+        b"".join([*LINES[:4], b'{"scope":"s","key":"bad","value":NaN}\n', b"\xff\n", *LINES[4:]])
+    )
+    general = _run(method, tmp_path / "general", path, "skip", big_rounds=False)
+    big = _run(method, tmp_path / "big", path, "skip", big_rounds=True)
+    assert big == general and big[0][0][0] == "InvalidLinesError" and "line 5:" in big[0][0][1]
+    assert [e.key for e in big[0][1]] == ["null", "other", "same"]  # only what was there before
+    general = _run(method, tmp_path / "general2", path, "skip", big_rounds=False, skip_invalid=True)
+    big = _run(method, tmp_path / "big2", path, "skip", big_rounds=True, skip_invalid=True)
+    assert big == general and big[0][0]["invalid"] == 2
