@@ -188,12 +188,43 @@ class KvMemoryStore(Adapter):
         out: list[Any] = []
         with self._lock:
             self._purge()
+            if not self._deadlines:  # nothing can expire: a plain round needs no per-call walk
+                bulk = self._bulk_in(calls)
+                if bulk is not None:
+                    return bulk
             for name, args in calls:
                 try:
                     out.append(getattr(self, _ROUND[name])(*args))
                 except Exception as exc:
                     out.append(exc)
         return out
+
+    def _bulk_in(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any] | None:
+        """A round of only reads, or only writes without a deadline of distinct entries, in one scope,
+        while no entry has a deadline (under the lock): its answers as :meth:`_read_in` and
+        :meth:`_write_in` give them, with one dict look-up per call instead of three method calls.
+        ``None``: not such a round."""
+        first = calls[0]
+        name, scope = first[0], first[1][0]
+        if name not in ("read", "write") or any(c[0] != name or c[1][0] != scope for c in calls):
+            return None
+        if name == "read":
+            entries = self._scopes.get(scope)
+            return [None] * len(calls) if entries is None else [entries.get(c[1][1]) for c in calls]
+        if any(len(c[1]) != 3 for c in calls):  # a deadline to set
+            return None
+        keys = [c[1][1] for c in calls]
+        if len(set(keys)) != len(keys):
+            return None  # an entry written twice: in order, one by one
+        entries = self._scopes.setdefault(scope, {})
+        old = list(map(entries.get, keys))
+        if None in old:  # new keys join the scope's sorted list, as _put adds them
+            listed = self._sorted.setdefault(scope, [])
+            for key, was in zip(keys, old, strict=True):
+                if was is None:
+                    insort(listed, key)
+        entries.update(zip(keys, [c[1][2] for c in calls], strict=True))
+        return old
 
     def _read_in(self, scope: str, key: str) -> bytes | None:
         return self._live(scope, key)

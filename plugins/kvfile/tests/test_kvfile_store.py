@@ -591,3 +591,24 @@ def test_one_acknowledgement_of_several_claims_and_hundreds_of_rows_deletes_exac
         db.close()
         store.close()
         other.close()
+
+
+def test_an_in_memory_round_of_reads_or_plain_writes_answers_as_one_by_one() -> None:
+    """The in-memory store's bulk round (one scope, nothing with a deadline) against the same calls
+    one at a time on another store: answers, values and the scope's key order."""
+    bulk, alone = KvMemoryStore(), KvMemoryStore()
+    for store in (bulk, alone):
+        store.write("s", "b", b"1")
+        store.write("s", "d", b"2")
+    writes = [("write", ("s", k, f"v{k}".encode())) for k in "edcba"]
+    reads = [("read", ("s", k)) for k in "abcdefz"]
+    for calls in (writes, reads, [("read", ("none", "a"))] * 2):
+        assert bulk.run_many(calls) == [alone.run_many([call])[0] for call in calls]
+    assert bulk.scan("s", None, 10) == alone.scan("s", None, 10) == (
+        [(k, f"v{k}".encode()) for k in "abcde"], None
+    )
+    twice = [("write", ("s", "x", b"1")), ("write", ("s", "x", b"2"))]  # in order, one by one
+    assert bulk.run_many(twice) == [None, b"1"] and bulk.read("s", "x") == b"2"
+    bulk.write("s", "t", b"0", 1)  # expired: a round now goes call by call, which drops it
+    assert bulk.run_many([("write", ("s", "t", b"3")), ("read", ("s", "a"))]) == [None, b"va"]
+    assert bulk.take_expired(10) == [("s", "t", b"0", 1)]
