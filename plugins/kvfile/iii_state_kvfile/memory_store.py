@@ -204,6 +204,8 @@ class KvMemoryStore(Adapter):
         while no entry has a deadline (under the lock): its answers as :meth:`_read_in` and
         :meth:`_write_in` give them, with one dict look-up per call instead of three method calls.
         ``None``: not such a round."""
+        if not calls:
+            return None
         first = calls[0]
         name, scope = first[0], first[1][0]
         if name not in ("read", "write") or any(c[0] != name or c[1][0] != scope for c in calls):
