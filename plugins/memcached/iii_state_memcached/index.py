@@ -188,7 +188,11 @@ class Index:
         return None
 
     def leaves(
-        self, scope: str, start: int = 0, liveness: list[tuple[object, ...]] | None = None
+        self,
+        scope: str,
+        start: int = 0,
+        liveness: list[tuple[object, ...]] | None = None,
+        batch: dict[bytes, bytes | None] | None = None,
     ) -> Callable[[], Located | None]:
         """Reads the scope's leaves in hash order from the one covering ``start``, one per call.
 
@@ -197,11 +201,12 @@ class Index:
         emptied leaves takes one round trip per batch of leaves, not per leaf. Only the last
         batch is kept: memory stays bounded by a batch of leaves. With ``liveness``, the first
         read (made by the first call) appends the home server's ``Node.liveness``, read before
-        the leaves in the same request.
+        the leaves in the same request. ``batch``: where the last batch is kept (node key ->
+        item, ``None`` if missing); nodes already in it are not read again.
         """
         at: list[int | None] = [start]
         last_depth: list[int | None] = [None]
-        batch: dict[bytes, bytes | None] = {}
+        batch = {} if batch is None else batch
         node = self.home(scope)
 
         def fetch(h: int) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import OrderedDict
 
 from iii_state_core import InvalidCursorError
@@ -35,6 +36,8 @@ _COUNT_BATCH = 1000
 _TOP = 1 << 64
 #: Parsed leaves kept (a leaf is at most 8 KiB; its parse a few times that).
 _PARSED_LEAVES = 32
+#: Seconds a first page's counters and leaves serve the count that follows it in its thread.
+_HANDOFF_S = 1.0
 
 
 #: Each server's ``Node.liveness``, in the order the servers are listed.
@@ -65,6 +68,8 @@ class Listing:
         self.index = index
         self._parsed: OrderedDict[tuple[str, bytes, bytes], _Parsed] = OrderedDict()
         self._parsed_lock = threading.Lock()
+        #: ``page``: the last first page's (scope, liveness, leaves read, when), for ``count``.
+        self._handoff = threading.local()
 
     def _parse(self, scope: str, leaf: Located) -> _Parsed:
         """The leaf's entries of ``scope`` in walk order, parsed once per content."""
@@ -114,7 +119,12 @@ class Listing:
         """Up to ``limit`` live entries of ``scope`` after ``cursor``, and the next cursor."""
         start, after = self._decode_cursor(cursor)
         self.index.convert(scope)
-        step = self.index.leaves(scope, start)
+        # A first page on one server reads the server's counters with its leaves, for the count
+        # the core asks for next when the scope goes on past the page (``count``).
+        first = cursor is None and len(self.cluster.nodes) == 1
+        read: list[tuple[object, ...]] = []
+        seen: dict[bytes, bytes | None] = {}
+        step = self.index.leaves(scope, start, liveness=read if first else None, batch=seen)
         chosen: list[tuple[int, str, int]] = []
         more = False
         data_keys: list[bytes] = []
@@ -132,6 +142,7 @@ class Listing:
         if ghosts:
             quietly("pruning the listing index", lambda: self.index.prune(scope, ghosts))
         next_cursor = self._encode_cursor(chosen[-1][0], chosen[-1][1]) if more else None
+        self._handoff.page = (scope, (read[0],), seen, time.monotonic()) if more and read else None
         return page, next_cursor
 
     def _values(
@@ -173,15 +184,23 @@ class Listing:
         the leaves, so anything that happens after them shows in the next count's reading.
         """
         self.index.convert(scope)
-        # every server's counters before the leaves: the home server's in the leaves' request
-        home = self.index.home(scope)
-        others = [node.liveness() if node is not home else None for node in self.cluster.nodes]
-        read: list[tuple[object, ...]] = []
-        step = self.index.leaves(scope, liveness=read)
-        leaf = step()
-        if not read:  # not read before the leaves: trust nothing kept (compares unequal)
-            read.append(("unknown", object()))
-        liveness = tuple(read[0] if mine is None else mine for mine in others)
+        handed, self._handoff.page = getattr(self._handoff, "page", None), None
+        if handed is not None and handed[0] == scope and time.monotonic() - handed[3] < _HANDOFF_S:
+            # this thread's first page of the scope just read the counters, then the leaves:
+            # counted from there, as if this count had run then
+            liveness: Liveness = handed[1]
+            step = self.index.leaves(scope, batch=dict(handed[2]))
+            leaf = step()
+        else:
+            # every server's counters before the leaves: the home server's in the leaves' request
+            home = self.index.home(scope)
+            others = [node.liveness() if node is not home else None for node in self.cluster.nodes]
+            read: list[tuple[object, ...]] = []
+            step = self.index.leaves(scope, liveness=read)
+            leaf = step()
+            if not read:  # not read before the leaves: trust nothing kept (compares unequal)
+                read.append(("unknown", object()))
+            liveness = tuple(read[0] if mine is None else mine for mine in others)
         total = 0
         work: list[tuple[_Parsed, int, list[int]]] = []
         queued = 0
@@ -191,7 +210,8 @@ class Listing:
             if known is not None and known[0] == liveness:
                 total += known[1]
                 chosen = known[2]  # probe again only what was not lasting
-                work.append((parsed, known[1], chosen))
+                if chosen:
+                    work.append((parsed, known[1], chosen))
             else:
                 chosen = list(range(len(parsed.ordered)))
                 work.append((parsed, 0, chosen))

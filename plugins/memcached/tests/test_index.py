@@ -268,6 +268,33 @@ def test_a_count_probes_again_only_what_the_servers_counters_say_may_have_change
     assert store.get("trusted", "late") == 1
 
 
+def test_a_first_page_counts_from_the_counters_and_leaves_its_scan_read(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On one server, a first page's scan reads the server's counters with its leaves and the
+    count after it starts from there: a scope at rest costs the scan's requests only. Its total
+    still sees a value deleted behind the index; another scope's count reads its own."""
+    adapter = _adapter(store)
+    for i in range(150):
+        store.set("handed", f"k{i:03d}", i)
+    store.set("other", "a", 1)
+    assert store.list_entries("handed", None, 100).total == 150  # probes: nothing trusted yet
+    node = adapter._cluster.nodes[0]
+    reads: list[str] = []
+    for name in ("liveness", "get_many", "get_many_after_liveness", "remaining"):
+        real = getattr(node, name)
+        monkeypatch.setattr(node, name, lambda *a, _real=real, _name=name: reads.append(_name) or _real(*a))
+    page = store.list_entries("handed", None, 100)
+    assert page.total == 150 and len(page.entries) == 100
+    assert reads == ["get_many_after_liveness", "get_many"], "leaves with the counters, then values"
+
+    mc_key = adapter._codec.data_key("handed", "k010")  # deleted by a client that died before unindexing
+    assert node.delete(mc_key, node.gets(mc_key)[1]) is True
+    assert store.list_entries("handed", None, 100).total == 149
+    store.list_entries("handed", None, 100)
+    assert adapter.count("other") == 1 and adapter.count("handed") == 149
+
+
 def test_the_presence_probe_answers_each_key_in_order(store: StateStore) -> None:
     """``remaining`` (the probe under ``count``): a lifetime per key in the keys' order, ``None``
     for a missing one, ``-1`` for one without a lifetime, over the all-lasting shortcut and the
