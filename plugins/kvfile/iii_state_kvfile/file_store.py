@@ -83,7 +83,11 @@ _LEASE_DUE = (
 # statements, each cached, serve every chunk size; SQLite < 3.32 allows 999 variables).
 _ACK_LEASED = "DELETE FROM expired WHERE leased_until = ? AND rowid IN ({marks})"
 _ACK_ROWS = 500
-_DROP_LEASED = "DELETE FROM entries WHERE (scope, key) IN (SELECT scope, key FROM expired WHERE rowid >= ?)"
+# (``expires <= ?2`` as well: whatever ``expired`` holds, no live row is ever deleted here.)
+_DROP_LEASED = (
+    "DELETE FROM entries WHERE (scope, key) IN (SELECT scope, key FROM expired WHERE rowid >= ?1) "
+    "AND expires <= ?2"
+)
 _SWEEP_INDEX = "CREATE INDEX IF NOT EXISTS entries_by_sweep ON entries (sweep_at) WHERE sweep_at IS NOT NULL"
 # Args (scope, key, value, expires); a new row's sweep_at is its deadline. ``_UPSERT`` keeps the
 # row's sweep_at (correct only while it is set and not after the new deadline, or there is no
@@ -788,7 +792,7 @@ class KvFileStore(Adapter):
             if len(leased) < limit:
                 due = db.execute(_LEASE_DUE, (until, now, limit - len(leased))).fetchall()
                 if due:
-                    db.execute(_DROP_LEASED, (min(row[0] for row in due),))
+                    db.execute(_DROP_LEASED, (min(row[0] for row in due), now))
                     leased += due
                 if len(leased) < limit:
                     db.execute(_SWEEP_LATER, (now, now, limit))

@@ -612,3 +612,25 @@ def test_an_in_memory_round_of_reads_or_plain_writes_answers_as_one_by_one() -> 
     bulk.write("s", "t", b"0", 1)  # expired: a round now goes call by call, which drops it
     assert bulk.run_many([("write", ("s", "t", b"3")), ("read", ("s", "a"))]) == [None, b"va"]
     assert bulk.take_expired(10) == [("s", "t", b"0", 1)]
+
+
+def test_a_claim_never_deletes_a_live_row_whatever_the_expired_table_holds(store_dir: Path) -> None:
+    """The claim deletes the rows it copied into ``expired`` by the copies' rowids (those after
+    every other); a kept row at the largest rowid SQLite has (so new rowids are picked at random,
+    some below it) naming a live entry must not cost that entry its row."""
+    store = KvFileStore(str(store_dir), expiry_events=True)
+    try:
+        store.write("s", "live", b'"here"')
+        db = sqlite3.connect(store_dir / DB_FILE)
+        with db:
+            db.execute(
+                "INSERT INTO expired (rowid, scope, key, value, expires, leased_until) "
+                "VALUES (9223372036854775807, ?, ?, ?, 1, ?)",
+                (b"s", b"live", b'"old"', now_ms() + 3_600_000),  # leased: not claimed now
+            )
+        db.close()
+        store.write("s", "gone", b"1", now_ms() - 1)
+        assert [(s, k) for s, k, _, _ in store.take_expired(10)] == [("s", "gone")]
+        assert store.read("s", "live") == b'"here"'
+    finally:
+        store.close()
