@@ -12,6 +12,7 @@ error: this path only takes operations it would run without an error of its own.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -97,8 +98,9 @@ def split(limits: Limits, ops: list[Any]) -> tuple[Plain, list[int]]:
 
 #: An operation's function, scope and key (raises ``KeyError`` when one is absent).
 _NAMED = itemgetter("op", "scope", "key")
-#: The fields of a plain set that :func:`_alike` takes (anything more goes through :func:`split`'s loop).
-_SET_FIELDS = frozenset({"op", "scope", "key", "value"})
+#: A set's value (raises ``KeyError`` when absent). :func:`_alike` takes a set of exactly the fields
+#: ``op``, ``scope``, ``key`` and ``value`` (anything more goes through :func:`split`'s loop).
+_VALUE = itemgetter("value")
 _PRIMITIVE = {"get": "read", "delete": "remove"}
 
 
@@ -129,19 +131,22 @@ def _alike(limits: Limits, ops: list[Any]) -> Plain | None:
         return None  # an entry named twice: its operations run in order, through the plans
     n = len(ops)
     if name == "set":
-        if any(op.keys() != _SET_FIELDS for op in ops):
+        if set(map(len, ops)) != {4}:  # op, scope and key are there: the fourth must be value
             return None
-        values = [op["value"] for op in ops]
         try:
+            values = list(map(_VALUE, ops))
             stored = limits.encode_each(values)
+        except KeyError:
+            return None
         except StateError:
             return None  # the plan words the error
-        calls = [_new(Call, ("write", (s, k, d))) for (s, k), d in zip(entries, stored, strict=True)]
+        # Call("write", (scope, key, bytes)) each, built by C iteration (no Python step per operation)
+        calls = list(map(_new, repeat(Call), zip(repeat("write"), zip(scopes, keys, stored, strict=True))))
         return Plain(list(range(n)), ["set"] * n, calls, values)
     primitive = _PRIMITIVE.get(name)
     if primitive is None:
         return None
-    calls = [_new(Call, (primitive, entry)) for entry in entries]
+    calls = list(map(_new, repeat(Call), zip(repeat(primitive), entries)))
     return Plain(list(range(n)), [name] * n, calls, [None] * n)
 
 

@@ -251,3 +251,23 @@ def test_one_value_object_written_to_many_keys_is_checked_and_encoded_once(
         with pytest.raises(StateError, match="NaN"):
             store.transact([{"op": "set", "scope": "u", "key": k, "value": bad} for k in "de"])
         assert store.get("u", "d") is None
+
+
+@pytest.mark.parametrize("odd", [
+    {"data": 7},  # the alias instead of value: four fields, no value
+    {"value": 7, "ttl_ms": 60_000},  # a fifth field
+    {},  # no value at all
+])  # fmt: skip
+def test_a_set_with_other_fields_among_plain_sets_gives_its_single_calls_answer(odd: dict[str, Any]) -> None:
+    ops = [{"op": "set", "scope": "s", "key": f"k{i}", "value": i} for i in range(4)]
+    ops.insert(2, {"op": "set", "scope": "s", "key": "odd", **odd})
+    with (
+        open_store(adapter="kv", adapter_config={"store_method": "in_memory"}) as batched,
+        open_store(adapter="kv", adapter_config={"store_method": "in_memory"}) as single,
+    ):
+        got = batched.trigger({"function_id": "state::batch", "payload": {"ops": ops}})
+        want = _results_one_by_one(single, ops)
+        if "error" in want[2]:
+            want[2]["error"]["message"] = f"ops[2] (set): {want[2]['error']['message']}"
+        assert got == want
+        assert batched.adapter.scan("s", None, 100) == single.adapter.scan("s", None, 100)
