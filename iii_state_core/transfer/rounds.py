@@ -24,7 +24,7 @@ from ..errors import StateError
 from ..operations import Call, Limits, Plan
 from ..results import StateEvent
 from ..store import StateStore
-from ..values import decode_stored
+from ..values import _LONG_NUMBER, _encode_checked, decode_stored
 from .errors import ConflictsFoundError, InvalidLinesError, LineProblem, show
 from .jsonl import MAX_LINE_BYTES, MAX_REPORTED, Entry, _lines, parse_encoded
 
@@ -57,6 +57,8 @@ class Round:
     datas: list[bytes] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     timed: list[tuple[int, Entry, bytes]] = field(default_factory=list)
+    #: Per scope: the places of its entries and their keys (made once, for both passes).
+    groups: list[tuple[str, list[int], list[str]]] | None = None
 
     def __len__(self) -> int:
         return len(self.lines) + len(self.timed)
@@ -66,9 +68,17 @@ def read_rounds(stream: BinaryIO, limits: Limits, report: ImportReport | None) -
     """The good lines of a stream in rounds. Each bad line is counted in ``report`` (``None``: the
     check pass saw them already; they are left out again)."""
     problems = _Problems(report)
-    check_entry = limits.check_entry
-    encode_parsed = limits.encode_parsed
-    scan = _scan_once
+    check_entry, encode_parsed, scan, join = limits.check_entry, limits.encode_parsed, _scan_once, "".join
+    caps = limits.capabilities
+    # Limits.check_entry's and values.encode_parsed's fast paths, written out for the usual line:
+    # ASCII names within the limits, a value the C encoder takes whole, too short to nest past the
+    # depth limit or shorter than an out-of-range integer (else counted), no size limit. Anything
+    # else takes those functions whole, so results and messages stay theirs.
+    encoder = _encode_checked if limits.max_value_bytes is None and caps.max_value_bytes is None else None
+    scope_limit = caps.max_scope_bytes if caps.max_scope_bytes is not None else MAX_LINE_BYTES
+    key_limit = caps.max_key_bytes if caps.max_key_bytes is not None else MAX_LINE_BYTES
+    max_depth = limits.max_depth
+    long_number = _LONG_NUMBER.search
     rnd = Round()
     scopes, keys, datas, lines = rnd.scopes, rnd.keys, rnd.datas, rnd.lines
     for number, raw in _lines(stream):
@@ -89,16 +99,36 @@ def read_rounds(stream: BinaryIO, limits: Limits, report: ImportReport | None) -
             and "value" in record
             and (end == len(text) or text[end:].isspace())
         ):
-            try:
-                check_entry(scope, key)
-                data = encode_parsed(record["value"])
-            except StateError as exc:
-                problems.add(number, str(exc))
-                continue
+            data = None
+            if encoder is not None and scope.isascii() and key.isascii():
+                try:
+                    encoded = join(encoder(record["value"], 0))
+                except ValueError:  # NaN or Infinity: encode_parsed names it
+                    encoded = ""
+                if (
+                    encoded
+                    and len(scope) <= scope_limit
+                    and len(key) <= key_limit
+                    and (len(encoded) < 19 or long_number(encoded) is None)
+                    and (len(encoded) <= max_depth or encoded.count("[") + encoded.count("{") <= max_depth)
+                ):
+                    try:
+                        data = encoded.encode("utf-8")
+                    except UnicodeEncodeError:  # a lone surrogate: encode_parsed names it
+                        pass
+            if data is None:
+                try:
+                    check_entry(scope, key)
+                    data = encode_parsed(record["value"])
+                except StateError as exc:
+                    problems.add(number, str(exc))
+                    continue
             scopes.append(scope)
             keys.append(key)
             datas.append(data)
             lines.append(number)
+            if len(lines) < ROUND:
+                continue
         else:
             parsed = parse_encoded(raw, limits)
             if parsed is None:
@@ -114,10 +144,11 @@ def read_rounds(stream: BinaryIO, limits: Limits, report: ImportReport | None) -
                 keys.append(entry.key)
                 datas.append(data)
                 lines.append(number)
-        if len(lines) + len(rnd.timed) >= ROUND:
-            yield rnd
-            rnd = Round()
-            scopes, keys, datas, lines = rnd.scopes, rnd.keys, rnd.datas, rnd.lines
+            if len(rnd) < ROUND:
+                continue
+        yield rnd
+        rnd = Round()
+        scopes, keys, datas, lines = rnd.scopes, rnd.keys, rnd.datas, rnd.lines
     if len(rnd):
         yield rnd
 
@@ -134,35 +165,36 @@ class _Problems:
                 report.problems.append(LineProblem(number, reason))
 
 
-def _by_scope(scopes: list[str]) -> dict[str, list[int]]:
-    places: dict[str, list[int]] = {}
-    for i, scope in enumerate(scopes):
-        got = places.get(scope)
-        if got is None:
-            places[scope] = [i]
-        else:
-            got.append(i)
-    return places
+def _groups(rnd: Round) -> list[tuple[str, list[int], list[str]]]:
+    if rnd.groups is None:
+        places: dict[str, list[int]] = {}
+        for i, scope in enumerate(rnd.scopes):
+            got = places.get(scope)
+            if got is None:
+                places[scope] = [i]
+            else:
+                got.append(i)
+        keys = rnd.keys
+        rnd.groups = [(scope, at, [keys[i] for i in at]) for scope, at in places.items()]
+    return rnd.groups
 
 
-def _read_plan(groups: list[tuple[str, list[str]]]) -> Plan:
+def _read_plan(groups: list[tuple[str, list[int], list[str]]]) -> Plan:
     found = []
-    for scope, keys in groups:
+    for scope, _, keys in groups:
         found.append((yield Call("read_present", (scope, keys))))
     return found, None
 
 
 def present(store: StateStore, rnd: Round) -> dict[int, bytes]:
     """The stored bytes of the round's usual entries whose keys hold a value, by place."""
-    places = _by_scope(rnd.scopes)
-    keys = rnd.keys
-    groups = [(scope, [keys[i] for i in at]) for scope, at in places.items()]
+    groups = _groups(rnd)
     found: list[dict[str, bytes]] = store._run("get", _read_plan(groups))
     out: dict[int, bytes] = {}
-    for at, held in zip(places.values(), found, strict=True):
+    for (_, at, keys), held in zip(groups, found, strict=True):
         if held:
-            for i in at:
-                raw = held.get(keys[i])
+            for i, key in zip(at, keys, strict=True):
+                raw = held.get(key)
                 if raw is not None:
                     out[i] = raw
     return out

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from iii_state_core import StateStore, open_store
+from iii_state_core.adapter import Capabilities
 from iii_state_core.expiry import now_ms
+from iii_state_core.operations import Limits
 from iii_state_core.transfer import (
     ConflictsFoundError,
     Entry,
@@ -19,6 +22,9 @@ from iii_state_core.transfer import (
     import_file,
     rounds,
 )
+from iii_state_core.transfer.errors import LineProblem
+from iii_state_core.transfer.importing import ImportReport
+from iii_state_core.transfer.jsonl import iter_encoded
 
 #: Lines of every kind the rounds treat apart, spread over rounds of three.
 LINES = [
@@ -130,3 +136,57 @@ def test_a_bad_line_writes_nothing_unless_skipped(
     general = _run(method, tmp_path / "general2", path, "skip", big_rounds=False, skip_invalid=True)
     big = _run(method, tmp_path / "big2", path, "skip", big_rounds=True, skip_invalid=True)
     assert big == general and big[0][0]["invalid"] == 2
+
+
+#: Lines each check of the rounds' written-out fast path must judge as parse_encoded does.
+TRICKY = [
+    b'{"scope":"s","key":"k","value":1}',
+    b'{"scope":"s","key":"k","value":1}  \r',
+    b'{"scope":"s","key":"k","value":1} x',
+    b'{"scope":"s","key":"k","value":NaN}',
+    b'{"scope":"s","key":"k","value":[1e999]}',
+    b'{"scope":"s","key":"k","value":"\\ud800"}',
+    b'{"scope":"s","key":"\\ud800","value":1}',
+    b'{"scope":"\xc3\xa9t\xc3\xa9","key":"\xf0\x9f\x98\x80","value":"\xc3\xa9"}',
+    b'{"scope":"s","key":"k","value":18446744073709551615}',
+    b'{"scope":"s","key":"k","value":18446744073709551616}',
+    b'{"scope":"s","key":"k","value":-9223372036854775809}',
+    b'{"scope":"s","key":"k","value":{"a":[[[1]]]}}',
+    b'{"scope":"s","key":"k","value":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}',
+    b'{"scope":"s","key":"k","value":"' + b"x" * 40 + b'"}',
+    b'{"scope":"long-scope-name","key":"k","value":1}',
+    b'{"scope":"s","key":"long-key-name","value":1}',
+    b'{"scope":"s","key":"k","value":1,"expires_at":null}',
+    b'{"scope":"s","key":"k","value":1,"extra":2}',
+    b'{"scope":1,"key":"k","value":1}',
+    b'{"key":"k","value":1}',
+    b"[1]",
+    b"\xff",
+    b"   ",
+]
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        Limits(Capabilities(ttl="emulated"), adapter_name="kv"),
+        Limits(Capabilities(ttl="emulated", max_value_bytes=30), adapter_name="small"),
+        Limits(Capabilities(ttl="emulated", max_scope_bytes=8, max_key_bytes=8), adapter_name="short"),
+        Limits(Capabilities(ttl="emulated"), adapter_name="kv", max_value_bytes=30, max_depth=3),
+    ],
+)
+def test_read_rounds_judges_every_line_as_parse_encoded_does(limits: Limits) -> None:
+    data = b"\n".join(TRICKY) + b"\n"
+    expected = list(iter_encoded(io.BytesIO(data), limits))
+    report = ImportReport()
+    got: list[Any] = []
+    for rnd in rounds.read_rounds(io.BytesIO(data), limits, report):
+        got += [(n, (s, k, d)) for n, s, k, d in zip(rnd.lines, rnd.scopes, rnd.keys, rnd.datas, strict=True)]
+        got += [(n, (e.scope, e.key, d)) for n, e, d in rnd.timed]
+    got += [(p.line, p) for p in report.problems]
+    want = [
+        (n, item if isinstance(item, LineProblem) else (item[0].scope, item[0].key, item[1]))
+        for n, item in expected
+    ]
+    assert sorted(got, key=lambda x: x[0]) == want
+    assert report.invalid == sum(isinstance(item, LineProblem) for _, item in expected) >= 9

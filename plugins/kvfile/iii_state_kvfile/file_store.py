@@ -881,11 +881,13 @@ class KvFileStore(Adapter):
         if not keys:
             return {}
         s = scope.encode("utf-8")
-        names = [key.encode("utf-8") for key in keys]
+        # code point order is UTF-8 byte order (the core checked the keys are valid Unicode)
+        lowest, highest = min(keys).encode("utf-8"), max(keys).encode("utf-8")
         found: dict[bytes, bytes] = {}
         with self._lock:
-            if self._db.execute(_ANY_BETWEEN, (s, min(names), max(names))).fetchone() is None:
+            if self._db.execute(_ANY_BETWEEN, (s, lowest, highest)).fetchone() is None:
                 return {}
+            names = [key.encode("utf-8") for key in keys]
             now = now_ms()
             for start in range(0, len(names), _IN_CHUNK):
                 part = names[start : start + _IN_CHUNK]
