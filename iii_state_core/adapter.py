@@ -285,7 +285,8 @@ class Adapter(ABC):
     def create_missing(self, rows: Sequence[tuple[str, str, bytes]]) -> bool:
         """Optional (with :meth:`read_present`): write every ``(scope, key, data)`` (no deadline) in
         one atomic step if none of those keys holds a live value and none comes twice; otherwise
-        write nothing and answer ``False``. ``iii-state import`` writes its rounds of new entries
+        write nothing and answer ``False`` (also allowed for an expired entry not dropped yet: the
+        core then writes the round the general way). ``iii-state import`` writes its rounds of new entries
         with it (thousands of rows: an adapter with a round trip per call gains nothing over
         ``run_many``, so only in-process stores implement it)."""
         raise NotImplementedError(f"the {self.name} adapter does not create rounds of entries")

@@ -131,10 +131,9 @@ _READ_LIVE = [
 
 #: Whether a scope holds any row (live or not) between two keys: import's probe before its lookups.
 _ANY_BETWEEN = "SELECT 1 FROM entries WHERE scope = ? AND key BETWEEN ? AND ? LIMIT 1"
-
-
-class _NotAllMissing(Exception):
-    """``create_missing`` met a live key: undo the round (raised inside its transaction)."""
+#: A new row without a deadline, from the names as text (SQLite makes their UTF-8 bytes: no
+#: ``str.encode`` and no new tuple per row in Python).
+_INSERT_NEW = "INSERT INTO entries (scope, key, value) VALUES (CAST(? AS BLOB), CAST(? AS BLOB), ?)"
 
 
 #: Options that only a file_based store uses.
@@ -895,21 +894,15 @@ class KvFileStore(Adapter):
         return {bytes(key).decode("utf-8"): bytes(value) for key, value in found.items()}
 
     def create_missing(self, rows: Sequence[tuple[str, str, bytes]]) -> bool:
-        """One transaction, one ``executemany`` of "only if missing" writes (an expired row counts
-        as missing and, with expiry events, is kept first); any row not written (its key is live,
-        or came twice) undoes them all."""
+        """One transaction, one ``executemany`` of plain inserts: a key that has a row (live, or
+        expired and not swept yet) or comes twice breaks the primary key and undoes them all."""
         if not rows:
             return True
         self._sweep_now_and_then()
-        now = now_ms()
-        args = [(scope.encode("utf-8"), key.encode("utf-8"), data, None, now) for scope, key, data in rows]
         try:
             with self._write_txn() as db:
-                if self._keep_expired:  # a write may replace an expired row: keep it for its event
-                    db.executemany(_KEEP_EXPIRED, [(s, k, now) for s, k, *_ in args])
-                if db.executemany(_CREATE, args).rowcount != len(args):
-                    raise _NotAllMissing
-        except _NotAllMissing:
+                db.executemany(_INSERT_NEW, rows)
+        except sqlite3.IntegrityError:
             return False
         return True
 

@@ -46,20 +46,28 @@ def test_create_missing_writes_every_row_or_none(adapter: Adapter) -> None:
     # one key twice: nothing written
     assert adapter.create_missing([("s", "x", b"1"), ("s", "y", b"1"), ("s", "x", b"1")]) is False
     assert (adapter.read("s", "x"), adapter.read("s", "y")) == (None, None)
-    # an expired row counts as missing; a created row has no deadline
+    # names of every kind keep their exact bytes (the file store makes them in SQL)
+    hostile = [("\x00", "a\x00b"), ("😀", "\uffff"), ("line\nbreak", "é" * 600)]
+    assert adapter.create_missing([(s, k, b"1") for s, k in hostile]) is True
+    assert all(adapter.read_present(s, [k]) == {k: b"1"} for s, k in hostile)
+    assert [adapter.scan(s, None, 10)[0] for s, _ in hostile] == [[(k, b"1")] for _, k in hostile]
+    # a created row has no deadline; an expired one left in place refuses the round (file) or
+    # was dropped first (memory)
     adapter.write("s", "old", b"0", now_ms() - 1)
-    assert adapter.create_missing([("s", "old", b"5")]) is True
-    assert adapter.read("s", "old") == b"5" and adapter.read_expiry("s", "old") == (True, None)
+    created = adapter.create_missing([("s", "old", b"5"), ("s", "fresh", b"6")])
+    assert created is isinstance(adapter, KvMemoryStore)
+    assert adapter.read("s", "fresh") == (b"6" if created else None)
+    assert adapter.read_expiry("s", "fresh") == ((True, None) if created else (False, None))
 
 
-def test_with_expiry_events_a_replaced_expired_row_is_still_taken(tmp_path: Path) -> None:
+def test_with_expiry_events_an_expired_row_is_left_for_the_sweeper(tmp_path: Path) -> None:
     store = KvFileStore(str(tmp_path), expiry_events=True)
     try:
         deadline = now_ms() - 1
         store.write("s", "old", b"0", deadline)
-        assert store.create_missing([("s", "old", b"5"), ("s", "new", b"6")]) is True
+        assert store.create_missing([("s", "old", b"5"), ("s", "new", b"6")]) is False
         assert [(e[0], e[1], e[2], e[3]) for e in store.take_expired(10)] == [("s", "old", b"0", deadline)]
-        assert (store.read("s", "old"), store.read("s", "new")) == (b"5", b"6")
+        assert (store.read("s", "old"), store.read("s", "new")) == (None, None)
     finally:
         store.close()
     assert (tmp_path / DB_FILE).exists()
