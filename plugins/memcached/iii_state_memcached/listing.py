@@ -36,8 +36,10 @@ _COUNT_BATCH = 1000
 _TOP = 1 << 64
 #: Parsed leaves kept (a leaf is at most 8 KiB; its parse a few times that).
 _PARSED_LEAVES = 32
-#: Seconds a first page's counters and leaves serve the count that follows it in its thread.
+#: Seconds a first page's counters and leaves may serve the count that follows it.
 _HANDOFF_S = 1.0
+#: Scopes whose last first page is kept for its count.
+_HANDOFFS = 16
 
 
 #: Each server's ``Node.liveness``, in the order the servers are listed.
@@ -68,8 +70,8 @@ class Listing:
         self.index = index
         self._parsed: OrderedDict[tuple[str, bytes, bytes], _Parsed] = OrderedDict()
         self._parsed_lock = threading.Lock()
-        #: ``page``: the last first page's (scope, liveness, leaves read, when), for ``count``.
-        self._handoff = threading.local()
+        #: scope -> its latest first page's (liveness, leaves read, when), for ``count``.
+        self._handoffs: OrderedDict[str, tuple[Liveness, dict[bytes, bytes | None], float]] = OrderedDict()
 
     def _parse(self, scope: str, leaf: Located) -> _Parsed:
         """The leaf's entries of ``scope`` in walk order, parsed once per content."""
@@ -142,7 +144,12 @@ class Listing:
         if ghosts:
             quietly("pruning the listing index", lambda: self.index.prune(scope, ghosts))
         next_cursor = self._encode_cursor(chosen[-1][0], chosen[-1][1]) if more else None
-        self._handoff.page = (scope, (read[0],), seen, time.monotonic()) if more and read else None
+        if more and read:
+            with self._parsed_lock:
+                self._handoffs[scope] = ((read[0],), seen, time.monotonic())
+                self._handoffs.move_to_end(scope)
+                while len(self._handoffs) > _HANDOFFS:
+                    self._handoffs.popitem(last=False)
         return page, next_cursor
 
     def _values(
@@ -184,12 +191,14 @@ class Listing:
         the leaves, so anything that happens after them shows in the next count's reading.
         """
         self.index.convert(scope)
-        handed, self._handoff.page = getattr(self._handoff, "page", None), None
-        if handed is not None and handed[0] == scope and time.monotonic() - handed[3] < _HANDOFF_S:
-            # this thread's first page of the scope just read the counters, then the leaves:
-            # counted from there, as if this count had run then
-            liveness: Liveness = handed[1]
-            step = self.index.leaves(scope, batch=dict(handed[2]))
+        with self._parsed_lock:
+            handed = self._handoffs.pop(scope, None)
+        if handed is not None and time.monotonic() - handed[2] < _HANDOFF_S:
+            # The scope's latest first page read the counters, then the leaves: count from
+            # there, as if this count had run then. The core counts right after a first page's
+            # scan, so that page is this walk's own or a later one, never an earlier one.
+            liveness: Liveness = handed[0]
+            step = self.index.leaves(scope, batch=dict(handed[1]))
             leaf = step()
         else:
             # every server's counters before the leaves: the home server's in the leaves' request
