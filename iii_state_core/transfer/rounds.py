@@ -59,6 +59,9 @@ class Round:
     timed: list[tuple[int, Entry, bytes]] = field(default_factory=list)
     #: Per scope: the places of its entries and their keys (made once, for both passes).
     groups: list[tuple[str, list[int], list[str]]] | None = None
+    #: The check pass found none of the usual entries' keys holding a value (the writes then try
+    #: ``create_missing`` without reading again: it refuses if one was created meanwhile).
+    none_held: bool = False
 
     def __len__(self) -> int:
         return len(self.lines) + len(self.timed)
@@ -224,6 +227,7 @@ def check(store: StateStore, rnd: Round, conflicts: list[LineProblem]) -> int:
 
     count = 0
     found = present(store, rnd) if rnd.lines else {}
+    rnd.none_held = not found
     differing = [
         (rnd.lines[i], rnd.scopes[i], rnd.keys[i]) for i, raw in found.items() if differs(raw, rnd.datas[i])
     ]
@@ -245,14 +249,17 @@ def write(store: StateStore, report: ImportReport, rnd: Round, on_conflict: OnCo
     """Write a round: its missing keys in one ``create_missing``, the rest the general way."""
     from .importing import CHUNK, _write_chunk
 
-    found = present(store, rnd) if rnd.lines else {}
+    found = {} if rnd.none_held or not rnd.lines else present(store, rnd)
     # a key that holds the same value is left as it is (the general path would read it and do so)
     held = [i for i in sorted(found) if differs(found[i], rnd.datas[i])]
     report.unchanged += len(found) - len(held)
     if len(found) < len(rnd.lines):
-        fresh = [i for i in range(len(rnd.lines)) if i not in found] if found else range(len(rnd.lines))
         scopes, keys, datas = rnd.scopes, rnd.keys, rnd.datas
-        rows = [(scopes[i], keys[i], datas[i]) for i in fresh]
+        if found:
+            fresh: Any = [i for i in range(len(rnd.lines)) if i not in found]
+            rows = [(scopes[i], keys[i], datas[i]) for i in fresh]
+        else:
+            fresh, rows = range(len(rnd.lines)), list(zip(scopes, keys, datas, strict=True))
         if store._run("compare-and-set", _create_plan(store.limits, rows)):
             report.written += len(rows)
         else:  # a key created meanwhile, or one the file holds twice: each the general way

@@ -194,3 +194,45 @@ def test_read_rounds_judges_every_line_as_parse_encoded_does(limits: Limits) -> 
     ]
     assert sorted(got, key=lambda x: x[0]) == want
     assert report.invalid == sum(isinstance(item, LineProblem) for _, item in expected) >= 9
+
+
+@pytest.mark.parametrize("policy", ["fail", "skip"])
+def test_a_key_created_after_a_check_that_found_none_is_never_overwritten(
+    policy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writes of a round whose keys were all missing do not read again: ``create_missing``
+    refuses the round when another writer created one meanwhile, and the general way decides."""
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"".join(encode_line(Entry("s", f"k{i}", i)) for i in range(5)))
+    real = rounds.check
+
+    def racing(store: StateStore, rnd: rounds.Round, conflicts: list[Any]) -> int:
+        found = real(store, rnd, conflicts)
+        assert rnd.none_held
+        store.set("s", "k3", "theirs")
+        monkeypatch.setattr(rounds, "present", lambda *args: pytest.fail("read again"))
+        return found
+
+    monkeypatch.setattr(rounds, "check", racing)
+    with _store("file_based", tmp_path / "store") as store:
+        store.on_change(lambda e: None)  # somebody listens: the general way builds events
+        if policy == "fail":
+            with pytest.raises(EntryConflictError) as caught:
+                import_file(store, path, policy)
+            assert (caught.value.line, caught.value.key) == (4, "k3")
+        else:
+            monkeypatch.setattr(rounds, "check", lambda *args: 0)
+            store.delete("s", "k3")
+            real_write = rounds.write
+
+            def racing_write(store_: StateStore, report: Any, rnd: rounds.Round, policy_: Any) -> None:
+                rnd.none_held = True  # as if a check pass had found none
+                store_.set("s", "k3", "theirs")
+                monkeypatch.setattr(rounds, "present", lambda *args: pytest.fail("read again"))
+                real_write(store_, report, rnd, policy_)
+
+            monkeypatch.setattr(rounds, "write", racing_write)
+            assert import_file(store, path, policy).to_dict() == {
+                "written": 4, "unchanged": 0, "skipped": 1, "invalid": 0, "expired": 0
+            }  # fmt: skip
+        assert store.get("s", "k3") == "theirs"
