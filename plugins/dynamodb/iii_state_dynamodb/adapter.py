@@ -10,7 +10,8 @@
 * ``scan``: ``Query`` of one partition in sort-key order from an ``ExclusiveStartKey``.
 * ``list_scopes``: a consistent ``Scan`` projecting the partition key (see the README for cost).
 * ``run_many`` (``state::batch``): reads as ``BatchGetItem``; writes one request each, sent
-  concurrently from a small pool of threads.
+  concurrently from a small pool of threads through the lean client (:mod:`.lean`, the same
+  requests at a fraction of botocore's CPU; ``lean_requests: false`` sends them with botocore).
 
 Expiry (decision 0010): an entry with a deadline carries it as ``exp`` (epoch ms) and ``ttl``
 (epoch s, for DynamoDB's own late clean-up). Every read drops an item whose ``exp`` has passed,
@@ -36,7 +37,7 @@ from iii_state_core.retry import LOST, Lost, retry
 
 from .batching import MAX_GET_KEYS, batch_get, run_calls
 from .calls import Caller, ConditionFailed
-from .client import make_client, make_session, region_of
+from .client import make_client, make_lean, make_session, region_of
 from .config import Settings, parse_settings
 from .layout import (
     DEADLINE,
@@ -80,6 +81,8 @@ __all__ = ["DynamoDBAdapter", "ReadToken"]
 #: Requests of one batch round in flight at once (bounded by ``max_pool_connections`` too): enough
 #: to hide the round trips, few enough not to crowd out other threads' requests.
 BATCH_THREADS = 16
+#: The primitives a batch round may send through the lean client: name -> the method taking it first.
+LEAN_WRITES = {"write": "_write", "remove": "_remove", "write_if": "_write_if", "set_expiry": "_set_expiry"}
 
 class DynamoDBAdapter(Adapter):
     """Scoped JSON state in one DynamoDB table (``pk`` = scope, ``sk`` = key)."""
@@ -114,6 +117,10 @@ class DynamoDBAdapter(Adapter):
             region = region_of(settings, self._session)
             client = make_client(settings, self._session, region)
         self._client = client
+        #: what a batch round's writes are sent through: the lean client, or the botocore one
+        self._batch_via: Any = client
+        if self._session is not None:
+            self._batch_via = make_lean(settings, self._session, client) or client
         self.table = settings.table_name
         where = f"endpoint {settings.endpoint_url}" if settings.endpoint_url else f"region {region}"
         self._where = where
@@ -207,11 +214,17 @@ class DynamoDBAdapter(Adapter):
         """Reads as ``BatchGetItem`` (100 keys a request); writes stay one conditional request each."""
         return run_calls(
             calls,
-            lambda name, args: getattr(self, name)(*args),
+            self._one_of_batch,
             lambda keys: batch_get(self._client, self._call, self.table, keys),
             self._answer,
             self._together,
         )
+
+    def _one_of_batch(self, name: str, args: tuple[Any, ...]) -> Any:
+        lean = LEAN_WRITES.get(name)
+        if lean is None:
+            return getattr(self, name)(*args)
+        return getattr(self, lean)(self._batch_via, *args)
 
     def _together(self, thunks: list[Callable[[], Any]]) -> list[Any]:
         """Run ``thunks`` on the adapter's pool (at most ``BATCH_THREADS`` in flight)."""
@@ -252,11 +265,17 @@ class DynamoDBAdapter(Adapter):
         return text_of(old, scope, key).encode("utf-8")
 
     def write(self, scope: str, key: str, data: bytes, expires_at: int | None = None) -> bytes | None:
+        return self._write(self._client, scope, key, data, expires_at)
+
+    def _write(
+        self, via: Any, scope: str, key: str, data: bytes, expires_at: int | None = None
+    ) -> bytes | None:
+        """``write`` sent through ``via`` (the botocore client or the lean one: same requests)."""
         self._remembered.forget(scope, key)
         before = now_ms()
         reply = self._call(
             "PutItem",
-            self._client.put_item,
+            via.put_item,
             write=True,
             TableName=self.table,
             Item=self._item(scope, key, data, expires_at),
@@ -265,11 +284,14 @@ class DynamoDBAdapter(Adapter):
         return self._replaced(reply.get("Attributes"), scope, key, before)
 
     def remove(self, scope: str, key: str) -> bytes | None:
+        return self._remove(self._client, scope, key)
+
+    def _remove(self, via: Any, scope: str, key: str) -> bytes | None:
         self._remembered.forget(scope, key)
         before = now_ms()
         reply = self._call(
             "DeleteItem",
-            self._client.delete_item,
+            via.delete_item,
             write=True,
             TableName=self.table,
             Key=item_key(scope, key),
@@ -278,6 +300,11 @@ class DynamoDBAdapter(Adapter):
         return self._replaced(reply.get("Attributes"), scope, key, before)
 
     def write_if(self, scope: str, key: str, data: bytes, token: Token, expires_at: ExpiresAt = KEEP) -> bool:
+        return self._write_if(self._client, scope, key, data, token, expires_at)
+
+    def _write_if(
+        self, via: Any, scope: str, key: str, data: bytes, token: Token, expires_at: ExpiresAt = KEEP
+    ) -> bool:
         self._remembered.forget(scope, key)
         condition = unchanged(token, now_ms())
         deadline = None if token is None else cast(ReadToken, token).deadline  # missing: none to keep
@@ -290,7 +317,7 @@ class DynamoDBAdapter(Adapter):
 
         def put(condition: dict[str, Any]) -> dict[str, Any]:
             return self._call(
-                "PutItem", self._client.put_item, write=True, TableName=self.table, Item=item, **condition
+                "PutItem", via.put_item, write=True, TableName=self.table, Item=item, **condition
             )
 
         try:
@@ -449,6 +476,9 @@ class DynamoDBAdapter(Adapter):
 
     def set_expiry(self, scope: str, key: str, expires_at: int | None) -> bool:
         """One ``UpdateItem`` of ``exp``/``ttl`` and a new ``ver``, only on a live item."""
+        return self._set_expiry(self._client, scope, key, expires_at)
+
+    def _set_expiry(self, via: Any, scope: str, key: str, expires_at: int | None) -> bool:
         self._remembered.forget(scope, key)
         names = {"#p": PK, "#e": DEADLINE, "#t": TTL, "#n": VERSION, "#s": SHARD}
         values: dict[str, dict[str, str]] = {":now": {"N": str(now_ms())}, ":nv": {"N": new_version()}}
@@ -465,7 +495,7 @@ class DynamoDBAdapter(Adapter):
         try:
             self._call(
                 "UpdateItem",
-                self._client.update_item,
+                via.update_item,
                 write=True,
                 TableName=self.table,
                 Key=item_key(scope, key),
@@ -608,6 +638,8 @@ class DynamoDBAdapter(Adapter):
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False)
+        if self._batch_via is not self._client:
+            self._batch_via.close()
         close = getattr(self._client, "close", None)
         if close is not None:
             close()

@@ -1,5 +1,6 @@
-"""Building the client: boto3's low-level DynamoDB client (botocore), our own session, no
-botocore retries, timeouts from the config, and a CRC32 check of every reply."""
+"""Building the clients: boto3's low-level DynamoDB client (botocore), our own session, no
+botocore retries, timeouts from the config, and a CRC32 check of every reply; and beside it, for a
+batch round's writes, the lean client over the same credentials and endpoint (:mod:`.lean`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
 from iii_state_core import ConfigError
 
 from .config import OWNER, Settings
+from .lean import LeanClient, lean_unsupported
 
 USER_AGENT = "iii-state-dynamodb/0.1.0"
 #: Region for a local endpoint (dynalite, moto, DynamoDB Local) when none is configured:
@@ -123,3 +125,17 @@ def check_crc32(response_dict: dict[str, Any], **_: Any) -> None:
     actual = zlib.crc32(body) & 0xFFFFFFFF
     if str(actual) != str(expected).strip():
         raise ChecksumError(checksum_type="crc32", expected_checksum=expected, actual_checksum=actual)
+
+
+def make_lean(settings: Settings, session: Any, client: Any) -> LeanClient | None:
+    """The lean client beside ``client`` (same credentials object, endpoint, region, timeouts and
+    CA bundle), or ``None`` when ``lean_requests`` is off or the endpoint needs what only botocore
+    does (a proxy, a path in the URL)."""
+    if not settings.lean_requests or lean_unsupported(client) is not None:
+        return None
+    try:
+        credentials = session.get_credentials()  # the object the client signs with (cached)
+        ca_bundle = session.get_config_variable("ca_bundle")
+    except BotoCoreError:  # botocore raises it again, clearly, on the first request
+        return None
+    return LeanClient(client, credentials, ca_bundle=ca_bundle, user_agent=f"{USER_AGENT} lean")

@@ -53,6 +53,8 @@ class Settings:
     expiry_events: bool = False
     #: How long a claimed expired entry stays leased to its sweeper (``sweep.lease_expired``).
     expiry_lease_ms: int = EXPIRY_LEASE_MS
+    #: A batch round's writes go through the lean client (:mod:`.lean`) instead of botocore's.
+    lean_requests: bool = True
 
 
 def _refuse_credentials(config: Mapping[str, Any]) -> None:
@@ -109,6 +111,7 @@ def parse_settings(config: Mapping[str, Any] | None) -> Settings:
     max_pool_connections = opts.int("max_pool_connections", 32, minimum=1)
     expiry_events = opts.bool("expiry_events", False)
     expiry_lease_ms = opts.int("expiry_lease_ms", EXPIRY_LEASE_MS, minimum=1)
+    lean_requests = opts.bool("lean_requests", True)
     opts.finish()
     if not table_name:
         raise ConfigError(
@@ -128,4 +131,5 @@ def parse_settings(config: Mapping[str, Any] | None) -> Settings:
         max_pool_connections=max_pool_connections,
         expiry_events=expiry_events,
         expiry_lease_ms=expiry_lease_ms,
+        lean_requests=lean_requests,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 #: Neither dynalite nor moto checks signatures, but botocore will not sign without credentials.
@@ -24,3 +25,19 @@ def new_table_name(tag: str = "") -> str:
 
 def adapter_config(endpoint: str, table: str, **extra: Any) -> dict[str, Any]:
     return {"table_name": table, "endpoint_url": endpoint, **extra}
+
+
+def before_each_request(adapter: Any, hook: Callable[[str], object]) -> None:
+    """Call ``hook(operation name)`` before every request the adapter sends, through botocore or
+    through the lean client of its batch rounds."""
+    adapter._client.meta.events.register("before-call.dynamodb", lambda model, **_: hook(model.name))
+    lean = adapter._batch_via
+    if lean is not adapter._client:
+        send = lean.request
+
+        def hooked(operation: str, params: dict[str, Any]) -> dict[str, Any]:
+            hook(operation)
+            reply: dict[str, Any] = send(operation, params)
+            return reply
+
+        lean.request = hooked

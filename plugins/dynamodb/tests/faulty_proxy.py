@@ -37,6 +37,8 @@ class FaultyProxy:
         self.delay = delay
         self.marker = marker
         self.seen: Counter[str] = Counter()
+        #: every request received: (operation, headers, body), so tests can check what was sent
+        self.received: list[tuple[str, dict[str, str], bytes]] = []
         self._faults: dict[str, list[tuple[str, Callable[[], object] | None]]] = {}
         self._lock = threading.Lock()
         proxy = self
@@ -82,6 +84,8 @@ class FaultyProxy:
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         body = handler.rfile.read(int(handler.headers.get("Content-Length", "0")))
         operation = handler.headers.get("X-Amz-Target", "").rpartition(".")[2]
+        with self._lock:
+            self.received.append((operation, dict(handler.headers.items()), body))
         fault, then = self._next_fault(operation)
         if fault == DROP:
             self._cut(handler, then)

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from dynamodb_test_helpers import before_each_request
 from iii_state_dynamodb import DynamoDBAdapter
 from iii_state_dynamodb.layout import MAX_KEY_BYTES, MAX_SCOPE_BYTES, MAX_VALUE_BYTES
+from iii_state_dynamodb.lean import LeanClient
 
 from iii_state_core import (
     InvalidCursorError,
@@ -218,18 +220,27 @@ def test_describe_and_secrets(adapter: DynamoDBAdapter, endpoint: str) -> None:
     assert "testing" not in adapter.describe() and "testing" not in repr(adapter.settings)
 
 
+@pytest.mark.parametrize("lean", [True, False])
 def test_a_batch_rounds_writes_are_in_flight_together_and_each_returns_what_it_replaced(
-    store: StateStore, adapter: DynamoDBAdapter
+    config: dict[str, Any], lean: bool
 ) -> None:
+    with open_store(adapter="dynamodb", adapter_config={**config, "lean_requests": lean}) as store:
+        adapter = store.adapter
+        assert isinstance(adapter, DynamoDBAdapter)
+        assert isinstance(adapter._batch_via, LeanClient) is lean
+        _writes_in_flight_together(store, adapter)
+
+
+def _writes_in_flight_together(store: StateStore, adapter: DynamoDBAdapter) -> None:
     scope, keys = f"round-{secrets.token_hex(3)}", [f"k{i}" for i in range(20)]
     store.set_many(scope, {k: i for i, k in enumerate(keys)})
     meet = threading.Barrier(2, timeout=10)
     met: list[bool] = []
     lock = threading.Lock()
 
-    def first_two_puts_wait_for_each_other(model: Any, **_: Any) -> None:
+    def first_two_puts_wait_for_each_other(operation: str) -> None:
         with lock:
-            waits = model.name == "PutItem" and len(met) < 2
+            waits = operation == "PutItem" and len(met) < 2
             if waits:
                 met.append(False)
         if waits:
@@ -239,7 +250,7 @@ def test_a_batch_rounds_writes_are_in_flight_together_and_each_returns_what_it_r
             except threading.BrokenBarrierError:
                 pass
 
-    adapter._client.meta.events.register("before-call.dynamodb", first_two_puts_wait_for_each_other)
+    before_each_request(adapter, first_two_puts_wait_for_each_other)
     results = store.set_many(scope, {k: -i for i, k in enumerate(keys)})
     assert met == [True, True]
     assert {k: r.old_value for k, r in results.items()} == {k: i for i, k in enumerate(keys)}

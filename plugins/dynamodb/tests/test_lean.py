@@ -1,0 +1,257 @@
+"""The lean client on dynalite and moto: the same answers and the same exceptions as the botocore
+client it sits beside, signatures botocore computes the same way on the wire, keep-alive
+connections that survive a server closing them, and a batch round's faults (lost replies,
+throttling, corrupted replies) handled exactly as the botocore path handles them."""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+from faulty_proxy import CORRUPT, CUT_REPLY, DROP, THROTTLE, faulty_proxy
+from iii_state_dynamodb import DynamoDBAdapter
+from iii_state_dynamodb.lean import LeanClient
+
+from iii_state_core import BackendError, StateStore, open_store
+
+
+@pytest.fixture
+def store(config: dict[str, Any]) -> Iterator[StateStore]:
+    with open_store(adapter="dynamodb", adapter_config=config) as opened:
+        yield opened
+
+
+@pytest.fixture
+def adapter(store: StateStore) -> DynamoDBAdapter:
+    assert isinstance(store.adapter, DynamoDBAdapter)
+    return store.adapter
+
+
+def _lean(adapter: DynamoDBAdapter) -> LeanClient:
+    assert isinstance(adapter._batch_via, LeanClient)
+    return adapter._batch_via
+
+
+def _key(scope: str, key: str) -> dict[str, Any]:
+    return {"pk": {"S": "#" + scope}, "sk": {"S": "#" + key}}
+
+
+def _without_metadata(reply: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in reply.items() if k != "ResponseMetadata"}
+
+
+def test_replies_and_errors_are_botocores(adapter: DynamoDBAdapter, endpoint: str) -> None:
+    """Each operation through both clients on twin items: equal replies, equal exceptions."""
+    client, lean, table = adapter._client, _lean(adapter), adapter.table
+    scope = f"lean-{secrets.token_hex(3)}"
+    blob = {
+        "M": {"b": {"B": b"\x00\xff"}, "bs": {"BS": [b"a", b"\x01"]}, "l": {"L": [{"B": b"z"}, {"N": "1"}]}}
+    }
+    twins: list[dict[str, Any]] = []
+    for via, key in ((client, "boto"), (lean, "lean")):
+        item = {**_key(scope, key), "val": {"S": '{"n":1}'}, "ver": {"N": "7"}}
+        first = via.put_item(TableName=table, Item=item, ReturnValues="ALL_OLD")
+        second = via.put_item(TableName=table, Item={**item, "ver": {"N": "8"}}, ReturnValues="ALL_OLD")
+        got = via.get_item(TableName=table, Key=_key(scope, key), ConsistentRead=True)
+        # a foreign item holding blobs (written by botocore, which encodes them): read back as bytes
+        client.put_item(TableName=table, Item={**_key(scope, key + "-b"), **{"val": {"S": "1"}}, "bin": blob})
+        blobs = via.get_item(TableName=table, Key=_key(scope, key + "-b"), ConsistentRead=True)
+        updated = via.update_item(
+            TableName=table,
+            Key=_key(scope, key),
+            UpdateExpression="SET #v = :v",
+            ExpressionAttributeNames={"#v": "ver"},
+            ExpressionAttributeValues={":v": {"N": "9"}},
+            ReturnValues="ALL_NEW",
+        )
+        errors = []
+        calls: list[dict[str, Any]] = [
+            {
+                "TableName": table,
+                "Item": item,
+                "ConditionExpression": "attribute_not_exists(pk)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            },
+            {"TableName": "no-such-table-" + secrets.token_hex(3), "Item": item},
+            {"TableName": table, "Item": {"pk": {"S": "#only-pk"}}},  # ValidationException
+        ]
+        for params in calls:
+            with pytest.raises(ClientError) as info:
+                via.put_item(**params)
+            errors.append(
+                (type(info.value), info.value.operation_name, _without_metadata(info.value.response))
+            )
+        gone = via.delete_item(TableName=table, Key=_key(scope, key), ReturnValues="ALL_OLD")
+        client.delete_item(TableName=table, Key=_key(scope, key + "-b"))
+        twins.append(
+            {
+                "replies": [_without_metadata(r) for r in (first, second, got, blobs, updated, gone)],
+                "errors": errors,
+                "status": second["ResponseMetadata"]["HTTPStatusCode"],
+            }
+        )
+    boto, ours = twins
+    for side in (boto, ours):  # the twins' own keys differ: compare what the keys hold
+        for reply in side["replies"]:
+            for field in ("Attributes", "Item"):
+                reply.get(field, {}).pop("sk", None)
+        for _kind, _op, response in side["errors"]:
+            response.get("Item", {}).pop("sk", None)
+    assert ours == boto
+    assert ours["replies"][3]["Item"]["bin"] == blob
+    codes = [response["Error"]["Code"] for _kind, _op, response in ours["errors"]]
+    assert codes == ["ConditionalCheckFailedException", "ResourceNotFoundException", "ValidationException"]
+    assert ours["errors"][0][0] is client.exceptions.ConditionalCheckFailedException
+
+
+def test_requests_on_the_wire_are_signed_as_botocore_signs_them(
+    endpoint: str, session_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy re-signs each lean request it receives with botocore's SigV4Auth (the request's
+    own X-Amz-Date as the clock): the Authorization headers match, token included."""
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "session/token+" + secrets.token_hex(8))
+    with (
+        faulty_proxy(endpoint) as proxy,
+        open_store(
+            adapter="dynamodb", adapter_config={"table_name": session_table, "endpoint_url": proxy.url}
+        ) as store,
+    ):
+        scope = f"signed-{secrets.token_hex(3)}"
+        store.set_many(scope, {"a": 1, "b": "é中😀"})
+        store.delete_many(scope, ["a", "b"])
+        adapter = store.adapter
+        assert isinstance(adapter, DynamoDBAdapter)
+        frozen = adapter._session.get_credentials().get_frozen_credentials()
+        lean = [r for r in proxy.received if "lean" in r[1].get("User-Agent", "")]
+        assert len(lean) == 4
+        for _operation, headers, body in lean:
+            assert headers["X-Amz-Security-Token"] == frozen.token
+            request = AWSRequest(
+                method="POST",
+                url=proxy.url + "/",
+                data=body,
+                headers={k: headers[k] for k in ("Content-Type", "X-Amz-Target")},
+            )
+            when = datetime.datetime.strptime(headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+            with mock.patch("botocore.auth.get_current_datetime", return_value=when):
+                SigV4Auth(frozen, "dynamodb", "us-east-1").add_auth(request)
+            assert headers["Authorization"] == request.headers["Authorization"]
+
+
+def test_a_batch_rounds_lost_replies_are_handled_as_on_the_botocore_path(
+    endpoint: str, session_table: str
+) -> None:
+    """Throttled: retried. A set whose reply is cut: that one an unknown outcome, never resent,
+    the others answered. An update whose put is dropped: settled (read, resent once). A corrupted
+    reply: an unknown outcome. The connection cut each time is replaced for the next request."""
+    with (
+        faulty_proxy(endpoint) as proxy,
+        open_store(
+            adapter="dynamodb", adapter_config={"table_name": session_table, "endpoint_url": proxy.url}
+        ) as store,
+    ):
+        assert isinstance(_lean(store.adapter), LeanClient)  # type: ignore[arg-type]
+        scope = f"lean-faults-{secrets.token_hex(3)}"
+        keys = [f"k{i}" for i in range(6)]
+        assert {
+            k: r.old_value for k, r in store.set_many(scope, {key: {"n": 0} for key in keys}).items()
+        } == dict.fromkeys(keys, None)
+        sent = proxy.seen["PutItem"]
+        proxy.fail("PutItem", THROTTLE, 2)
+        assert all(
+            r.old_value == {"n": 0} for r in store.set_many(scope, {key: {"n": 1} for key in keys}).values()
+        )
+        assert proxy.seen["PutItem"] == sent + 6 + 2
+
+        sent = proxy.seen["PutItem"]
+        proxy.fail("PutItem", CUT_REPLY)
+        answer = store.trigger(
+            {
+                "function_id": "state::batch",
+                "payload": {
+                    "ops": [{"op": "set", "scope": scope, "key": k, "value": {"n": 2}} for k in keys]
+                },
+            }
+        )
+        assert isinstance(answer, list)
+        lost = [a for a in answer if isinstance(a, dict) and "error" in a]
+        assert len(lost) == 1 and lost[0]["error"]["code"] == "SET_ERROR"
+        assert "may or may not have been applied" in lost[0]["error"]["message"]
+        assert sum(1 for a in answer if a == {"old_value": {"n": 1}, "new_value": {"n": 2}}) == 5
+        assert proxy.seen["PutItem"] == sent + 6  # the cut one was not resent
+        assert store.get_many(scope, keys) == {key: {"n": 2} for key in keys}  # it was applied, once
+
+        sent = proxy.seen["PutItem"]
+        proxy.fail("PutItem", DROP)
+        ops = [
+            {"op": "update", "scope": scope, "key": k, "ops": [{"type": "increment", "path": "n", "by": 1}]}
+            for k in keys
+        ]
+        answer = store.trigger({"function_id": "state::batch", "payload": {"ops": ops}})
+        assert answer == [{"old_value": {"n": 2}, "new_value": {"n": 3}}] * 6
+        assert proxy.seen["PutItem"] == sent + 6 + 1  # the dropped put was resent once, after a read
+
+        store.set_many(scope, {"m1": "marker", "m2": "marker"})
+        proxy.fail("PutItem", CORRUPT)  # whichever put comes first: its old value "marker" comes back changed
+        ops = [{"op": "set", "scope": scope, "key": k, "value": "x"} for k in ("m1", "m2")]
+        answer = store.trigger({"function_id": "state::batch", "payload": {"ops": ops}})
+        assert isinstance(answer, list)
+        corrupted = [a for a in answer if isinstance(a, dict) and "error" in a]
+        assert len(corrupted) == 1 and corrupted[0]["error"]["code"] == "SET_ERROR", answer
+        assert "may or may not have been applied" in corrupted[0]["error"]["message"]
+        assert {"old_value": "marker", "new_value": "x"} in answer
+
+
+def test_a_keep_alive_connection_the_server_closed_is_replaced(adapter: DynamoDBAdapter) -> None:
+    lean, table = _lean(adapter), adapter.table
+    lean.get_item(TableName=table, Key=_key("ka", "k"))
+    if lean._local.held is None:  # moto answers "Connection: close": a new connection each time
+        assert lean._open == set()
+        assert lean.get_item(TableName=table, Key=_key("ka", "k")) is not None
+        return
+    conn = lean._local.held[1]
+    assert lean.get_item(TableName=table, Key=_key("ka", "k")) is not None
+    assert lean._local.held[1] is conn  # kept alive
+    assert conn.sock is not None
+    conn.sock.shutdown(2)  # as a server closing an idle connection leaves it: readable at EOF
+    assert lean.get_item(TableName=table, Key=_key("ka", "k")) is not None
+    assert lean._local.held[1] is not conn
+
+
+def test_connection_refused_and_no_credentials_are_botocores_errors(
+    adapter: DynamoDBAdapter, session_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lean = _lean(adapter)
+    dead = LeanClient(adapter._client, None)
+    with pytest.raises(NoCredentialsError):
+        dead.put_item(TableName=session_table, Item=_key("x", "y"))
+    monkeypatch.setattr(dead, "_credentials", lean._credentials)
+    monkeypatch.setattr(dead, "_port", 1)  # nothing listens on port 1
+    with pytest.raises(EndpointConnectionError):
+        dead.put_item(TableName=session_table, Item=_key("x", "y"))
+    assert issubclass(EndpointConnectionError, BotoCoreError)
+
+
+def test_lean_requests_false_sends_everything_with_botocore(config: dict[str, Any]) -> None:
+    with open_store(adapter="dynamodb", adapter_config={**config, "lean_requests": False}) as store:
+        adapter = store.adapter
+        assert isinstance(adapter, DynamoDBAdapter) and adapter._batch_via is adapter._client
+        assert store.set_many("lean-off", {"a": 1})["a"].new_value == 1
+
+
+def test_no_credentials_in_a_batch_is_a_clear_error(
+    config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_store(adapter="dynamodb", adapter_config=config) as store:
+        adapter = store.adapter
+        assert isinstance(adapter, DynamoDBAdapter)
+        monkeypatch.setattr(_lean(adapter), "_credentials", None)
+        with pytest.raises(BackendError, match="Unable to locate credentials"):
+            store.set_many("lean-nocreds", {"a": 1, "b": 2})
