@@ -5,7 +5,7 @@ Why: on loopback a batch of sets is bound by client CPU, not by the server. boto
 1 to 1.5 ms of Python per ``PutItem`` (serialising by the model, endpoint rules, events, signing,
 urllib3, parsing by the model), so 16 threads under the GIL send well under 1,000 a second; this
 client's request costs a JSON dump, one SigV4 signature with a cached key and a keep-alive
-``http.client`` round trip (decision 0020).
+``http.client`` round trip (decision 0021).
 
 It behaves like the client it sits beside, so :class:`~.calls.Caller`'s retry policy and
 :mod:`.settle` apply unchanged:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import threading
 import time
 import urllib.parse
@@ -31,7 +32,9 @@ DELAY = "delay"  # wait `delay` seconds, then forward
 class FaultyProxy:
     """``url`` forwards to ``upstream``; ``fail(operation, action, times)`` arms a fault."""
 
-    def __init__(self, upstream: str, delay: float = 0.5, marker: bytes = b"marker") -> None:
+    def __init__(
+        self, upstream: str, delay: float = 0.5, marker: bytes = b"marker", tls: ssl.SSLContext | None = None
+    ) -> None:
         parts = urllib.parse.urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.delay = delay
@@ -54,7 +57,11 @@ class FaultyProxy:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "http"
+        if tls is not None:  # clients speak https to the proxy; it forwards in plain http
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def fail(
@@ -144,8 +151,10 @@ class FaultyProxy:
 
 
 @contextmanager
-def faulty_proxy(upstream: str, delay: float = 0.5) -> Iterator[FaultyProxy]:
-    proxy = FaultyProxy(upstream, delay).start()
+def faulty_proxy(
+    upstream: str, delay: float = 0.5, tls: ssl.SSLContext | None = None
+) -> Iterator[FaultyProxy]:
+    proxy = FaultyProxy(upstream, delay, tls=tls).start()
     try:
         yield proxy
     finally:

@@ -6,8 +6,11 @@ throttling, corrupted replies) handled exactly as the botocore path handles them
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import secrets
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -255,3 +258,60 @@ def test_no_credentials_in_a_batch_is_a_clear_error(
         monkeypatch.setattr(_lean(adapter), "_credentials", None)
         with pytest.raises(BackendError, match="Unable to locate credentials"):
             store.set_many("lean-nocreds", {"a": 1, "b": 2})
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (cryptography comes with moto)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+def test_https_with_the_ca_bundle_botocore_uses(
+    endpoint: str, session_table: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An https endpoint whose certificate only ``AWS_CA_BUNDLE`` trusts: botocore (opening,
+    single calls) and the lean client (the batch's writes) both verify it and both get through."""
+    cert, key = _self_signed(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
+    with (
+        faulty_proxy(endpoint, tls=tls) as proxy,
+        open_store(
+            adapter="dynamodb", adapter_config={"table_name": session_table, "endpoint_url": proxy.url}
+        ) as store,
+    ):
+        assert proxy.url.startswith("https://")
+        assert isinstance(_lean(store.adapter), LeanClient)  # type: ignore[arg-type]
+        scope = f"tls-{secrets.token_hex(3)}"
+        assert [r.new_value for r in store.set_many(scope, {"a": 1, "b": 2}).values()] == [1, 2]
+        assert store.get(scope, "b") == 2
+        assert sum("lean" in headers.get("User-Agent", "") for _op, headers, _body in proxy.received) == 2
