@@ -272,10 +272,20 @@ class KvMemoryStore(Adapter):
     ) -> bool:
         with self._lock:
             self._purge()
-            writes = change([self._live(scope, key) for scope, key in entries])
+            if self._deadlines:
+                live = [self._live(scope, key) for scope, key in entries]
+            else:  # nothing can expire: each entry is one look-up
+                scopes = self._scopes
+                live = [None if (held := scopes.get(s)) is None else held.get(k) for s, k in entries]
+            writes = change(live)
             for scope, key, data, expires_at in writes or ():
                 if data is None:
                     self._drop(scope, key)
+                elif expires_at is None and not self._deadlines:  # _put, with no deadline to clear
+                    held = self._scopes.setdefault(scope, {})
+                    if key not in held:
+                        insort(self._sorted.setdefault(scope, []), key)
+                    held[key] = data
                 else:
                     self._put(scope, key, data, expires_at)
             return True

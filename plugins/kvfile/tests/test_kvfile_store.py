@@ -17,7 +17,7 @@ from kv_helpers import file_config
 
 from iii_state_core import ConfigError, StateError, StateStore, open_store
 from iii_state_core.config import resolve
-from iii_state_core.expiry import now_ms
+from iii_state_core.expiry import KEEP, now_ms
 from iii_state_core.opening import adapter_config_for
 
 HOSTILE = [
@@ -634,3 +634,24 @@ def test_a_claim_never_deletes_a_live_row_whatever_the_expired_table_holds(store
         assert store.read("s", "live") == b'"here"'
     finally:
         store.close()
+
+
+def test_an_in_memory_transaction_without_deadlines_reads_writes_and_lists_as_one_with_them() -> None:
+    """``modify_many`` while nothing has a deadline (its look-up and write without one) against a
+    store where an entry has one: the same old values, stored bytes and key order."""
+    plain, timed = KvMemoryStore(), KvMemoryStore()
+    for store in (plain, timed):
+        store.write("s", "b", b"1")
+    timed.write("other", "x", b"0", 2**52)  # a deadline somewhere: the usual way
+    seen: dict[str, list[bytes | None]] = {}
+    for name, store in (("plain", plain), ("timed", timed)):
+
+        def change(live: list[bytes | None], name: str = name) -> list[Any]:
+            seen[name] = live
+            return [("s", "c", b"3", None), ("s", "a", b"2", None), ("s", "b", None, None),
+                    ("t", "z", b"4", KEEP)]  # fmt: skip
+
+        assert store.modify_many([("s", "a"), ("s", "b"), ("t", "z")], change)
+    assert seen["plain"] == seen["timed"] == [None, b"1", None]
+    assert plain.scan("s", None, 10) == timed.scan("s", None, 10) == ([("a", b"2"), ("c", b"3")], None)
+    assert plain.read("t", "z") == timed.read("t", "z") == b"4"
