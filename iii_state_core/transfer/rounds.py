@@ -80,6 +80,8 @@ def read_rounds(stream: BinaryIO, limits: Limits, report: ImportReport | None) -
     # depth limit or shorter than an out-of-range integer (else counted), no size limit. Anything
     # else takes those functions whole, so results and messages stay theirs.
     encoder = _encode_checked if limits.max_value_bytes is None and caps.max_value_bytes is None else None
+    # no name limits (kv): no name is longer than its line, so the length checks always pass
+    named = caps.max_scope_bytes is not None or caps.max_key_bytes is not None
     scope_limit = caps.max_scope_bytes if caps.max_scope_bytes is not None else MAX_LINE_BYTES
     key_limit = caps.max_key_bytes if caps.max_key_bytes is not None else MAX_LINE_BYTES
     max_depth = limits.max_depth
@@ -110,12 +112,12 @@ def read_rounds(stream: BinaryIO, limits: Limits, report: ImportReport | None) -
                     encoded = join(encoder(record["value"], 0))
                 except ValueError:  # NaN or Infinity: encode_parsed names it
                     encoded = ""
+                size = len(encoded)
                 if (
-                    encoded
-                    and len(scope) <= scope_limit
-                    and len(key) <= key_limit
-                    and (len(encoded) < 19 or long_number(encoded) is None)
-                    and (len(encoded) <= max_depth or encoded.count("[") + encoded.count("{") <= max_depth)
+                    size
+                    and (size < 19 or long_number(encoded) is None)
+                    and (size <= max_depth or encoded.count("[") + encoded.count("{") <= max_depth)
+                    and (not named or (len(scope) <= scope_limit and len(key) <= key_limit))
                 ):
                     try:
                         data = encoded.encode("utf-8")
