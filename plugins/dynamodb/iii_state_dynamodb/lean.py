@@ -4,8 +4,8 @@ answers as the botocore client, at a fraction of its CPU.
 Why: on loopback a batch of sets is bound by client CPU, not by the server. botocore spends about
 1 to 1.5 ms of Python per ``PutItem`` (serialising by the model, endpoint rules, events, signing,
 urllib3, parsing by the model), so 16 threads under the GIL send well under 1,000 a second; this
-client's request costs a JSON dump, one SigV4 signature with a cached key and a keep-alive
-``http.client`` round trip (decision 0021).
+client's request costs a JSON dump, one SigV4 signature with a cached key and one write and
+one read on a keep-alive connection (:mod:`.http1`; decision 0021).
 
 It behaves like the client it sits beside, so :class:`~.calls.Caller`'s retry policy and
 :mod:`.settle` apply unchanged:
@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import base64
 import datetime
-import http.client
 import json
 import os
-import select
 import socket
 import ssl
 import threading
@@ -54,6 +52,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped, unused-ignore]
 from botocore.httpsession import get_cert_path  # type: ignore[import-untyped, unused-ignore]
 from botocore.parsers import ResponseParserError, create_parser  # type: ignore[import-untyped, unused-ignore]
 
+from .http1 import Connection, Lost
 from .sigv4 import CONTENT_TYPE, Credentials, Signer
 
 TARGET_PREFIX: Final = "DynamoDB_20120810."
@@ -136,7 +135,7 @@ class LeanClient:
         if self._https:
             self._context = ssl.create_default_context(cafile=ca_bundle or get_cert_path(True))
         self._local = threading.local()
-        self._open: set[http.client.HTTPConnection] = set()
+        self._open: set[Connection] = set()
         self._open_lock = threading.Lock()
         self._parser = create_parser("json")
 
@@ -222,29 +221,29 @@ class LeanClient:
 
     # -- connections ----------------------------------------------------------------------------
     def _exchange(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        raw = f"POST / HTTP/1.1\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode("latin-1")
         conn = self._connection()
         try:
-            conn.request("POST", "/", body, headers)
-            response = conn.getresponse()
-            data = response.read()
-        except TimeoutError as exc:  # socket.timeout: the request was sent, no reply in time
+            status, reply_headers, data, keep = conn.exchange(raw, body)
+        except TimeoutError as exc:  # the request was sent, no reply in time
             self._drop(conn)
             raise ReadTimeoutError(endpoint_url=self.url, error=exc) from None
-        except (OSError, http.client.HTTPException) as exc:  # sent, maybe applied, no reply
+        except (OSError, Lost) as exc:  # sent, maybe applied, no (whole) reply
             self._drop(conn)
             raise ConnectionClosedError(endpoint_url=self.url, error=exc) from None
-        if response.will_close:
+        if not keep:
             self._drop(conn)
-        return response.status, {name.lower(): value for name, value in response.getheaders()}, data
+        return status, reply_headers, data
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> Connection:
         """This thread's connection: kept alive between requests, checked before reuse (a socket
         that reads as ready while idle was closed by the server), made anew after a fork."""
         held = getattr(self._local, "held", None)
         if held is not None:
             pid, conn = held
-            if pid == os.getpid() and conn.sock is not None and not _closed_by_peer(conn.sock):
-                kept: http.client.HTTPConnection = conn
+            if pid == os.getpid() and not conn.closed_by_peer():
+                kept: Connection = conn
                 return kept
             if pid == os.getpid():
                 self._drop(conn)
@@ -254,31 +253,31 @@ class LeanClient:
             self._open.add(conn)
         return conn
 
-    def _connect(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection
-        if self._https:
-            conn = http.client.HTTPSConnection(
-                self._hostname, self._port, timeout=self._connect_timeout, context=self._context
-            )
-        else:
-            conn = http.client.HTTPConnection(self._hostname, self._port, timeout=self._connect_timeout)
+    def _connect(self) -> Connection:
+        address = (self._hostname, self._port or (443 if self._https else 80))
         try:
-            conn.connect()
+            sock = socket.create_connection(address, timeout=self._connect_timeout)
         except TimeoutError as exc:
-            conn.close()
             raise ConnectTimeoutError(endpoint_url=self.url, error=exc) from None
-        except ssl.SSLError as exc:
-            conn.close()
-            raise SSLError(endpoint_url=self.url, error=exc) from None
         except OSError as exc:
-            conn.close()
             raise EndpointConnectionError(endpoint_url=self.url, error=exc) from None
-        assert conn.sock is not None
-        conn.sock.settimeout(self._read_timeout)
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._context is not None:
+            try:
+                sock = self._context.wrap_socket(sock, server_hostname=self._hostname)
+            except TimeoutError as exc:
+                sock.close()
+                raise ConnectTimeoutError(endpoint_url=self.url, error=exc) from None
+            except ssl.SSLError as exc:
+                sock.close()
+                raise SSLError(endpoint_url=self.url, error=exc) from None
+            except OSError as exc:
+                sock.close()
+                raise EndpointConnectionError(endpoint_url=self.url, error=exc) from None
+        sock.settimeout(self._read_timeout)
+        return Connection(sock)
 
-    def _drop(self, conn: http.client.HTTPConnection) -> None:
+    def _drop(self, conn: Connection) -> None:
         conn.close()
         with self._open_lock:
             self._open.discard(conn)
@@ -292,12 +291,3 @@ class LeanClient:
             conns, self._open = self._open, set()
         for conn in conns:
             conn.close()
-
-
-def _closed_by_peer(sock: socket.socket) -> bool:
-    """An idle keep-alive socket that is readable has been closed (or answered out of turn)."""
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
