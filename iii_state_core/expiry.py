@@ -44,6 +44,11 @@ KEEP: Final = _Keep()
 ExpiresAt = int | None | _Keep
 
 
+def resolve_expiry(expires_at: ExpiresAt, current: int | None) -> int | None:
+    """The deadline a write leaves: ``current`` for :data:`KEEP`, else ``expires_at``."""
+    return current if isinstance(expires_at, _Keep) else expires_at
+
+
 def now_ms() -> int:
     """Wall-clock milliseconds since the epoch: the clock of every deadline (``Limits.expires_at``
     reads it inline on its hot path)."""

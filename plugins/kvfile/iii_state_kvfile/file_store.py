@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from iii_state_core import Adapter, BackendError, Capabilities, ConfigError, Options
 from iii_state_core.adapter import Expired, Page, PlannedWrite, Token
-from iii_state_core.expiry import EXPIRY_LEASE_MS, KEEP, ExpiresAt, now_ms
+from iii_state_core.expiry import EXPIRY_LEASE_MS, KEEP, ExpiresAt, now_ms, resolve_expiry
 
 from . import cursors
 from .memory_store import KvMemoryStore
@@ -448,7 +448,7 @@ class KvFileStore(Adapter):
     ) -> bool:
         if token is None:  # only if missing or expired; a missing entry has no deadline to keep
             cur = db.execute(
-                _CREATE, (_b(scope), _b(key), data, None if expires_at is KEEP else expires_at, now)
+                _CREATE, (_b(scope), _b(key), data, resolve_expiry(expires_at, None), now)
             )
         elif expires_at is KEEP:
             cur = db.execute(
@@ -486,7 +486,7 @@ class KvFileStore(Adapter):
         live = row is not None and (row[1] is None or row[1] > now)
         old, deadline = (bytes(row[0]), row[1]) if live else (None, None)
         new = change(old)
-        _upsert(db, (s, k, new, deadline if expires_at is KEEP else expires_at), row)
+        _upsert(db, (s, k, new, resolve_expiry(expires_at, deadline)), row)
         return old, new
 
     def write_many_if(
