@@ -315,3 +315,34 @@ def test_https_with_the_ca_bundle_botocore_uses(
         assert [r.new_value for r in store.set_many(scope, {"a": 1, "b": 2}).values()] == [1, 2]
         assert store.get(scope, "b") == 2
         assert sum("lean" in headers.get("User-Agent", "") for _op, headers, _body in proxy.received) == 2
+
+
+@pytest.mark.parametrize(
+    ("endpoint_url", "env", "why"),
+    [
+        ("http://127.0.0.1:8000", {}, None),
+        ("https://dynamodb.eu-west-1.amazonaws.com/", {}, None),
+        ("http://127.0.0.1:8000/prefix", {}, "the endpoint has a path"),
+        ("http://127.0.0.1:8000", {"HTTP_PROXY": "http://127.0.0.1:3128"}, "requests go through a proxy"),
+        ("http://127.0.0.1:8000", {"HTTP_PROXY": "http://127.0.0.1:3128", "NO_PROXY": "127.0.0.1"}, None),
+    ],
+)
+def test_endpoints_only_botocore_can_serve_keep_botocore(
+    endpoint_url: str, env: dict[str, str], why: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A path in the URL or a proxy: the adapter's batch writes stay on botocore (no server needed)."""
+    from iii_state_dynamodb.client import make_client, make_lean, make_session
+    from iii_state_dynamodb.config import parse_settings
+    from iii_state_dynamodb.lean import lean_unsupported
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = parse_settings({"table_name": "t-lean", "endpoint_url": endpoint_url})
+    session = make_session(settings)
+    client = make_client(settings, session, "us-east-1")
+    assert lean_unsupported(client) == why
+    assert isinstance(make_lean(settings, session, client), LeanClient) is (why is None)
+    off = parse_settings({"table_name": "t-lean", "endpoint_url": endpoint_url, "lean_requests": False})
+    assert make_lean(off, session, client) is None
