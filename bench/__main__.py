@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="seconds-long smoke run (CI); figures not meaningful"
     )
     parser.add_argument(
-        "--adapters", help=f"comma-separated, from: {', '.join(TARGETS)} (default: all)", default=None
+        "--adapters",
+        help=f"comma-separated, from: {', '.join(TARGETS)} (default: all but kv-fsync)",
+        default=None,
     )
     parser.add_argument("--out", type=Path, help="write the report here (default: print it)")
     parser.add_argument(

@@ -12,10 +12,11 @@ from . import workload as w
 from .raw import RawSide
 
 
-def raw_sqlite(directory: str) -> sqlite3.Connection:
+def raw_sqlite(directory: str, fsync: bool = False) -> sqlite3.Connection:
+    """The raw side's database, with the PRAGMAs the kv file store sets (``fsync``: its option)."""
     db = sqlite3.connect(os.path.join(directory, "raw.sqlite3"), isolation_level=None)
     db.execute("PRAGMA journal_mode = WAL")
-    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
     db.execute(
         "CREATE TABLE IF NOT EXISTS entries "
         "(scope BLOB, key BLOB, value BLOB, PRIMARY KEY (scope, key)) WITHOUT ROWID"
@@ -40,8 +41,8 @@ class RawSqlite(RawSide):
         "list_entries": "SELECT key, value … ORDER BY key LIMIT 100 + json.loads each",
     }
 
-    def __init__(self, directory: str) -> None:
-        self.db = raw_sqlite(directory)
+    def __init__(self, directory: str, fsync: bool = False) -> None:
+        self.db = raw_sqlite(directory, fsync)
 
     def _read(self, scope: bytes, key: str) -> bytes | None:
         row = self.db.execute(
