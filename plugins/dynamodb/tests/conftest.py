@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 from dynamodb_test_helpers import DUMMY_ENV, adapter_config, new_table_name
+from iii_state_dynamodb import DynamoDBAdapter
+from iii_state_testsupport import DYNAMODB_URL_ENV, external_url
 
 # ``dynalite_endpoint`` and ``moto_endpoint`` (moto behind its request-serialising runner) are
 # fixtures of the unpublished test-support package's pytest plugin (tests/support).
-from iii_state_dynamodb import DynamoDBAdapter
-from iii_state_testsupport import DYNAMODB_URL_ENV, external_url
+from iii_state_core import StateStore, open_store
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -47,3 +48,17 @@ def session_table(endpoint: str) -> str:
 def config(endpoint: str, session_table: str) -> dict[str, Any]:
     """The adapter config of the session table on this test's server."""
     return adapter_config(endpoint, session_table)
+
+
+#: A store on the session table of this test's server, and its adapter (test files that need
+#: another store, e.g. behind a fault proxy, define their own ``store``).
+@pytest.fixture
+def store(config: dict[str, Any]) -> Iterator[StateStore]:
+    with open_store(adapter="dynamodb", adapter_config=config) as opened:
+        yield opened
+
+
+@pytest.fixture
+def adapter(store: StateStore) -> DynamoDBAdapter:
+    assert isinstance(store.adapter, DynamoDBAdapter)
+    return store.adapter

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,18 +21,6 @@ from iii_state_core import (
     open_store,
 )
 from iii_state_core.paging import local_cursor
-
-
-@pytest.fixture
-def store(config: dict[str, Any]) -> Iterator[StateStore]:
-    with open_store(adapter="dynamodb", adapter_config=config) as opened:
-        yield opened
-
-
-@pytest.fixture
-def adapter(store: StateStore) -> DynamoDBAdapter:
-    assert isinstance(store.adapter, DynamoDBAdapter)
-    return store.adapter
 
 
 @pytest.fixture

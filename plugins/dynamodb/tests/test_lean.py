@@ -9,7 +9,6 @@ import datetime
 import ipaddress
 import secrets
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -22,19 +21,7 @@ from faulty_proxy import CORRUPT, CUT_REPLY, DROP, THROTTLE, faulty_proxy
 from iii_state_dynamodb import DynamoDBAdapter
 from iii_state_dynamodb.lean import LeanClient
 
-from iii_state_core import BackendError, StateStore, open_store
-
-
-@pytest.fixture
-def store(config: dict[str, Any]) -> Iterator[StateStore]:
-    with open_store(adapter="dynamodb", adapter_config=config) as opened:
-        yield opened
-
-
-@pytest.fixture
-def adapter(store: StateStore) -> DynamoDBAdapter:
-    assert isinstance(store.adapter, DynamoDBAdapter)
-    return store.adapter
+from iii_state_core import BackendError, open_store
 
 
 def _lean(adapter: DynamoDBAdapter) -> LeanClient:
