@@ -19,13 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
-import threading
-import time
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "worker"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run by path: ``bench`` from the root
@@ -34,54 +30,20 @@ from engine_peer import EnginePeer
 from iii import InitOptions  # type: ignore[import-untyped]
 from iii.iii import III  # type: ignore[import-untyped]
 
-from bench.run.measuring import Measurement, Pair, measure, rows_table
+from bench.run.measuring import Pair, measure, rows_table
+from bench.run.worker_calls import (
+    FEATURES,
+    MEMORY,
+    OPS,
+    Loop,
+    caller,
+    concurrent,
+    start_peer,
+    wait_registered,
+    wait_until,
+)  # fmt: skip
 from iii_state_core import open_async_store
-from iii_state_core.wire import FUNCTIONS
 from iii_state_core.worker import StateWorker, WorkerSettings
-
-T = TypeVar("T")
-MEMORY = {"adapter": {"name": "kv", "config": {"store_method": "in_memory"}}}
-INCREMENT = [{"type": "increment", "path": "n", "by": 1}]
-OPS: dict[str, Any] = {
-    "set": lambda i: {"scope": "bench", "key": f"k{i % 1000}", "value": {"n": i, "tags": ["a", "b"]}},
-    "get": lambda i: {"scope": "bench", "key": f"k{i % 1000}"},
-    "update": lambda i: {
-        "scope": "bench",
-        "key": "counter",
-        "ops": [{"type": "increment", "path": "n", "by": 1}],
-    },
-}
-
-
-class Loop:
-    """An event loop on a thread of its own, for the peers and the worker."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-
-#: What the peers announce: an iii 0.25 engine.
-FEATURES = ("observe.v1",)
-
-
-async def _start_peer() -> EnginePeer:
-    peer = EnginePeer(features=FEATURES)
-    await peer.start()
-    return peer
-
-
-async def _wait_registered(peer: EnginePeer) -> None:
-    for name in FUNCTIONS:
-        await peer.wait_for_function(f"state::{name}")
 
 
 async def _serve_raw() -> tuple[EnginePeer, Any, Any]:
@@ -99,41 +61,6 @@ async def _serve_raw() -> tuple[EnginePeer, Any, Any]:
     return peer, iii, store
 
 
-def _concurrent(runner: Loop, peer: EnginePeer, function_id: str, label: str, n: int = 2000) -> Measurement:
-    """``n`` calls in flight at once, 200 at a time."""
-
-    async def go() -> list[float]:
-        sem = asyncio.Semaphore(200)
-        times: list[float] = []
-
-        async def one(i: int) -> None:
-            async with sem:
-                t0 = time.perf_counter()
-                await peer.call(function_id, OPS["update"](i), timeout=30)
-                times.append(time.perf_counter() - t0)
-
-        await asyncio.gather(*(one(i) for i in range(n)))
-        return times
-
-    started = time.perf_counter()
-    times = sorted(runner.run(go()))
-    total = time.perf_counter() - started
-    return Measurement(label, n / total, statistics.median(times) * 1e6, times[int(n * 0.99)] * 1e6)
-
-
-def _caller(runner: Loop, peer: EnginePeer, function_id: str, op: str) -> Callable[[int], object]:
-    """One blocking call through ``peer``: what :func:`harness.measure` times."""
-    return lambda i: runner.run(peer.call(function_id, OPS[op](i)))
-
-
-def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the worker never saw the observer the peer attached")
-        time.sleep(0.01)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0)
@@ -142,30 +69,30 @@ def main() -> None:
     runner = Loop()
     # The worker owns its loop, as under `iii-state worker`; the peers share another one.
     worker_loop = Loop()
-    ours_peer = runner.run(_start_peer())
+    ours_peer = runner.run(start_peer())
     worker = StateWorker(MEMORY, WorkerSettings(engine_url=ours_peer.url, telemetry=False))
     worker_loop.run(worker.start())
-    runner.run(_wait_registered(ours_peer))
-    _wait(lambda: not worker.on_changed_observed())  # the engine's (empty) observer set arrived
+    runner.run(wait_registered(ours_peer))
+    wait_until(lambda: not worker.on_changed_observed())  # the engine's (empty) observer set arrived
     raw_peer, raw_iii, raw_store = runner.run(_serve_raw())
     pairs = []
     for name in OPS:
         ours = measure(
-            f"state::{name}", _caller(runner, ours_peer, f"state::{name}", name), seconds=args.seconds
+            f"state::{name}", caller(runner, ours_peer, f"state::{name}", name), seconds=args.seconds
         )
-        raw = measure(f"raw::{name}", _caller(runner, raw_peer, f"raw::{name}", name), seconds=args.seconds)
+        raw = measure(f"raw::{name}", caller(runner, raw_peer, f"raw::{name}", name), seconds=args.seconds)
         pairs.append(Pair(f"{name} (one at a time)", ours, raw))
     pairs.append(
         Pair(
             "update (200 in flight)",
-            _concurrent(runner, ours_peer, "state::update", "ours"),
-            _concurrent(runner, raw_peer, "raw::update", "raw"),
+            concurrent(runner, ours_peer, "state::update", "ours"),
+            concurrent(runner, raw_peer, "raw::update", "raw"),
         )
     )
     runner.run(ours_peer.add_observer("state::on-changed", "bench-observer"))
-    _wait(worker.on_changed_observed)
-    ours = measure("state::set", _caller(runner, ours_peer, "state::set", "set"), seconds=args.seconds)
-    raw = measure("raw::set", _caller(runner, raw_peer, "raw::set", "set"), seconds=args.seconds)
+    wait_until(worker.on_changed_observed)
+    ours = measure("state::set", caller(runner, ours_peer, "state::set", "set"), seconds=args.seconds)
+    raw = measure("raw::set", caller(runner, raw_peer, "raw::set", "set"), seconds=args.seconds)
     pairs.append(Pair("set, state::on-changed observed", ours, raw))
     worker_loop.run(worker.stop())
     worker_loop.close()
