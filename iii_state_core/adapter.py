@@ -228,6 +228,18 @@ class Adapter(ABC):
         """
         return [_outcome(self, name, args) for name, args in calls]
 
+    def read_joined(self, scope: str, keys: Sequence[str]) -> str | None:
+        """Optional: the live values of ``keys`` (distinct, all in ``scope``) as one JSON array
+        text, element *i* being exactly the bytes stored for ``keys[i]`` (``null`` when missing).
+
+        A batch of plain gets of one scope asks it first: the core parses one text instead of a
+        value per entry. Answer ``None`` whenever you cannot vouch that every stored value is
+        one whole JSON text (a foreign writer's bytes could otherwise run into their neighbour's);
+        the core then reads the entries with :meth:`run_many` and checks each value on its own.
+        The default answers ``None``.
+        """
+        return None
+
     def write_many_if(
         self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]
     ) -> bool:
@@ -375,6 +387,10 @@ class AsyncAdapter(ABC):
         self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]
     ) -> bool:
         raise NotImplementedError("this adapter does not declare transactions")
+
+    async def read_joined(self, scope: str, keys: Sequence[str]) -> str | None:
+        """See :meth:`Adapter.read_joined`; the default answers ``None``."""
+        return None
 
     async def write_many_when(
         self, conditions: Sequence[ByteCondition], writes: Sequence[PlannedWrite]

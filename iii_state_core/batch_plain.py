@@ -158,6 +158,31 @@ def _entry_ok(limits: Limits, scope: str, key: str) -> bool:
     return True
 
 
+def read_joined(plain: Plain) -> Generator[Call, Any, list[BatchItem] | None]:
+    """A round of gets of one scope as one ``read_joined`` call (``Limits.joined_reads``): one text
+    parsed at once, where :func:`_got` parses a value per entry. ``None``: the round is not one of
+    those, or the adapter could not vouch for its text (then :func:`run_plain` reads it)."""
+    from .batch import BatchItem
+
+    calls = plain.calls
+    if plain.functions[0] != "get" or plain.functions.count("get") != len(calls):
+        return None
+    scope = calls[0].args[0]
+    keys = [call.args[1] for call in calls if call.args[0] == scope]
+    if len(keys) != len(calls):
+        return None
+    text = yield _new(Call, ("read_joined", (scope, keys)))
+    if type(text) is not str:
+        return None
+    try:  # every element is one whole stored value (the adapter checked): the same objects
+        values, end = _scan_once(text, 0)  # as decoding each value alone gives
+    except Exception:
+        return None  # a value decode_stored refuses (NaN, a number no double holds): each alone says which
+    if end != len(text) or type(values) is not list or len(values) != len(calls):
+        return None
+    return list(map(_new, repeat(BatchItem), zip(repeat("get"), values, repeat(None))))
+
+
 def run_plain(
     plain: Plain,
     located: Callable[[int, str, StateError], StateError],

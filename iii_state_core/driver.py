@@ -272,6 +272,11 @@ class ThreadedAsyncAdapter(AsyncAdapter):
     async def run_many(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
         return await asyncio.to_thread(self._adapter.run_many, calls)
 
+    async def read_joined(self, scope: str, keys: Sequence[str]) -> str | None:
+        if type(self._adapter).read_joined is Adapter.read_joined:
+            return None  # no thread for the default's answer
+        return await asyncio.to_thread(self._adapter.read_joined, scope, keys)
+
     async def write_many_if(self, checks: Sequence[Any], writes: Sequence[Any]) -> bool:
         return await asyncio.to_thread(self._adapter.write_many_if, checks, writes)
 

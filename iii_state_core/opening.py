@@ -146,6 +146,7 @@ def _open_settings(
         value_tokens=type(instance).value_tokens or bytes_tokens,
         bytes_tokens=bytes_tokens,
         one_step_transact=type(instance).write_many_when is not Adapter.write_many_when,
+        joined_reads=type(instance).read_joined is not Adapter.read_joined,
     )
     events = EventBus(settings.triggers_enabled, registry.event_hook())
     return instance, limits, events, settings, registry

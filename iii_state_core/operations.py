@@ -66,6 +66,8 @@ class Limits:
     bytes_tokens: bool = False
     #: The adapter implements ``write_many_when``: a transaction of blind writes is one call.
     one_step_transact: bool = False
+    #: The adapter implements ``read_joined``: a batch of gets of one scope asks it first.
+    joined_reads: bool = False
     #: Whether the store's events reach anybody now; each store sets it to its own
     #: ``EventBus.listening``. A hot plan may skip building an event when it answers ``False``
     #: (the store would drop it). ``None``: assume somebody listens.

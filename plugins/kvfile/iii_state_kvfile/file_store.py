@@ -8,6 +8,7 @@ can share the file through its locks. See the plugin README for the measurements
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sqlite3
 import threading
@@ -138,6 +139,18 @@ _INSERT_NEW = "INSERT INTO entries (scope, key, value) VALUES (CAST(? AS BLOB), 
 
 #: Options that only a file_based store uses.
 _FILE_OPTIONS = ("file_path", "fsync", "busy_timeout_ms", "expiry_lease_ms")
+
+#: ``read_joined``'s query (args: the keys as a JSON array, scope, now): the live values, each one
+#: checked to be a whole JSON text, joined in the keys' order (``j.key`` is each key's place: the
+#: places come back too, to check the order, which an aggregate does not promise).
+_READ_JOINED = (
+    "SELECT group_concat(j.key), min(e.value IS NULL OR json_valid(CAST(e.value AS TEXT))), "
+    "'[' || group_concat(coalesce(CAST(e.value AS TEXT), 'null'), ',') || ']' "
+    f"FROM json_each(?1) AS j LEFT JOIN entries AS e ON e.scope = ?2 AND e.key = CAST(j.value AS BLOB) "
+    f"AND {_LIVE.replace('expires', 'e.expires').replace('?', '?3')}"
+)
+#: Per number of keys: the places ``read_joined``'s rows must come in, as ``group_concat`` spells them.
+_PLACES: dict[int, str] = {}
 
 
 def store_method(config: Mapping[str, Any]) -> str:
@@ -700,6 +713,26 @@ class KvFileStore(Adapter):
                 for i, name in zip(part, names, strict=True):
                     out[i] = found.get(name)
         return out
+
+    def read_joined(self, scope: str, keys: Sequence[str]) -> str | None:
+        """One query: the keys go in as one JSON array (``json_each``: no bound parameter per key,
+        half the time of ``key IN (?, …)``) and the values come out as one text, each checked by
+        SQLite to be a whole JSON text. ``None`` for keys a JSON string could change (not printable
+        ASCII), a value that is not valid JSON or UTF-8, or rows out of order."""
+        names = "".join(keys)
+        if not keys or not (names.isascii() and names.isprintable()):
+            return None
+        places = _PLACES.get(len(keys))
+        if places is None:
+            places = _PLACES[len(keys)] = ",".join(map(str, range(len(keys))))
+        try:
+            with self._lock:
+                order, valid, text = self._db.execute(
+                    _READ_JOINED, (json.dumps(keys), scope.encode("utf-8"), now_ms())
+                ).fetchone()
+        except (sqlite3.Error, ValueError):  # a value that is not UTF-8 cannot come out as text
+            return None
+        return text if order == places and valid == 1 else None
 
     def _select_many(
         self, db: sqlite3.Connection, entries: list[tuple[str, str]], now: int

@@ -1,0 +1,98 @@
+"""The file store's batch of gets (``read_joined``: one query, one text for the core to parse)
+gives each single get's answer, whatever bytes another program stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kv_helpers import file_config
+
+from iii_state_core import StateError, StateStore, open_store
+from iii_state_core.expiry import now_ms
+
+#: Stored bytes (written under the core's checks) and what each means alone.
+FOREIGN: dict[str, bytes] = {
+    "split": b"1,2",  # two values in one: joined, it would shift every value after it
+    "open": b"[3",  # with "close" it would read as one value
+    "close": b"4]",
+    "nan": b"NaN",
+    "huge": b"1e400",
+    "not-utf8": b'"\xff"',
+    "surrogate": b'"\xed\xa0\x80"',  # an encoded lone surrogate: not UTF-8, yet decodable
+    "spaced": b' 7 ',
+    "bom": b"\xef\xbb\xbf8",
+    "escape": b'"a\\"',
+    "nul": b"1\x00",
+    "empty": b"",
+}
+PLAIN: dict[str, bytes] = {
+    "one": b"1", "float": b"1.0", "big": b"123456789012345678", "null": b"null",
+    "text": '"é\\u00e9\\ud800"'.encode(), "nested": b'{"a":[1,{"b":[]}],"c":"}],["}', "false": b"false",
+}  # fmt: skip
+
+
+def _wire(store: StateStore, ops: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+    """The batch's answers, and each single get's (errors as the batch words them)."""
+    batched = store.trigger({"function_id": "state::batch", "payload": {"ops": ops}})
+    singles: list[Any] = []
+    for n, op in enumerate(ops):
+        try:
+            payload = {"scope": op["scope"], "key": op["key"]}
+            singles.append(store.trigger({"function_id": "state::get", "payload": payload}))
+        except StateError as exc:
+            singles.append({"error": {"code": exc.code, "message": f"ops[{n}] (get): {exc.message}"}})
+    return batched, singles
+
+
+@pytest.mark.parametrize("odd", [None, *FOREIGN])
+def test_a_batch_of_gets_gives_each_single_gets_answer(tmp_path: Path, odd: str | None) -> None:
+    with open_store(adapter="kv", adapter_config=file_config(tmp_path)) as store:
+        adapter = store.adapter
+        for key, data in PLAIN.items():
+            adapter.write("s", key, data)
+        adapter.write("s", "expired", b"5", now_ms() - 1)
+        adapter.write("t", "other scope", b"6")
+        keys = [*PLAIN, "expired", "missing", "other scope", 'quote"back\\slash']
+        if odd is not None:
+            adapter.write("s", odd, FOREIGN[odd])
+            keys.insert(3, odd)
+            if odd == "open":
+                adapter.write("s", "close", FOREIGN["close"])
+                keys.insert(4, "close")
+        batched, singles = _wire(store, [{"op": "get", "scope": "s", "key": k} for k in keys])
+        assert batched == singles
+        text = adapter.read_joined("s", keys)
+        if odd is None:  # the one query answered: every value vouched for, in order
+            assert text is not None and batched[0] == 1 and batched[keys.index("null")] is None
+        elif odd in ("split", "open", "escape", "empty"):  # bytes that would run into their neighbours
+            assert text is None  # (the others the core's own parse refuses, or reads as alone)
+
+
+def test_read_joined_answers_none_for_keys_a_json_string_could_change(tmp_path: Path) -> None:
+    with open_store(adapter="kv", adapter_config=file_config(tmp_path)) as store:
+        store.set("s", "a\x00b", 1)
+        store.set("s", "é", 2)
+        store.set("s", "plain", 3)
+        assert store.adapter.read_joined("s", ["plain", "a\x00b"]) is None
+        assert store.adapter.read_joined("s", ["é"]) is None
+        assert store.adapter.read_joined("s", ["plain", "nothing"]) == "[3,null]"
+        got = store.batch([{"op": "get", "scope": "s", "key": k} for k in ("plain", "a\x00b", "é")])
+        assert [item.result for item in got] == [3, 1, 2]
+
+
+def test_an_async_store_reads_the_same_batch(tmp_path: Path) -> None:
+    import asyncio
+
+    from iii_state_core import open_async_store
+
+    ops = [{"op": "get", "scope": "s", "key": k} for k in ("a", "b", "missing")]
+
+    async def run() -> list[Any]:
+        async with open_async_store(adapter="kv", adapter_config=file_config(tmp_path)) as store:
+            await store.set("s", "a", {"n": 1})
+            await store.set("s", "b", [1.0])
+            return [item.result for item in await store.batch(ops)]
+
+    assert asyncio.run(run()) == [{"n": 1}, [1.0], None]
