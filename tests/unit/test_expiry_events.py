@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -290,9 +290,12 @@ def test_wanted_names_the_events_that_reach_something() -> None:
 
 def test_a_batch_of_expired_events_is_each_entry_s_own_event(caplog: pytest.LogCaptureFixture) -> None:
     """The sweeper builds a batch's events in bulk (values decoded together, each scope's part of
-    the ids hashed once): exactly what building each one alone gives, for several scopes, keys
-    outside ASCII, and stored bytes that are not JSON (``old_value`` null, logged)."""
-    from iii_state_core.sweeper import expired_event, expired_events, expiry_id
+    the ids hashed once, the slots set without ``__init__``): exactly what building each one alone
+    gives, for several scopes, keys outside ASCII or with a NUL, and stored bytes that are not
+    JSON (``old_value`` null, logged)."""
+    from iii_state_core.sweeper import _EVENT_SLOTS, expired_event, expired_events, expiry_id
+
+    assert _EVENT_SLOTS == tuple(field.name for field in fields(StateEvent))  # none left unset
 
     entries = [
         ("s", "a", b'{"n":1}', 1_765_000_000_000),
@@ -302,6 +305,10 @@ def test_a_batch_of_expired_events_is_each_entry_s_own_event(caplog: pytest.LogC
         ("s", "a", b'{"n":2}', 1_765_000_000_002),
     ]
     events = expired_events(entries)
+    assert [repr(e) for e in events] == [repr(expired_event(entry)) for entry in entries]
+    nul = ("s", "nul\0key", b"1", 3)
+    assert expired_events([*entries, nul])[-1] == expired_event(nul)
+    assert expired_events([]) == []
     assert events == [expired_event(entry) for entry in entries]
     assert [e.expiry_id for e in events] == [expiry_id(s, k, d) for s, k, _, d in entries]
     assert len({e.expiry_id for e in events}) == len(entries)

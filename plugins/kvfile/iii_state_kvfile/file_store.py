@@ -60,9 +60,12 @@ _ANY_EXPIRED = (
     "SELECT 1 WHERE EXISTS (SELECT 1 FROM expired WHERE leased_until IS NULL OR leased_until <= ?1) "
     "OR EXISTS (SELECT 1 FROM entries WHERE sweep_at <= ?1)"
 )
+# A claim's rows come back as ``rowid, scope, key, value, expires`` with the names as text (the
+# sqlite3 module decodes them, in C): each row past its rowid is the ``Expired`` tuple as it is.
+_CLAIMED = "RETURNING rowid, CAST(scope AS TEXT), CAST(key AS TEXT), value, expires"
 _LEASE_KEPT = (
     "UPDATE expired SET leased_until = ? WHERE rowid IN (SELECT rowid FROM expired "
-    "WHERE leased_until IS NULL OR leased_until <= ? LIMIT ?) RETURNING rowid, scope, key, value, expires"
+    f"WHERE leased_until IS NULL OR leased_until <= ? LIMIT ?) {_CLAIMED}"
 )
 _TAKE_DUE = (
     "DELETE FROM entries WHERE (scope, key) IN (SELECT scope, key FROM entries "
@@ -77,13 +80,31 @@ _TAKE_DUE = (
 # largest rowid SQLite can give), so ``_DROP_LEASED`` finds the claimed rows by that range.
 _LEASE_DUE = (
     "INSERT INTO expired (scope, key, value, expires, leased_until) SELECT scope, key, value, expires, ?1 "
-    "FROM entries WHERE sweep_at <= ?2 AND expires <= ?2 ORDER BY sweep_at LIMIT ?3 "
-    "RETURNING rowid, scope, key, value, expires"
+    f"FROM entries WHERE sweep_at <= ?2 AND expires <= ?2 ORDER BY sweep_at LIMIT ?3 {_CLAIMED}"
 )
-# The acknowledgement: the rows of one claim (lease end first), at most ``_ACK_ROWS`` (so a few
-# statements, each cached, serve every chunk size; SQLite < 3.32 allows 999 variables).
-_ACK_LEASED = "DELETE FROM expired WHERE leased_until = ? AND rowid IN ({marks})"
-_ACK_ROWS = 500
+# The acknowledgement: the rows of one claim (lease end first) as runs of consecutive rowids (a
+# claim's copies are one run; rows a write kept, claimed with them, are not), at most
+# ``_ACK_RUNS`` per statement (SQLite < 3.32 allows 999 variables). A range costs SQLite about
+# half of what a ``rowid IN (…)`` list of the same rows did.
+_ACK_LEASED = "DELETE FROM expired WHERE leased_until = ? AND ({runs})"
+_ACK_RUNS = 200
+
+
+def _runs(rowids: list[int]) -> list[int]:
+    """``rowids`` (sorted, distinct) as the first and last of each run of consecutive ones, flat."""
+    bounds = [rowids[0]]
+    last = rowids[0]
+    for rowid in rowids[1:]:
+        if rowid != last + 1:
+            bounds += (last, rowid)
+        last = rowid
+    bounds.append(last)
+    return bounds
+
+
+@functools.lru_cache(maxsize=16)
+def _ack_statement(runs: int) -> str:
+    return _ACK_LEASED.format(runs=" OR ".join(["rowid BETWEEN ? AND ?"] * runs))
 # (``expires <= ?2`` as well: whatever ``expired`` holds, no live row is ever deleted here.)
 _DROP_LEASED = (
     "DELETE FROM entries WHERE (scope, key) IN (SELECT scope, key FROM expired WHERE rowid >= ?1) "
@@ -828,17 +849,9 @@ class KvFileStore(Adapter):
                     leased += due
                 if len(leased) < limit:
                     db.execute(_SWEEP_LATER, (now, now, limit))
-        # decoded after the transaction: the store's lock is not held for it
-        scopes: dict[bytes, str] = {}  # a batch mostly holds few scopes: decode each once
-        taken: list[Expired] = []
-        leases: dict[Expired, tuple[int, int]] = {}
-        for rowid, s, k, v, e in leased:
-            scope = scopes.get(s)
-            if scope is None:
-                scope = scopes[s] = bytes(s).decode("utf-8")
-            entry = (scope, bytes(k).decode("utf-8"), bytes(v), e)
-            taken.append(entry)
-            leases[entry] = (rowid, until)
+        # built after the transaction: the store's lock is not held for it
+        taken: list[Expired] = [row[1:] for row in leased]
+        leases = dict(zip(taken, [(row[0], until) for row in leased], strict=True))
         with self._leases_lock:
             self._leases.update(leases)
         return taken
@@ -846,9 +859,10 @@ class KvFileStore(Adapter):
     def ack_expired(self, taken: Sequence[Expired]) -> None:
         """Delete the leased rows of delivered entries (only while still leased by this claim).
 
-        One statement per claim (lease end) and 500 rows, a sweeper's chunk being one: it runs on
-        its own, without ``BEGIN``/``COMMIT`` around it, and SQLite steps it once (an
-        ``executemany`` steps once per row, giving the GIL away and taking it back each time).
+        One statement per claim (lease end) and 200 runs of consecutive rowids, a sweeper's chunk
+        being one: it runs on its own, without ``BEGIN``/``COMMIT`` around it, and SQLite steps it
+        once (an ``executemany`` steps once per row, giving the GIL away and taking it back each
+        time).
         """
         rowids: dict[int, list[int]] = {}
         with self._leases_lock:
@@ -856,11 +870,12 @@ class KvFileStore(Adapter):
                 lease = self._leases.get(entry)
                 if lease is not None:
                     rowids.setdefault(lease[1], []).append(lease[0])
-        deletes = [
-            (_ACK_LEASED.format(marks=",".join("?" * len(part))), (until, *part))
-            for until, held in rowids.items()
-            for part in (held[at : at + _ACK_ROWS] for at in range(0, len(held), _ACK_ROWS))
-        ]
+        deletes = []
+        for until, held in rowids.items():
+            bounds = _runs(sorted(set(held)))
+            for at in range(0, len(bounds), 2 * _ACK_RUNS):
+                part = bounds[at : at + 2 * _ACK_RUNS]
+                deletes.append((_ack_statement(len(part) // 2), (until, *part)))
         if len(deletes) == 1:
             with self._lock:  # one statement: a transaction of its own
                 self._db.execute(*deletes[0])

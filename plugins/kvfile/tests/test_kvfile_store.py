@@ -593,6 +593,33 @@ def test_one_acknowledgement_of_several_claims_and_hundreds_of_rows_deletes_exac
         other.close()
 
 
+def test_an_acknowledgement_of_scattered_rows_deletes_exactly_those(store_dir: Path) -> None:
+    """``ack_expired`` deletes a claim's rows by runs of consecutive rowids, 200 runs a statement:
+    every other entry of a claim (350 runs of one), then a run with a kept row claimed apart from
+    it, leave exactly the others."""
+    from iii_state_kvfile.file_store import _runs
+
+    assert _runs([3]) == [3, 3] and _runs([1, 2, 3, 7, 9, 10]) == [1, 3, 7, 7, 9, 10]
+    store = KvFileStore(str(store_dir), expiry_events=True)
+    db = sqlite3.connect(store_dir / DB_FILE)
+    try:
+        deadline = now_ms() - 1
+        for n in range(700):
+            store.write("s", f"k{n:03}", b"1", deadline)
+        assert store.write("s", "k000", b"2") is None  # k000's expired row is kept apart
+        claimed = store.take_expired(1000)
+        assert len(claimed) == 700
+        store.ack_expired(claimed[::2])
+        left = {key.decode() for (key,) in db.execute("SELECT key FROM expired")}
+        assert left == {entry[1] for entry in claimed[1::2]}
+        store.ack_expired(claimed[1::2])
+        assert db.execute("SELECT count(*) FROM expired").fetchone()[0] == 0
+        assert store.read("s", "k000") == b"2"
+    finally:
+        db.close()
+        store.close()
+
+
 def test_an_in_memory_round_of_reads_or_plain_writes_answers_as_one_by_one() -> None:
     """The in-memory store's bulk round (one scope, nothing with a deadline) against the same calls
     one at a time on another store: answers, values and the scope's key order."""
