@@ -8,6 +8,7 @@ can share the file through its locks. See the plugin README for the measurements
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import sqlite3
@@ -172,6 +173,17 @@ _READ_JOINED = (
 )
 #: Per number of keys: the places ``read_joined``'s rows must come in, as ``group_concat`` spells them.
 _PLACES: dict[int, str] = {}
+#: The rows of one scope's keys (args: the keys as a JSON array, scope), in the keys' order.
+_ROWS_JOINED = (
+    "SELECT e.value, e.expires FROM json_each(?1) AS j "
+    "LEFT JOIN entries AS e ON e.scope = ?2 AND e.key = CAST(j.value AS BLOB) ORDER BY j.key"
+)
+#: Rows one multi-row upsert writes at most (two parameters each).
+_UPSERT_ROWS = 250
+#: Per number of rows: one statement writing them all into one scope with no deadline, as
+#: ``_UPSERT`` writes each (args: scope, then key and value of each row). One statement for 100
+#: rows took 0.6x the time of ``executemany`` of an ``UPDATE`` each.
+_UPSERT_MANY: dict[int, str] = {}
 
 
 def store_method(config: Mapping[str, Any]) -> str:
@@ -229,6 +241,27 @@ def _by_scope(entries: Sequence[tuple[str, str]]) -> dict[str, list[int]]:
         places.setdefault(scope, []).append(i)
     return places
 
+
+def _printable(keys: Sequence[str]) -> bool:
+    """Keys a JSON string carries into SQLite unchanged (``json_each`` gives back the same text)."""
+    names = "".join(keys)
+    return names.isascii() and names.isprintable()
+
+
+def _upsert_one_scope(db: sqlite3.Connection, scope: bytes, names: list[bytes], data: list[bytes]) -> None:
+    """Write each ``names[i]: data[i]`` (no deadline) into ``scope``, in a few statements."""
+    for start in range(0, len(names), _UPSERT_ROWS):
+        part = zip(names[start : start + _UPSERT_ROWS], data[start : start + _UPSERT_ROWS])
+        args = [scope, *itertools.chain.from_iterable(part)]
+        rows = (len(args) - 1) // 2
+        query = _UPSERT_MANY.get(rows)
+        if query is None:
+            query = _UPSERT_MANY[rows] = (
+                "INSERT INTO entries (scope, key, value, expires, sweep_at) VALUES "
+                + ",".join(["(?1, ?, ?, NULL, NULL)"] * rows)
+                + " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, expires = NULL"
+            )
+        db.execute(query, args)
 
 class KvFileStore(Adapter):
     """The ``kv`` adapter. ``open()`` returns an in-memory store for ``store_method: in_memory``."""
@@ -672,6 +705,11 @@ class KvFileStore(Adapter):
                 expired = [(_b(s), _b(k), *row) for (s, k), (_, row) in pairs if row is not None]
                 if expired:
                     db.executemany(_KEEP_ROW, expired)
+            scope = entries[0][0]
+            if all(s == scope for s, _ in entries):
+                names = [k.encode() for _, k in entries]
+                _upsert_one_scope(db, scope.encode(), names, [args[2] for _, args in calls])
+                return [raw for raw, _ in found]
             # a row found (live or expired) takes an UPDATE: one b-tree seek, not an upsert's two
             # (0.63x the time for 100 rows); the rest are inserted
             pairs = zip(calls, found, strict=True)
@@ -740,8 +778,7 @@ class KvFileStore(Adapter):
         half the time of ``key IN (?, …)``) and the values come out as one text, each checked by
         SQLite to be a whole JSON text. ``None`` for keys a JSON string could change (not printable
         ASCII), a value that is not valid JSON or UTF-8, or rows out of order."""
-        names = "".join(keys)
-        if not keys or not (names.isascii() and names.isprintable()):
+        if not keys or not _printable(keys):
             return None
         places = _PLACES.get(len(keys))
         if places is None:
@@ -760,8 +797,16 @@ class KvFileStore(Adapter):
     ) -> list[tuple[bytes | None, tuple[bytes, int] | None]]:
         """Per entry: its live value (or ``None``) and, when its row is past its deadline, that row
         ``(value, expires)``. One query per scope and :data:`_IN_CHUNK` keys."""
+        by_scope = _by_scope(entries)
+        if len(by_scope) == 1 and _printable([key for _, key in entries]):  # one query, rows in order
+            rows = db.execute(_ROWS_JOINED, (json.dumps([key for _, key in entries]), _b(entries[0][0])))
+            return [
+                (None, None) if value is None else (value, None) if expires is None or expires > now
+                else (None, (value, expires))
+                for value, expires in rows
+            ]  # fmt: skip
         out: list[tuple[bytes | None, tuple[bytes, int] | None]] = [(None, None)] * len(entries)
-        for scope, places in _by_scope(entries).items():
+        for scope, places in by_scope.items():
             s = _b(scope)
             for start in range(0, len(places), _IN_CHUNK):
                 part = places[start : start + _IN_CHUNK]
