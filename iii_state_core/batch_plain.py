@@ -201,6 +201,11 @@ def run_plain(
     if plain.functions.count("get") == len(answers):
         return _got(plain, answers, located), []
     wanted = listening is None or listening()
+    if not wanted and plain.functions.count("set") == len(answers):
+        olds = _decoded_plainly(answers)
+        if olds is not None:  # every set done, each old value the core's own JSON (or none)
+            results = _set_results(olds, plain.values)
+            return list(map(_new, repeat(BatchItem), zip(repeat("set"), results, repeat(None)))), []
     items: list[BatchItem] = []
     append = items.append
     events: list[tuple[int, StateEvent]] = []
@@ -240,6 +245,45 @@ def run_plain(
             if wanted:
                 events.append((at, StateEvent("state:deleted", scope, key, old, None)))
     return items, events
+
+
+#: Fill a new ``SetResult``'s fields through their slots: the frozen dataclass's ``__init__`` (a
+#: ``object.__setattr__`` per field) cost more per set than its share of the store's write.
+_set_old: Any = vars(SetResult)["old_value"].__set__
+_set_new: Any = vars(SetResult)["new_value"].__set__
+
+
+def _set_results(olds: list[Any], values: list[Any]) -> list[SetResult]:
+    """``SetResult(old, value)`` of each pair, built by C iteration."""
+    results: list[SetResult] = list(map(object.__new__, repeat(SetResult, len(olds))))
+    for _ in map(_set_old, results, olds):
+        pass
+    for _ in map(_set_new, results, values):
+        pass
+    return results
+
+
+def _decoded_plainly(raws: list[Any]) -> list[Any] | None:
+    """Each old value (``None``: there was none) when every one is bytes the core's own encoder
+    could have written, by :func:`decode_stored`'s fast path; ``None`` when some answer is an error
+    or needs the slow, exact way."""
+    out: list[Any] = []
+    append = out.append
+    for raw in raws:
+        if raw is None:
+            append(None)
+            continue
+        if type(raw) is not bytes or not raw or raw[0] not in _PLAIN_FIRST or (len(raw) > 1 and not raw[1]):
+            return None
+        try:
+            text = raw.decode("utf-8", "surrogatepass")
+            value, end = _scan_once(text, 0)
+        except Exception:
+            return None
+        if end != len(text):
+            return None
+        append(value)
+    return out
 
 
 def _got(

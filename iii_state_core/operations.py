@@ -28,7 +28,7 @@ from .results import Emitted, SetResult, StateEvent, TtlResult, UpdateResult
 from .retry import LOST, Lost, optimistic
 from .table import TABLE
 from .update_ops import Op, apply_ops
-from .values import DEFAULT_MAX_DEPTH, JSON, decode_stored, encode, encode_parsed
+from .values import DEFAULT_MAX_DEPTH, JSON, decode_stored, encode, encode_all, encode_parsed
 
 log = logging.getLogger("iii_state.operations")
 SCAN_PAGE: Final = 500
@@ -151,6 +151,11 @@ class Limits:
 
         :raises StateError: the first value :meth:`encode` refuses.
         """
+        values = list(values)
+        if len(set(map(id, values))) == len(values):  # each value once: the whole list at once
+            whole = encode_all(values, max_depth=self.max_depth)
+            if whole is not None and self._all_sized(whole):
+                return whole
         done: dict[int, bytes] = {}
         out: list[bytes] = []
         for value in values:
@@ -163,6 +168,14 @@ class Limits:
     def encode_parsed(self, value: object) -> bytes:
         """:meth:`encode` of a value ``json`` just parsed (see :func:`values.encode_parsed`)."""
         return self._sized(encode_parsed(value, max_depth=self.max_depth))
+
+    def _all_sized(self, each: list[bytes]) -> bool:
+        """Whether every one is within the size limits (else the caller's loop raises for the first)."""
+        configured, declared = self.max_value_bytes, self.capabilities.max_value_bytes
+        if (configured is None and declared is None) or not each:
+            return True
+        largest = max(map(len, each))
+        return (configured is None or largest <= configured) and (declared is None or largest <= declared)
 
     def _sized(self, data: bytes) -> bytes:
         configured, declared = self.max_value_bytes, self.capabilities.max_value_bytes

@@ -25,6 +25,7 @@ from iii_state_core.values import (
     decode_stored,
     dumps,
     encode,
+    encode_all,
     encode_parsed,
     json_type,
     loads,
@@ -369,3 +370,16 @@ def test_encode_parsed_gives_what_encode_gives(text: str) -> None:
     except InvalidValueError as exc:
         got = str(exc)
     assert got == want
+
+
+def test_encode_all_gives_encode_of_each_or_none_when_one_is_refused() -> None:
+    good: list[object] = [
+        1, 1.0, -0.0, 2**64 - 1, "é\u2028", None, True, [], {}, {"a": [1, {"b": "c"}]}, [[[["deep"]]]],
+        "x" * 300,
+    ]  # fmt: skip
+    assert encode_all(good) == [encode(v) for v in good]
+    assert encode_all([]) == []
+    for bad in (float("nan"), 2**64, "\ud800", {1: "key"}, (1, 2)):
+        assert encode_all([*good, bad]) is None
+    assert encode_all([[1], {"a": [2]}], max_depth=2) == [b"[1]", b'{"a":[2]}']
+    assert encode_all([[1], [[[1]]]], max_depth=2) is None

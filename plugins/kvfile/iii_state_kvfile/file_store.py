@@ -251,7 +251,7 @@ def _printable(keys: Sequence[str]) -> bool:
 def _upsert_one_scope(db: sqlite3.Connection, scope: bytes, names: list[bytes], data: list[bytes]) -> None:
     """Write each ``names[i]: data[i]`` (no deadline) into ``scope``, in a few statements."""
     for start in range(0, len(names), _UPSERT_ROWS):
-        part = zip(names[start : start + _UPSERT_ROWS], data[start : start + _UPSERT_ROWS])
+        part = zip(names[start : start + _UPSERT_ROWS], data[start : start + _UPSERT_ROWS], strict=True)
         args = [scope, *itertools.chain.from_iterable(part)]
         rows = (len(args) - 1) // 2
         query = _UPSERT_MANY.get(rows)
@@ -707,8 +707,8 @@ class KvFileStore(Adapter):
                     db.executemany(_KEEP_ROW, expired)
             scope = entries[0][0]
             if all(s == scope for s, _ in entries):
-                names = [k.encode() for _, k in entries]
-                _upsert_one_scope(db, scope.encode(), names, [args[2] for _, args in calls])
+                keys = [k.encode() for _, k in entries]
+                _upsert_one_scope(db, scope.encode(), keys, [args[2] for _, args in calls])
                 return [raw for raw, _ in found]
             # a row found (live or expired) takes an UPDATE: one b-tree seek, not an upsert's two
             # (0.63x the time for 100 rows); the rest are inserted
@@ -799,11 +799,11 @@ class KvFileStore(Adapter):
         ``(value, expires)``. One query per scope and :data:`_IN_CHUNK` keys."""
         by_scope = _by_scope(entries)
         if len(by_scope) == 1 and _printable([key for _, key in entries]):  # one query, rows in order
-            rows = db.execute(_ROWS_JOINED, (json.dumps([key for _, key in entries]), _b(entries[0][0])))
+            found = db.execute(_ROWS_JOINED, (json.dumps([key for _, key in entries]), _b(entries[0][0])))
             return [
                 (None, None) if value is None else (value, None) if expires is None or expires > now
                 else (None, (value, expires))
-                for value, expires in rows
+                for value, expires in found
             ]  # fmt: skip
         out: list[tuple[bytes | None, tuple[bytes, int] | None]] = [(None, None)] * len(entries)
         for scope, places in by_scope.items():
