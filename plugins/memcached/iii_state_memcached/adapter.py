@@ -9,6 +9,7 @@ version whose value we return.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +32,8 @@ from .records import Record
 from .schedule import STASH, Candidate, Schedule
 from .settings import Settings, read_settings
 from .sizes import DEFAULT_ITEM_SIZE_MAX, NAME_ALLOWANCE, item_limit, value_limit
+
+log = logging.getLogger("iii_state.memcached")
 
 #: The layout this code writes: per-scope index trees (1 was 16 JSON buckets per scope).
 LAYOUT = 2
@@ -106,6 +109,8 @@ class MemcachedAdapter(Adapter):
             item_size_max = min(_item_size_max(node) for node in cluster.nodes)
             codec = KeyCodec(settings.key_prefix, settings.scope_shards, digest or sha256_digest)
             legacy_buckets = _check_layout(cluster, codec, settings)
+            for node in cluster.nodes:  # each server counts this store's deletes made on it
+                node.counters = (codec.removes_key, codec.hits_key)
         except BaseException:
             cluster.close()
             raise
@@ -664,7 +669,7 @@ class MemcachedAdapter(Adapter):
             own = records.find(known.item, mc_key, scope_raw, key_raw)
             if own is not None and not own.expired(now_ms()):
                 if self._take(node, mc_key, known.item, known.cas, own, known.epoch):
-                    return self._removed(scope, key, own)
+                    return own.value
 
         def attempt() -> bytes | Lost | None:
             item, cas, _ = node.gets(mc_key)
@@ -673,7 +678,7 @@ class MemcachedAdapter(Adapter):
                 return None  # an expired entry is already missing: left for the sweeper
             assert item is not None and cas is not None
             if self._take(node, mc_key, item, cas, own, None):
-                return self._removed(scope, key, own)
+                return own.value
             return LOST
 
         return retry(attempt, attempts=self._attempts)
@@ -681,17 +686,36 @@ class MemcachedAdapter(Adapter):
     def _take(
         self, node: Node, mc_key: bytes, item: bytes, cas: bytes, own: Record, epoch: int | None
     ) -> bool:
-        """Remove ``own`` from the item only if the item is still at ``cas``."""
+        """Remove ``own`` from the item only if the item is still at ``cas``, and unindex it.
+
+        Deleting the whole item is a tracked delete (decision 0022): it is ended only after
+        the index entry is dropped, so a count never trusts a leaf still listing a value that a
+        tracked delete removed — a crash in between leaves the delete begun, and counts probe.
+        """
         rest = records.without(item, mc_key, own.scope, own.key)
         if rest is None:
-            return node.delete(mc_key, cas, epoch) is True
+            deleted = node.delete_tracked(mc_key, cas, epoch)
+            if deleted is None:
+                return False
+            unindexed = deleted and self._unindex(own)
+            node.end_tracked(reflected=unindexed)
+            return deleted
         stored = self._replace(node, mc_key, rest, cas, item, epoch)
-        return stored is not None and stored.ok
+        if stored is None or not stored.ok:
+            return False
+        self._unindex(own)
+        return True
 
-    def _removed(self, scope: str, key: str, own: Record) -> bytes:
-        # The value is gone; unindexing it is housekeeping (a failure leaves a ghost, pruned later).
-        quietly("unindexing a deleted key", lambda: self._index.drop_entries(scope, {key: own.generation}))
-        return own.value
+    def _unindex(self, own: Record) -> bool:
+        """Drop the deleted record's index entry; ``False`` if that failed. The value is gone:
+        unindexing it is housekeeping (a failure leaves a ghost, pruned later)."""
+        scope, key = own.scope.decode("utf-8"), own.key.decode("utf-8")
+        try:
+            self._index.drop_entries(scope, {key: own.generation})
+        except Exception as exc:  # the delete itself happened and is reported as done
+            log.warning("memcached adapter: unindexing a deleted key failed after the delete: %s", exc)
+            return False
+        return True
 
     # -- expiry events -------------------------------------------------------------------------------
     def take_expired(self, limit: int) -> list[tuple[str, str, bytes, int]]:
@@ -780,7 +804,6 @@ class MemcachedAdapter(Adapter):
             if not self._take(node, mc_key, item, cas, own, None):
                 return LOST
             self._cache.drop(mc_key)
-            self._removed(scope, key, own)
             return None
 
         retry(attempt, attempts=self._attempts)

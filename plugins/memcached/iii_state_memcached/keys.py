@@ -64,7 +64,8 @@ class KeyCodec:
     Kinds, after the prefix: ``d``/``D`` an entry's data item, ``n``/``N`` a node of a scope's
     index, ``s`` a shard of the scope index, ``m`` the store's layout record; ``x`` a slot of the
     expiry schedule, ``y`` a stashed expired record, ``z`` the sweep's cursor, ``l`` the key of
-    the lifetime signal (never stored; see ``Node.signal``); ``b``/``B`` the
+    the lifetime signal (never stored; see ``Node.signal``); ``r`` and ``h`` the counters of
+    tracked deletes on each server (``Node.delete_tracked``); ``b``/``B`` the
     index buckets of layout 1, read only to convert them.
 
     :param digest: hash used for names too long to encode; tests inject a colliding one.
@@ -77,6 +78,8 @@ class KeyCodec:
         self.meta_key = prefix + b"m"
         self.sweep_cursor_key = prefix + b"z"
         self.signal_key = prefix + b"l"
+        self.removes_key = prefix + b"r"
+        self.hits_key = prefix + b"h"
         self.shard_keys = [prefix + b"s%d" % j for j in range(shards)]
         # The hot paths (get, set) encode the same pairs over and over. A listing walk touches
         # each key once: it uses ``listed_data_key``, so a walk neither evicts the hot pairs nor

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import select
 import time
 from collections import deque
@@ -40,15 +41,18 @@ T = TypeVar("T")
 #: Builds a named tuple from its fields without its Python-level ``__new__`` (per pipelined reply).
 _new: Any = tuple.__new__
 _M64 = (1 << 64) - 1
+log = logging.getLogger("iii_state.memcached")
 
 
 #: The reply to ``mg <key> t`` for a key that exists without a native lifetime.
 _LASTING = b"HD t-1\r\n"
 #: Server statistics of which at least one changes whenever an item stops existing, or gains a
-#: native lifetime, other than by expiring: deleted (``md``, also by another client), evicted
-#: (for memory, or while moving slab pages), dropped with a store refused for memory or size, flushed,
-#: touched, or marked by :meth:`Node.signal`. With the server's start time (a restart resets
-#: everything) they tell :meth:`Listing.count` whether what it probed before still holds.
+#: native lifetime, other than by expiring: evicted (for memory, or while moving slab pages),
+#: dropped with a store refused for memory or size, flushed, touched; with the server's start
+#: time (a restart resets everything). Deletes (``delete_hits``) and ``incr`` (marked by
+#: :meth:`Node.signal`) are read too, less what this store's own tracked deletes explain
+#: (:func:`_liveness`). Together they tell :meth:`Listing.count` whether what it probed before
+#: still holds.
 _LIVENESS = (
     b"pid",
     b"evictions",
@@ -58,10 +62,11 @@ _LIVENESS = (
     b"store_too_large",
     b"cmd_flush",
     b"cmd_touch",
-    b"delete_hits",
-    b"incr_hits",
-    b"incr_misses",
 )
+#: What one tracked delete adds to the ``removes`` counter when it begins: one to the begun
+#: count (bits 32 and up) and one to the in-flight count (the low bits); its end takes one off.
+_BEGUN = (1 << 32) + 1
+_LOW = (1 << 32) - 1
 
 
 class Conn(Client):  # type: ignore[misc]
@@ -134,6 +139,9 @@ class Node:
         self.seed = int.from_bytes(hashlib.blake2b(self.name.encode(), digest_size=8).digest(), "big")
         self._settings = settings
         self._idle: deque[Conn] = deque()
+        #: This store's delete counters on this server (``removes``, ``hits``): see
+        #: :meth:`delete_tracked` and :func:`_liveness`. ``None``: deletes are not tracked.
+        self.counters: tuple[bytes, bytes] | None = None
 
     def _new(self) -> Conn:
         s = self._settings
@@ -290,14 +298,64 @@ class Node:
         return result
 
     def liveness(self) -> tuple[object, ...]:
-        """The server's start time and its ``_LIVENESS`` counters (see there), one ``stats``."""
+        """What :func:`_liveness` makes of the server's ``stats`` read between two readings of
+        this store's delete counters (``counters``), one request."""
         return self.get_many_after_liveness([])[1]
 
     def get_many_after_liveness(self, keys: list[bytes]) -> tuple[dict[bytes, bytes], tuple[object, ...]]:
         """:meth:`liveness`, then :meth:`get_many` of ``keys``, in one request."""
         stats: dict[bytes, bytes] = {}
-        found: dict[bytes, bytes] = self._read("get", lambda conn: _fetch(conn, b"get", keys, stats))[0]
-        return found, _liveness(stats)
+        read: dict[tuple[int, bytes], bytes] = {}
+        counters = self.counters
+
+        def fetch(conn: Conn) -> dict[bytes, bytes]:
+            return _fetch(conn, b"get", keys, stats, counters, read)
+
+        found: dict[bytes, bytes] = self._read("get", fetch)[0]
+        return found, _liveness(stats, counters, read)
+
+    # -- tracked deletes (decision 0022) ---------------------------------------------------------
+    def delete_tracked(self, key: bytes, cas: bytes, epoch: int | None = None) -> bool | None:
+        """:meth:`delete`, begun on this store's ``removes`` counter in the same request.
+
+        Unless it returns ``None`` (``epoch`` did not match: nothing was sent), the caller must
+        call :meth:`end_tracked` once whatever the delete changed is in the listing index; until
+        then (or for ever, if the caller dies) counts read this server as changing.
+        """
+        if self.counters is None:
+            return self.delete(key, cas, epoch)
+        conn = self._acquire()
+        try:
+            if epoch is not None and (conn.epoch != epoch or conn.sock is None):
+                return None
+            begin = b"ma %s N0 J%d D%d\r\n" % (self.counters[0], _BEGUN, _BEGUN)
+            began, reply = self._send_all(conn, "delete", [begin, b"md %s C%s\r\n" % (key, cas)])
+            if not began.startswith(b"HD") or not (reply.startswith(b"HD") or reply[:2] in (b"EX", b"NF")):
+                conn.close()  # out of step with the server: never reuse this connection
+                raise self._unknown("delete", f"unexpected reply {began[:20]!r} / {reply[:20]!r}")
+            return reply.startswith(b"HD")
+        finally:
+            self._release(conn)
+
+    def end_tracked(self, reflected: bool) -> None:
+        """End a tracked delete: ``reflected`` (it deleted an item and the index says so) adds
+        it to the ``hits`` counter first. Failures are logged, never raised: the delete is done,
+        and a begun delete never ended only makes counts probe (``_liveness``)."""
+        if self.counters is None:
+            return
+        removes, hits = self.counters
+        commands = [b"ma %s N0 J1\r\n" % hits] if reflected else []
+        commands.append(b"ma %s MD\r\n" % removes)
+        conn = self._acquire()
+        try:
+            replies = self._send_all(conn, "delete bookkeeping", commands)
+            if not all(reply.startswith(b"HD") for reply in replies):
+                conn.close()
+                log.warning("memcached at %s: unexpected reply ending a delete: %r", self.name, replies)
+        except (BackendError, UnknownOutcomeError) as exc:
+            log.warning("memcached at %s: ending a delete failed (counts will probe): %s", self.name, exc)
+        finally:
+            self._release(conn)
 
     def signal(self, key: bytes) -> None:
         """Change this server's ``incr_misses`` (or ``incr_hits``): ``ma <key>`` on a key
@@ -559,12 +617,39 @@ class Node:
             self._release(conn)
 
 
-def _liveness(stats: dict[bytes, bytes]) -> tuple[object, ...]:
+def _liveness(
+    stats: dict[bytes, bytes], counters: tuple[bytes, bytes] | None, read: dict[tuple[int, bytes], bytes]
+) -> tuple[object, ...]:
+    """The server's start time, its ``_LIVENESS`` counters, and the deletes and ``incr`` it
+    counted that this store's tracked deletes do not explain (decision 0022).
+
+    ``read`` holds the ``removes`` counter read before ``stats`` (``(0, key)``) and after it
+    (``(2, key)``), and ``hits`` (``(0, key)``). The same ``removes`` both times with nothing
+    in flight means no tracked delete began or ended while ``stats`` was read, and every one
+    begun before had ended, its change already in the listing index: then ``delete_hits``
+    less ``hits`` moves only with a delete nobody tracked (another client, a crash between a
+    delete and its index change), which ``Listing.count`` must see. Anything else reads as a
+    fresh object, equal to nothing: counts probe.
+    """
     try:
         started: int | None = int(stats[b"time"]) - int(stats[b"uptime"])
+        deletes, incrs = int(stats[b"delete_hits"]), int(stats[b"incr_hits"]) + int(stats[b"incr_misses"])
     except (KeyError, ValueError):
-        started = None  # never equal to a real start: every count probes
-    return (started, *(stats.get(name) for name in _LIVENESS))
+        return (object(),)  # never equal to a real reading: every count probes
+    if counters is not None:
+        removes, hits = counters
+        before, after = read.get((0, removes)), read.get((2, removes))
+        try:
+            begun = int(before) if before is not None else 0
+            tracked = int(read[(0, hits)]) if (0, hits) in read else 0
+        except ValueError:
+            return (object(),)
+        if before != after or begun & _LOW:
+            return (object(),)  # a tracked delete in flight: its index change may be pending
+        deletes -= tracked
+        # each counter is created by its first bump (memcached counts no incr for that one)
+        incrs -= max(0, (begun >> 32) - 1) + max(0, tracked - 1)
+    return (started, *(stats.get(name) for name in _LIVENESS), deletes, incrs)
 
 
 #: Keys per ``get`` line: bounded, so each request line stays far below memcached's line limit.
@@ -572,12 +657,19 @@ _KEYS_PER_LINE = 100
 
 
 def _fetch(
-    conn: Conn, verb: bytes, keys: list[bytes], stats: dict[bytes, bytes] | None = None
+    conn: Conn,
+    verb: bytes,
+    keys: list[bytes],
+    stats: dict[bytes, bytes] | None = None,
+    counters: tuple[bytes, bytes] | None = None,
+    read: dict[tuple[int, bytes], bytes] | None = None,
 ) -> dict[bytes, Any]:
     """``get``/``gets`` of ``keys`` (``verb``), every line sent in one write, the replies parsed
     here from whole buffers: pymemcache's ``get_many`` spends more per key in its line-by-line
     reader than the server does. ``gets`` answers ``(item, cas)`` per key. With ``stats``, a
-    ``stats`` command goes first in the same write and its figures are put there.
+    ``stats`` command goes first in the same write and its figures are put there; with
+    ``counters`` too, ``get`` of both goes before it and of the first after it, their values in
+    ``read`` by ``(0 | 2, key)``.
 
     :raises MemcacheError: on an error reply or a reply out of step (the connection is closed).
     """
@@ -585,8 +677,15 @@ def _fetch(
         conn._connect()
     lines = [verb + b" " + b" ".join(keys[at : at + _KEYS_PER_LINE]) + b"\r\n"
              for at in range(0, len(keys), _KEYS_PER_LINE)]  # fmt: skip
+    head = 0  # lines before the keys' own: their replies go to ``stats`` and ``read``
     if stats is not None:
         lines.insert(0, b"stats\r\n")
+        head = 1
+        if counters is not None:
+            lines[0:0] = [b"get %s %s\r\n" % counters]
+            lines.insert(2, b"get %s\r\n" % counters[0])
+            head = 3
+    stats_at = head - 2 if head == 3 else 0
     with_cas = verb == b"gets"
     out: dict[bytes, Any] = {}
     try:
@@ -599,17 +698,20 @@ def _fetch(
                 buf, at = buf[at:] + _recv(sock), 0
                 continue
             if buf.startswith(b"VALUE ", at):
-                head = buf[at + 6 : eol].split(b" ")
+                header = buf[at + 6 : eol].split(b" ")
                 start = eol + 2
-                stop = start + int(head[2])
+                stop = start + int(header[2])
                 if len(buf) < stop + 2:
                     buf, at = _recv_at_least(sock, buf[at:], stop + 2 - at), 0
                     continue  # parse the header again, now that its value is all here
                 if buf[stop : stop + 2] != b"\r\n":
                     raise MemcacheUnknownError(b"value not followed by CRLF")
-                out[head[0]] = (buf[start:stop], head[3]) if with_cas else buf[start:stop]
+                if ends < head and read is not None:
+                    read[(ends, header[0])] = buf[start:stop]
+                else:
+                    out[header[0]] = (buf[start:stop], header[3]) if with_cas else buf[start:stop]
                 at = stop + 2
-            elif stats is not None and buf.startswith(b"STAT ", at) and ends == 0:
+            elif stats is not None and buf.startswith(b"STAT ", at) and ends == stats_at:
                 name, _, figure = buf[at + 5 : eol].partition(b" ")
                 stats[name] = figure
                 at = eol + 2
