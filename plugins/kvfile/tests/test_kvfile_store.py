@@ -593,6 +593,37 @@ def test_one_acknowledgement_of_several_claims_and_hundreds_of_rows_deletes_exac
         other.close()
 
 
+@pytest.mark.parametrize("kept_rowid", [None, 2**63 - 1_000, 2**63 - 10])
+def test_a_claim_reads_its_copies_back_wherever_the_rowids_stand(
+    store_dir: Path, kept_rowid: int | None
+) -> None:
+    """A claim reads its copies back as the rows after the largest rowid ``expired`` held, or, when
+    new rowids may pass SQLite's largest (and come at random), through ``RETURNING``: either way
+    every due row once, in deadline order, and the acknowledgement leaves nothing."""
+    store = KvFileStore(str(store_dir), expiry_events=True)
+    db = sqlite3.connect(store_dir / DB_FILE)
+    try:
+        if kept_rowid is not None:  # a row leased for an hour, not claimed now
+            with db:
+                db.execute(
+                    "INSERT INTO expired (rowid, scope, key, value, expires, leased_until) "
+                    "VALUES (?, ?, ?, ?, 1, ?)",
+                    (kept_rowid, b"s", b"held", b"1", now_ms() + 3_600_000),
+                )
+        deadline = now_ms() - 1_000
+        for n in range(600):
+            store.write("s", f"k{n}", f"{n}".encode(), deadline + n)
+        claimed = store.take_expired(500)
+        assert claimed == [("s", f"k{n}", f"{n}".encode(), deadline + n) for n in range(500)]
+        assert [entry[1] for entry in store.take_expired(500)] == [f"k{n}" for n in range(500, 600)]
+        assert db.execute("SELECT count(*) FROM entries").fetchone()[0] == 0
+        store.ack_expired(claimed)
+        assert db.execute("SELECT count(*) FROM expired").fetchone()[0] == 100 + (kept_rowid is not None)
+    finally:
+        db.close()
+        store.close()
+
+
 def test_an_acknowledgement_of_scattered_rows_deletes_exactly_those(store_dir: Path) -> None:
     """``ack_expired`` deletes a claim's rows by runs of consecutive rowids, 200 runs a statement:
     every other entry of a claim (350 runs of one), then a run with a kept row claimed apart from
