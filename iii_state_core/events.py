@@ -119,13 +119,16 @@ class EventBus:
                 current.enqueue(self, event)
             return
         delivery: _Delivery | None = None
+        deliver = self._deliver
         try:
             for event in events:
                 if delivery is None:
                     delivery = _thread_delivery.current = _Delivery(self, event)
-                else:
-                    delivery.restart(self, event)
-                while delivery.queue:
+                    delivery.next()
+                else:  # a new generation-0 write, delivered without a trip through the queue
+                    delivery.restart()
+                deliver(event)
+                while delivery.queue:  # the writes its handlers made
                     bus, queued = delivery.next()
                     bus._deliver(queued)
         finally:
@@ -194,9 +197,9 @@ class _Delivery:
         self.draining = True
         self._reported = False
 
-    def restart(self, bus: EventBus, event: StateEvent) -> None:
-        """Deliver ``event`` as a new generation-0 write (the queue is empty)."""
-        self.queue.append((bus, event, 0))
+    def restart(self) -> None:
+        """Deliver the next event as a new generation-0 write (the queue is empty)."""
+        self.generation = 0
         self._reported = False
 
     def next(self) -> tuple[EventBus, StateEvent]:

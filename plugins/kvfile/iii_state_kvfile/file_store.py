@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -109,6 +110,9 @@ def _runs(rowids: list[int]) -> list[int]:
         last = rowid
     bounds.append(last)
     return bounds
+
+
+_lease_end = operator.itemgetter(0)
 
 
 @functools.lru_cache(maxsize=16)
@@ -359,7 +363,7 @@ class KvFileStore(Adapter):
                 f"cannot open the kv file store {self.path}: {detail}", code="OPEN_ERROR"
             ) from None
         self._next_sweep = 0.0
-        #: entries ``take_expired`` leased: their ``expired`` rowid and lease end (for ``ack_expired``)
+        #: entries ``take_expired`` leased: their lease end and ``expired`` rowid (for ``ack_expired``)
         self._leases: dict[Expired, tuple[int, int]] = {}
         self._leases_lock = threading.Lock()
 
@@ -904,7 +908,7 @@ class KvFileStore(Adapter):
                     db.execute(_SWEEP_LATER, (now, now, limit))
         # built after the transaction: the store's lock is not held for it
         taken: list[Expired] = [row[1:] for row in leased]
-        leases = dict(zip(taken, [(row[0], until) for row in leased], strict=True))
+        leases = dict(zip(taken, [(until, row[0]) for row in leased], strict=True))
         with self._leases_lock:
             self._leases.update(leases)
         return taken
@@ -928,15 +932,11 @@ class KvFileStore(Adapter):
         once (an ``executemany`` steps once per row, giving the GIL away and taking it back each
         time).
         """
-        rowids: dict[int, list[int]] = {}
-        with self._leases_lock:
-            for entry in taken:
-                lease = self._leases.get(entry)
-                if lease is not None:
-                    rowids.setdefault(lease[1], []).append(lease[0])
+        with self._leases_lock:  # (lease end, rowid), in that order
+            held = sorted({lease for lease in map(self._leases.get, taken) if lease is not None})
         deletes = []
-        for until, held in rowids.items():
-            bounds = _runs(sorted(set(held)))
+        for until, leases in itertools.groupby(held, key=_lease_end):
+            bounds = _runs([rowid for _, rowid in leases])
             for at in range(0, len(bounds), 2 * _ACK_RUNS):
                 part = bounds[at : at + 2 * _ACK_RUNS]
                 deletes.append((_ack_statement(len(part) // 2), (until, *part)))
@@ -948,8 +948,9 @@ class KvFileStore(Adapter):
                 for delete in deletes:
                     db.execute(*delete)
         with self._leases_lock:
+            forget = self._leases.pop
             for entry in taken:
-                self._leases.pop(entry, None)
+                forget(entry, None)
 
     def _sweep_now_and_then(self) -> None:
         """Delete expired rows at most once a second, so they do not pile up in the file."""
