@@ -102,6 +102,7 @@ _NAMED = itemgetter("op", "scope", "key")
 #: ``op``, ``scope``, ``key`` and ``value`` (anything more goes through :func:`split`'s loop).
 _VALUE = itemgetter("value")
 _PRIMITIVE = {"get": "read", "delete": "remove"}
+_ARGS, _FIRST, _SECOND = itemgetter(1), itemgetter(0), itemgetter(1)
 
 
 def _alike(limits: Limits, ops: list[Any]) -> Plain | None:
@@ -167,10 +168,12 @@ def read_joined(plain: Plain) -> Generator[Call, Any, list[BatchItem] | None]:
     calls = plain.calls
     if plain.functions[0] != "get" or plain.functions.count("get") != len(calls):
         return None
-    scope = calls[0].args[0]
-    keys = [call.args[1] for call in calls if call.args[0] == scope]
-    if len(keys) != len(calls):
+    entries = list(map(_ARGS, calls))  # (scope, key) each
+    scopes = list(map(_FIRST, entries))
+    if scopes.count(scopes[0]) != len(scopes):
         return None
+    keys = list(map(_SECOND, entries))
+    scope = scopes[0]
     text = yield _new(Call, ("read_joined", (scope, keys)))
     if type(text) is not str:
         return None
