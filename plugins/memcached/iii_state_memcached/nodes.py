@@ -67,6 +67,7 @@ _LIVENESS = (
 #: count (bits 32 and up) and one to the in-flight count (the low bits); its end takes one off.
 _BEGUN = (1 << 32) + 1
 _LOW = (1 << 32) - 1
+_END_FAILED = "memcached at %s: ending a delete failed (counts will probe): %s"
 
 
 class Conn(Client):  # type: ignore[misc]
@@ -79,10 +80,13 @@ class Conn(Client):  # type: ignore[misc]
 
     epoch = 0
     _poll: Any = None
+    #: A request was sent whose replies end with ``MN`` and were not read yet (``Node._drain``).
+    owed = False
 
     def _connect(self) -> None:
         super()._connect()
         self.epoch = next(_EPOCHS)
+        self.owed = False
         self._poll = select.poll()
         self._poll.register(self.sock.fileno(), select.POLLIN)
 
@@ -160,6 +164,8 @@ class Node:
             conn = self._idle.pop()
         except IndexError:
             return self._new()
+        if conn.owed:
+            self._drain(conn)
         # An idle connection the server closed (it restarted, or dropped idle clients) reads as
         # EOF: close it here so the command opens a new one, instead of failing on it — a write
         # failing after it was sent would have to be reported as an unknown outcome.
@@ -190,6 +196,8 @@ class Node:
         """
         try:
             conn = self._idle.pop()
+            if conn.owed:
+                self._drain(conn)
         except IndexError:
             conn = self._new()
         reused = conn.sock is not None
@@ -339,23 +347,42 @@ class Node:
 
     def end_tracked(self, reflected: bool) -> None:
         """End a tracked delete: ``reflected`` (it deleted an item and the index says so) adds
-        it to the ``hits`` counter first. Failures are logged, never raised: the delete is done,
-        and a begun delete never ended only makes counts probe (``_liveness``)."""
+        it to the ``hits`` counter first. Sent quiet, ending in ``mn``, and not waited for: the
+        next user of the connection reads the ``MN`` (``_drain``) — the pool hands the latest
+        connection out first, so this process's next request to the server comes after it.
+        Failures are logged, never raised: the delete is done, and a begun delete never ended
+        only makes counts probe (``_liveness``)."""
         if self.counters is None:
             return
         removes, hits = self.counters
-        commands = [b"ma %s N0 J1\r\n" % hits] if reflected else []
-        commands.append(b"ma %s MD\r\n" % removes)
+        commands = [b"ma %s N0 J1 q\r\n" % hits] if reflected else []
+        commands.append(b"ma %s MD q\r\nmn\r\n" % removes)
         conn = self._acquire()
         try:
-            replies = self._send_all(conn, "delete bookkeeping", commands)
-            if not all(reply.startswith(b"HD") for reply in replies):
-                conn.close()
-                log.warning("memcached at %s: unexpected reply ending a delete: %r", self.name, replies)
-        except (BackendError, UnknownOutcomeError) as exc:
-            log.warning("memcached at %s: ending a delete failed (counts will probe): %s", self.name, exc)
+            if conn.sock is None:
+                conn._connect()
+            conn.sock.sendall(b"".join(commands))
+            conn.owed = True
+        except (MemcacheError, OSError) as exc:
+            conn.close()
+            log.warning(_END_FAILED, self.name, _detail(exc))
         finally:
             self._release(conn)
+
+    def _drain(self, conn: Conn) -> None:
+        """Read the replies of :meth:`end_tracked`'s request, up to its ``MN``. A reply other
+        than ``MN`` or ``HD`` (which quiet ``ma`` still sends when it creates the counter) is
+        logged (a counter gone: ``NF``); the connection stays in step."""
+        conn.owed = False
+        try:
+            lines = _lines_until_mn(conn)
+        except (MemcacheError, OSError) as exc:
+            conn.close()
+            log.warning(_END_FAILED, self.name, _detail(exc))
+            return
+        odd = [line for line in lines if line != b"HD"]
+        if odd:
+            log.warning("memcached at %s: unexpected reply ending a delete: %r", self.name, odd)
 
     def signal(self, key: bytes) -> None:
         """Change this server's ``incr_misses`` (or ``incr_hits``): ``ma <key>`` on a key
@@ -754,6 +781,23 @@ def _reply_lines(conn: Conn, count: int) -> list[bytes]:
     if at != len(buf):
         conn.close()  # more than was asked for: never reuse this connection
     return lines
+
+
+def _lines_until_mn(conn: Conn) -> list[bytes]:
+    """The reply lines before the next ``MN`` line (that one read too)."""
+    lines: list[bytes] = []
+    buf, at = b"", 0
+    while True:
+        eol = buf.find(b"\r\n", at)
+        if eol < 0:
+            buf, at = buf[at:] + _recv(conn.sock), 0
+            continue
+        line, at = buf[at:eol], eol + 2
+        if line == b"MN":
+            if at != len(buf):
+                raise MemcacheUnknownError(b"more replies than requests")
+            return lines
+        lines.append(line)
 
 
 def _recv(sock: Any) -> bytes:

@@ -102,7 +102,9 @@ def test_a_count_trusts_tracked_deletes_and_probes_after_any_other(
 
 
 def test_a_delete_begun_and_never_ended_makes_counts_probe(
-    two_processes: tuple[StateStore, StateStore], monkeypatch: pytest.MonkeyPatch
+    two_processes: tuple[StateStore, StateStore],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A process killed between deleting a value and unindexing it: the delete was begun on
     the server's counter and never ended, so every count probes (and stays exact) until it is."""
@@ -128,3 +130,12 @@ def test_a_delete_begun_and_never_ended_makes_counts_probe(
     assert adapter.count("crash") == 19 and sum(probed) == 20
     probed.clear()
     assert adapter.count("crash") == 19 and sum(probed) == 1  # only the ghost
+
+    # an end whose reply is not read at once: its error (the counter gone) is read, and
+    # logged, by the next request on that connection, which still gets its own reply
+    assert _raw_delete(_adapter(deleting), _adapter(deleting)._codec.removes_key, node)
+    node.end_tracked(reflected=True)
+    with caplog.at_level("WARNING", logger="iii_state.memcached"):
+        assert _adapter(deleting).count("crash") == 19
+    assert "unexpected reply ending a delete" in caplog.text
+    assert deleting.get("crash", "k04") == 4
