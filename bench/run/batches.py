@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from iii_state_core import StateStore
@@ -229,6 +230,27 @@ def _raw_dynamodb(raw: Any) -> tuple[dict[str, Op], dict[str, str]]:
                 pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
         return [old.get(k["sk"]["S"]) for k in keys]
 
+    # The same atomic work as the adapter's sets, sent as it sends them (decision 0018): one
+    # put_item ReturnValues=ALL_OLD per entry, ATOMIC_THREADS in flight, on a client whose pool
+    # holds that many connections (the default of 10 would drop and reopen some every round).
+    import boto3  # type: ignore[import-untyped, unused-ignore]
+    from botocore.config import Config  # type: ignore[import-untyped, unused-ignore]
+
+    atomic = client.meta.config.merge(Config(max_pool_connections=ATOMIC_THREADS))
+    atomic_client = boto3.session.Session().client(
+        "dynamodb", endpoint_url=client.meta.endpoint_url, region_name=client.meta.region_name, config=atomic
+    )
+    pool = ThreadPoolExecutor(ATOMIC_THREADS, thread_name_prefix="raw-dynamodb-sets")
+
+    def put_old(key: dict[str, Any], value: Any) -> object:
+        reply = atomic_client.put_item(TableName=table, Item=item(key, value), ReturnValues="ALL_OLD")
+        if "Attributes" not in reply:  # a put over nothing is not the same work
+            raise AssertionError(f"raw put_item found no item at {key['sk']['S']}: populate first")
+        return json.loads(reply["Attributes"]["val"]["S"])
+
+    def sets_atomic(i: int) -> object:
+        return list(pool.map(put_old, keys, VALUES[i % 2]))
+
     tx = [{"pk": {"S": base.pk}, "sk": {"S": f"#t{i}"}} for i in range(TRANSACT)]
 
     def transact(i: int) -> object:
@@ -238,14 +260,16 @@ def _raw_dynamodb(raw: Any) -> tuple[dict[str, Op], dict[str, str]]:
         return client.transact_write_items(TransactItems=puts)
 
     return (
-        {"get": gets, "set": sets, "transact": transact},
+        {"get": gets, "set": sets, "transact": transact, ALSO["set"]: sets_atomic},
         {"get": "one batch_get_item of 100 keys (ConsistentRead), unprocessed keys asked again, + "
                 "json.loads",
          "set": "batch_get_item of the 100 (old values), then 4 batch_write_item of 25 puts (unprocessed "
                 "items sent again) + json.loads(old); not atomic per key: another writer between the "
                 "read and the write makes the old values wrong, unlike the adapter's sets (one "
                 "PutItem ReturnValues=ALL_OLD each)",
-         "transact": "one transact_write_items of 10 puts (no old values, no conditions)"},
+         "transact": "one transact_write_items of 10 puts (no old values, no conditions)",
+         ALSO["set"]: f"{BATCH} put_item ReturnValues=ALL_OLD (each atomic with its exact old value, as the "
+                      f"adapter's sets), {ATOMIC_THREADS} in flight on one boto3 client, + json.loads(old)"},
     )  # fmt: skip
 
 
@@ -265,7 +289,9 @@ def raw_batches(raw: object) -> tuple[dict[str, Op], dict[str, str]] | None:
 
 #: A second raw way of a row, measured beside ours too and reported under the table (the row's own raw
 #: way is the stricter comparison).
-ALSO = {"get": "get, one statement per key"}
+ALSO = {"get": "get, one statement per key", "set": "set, atomic per key"}
+#: Requests the raw DynamoDB "set, atomic per key" way keeps in flight (the adapter's BATCH_THREADS).
+ATOMIC_THREADS = 16
 
 LABELS = {
     "get": f"batch of {BATCH} gets",
