@@ -59,22 +59,26 @@ class Field:
 
     def take(self, payload: Mapping[str, Any], into: dict[str, Any]) -> None:
         """Put this field's value from ``payload`` into the plan's keyword arguments."""
-        given = [n for n in (self.name, *self.aliases) if n in payload]
-        if len(given) > 1:
-            alias = ", ".join(f"`{n}`" for n in given[1:])
-            raise DeserializationError(f"give `{self.name}` or its old alias {alias}, not both")
-        if not given or (self.null_is_absent and payload[given[0]] is None):
+        name = self.name
+        if self.aliases:
+            given = [n for n in (name, *self.aliases) if n in payload]
+            if len(given) > 1:
+                alias = ", ".join(f"`{n}`" for n in given[1:])
+                raise DeserializationError(f"give `{name}` or its old alias {alias}, not both")
+            found = given[0] if given else None
+        else:  # most fields: one membership test, no list (this runs for every field of every call)
+            found = name if name in payload else None
+        if found is None or (self.null_is_absent and payload[found] is None):
             if self.required:
-                raise DeserializationError(f"missing field `{self.name}`")
+                raise DeserializationError(f"missing field `{name}`")
             if self.has_wire_default:
-                into[self.param or self.name] = self.wire_default
+                into[self.param or name] = self.wire_default
             return
-        value = payload[given[0]]
+        value = payload[found]
         if self.kind is not None and not isinstance(value, self.kind):
-            raise DeserializationError(
-                f"field `{self.name}` must be {_KIND_NAMES[self.kind]}, got {json_type(value)}"
-            )
-        into[self.param or self.name] = value
+            kind = _KIND_NAMES[self.kind]
+            raise DeserializationError(f"field `{name}` must be {kind}, got {json_type(value)}")
+        into[self.param or name] = value
 
 
 @dataclass(frozen=True)
@@ -138,12 +142,13 @@ class StateFunction(Generic[P, R]):
         self.command = command
         self.method = method or id.replace("-", "_")
         self._scopes_in = scopes_in
+        self._has_scope = bool(self.fields) and any(f.name == "scope" for f in self.fields or ())
 
     def scopes_in(self, payload: Mapping[str, Any]) -> Iterable[tuple[str, object]]:
         """``(where, scope)`` of each scope a payload names, for the wire's reserved-scope check."""
         if self._scopes_in is not None:
             return self._scopes_in(payload)
-        if self.fields and any(f.name == "scope" for f in self.fields):
+        if self._has_scope:
             return [("", payload.get("scope"))]
         return []
 

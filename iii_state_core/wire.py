@@ -12,7 +12,7 @@ from .errors import DeserializationError, StateError
 from .functions import StateFunctions  # noqa: F401  (declares the built-ins into the table)
 from .namespaces import ReservedScopes
 from .operations import Limits, Plan
-from .table import TABLE, UnknownFunctionError, function, function_ids
+from .table import TABLE, StateFunction, UnknownFunctionError, function, function_ids
 from .values import json_type
 
 #: The built-in functions' short names and ids (the table may hold more: see ``table.TABLE``).
@@ -45,19 +45,23 @@ def decode_request(
             f"function_id {function_id!r} is not a state function; use one of {', '.join(function_ids())}"
         )
     name = function_id[len("state::") :]
+    declared = function(name)
     payload = request.get("payload", {})
-    if reserved is not None and isinstance(payload, Mapping):
+    if reserved is not None and (type(payload) is dict or isinstance(payload, Mapping)):
         # iii's worker checks this before anything else on every function with a scope
-        for where, scope in function(name).scopes_in(payload):
+        for where, scope in declared.scopes_in(payload):
             try:
                 reserved.check(scope)
             except StateError as exc:
                 raise StateError(f"{where}{exc.message}", code=exc.code) from None
-    return name, decode_payload(limits, name, payload)
+    return name, _decode(limits, declared, payload)
 
 
 def decode_payload(limits: Limits, function_name: str, payload: object) -> Plan:
-    declared = function(function_name)
+    return _decode(limits, function(function_name), payload)
+
+
+def _decode(limits: Limits, declared: StateFunction[Any, Any], payload: object) -> Plan:
     if payload is None:
         payload = {}
     if type(payload) is not dict and not isinstance(payload, Mapping):

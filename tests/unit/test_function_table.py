@@ -49,3 +49,34 @@ def test_the_cli_has_the_declared_commands() -> None:
         if function.command is not None:
             assert function.command.name in names
     assert {"get", "set", "update", "delete", "list", "keys", "groups"} <= set(names)
+
+
+def test_a_field_takes_its_value_the_same_way_with_and_without_aliases() -> None:
+    """``Field.take`` has a short path for fields without aliases: both paths give one answer."""
+    import pytest
+
+    from iii_state_core.errors import DeserializationError
+    from iii_state_core.table import Field
+
+    plain = Field("key", kind=str)
+    aliased = Field("value", aliases=("data",), required=False, null_is_absent=True,
+                    wire_default="dflt", has_wire_default=True, param="v")  # fmt: skip
+    for field, payload, expected in [
+        (plain, {"key": "k"}, {"key": "k"}),
+        (aliased, {"value": 1}, {"v": 1}),
+        (aliased, {"data": 2}, {"v": 2}),
+        (aliased, {"value": None}, {"v": "dflt"}),
+        (aliased, {}, {"v": "dflt"}),
+        (Field("ttl", required=False), {}, {}),
+    ]:
+        into: dict[str, object] = {}
+        field.take(payload, into)
+        assert into == expected, (field.name, payload)
+    for field, payload, message in [
+        (plain, {}, "missing field `key`"),
+        (plain, {"key": 1}, "field `key` must be a string, got number"),
+        (Field("key", null_is_absent=True), {"key": None}, "missing field `key`"),
+        (aliased, {"value": 1, "data": 2}, "give `value` or its old alias `data`, not both"),
+    ]:
+        with pytest.raises(DeserializationError, match=message):
+            field.take(payload, {})
