@@ -18,7 +18,7 @@ from bench.run.measuring import Budget, rows_table
 from bench.run.ops import Ours, raw_notes, standard_pairs
 from bench.run.targets import TARGETS
 from bench.run.transfer import transfer_table
-from bench.run.worker import worker_table
+from bench.run.worker import worker_ab_table, worker_table
 
 #: Every target but kv-fsync (its single calls each wait for the disk: a batches-only comparison).
 DEFAULT_ADAPTERS = tuple(name for name in TARGETS if name != "kv-fsync")
@@ -264,7 +264,12 @@ def run(options: Options) -> Report:
         if table is None:
             report.not_run["worker"] = why
         else:
-            report.sections.append("## The iii worker over loopback\n\n" + WORKER_TEXT + "\n\n" + table)
+            _say("worker A/B (this tree vs before issue 15)")
+            ab, why_ab = worker_ab_table()
+            if ab is None:
+                report.not_run["worker A/B"] = why_ab
+            text = "## The iii worker over loopback\n\n" + WORKER_TEXT + "\n\n" + table
+            report.sections.append(text if ab is None else text + "\n\n" + WORKER_AB_TEXT + "\n\n" + ab)
     _say("start-up")
     try:
         report.sections.append(startup.section(3 if options.quick else 20))
@@ -307,6 +312,16 @@ WORKER_TEXT = (
     "the worker's invocations per second. The fake engine plays iii 0.25 (`observe.v1`): nobody observes "
     "`state::on-changed` in the first rows, so a write calls nothing more; the last row attaches an "
     "observer, and each write then also calls it through the engine (as on every engine before 0.25)."
+)
+
+
+WORKER_AB_TEXT = (
+    "Issue 15's bar, worker invocations/s unchanged within noise, is judged by `python -m bench.worker_ab` "
+    "(below): the worker of this tree and of f27a8d6 (the last commit before issue 15's work) in the same "
+    "run, each in processes of its own over the same fake engine, SDK and in-memory kv, in short rounds "
+    "taking turns; a second process of the old code gives the noise band. Unlike the one-second ratios "
+    "above, which compare with a bare handler and swing by up to ±0.3 between runs, it compares the two "
+    "revisions directly and states its own noise."
 )
 
 

@@ -56,6 +56,8 @@ OPERATIONS = {
     "update (200 in flight)": "update_in_flight",
 }
 BOOTSTRAP_RESAMPLES = 2000
+#: A noise band wider than 1 ± this says the run could not resolve a change of that size.
+COARSE = 0.10
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,8 @@ class Verdict:
             return lower
         if self.low > 1 + self.noise:
             return higher
+        if self.noise > COARSE:
+            return f"unchanged within noise (band over ±{COARSE:.0%}: too coarse to tell; rerun quieter)"
         return "unchanged within noise"
 
     def cells(self) -> str:
@@ -268,7 +272,15 @@ def measure(old: str, new: str | None, settings: Settings, say: IO[str] | None =
 
 def _short(rev: str | None) -> str:
     if rev is None:
-        return "this tree"
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short=10", "HEAD"],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=False,
+        ).stdout.strip()  # fmt: skip
+        return f"this tree ({head}{' with uncommitted changes' if dirty else ''})"
     done = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short=10", rev], capture_output=True, text=True, check=False
     )
@@ -280,7 +292,8 @@ DEFINITION = (
     "new ÷ old reaches into the band 1 ± n, where n is how far the same interval of old2 ÷ old "
     "(a second process of the old code, measured in the same rounds, where nothing changed) reaches "
     "from 1. **Slower** / **faster** (**costlier** / **cheaper** for CPU per call): the whole "
-    "interval lies below / above (above / below) that band."
+    "interval lies below / above (above / below) that band. A band wider than 1 ± 0.10 is flagged: "
+    "such a run cannot tell a 10 % change from noise (a loaded machine; rerun quieter or with more rounds)."
 )
 
 

@@ -36,3 +36,18 @@ def worker_table(seconds: float, timeout: float = 600) -> tuple[str | None, str]
     lines = done.stdout.strip().splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("### ")), 0)
     return "\n".join(lines[start:]), ""
+
+
+def worker_ab_table(timeout: float = 1800) -> tuple[str | None, str]:
+    """``python -m bench.worker_ab`` with its defaults (this tree vs before issue 15), in a process
+    of its own. :returns: ``(table, "")`` or ``(None, why it did not run)``."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.worker_ab"],
+            cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return None, f"python -m bench.worker_ab did not finish within {timeout:.0f} s"
+    if done.returncode != 0:
+        return None, f"python -m bench.worker_ab failed: {done.stderr.strip().splitlines()[-1:]}"
+    return done.stdout.strip(), ""
