@@ -187,11 +187,10 @@ class KvMemoryStore(Adapter):
             return super().run_many(calls)
         out: list[Any] = []
         with self._lock:
-            self._purge()
-            if not self._deadlines:  # nothing can expire: a plain round needs no per-call walk
-                bulk = self._bulk_in(calls)
-                if bulk is not None:
-                    return bulk
+            self._purge()  # nothing left is past its deadline: a plain round needs no per-call walk
+            bulk = self._bulk_in(calls)
+            if bulk is not None:
+                return bulk
             for name, args in calls:
                 try:
                     out.append(getattr(self, _ROUND[name])(*args))
@@ -200,10 +199,11 @@ class KvMemoryStore(Adapter):
         return out
 
     def _bulk_in(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any] | None:
-        """A round of only reads, or only writes without a deadline of distinct entries, in one scope,
-        while no entry has a deadline (under the lock): its answers as :meth:`_read_in` and
-        :meth:`_write_in` give them, with one dict look-up per call instead of three method calls.
-        ``None``: not such a round."""
+        """A round of only reads, or only writes without a deadline of distinct entries, in one scope
+        (under the lock, just after :meth:`_purge`, so no entry is past its deadline: the round reads
+        and writes at that clock reading): its answers as :meth:`_read_in` and :meth:`_write_in` give
+        them, with one dict look-up per call instead of three method calls. ``None``: not such a
+        round."""
         if not calls:
             return None
         first = calls[0]
@@ -226,6 +226,9 @@ class KvMemoryStore(Adapter):
                 if was is None:
                     insort(listed, key)
         entries.update(zip(keys, [c[1][2] for c in calls], strict=True))
+        if self._deadlines:  # a write without a deadline clears the entry's, as _put does
+            for key in keys:
+                self._set_deadline(scope, key, None)
         return old
 
     def _read_in(self, scope: str, key: str) -> bytes | None:

@@ -96,3 +96,20 @@ def test_an_async_store_reads_the_same_batch(tmp_path: Path) -> None:
             return [item.result for item in await store.batch(ops)]
 
     assert asyncio.run(run()) == [{"n": 1}, [1.0], None]
+
+
+def test_an_in_memory_round_with_deadlines_about_reads_and_clears_them_as_single_calls() -> None:
+    """A round runs in bulk while entries have deadlines: expired ones read as missing, a plain set
+    clears the deadline of what it overwrites, and the others keep theirs."""
+    from iii_state_kvfile import KvMemoryStore
+
+    store = KvMemoryStore()
+    store.write("s", "gone", b"1", now_ms() - 1)
+    store.write("s", "timed", b"2", now_ms() + 3_600_000)
+    store.write("s", "kept", b"3", now_ms() + 3_600_000)
+    store.write("s", "plain", b"4")
+    names = ("gone", "timed", "plain")
+    assert store.run_many([("read", ("s", k)) for k in names]) == [None, b"2", b"4"]
+    assert store.run_many([("write", ("s", k, b"5")) for k in names]) == [None, b"2", b"4"]
+    assert [store.read_expiry("s", k) for k in names] == [(True, None)] * 3
+    assert store.read_expiry("s", "kept")[1] is not None
