@@ -173,7 +173,8 @@ def _adapter_sections(options: Options, report: Report) -> None:
                 section = f"{table}\n\nBackend: {facts}."
                 if ttl.has_ttl(session.store):  # DynamoDB too, once its adapter declares ttl
                     _say(f"{name}: with and without a TTL")
-                    rows = ttl.measure_rows(session.store, session.scope + "-t", session.raw, options.budget)
+                    rows = ttl.measure_rows(session.store, session.scope + "-t", session.raw, options.budget,
+                                            session.server_pid)  # fmt: skip
                     section += "\n\n" + ttl.table(target.title, str(session.store.capabilities.ttl), rows)
                 report.adapter_tables[name] = section
                 tables += ["", section]

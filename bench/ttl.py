@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{target.title}: the adapter declares no `ttl`; nothing to measure\n")
                 continue
             session.raw.populate()  # the raw side's plain get/set read and write the standard entries
-            rows = ttl.measure_rows(session.store, session.scope + "-t", session.raw, budget)
+            scope = session.scope + "-t"
+            rows = ttl.measure_rows(session.store, scope, session.raw, budget, session.server_pid)
             print(ttl.table(target.title, str(session.store.capabilities.ttl), rows) + "\n", flush=True)
     print(f"Load average at the end (1/5/15 min): {machine.load()}")
     return 0

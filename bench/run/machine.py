@@ -43,6 +43,19 @@ def load() -> str:
     return f"{one:.1f} / {five:.1f} / {fifteen:.1f}"
 
 
+def process_cpu_s(pid: int | None) -> float | None:
+    """CPU seconds (user + system, every thread) process ``pid`` has used so far; ``None`` when
+    unknown (no pid, no /proc). Clock ticks, so sum it over many calls before dividing."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _package(name: str) -> str:
     try:
         return version(name)

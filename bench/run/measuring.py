@@ -21,6 +21,8 @@ class Measurement:
     #: The calling thread's CPU time per call (``time.thread_time``): unlike the wall-clock
     #: figures, other processes on a shared machine cannot inflate it.
     cpu_us: float = 0.0
+    #: Calls timed (the warm-up's not counted).
+    calls: int = 0
 
 
 def measure(
@@ -45,7 +47,7 @@ def measure(
     cpu = time.thread_time() - cpu_started
     samples.sort()
     p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    return Measurement(label, i / total, statistics.median(samples) * 1e6, p99 * 1e6, cpu / i * 1e6)
+    return Measurement(label, i / total, statistics.median(samples) * 1e6, p99 * 1e6, cpu / i * 1e6, i)
 
 
 @dataclass(frozen=True)

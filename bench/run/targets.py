@@ -31,6 +31,8 @@ class Session:
     #: Opens another store on the same backend (for the scaling runs, which need empty scopes).
     reopen: Callable[[], StateStore]
     facts: dict[str, str] = field(default_factory=dict)
+    #: The server process's pid, where one was started here (its CPU time is read from /proc).
+    server_pid: int | None = None
 
 
 Opener = Callable[[], contextlib.AbstractContextManager[Session]]
@@ -100,6 +102,7 @@ def _redis() -> Iterator[Session]:
             yield Session(
                 store, raw, _scope(), lambda: open_store(adapter="redis", adapter_config=config),
                 {"backend": f"redis-server {server_version(raw.client)} (no persistence), loopback"},
+                server.pid,
             )  # fmt: skip
         finally:
             raw.close()
@@ -121,6 +124,7 @@ def _memcached() -> Iterator[Session]:
             yield Session(
                 store, raw, _scope(), lambda: open_store(adapter="memcached", adapter_config=config),
                 {"backend": f"memcached {raw.version()}, loopback"},
+                server.pid,
             )  # fmt: skip
         finally:
             raw.close()
@@ -146,6 +150,7 @@ def _dynamodb(kind: str) -> Opener:
                 yield Session(
                     store, raw, _scope(), lambda: open_store(adapter="dynamodb", adapter_config=config),
                     {"backend": f"{server_facts(kind)}, loopback"},
+                    server.pid,
                 )  # fmt: skip
             finally:
                 store.close()

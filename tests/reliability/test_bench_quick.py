@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from bench.run import ttl
 from bench.run import workload as w
+from bench.run.machine import process_cpu_s
 from bench.run.ops import LABELS
 from iii_state_core import open_store
 
@@ -172,10 +175,28 @@ def test_batch_section_has_every_row_for_kv(report: str, title: str) -> None:
 def test_ttl_table_has_get_and_set_with_and_without_a_deadline(report: str, title: str) -> None:
     rows = _rows(report, f"#### With and without a TTL: {title}")
     assert [r[0] for r in rows] == ["get", "set (`ttl_ms`)"]
-    for _op, plain, timed, ratio, target, met, raw, p50, plain_p50, cpu, plain_cpu in rows:
+    for row in rows:
+        _op, plain, timed, ratio, target, met, raw, p50, plain_p50, cpu, plain_cpu, server, plain_server = row
         assert all(_number(c) > 0 for c in (plain, timed, raw, p50, plain_p50, cpu, plain_cpu)), rows
+        assert server == plain_server == "—", rows  # the embedded stores have no server process
         assert abs(_number(ratio) - _number(timed) / _number(plain)) < 0.01 + 0.01 * _number(ratio)
         assert _met_agrees(ratio, target, met), rows
+
+
+def test_a_server_process_cpu_time_is_read_from_proc() -> None:
+    """What the TTL rows' server CPU columns read: a process's user + system time, which grows
+    with its work; ``None`` for no pid or one that is gone."""
+    before = process_cpu_s(os.getpid())
+    assert before is not None and before >= 0
+    spin_until = time.thread_time() + 0.05
+    while time.thread_time() < spin_until:
+        pass
+    after = process_cpu_s(os.getpid())
+    assert after is not None and after >= before + 0.03
+    assert process_cpu_s(None) is None
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert process_cpu_s(gone.pid) is None
 
 
 def test_ttl_set_rows_write_a_value_other_than_the_stored_one_on_both_sides() -> None:

@@ -11,8 +11,11 @@ from iii_state_dynamodb.layout import (
     MAX_KEY_BYTES,
     MAX_SCOPE_BYTES,
     MAX_VALUE_BYTES,
+    SHARDS,
+    deadline_of,
     decode_name,
     encode_name,
+    expiry_attributes,
     item_key,
     new_version,
     value_text,
@@ -65,3 +68,25 @@ def test_versions_are_fresh_positive_63_bit_numbers() -> None:
     drawn = {new_version() for _ in range(1000)}
     assert len(drawn) == 1000
     assert all(0 <= int(v) < 2**63 and len(v) <= 19 for v in drawn)
+
+
+def test_expiry_attributes_carry_the_deadline_its_seconds_rounded_up_and_a_spread_shard() -> None:
+    assert expiry_attributes(None) == {}
+    shards = set()
+    for _ in range(400):
+        attributes = expiry_attributes(1_765_068_000_001)
+        assert (attributes["exp"], attributes["ttl"]) == ({"N": "1765068000001"}, {"N": "1765068001"})
+        shards.add(attributes["xsh"]["N"])
+    assert shards == {str(n) for n in range(SHARDS)}  # 400 draws miss a shard with odds ~4e-50
+    assert expiry_attributes(1_765_068_000_000)["ttl"] == {"N": "1765068000"}
+
+
+@pytest.mark.parametrize(
+    ("stored", "deadline"),
+    [("1765068000123", 1_765_068_000_123), ("1.765068000123E12", 1_765_068_000_123), ("5.0", 5),
+     ("-3", -3), ("not a number", None), ("", None)],
+)  # fmt: skip
+def test_deadline_of_reads_the_adapters_numbers_and_other_tools_forms(stored: str, deadline: int | None) -> None:
+    assert deadline_of({"exp": {"N": stored}}) == deadline
+    assert deadline_of({"exp": {"S": stored}}) is None
+    assert deadline_of({}) is None
