@@ -86,7 +86,7 @@ def test_expiry_attributes_carry_the_deadline_its_seconds_rounded_up_and_a_sprea
     [("1765068000123", 1_765_068_000_123), ("1.765068000123E12", 1_765_068_000_123), ("5.0", 5),
      ("-3", -3), ("not a number", None), ("", None)],
 )  # fmt: skip
-def test_deadline_of_reads_the_adapters_numbers_and_other_tools_forms(stored: str, deadline: int | None) -> None:
+def test_deadline_of_reads_our_numbers_and_other_tools_forms(stored: str, deadline: int | None) -> None:
     assert deadline_of({"exp": {"N": stored}}) == deadline
     assert deadline_of({"exp": {"S": stored}}) is None
     assert deadline_of({}) is None
