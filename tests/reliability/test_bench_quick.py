@@ -234,3 +234,16 @@ def test_import_row_times_the_batched_import_beside_one_call_per_entry(report: s
     batched, per_s, single, speedup = (_number(c.rstrip("x")) for c in rows[0][1:])
     assert batched > 0 and single > 0 and abs(per_s - 10_000 / batched) < 0.05 * per_s, rows
     assert abs(speedup - single / batched) < 0.1 + 0.05 * speedup, rows
+
+
+def test_bench_ttl_prints_only_the_ttl_tables_of_adapters_named(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import ttl as bench_ttl
+
+    assert bench_ttl.main(["--seconds", "0.02", "--rounds", "1", "kv-memory"]) == 0
+    out = capsys.readouterr().out
+    rows = _rows(out, "#### With and without a TTL: kv (in_memory) vs a raw locked dict")
+    assert [r[0] for r in rows] == ["get", "set (`ttl_ms`)"] and out.count("#### ") == 1
+    assert "Load average at the start" in out and "Load average at the end" in out
+    with pytest.raises(SystemExit) as refused:
+        bench_ttl.main(["no-such-adapter"])
+    assert refused.value.code == 2 and "unknown adapter(s) no-such-adapter" in capsys.readouterr().err
