@@ -103,6 +103,8 @@ _NAMED = itemgetter("op", "scope", "key")
 _VALUE = itemgetter("value")
 _PRIMITIVE = {"get": "read", "delete": "remove"}
 _ARGS, _FIRST, _SECOND = itemgetter(1), itemgetter(0), itemgetter(1)
+#: What a write round answers for each plain set: the bytes it replaced, or ``None``.
+_OLD_KINDS = frozenset((bytes, type(None)))
 
 
 def _alike(limits: Limits, ops: list[Any]) -> Plain | None:
@@ -267,26 +269,28 @@ def _set_results(olds: list[Any], values: list[Any]) -> list[SetResult]:
 
 
 def _decoded_plainly(raws: list[Any]) -> list[Any] | None:
-    """Each old value (``None``: there was none) when every one is bytes the core's own encoder
-    could have written, by :func:`decode_stored`'s fast path; ``None`` when some answer is an error
-    or needs the slow, exact way."""
-    out: list[Any] = []
-    append = out.append
-    for raw in raws:
-        if raw is None:
-            append(None)
-            continue
-        if type(raw) is not bytes or not raw or raw[0] not in _PLAIN_FIRST or (len(raw) > 1 and not raw[1]):
-            return None
-        try:
-            text = raw.decode("utf-8", "surrogatepass")
-            value, end = _scan_once(text, 0)
-        except Exception:
-            return None
-        if end != len(text):
-            return None
-        append(value)
-    return out
+    """Each old value (``None``: there was none) when every one is bytes that parse whole by
+    :func:`decode_stored`'s fast path, decoded and parsed by C iteration; ``None`` when some answer
+    is an error or needs the slow, exact way (the round's loop then takes each alone).
+
+    The fast path's first-byte checks need no repeating: a value that starts with whitespace or a
+    BOM, or holds a NUL (json.loads' UTF-16 guess), does not parse whole as strict UTF-8 JSON."""
+    kinds = set(map(type, raws))
+    if not kinds <= _OLD_KINDS:
+        return None
+    present = raws if type(None) not in kinds else [raw for raw in raws if raw is not None]
+    try:
+        texts = list(map(bytes.decode, present, repeat("utf-8"), repeat("surrogatepass")))
+        parsed = list(map(_scan_once, texts, repeat(0)))
+    except Exception:
+        return None
+    if list(map(_SECOND, parsed)) != list(map(len, texts)):
+        return None
+    values = list(map(_FIRST, parsed))
+    if present is raws:
+        return values
+    each = iter(values)
+    return [None if raw is None else next(each) for raw in raws]
 
 
 def _got(
