@@ -550,7 +550,7 @@ class Index:
             if item is None:
                 done = new is None or self._write(node, mc_key, new, None, None).ok
             elif new is None:
-                done = cas is not None and node.delete(mc_key, cas) is True
+                done = cas is not None and node.delete_counted(mc_key, cas)
             else:
                 done = self._write(node, mc_key, new, cas, item).ok
             return None if done else LOST
@@ -648,7 +648,7 @@ class Index:
         ))  # fmt: skip
         rest = records.dump_bucket(sections)
         if rest is None:
-            return None if node.delete(bucket, cas) is True else LOST
+            return None if node.delete_counted(bucket, cas) else LOST
         return None if self._write(node, bucket, rest, cas, item).ok else LOST
 
 def quietly(what: str, step: Callable[[], object]) -> None:

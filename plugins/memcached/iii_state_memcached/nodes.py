@@ -345,6 +345,14 @@ class Node:
         finally:
             self._release(conn)
 
+    def delete_counted(self, key: bytes, cas: bytes) -> bool:
+        """:meth:`delete` of an item no listing index entry names (a scope shard, a schedule
+        slot, a stash), tracked and ended at once: a count need not probe after it."""
+        deleted = self.delete_tracked(key, cas)
+        if deleted is not None and self.counters is not None:
+            self.end_tracked(reflected=deleted)
+        return deleted is True
+
     def end_tracked(self, reflected: bool) -> None:
         """End a tracked delete: ``reflected`` (it deleted an item and the index says so) adds
         it to the ``hits`` counter first. Sent quiet, ending in ``mn``, and not waited for: the

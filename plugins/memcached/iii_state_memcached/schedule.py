@@ -130,7 +130,7 @@ class Schedule:
         item, cas, _ = node.gets(key)
         if item is None or cas is None or item[:1] in (LEASED, DELIVERED):
             return None
-        if node.delete(key, cas) is not True:
+        if not node.delete_counted(key, cas):
             return None
         found = list(records.iter_records(item, key))
         return found[0] if found else None
@@ -224,7 +224,7 @@ class Schedule:
                         taken.append((candidate, value))
                 if not complete:
                     break
-                self.cluster.node(key).delete(key, cas)  # unchanged: every candidate was seen
+                self.cluster.node(key).delete_counted(key, cas)  # unchanged: every candidate was seen
             if not complete:
                 break
         if complete and due > cursor:
