@@ -336,14 +336,27 @@ class Node:
         try:
             if epoch is not None and (conn.epoch != epoch or conn.sock is None):
                 return None
+            if conn.sock is None:
+                try:
+                    conn._connect()
+                except (MemcacheError, OSError) as exc:  # nothing was sent
+                    conn.close()
+                    raise BackendError(f"memcached at {self.name}: cannot connect: {_detail(exc)}") from exc
             begin = b"ma %s N0 J%d D%d\r\n" % (self.counters[0], _BEGUN, _BEGUN)
-            began, reply = self._send_all(conn, "delete", [begin, b"md %s C%s\r\n" % (key, cas)])
-            if not began.startswith(b"HD") or not (reply.startswith(b"HD") or reply[:2] in (b"EX", b"NF")):
-                conn.close()  # out of step with the server: never reuse this connection
-                raise self._unknown("delete", f"unexpected reply {began[:20]!r} / {reply[:20]!r}")
-            return reply.startswith(b"HD")
+            try:
+                began, reply = self._send_all(conn, "delete", [begin, b"md %s C%s\r\n" % (key, cas)])
+            except UnknownOutcomeError:
+                raise
+            except BackendError as exc:  # a refused begin: the md after it ran all the same
+                raise self._unknown("delete", str(exc)) from None
+            if began.startswith(b"HD") and (reply.startswith(b"HD") or reply[:2] in (b"EX", b"NF")):
+                return reply.startswith(b"HD")
+            conn.close()  # out of step with the server: never reuse this connection
         finally:
             self._release(conn)
+        if began.startswith(b"HD"):  # begun: end it (the md's outcome is unknown, so unreflected)
+            self.end_tracked(reflected=False)
+        raise self._unknown("delete", f"unexpected reply {began[:20]!r} / {reply[:20]!r}")
 
     def delete_counted(self, key: bytes, cas: bytes) -> bool:
         """:meth:`delete` of an item no listing index entry names (a scope shard, a schedule
