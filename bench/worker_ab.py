@@ -14,12 +14,15 @@ Per operation, the three sides take turns in short rounds (the order rotates eac
 burst of load from elsewhere hits all of them alike. Per round it forms the ratios new ÷ old and
 old2 ÷ old (two processes of the same code: the A-vs-A noise floor) and prints the median of each
 side's ops/s, the median per-round ratio with a 90 % bootstrap interval, the process CPU time per
-call (not inflated by other processes) and a verdict:
+call (time other processes take does not count, though sharing caches and cores still sways it)
+and a verdict:
 
 - **unchanged within noise** when new ÷ old's interval reaches into the band 1 ± n, where n is how
   far old2 ÷ old's interval (the same statistic over the same rounds, where nothing changed)
   reaches from 1;
-- **slower** / **faster** when the whole interval lies below / above that band.
+- **slower** / **faster** when the whole interval lies below / above that band (**costlier** /
+  **cheaper** for CPU per call: above / below). A band wider than 1 ± 0.10 is flagged: such a run
+  (a loaded machine) cannot tell a 10 % change from noise; rerun quieter or with more rounds.
 """
 
 from __future__ import annotations
@@ -65,10 +68,12 @@ class Settings:
     rounds: int
     seconds: float
     in_flight_calls: int
+    #: One untimed round per operation and side first (caches, the store's keys).
+    warm_up: bool = True
 
 
 FULL = Settings(rounds=21, seconds=0.25, in_flight_calls=600)
-SMOKE = Settings(rounds=3, seconds=0.03, in_flight_calls=200)
+SMOKE = Settings(rounds=3, seconds=0.03, in_flight_calls=200, warm_up=False)
 
 
 class BenchError(Exception):
@@ -255,7 +260,7 @@ def measure(old: str, new: str | None, settings: Settings, say: IO[str] | None =
         rows = []
         for operation, op in OPERATIONS.items():
             request = {"op": op, "seconds": settings.seconds, "calls": settings.in_flight_calls}
-            for side in sides.values():  # one untimed round each: caches, the store's keys
+            for side in sides.values() if settings.warm_up else ():
                 side.round(request)
             ops: dict[str, list[float]] = {label: [] for label in sides}
             cpu: dict[str, list[float]] = {label: [] for label in sides}
@@ -338,7 +343,8 @@ def table(rows: list[Row], old: str, new: str, settings: Settings, seed: int, lo
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.worker_ab",
-        description=__doc__.split("\n\n")[0] + " " + DEFINITION.replace("**", ""),
+        description=(__doc__ or "").replace("**", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--old", default=OLD_REV,
@@ -363,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rounds if args.rounds is not None else base.rounds,
         args.seconds if args.seconds is not None else base.seconds,
         args.in_flight_calls if args.in_flight_calls is not None else base.in_flight_calls,
+        base.warm_up,
     )
     if settings.rounds < 3:
         parser.error(f"--rounds must be at least 3 (an interval needs several rounds), not {settings.rounds}")

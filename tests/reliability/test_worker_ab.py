@@ -95,3 +95,5 @@ def test_bad_input_is_one_line_without_a_traceback() -> None:
     few = _run("--rounds", "2")
     assert few.returncode == 2 and "--rounds must be at least 3" in few.stderr
     assert "Traceback" not in missing.stderr + few.stderr
+    helped = _run("--help")
+    assert helped.returncode == 0 and "unchanged within noise when" in helped.stdout
