@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from iii_state_testsupport import ServerStartError, ServerUnavailable, memcached_server
+
 from bench.worker_ab import OLD_REV as BEFORE_ISSUE_15
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,8 +96,6 @@ class Side:
 
 def run(mode: str, rounds: int, calls: int) -> dict[str, list[float]]:
     """Per side, pages/s of each round."""
-    from iii_state_testsupport import memcached_server
-
     with ExitStack() as stack:
         sides = []
         for label, rev in SIDES.items():
@@ -125,19 +125,29 @@ def report(mode: str, rates: dict[str, list[float]]) -> str:
     return "\n".join(lines)
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.memcached_pages", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--calls", type=int, default=200, help="pages per side per round")
+    parser.add_argument("--rounds", type=_positive, default=15)
+    parser.add_argument("--calls", type=_positive, default=200, help="pages per side per round")
     parser.add_argument("--smoke", action="store_true", help="2 rounds of 5 pages (tests)")
     args = parser.parse_args(argv)
     rounds, calls = (2, 5) if args.smoke else (args.rounds, args.calls)
     try:
         for mode, title in (("rest", "at rest"), ("delete", "one delete through the store before each page")):
             print(report(title, run(mode, rounds, calls)), flush=True)
-    except BenchError as exc:
+    except (BenchError, ServerUnavailable, ServerStartError) as exc:
         print(f"python -m bench.memcached_pages: {exc}", file=sys.stderr)
         return 1
     return 0
