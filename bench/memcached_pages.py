@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import ExitStack
 from pathlib import Path
 
 from iii_state_testsupport import ServerStartError, ServerUnavailable, memcached_server
 
+from bench.run import revisions
+from bench.run.revisions import BenchError
 from bench.worker_ab import OLD_REV as BEFORE_ISSUE_15
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,27 +40,9 @@ PACKAGES = ("iii_state_core", "plugins/memcached/iii_state_memcached")
 SIDES = {"this tree": None, "before 0022": BEFORE_0022, "before issue 15": BEFORE_ISSUE_15}
 
 
-class BenchError(Exception):
-    """Why the run could not go on: one line for the user."""
-
-
-@contextmanager
-def revision_tree(rev: str | None) -> Iterator[Path]:
+def revision_tree(rev: str | None) -> ContextManager[Path]:
     """A directory holding :data:`PACKAGES` as in ``rev``, or this working tree (``None``)."""
-    if rev is None:
-        yield REPO
-        return
-    folder = Path(tempfile.mkdtemp(prefix="iii-mc-pages-"))
-    try:
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", rev, *PACKAGES], capture_output=True, check=False
-        )
-        if archive.returncode != 0:
-            raise BenchError(f"cannot take {rev} from {REPO}: {archive.stderr.decode().strip()}")
-        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    return revisions.revision_tree(rev, PACKAGES, "iii-mc-pages-")
 
 
 class Side:

@@ -32,17 +32,20 @@ import json
 import os
 import queue
 import random
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from bench.run import revisions
+from bench.run.revisions import BenchError
 
 REPO = Path(__file__).resolve().parents[1]
 #: The last commit before issue 15's work (f27a8d6, 2026-11-29 16:18 UTC, the end of that
@@ -76,37 +79,13 @@ FULL = Settings(rounds=21, seconds=0.25, in_flight_calls=600)
 SMOKE = Settings(rounds=3, seconds=0.03, in_flight_calls=200, warm_up=False)
 
 
-class BenchError(Exception):
-    """Why the A/B could not run: one line for the user."""
-
 
 # -- the revisions' code ---------------------------------------------------------------------
 
 
-@contextmanager
-def revision_tree(rev: str | None) -> Iterator[Path]:
+def revision_tree(rev: str | None) -> ContextManager[Path]:
     """A directory holding :data:`PACKAGES` as in ``rev``, or this working tree (``None``)."""
-    if rev is None:
-        yield REPO
-        return
-    found = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if found.returncode != 0:
-        raise BenchError(f"{rev!r} is not a commit of {REPO}")
-    folder = Path(tempfile.mkdtemp(prefix="iii-worker-ab-"))
-    try:
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", found.stdout.strip(), *PACKAGES],
-            capture_output=True, check=False,
-        )  # fmt: skip
-        if archive.returncode != 0:
-            raise BenchError(f"{rev} has no {' or '.join(PACKAGES)}: {archive.stderr.decode().strip()}")
-        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    return revisions.revision_tree(rev, PACKAGES, "iii-worker-ab-")
 
 
 class Side:
