@@ -146,12 +146,14 @@ def batch(limits: Limits, ops: list[dict[str, Any]]) -> Plan:
     (:mod:`batch_plain`); the others run their plans side by side.
     """
     outcomes: list[BatchItem | None] = [None] * len(check_ops(limits, ops))
+    if limits.joined_reads:
+        gets = batch_plain.joined_gets(limits, ops)
+        if gets is not None:
+            got = yield from batch_plain.read_joined(*gets)
+            if got is not None:
+                return got, []
     plain, rest = batch_plain.split(limits, ops)
     events: dict[int, StateEvent] = {}
-    if plain.at and not rest and limits.joined_reads:
-        got = yield from batch_plain.read_joined(plain)
-        if got is not None:
-            return got, []
     if plain.at:
         done, emitted = yield from batch_plain.run_plain(plain, located, limits.listening)
         if not rest:  # every operation ran plain, in order

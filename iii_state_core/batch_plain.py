@@ -102,7 +102,7 @@ _NAMED = itemgetter("op", "scope", "key")
 #: ``op``, ``scope``, ``key`` and ``value`` (anything more goes through :func:`split`'s loop).
 _VALUE = itemgetter("value")
 _PRIMITIVE = {"get": "read", "delete": "remove"}
-_ARGS, _FIRST, _SECOND = itemgetter(1), itemgetter(0), itemgetter(1)
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 #: What a write round answers for each plain set: the bytes it replaced, or ``None``.
 _OLD_KINDS = frozenset((bytes, type(None)))
 
@@ -161,21 +161,39 @@ def _entry_ok(limits: Limits, scope: str, key: str) -> bool:
     return True
 
 
-def read_joined(plain: Plain) -> Generator[Call, Any, list[BatchItem] | None]:
-    """A round of gets of one scope as one ``read_joined`` call (``Limits.joined_reads``): one text
-    parsed at once, where :func:`_got` parses a value per entry. ``None``: the round is not one of
-    those, or the adapter could not vouch for its text (then :func:`run_plain` reads it)."""
+def joined_gets(limits: Limits, ops: list[Any]) -> tuple[str, list[str]] | None:
+    """``(scope, keys)`` when every operation is a plain get of one scope, of distinct ASCII keys
+    within the limits (what :func:`_alike` takes as gets, all of one scope), checked over the whole
+    list without building a call per operation: that batch asks ``read_joined`` first. ``None``
+    otherwise (:func:`split` sorts the operations)."""
+    caps = limits.capabilities
+    try:
+        if not ops or set(map(type, ops)) != {dict}:
+            return None
+        names, scopes, keys = zip(*map(_NAMED, ops), strict=True)
+        n = len(ops)
+        if names.count("get") != n or set(map(type, scopes + keys)) != {str}:
+            return None
+    except (KeyError, TypeError):  # a field missing
+        return None
+    scope = scopes[0]
+    if (
+        scopes.count(scope) != n
+        or not (scope.isascii() and "".join(keys).isascii())
+        or (caps.max_scope_bytes is not None and len(scope) > caps.max_scope_bytes)
+        or (caps.max_key_bytes is not None and max(map(len, keys)) > caps.max_key_bytes)
+        or len(set(keys)) != n  # an entry named twice: its operations run in order, through the plans
+    ):  # fmt: skip
+        return None
+    return scope, list(keys)
+
+
+def read_joined(scope: str, keys: list[str]) -> Generator[Call, Any, list[BatchItem] | None]:
+    """The gets of ``keys`` in ``scope`` (:func:`joined_gets`) as one ``read_joined`` call: one text
+    parsed at once, where :func:`_got` parses a value per entry. ``None``: the adapter could not
+    vouch for its text, or a value needs the per-value way (then :func:`run_plain` reads them)."""
     from .batch import BatchItem
 
-    calls = plain.calls
-    if plain.functions[0] != "get" or plain.functions.count("get") != len(calls):
-        return None
-    entries = list(map(_ARGS, calls))  # (scope, key) each
-    scopes = list(map(_FIRST, entries))
-    if scopes.count(scopes[0]) != len(scopes):
-        return None
-    keys = list(map(_SECOND, entries))
-    scope = scopes[0]
     text = yield _new(Call, ("read_joined", (scope, keys)))
     if type(text) is not str:
         return None
@@ -183,7 +201,7 @@ def read_joined(plain: Plain) -> Generator[Call, Any, list[BatchItem] | None]:
         values, end = _scan_once(text, 0)  # as decoding each value alone gives
     except Exception:
         return None  # a value decode_stored refuses (NaN, a number no double holds): each alone says which
-    if end != len(text) or type(values) is not list or len(values) != len(calls):
+    if end != len(text) or type(values) is not list or len(values) != len(keys):
         return None
     return list(map(_new, repeat(BatchItem), zip(repeat("get"), values, repeat(None))))
 

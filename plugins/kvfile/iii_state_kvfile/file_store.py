@@ -790,15 +790,18 @@ class KvFileStore(Adapter):
         half the time of ``key IN (?, …)``) and the values come out as one text, each checked by
         SQLite to be a whole JSON text. ``None`` for keys a JSON string could change (not printable
         ASCII), a value that is not valid JSON or UTF-8, or rows out of order."""
-        if not keys or not _printable(keys):
+        names = "".join(keys)
+        if not keys or not (names.isascii() and names.isprintable()):  # as _printable checks
             return None
+        # printable ASCII: only a quote or a backslash takes an escape (joined: a tenth of json.dumps)
+        array = json.dumps(keys) if '"' in names or "\\" in names else '["' + '","'.join(keys) + '"]'
         places = _PLACES.get(len(keys))
         if places is None:
             places = _PLACES[len(keys)] = ",".join(map(str, range(len(keys))))
         try:
             with self._lock:
                 order, valid, text = self._db.execute(
-                    _READ_JOINED, (json.dumps(keys), scope.encode("utf-8"), now_ms())
+                    _READ_JOINED, (array, scope.encode("utf-8"), now_ms())
                 ).fetchone()
         except (sqlite3.Error, ValueError):  # a value that is not UTF-8 cannot come out as text
             return None
