@@ -168,8 +168,8 @@ def joined_gets(limits: Limits, ops: list[Any]) -> tuple[str, list[str]] | None:
     otherwise (:func:`split` sorts the operations)."""
     caps = limits.capabilities
     try:
-        if not ops or set(map(type, ops)) != {dict}:
-            return None
+        if not ops or type(ops[0]) is not dict or ops[0].get("op") != "get" or set(map(type, ops)) != {dict}:
+            return None  # (the first operation's name first: a batch of sets pays nothing more)
         names, scopes, keys = zip(*map(_NAMED, ops), strict=True)
         n = len(ops)
         if names.count("get") != n or set(map(type, scopes + keys)) != {str}:

@@ -406,6 +406,29 @@ def test_a_round_of_reads_or_plain_writes_is_a_few_statements_with_the_one_by_on
 
 
 @pytest.mark.parametrize("keep_expired", [False, True])
+def test_a_round_of_writes_into_one_scope_is_two_statements_unless_a_row_holds_a_deadline(
+    tmp_path: Path, keep_expired: bool
+) -> None:
+    store = KvFileStore(str(tmp_path), expiry_events=keep_expired)
+    store.write("s", "there", b"1")
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    writes = [("write", ("s", "there", b"2")), ("write", ("s", 'q"b\\', b"3")), ("write", ("s", "new", b"4"))]
+    assert store.run_many(writes) == [b"1", None, None]
+    assert sum("json_each" in s for s in statements) == 1 and sum("INSERT INTO" in s for s in statements) == 1
+    assert [store.read(*c[1][:2]) for c in writes] == [b"2", b"3", b"4"]
+    store.write("s", "old", b"5", 1)  # past its deadline: missing, yet its row is there
+    store.write("s", "later", b"6", 2**52)
+    writes = [("write", ("s", "old", b"7")), ("write", ("s", "later", b"8")), ("write", ("s", "new", b"9"))]
+    assert store.run_many(writes) == [None, b"6", b"4"]
+    assert [store.read(*c[1][:2]) for c in writes] == [b"7", b"8", b"9"]
+    assert store.read_expiry("s", "later") == (True, None)  # a set without ttl_ms clears the deadline
+    kept = store.take_expired(10)
+    assert [(e[0], e[1], e[2]) for e in kept] == ([("s", "old", b"5")] if keep_expired else [])
+    store.close()
+
+
+@pytest.mark.parametrize("keep_expired", [False, True])
 def test_a_round_of_creates_is_one_executemany_and_a_key_that_is_there_sends_it_one_by_one(
     tmp_path: Path, keep_expired: bool
 ) -> None:
