@@ -158,7 +158,6 @@ def encode(value: object, *, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
         return _utf8(text)  # raises, naming the lone surrogate
 
 
-
 def encode_all(values: list[object], *, max_depth: int = DEFAULT_MAX_DEPTH) -> list[bytes] | None:
     """:func:`encode` of each value, checked in one walk and encoded by C iteration (a batch's
     sets: the Python step per value cost more than its encoding). ``None`` when some value is not
@@ -169,6 +168,7 @@ def encode_all(values: list[object], *, max_depth: int = DEFAULT_MAX_DEPTH) -> l
         return list(map(str.encode, map("".join, map(_encode_checked, values, repeat(0)))))
     except UnicodeEncodeError:
         return None
+
 
 def dumps(value: object) -> bytes:
     """Compact UTF-8 JSON of an already checked value.
