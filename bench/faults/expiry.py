@@ -265,6 +265,18 @@ def _spawn(target: _Target, log: Path, name: str, double: bool) -> subprocess.Po
     )
 
 
+def _await_acknowledgement(log: Path, limit_s: float = 20.0) -> None:
+    """Wait until the process logging to ``log`` acknowledged a sweep (an ``A`` line), so the
+    negative control kills only sweepers that delivered something twice: a kill before their
+    first sweep would leave every expiry to the drain, which delivers once, and the control
+    would prove nothing (one CI run on a loaded machine did exactly that)."""
+    ends = time.monotonic() + limit_s
+    while time.monotonic() < ends:
+        if log.exists() and any(line.startswith("A ") for line in log.read_text().splitlines()):
+            return
+        time.sleep(0.05)
+
+
 def _drain(target: _Target, least_s: float) -> list[tuple[str, str, str]]:
     """Open one more store with expiry events, let it deliver what is left, close it (which
     acknowledges what it delivered)."""
@@ -354,6 +366,8 @@ def run(backend: str, kills: int, seed: int | None = None, *, double: bool = Fal
                     assert proc.stdout is not None
                     proc.stdout.readline()  # "ready" (or EOF if it died)
                 for proc, name in sorted(procs, key=lambda _: rng.random()):
+                    if double:
+                        _await_acknowledgement(logs / f"{name}.log")
                     time.sleep(rng.uniform(0.05, 0.4))
                     proc.send_signal(signal.SIGKILL)
                     killed_at[name] = time.time() * 1000
