@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.run import revisions
+from bench.run.measuring import interval
 from bench.run.revisions import BenchError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +61,6 @@ OPERATIONS = {
     "update (one at a time)": "update",
     "update (200 in flight)": "update_in_flight",
 }
-BOOTSTRAP_RESAMPLES = 2000
 #: A noise band wider than 1 ± this says the run could not resolve a change of that size.
 COARSE = 0.10
 
@@ -159,15 +158,6 @@ class Side:
 
 
 # -- statistics ------------------------------------------------------------------------------
-
-
-def interval(values: Sequence[float], rng: random.Random, level: float = 0.90) -> tuple[float, float]:
-    """The ``level`` bootstrap interval of the median of ``values`` (percentile method)."""
-    medians = sorted(
-        statistics.median(rng.choices(values, k=len(values))) for _ in range(BOOTSTRAP_RESAMPLES)
-    )
-    tail = (1 - level) / 2
-    return medians[int(tail * (len(medians) - 1))], medians[int((1 - tail) * (len(medians) - 1))]
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 Op = Callable[[int], object]
@@ -26,9 +27,10 @@ class Measurement:
 
 
 def measure(
-    label: str, op: Callable[[int], object], *, seconds: float = 1.0, warmup: int = 50
+    label: str, op: Callable[[int], object], *, seconds: float = 1.0, warmup: int = 50, least: int = 20
 ) -> Measurement:
-    """Call ``op(i)`` repeatedly for about ``seconds``; return throughput and latency percentiles."""
+    """Call ``op(i)`` repeatedly for about ``seconds`` and at least ``least`` times; return
+    throughput and latency percentiles."""
     for i in range(warmup):
         op(i)
     samples: list[float] = []
@@ -41,7 +43,7 @@ def measure(
         t1 = time.perf_counter()
         samples.append(t1 - t0)
         i += 1
-        if t1 - started >= seconds and i >= 20:
+        if t1 - started >= seconds and i >= least:
             break
     total = time.perf_counter() - started
     cpu = time.thread_time() - cpu_started
@@ -88,6 +90,64 @@ def alternate(name: str, ours: Op, raw: Op | None, budget: Budget) -> Pair:
         if raw is not None:
             theirs.append(measure(f"raw {name}", raw, seconds=budget.seconds, warmup=20))
     return Pair(name, best(mine), best(theirs) if theirs else None)
+
+
+#: Resamples of the bootstrap intervals (:func:`interval`).
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def interval(values: Sequence[float], rng: random.Random, level: float = 0.90) -> tuple[float, float]:
+    """The ``level`` bootstrap interval of the median of ``values`` (percentile method)."""
+    medians = sorted(
+        statistics.median(rng.choices(values, k=len(values))) for _ in range(BOOTSTRAP_RESAMPLES)
+    )
+    tail = (1 - level) / 2
+    return medians[int(tail * (len(medians) - 1))], medians[int((1 - tail) * (len(medians) - 1))]
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """One side over another, round by round: the median per-round ratio and its 90 % interval."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, top: Sequence[Measurement], bottom: Sequence[Measurement]) -> Ratio:
+        """``top[i].ops_per_s / bottom[i].ops_per_s`` of each round ``i`` (the same rounds)."""
+        ratios = [a.ops_per_s / b.ops_per_s for a, b in zip(top, bottom, strict=True)]
+        # seeded: the same rounds always print the same interval
+        return cls(statistics.median(ratios), *interval(ratios, random.Random(17)))
+
+    def __str__(self) -> str:
+        return f"{self.median:.2f} [{self.low:.2f}, {self.high:.2f}]"
+
+    def reaches(self, bar: float) -> str:
+        """Whether the rounds show the ratio at or above ``bar``: "met" when the whole interval is,
+        "below" when it all lies under it, "not shown" when it straddles it (the run cannot tell)."""
+        if self.low >= bar:
+            return "met"
+        return "below" if self.high < bar else "not shown"
+
+
+def rotating(ops: dict[str, Op], rounds: int, seconds: float) -> dict[str, list[Measurement]]:
+    """Each op's rounds: every op measured for about ``seconds`` (at least one call) in each of
+    ``rounds`` rounds, taking turns in an order that rotates each round, so a burst of load from
+    other processes hits every side of some rounds alike and a per-round ratio cancels it out."""
+    names = list(ops)
+    for name in names:  # one untimed turn each first (caches, the store's pages)
+        measure(name, ops[name], seconds=0.0, warmup=2, least=1)
+    runs: dict[str, list[Measurement]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            runs[name].append(measure(name, ops[name], seconds=seconds, warmup=2, least=1))
+    return runs
+
+
+def median_run(runs: Sequence[Measurement]) -> Measurement:
+    """The round of median throughput (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda m: m.ops_per_s)[(len(runs) - 1) // 2]
 
 
 def consuming(
