@@ -326,22 +326,29 @@ def table(
     return "\n".join(lines)
 
 
-def update(path: Path, text: str) -> None:
-    """Put ``text`` between the bench's markers in ``path``."""
+_BLOCK = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
+
+
+def _document(path: Path) -> str:
+    """``path``'s text, checked to hold exactly one block between the bench's markers."""
     try:
         document = path.read_text()
     except OSError as exc:
         raise BenchError(f"cannot read {path}: {exc.strerror}") from None
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
-    if len(pattern.findall(document)) != 1:
+    if len(_BLOCK.findall(document)) != 1:
         raise BenchError(f"{path} needs exactly one {START} … {END} block to update")
-    path.write_text(pattern.sub(lambda _: f"{START}\n{text}\n{END}", document))
+    return document
 
 
-def _whole(low: float, what: str) -> Callable[[str], float]:
+def update(path: Path, text: str) -> None:
+    """Put ``text`` between the bench's markers in ``path``."""
+    path.write_text(_BLOCK.sub(lambda _: f"{START}\n{text}\n{END}", _document(path)))
+
+
+def _at_least(low: float, what: str, kind: Callable[[str], float]) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
-            value = float(text)
+            value = kind(text)
         except ValueError:
             value = float("nan")
         if not value >= low:
@@ -364,11 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--old", default=OLD_REV, help=f"the old revision (default {OLD_REV[:10]})")
     parser.add_argument("--new", default=None, help="the new revision (default: this working tree)")
     parser.add_argument(
-        "--rounds", type=_whole(3, "--rounds"), help=f"rounds per row (default {FULL.rounds})"
+        "--rounds", type=_at_least(3, "--rounds", int), help=f"rounds per row (default {FULL.rounds})"
     )
     parser.add_argument(
         "--seconds",
-        type=_whole(0.001, "--seconds"),
+        type=_at_least(0.001, "--seconds", float),
         help=f"seconds of pages per side and round (default {FULL.seconds:g})",
     )
     parser.add_argument("--with-deletes", action="store_true", help="the row with deletes on every adapter")
@@ -390,11 +397,13 @@ def main(argv: list[str] | None = None) -> int:
         args.seconds if args.seconds is not None else base.seconds,
     )
     load_before = _load()
-    from datetime import UTC, datetime
+    from datetime import datetime, timezone
 
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows: list[Row] = []
     try:
+        if args.update:
+            _document(args.update)  # a report it cannot update fails before the run, not after
         for name in dict.fromkeys(args.adapters or DEFAULT):
             rows += measure(name, args.old, args.new, settings, args.with_deletes)
             print(f"  {name}: done", file=sys.stderr, flush=True)

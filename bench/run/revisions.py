@@ -1,5 +1,5 @@
 """Another git revision's packages, for benchmarks that run two revisions side by side in the
-same run (``bench.worker_ab``, ``bench.memcached_pages``)."""
+same run (``bench.worker_ab``, ``bench.pages``)."""
 
 from __future__ import annotations
 
