@@ -7,6 +7,7 @@ can share the file through its locks. See the plugin README for the measurements
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import json
@@ -86,10 +87,14 @@ _LEASE_DUE = (
 )
 # The copies read back by their rowids, those after the largest one before the claim: SQLite
 # gives each new row the largest rowid plus one, up to its largest possible rowid (then at
-# random: a claim near it takes ``_LEASE_DUE_RETURNING`` instead). Cheaper than ``RETURNING``,
-# which buffers each row before handing it out.
+# random: a claim near it takes ``_LEASE_DUE_RETURNING`` instead), so the copies' rowids are
+# the next ones in order and are not read back. Cheaper than ``RETURNING``, which buffers each
+# row before handing it out.
 _LARGEST_EXPIRED = "SELECT max(rowid) FROM expired"
-_COPIES_AFTER = f"SELECT {_CLAIMED.removeprefix('RETURNING ')} FROM expired WHERE rowid > ?"
+_COPIES_AFTER = (
+    "SELECT CAST(scope AS TEXT), CAST(key AS TEXT), value, expires FROM expired "
+    "WHERE rowid > ? ORDER BY rowid"
+)
 _LEASE_DUE_RETURNING = f"{_LEASE_DUE} {_CLAIMED}"
 _LARGEST_ROWID = 2**63 - 1
 # The acknowledgement: the rows of one claim (lease end first) as runs of consecutive rowids (a
@@ -112,7 +117,6 @@ def _runs(rowids: list[int]) -> list[int]:
     return bounds
 
 
-_lease_end = operator.itemgetter(0)
 _FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
 
 
@@ -369,8 +373,9 @@ class KvFileStore(Adapter):
                 f"cannot open the kv file store {self.path}: {detail}", code="OPEN_ERROR"
             ) from None
         self._next_sweep = 0.0
-        #: entries ``take_expired`` leased: their lease end and ``expired`` rowid (for ``ack_expired``)
-        self._leases: dict[Expired, tuple[int, int]] = {}
+        #: per lease end, the entries ``take_expired`` leased and their ``expired`` rowids (for
+        #: ``ack_expired``; a sweeper has one claim at a time, so mostly one)
+        self._claims: dict[int, dict[Expired, int]] = {}
         self._leases_lock = threading.Lock()
 
     def _prepare(self, fsync: bool, patience: float) -> None:
@@ -938,31 +943,46 @@ class KvFileStore(Adapter):
             return _decoded(due)
         until = now + self._lease_ms
         with self._write_txn() as db:
-            leased = db.execute(_LEASE_KEPT, (until, now, limit)).fetchall()
-            if len(leased) < limit:
-                due = self._lease_due(db, until, now, limit - len(leased))
+            kept = db.execute(_LEASE_KEPT, (until, now, limit)).fetchall()
+            taken: list[Expired] = [row[1:] for row in kept]
+            rowids: Sequence[int] = [row[0] for row in kept]
+            if len(taken) < limit:
+                due, due_rowids = self._lease_due(db, until, now, limit - len(taken))
                 if due:
-                    db.execute(_DROP_LEASED, (min(row[0] for row in due), now))
-                    leased += due
-                if len(leased) < limit:
+                    first = due_rowids.start if isinstance(due_rowids, range) else min(due_rowids)
+                    db.execute(_DROP_LEASED, (first, now))
+                    if taken:
+                        taken += due
+                        rowids = [*rowids, *due_rowids]
+                    else:  # the usual claim: no row a write kept
+                        taken, rowids = due, due_rowids
+                if len(taken) < limit:
                     db.execute(_SWEEP_LATER, (now, now, limit))
-        # built after the transaction: the store's lock is not held for it
-        taken: list[Expired] = [row[1:] for row in leased]
-        leases = dict(zip(taken, [(until, row[0]) for row in leased], strict=True))
+        # recorded after the transaction: the store's lock is not held for it
         with self._leases_lock:
-            self._leases.update(leases)
+            for lapsed in [end for end in self._claims if end <= now]:  # acknowledging failed
+                del self._claims[lapsed]
+            claim = self._claims.get(until)
+            if claim is None:
+                self._claims[until] = dict(zip(taken, rowids, strict=True))
+            else:
+                claim.update(zip(taken, rowids, strict=True))
         return taken
 
     @staticmethod
-    def _lease_due(db: sqlite3.Connection, until: int, now: int, limit: int) -> list[Any]:
+    def _lease_due(
+        db: sqlite3.Connection, until: int, now: int, limit: int
+    ) -> tuple[list[Any], Sequence[int]]:
         """Copy up to ``limit`` due rows into ``expired`` leased until ``until``; :returns: the
-        copies' ``rowid, scope, key, value, expires`` in claim order."""
+        copies as ``Expired`` tuples in claim order, and their rowids in the same order."""
         largest = db.execute(_LARGEST_EXPIRED).fetchone()[0] or 0
         if largest > _LARGEST_ROWID - limit:  # new rowids may come at random
-            return db.execute(_LEASE_DUE_RETURNING, (until, now, limit)).fetchall()
+            rows = db.execute(_LEASE_DUE_RETURNING, (until, now, limit)).fetchall()
+            return [row[1:] for row in rows], [row[0] for row in rows]
         if db.execute(_LEASE_DUE, (until, now, limit)).rowcount == 0:
-            return []
-        return db.execute(_COPIES_AFTER, (largest,)).fetchall()
+            return [], []
+        copies = db.execute(_COPIES_AFTER, (largest,)).fetchall()
+        return copies, range(largest + 1, largest + 1 + len(copies))
 
     def ack_expired(self, taken: Sequence[Expired]) -> None:
         """Delete the leased rows of delivered entries (only while still leased by this claim).
@@ -972,11 +992,20 @@ class KvFileStore(Adapter):
         once (an ``executemany`` steps once per row, giving the GIL away and taking it back each
         time).
         """
-        with self._leases_lock:  # (lease end, rowid), in that order
-            held = sorted({lease for lease in map(self._leases.get, taken) if lease is not None})
         deletes = []
-        for until, leases in itertools.groupby(held, key=_lease_end):
-            bounds = _runs([rowid for _, rowid in leases])
+        with self._leases_lock:  # per claim (lease end), the rowids of the entries it holds
+            claims = list(self._claims.items())
+            held = [(until, list(map(claim.get, taken))) for until, claim in claims]
+        for until, found in held:
+            if None in found:  # entries of another claim (or of none)
+                found = [rowid for rowid in found if rowid is not None]
+                if not found:
+                    continue
+            rowids = sorted(set(cast("list[int]", found)))
+            if rowids[-1] - rowids[0] == len(rowids) - 1:  # one run: a sweeper's usual chunk
+                bounds = [rowids[0], rowids[-1]]
+            else:
+                bounds = _runs(rowids)
             for at in range(0, len(bounds), 2 * _ACK_RUNS):
                 part = bounds[at : at + 2 * _ACK_RUNS]
                 deletes.append((_ack_statement(len(part) // 2), (until, *part)))
@@ -988,9 +1017,10 @@ class KvFileStore(Adapter):
                 for delete in deletes:
                     db.execute(*delete)
         with self._leases_lock:
-            forget = self._leases.pop
-            for entry in taken:
-                forget(entry, None)
+            for until, claim in claims:
+                collections.deque(map(claim.pop, taken, itertools.repeat(None)), 0)
+                if not claim:
+                    self._claims.pop(until, None)
 
     def _sweep_now_and_then(self) -> None:
         """Delete expired rows at most once a second, so they do not pile up in the file."""
