@@ -4,11 +4,13 @@ failures, and the kv stores' ``take_expired`` keeping what a write meets past it
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import pickle
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import FrozenInstanceError, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -283,19 +285,45 @@ def test_wanted_names_the_events_that_reach_something() -> None:
     bus.subscribe(Subscription(print, "u"))  # scope filters only: answered by one set
     wanted = bus.wanted()
     assert wanted is not None and wanted("s", "x") and wanted("u", "k") and not wanted("t", "k")
+    assert bus.wanted_scopes() == frozenset({"s", "u"})  # the same answer per scope, for a whole batch
     bus.subscribe(Subscription(print, "t", "only"))  # a key filter too
     wanted = bus.wanted()
     assert wanted is not None and wanted("s", "x") and wanted("t", "only") and not wanted("t", "k")
+    assert bus.wanted_scopes() is None  # key by key: ask wanted()
+    assert EventBus().wanted_scopes() == frozenset() == EventBus(enabled=False).wanted_scopes()
+    assert EventBus(hook=print).wanted_scopes() is None
+    everything = EventBus()
+    everything.subscribe(Subscription(print))
+    assert everything.wanted_scopes() is None and everything.wanted() is None
+
+
+def test_a_batch_goes_to_the_scopes_watched_whatever_their_order() -> None:
+    """``wanted_events`` sorts a batch by its scopes: all of it when every scope is watched, the
+    watched scopes' entries in order otherwise, none when nothing listens."""
+    from iii_state_core.sweeper import wanted_events
+
+    batch = [("a", "1", b"1", 5), ("b", "2", b"2", 6), ("a", "3", b"3", 7), ("c", "4", b"4", 8)]
+    bus = EventBus()
+    assert wanted_events(batch, bus) == []
+    bus.subscribe(Subscription(print, "a"))
+    assert [(e.scope, e.key) for e in wanted_events(batch, bus)] == [("a", "1"), ("a", "3")]
+    bus.subscribe(Subscription(print, "b"))
+    bus.subscribe(Subscription(print, "c"))
+    assert [(e.scope, e.key, e.old_value) for e in wanted_events(batch, bus)] == [
+        ("a", "1", 1), ("b", "2", 2), ("a", "3", 3), ("c", "4", 4)
+    ]  # fmt: skip
+    bus.subscribe(Subscription(print, "c", "9"))  # a key filter: entry by entry
+    assert [e.key for e in wanted_events(batch, bus)] == ["1", "2", "3", "4"]
 
 
 def test_a_batch_of_expired_events_is_each_entry_s_own_event(caplog: pytest.LogCaptureFixture) -> None:
     """The sweeper builds a batch's events in bulk (values decoded together, each scope's part of
-    the ids hashed once, the slots set without ``__init__``): exactly what building each one alone
-    gives, for several scopes, keys outside ASCII or with a NUL, and stored bytes that are not
-    JSON (``old_value`` null, logged)."""
-    from iii_state_core.sweeper import _EVENT_SLOTS, expired_event, expired_events, expiry_id
+    the ids hashed once, each event built unfrozen and then made a ``StateEvent``): exactly what
+    building each one alone gives, for several scopes, keys outside ASCII or with a NUL, and
+    stored bytes that are not JSON (``old_value`` null, logged); frozen, hashable, picklable."""
+    from iii_state_core.sweeper import _Unfrozen, expired_event, expired_events, expiry_id
 
-    assert _EVENT_SLOTS == tuple(field.name for field in fields(StateEvent))  # none left unset
+    assert _Unfrozen.__slots__ == tuple(field.name for field in fields(StateEvent))  # none left unset
 
     entries = [
         ("s", "a", b'{"n":1}', 1_765_000_000_000),
@@ -313,6 +341,12 @@ def test_a_batch_of_expired_events_is_each_entry_s_own_event(caplog: pytest.LogC
     assert [e.expiry_id for e in events] == [expiry_id(s, k, d) for s, k, _, d in entries]
     assert len({e.expiry_id for e in events}) == len(entries)
     assert [e.old_value for e in events] == [{"n": 1}, [1, 2], "x", None, {"n": 2}]
+    first = events[0]
+    assert type(first) is StateEvent and hash(events[3]) == hash(expired_event(entries[3]))
+    with pytest.raises(FrozenInstanceError):
+        first.key = "other"  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(first)) == first == copy.deepcopy(first)
+    assert replace(first, key="z") == StateEvent("state:expired", "s", "z", {"n": 1}, None, first.expiry_id)
     foreign = [*entries, ("s", "c", b"NaN", 5), ("s", "d", b"\xff", 6)]
     events = expired_events(foreign)
     assert events == [expired_event(entry) for entry in foreign]
