@@ -270,20 +270,27 @@ def _json_array(keys: Sequence[str]) -> str | None:
     return json.dumps(keys) if '"' in names or "\\" in names else '["' + '","'.join(keys) + '"]'
 
 
-def _upsert_one_scope(db: sqlite3.Connection, scope: bytes, names: list[bytes], data: list[bytes]) -> None:
-    """Write each ``names[i]: data[i]`` (no deadline) into ``scope``, in a few statements."""
-    for start in range(0, len(names), _UPSERT_ROWS):
-        part = zip(names[start : start + _UPSERT_ROWS], data[start : start + _UPSERT_ROWS], strict=True)
+def _upsert_one_scope(db: sqlite3.Connection, scope: str, keys: list[str], data: list[bytes]) -> None:
+    """Write each ``keys[i]: data[i]`` (no deadline) into ``scope``, in a few statements.
+
+    The names go in as text cast to a BLOB and the values as ``bytearray``: the sqlite3 module binds
+    those as they are, but first asks its adapter registry about each ``bytes`` (a failed attribute
+    look-up with its error message built and dropped: ~0.6 µs a parameter, more than a row's write).
+    """
+    for start in range(0, len(keys), _UPSERT_ROWS):
+        values = map(bytearray, data[start : start + _UPSERT_ROWS])
+        part = zip(keys[start : start + _UPSERT_ROWS], values, strict=True)
         args = [scope, *itertools.chain.from_iterable(part)]
         rows = (len(args) - 1) // 2
         query = _UPSERT_MANY.get(rows)
         if query is None:
             query = _UPSERT_MANY[rows] = (
                 "INSERT INTO entries (scope, key, value, expires, sweep_at) VALUES "
-                + ",".join(["(?1, ?, ?, NULL, NULL)"] * rows)
+                + ",".join(["(CAST(?1 AS BLOB), CAST(? AS BLOB), ?, NULL, NULL)"] * rows)
                 + " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, expires = NULL"
             )
         db.execute(query, args)
+
 
 class KvFileStore(Adapter):
     """The ``kv`` adapter. ``open()`` returns an in-memory store for ``store_method: in_memory``."""
@@ -735,8 +742,7 @@ class KvFileStore(Adapter):
                     db.executemany(_KEEP_ROW, expired)
             scope = entries[0][0]
             if all(s == scope for s, _ in entries):
-                keys = [k.encode() for _, k in entries]
-                _upsert_one_scope(db, scope.encode(), keys, [args[2] for _, args in calls])
+                _upsert_one_scope(db, scope, [k for _, k in entries], [args[2] for _, args in calls])
                 return [raw for raw, _ in found]
             # a row found (live or expired) takes an UPDATE: one b-tree seek, not an upsert's two
             # (0.63x the time for 100 rows); the rest are inserted
@@ -774,7 +780,7 @@ class KvFileStore(Adapter):
             rows = db.execute(_ROWS_JOINED, (array, _b(scope))).fetchall()
             if set(map(_SECOND, rows)) != {None} or len(rows) != len(keys):
                 return None  # a row with a deadline (maybe past it): _bulk_in's own way
-            _upsert_one_scope(db, _b(scope), list(map(str.encode, keys)), list(map(_THIRD, args)))
+            _upsert_one_scope(db, scope, keys, list(map(_THIRD, args)))
         except sqlite3.Error:
             db.execute("ROLLBACK TO bulk")
             return None
@@ -1083,8 +1089,10 @@ class KvFileStore(Adapter):
             return True
         self._sweep_now_and_then()
         try:
+            # each value as a bytearray (see _upsert_one_scope), by C iteration
+            values = map(bytearray, map(_THIRD, rows))
             with self._write_txn() as db:
-                db.executemany(_INSERT_NEW, rows)
+                db.executemany(_INSERT_NEW, zip(map(_FIRST, rows), map(_SECOND, rows), values, strict=True))
         except sqlite3.IntegrityError:
             return False
         return True
