@@ -6,10 +6,12 @@
 Issue 15's bar: ``list_entries`` pages at least 0.8 times their speed before issue 15's work.
 Both revisions have the typed call ``store.list_entries(scope, cursor, limit)``; before issue 15
 a page was ``{entries, next_cursor, done}`` (one adapter ``scan``), now it also carries ``offset``
-and ``total``, and a first page of a scope longer than the page counts ``total`` (the adapter's
-``count``: kv a COUNT query or the dict's size, Redis a script around HLEN, memcached decisions
-0020/0022, DynamoDB ``Select=COUNT`` Queries over the scope, decision 0019). A typed call has no
-byte budget (``max_bytes``) unless asked, so both sides do the same listing work but the count.
+and ``total``, and a first page of a scope longer than the page counts ``total`` exactly (the
+adapter's ``scan_counted``: kv file a COUNT query, kept while the file is unchanged; kv in_memory
+the dict's size; Redis the count in the first page's own script; memcached decisions 0020/0022;
+DynamoDB ``Select=COUNT`` Queries over the scope, decision 0019). A typed call has no byte
+budget (``max_bytes``) unless asked, so both sides do the same listing work but the count and
+the cursor (new: signed, with offset and total).
 
 Method. Per adapter, three child processes (``bench/run/page_rounds.py``): **new** (this
 working tree, or ``--new REV``), **old** and **old2** (two processes of ``--old``, default

@@ -320,6 +320,15 @@ class Adapter(ABC):
         Memory must stay bounded by ``limit``. Return ``next_cursor=None`` when done.
         """
 
+    def scan_counted(self, scope: str, limit: int) -> tuple[list[tuple[str, bytes]], str | None, int | None]:
+        """Optional: ``scan(scope, None, limit)`` and, when that page does not end the scope,
+        ``count(scope)``, as ``(rows, next_cursor, count)``: a walk's first page, which reports
+        ``total``. Override it to get both in one step (one script or round trip, or both
+        requests at once). ``count`` may be ``None`` when the page ends the scope (the core
+        counts the page) or when :meth:`count` would answer ``None``."""
+        rows, after = self.scan(scope, None, limit)
+        return rows, after, None if after is None else self.count(scope)
+
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and files. Called once."""
@@ -413,6 +422,13 @@ class AsyncAdapter(ABC):
 
     @abstractmethod
     async def scan(self, scope: str, cursor: str | None, limit: int) -> Page: ...
+
+    async def scan_counted(
+        self, scope: str, limit: int
+    ) -> tuple[list[tuple[str, bytes]], str | None, int | None]:
+        """See :meth:`Adapter.scan_counted`."""
+        rows, after = await self.scan(scope, None, limit)
+        return rows, after, None if after is None else await self.count(scope)
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

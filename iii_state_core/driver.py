@@ -295,5 +295,8 @@ class ThreadedAsyncAdapter(AsyncAdapter):
     async def count(self, scope: str) -> int | None:
         return await asyncio.to_thread(self._adapter.count, scope)
 
+    async def scan_counted(self, scope: str, limit: int) -> Any:
+        return await asyncio.to_thread(self._adapter.scan_counted, scope, limit)
+
     async def close(self) -> None:
         await asyncio.to_thread(self._adapter.close)

@@ -22,11 +22,12 @@ and carries no authority: a cursor only resumes a walk the caller could start af
 
 from __future__ import annotations
 
-import base64
+import binascii
+import functools
 import hashlib
 import json
 from collections.abc import Generator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import Any, Final
 
@@ -142,27 +143,40 @@ class PageRequest:
             raise PagingError(UNKNOWN_CALLER, code="UNKNOWN_CALLER")
         return cls(namespace, scope, caller, page_limit, budget, non_null_only)
 
-    def _binding(self) -> list[Any]:
+    def _binding(self) -> tuple[Any, ...]:
         if self.caller == LOCAL_CALLER:  # a typed call may change its page size mid-walk
-            return [self.namespace, self.scope, self.caller, self.non_null_only]
-        return [self.namespace, self.scope, self.caller, self.limit, self.max_bytes, self.non_null_only]
+            return (self.namespace, self.scope, self.caller, self.non_null_only)
+        return (self.namespace, self.scope, self.caller, self.limit, self.max_bytes, self.non_null_only)
 
 
 # -- cursors -----------------------------------------------------------------------------------
 
 
+# URL-safe base64 without padding, by binascii directly (the base64 module's wrappers cost a
+# page more than the encoding itself).
+_TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE: Final = bytes.maketrans(b"-_", b"+/")
+
+
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).decode("ascii").rstrip("=")
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode((text + "=" * (-len(text) % 4)).encode("ascii"))
+    """As ``base64.urlsafe_b64decode`` (which also skips bytes outside the alphabet)."""
+    return binascii.a2b_base64((text + "=" * (-len(text) % 4)).encode("ascii").translate(_FROM_URLSAFE))
+
+
+@functools.lru_cache(maxsize=256)
+def _bound(binding: tuple[Any, ...]) -> bytes:
+    """The length-prefixed JSON of a walk's binding (the same few walks page again and again)."""
+    bound = json.dumps(binding, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return len(bound).to_bytes(4, "big") + bound
 
 
 def _check(request: PageRequest, body: bytes) -> bytes:
-    bound = json.dumps(request._binding(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     digest = hashlib.blake2s(digest_size=12, person=_CHECK_PERSON)
-    digest.update(len(bound).to_bytes(4, "big") + bound + body)
+    digest.update(_bound(request._binding()) + body)
     return digest.digest()
 
 
@@ -262,10 +276,16 @@ def list_entries(limits: Limits, request: PageRequest, cursor: str | None) -> Pl
         offset = 0
     else:
         inner, offset, total = decode_cursor(request, cursor)
-    rows, after = yield Call("scan", (request.scope, inner, request.limit))
+    counted: int | None = None
+    if cursor is None and not request.non_null_only:  # the adapter may count in the same step
+        rows, after, counted = yield Call("scan_counted", (request.scope, request.limit))
+    else:
+        rows, after = yield Call("scan", (request.scope, inner, request.limit))
     if cursor is None:
         if after is None:  # the first page holds the whole scope: it counts itself
             total = sum(1 for _, raw in _unique(rows) if not (request.non_null_only and raw == b"null"))
+        elif counted is not None:
+            total = int(counted)
         else:
             total = yield from count_entries(request.scope, request.non_null_only)
     if request.max_bytes >= UNLIMITED_BYTES:  # no budget to cut at: the adapter's page is the page
@@ -376,8 +396,11 @@ def list_entries_page(
         max_bytes=max_bytes,
         cap_names=not local,
     )
-    if local and max_bytes is None:
-        request = replace(request, max_bytes=UNLIMITED_BYTES)
+    if local and max_bytes is None:  # (the constructor: dataclasses.replace costs more than a page's cursor)
+        request = PageRequest(
+            request.namespace, request.scope, request.caller, request.limit, UNLIMITED_BYTES,
+            request.non_null_only,
+        )  # fmt: skip
     return list_entries(limits, request, cursor)
 
 

@@ -59,6 +59,12 @@ _KEEP_EXPIRED = (
     "WHERE scope = ? AND key = ? AND expires <= ?"
 )
 _KEEP_ROW = "INSERT INTO expired (scope, key, value, expires) VALUES (?, ?, ?, ?)"
+_FIRST_DUE = "SELECT MIN(sweep_at) FROM entries WHERE sweep_at IS NOT NULL"  # the sweep index's first
+#: Scopes whose last count ``count`` keeps (oldest dropped first).
+_COUNTS_KEPT = 256
+_NEVER = 2**63
+_COUNT_ALL = "SELECT COUNT(*) FROM entries WHERE scope = ?"
+_COUNT_LIVE = f"SELECT COUNT(*) FROM entries WHERE scope = ? AND {_LIVE}"
 _ANY_EXPIRED = (
     "SELECT 1 WHERE EXISTS (SELECT 1 FROM expired WHERE leased_until IS NULL OR leased_until <= ?1) "
     "OR EXISTS (SELECT 1 FROM entries WHERE sweep_at <= ?1)"
@@ -380,6 +386,8 @@ class KvFileStore(Adapter):
                 f"cannot open the kv file store {self.path}: {detail}", code="OPEN_ERROR"
             ) from None
         self._next_sweep = 0.0
+        #: scope -> ((data_version, total_changes), valid before this clock, live rows)
+        self._counts: dict[bytes, tuple[tuple[int, int], int, int]] = {}
         #: per lease end, the entries ``take_expired`` leased and their ``expired`` rowids (for
         #: ``ack_expired``; a sweeper has one claim at a time, so mostly one)
         self._claims: dict[int, dict[Expired, int]] = {}
@@ -1043,10 +1051,28 @@ class KvFileStore(Adapter):
         return [bytes(r[0]).decode("utf-8") for r in rows]
 
     def count(self, scope: str) -> int | None:
+        """The scope's live rows. A count is kept and answered again while the file is unchanged
+        (no commit by another connection: ``PRAGMA data_version``; no row changed by this one:
+        ``total_changes``) and no row can have expired since (the clock is still before the
+        earliest ``sweep_at``, and a row expires no earlier than its ``sweep_at``)."""
+        now = now_ms()
+        s = _b(scope)
         with self._lock:
-            (n,) = self._db.execute(
-                f"SELECT COUNT(*) FROM entries WHERE scope = ? AND {_LIVE}", (_b(scope), now_ms())
-            ).fetchone()
+            (version,) = self._db.execute("PRAGMA data_version").fetchone()
+            stamp = (version, self._db.total_changes)
+            kept = self._counts.get(s)
+            if kept is not None and kept[0] == stamp and now < kept[1]:
+                return kept[2]
+            # A row that is not live has ``sweep_at <= expires <= now``: while the sweep index
+            # holds no such row, every row is live and COUNT need not read each row's ``expires``.
+            (first_due,) = self._db.execute(_FIRST_DUE).fetchone()
+            if first_due is not None and first_due <= now:
+                (n,) = self._db.execute(_COUNT_LIVE, (s, now)).fetchone()
+                return int(n)
+            (n,) = self._db.execute(_COUNT_ALL, (s,)).fetchone()
+            if len(self._counts) >= _COUNTS_KEPT:
+                self._counts.pop(next(iter(self._counts)))
+            self._counts[s] = (stamp, _NEVER if first_due is None else first_due, int(n))
         return int(n)
 
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:

@@ -37,7 +37,7 @@ from .expiring import (
     take_plan,
 )
 from .layout import Layout, Names
-from .listing import PRIMARIES, Read, ReadMany, Run, scan_plan, scopes_plan
+from .listing import PRIMARIES, Read, ReadMany, Run, scan_counted_plan, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
 from .pipelining import by_node, fail_units, kind_of, pipelined, spread, units
 from .plugin import CAPABILITIES, RedisDeclaration
@@ -336,6 +336,13 @@ class RedisAdapter(Adapter):
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
         page: Page = self._drive(scan_plan(self.layout, scope, cursor, limit))
         return page
+
+    def scan_counted(self, scope: str, limit: int) -> tuple[list[tuple[str, bytes]], str | None, int | None]:
+        """The first page and the count in one script: one round trip per first page, not two."""
+        found: tuple[list[tuple[str, bytes]], str | None, int | None] = self._drive(
+            scan_counted_plan(self.layout, scope, limit)
+        )
+        return found
 
     def count(self, scope: str) -> int | None:
         names = self.layout.names(scope)

@@ -32,7 +32,7 @@ from .expiring import (
     take_plan,
 )
 from .layout import Layout, Names
-from .listing import PRIMARIES, Read, ReadMany, Run, scan_plan, scopes_plan
+from .listing import PRIMARIES, Read, ReadMany, Run, scan_counted_plan, scan_plan, scopes_plan
 from .outcomes import Kind, RetryPolicy
 from .pipelining import by_node, fail_units, kind_of, pipelined, spread, units
 from .scripts import COUNT, READ, READ_EXPIRY, REMOVE, SET_EXPIRY, SWAP, WRITE, Script
@@ -349,6 +349,15 @@ class AsyncRedisAdapter(AsyncAdapter):
     async def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
         page: Page = await self._drive(scan_plan(self.layout, scope, cursor, limit))
         return page
+
+    async def scan_counted(
+        self, scope: str, limit: int
+    ) -> tuple[list[tuple[str, bytes]], str | None, int | None]:
+        """The first page and the count in one script: one round trip per first page, not two."""
+        found: tuple[list[tuple[str, bytes]], str | None, int | None] = await self._drive(
+            scan_counted_plan(self.layout, scope, limit)
+        )
+        return found
 
     async def count(self, scope: str) -> int | None:
         names = self.layout.names(scope)

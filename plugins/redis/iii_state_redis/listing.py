@@ -27,7 +27,7 @@ from iii_state_core.adapter import Page
 from iii_state_core.expiry import now_ms
 
 from .layout import Layout
-from .scripts import COUNT, SCAN_PAGE, Script
+from .scripts import COUNT, SCAN_COUNTED, SCAN_PAGE, Script
 
 #: Smallest COUNT hint sent: tiny hints make HSCAN walk a sparse table in many round trips.
 MIN_COUNT: Final = 16
@@ -139,15 +139,32 @@ def _entries(items: list[Any]) -> list[tuple[str, bytes]]:
 
 def scan_plan(layout: Layout, scope: str, cursor: str | None, limit: int) -> Plan:
     """Up to ``limit`` entries of ``scope`` after ``cursor``; returns a :data:`Page`."""
+    page, after, _ = yield from _scan(layout, scope, cursor, limit, counted=False)
+    result: Page = (page, after)
+    return result
+
+
+def scan_counted_plan(layout: Layout, scope: str, limit: int) -> Plan:
+    """A walk's first page and the scope's count, the count taken by the first script (one
+    round trip less than a page and ``COUNT``); returns ``(rows, next_cursor, count)``."""
+    return (yield from _scan(layout, scope, None, limit, counted=True))
+
+
+def _scan(
+    layout: Layout, scope: str, cursor: str | None, limit: int, counted: bool
+) -> Generator[Any, Any, tuple[list[tuple[str, bytes]], str | None, int | None]]:
     state = ScanCursor(0) if cursor is None else ScanCursor.decode(cursor)
     names = layout.names(scope)
     position, after, expect = state.position, state.after, state.expect
     page: list[tuple[str, bytes]] = []
+    count: int | None = None
     while True:
         want = limit - len(page)
-        reply = yield Run(
-            SCAN_PAGE, (names.hash, names.deadlines), (position, max(want, MIN_COUNT), now_ms())
-        )
+        script = SCAN_COUNTED if count is None and counted else SCAN_PAGE
+        reply = yield Run(script, (names.hash, names.deadlines), (position, max(want, MIN_COUNT), now_ms()))
+        if script is SCAN_COUNTED:
+            count = int(reply[2])
+            reply = reply[:2]
         following, items = split_reply(reply)
         batch = _entries(items)
         if after is not None:
@@ -156,14 +173,13 @@ def scan_plan(layout: Layout, scope: str, cursor: str | None, limit: int) -> Pla
             after = None
         if len(batch) > want:
             page.extend(batch[:want])
-            result: Page = (page, ScanCursor(position, page[-1][0], following).encode())
-            return result
+            return page, ScanCursor(position, page[-1][0], following).encode(), count
         page.extend(batch)
         if following == 0:
-            return page, None
+            return page, None, count
         position = following
         if len(page) >= limit:
-            return page, ScanCursor(position).encode()
+            return page, ScanCursor(position).encode(), count
 
 
 def scopes_plan(layout: Layout) -> Plan:

@@ -254,6 +254,29 @@ SCAN_PAGE: Final = Script(
     "return {reply[1], kept}\n",
 )
 
+#: A walk's first page with the scope's count (``COUNT``'s rule) in the same round trip:
+#: ``SCAN_PAGE``'s ARGV and reply, plus the count as a third element. Read-only.
+SCAN_COUNTED: Final = Script(
+    "scan_counted",
+    "local n = redis.call('HLEN', KEYS[1])\n"
+    "if n > 0 then\n"
+    "  for _, f in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])) do\n"
+    "    n = n - redis.call('HEXISTS', KEYS[1], f)\n"
+    "  end\n"
+    "end\n"
+    "local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])\n"
+    "if redis.call('ZCARD', KEYS[2]) == 0 then return {reply[1], reply[2], n} end\n"
+    "local now, items, kept = tonumber(ARGV[3]), reply[2], {}\n"
+    "for i = 1, #items, 2 do\n"
+    "  local d = redis.call('ZSCORE', KEYS[2], items[i])\n"
+    "  if not d or tonumber(d) > now then\n"
+    "    kept[#kept + 1] = items[i]\n"
+    "    kept[#kept + 1] = items[i + 1]\n"
+    "  end\n"
+    "end\n"
+    "return {reply[1], kept, n}\n",
+)
+
 # claimed(lease_key, lease, scope, field, value, deadline, out): one claimed entry, appended to
 # ``out`` as its lease member (``<len>:<scope><len>:<field><deadline>:<value>``, see
 # ``expiring.parse_member``) and, with a lease deadline (``lease`` not ""), added to the slot's
