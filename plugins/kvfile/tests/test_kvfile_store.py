@@ -674,6 +674,26 @@ def test_an_acknowledgement_of_scattered_rows_deletes_exactly_those(store_dir: P
         store.close()
 
 
+def test_an_acknowledgement_naming_an_entry_twice_leaves_the_rows_between(store_dir: Path) -> None:
+    """A chunk whose rowids span exactly its length is acknowledged as one run; an entry named
+    twice must not make a gap look like part of that run (the row in the gap, not delivered yet,
+    would be deleted and its event lost), and an entry of no claim is ignored."""
+    store = KvFileStore(str(store_dir), expiry_events=True)
+    db = sqlite3.connect(store_dir / DB_FILE)
+    try:
+        deadline = now_ms() - 1
+        for key in "abc":
+            store.write("s", key, b"1", deadline)
+        first, middle, last = store.take_expired(10)
+        store.ack_expired([first, first, last, ("s", "never", b"1", 5)])
+        assert [key.decode() for (key,) in db.execute("SELECT key FROM expired")] == [middle[1]]
+        store.ack_expired([middle])
+        assert db.execute("SELECT count(*) FROM expired").fetchone()[0] == 0
+    finally:
+        db.close()
+        store.close()
+
+
 def test_an_in_memory_round_of_reads_or_plain_writes_answers_as_one_by_one() -> None:
     """The in-memory store's bulk round (one scope, nothing with a deadline) against the same calls
     one at a time on another store: answers, values and the scope's key order."""
