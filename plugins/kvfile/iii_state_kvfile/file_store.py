@@ -170,7 +170,8 @@ _READS = frozenset({"read", "read_versioned"})
 #: Keys per ``SELECT … key IN (…)`` of a batch round (well under SQLite's oldest variable limit, 999).
 _IN_CHUNK = 500
 _MARKS = ["", *(",".join("?" * n) for n in range(1, _IN_CHUNK + 1))]
-#: Per number of keys: the live rows' ``key, value`` of one scope (args: scope, keys…, now).
+#: Per number of keys: the live rows' ``key, value`` of one scope (args: scope, keys…, now). Keys
+#: are bound as ``bytearray``: see ``_upsert_one_scope``.
 _READ_LIVE = [
     f"SELECT key, value FROM entries WHERE scope = ? AND key IN ({marks}) AND {_LIVE}" for marks in _MARKS
 ]
@@ -829,7 +830,8 @@ class KvFileStore(Adapter):
         by_scope = _by_scope(entries)
         if len(by_scope) == 1 and len(entries) <= _IN_CHUNK:  # one scope: one query, no places
             names = [key.encode("utf-8") for _, key in entries]
-            found = dict(db.execute(_READ_LIVE[len(names)], (entries[0][0].encode("utf-8"), *names, now)))
+            s = entries[0][0].encode("utf-8")
+            found = dict(db.execute(_READ_LIVE[len(names)], (s, *map(bytearray, names), now)))
             return list(map(found.get, names))
         out: list[Any] = [None] * len(entries)
         for scope, places in by_scope.items():
@@ -837,7 +839,7 @@ class KvFileStore(Adapter):
             for start in range(0, len(places), _IN_CHUNK):
                 part = places[start : start + _IN_CHUNK]
                 names = [entries[i][1].encode("utf-8") for i in part]
-                found = dict(db.execute(_READ_LIVE[len(names)], (s, *names, now)))
+                found = dict(db.execute(_READ_LIVE[len(names)], (s, *map(bytearray, names), now)))
                 for i, name in zip(part, names, strict=True):
                     out[i] = found.get(name)
         return out
@@ -884,7 +886,8 @@ class KvFileStore(Adapter):
                 names = [_b(entries[i][1]) for i in part]
                 marks = _MARKS[len(names)]
                 query = f"SELECT key, value, expires FROM entries WHERE scope = ? AND key IN ({marks})"
-                rows = {key: (value, expires) for key, value, expires in db.execute(query, (s, *names))}
+                found = db.execute(query, (s, *map(bytearray, names)))
+                rows = {key: (value, expires) for key, value, expires in found}
                 for i, name in zip(part, names, strict=True):
                     row = rows.get(name)
                     if row is not None:
@@ -1105,7 +1108,7 @@ class KvFileStore(Adapter):
             now = now_ms()
             for start in range(0, len(names), _IN_CHUNK):
                 part = names[start : start + _IN_CHUNK]
-                found.update(self._db.execute(_READ_LIVE[len(part)], (s, *part, now)))
+                found.update(self._db.execute(_READ_LIVE[len(part)], (s, *map(bytearray, part), now)))
         return {bytes(key).decode("utf-8"): bytes(value) for key, value in found.items()}
 
     def create_missing(self, rows: Sequence[tuple[str, str, bytes]]) -> bool:
