@@ -21,7 +21,7 @@ FOREIGN: dict[str, bytes] = {
     "huge": b"1e400",
     "not-utf8": b'"\xff"',
     "surrogate": b'"\xed\xa0\x80"',  # an encoded lone surrogate: not UTF-8, yet decodable
-    "spaced": b' 7 ',
+    "spaced": b" 7 ",
     "bom": b"\xef\xbb\xbf8",
     "escape": b'"a\\"',
     "nul": b"1\x00",
@@ -113,3 +113,31 @@ def test_an_in_memory_round_with_deadlines_about_reads_and_clears_them_as_single
     assert store.run_many([("write", ("s", k, b"5")) for k in names]) == [None, b"2", b"4"]
     assert [store.read_expiry("s", k) for k in names] == [(True, None)] * 3
     assert store.read_expiry("s", "kept")[1] is not None
+
+
+def test_batch_writes_and_import_rows_store_blobs_found_by_single_gets(tmp_path: Path) -> None:
+    """The multi-row upsert binds names as text cast to a BLOB and values as ``bytearray``, and
+    ``create_missing`` its values as ``bytearray``: every column must still hold a BLOB, as a
+    single set writes it (a TEXT key would never equal the BLOB a get looks for)."""
+    with open_store(adapter="kv", adapter_config=file_config(tmp_path)) as store:
+        names = ["plain", "é", 'quote"'] + [f"k{i}" for i in range(300)]  # > one statement's 250 rows
+        for scope in ("s", "ß"):  # a printable ASCII round (joined) and one that is not
+            items = store.batch([{"op": "set", "scope": scope, "key": k, "value": [k]} for k in names])
+            assert all(item.ok for item in items)
+        store.adapter.write("t", "expiring", b"1", now_ms() + 60_000)  # a round with a deadline row
+        assert all(
+            i.ok
+            for i in store.batch(
+                [{"op": "set", "scope": "t", "key": k, "value": 2} for k in ("expiring", "x")]
+            )
+        )
+        assert store.adapter.create_missing([("u", "new", b'{"n":1}'), ("u", "ü", b"[]")])
+        kinds = store.adapter._db.execute(  # type: ignore[attr-defined]
+            "SELECT DISTINCT typeof(scope), typeof(key), typeof(value) FROM entries"
+        ).fetchall()
+        assert kinds == [("blob", "blob", "blob")]
+        for scope in ("s", "ß"):
+            assert [store.get(scope, k) for k in names] == [[k] for k in names]
+            assert store.get_many(scope, names) == {k: [k] for k in names}
+        assert (store.get("t", "expiring"), store.get("t", "x")) == (2, 2)
+        assert (store.get("u", "new"), store.get("u", "ü")) == ({"n": 1}, [])
