@@ -25,10 +25,24 @@ def test_kv_store_survives_20_sigkills() -> None:
 
 
 def test_kv_kill_check_catches_writes_acknowledged_too_early() -> None:
-    """Writers that acknowledge before writing lose "acknowledged" writes when killed."""
-    line = kv_kill.run(10, ack_early=True)
-    assert line.failed > 0, _explain(line)
+    """Writers that acknowledge before writing lose "acknowledged" writes when killed.
+
+    Only a kill between a lying writer's acknowledgement and its commit loses one, and the
+    moments are random: 6-9 of 10 kills did in six runs under load, so a run in which all 10
+    miss is rare (about 1 in 10,000), not impossible. Such a run proves nothing either way and
+    is run again with another seed (at most twice): the check must catch a loss in one."""
+    lines = []
+    for _ in range(3):
+        line = kv_kill.run(10, ack_early=True)
+        lines.append(line)
+        if line.failed:
+            break
+    assert line.failed > 0, [_explain(one) for one in lines]
     assert any("acknowledged ops give" in f for f in line.failures), line.failures
+    for one in lines:
+        kept = one.details.get("store kept for inspection")
+        if isinstance(kept, str):
+            shutil.rmtree(kept, ignore_errors=True)
 
 
 def test_kv_transactions_survive_sigkills_of_the_writers() -> None:
