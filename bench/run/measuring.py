@@ -116,7 +116,16 @@ class Ratio:
     @classmethod
     def of(cls, top: Sequence[Measurement], bottom: Sequence[Measurement]) -> Ratio:
         """``top[i].ops_per_s / bottom[i].ops_per_s`` of each round ``i`` (the same rounds)."""
-        ratios = [a.ops_per_s / b.ops_per_s for a, b in zip(top, bottom, strict=True)]
+        return cls.median_of([a.ops_per_s / b.ops_per_s for a, b in zip(top, bottom, strict=True)])
+
+    @classmethod
+    def of_cpu(cls, cheap: Sequence[Measurement], costly: Sequence[Measurement]) -> Ratio:
+        """``costly[i].cpu_us / cheap[i].cpu_us`` of each round: how many times the CPU time per
+        call (the calling thread's: time other processes take does not count) ``costly`` spends."""
+        return cls.median_of([b.cpu_us / a.cpu_us for a, b in zip(cheap, costly, strict=True)])
+
+    @classmethod
+    def median_of(cls, ratios: list[float]) -> Ratio:
         # seeded: the same rounds always print the same interval
         return cls(statistics.median(ratios), *interval(ratios, random.Random(17)))
 
