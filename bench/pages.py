@@ -63,7 +63,8 @@ from typing import Any
 from iii_state_testsupport import ServerStartError, ServerUnavailable
 
 from bench.run import revisions
-from bench.run.revisions import BenchError
+from bench.run.machine import load
+from bench.run.revisions import BenchError, revision_label
 from bench.worker_ab import OLD_REV, Verdict, compare
 
 REPO = Path(__file__).resolve().parents[1]
@@ -283,29 +284,6 @@ def verdict(v: Verdict) -> str:
     return word
 
 
-def _load() -> str:
-    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
-def _short(rev: str | None) -> str:
-    if rev is None:
-        head = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short=10", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=False,
-        ).stdout.strip()  # fmt: skip
-        return f"this tree ({head}{' with uncommitted changes' if dirty else ''})"
-    done = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short=10", rev], capture_output=True, text=True, check=False
-    )
-    return done.stdout.strip() or rev
-
-
 def table(
     rows: list[Row], old: str, new: str, settings: Settings, seed: int, load_before: str, when: str
 ) -> str:
@@ -313,7 +291,7 @@ def table(
     lines = [
         f"`python -m bench.pages`: {new} (new) vs {old} (old, and old2: a second process of it), "
         f"{when}; {settings.rounds} rounds of {settings.seconds:g} s of pages per side and row; "
-        f"load average {load_before} before, {_load()} after (1/5/15 min). Pages of 100 from a "
+        f"load average {load_before} before, {load()} after (1/5/15 min). Pages of 100 from a "
         "1,000-entry scope; medians of the rounds, ratios per round with their 90 % bootstrap interval.",
         "",
         "| backend | page | old pages/s | old2 pages/s | new pages/s | new ÷ old [90 % interval] "
@@ -398,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         int(args.rounds) if args.rounds is not None else base.rounds,
         args.seconds if args.seconds is not None else base.seconds,
     )
-    load_before = _load()
+    load_before = load()
     from datetime import datetime, timezone
 
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -409,7 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in dict.fromkeys(args.adapters or DEFAULT):
             rows += measure(name, args.old, args.new, settings, args.with_deletes)
             print(f"  {name}: done", file=sys.stderr, flush=True)
-        text = table(rows, _short(args.old), _short(args.new), settings, args.seed, load_before, when)
+        text = table(
+            rows, revision_label(args.old), revision_label(args.new), settings, args.seed, load_before, when
+        )
         if args.update:
             update(args.update, text)
             print(f"updated {args.update}")

@@ -44,8 +44,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.run import revisions
+from bench.run.machine import load
 from bench.run.measuring import interval
-from bench.run.revisions import BenchError
+from bench.run.revisions import BenchError, revision_label
 
 REPO = Path(__file__).resolve().parents[1]
 #: The last commit before issue 15's work (f27a8d6, 2026-11-29 16:18 UTC, the end of that
@@ -76,7 +77,6 @@ class Settings:
 
 FULL = Settings(rounds=21, seconds=0.25, in_flight_calls=600)
 SMOKE = Settings(rounds=3, seconds=0.03, in_flight_calls=200, warm_up=False)
-
 
 
 # -- the revisions' code ---------------------------------------------------------------------
@@ -244,23 +244,6 @@ def measure(old: str, new: str | None, settings: Settings, say: IO[str] | None =
         return rows
 
 
-def _short(rev: str | None) -> str:
-    if rev is None:
-        head = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short=10", "HEAD"],
-            capture_output=True, text=True, check=False,
-        ).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=False,
-        ).stdout.strip()  # fmt: skip
-        return f"this tree ({head}{' with uncommitted changes' if dirty else ''})"
-    done = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short=10", rev], capture_output=True, text=True, check=False
-    )
-    return done.stdout.strip() or rev
-
-
 DEFINITION = (
     "**Unchanged within noise** means: the 90 % bootstrap interval of the median per-round ratio "
     "new ÷ old reaches into the band 1 ± n, where n is how far the same interval of old2 ÷ old "
@@ -269,10 +252,6 @@ DEFINITION = (
     "interval lies below / above (above / below) that band. A band wider than 1 ± 0.10 is flagged: "
     "such a run cannot tell a 10 % change from noise (a loaded machine; rerun quieter or with more rounds)."
 )
-
-
-def _load() -> str:
-    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def table(rows: list[Row], old: str, new: str, settings: Settings, seed: int, load_before: str) -> str:
@@ -305,7 +284,7 @@ def table(rows: list[Row], old: str, new: str, settings: Settings, seed: int, lo
     for row, _, cpu in verdicts:
         medians = " | ".join(f"{statistics.median(row.cpu[side]):,.1f}" for side in ("old", "old2", "new"))
         lines.append(f"| {row.operation} | {medians} | {cpu.cells()} | {cpu.word('costlier', 'cheaper')} |")
-    lines += ["", DEFINITION, "", f"Load average after: {_load()}."]
+    lines += ["", DEFINITION, "", f"Load average after: {load()}."]
     return "\n".join(lines)
 
 
@@ -346,13 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--seconds must be a positive number, not {settings.seconds}")
     if settings.in_flight_calls < 200:
         parser.error(f"--in-flight-calls must be at least 200 (one window), not {settings.in_flight_calls}")
-    load_before = _load()
+    load_before = load()
     try:
         rows = measure(args.old, args.new, settings, say=sys.stderr)
     except BenchError as exc:
         print(f"python -m bench.worker_ab: {exc}", file=sys.stderr)
         return 1
-    print(table(rows, _short(args.old), _short(args.new), settings, args.seed, load_before))
+    print(table(rows, revision_label(args.old), revision_label(args.new), settings, args.seed, load_before))
     return 0
 
 

@@ -43,3 +43,24 @@ def revision_tree(rev: str | None, packages: Sequence[str], prefix: str) -> Iter
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
+def revision_label(rev: str | None) -> str:
+    """How a table names ``rev``: its short commit id, or for ``None`` this working tree (its
+    HEAD, and whether tracked files have uncommitted changes)."""
+    if rev is None:
+        dirty = " with uncommitted changes" if _git("status", "--porcelain", "--untracked-files=no") else ""
+        return f"this tree ({_git('rev-parse', '--short=10', 'HEAD')}{dirty})"
+    return _git("rev-parse", "--short=10", rev) or rev
+
+
+def available(rev: str) -> str:
+    """``rev`` when this clone has that commit, else ``HEAD`` (a shallow clone lacks old history:
+    a smoke run then compares HEAD with itself)."""
+    found = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{rev}^{{commit}}"], check=False)
+    return rev if found.returncode == 0 else "HEAD"

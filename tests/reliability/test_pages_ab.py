@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from bench.pages import BAR, END, START, verdict
+from bench.run.revisions import available
 from bench.worker_ab import OLD_REV, Verdict
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,16 +27,10 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def _old_rev() -> str:
-    """The default old revision; a clone without that history (shallow) compares HEAD instead."""
-    found = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{OLD_REV}^{{commit}}"], check=False)
-    return OLD_REV if found.returncode == 0 else "HEAD"
-
-
 def test_smoke_run_writes_every_row_into_the_report(tmp_path: Path) -> None:
     report = tmp_path / "PERFORMANCE.md"
     report.write_text(f"# before\n\n{START}\nstale table\n{END}\n\n# after\n")
-    done = _run("--smoke", "--old", _old_rev(), "--update", str(report), "kv-memory", "memcached")
+    done = _run("--smoke", "--old", available(OLD_REV), "--update", str(report), "kv-memory", "memcached")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     text = report.read_text()
     assert text.startswith(f"# before\n\n{START}\n`python -m bench.pages`") and text.endswith(

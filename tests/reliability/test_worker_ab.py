@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.run.revisions import available
 from bench.worker_ab import OLD_REV, OPERATIONS, compare
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,12 +26,6 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "bench.worker_ab", *args],
         cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-
-
-def _old_rev() -> str:
-    """The default old revision; a clone without that history (shallow) compares HEAD instead."""
-    found = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{OLD_REV}^{{commit}}"], check=False)
-    return OLD_REV if found.returncode == 0 else "HEAD"
 
 
 def _tables(text: str) -> list[list[list[str]]]:
@@ -50,7 +45,7 @@ def _tables(text: str) -> list[list[list[str]]]:
 
 
 def test_smoke_run_gives_every_operation_both_metrics_and_a_verdict() -> None:
-    done = _run("--smoke", "--old", _old_rev())
+    done = _run("--smoke", "--old", available(OLD_REV))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     throughput, cpu = _tables(done.stdout)
     for rows in (throughput, cpu):
