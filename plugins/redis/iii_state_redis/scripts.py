@@ -225,57 +225,50 @@ SET_EXPIRY: Final = Script(
     "return 1\n",
 )
 
+
+def _live_count(now: str) -> str:
+    """Lua setting ``n`` to how many fields of the scope are live: HLEN less the expired ones
+    still there (deadline at or before ``now``, an ARGV reference)."""
+    return (
+        "local n = redis.call('HLEN', KEYS[1])\n"
+        "if n > 0 then\n"
+        f"  for _, f in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', {now})) do\n"
+        "    n = n - redis.call('HEXISTS', KEYS[1], f)\n"
+        "  end\n"
+        "end\n"
+    )
+
+
+def _scan_page(also: str) -> str:
+    """Lua returning HSCAN's reply ``{cursor, {field, value, …}}`` (ARGV: cursor, COUNT hint,
+    now) without the expired fields (checked only when the scope has deadlines at all), with
+    ``also`` (``", n"`` or nothing) appended to the reply."""
+    whole = f"{{reply[1], reply[2]{also}}}" if also else "reply"
+    return (
+        "local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])\n"
+        f"if redis.call('ZCARD', KEYS[2]) == 0 then return {whole} end\n"
+        "local now, items, kept = tonumber(ARGV[3]), reply[2], {}\n"
+        "for i = 1, #items, 2 do\n"
+        "  local d = redis.call('ZSCORE', KEYS[2], items[i])\n"
+        "  if not d or tonumber(d) > now then\n"
+        "    kept[#kept + 1] = items[i]\n"
+        "    kept[#kept + 1] = items[i + 1]\n"
+        "  end\n"
+        "end\n"
+        f"return {{reply[1], kept{also}}}\n"
+    )
+
+
 #: ARGV: now. How many fields are live: HLEN less the expired ones still there. Read-only.
-COUNT: Final = Script(
-    "count",
-    "local n = redis.call('HLEN', KEYS[1])\n"
-    "if n > 0 then\n"
-    "  for _, f in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])) do\n"
-    "    n = n - redis.call('HEXISTS', KEYS[1], f)\n"
-    "  end\n"
-    "end\n"
-    "return n\n",
-)
+COUNT: Final = Script("count", _live_count("ARGV[1]") + "return n\n")
 
 #: ARGV: HSCAN cursor, COUNT hint, now. HSCAN's reply ``{cursor, {field, value, …}}`` without
 #: the expired fields (checked only when the scope has deadlines at all). Read-only.
-SCAN_PAGE: Final = Script(
-    "scan_page",
-    "local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])\n"
-    "if redis.call('ZCARD', KEYS[2]) == 0 then return reply end\n"
-    "local now, items, kept = tonumber(ARGV[3]), reply[2], {}\n"
-    "for i = 1, #items, 2 do\n"
-    "  local d = redis.call('ZSCORE', KEYS[2], items[i])\n"
-    "  if not d or tonumber(d) > now then\n"
-    "    kept[#kept + 1] = items[i]\n"
-    "    kept[#kept + 1] = items[i + 1]\n"
-    "  end\n"
-    "end\n"
-    "return {reply[1], kept}\n",
-)
+SCAN_PAGE: Final = Script("scan_page", _scan_page(""))
 
 #: A walk's first page with the scope's count (``COUNT``'s rule) in the same round trip:
 #: ``SCAN_PAGE``'s ARGV and reply, plus the count as a third element. Read-only.
-SCAN_COUNTED: Final = Script(
-    "scan_counted",
-    "local n = redis.call('HLEN', KEYS[1])\n"
-    "if n > 0 then\n"
-    "  for _, f in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])) do\n"
-    "    n = n - redis.call('HEXISTS', KEYS[1], f)\n"
-    "  end\n"
-    "end\n"
-    "local reply = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])\n"
-    "if redis.call('ZCARD', KEYS[2]) == 0 then return {reply[1], reply[2], n} end\n"
-    "local now, items, kept = tonumber(ARGV[3]), reply[2], {}\n"
-    "for i = 1, #items, 2 do\n"
-    "  local d = redis.call('ZSCORE', KEYS[2], items[i])\n"
-    "  if not d or tonumber(d) > now then\n"
-    "    kept[#kept + 1] = items[i]\n"
-    "    kept[#kept + 1] = items[i + 1]\n"
-    "  end\n"
-    "end\n"
-    "return {reply[1], kept, n}\n",
-)
+SCAN_COUNTED: Final = Script("scan_counted", _live_count("ARGV[3]") + _scan_page(", n"))
 
 # claimed(lease_key, lease, scope, field, value, deadline, out): one claimed entry, appended to
 # ``out`` as its lease member (``<len>:<scope><len>:<field><deadline>:<value>``, see
