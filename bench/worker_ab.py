@@ -254,38 +254,51 @@ DEFINITION = (
 )
 
 
+SIDES = ("old", "old2", "new")
+
+
+def _section(
+    unit: str, rows: list[tuple[str, dict[str, list[float]], Verdict]], digits: int, words: tuple[str, str]
+) -> list[str]:
+    """One table: each side's median per operation in ``unit``, then the ratio columns and verdict
+    (``words``: what above / below the noise band is called)."""
+    lines = [
+        f"| operation | old {unit} | old2 {unit} | new {unit} | new ÷ old [90 % interval] "
+        "| old2 ÷ old [90 % interval] | noise band | verdict |",
+        "|---|---:|---:|---:|---|---|---|---|",
+    ]
+    for operation, values, verdict in rows:
+        medians = " | ".join(f"{statistics.median(values[side]):,.{digits}f}" for side in SIDES)
+        lines.append(f"| {operation} | {medians} | {verdict.cells()} | {verdict.word(*words)} |")
+    return lines
+
+
 def table(rows: list[Row], old: str, new: str, settings: Settings, seed: int, load_before: str) -> str:
     rng = random.Random(seed)
     verdicts = [(row, compare(row.ops, rng), compare(row.cpu, rng)) for row in rows]
-    lines = [
-        f"### Worker invocations/s: {new} (new) vs {old} (old), same run",
-        "",
-        f"{settings.rounds} rounds per operation and side, the three sides (new, old, old2: a second "
-        "process of the old code) taking turns in a rotating order; a one-at-a-time round lasts "
-        f"{settings.seconds:g} s, a 200-in-flight round is {settings.in_flight_calls} calls. Medians "
-        f"of the rounds; ratios are per round. Load average before: {load_before} (1/5/15 min).",
-        "",
-        "| operation | old ops/s | old2 ops/s | new ops/s | new ÷ old [90 % interval] "
-        "| old2 ÷ old [90 % interval] | noise band | verdict |",
-        "|---|---:|---:|---:|---|---|---|---|",
-    ]
-    for row, ops, _ in verdicts:
-        medians = " | ".join(f"{statistics.median(row.ops[side]):,.0f}" for side in ("old", "old2", "new"))
-        lines.append(f"| {row.operation} | {medians} | {ops.cells()} | {ops.word('faster', 'slower')} |")
-    lines += [
-        "",
-        "Process CPU time per call (the fake engine, iii-sdk and the worker in one process; the same "
-        "engine and SDK on every side, and time other processes take does not count):",
-        "",
-        "| operation | old µs | old2 µs | new µs | new ÷ old [90 % interval] "
-        "| old2 ÷ old [90 % interval] | noise band | verdict |",
-        "|---|---:|---:|---:|---|---|---|---|",
-    ]
-    for row, _, cpu in verdicts:
-        medians = " | ".join(f"{statistics.median(row.cpu[side]):,.1f}" for side in ("old", "old2", "new"))
-        lines.append(f"| {row.operation} | {medians} | {cpu.cells()} | {cpu.word('costlier', 'cheaper')} |")
-    lines += ["", DEFINITION, "", f"Load average after: {load()}."]
-    return "\n".join(lines)
+    ops = [(row.operation, row.ops, verdict) for row, verdict, _ in verdicts]
+    cpu = [(row.operation, row.cpu, verdict) for row, _, verdict in verdicts]
+    return "\n".join(
+        [
+            f"### Worker invocations/s: {new} (new) vs {old} (old), same run",
+            "",
+            f"{settings.rounds} rounds per operation and side, the three sides (new, old, old2: a second "
+            "process of the old code) taking turns in a rotating order; a one-at-a-time round lasts "
+            f"{settings.seconds:g} s, a 200-in-flight round is {settings.in_flight_calls} calls. Medians "
+            f"of the rounds; ratios are per round. Load average before: {load_before} (1/5/15 min).",
+            "",
+            *_section("ops/s", ops, 0, ("faster", "slower")),
+            "",
+            "Process CPU time per call (the fake engine, iii-sdk and the worker in one process; the same "
+            "engine and SDK on every side, and time other processes take does not count):",
+            "",
+            *_section("µs", cpu, 1, ("costlier", "cheaper")),
+            "",
+            DEFINITION,
+            "",
+            f"Load average after: {load()}.",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
