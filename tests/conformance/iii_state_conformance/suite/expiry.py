@@ -37,8 +37,8 @@ def _needs_ttl(caps: Any) -> None:
 #: Lateness allowed beyond an adapter's declared ``expiry_event_delay_ms`` on an idle machine,
 #: stretched by how oversubscribed the CPUs were while the test waited (``CpuLoad.factor``): a
 #: loaded CI machine (two cores, several suites) schedules threads, processes and a serialising
-#: test server late (moto, one request at a time, missed the bare 1000 ms in 2 of 8 runs at a
-#: load of 15-20 on two cores).
+#: test server late (a DynamoDB test server that answers one request at a time missed the bare
+#: 1000 ms in 2 of 8 runs at a load of 15-20 on two cores).
 EVENT_SLACK_MS = 1000
 #: Processes sharing the store in the exactly-once test, and entries expiring under them.
 SWEEPERS = 4
@@ -90,8 +90,8 @@ def _allowed_ms(delay: int, load: CpuLoad) -> tuple[float, str]:
 
 
 #: The TTLs a test whose reads must come before the deadline tries in turn, on fresh keys: a
-#: loaded machine can take longer than ``SHORT_MS`` for the few round trips (moto answers one
-#: request at a time), and reads after the deadline prove nothing. The same facts are checked
+#: loaded machine can take longer than ``SHORT_MS`` for the few round trips (a test server may answer
+#: one request at a time), and reads after the deadline prove nothing. The same facts are checked
 #: at every TTL; an idle machine never needs the second.
 SHORT_STEPS_MS = (SHORT_MS, 4 * SHORT_MS, 16 * SHORT_MS)
 
