@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from dynamodb_test_helpers import adapter_config, new_table_name
+from iii_state_conformance.cpu_load import MOST, CpuLoad
 from iii_state_dynamodb import DynamoDBAdapter, sweep
 from iii_state_dynamodb.layout import item_key
 
@@ -182,12 +183,14 @@ def test_the_sweeper_delivers_an_expiry_within_the_declared_delay(endpoint: str,
         store.on_change(seen.append)
         store.set("swept", "k", {"v": 1}, ttl_ms=50)
         written = time.monotonic()
-        while not expired_events(seen) and time.monotonic() < written + 5:
-            time.sleep(0.01)
+        declared = store.adapter.capabilities.expiry_event_delay_ms / 1000
+        load = CpuLoad()  # the 1 s slack stretches with the CPU load while waiting (1 when idle)
+        while not expired_events(seen) and time.monotonic() < written + declared + MOST:
+            load.sleep(0.01)
         delay = time.monotonic() - written - 0.05
         assert expired_events(seen) == [("swept", "k", {"v": 1})]
-        declared = store.adapter.capabilities.expiry_event_delay_ms / 1000
-        assert delay < declared + 1.0, f"{delay:.2f} s after the deadline (declared {declared} s + slack)"
+        allowed = declared + 1.0 * load.factor()
+        assert delay < allowed, f"{delay:.2f} s after the deadline (allowed {allowed:.2f} s)"
 
 
 def test_expiries_met_by_writes_are_kept_and_two_sweepers_deliver_each_once(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from iii_state_conformance.cpu_load import CpuLoad
 from iii_state_memcached import records
 
 from iii_state_core import BackendError, StateStore, open_store
@@ -112,11 +113,14 @@ def test_each_expiry_is_one_event_with_its_value_across_stores_sharing_the_serve
         one.set("s", "moved", 2, ttl_ms=50)
         one.expire("s", "moved", 60_000)  # its first deadline no longer holds: no event for it
         written = time.monotonic()
-        assert _wait_for(lambda: len(_expired(seen)) >= 20)
+        assert _wait_for(lambda: len(_expired(seen)) >= 20, timeout=12.0)
         delay = time.monotonic() - written - 0.05
-        time.sleep(1.2)  # later sweeps, by either store, must not deliver any again
+        load = CpuLoad()
+        load.sleep(1.2)  # later sweeps, by either store, must not deliver any again
         assert _expired(seen) == sorted(("s", f"k{i}", {"i": i}) for i in range(20))
-        assert delay < 2.0, f"the last event came {delay:.2f} s after its deadline (declared 1 s)"
+        # declared 1 s; the 1 s slack stretches with the CPU load (1 on an idle machine)
+        allowed = 1.0 + 1.0 * load.factor()
+        assert delay < allowed, f"the last event came {delay:.2f} s late (allowed {allowed:.2f} s)"
         assert one.list_keys("s") == ["kept", "moved"] or sorted(one.list_keys("s")) == ["kept", "moved"]
 
 
