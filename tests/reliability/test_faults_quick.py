@@ -4,6 +4,7 @@ Redis and memcached, short state-machine runs, and each check proved able to fai
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from typing import Any
@@ -117,7 +118,8 @@ def test_server_check_catches_a_client_that_resends_lost_writes(needs_server: An
     writes, _ = needs_server(
         lambda: server_faults.run("redis", 2.0, kinds=("cut",), every=0.1, calm=1.0, retry_unknown=True)
     )
-    assert any("applied 2 times" in f or "applied 3 times" in f for f in writes.failures), _explain(writes)
+    # a write resent up to 5 times is applied 2-5 times (a starved run cuts every reply it sends)
+    assert any(re.search(r"applied [2-5] times", f) for f in writes.failures), _explain(writes)
 
 
 def test_state_machine_short_runs_match_the_model() -> None:

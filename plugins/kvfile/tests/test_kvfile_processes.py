@@ -67,13 +67,17 @@ def test_crash_safety_sigkill_never_corrupts_nor_loses_acknowledged_writes(store
         assert proc.stdout is not None
         ready = proc.stdout.readline()
         assert ready == "ready\n", proc.stderr.read() if proc.stderr else ready
+        # kill only a writer that is writing: the first acknowledged write first (on a loaded
+        # machine a kill 5 ms after `ready` could come before any write, testing nothing)
+        first = proc.stdout.readline()
+        assert first.endswith("\n"), proc.stderr.read() if proc.stderr else first
         time.sleep(rng.uniform(0.005, 0.150))
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
         # Read on through the reader that gave `ready`: that readline may have buffered the lines
         # after it, and communicate() reads the pipe itself, past that buffer (on a loaded machine
         # acknowledged writes went missing that way, so the store held more than was printed).
-        rest = proc.stdout.read()
+        rest = first + proc.stdout.read()
         proc.stdout.close()
         if proc.stderr is not None:
             proc.stderr.close()
@@ -91,7 +95,7 @@ def test_crash_safety_sigkill_never_corrupts_nor_loses_acknowledged_writes(store
         # the last update may have committed without being printed, but never more than one
         assert counter_floor <= counter <= counter_floor + 1, (iteration, counter, counter_floor)
         counter_floor = counter
-    assert total_acknowledged > CRASH_ITERATIONS  # the writers really wrote while being killed
+    assert total_acknowledged > 0  # the keys' check above ran (each writer wrote before its kill)
 
 
 def test_processes_share_one_store(file_store: object, store_dir: Path) -> None:
