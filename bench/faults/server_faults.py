@@ -16,6 +16,7 @@ import random
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,16 +107,25 @@ def drive(
     stop_faults: threading.Event,
     stop: threading.Event,
     line: Line,
+    recovered: Callable[[], bool] | None = None,
 ) -> None:
     """Run the writers under the injector for ``seconds``, then ``calm`` seconds without faults
-    (every writer must get through again), then stop them; a writer still blocked fails ``line``."""
+    (every writer must get through again), then stop them; a writer still blocked fails ``line``.
+
+    ``recovered``: whether a call has succeeded since the last fault ended. The calm lasts on
+    until it has, up to :data:`RECOVERY_S` after the faults stopped, so a recovery check that
+    fails has really waited that long (a loaded machine can take longer than a short calm to
+    restart the server and reconnect)."""
     for t in writers:
         t.start()
     injector.start()
     time.sleep(seconds)
     stop_faults.set()
     injector.join(30)
+    calm_from = time.monotonic()
     time.sleep(calm)
+    while recovered is not None and not recovered() and time.monotonic() - calm_from < RECOVERY_S:
+        time.sleep(0.05)
     stop.set()
     for t in writers:
         t.join(HANG_S)
@@ -273,7 +283,12 @@ def run(
             injector = threading.Thread(
                 target=_inject, args=(server, proxy, stop_faults, faults, rng, kinds, every), daemon=True
             )
-            drive(workers, injector, seconds, calm, stop_faults, stop, writes)
+
+            def recovered() -> bool:
+                last = max((fault.over for fault in faults), default=0.0)
+                return any(op.outcome == "ok" and op.ended > last for log in logs for op in log[-20:])
+
+            drive(workers, injector, seconds, calm, stop_faults, stop, writes, recovered)
             ops = [op for log in logs for op in log]
             final = _final_state(backend, server, threads, run_id)
             _check(backend, ops, faults, final, writes)
