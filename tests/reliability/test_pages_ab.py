@@ -7,11 +7,11 @@ plugin, or the run fails. No timing is asserted (shared machine).
 
 from __future__ import annotations
 
-import math
-import re
 import subprocess
 import sys
 from pathlib import Path
+
+from ab_cells import check_ab_cells
 
 from bench.pages import BAR, END, START, verdict
 from bench.run.revisions import available
@@ -50,13 +50,7 @@ def test_smoke_run_writes_every_row_into_the_report(tmp_path: Path) -> None:
         ("memcached (a server per side)", "first page, one delete before each"),
     ]
     for _, _, old, old2, new, ab, aa, band, cpu, word in (map(str.strip, r) for r in rows):
-        for cell in (old, old2, new, *cpu.split(" → ")):
-            value = float(cell.replace(",", ""))
-            assert math.isfinite(value) and value > 0, cell
-        for cell in (ab, aa):
-            ratio, low, high = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", cell).groups())  # type: ignore[union-attr]
-            assert 0 < low <= ratio <= high, cell
-        assert band.startswith("1 ± ")
+        check_ab_cells((old, old2, new, *cpu.split(" → ")), (ab, aa), band)
         assert word.split(";")[0] in {"met", "not met", f"undecided (interval straddles {BAR})"}
 
 

@@ -7,12 +7,12 @@ its own revision's core and kv plugin, or the run fails. No timing is asserted (
 
 from __future__ import annotations
 
-import math
 import random
-import re
 import subprocess
 import sys
 from pathlib import Path
+
+from ab_cells import check_ab_cells
 
 from bench.run.revisions import available
 from bench.worker_ab import OLD_REV, OPERATIONS, compare
@@ -51,13 +51,7 @@ def test_smoke_run_gives_every_operation_both_metrics_and_a_verdict() -> None:
     for rows in (throughput, cpu):
         assert [r[0] for r in rows] == list(OPERATIONS)
         for _, old, old2, new, ab, aa, band, verdict in rows:
-            for cell in (old, old2, new):
-                value = float(cell.replace(",", ""))
-                assert math.isfinite(value) and value > 0, cell
-            for cell in (ab, aa):
-                ratio, low, high = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", cell).groups())  # type: ignore[union-attr]
-                assert 0 < low <= ratio <= high, cell
-            assert band.startswith("1 ± ")
+            check_ab_cells((old, old2, new), (ab, aa), band)
             assert verdict.split(" (")[0] in VERDICTS
     assert "**Unchanged within noise** means" in done.stdout
 
