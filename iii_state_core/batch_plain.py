@@ -98,6 +98,7 @@ def split(limits: Limits, ops: list[Any]) -> tuple[Plain, list[int]]:
 
 #: An operation's function, scope and key (raises ``KeyError`` when one is absent).
 _NAMED = itemgetter("op", "scope", "key")
+_OP, _SCOPE, _KEY = itemgetter("op"), itemgetter("scope"), itemgetter("key")
 #: A set's value (raises ``KeyError`` when absent). :func:`_alike` takes a set of exactly the fields
 #: ``op``, ``scope``, ``key`` and ``value`` (anything more goes through :func:`split`'s loop).
 _VALUE = itemgetter("value")
@@ -116,11 +117,14 @@ def _alike(limits: Limits, ops: list[Any]) -> Plain | None:
     try:
         if not ops or set(map(type, ops)) != {dict}:
             return None
-        names, scopes, keys = zip(*map(_NAMED, ops), strict=True)
-        kinds = set(names)
-        if len(kinds) != 1 or set(map(type, scopes + keys)) != {str}:
+        # a field at a time (no tuple per operation, no zip of a hundred of them)
+        kinds = set(map(_OP, ops))
+        if len(kinds) != 1:
             return None
+        scopes, keys = list(map(_SCOPE, ops)), list(map(_KEY, ops))
     except (KeyError, TypeError):  # a field missing, an unhashable `op`
+        return None
+    if set(map(type, scopes + keys)) != {str}:
         return None
     (name,) = kinds
     if not ("".join(scopes).isascii() and "".join(keys).isascii()):
@@ -129,10 +133,11 @@ def _alike(limits: Limits, ops: list[Any]) -> Plain | None:
         caps.max_key_bytes is not None and max(map(len, keys)) > caps.max_key_bytes
     ):
         return None
-    entries = list(zip(scopes, keys, strict=True))
-    if len(set(entries)) != len(entries):
-        return None  # an entry named twice: its operations run in order, through the plans
     n = len(ops)
+    # one scope (the usual batch): its keys distinct, without a tuple per entry to hash
+    one_scope = scopes.count(scopes[0]) == n
+    if not (one_scope and len(set(keys)) == n) and len(set(zip(scopes, keys, strict=True))) != n:
+        return None  # an entry named twice: its operations run in order, through the plans
     if name == "set":
         if set(map(len, ops)) != {4}:  # op, scope and key are there: the fourth must be value
             return None
@@ -149,7 +154,7 @@ def _alike(limits: Limits, ops: list[Any]) -> Plain | None:
     primitive = _PRIMITIVE.get(name)
     if primitive is None:
         return None
-    calls = list(map(_new, repeat(Call), zip(repeat(primitive), entries)))
+    calls = list(map(_new, repeat(Call), zip(repeat(primitive), zip(scopes, keys, strict=True))))
     return Plain(list(range(n)), [name] * n, calls, [None] * n)
 
 
@@ -170,11 +175,14 @@ def joined_gets(limits: Limits, ops: list[Any]) -> tuple[str, list[str]] | None:
     try:
         if not ops or type(ops[0]) is not dict or ops[0].get("op") != "get" or set(map(type, ops)) != {dict}:
             return None  # (the first operation's name first: a batch of sets pays nothing more)
-        names, scopes, keys = zip(*map(_NAMED, ops), strict=True)
         n = len(ops)
-        if names.count("get") != n or set(map(type, scopes + keys)) != {str}:
+        # a field at a time (no tuple per operation, no zip of a hundred of them)
+        if list(map(_OP, ops)).count("get") != n:
             return None
+        scopes, keys = list(map(_SCOPE, ops)), list(map(_KEY, ops))
     except (KeyError, TypeError):  # a field missing
+        return None
+    if set(map(type, scopes + keys)) != {str}:
         return None
     scope = scopes[0]
     if (
@@ -185,7 +193,7 @@ def joined_gets(limits: Limits, ops: list[Any]) -> tuple[str, list[str]] | None:
         or len(set(keys)) != n  # an entry named twice: its operations run in order, through the plans
     ):  # fmt: skip
         return None
-    return scope, list(keys)
+    return scope, keys
 
 
 def read_joined(scope: str, keys: list[str]) -> Generator[Call, Any, list[BatchItem] | None]:

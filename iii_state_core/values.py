@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from itertools import repeat
+from collections.abc import Iterator
+from itertools import chain, compress, repeat
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from operator import is_
 from typing import Any, Final
 
 from .errors import InvalidValueError, StoredValueError
@@ -90,6 +92,52 @@ def _plainly_valid(value: object, depth: int, max_depth: int) -> bool:
 #: :func:`check_value`'s fast test, for hot paths that spare the call when it passes.
 plainly_valid = _plainly_valid
 
+_LEAVES: Final = frozenset((str, bool, type(None)))
+_PLAIN_KINDS: Final = _LEAVES | {int, float, dict, list}
+_dict_values = dict.values
+
+
+def _each_of(level: list[Any], kinds: list[type], kind: type) -> Iterator[Any]:
+    """The items of ``level`` whose type is exactly ``kind`` (``kinds``: each item's type)."""
+    return compress(level, map(is_, kinds, repeat(kind)))
+
+
+def all_plainly_valid(values: list[object], max_depth: int) -> bool:
+    """``_plainly_valid(value, 0, max_depth)`` of every value, answered level by level: each
+    nesting level of all the values at once, by C iteration (a batch's values: the recursive
+    check's Python step per container and per item cost more than encoding them). The same
+    answer: exact builtin types only, integers in range, finite floats, string keys, no container
+    at ``max_depth`` or ``_FAST_DEPTH`` (so a cycle answers ``False`` too)."""
+    level: list[Any] = values
+    depth = 0
+    while level:
+        kinds = list(map(type, level))
+        present = set(kinds)
+        if present <= _LEAVES:
+            return True
+        if not present <= _PLAIN_KINDS:
+            return False
+        if int in present:
+            ints = list(_each_of(level, kinds, int))
+            if min(ints) < MIN_INT or max(ints) > MAX_INT:
+                return False
+        if float in present and not all(map(_isfinite, _each_of(level, kinds, float))):
+            return False
+        below: list[Any] = []
+        if dict in present or list in present:
+            if depth >= max_depth or depth >= _FAST_DEPTH:
+                return False
+            if dict in present:
+                dicts = list(_each_of(level, kinds, dict))
+                if not set(map(type, chain.from_iterable(dicts))) <= {str}:  # the keys
+                    return False
+                below += chain.from_iterable(map(_dict_values, dicts))
+            if list in present:
+                below += chain.from_iterable(_each_of(level, kinds, list))
+        level = below
+        depth += 1
+    return True
+
 
 def check_value(value: object, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
     """Raise :class:`InvalidValueError` unless ``value`` is strict JSON.
@@ -162,7 +210,7 @@ def encode_all(values: list[object], *, max_depth: int = DEFAULT_MAX_DEPTH) -> l
     """:func:`encode` of each value, checked in one walk and encoded by C iteration (a batch's
     sets: the Python step per value cost more than its encoding). ``None`` when some value is not
     plainly valid or holds a lone surrogate: :func:`encode` of each then says which and why."""
-    if _encode_checked is None or not _plainly_valid(values, -1, max_depth):  # values at depth 0
+    if _encode_checked is None or not all_plainly_valid(values, max_depth):
         return None
     try:
         return list(map(str.encode, map("".join, map(_encode_checked, values, repeat(0)))))

@@ -383,3 +383,50 @@ def test_encode_all_gives_encode_of_each_or_none_when_one_is_refused() -> None:
         assert encode_all([*good, bad]) is None
     assert encode_all([[1], {"a": [2]}], max_depth=2) == [b"[1]", b'{"a":[2]}']
     assert encode_all([[1], [[[1]]]], max_depth=2) is None
+
+
+#: Values the level-by-level check must judge as the recursive one does: every kind it accepts, and
+#: each thing it refuses at several depths (a subclass, a tuple, a set, a key that is not a string, an
+#: integer out of range, a non-finite float), a cycle, and nesting up to and past the limits.
+class _Str(str):
+    pass
+
+
+def _cyclic() -> list[object]:
+    loop: list[object] = [1]
+    loop.append(loop)
+    return loop
+
+
+_LEAVES_AND_ODDS: list[object] = [
+    None, True, False, 0, -1, I64_MIN, U64_MAX, 1.5, -0.0, "", "é", [], {},
+    I64_MIN - 1, U64_MAX + 1, float("nan"), float("inf"), -float("inf"), _Str("s"), (1,), {1}, b"x",
+    decimal.Decimal(1),
+]  # fmt: skip
+
+
+def _shapes() -> list[object]:
+    shapes: list[object] = []
+    for leaf in _LEAVES_AND_ODDS:
+        shapes += [leaf, [leaf], {"k": leaf}, [1, "a", {"a": [leaf, 2]}], {"a": 1, "b": [[leaf]]}]
+    shapes += [{1: "a"}, {"a": 1, 2: "b"}, {None: 1}, {_Str("k"): 1}, _cyclic(), {"a": _cyclic()}]
+    shapes += [nest(d) for d in (1, 2, 47, 48, 49, 60, 127, 128, 129)]
+    shapes += [{"a": nest(d)} for d in (46, 47, 48)]
+    return shapes
+
+
+@pytest.mark.parametrize("max_depth", [0, 1, 2, 3, 48, 49, 128])
+def test_all_plainly_valid_answers_as_the_recursive_check_of_each(max_depth: int) -> None:
+    """``all_plainly_valid`` (a batch's sets) is ``_plainly_valid`` of each value: alone, and mixed
+    with other values of every kind (a refused one anywhere makes the whole list ``False``)."""
+    from iii_state_core.values import _plainly_valid, all_plainly_valid
+
+    shapes = _shapes()
+    good = [s for s in shapes if _plainly_valid(s, 0, max_depth)]
+    assert good and len(good) < len(shapes)  # the list holds both kinds at every limit
+    for shape in shapes:
+        want = _plainly_valid(shape, 0, max_depth)
+        assert all_plainly_valid([shape], max_depth) is want, shape
+        assert all_plainly_valid([*good, shape, *good], max_depth) is want, shape
+    assert all_plainly_valid(good, max_depth) is True
+    assert all_plainly_valid([], max_depth) is True

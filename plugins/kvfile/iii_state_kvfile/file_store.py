@@ -197,11 +197,28 @@ _READ_JOINED = (
 )
 #: Per number of keys: the places ``read_joined``'s rows must come in, as ``group_concat`` spells them.
 _PLACES: dict[int, str] = {}
-#: The rows of one scope's keys (args: the keys as a JSON array, scope), in the keys' order.
+#: The rows ``place, value, expires`` of one scope's keys (args: the keys as a JSON array, scope),
+#: one per key, ``place`` its index in the array. No ``ORDER BY``: it made SQLite sort the rows in a
+#: temporary b-tree, though ``json_each`` gives them in the array's order; ``_in_order`` checks that.
 _ROWS_JOINED = (
-    "SELECT e.value, e.expires FROM json_each(?1) AS j "
-    "LEFT JOIN entries AS e ON e.scope = ?2 AND e.key = CAST(j.value AS BLOB) ORDER BY j.key"
+    "SELECT j.key, e.value, e.expires FROM json_each(?1) AS j "
+    "LEFT JOIN entries AS e ON e.scope = ?2 AND e.key = CAST(j.value AS BLOB)"
 )
+#: ``list(range(n))`` per number of rows: the places ``_ROWS_JOINED``'s rows come in.
+_PLACES_IN_ORDER: dict[int, list[int]] = {}
+
+
+def _in_order(rows: list[Any]) -> list[Any]:
+    """``_ROWS_JOINED``'s rows in the keys' order: as they came (SQLite gives them so), or sorted by
+    place when they did not (an aggregate or join order SQLite does not promise is never trusted)."""
+    places = _PLACES_IN_ORDER.get(len(rows))
+    if places is None:
+        places = _PLACES_IN_ORDER[len(rows)] = list(range(len(rows)))
+    if list(map(_FIRST, rows)) != places:
+        rows.sort(key=_FIRST)
+    return rows
+
+
 #: Rows one multi-row upsert writes at most (two parameters each).
 _UPSERT_ROWS = 250
 #: Per number of rows: one statement writing them all into one scope with no deadline, as
@@ -688,7 +705,7 @@ class KvFileStore(Adapter):
         expired row); the others commit. When the commit itself fails nothing is applied and every
         call reports that error.
         """
-        names = {call[0] for call in calls}
+        names = set(map(_FIRST, calls))
         if names == {"read"} and len(calls) <= _IN_CHUNK and len({call[1][0] for call in calls}) == 1:
             try:  # one SELECT: its own consistent read, no BEGIN and COMMIT around it
                 with self._lock:
@@ -718,7 +735,7 @@ class KvFileStore(Adapter):
         instead of one or two statements per call. ``None``: the round is not one of those, or a
         statement failed (undone; then each call runs alone, so only a failing one reports it).
         """
-        names = {name for name, _ in calls}
+        names = set(map(_FIRST, calls))
         if names <= _READS:  # a read's args are (scope, key)
             try:
                 if names == {"read"}:  # a read-only transaction: no savepoint needed to undo
@@ -786,8 +803,8 @@ class KvFileStore(Adapter):
             return None
         db.execute("SAVEPOINT bulk")
         try:
-            rows = db.execute(_ROWS_JOINED, (array, _b(scope))).fetchall()
-            if set(map(_SECOND, rows)) != {None} or len(rows) != len(keys):
+            rows = _in_order(db.execute(_ROWS_JOINED, (array, _b(scope))).fetchall())
+            if set(map(_THIRD, rows)) != {None} or len(rows) != len(keys):
                 return None  # a row with a deadline (maybe past it): _bulk_in's own way
             _upsert_one_scope(db, scope, keys, list(map(_THIRD, args)))
         except sqlite3.Error:
@@ -795,7 +812,7 @@ class KvFileStore(Adapter):
             return None
         finally:
             db.execute("RELEASE bulk")
-        return list(map(_FIRST, rows))
+        return list(map(_SECOND, rows))
 
     def _create_many_in(
         self, db: sqlite3.Connection, calls: Sequence[tuple[str, tuple[Any, ...]]]
@@ -872,11 +889,11 @@ class KvFileStore(Adapter):
         by_scope = _by_scope(entries)
         array = _json_array([key for _, key in entries]) if len(by_scope) == 1 else None
         if array is not None:  # one query, rows in order
-            found = db.execute(_ROWS_JOINED, (array, _b(entries[0][0])))
+            joined = _in_order(db.execute(_ROWS_JOINED, (array, _b(entries[0][0]))).fetchall())
             return [
                 (None, None) if value is None else (value, None) if expires is None or expires > now
                 else (None, (value, expires))
-                for value, expires in found
+                for _, value, expires in joined
             ]  # fmt: skip
         out: list[tuple[bytes | None, tuple[bytes, int] | None]] = [(None, None)] * len(entries)
         for scope, places in by_scope.items():

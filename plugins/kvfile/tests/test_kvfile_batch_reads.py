@@ -141,3 +141,22 @@ def test_batch_writes_and_import_rows_store_blobs_found_by_single_gets(tmp_path:
             assert store.get_many(scope, names) == {k: [k] for k in names}
         assert (store.get("t", "expiring"), store.get("t", "x")) == (2, 2)
         assert (store.get("u", "new"), store.get("u", "ü")) == ({"n": 1}, [])
+
+
+def test_joined_rows_are_put_in_the_keys_order_when_sqlite_gives_another(tmp_path: Path) -> None:
+    """The write round's read of the old rows has no ``ORDER BY`` (a sort in a temporary b-tree):
+    rows that came in another order are sorted by their key's place, so each old value is its own
+    key's; a round's old values are each entry's, as single sets return them."""
+    from iii_state_kvfile.file_store import _in_order
+
+    rows = [(n, f"v{n}".encode(), None) for n in range(5)]
+    assert _in_order([rows[3], rows[0], rows[4], rows[1], rows[2]]) == rows
+    assert _in_order(list(rows)) == rows
+    with open_store(adapter="kv", adapter_config=file_config(tmp_path)) as store:
+        keys = [f"k{n}" for n in range(120)]
+        for k in keys[::3]:
+            store.set("s", k, {"was": k})
+        items = store.batch([{"op": "set", "scope": "s", "key": k, "value": n} for n, k in enumerate(keys)])
+        assert [item.result.old_value for item in items] == [
+            {"was": k} if n % 3 == 0 else None for n, k in enumerate(keys)
+        ]
