@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable
 from itertools import chain, compress, repeat
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from operator import is_
@@ -97,9 +97,10 @@ _PLAIN_KINDS: Final = _LEAVES | {int, float, dict, list}
 _dict_values = dict.values
 
 
-def _each_of(level: list[Any], kinds: list[type], kind: type) -> Iterator[Any]:
-    """The items of ``level`` whose type is exactly ``kind`` (``kinds``: each item's type)."""
-    return compress(level, map(is_, kinds, repeat(kind)))
+def _each_of(level: list[Any], kinds: list[type], present: set[type], kind: type) -> Iterable[Any]:
+    """The items of ``level`` whose type is exactly ``kind`` (``kinds``: each item's type,
+    ``present``: the set of them): the level itself when every item is of that kind."""
+    return level if len(present) == 1 else compress(level, map(is_, kinds, repeat(kind)))
 
 
 def all_plainly_valid(values: list[object], max_depth: int) -> bool:
@@ -118,22 +119,22 @@ def all_plainly_valid(values: list[object], max_depth: int) -> bool:
         if not present <= _PLAIN_KINDS:
             return False
         if int in present:
-            ints = list(_each_of(level, kinds, int))
+            ints = list(_each_of(level, kinds, present, int))
             if min(ints) < MIN_INT or max(ints) > MAX_INT:
                 return False
-        if float in present and not all(map(_isfinite, _each_of(level, kinds, float))):
+        if float in present and not all(map(_isfinite, _each_of(level, kinds, present, float))):
             return False
         below: list[Any] = []
         if dict in present or list in present:
             if depth >= max_depth or depth >= _FAST_DEPTH:
                 return False
             if dict in present:
-                dicts = list(_each_of(level, kinds, dict))
+                dicts = list(_each_of(level, kinds, present, dict))
                 if not set(map(type, chain.from_iterable(dicts))) <= {str}:  # the keys
                     return False
                 below += chain.from_iterable(map(_dict_values, dicts))
             if list in present:
-                below += chain.from_iterable(_each_of(level, kinds, list))
+                below += chain.from_iterable(_each_of(level, kinds, present, list))
         level = below
         depth += 1
     return True

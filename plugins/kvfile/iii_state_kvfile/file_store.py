@@ -221,10 +221,10 @@ def _in_order(rows: list[Any]) -> list[Any]:
 
 #: Rows one multi-row upsert writes at most (two parameters each).
 _UPSERT_ROWS = 250
-#: Per number of rows: one statement writing them all into one scope with no deadline, as
-#: ``_UPSERT`` writes each (args: scope, then key and value of each row). One statement for 100
-#: rows took 0.6x the time of ``executemany`` of an ``UPDATE`` each.
-_UPSERT_MANY: dict[int, str] = {}
+#: Per number of rows and whether the values go in as text: one statement writing them all into
+#: one scope with no deadline, as ``_UPSERT`` writes each (args: scope, then key and value of each
+#: row). One statement for 100 rows took 0.6x the time of ``executemany`` of an ``UPDATE`` each.
+_UPSERT_MANY: dict[tuple[int, bool], str] = {}
 
 
 def store_method(config: Mapping[str, Any]) -> str:
@@ -297,20 +297,28 @@ def _json_array(keys: Sequence[str]) -> str | None:
 def _upsert_one_scope(db: sqlite3.Connection, scope: str, keys: list[str], data: list[bytes]) -> None:
     """Write each ``keys[i]: data[i]`` (no deadline) into ``scope``, in a few statements.
 
-    The names go in as text cast to a BLOB and the values as ``bytearray``: the sqlite3 module binds
-    those as they are, but first asks its adapter registry about each ``bytes`` (a failed attribute
-    look-up with its error message built and dropped: ~0.6 µs a parameter, more than a row's write).
+    Everything goes in as text cast to a BLOB (the same UTF-8 bytes), or the values as ``bytearray``
+    when one is not UTF-8: the sqlite3 module binds ``str`` and ``bytearray`` as they are, but first
+    asks its adapter registry about each ``bytes`` (a failed attribute look-up with its error message
+    built and dropped: ~0.6 µs a parameter, more than a row's write). Text costs less than a
+    ``bytearray``: no copy made and freed per value, and an ASCII ``str`` is bound from its own buffer.
     """
     for start in range(0, len(keys), _UPSERT_ROWS):
-        values = map(bytearray, data[start : start + _UPSERT_ROWS])
+        part_data = data[start : start + _UPSERT_ROWS]
+        try:
+            values: list[Any] = list(map(bytes.decode, part_data))
+            as_text = True
+        except (UnicodeDecodeError, TypeError):  # not UTF-8 (or not bytes): bound as it is
+            values, as_text = list(map(bytearray, part_data)), False
         part = zip(keys[start : start + _UPSERT_ROWS], values, strict=True)
         args = [scope, *itertools.chain.from_iterable(part)]
         rows = (len(args) - 1) // 2
-        query = _UPSERT_MANY.get(rows)
+        query = _UPSERT_MANY.get((rows, as_text))
         if query is None:
-            query = _UPSERT_MANY[rows] = (
+            value = "CAST(? AS BLOB)" if as_text else "?"
+            query = _UPSERT_MANY[rows, as_text] = (
                 "INSERT INTO entries (scope, key, value, expires, sweep_at) VALUES "
-                + ",".join(["(CAST(?1 AS BLOB), CAST(? AS BLOB), ?, NULL, NULL)"] * rows)
+                + ",".join([f"(CAST(?1 AS BLOB), CAST(? AS BLOB), {value}, NULL, NULL)"] * rows)
                 + " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, expires = NULL"
             )
         db.execute(query, args)

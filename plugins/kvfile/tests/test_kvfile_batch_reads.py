@@ -160,3 +160,20 @@ def test_joined_rows_are_put_in_the_keys_order_when_sqlite_gives_another(tmp_pat
         assert [item.result.old_value for item in items] == [
             {"was": k} if n % 3 == 0 else None for n, k in enumerate(keys)
         ]
+
+
+def test_a_write_round_stores_each_values_exact_bytes_as_a_blob(tmp_path: Path) -> None:
+    """A round of plain writes binds UTF-8 values as text cast to a BLOB and the others as
+    ``bytearray``: either way the row holds the exact bytes (a NUL, an encoded lone surrogate, bytes
+    that are not UTF-8) as a BLOB, as a single write stores them."""
+    odd = [b"1\x00", b'"\xed\xa0\x80"', b'"\xff"', b"", '"é"'.encode(), b'{"a":[1]}']
+    with open_store(adapter="kv", adapter_config=file_config(tmp_path)) as store:
+        adapter = store.adapter
+        for round_ in ([odd[0], odd[4], odd[5]], odd):  # all UTF-8 (text), then some not (bytearray)
+            keys = [f"k{n}" for n in range(len(round_))]
+            adapter.run_many([("write", ("s", k, v)) for k, v in zip(keys, round_, strict=True)])
+            assert [adapter.read("s", k) for k in keys] == round_
+        kinds = adapter._db.execute(  # type: ignore[attr-defined]
+            "SELECT DISTINCT typeof(value) FROM entries"
+        ).fetchall()
+        assert kinds == [("blob",)]
