@@ -33,6 +33,10 @@ class Session:
     facts: dict[str, str] = field(default_factory=dict)
     #: The server process's pid, where one was started here (its CPU time is read from /proc).
     server_pid: int | None = None
+    #: The adapter's name and the config ``store`` was opened with, for a bench that opens its
+    #: own stores on the same server with other settings (``bench.expiry``: ``expiry_events``).
+    adapter: str = ""
+    adapter_config: dict[str, Any] = field(default_factory=dict)
 
 
 Opener = Callable[[], contextlib.AbstractContextManager[Session]]
@@ -67,6 +71,7 @@ def _kv_file(fsync: bool = False) -> Opener:
             yield Session(
                 store, raw, _scope(), lambda: open_store(adapter="kv", adapter_config=config),
                 {"backend": f"SQLite {sqlite3.sqlite_version} (WAL, synchronous={synchronous})"},
+                adapter="kv", adapter_config=config,
             )  # fmt: skip
         finally:
             raw.close()
@@ -82,7 +87,10 @@ def _kv_memory() -> Iterator[Session]:
 
     store = open_store(adapter="kv", adapter_config={"store_method": "in_memory"})
     try:
-        yield Session(store, RawDict(), _scope(), lambda: store, {"backend": "process memory"})
+        yield Session(
+            store, RawDict(), _scope(), lambda: store, {"backend": "process memory"},
+            adapter="kv", adapter_config={"store_method": "in_memory"},
+        )  # fmt: skip
     finally:
         store.close()
 
@@ -102,7 +110,7 @@ def _redis() -> Iterator[Session]:
             yield Session(
                 store, raw, _scope(), lambda: open_store(adapter="redis", adapter_config=config),
                 {"backend": f"redis-server {server_version(raw.client)} (no persistence), loopback"},
-                server.pid,
+                server.pid, adapter="redis", adapter_config=config,
             )  # fmt: skip
         finally:
             raw.close()
@@ -124,7 +132,7 @@ def _memcached() -> Iterator[Session]:
             yield Session(
                 store, raw, _scope(), lambda: open_store(adapter="memcached", adapter_config=config),
                 {"backend": f"memcached {raw.version()}, loopback"},
-                server.pid,
+                server.pid, adapter="memcached", adapter_config=config,
             )  # fmt: skip
         finally:
             raw.close()
@@ -150,7 +158,7 @@ def _dynamodb(kind: str) -> Opener:
                 yield Session(
                     store, raw, _scope(), lambda: open_store(adapter="dynamodb", adapter_config=config),
                     {"backend": f"{server_facts(kind)}, loopback"},
-                    server.pid,
+                    server.pid, adapter="dynamodb", adapter_config=config,
                 )  # fmt: skip
             finally:
                 store.close()
