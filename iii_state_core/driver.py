@@ -66,6 +66,14 @@ def backend_error(function: str, exc: Exception, describe: str, secrets: list[st
     return wrapped
 
 
+#: The primitives that may write (what :func:`_applies` can say ``True`` for).
+_WRITES = frozenset(
+    {"write", "remove", "write_if", "set_expiry", "write_many_if", "write_many_when", "modify"}
+)
+#: The primitives whose every answer means the write reached the store.
+_ALWAYS_APPLIED = frozenset({"write", "remove"})
+
+
 def _applies(name: str, value: Any) -> bool:
     """Whether a primitive's result means a write reached the store."""
     if name in ("write", "remove"):
@@ -99,18 +107,6 @@ def _after_write(function: str, exc: Exception) -> WriteAppliedError:
         f"then this failed: {detail}",
         code=declared.error_code if declared else "BACKEND_ERROR",
     )
-
-
-def _resume(plan: Plan, value: Any, applied: bool, function: str) -> Any:
-    """Send the adapter's answer into the plan; an error after an applied write says so."""
-    try:
-        return plan.send(value)
-    except StopIteration:
-        raise
-    except Exception as exc:
-        if _reports_a_lost_write(applied, exc):
-            raise _after_write(function, exc) from exc
-        raise
 
 
 #: A call's primitive name.
@@ -183,8 +179,9 @@ def run_sync(plan: Plan, adapter: Adapter, function: str) -> tuple[Any, Emitted]
                 except Exception as exc:
                     error = backend_error(function, exc, adapter.describe(), adapter.secrets())
                     raise error from error.__cause__
-                applied = applied or _applies(name, value)
-            # _resume written out: this loop runs every call of every plan
+                if not applied and name in _WRITES:  # a read needs no _applies call
+                    applied = name in _ALWAYS_APPLIED or _applies(name, value)
+            # the plan resumed inline (a helper call per primitive showed in profiles)
             try:
                 name, args = plan.send(value)
             except StopIteration:
@@ -203,13 +200,13 @@ async def run_async(
 ) -> tuple[Any, Emitted]:
     applied = False
     try:
-        call = next(plan)
+        name, args = next(plan)
         while True:
-            if call.name == "sleep":
-                await asyncio.sleep(call.args[0])
+            if name == "sleep":
+                await asyncio.sleep(args[0])
                 value: Any = None
-            elif call.name == RUN_MANY:
-                calls, functions = call.args
+            elif name == RUN_MANY:
+                calls, functions = args
                 pause, sent = _pause_and_sent(calls)
                 if pause:
                     await asyncio.sleep(pause)
@@ -221,12 +218,21 @@ async def run_async(
                 value = _answers(calls, functions, sent, answers, describe, secrets)
             else:
                 try:
-                    value = await getattr(adapter, call.name)(*call.args)
+                    value = await getattr(adapter, name)(*args)
                 except Exception as exc:
                     error = backend_error(function, exc, describe, secrets)
                     raise error from error.__cause__
-                applied = applied or _applies(call.name, value)
-            call = _resume(plan, value, applied, function)
+                if not applied and name in _WRITES:  # a read needs no _applies call
+                    applied = name in _ALWAYS_APPLIED or _applies(name, value)
+            # the plan resumed inline, as in run_sync
+            try:
+                name, args = plan.send(value)
+            except StopIteration:
+                raise
+            except Exception as exc:
+                if _reports_a_lost_write(applied, exc):
+                    raise _after_write(function, exc) from exc
+                raise
     except StopIteration as stop:
         result: tuple[Any, Emitted] = stop.value
         return result

@@ -66,12 +66,6 @@ class EventBus:
         an event nobody would receive (see ``Limits.listening``)."""
         return self.enabled and (bool(self._subscriptions) or self._hook is not None)
 
-    def _deliveries(self, event: StateEvent) -> list[Subscription]:
-        """The subscriptions this event goes to; the plugin hook runs first, here."""
-        if self._hook is not None:
-            _guarded("iii_state_event hook", self._hook, event)
-        return [sub for sub in self._subscriptions if sub.matches(event)]
-
     def emit(self, event: StateEvent) -> None:
         """Deliver ``event``; a write made by a handler is delivered after that handler returns.
 
@@ -84,7 +78,7 @@ class EventBus:
         if delivery is not None and delivery.draining:
             delivery.enqueue(self, event)
             return
-        delivery = _thread_delivery.current = _Delivery(self, event)
+        delivery = _thread_delivery.current = _Delivery.of(self, event)
         try:
             while delivery.queue:
                 bus, queued = delivery.next()
@@ -136,7 +130,7 @@ class EventBus:
         try:
             for event in events:
                 if delivery is None:
-                    delivery = _thread_delivery.current = _Delivery(self, event)
+                    delivery = _thread_delivery.current = _Delivery.of(self, event)
                     delivery.next()
                 else:  # a new generation-0 write, delivered without a trip through the queue
                     delivery.restart()
@@ -153,7 +147,7 @@ class EventBus:
         scope, key = event.scope, event.key
         # Subscription.matches_key, inlined (this runs once per event and subscription); the
         # tuple is replaced, never changed, by subscribe: a handler subscribing another one
-        # does not reach this event, as with _deliveries
+        # does not reach this event
         for sub in self._subscriptions:
             if (sub.scope is not None and sub.scope != scope) or (sub.key is not None and sub.key != key):
                 continue
@@ -167,16 +161,23 @@ class EventBus:
                 _report("handler", sub.handler, event)
 
     async def emit_async(self, event: StateEvent) -> None:
-        """Like :meth:`emit`, awaiting handlers and conditions that are coroutines."""
-        if not self.enabled:
+        """Like :meth:`emit`, awaiting handlers and conditions that are coroutines.
+
+        Returns at once when nothing listens (the async store calls it without asking
+        :attr:`active` first for a single event: one call less per write where something does).
+        """
+        if not self.enabled or not (self._subscriptions or self._hook is not None):
             return
         delivery = _task_delivery.get()
         if delivery is not None and delivery.draining:
             delivery.enqueue(self, event)
             return
-        delivery = _Delivery(self, event)
+        # The write's own event is delivered directly; the queue holds only the writes its
+        # handlers make (usually none): no queue round trip per write.
+        delivery = _Delivery()
         token = _task_delivery.set(delivery)
         try:
+            await self._deliver_async(event)
             while delivery.queue:
                 bus, queued = delivery.next()
                 await bus._deliver_async(queued)
@@ -185,12 +186,25 @@ class EventBus:
             _task_delivery.reset(token)
 
     async def _deliver_async(self, event: StateEvent) -> None:
-        for sub in self._deliveries(event):
+        # as _deliver, with _guarded_async inlined for handlers: this runs once per write, and
+        # iterating the tuple is a snapshot (subscribe replaces it, never changes it)
+        if self._hook is not None:
+            _guarded("iii_state_event hook", self._hook, event)
+        scope, key = event.scope, event.key
+        for sub in self._subscriptions:
+            if (sub.scope is not None and sub.scope != scope) or (sub.key is not None and sub.key != key):
+                continue
             if sub.condition is not None:
                 ok, verdict = await _guarded_async("condition", sub.condition, event)
                 if not ok or verdict is False:
                     continue
-            await _guarded_async("handler", sub.handler, event)
+            handler = sub.handler
+            try:
+                result = handler(event)
+                if result is not None and inspect.isawaitable(result):  # a sync handler: no call
+                    await result
+            except Exception:
+                _report("handler", handler, event)
 
 
 #: How many generations of writes made by handlers one write may set off before delivery stops.
@@ -204,11 +218,19 @@ class _Delivery:
     is delivered is generation g + 1.
     """
 
-    def __init__(self, bus: EventBus, event: StateEvent) -> None:
-        self.queue: deque[tuple[EventBus, StateEvent, int]] = deque([(bus, event, 0)])
-        self.generation = 0
-        self.draining = True
-        self._reported = False
+    # Class-level defaults, so the async store's one delivery per write is made without an
+    # ``__init__`` call; the queue exists once a handler writes (most never do).
+    queue: deque[tuple[EventBus, StateEvent, int]] | None = None
+    generation = 0
+    draining = True
+    _reported = False
+
+    @classmethod
+    def of(cls, bus: EventBus, event: StateEvent) -> _Delivery:
+        """A delivery with ``event`` queued as generation 0."""
+        delivery = cls()
+        delivery.queue = deque([(bus, event, 0)])
+        return delivery
 
     def restart(self) -> None:
         """Deliver the next event as a new generation-0 write (the queue is empty)."""
@@ -216,12 +238,15 @@ class _Delivery:
         self._reported = False
 
     def next(self) -> tuple[EventBus, StateEvent]:
+        assert self.queue is not None  # only called while the queue holds something
         bus, event, self.generation = self.queue.popleft()
         return bus, event
 
     def enqueue(self, bus: EventBus, event: StateEvent) -> None:
         generation = self.generation + 1
         if generation <= MAX_REACTION_DEPTH:
+            if self.queue is None:
+                self.queue = deque()
             self.queue.append((bus, event, generation))
             return
         if not self._reported:

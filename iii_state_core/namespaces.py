@@ -218,18 +218,32 @@ class ReservedScopes:
     """
 
     def __init__(self, refresh_s: float = RESERVED_REFRESH_S) -> None:
-        self.refresh_s = refresh_s
-        self._reserved: frozenset[str] = BUILTIN_RESERVED
+        #: The reserved scopes now (replaced whole, never changed): what every public call checks.
+        self.scopes: frozenset[str] = BUILTIN_RESERVED
         self._read_at = float("-inf")
+        self._refresh_s = refresh_s
+        #: ``time.monotonic()`` from which on the ledger is stale: one comparison per call
+        #: (:meth:`stale` is the same test as a method).
+        self.refresh_due = float("-inf")
         self.ledger = Ledger()
 
+    @property
+    def refresh_s(self) -> float:
+        return self._refresh_s
+
+    @refresh_s.setter
+    def refresh_s(self, seconds: float) -> None:
+        self._refresh_s = seconds
+        self.refresh_due = self._read_at + seconds
+
     def stale(self) -> bool:
-        return time.monotonic() - self._read_at >= self.refresh_s
+        return time.monotonic() >= self.refresh_due
 
     def replace(self, ledger: Ledger) -> None:
         self.ledger = ledger
-        self._reserved = ledger.reserved()
+        self.scopes = ledger.reserved()
         self._read_at = time.monotonic()
+        self.refresh_due = self._read_at + self._refresh_s
 
     def unreadable(self, exc: Exception) -> Ledger:
         """The ledger to keep when re-reading it failed: the last one read."""
@@ -237,11 +251,11 @@ class ReservedScopes:
         return self.ledger
 
     def contains(self, scope: str) -> bool:
-        return scope in self._reserved
+        return scope in self.scopes
 
     def check(self, scope: object) -> None:
         """:raises StateError: ``RESERVED_SCOPE`` when ``scope`` is reserved."""
-        if isinstance(scope, str) and scope in self._reserved:
+        if isinstance(scope, str) and scope in self.scopes:
             raise reserved_error(scope)
 
     def owned_by(self, prefix: str, scope: str) -> bool:

@@ -248,7 +248,7 @@ def get_value(limits: Limits, scope: str, key: str) -> Plan:
 def set_value(limits: Limits, scope: str, key: str, value: JSON, ttl_ms: int | None = None) -> Plan:
     limits.check_entry(scope, key)
     data = limits.encode(value)
-    expires_at = limits.expires_at("set", ttl_ms)
+    expires_at = () if ttl_ms is None else limits.expires_at("set", ttl_ms)  # no call without a TTL
     old_raw = yield Call("write", (scope, key, data, *expires_at))
     old = _replaced("set", scope, key, old_raw)
     return SetResult(old, value), _written(scope, key, old_raw, old, value)
@@ -265,7 +265,7 @@ def delete_value(limits: Limits, scope: str, key: str) -> Plan:
 def update(limits: Limits, scope: str, key: str, ops: list[Op], ttl_ms: int | None = None) -> Plan:
     """``ttl_ms`` (optional) gives the entry a new deadline; without it the entry keeps its own."""
     limits.check_entry(scope, key)
-    expires_at = limits.expires_at("update", ttl_ms)
+    expires_at = () if ttl_ms is None else limits.expires_at("update", ttl_ms)
     outcome: dict[str, Any] = {}
 
     def change(old_raw: bytes | None) -> bytes:

@@ -10,6 +10,7 @@ import dataclasses
 import inspect
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from .adapter import Adapter, AsyncAdapter
@@ -24,7 +25,7 @@ from .results import SetResult
 from .sweeper import TaskSweeper, ThreadSweeper, poll_interval
 from .table import AsyncFront, StateFunction, SyncFront, serve
 from .values import JSON
-from .wire import decode_request, result_to_wire
+from .wire import decode_call
 
 if TYPE_CHECKING:
     from .config import StateConfig
@@ -143,10 +144,13 @@ class StateStore(_Base, StateFunctions, SyncFront):
 
         :raises StateError: whose ``.code`` is the wire code.
         """
-        if self.reserved.stale():
+        reserved = self.reserved
+        if monotonic() >= reserved.refresh_due:  # reserved.stale(), inline: once per call
             self.refresh_reserved()
-        function, plan = decode_request(self.limits, request, self.reserved)
-        return _public(self.reserved, function, result_to_wire(function, self._run(function, plan)))
+        declared, plan = decode_call(self.limits, request, reserved)
+        name = declared.id
+        result = declared.to_wire(self._run(name, plan))
+        return _public(reserved, result) if name == "list_groups" else result
 
     def get_many(self, scope: str, keys: Iterable[str]) -> dict[str, JSON]:
         """``{key: value}`` (``None`` when missing) in one ``state::batch``.
@@ -244,19 +248,29 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
         if self._closed:
             plan.close()
             raise _closed_error(self)
-        if self._sweeper is not None and not self._sweeper.started and not self._sweep_held:
-            self._start_sweeper()
+        sweeper = self._sweeper
+        if sweeper is not None and not self._sweep_held:
+            # TaskSweeper.started, inline (this runs on every call): not running on this loop
+            task = sweeper.task
+            if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+                self._start_sweeper()
         result, emitted = await run_async(plan, self.async_adapter, function, self._describe, self._secrets)
-        if emitted is not None and self.events.active:  # nothing listening: build no delivery
-            for event in emitted if isinstance(emitted, list) else (emitted,):
-                await self.events.emit_async(event)
+        if emitted is not None:
+            if not isinstance(emitted, list):  # one event: emit_async itself returns if none listens
+                await self.events.emit_async(emitted)
+            elif self.events.active:  # nothing listening: no call per event
+                for event in emitted:
+                    await self.events.emit_async(event)
         return result
 
     async def trigger(self, request: dict[str, Any]) -> JSON:
-        if self.reserved.stale():
+        reserved = self.reserved
+        if monotonic() >= reserved.refresh_due:  # reserved.stale(), inline: once per call
             await self.refresh_reserved()
-        function, plan = decode_request(self.limits, request, self.reserved)
-        return _public(self.reserved, function, result_to_wire(function, await self._run(function, plan)))
+        declared, plan = decode_call(self.limits, request, reserved)
+        name = declared.id
+        result = declared.to_wire(await self._run(name, plan))
+        return _public(reserved, result) if name == "list_groups" else result
 
     async def get_many(self, scope: str, keys: Iterable[str]) -> dict[str, JSON]:
         """See :meth:`StateStore.get_many`."""
@@ -307,11 +321,9 @@ def _ledger_plan() -> Plan:
     return ledger, None
 
 
-def _public(reserved: ReservedScopes, function: str, result: Any) -> Any:
-    """The wire result with reserved scopes left out of ``list_groups``."""
-    if function == "list_groups":
-        return {"groups": [g for g in result["groups"] if not reserved.contains(g)]}
-    return result
+def _public(reserved: ReservedScopes, result: Any) -> Any:
+    """``list_groups``'s wire result with the reserved scopes left out."""
+    return {"groups": [g for g in result["groups"] if not reserved.contains(g)]}
 
 
 def _sync_method(function: StateFunction[Any, Any]) -> Callable[..., Any]:

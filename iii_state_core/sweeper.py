@@ -317,13 +317,14 @@ class TaskSweeper:
         self._events = events
         self._backoff = _Backoff(interval, describe, secrets)
         self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        #: The sweeping task, once started (the async store checks it on every call).
+        self.task: asyncio.Task[None] | None = None
         self._unacknowledged = _Unacknowledged()
 
     @property
     def started(self) -> bool:
         """Running on the current loop (a task left on a loop that ended does not count)."""
-        task = self._task
+        task = self.task
         if task is None or task.done():
             return False
         try:
@@ -336,7 +337,7 @@ class TaskSweeper:
         after another (``asyncio.run`` twice): a task left on an ended loop is replaced."""
         if not self.started:
             self._stop = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="iii-state-expiry")
+            self.task = asyncio.get_running_loop().create_task(self._run(), name="iii-state-expiry")
 
     async def sweep(self) -> int:
         delivered = 0
@@ -375,7 +376,7 @@ class TaskSweeper:
 
     async def stop(self) -> None:
         self._stop.set()
-        task = self._task
+        task = self.task
         if task is None or task is asyncio.current_task() or task.done():
             return
         if task.get_loop() is not asyncio.get_running_loop():

@@ -56,6 +56,24 @@ class Field:
     #: own default applies): lets the wire and the typed method default differently.
     wire_default: Any = None
     has_wire_default: bool = False
+    #: Derived (set after init): the plan's keyword; whether a present value is taken as it is
+    #: (no aliases, ``null`` not absent); whether an absent one is simply left out. Lets
+    #: :meth:`StateFunction.decode` take the usual fields without a call per field.
+    keyword: str = field(init=False, repr=False, compare=False)
+    plain: bool = field(init=False, repr=False, compare=False)
+    omit_if_absent: bool = field(init=False, repr=False, compare=False)
+    #: Its one alias, when it has exactly one and ``null`` is not absent (``value``'s ``data``):
+    #: then a present value is taken as it is unless the alias is given too.
+    only_alias: str | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keyword", self.param or self.name)
+        object.__setattr__(self, "plain", not self.aliases and not self.null_is_absent)
+        one = len(self.aliases) == 1 and not self.null_is_absent
+        object.__setattr__(self, "only_alias", self.aliases[0] if one else None)
+        object.__setattr__(
+            self, "omit_if_absent", not self.aliases and not self.required and not self.has_wire_default
+        )
 
     def take(self, payload: Mapping[str, Any], into: dict[str, Any]) -> None:
         """Put this field's value from ``payload`` into the plan's keyword arguments."""
@@ -143,6 +161,9 @@ class StateFunction(Generic[P, R]):
         self.method = method or id.replace("-", "_")
         self._scopes_in = scopes_in
         self._has_scope = bool(self.fields) and any(f.name == "scope" for f in self.fields or ())
+        #: The only scope a payload names is its ``scope`` field (the usual case: the wire's
+        #: reserved-scope check reads that field without calling :meth:`scopes_in`).
+        self.scope_field_only = self._has_scope and scopes_in is None
 
     def scopes_in(self, payload: Mapping[str, Any]) -> Iterable[tuple[str, object]]:
         """``(where, scope)`` of each scope a payload names, for the wire's reserved-scope check."""
@@ -180,6 +201,19 @@ class StateFunction(Generic[P, R]):
             return plan(limits, payload)
         kwargs: dict[str, Any] = {}
         for f in self.fields:
+            # Field.take's usual outcomes inline (this runs for every field of every call): a
+            # plain field present with the right kind, or an optional one absent. Anything else,
+            # errors included, goes through take.
+            name = f.name
+            if name in payload:
+                if f.plain or (f.only_alias is not None and f.only_alias not in payload):
+                    value = payload[name]
+                    kind = f.kind
+                    if kind is None or isinstance(value, kind):
+                        kwargs[f.keyword] = value
+                        continue
+            elif f.omit_if_absent:
+                continue
             f.take(payload, kwargs)
         return plan(limits, **kwargs)
 

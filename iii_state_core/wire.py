@@ -37,6 +37,15 @@ def decode_request(
     :raises UnknownFunctionError: when the function id is not in the table.
     :raises DeserializationError: when the request or payload has the wrong shape.
     """
+    declared, plan = decode_call(limits, request, reserved)
+    return declared.id, plan
+
+
+def decode_call(
+    limits: Limits, request: object, reserved: ReservedScopes | None = None
+) -> tuple[StateFunction[Any, Any], Plan]:
+    """:func:`decode_request`, giving the declaration itself (the stores' ``trigger`` encodes
+    the result with it, without looking it up again)."""
     if type(request) is not dict and not isinstance(request, Mapping):  # exact dict: skip the ABC check
         raise DeserializationError(f"request must be an object, got {json_type(request)}")
     function_id = request.get("function_id")
@@ -44,17 +53,25 @@ def decode_request(
         raise UnknownFunctionError(
             f"function_id {function_id!r} is not a state function; use one of {', '.join(function_ids())}"
         )
-    name = function_id[len("state::") :]
-    declared = function(name)
+    declared = TABLE.get(function_id[7:]) or function(function_id[7:])  # `function` raises, naming them
     payload = request.get("payload", {})
     if reserved is not None and (type(payload) is dict or isinstance(payload, Mapping)):
         # iii's worker checks this before anything else on every function with a scope
-        for where, scope in declared.scopes_in(payload):
-            try:
+        if declared.scope_field_only:  # the usual: one field, one set look-up, no call
+            scope = payload.get("scope")
+            if isinstance(scope, str) and scope in reserved.scopes:
                 reserved.check(scope)
-            except StateError as exc:
-                raise StateError(f"{where}{exc.message}", code=exc.code) from None
-    return name, _decode(limits, declared, payload)
+        else:
+            for where, scope in declared.scopes_in(payload):
+                try:
+                    reserved.check(scope)
+                except StateError as exc:
+                    raise StateError(f"{where}{exc.message}", code=exc.code) from None
+    if payload is None:  # _decode, inline
+        payload = {}
+    elif type(payload) is not dict and not isinstance(payload, Mapping):
+        raise DeserializationError(f"payload must be an object, got {json_type(payload)}")
+    return declared, declared.decode(limits, payload)
 
 
 def decode_payload(limits: Limits, function_name: str, payload: object) -> Plan:

@@ -92,6 +92,9 @@ class TriggerTable(TriggerHandler[Any]):  # type: ignore[misc]  # the SDK ships 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._bindings: dict[str, Binding] = {}
+        #: The bindings' values as one tuple, replaced (under the lock) on every change and never
+        #: changed: :meth:`matching`, run after every write, reads it without taking the lock.
+        self._snapshot: tuple[Binding, ...] = ()
 
     async def register_trigger(self, config: TriggerConfig[Any]) -> None:
         try:
@@ -102,26 +105,30 @@ class TriggerTable(TriggerHandler[Any]):  # type: ignore[misc]  # the SDK ships 
         with self._lock:
             replaced = binding.id in self._bindings
             self._bindings[binding.id] = binding
+            self._snapshot = tuple(self._bindings.values())
         log.info("state trigger %s: %s", "updated" if replaced else "registered", binding.describe())
 
     async def unregister_trigger(self, config: TriggerConfig[Any]) -> None:
         # The SDK passes only the id along on unregister.
         with self._lock:
             binding = self._bindings.pop(config.id, None)
+            self._snapshot = tuple(self._bindings.values())
         if binding is not None:
             log.info("state trigger removed: %s", binding.describe())
 
     def clear(self) -> None:
         with self._lock:
             self._bindings.clear()
+            self._snapshot = ()
 
     def matching(self, event: StateEvent) -> list[Binding]:
-        with self._lock:
-            return [b for b in self._bindings.values() if b.matches(event)]
+        bindings = self._snapshot
+        if not bindings:  # the usual worker: no `state` bindings at all
+            return []
+        return [b for b in bindings if b.matches(event)]
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._bindings)
+        return len(self._snapshot)
 
 
 class Reactions:

@@ -255,3 +255,21 @@ def test_a_long_secret_is_hidden_wherever_it_appears() -> None:
 
     assert redact(f"x{SECRET}y {SECRET}", [SECRET]) == "x***y ***"
     assert redact("ab abcdefghij", ["abcdefghij", "ab"]) == "*** ***"
+
+
+def test_only_the_primitives_the_driver_treats_as_writes_can_apply_a_write() -> None:
+    """The drivers skip ``_applies`` for a primitive outside ``_WRITES`` (a read, on every call):
+    that is only right while ``_applies`` says "no write" for each of those, whatever they answer,
+    and ``_ALWAYS_APPLIED`` holds only primitives it says "applied" for in any case."""
+    import inspect
+
+    from iii_state_core.adapter import AsyncAdapter
+    from iii_state_core.driver import _ALWAYS_APPLIED, _WRITES, _applies
+
+    primitives = {name for name, _ in inspect.getmembers(AsyncAdapter, inspect.iscoroutinefunction)}
+    assert _WRITES <= primitives and _ALWAYS_APPLIED <= _WRITES
+    answers: list[Any] = [True, False, None, [], [1], (b"old", b"new"), b"x", 0]
+    for name in sorted(primitives - _WRITES):
+        assert not any(_applies(name, answer) for answer in answers), name
+    for name in _ALWAYS_APPLIED:
+        assert all(_applies(name, answer) for answer in answers), name

@@ -209,7 +209,7 @@ def test_the_async_store_sweeps_on_its_loop_and_stops_on_close(tmp_path: Path) -
             await asyncio.sleep(0.01)
         sweeper = store._sweeper
         await store.close()
-        assert sweeper is not None and sweeper._task is not None and sweeper._task.done()
+        assert sweeper is not None and sweeper.task is not None and sweeper.task.done()
         return seen
 
     assert _expired(asyncio.run(main())) == [("s", "k", "v", None)]

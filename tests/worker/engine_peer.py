@@ -340,6 +340,19 @@ class EnginePeer:
         }  # fmt: skip
         await conn.ws.send(json.dumps(added))
 
+    async def remove_observer(self, function_id: str, observer_id: str) -> None:
+        """Detach observer ``observer_id`` from ``function_id`` and tell its host
+        (``observerremoved``), as the engine does when the observing app stops observing."""
+        kept = [o for o in self.observers.get(function_id, []) if o["id"] != observer_id]
+        self.observers[function_id] = kept
+        conn = next(c for c in reversed(self.connections) if function_id in c.functions and not c.closed)
+        self._revision += 1
+        removed = {
+            "type": "observerremoved", "function_id": function_id, "namespace": "default",
+            "revision": self._revision, "id": observer_id,
+        }  # fmt: skip
+        await conn.ws.send(json.dumps(removed))
+
     def _observe(self) -> bool:
         return "observe.v1" in self._features
 

@@ -266,6 +266,37 @@ def test_an_unregistered_trigger_stops_firing() -> None:
     run(scenario())
 
 
+def test_on_changed_follows_an_observer_added_removed_and_added_again() -> None:
+    """The worker asks the SDK's observer set at each write, so an observer that goes stops the
+    calls and one that comes back (the same id again) gets the next write's change at once: no
+    stale "nobody observes" after an add, no stale "observed" after a remove."""
+
+    async def scenario() -> None:
+        async with EnginePeer(stamp_callers=True, features=["observe.v1"]) as engine:
+            async with serving(memory(), peer=engine) as (peer, worker):
+                recorder(peer, "r::sentinel", "state::on-changed")
+                await bind(peer, "t-sentinel", "r::sentinel", {})
+                await eventually(lambda: not worker.on_changed_observed())
+
+                await peer.add_observer("state::on-changed", "obs-1")
+                await eventually(worker.on_changed_observed)
+                await write_and_settle(peer, "set", {"scope": "s", "key": "k", "value": 1})
+                await peer.wait_for_calls("state::on-changed", 1)
+
+                await peer.remove_observer("state::on-changed", "obs-1")
+                await eventually(lambda: not worker.on_changed_observed())
+                await write_and_settle(peer, "set", {"scope": "s", "key": "k", "value": 2})
+                assert [c.data["new_value"] for c in peer.calls_to("state::on-changed")] == [1]
+
+                await peer.add_observer("state::on-changed", "obs-1")
+                await eventually(worker.on_changed_observed)
+                await write_and_settle(peer, "set", {"scope": "s", "key": "k", "value": 3})
+                calls = await peer.wait_for_calls("state::on-changed", 2)
+                assert [c.data["new_value"] for c in calls] == [1, 3]
+
+    run(scenario())
+
+
 def test_on_changed_is_called_only_while_an_engine_that_tells_observers_has_one() -> None:
     """iii 0.25 (``observe.v1``) tells a function's host who observes it: with nobody observing
     ``state::on-changed`` the worker does not call it; once an observer is attached it does, with
