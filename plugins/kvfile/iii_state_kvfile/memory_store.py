@@ -62,7 +62,8 @@ class KvMemoryStore(Adapter):
         if old is None:
             insort(self._sorted.setdefault(scope, []), key)
         entries[key] = data
-        if expires_at is not KEEP:
+        # no call when there is no deadline to set or clear (the usual write without a TTL)
+        if expires_at is not KEEP and (expires_at is not None or self._deadlines):
             self._set_deadline(scope, key, expires_at)  # type: ignore[arg-type]
         return old
 
@@ -157,7 +158,8 @@ class KvMemoryStore(Adapter):
 
     def write(self, scope: str, key: str, data: bytes, expires_at: int | None = None) -> bytes | None:
         with self._lock:
-            self._purge()  # drops this entry too if it expired: the write sees it missing
+            if self._heap:  # drops this entry too if it expired: the write sees it missing
+                self._purge()
             return self._put(scope, key, data, expires_at)
 
     def remove(self, scope: str, key: str) -> bytes | None:
@@ -297,8 +299,13 @@ class KvMemoryStore(Adapter):
         self, scope: str, key: str, change: Callable[[bytes | None], bytes], expires_at: ExpiresAt = KEEP
     ) -> tuple[bytes | None, bytes]:
         with self._lock:
-            self._purge()
-            old = self._live(scope, key)
+            if self._heap:  # nothing has a deadline: no purge and no deadline look-up
+                self._purge()
+            if self._deadlines:
+                old = self._live(scope, key)
+            else:
+                entries = self._scopes.get(scope)
+                old = None if entries is None else entries.get(key)
             new = change(old)
             self._put(scope, key, new, expires_at)
             return old, new
