@@ -8,6 +8,8 @@ write, every other binding has been dealt with for that write.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -31,6 +33,19 @@ async def write_and_settle(peer: EnginePeer, function: str, payload: Any) -> Any
     result = await peer.call(f"state::{function}", payload)
     await peer.wait_for_calls("r::sentinel", before + 1)
     return result
+
+
+@asynccontextmanager
+async def unobserved_on_changed() -> AsyncIterator[tuple[EnginePeer, Any]]:
+    """A worker on an engine that tells observers (iii 0.25, ``observe.v1``), with a sentinel
+    binding and a recorder of ``state::on-changed``, once the worker knows nobody observes it."""
+    async with EnginePeer(stamp_callers=True, features=["observe.v1"]) as engine:
+        async with serving(memory(), peer=engine) as (peer, worker):
+            recorder(peer, "r::sentinel", "state::on-changed")
+            await bind(peer, "t-sentinel", "r::sentinel", {})
+            # the SDK applies the observer set the engine confirmed with on its own loop
+            await eventually(lambda: not worker.on_changed_observed())
+            yield peer, worker
 
 
 def called(peer: EnginePeer, *function_ids: str) -> list[str]:
@@ -272,27 +287,22 @@ def test_on_changed_follows_an_observer_added_removed_and_added_again() -> None:
     stale "nobody observes" after an add, no stale "observed" after a remove."""
 
     async def scenario() -> None:
-        async with EnginePeer(stamp_callers=True, features=["observe.v1"]) as engine:
-            async with serving(memory(), peer=engine) as (peer, worker):
-                recorder(peer, "r::sentinel", "state::on-changed")
-                await bind(peer, "t-sentinel", "r::sentinel", {})
-                await eventually(lambda: not worker.on_changed_observed())
+        async with unobserved_on_changed() as (peer, worker):
+            await peer.add_observer("state::on-changed", "obs-1")
+            await eventually(worker.on_changed_observed)
+            await write_and_settle(peer, "set", {"scope": "s", "key": "k", "value": 1})
+            await peer.wait_for_calls("state::on-changed", 1)
 
-                await peer.add_observer("state::on-changed", "obs-1")
-                await eventually(worker.on_changed_observed)
-                await write_and_settle(peer, "set", {"scope": "s", "key": "k", "value": 1})
-                await peer.wait_for_calls("state::on-changed", 1)
+            await peer.remove_observer("state::on-changed", "obs-1")
+            await eventually(lambda: not worker.on_changed_observed())
+            await write_and_settle(peer, "set", {"scope": "s", "key": "k", "value": 2})
+            assert [c.data["new_value"] for c in peer.calls_to("state::on-changed")] == [1]
 
-                await peer.remove_observer("state::on-changed", "obs-1")
-                await eventually(lambda: not worker.on_changed_observed())
-                await write_and_settle(peer, "set", {"scope": "s", "key": "k", "value": 2})
-                assert [c.data["new_value"] for c in peer.calls_to("state::on-changed")] == [1]
-
-                await peer.add_observer("state::on-changed", "obs-1")
-                await eventually(worker.on_changed_observed)
-                await write_and_settle(peer, "set", {"scope": "s", "key": "k", "value": 3})
-                calls = await peer.wait_for_calls("state::on-changed", 2)
-                assert [c.data["new_value"] for c in calls] == [1, 3]
+            await peer.add_observer("state::on-changed", "obs-1")
+            await eventually(worker.on_changed_observed)
+            await write_and_settle(peer, "set", {"scope": "s", "key": "k", "value": 3})
+            calls = await peer.wait_for_calls("state::on-changed", 2)
+            assert [c.data["new_value"] for c in calls] == [1, 3]
 
     run(scenario())
 
@@ -303,23 +313,18 @@ def test_on_changed_is_called_only_while_an_engine_that_tells_observers_has_one(
     each change document. An engine that does not tell (the default peer) gets every call."""
 
     async def scenario() -> None:
-        async with EnginePeer(stamp_callers=True, features=["observe.v1"]) as engine:
-            async with serving(memory(), peer=engine) as (peer, worker):
-                recorder(peer, "r::sentinel", "state::on-changed")
-                await bind(peer, "t-sentinel", "r::sentinel", {})
-                # the SDK applies the observer set the engine confirmed with on its own loop
-                await eventually(lambda: not worker.on_changed_observed())
-                await write_and_settle(peer, "set", {"scope": "s", "key": "k", "value": 1})
-                assert peer.calls_to("state::on-changed") == [], "called with nobody observing"
+        async with unobserved_on_changed() as (peer, worker):
+            await write_and_settle(peer, "set", {"scope": "s", "key": "k", "value": 1})
+            assert peer.calls_to("state::on-changed") == [], "called with nobody observing"
 
-                await peer.add_observer("state::on-changed", "obs-1")
-                await eventually(worker.on_changed_observed)
-                await write_and_settle(peer, "set", {"scope": "s", "key": "k", "value": 2})
-                (change,) = await peer.wait_for_calls("state::on-changed", 1)
-                assert change.data == {
-                    "type": "state", "event_type": "state:updated", "scope": "s", "key": "k",
-                    "old_value": 1, "new_value": 2,
-                }  # fmt: skip
+            await peer.add_observer("state::on-changed", "obs-1")
+            await eventually(worker.on_changed_observed)
+            await write_and_settle(peer, "set", {"scope": "s", "key": "k", "value": 2})
+            (change,) = await peer.wait_for_calls("state::on-changed", 1)
+            assert change.data == {
+                "type": "state", "event_type": "state:updated", "scope": "s", "key": "k",
+                "old_value": 1, "new_value": 2,
+            }  # fmt: skip
 
         async with serving(memory()) as (peer, _):  # no observe.v1: nobody can say, so every write
             recorder(peer, "r::sentinel", "state::on-changed")
