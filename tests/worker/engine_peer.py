@@ -332,26 +332,22 @@ class EnginePeer:
         as the engine does when an app calls ``iii.observe``."""
         info = {"id": observer_id, "filters": {}, "target": target, "capture": ["input"]}
         self.observers.setdefault(function_id, []).append(info)
-        conn = next(c for c in reversed(self.connections) if function_id in c.functions and not c.closed)
-        self._revision += 1
-        added = {
-            "type": "observeradded", "function_id": function_id, "namespace": "default",
-            "revision": self._revision, "observer": info,
-        }  # fmt: skip
-        await conn.ws.send(json.dumps(added))
+        await self._tell_host(function_id, {"type": "observeradded", "observer": info})
 
     async def remove_observer(self, function_id: str, observer_id: str) -> None:
         """Detach observer ``observer_id`` from ``function_id`` and tell its host
         (``observerremoved``), as the engine does when the observing app stops observing."""
         kept = [o for o in self.observers.get(function_id, []) if o["id"] != observer_id]
         self.observers[function_id] = kept
+        await self._tell_host(function_id, {"type": "observerremoved", "id": observer_id})
+
+    async def _tell_host(self, function_id: str, message: dict[str, Any]) -> None:
+        """Send an observer change to the live connection that registered ``function_id``, with
+        the next revision (the SDK ignores a change whose revision is not above the last it applied)."""
         conn = next(c for c in reversed(self.connections) if function_id in c.functions and not c.closed)
         self._revision += 1
-        removed = {
-            "type": "observerremoved", "function_id": function_id, "namespace": "default",
-            "revision": self._revision, "id": observer_id,
-        }  # fmt: skip
-        await conn.ws.send(json.dumps(removed))
+        message = {**message, "function_id": function_id, "namespace": "default", "revision": self._revision}
+        await conn.ws.send(json.dumps(message))
 
     def _observe(self) -> bool:
         return "observe.v1" in self._features
