@@ -10,7 +10,6 @@ import dataclasses
 import inspect
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from .adapter import Adapter, AsyncAdapter
@@ -145,7 +144,7 @@ class StateStore(_Base, StateFunctions, SyncFront):
         :raises StateError: whose ``.code`` is the wire code.
         """
         reserved = self.reserved
-        if monotonic() >= reserved.refresh_due:  # reserved.stale(), inline: once per call
+        if reserved.stale():
             self.refresh_reserved()
         declared, plan = decode_call(self.limits, request, reserved)
         name = declared.id
@@ -248,12 +247,8 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
         if self._closed:
             plan.close()
             raise _closed_error(self)
-        sweeper = self._sweeper
-        if sweeper is not None and not self._sweep_held:
-            # TaskSweeper.started, inline (this runs on every call): not running on this loop
-            task = sweeper.task
-            if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
-                self._start_sweeper()
+        if self._sweeper is not None and not self._sweeper.started and not self._sweep_held:
+            self._start_sweeper()
         result, emitted = await run_async(plan, self.async_adapter, function, self._describe, self._secrets)
         if emitted is not None:
             if not isinstance(emitted, list):  # one event: emit_async itself returns if none listens
@@ -265,7 +260,7 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
 
     async def trigger(self, request: dict[str, Any]) -> JSON:
         reserved = self.reserved
-        if monotonic() >= reserved.refresh_due:  # reserved.stale(), inline: once per call
+        if reserved.stale():
             await self.refresh_reserved()
         declared, plan = decode_call(self.limits, request, reserved)
         name = declared.id

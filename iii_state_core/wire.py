@@ -18,6 +18,7 @@ from .values import json_type
 #: The built-in functions' short names and ids (the table may hold more: see ``table.TABLE``).
 FUNCTIONS: Final = tuple(TABLE)
 FUNCTION_IDS: Final = tuple(f"state::{name}" for name in FUNCTIONS)
+_PREFIX_LENGTH: Final = len("state::")
 
 __all__ = [
     "FUNCTIONS", "FUNCTION_IDS", "UnknownFunctionError", "decode_payload", "decode_request", "result_to_wire",
@@ -53,7 +54,8 @@ def decode_call(
         raise UnknownFunctionError(
             f"function_id {function_id!r} is not a state function; use one of {', '.join(function_ids())}"
         )
-    declared = TABLE.get(function_id[7:]) or function(function_id[7:])  # `function` raises, naming them
+    name = function_id[_PREFIX_LENGTH:]
+    declared = TABLE.get(name) or function(name)  # `function` raises, naming them
     payload = request.get("payload", {})
     if reserved is not None and (type(payload) is dict or isinstance(payload, Mapping)):
         # iii's worker checks this before anything else on every function with a scope
@@ -67,11 +69,7 @@ def decode_call(
                     reserved.check(scope)
                 except StateError as exc:
                     raise StateError(f"{where}{exc.message}", code=exc.code) from None
-    if payload is None:  # _decode, inline
-        payload = {}
-    elif type(payload) is not dict and not isinstance(payload, Mapping):
-        raise DeserializationError(f"payload must be an object, got {json_type(payload)}")
-    return declared, declared.decode(limits, payload)
+    return declared, _decode(limits, declared, payload)
 
 
 def decode_payload(limits: Limits, function_name: str, payload: object) -> Plan:
