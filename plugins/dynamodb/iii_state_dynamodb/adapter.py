@@ -7,7 +7,9 @@
 * ``write_if``: ``PutItem`` with a condition on ``ver`` (``attribute_not_exists`` for missing).
   The core's update and compare-and-set loops run on these two. A lost reply is settled by a
   read (and, while the item is unchanged, the same put again; see :mod:`.settle`).
-* ``scan``: ``Query`` of one partition in sort-key order from an ``ExclusiveStartKey``.
+* ``scan``: ``Query`` of one partition in sort-key order from an ``ExclusiveStartKey``;
+  ``scan_counted`` (a walk's first page) sends the scope's ``Select=COUNT`` Query beside it. Both
+  go through the lean client (decision 0025).
 * ``list_scopes``: a consistent ``Scan`` projecting the partition key (see the README for cost).
 * ``run_many`` (``state::batch``): reads as ``BatchGetItem``; writes one request each, sent
   concurrently from a small pool of threads through the lean client (:mod:`.lean`, the same
@@ -81,6 +83,8 @@ __all__ = ["DynamoDBAdapter", "ReadToken"]
 #: Requests of one batch round in flight at once (bounded by ``max_pool_connections`` too): enough
 #: to hide the round trips, few enough not to crowd out other threads' requests.
 BATCH_THREADS = 16
+#: Scopes remembered as fitting one page (``scan_counted``).
+ONE_PAGE_SCOPES = 10_000
 #: The primitives a batch round may send through the lean client: name -> the method taking it first.
 LEAN_WRITES = {"write": "_write", "remove": "_remove", "write_if": "_write_if", "set_expiry": "_set_expiry"}
 
@@ -117,10 +121,11 @@ class DynamoDBAdapter(Adapter):
             region = region_of(settings, self._session)
             client = make_client(settings, self._session, region)
         self._client = client
-        #: what a batch round's writes are sent through: the lean client, or the botocore one
-        self._batch_via: Any = client
+        #: what a batch round's writes and the listings' Queries are sent through: the lean
+        #: client, or the botocore one (``lean_requests: false``, or an endpoint it cannot serve)
+        self._lean: Any = client
         if self._session is not None:
-            self._batch_via = make_lean(settings, self._session, client) or client
+            self._lean = make_lean(settings, self._session, client) or client
         self.table = settings.table_name
         where = f"endpoint {settings.endpoint_url}" if settings.endpoint_url else f"region {region}"
         self._where = where
@@ -131,6 +136,9 @@ class DynamoDBAdapter(Adapter):
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
+        #: scopes whose last first page held the whole scope: their next one is read without a
+        #: count beside it (cleared when it reaches ONE_PAGE_SCOPES names: a bound, not an LRU)
+        self._one_page_scopes: set[str] = set()
         #: whether ``take_expired`` may query the sparse deadline index (else it scans)
         self._sweep = Sweep()
         #: entries ``take_expired`` leased, by entry: their stash's sort key (for ``ack_expired``)
@@ -224,17 +232,20 @@ class DynamoDBAdapter(Adapter):
         lean = LEAN_WRITES.get(name)
         if lean is None:
             return getattr(self, name)(*args)
-        return getattr(self, lean)(self._batch_via, *args)
+        return getattr(self, lean)(self._lean, *args)
 
     def _together(self, thunks: list[Callable[[], Any]]) -> list[Any]:
         """Run ``thunks`` on the adapter's pool (at most ``BATCH_THREADS`` in flight)."""
+        return list(self._pool_now().map(lambda thunk: thunk(), thunks))
+
+    def _pool_now(self) -> ThreadPoolExecutor:
+        """The adapter's pool, made on first use."""
         with self._pool_lock:
             if self._pool is None or self._pool_pid != os.getpid():  # a forked child makes its own
                 threads = min(BATCH_THREADS, self.settings.max_pool_connections)
                 self._pool = ThreadPoolExecutor(threads, thread_name_prefix="iii-state-dynamodb")
                 self._pool_pid = os.getpid()
-            pool = self._pool
-        return list(pool.map(lambda thunk: thunk(), thunks))
+            return self._pool
 
     def _answer(self, name: str, args: tuple[Any, ...], item: Item | None) -> Any:
         scope, key = args
@@ -571,12 +582,38 @@ class DynamoDBAdapter(Adapter):
             params["ExpressionAttributeValues"] = {
                 ":p": {"S": partition}, ":ours": {"S": PREFIX}, ":now": {"N": str(now_ms())}
             }  # fmt: skip
-            reply = self._call("Query", self._client.query, write=False, **params)
+            reply = self._call("Query", self._lean.query, write=False, **params)
             total += int(reply.get("Count", 0))
             start = reply.get("LastEvaluatedKey")
             if not start:
                 return total
             params["ExclusiveStartKey"] = start
+
+    def scan_counted(self, scope: str, limit: int) -> tuple[list[tuple[str, bytes]], str | None, int | None]:
+        """A walk's first page and the scope's count, the two Queries at once: the count on the
+        adapter's pool while this thread reads the page (DynamoDB has no count but reading the
+        scope, decision 0019; sent one after the other, a first page took the time of both).
+        A scope whose last first page held all of it is read alone, as before: its page counts
+        itself, and a count sent beside it would only be paid for."""
+        if scope in self._one_page_scopes:
+            rows, after = self.scan(scope, None, limit)
+            if after is None:
+                return rows, None, None
+            self._one_page_scopes.discard(scope)
+            return rows, after, self.count(scope)
+        counting = self._pool_now().submit(self.count, scope)
+        try:
+            rows, after = self.scan(scope, None, limit)
+        except BaseException:
+            counting.cancel()
+            raise
+        if after is None:  # the page is the scope: its own rows are the count
+            counting.cancel()  # if it started, it ends on its own and nobody reads it
+            if len(self._one_page_scopes) >= ONE_PAGE_SCOPES:
+                self._one_page_scopes.clear()
+            self._one_page_scopes.add(scope)
+            return rows, None, None
+        return rows, after, counting.result()
 
     def scan(self, scope: str, cursor: str | None, limit: int) -> Page:
         """Up to ``limit`` live entries after ``cursor``.
@@ -600,7 +637,7 @@ class DynamoDBAdapter(Adapter):
             params["ExclusiveStartKey"] = self._start_key(scope, cursor)
         rows: list[tuple[str, str, bytes]] = []
         while True:
-            reply = self._call("Query", self._client.query, write=False, **params)
+            reply = self._call("Query", self._lean.query, write=False, **params)
             now = now_ms()
             for item in reply.get("Items", []):
                 key = decode_name(item[SK]["S"])
@@ -639,8 +676,8 @@ class DynamoDBAdapter(Adapter):
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False)
-        if self._batch_via is not self._client:
-            self._batch_via.close()
+        if self._lean is not self._client:
+            self._lean.close()
         close = getattr(self._client, "close", None)
         if close is not None:
             close()

@@ -101,15 +101,21 @@ def _decode_blobs(value: Any) -> Any:
     return value
 
 
+def _decoded_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: _decode_blobs(value) for name, value in item.items()}
+
+
 def _decode_item_blobs(reply: dict[str, Any]) -> None:
-    for field in ("Attributes", "Item"):
+    for field in ("Attributes", "Item", "LastEvaluatedKey"):
         if field in reply:
-            reply[field] = {name: _decode_blobs(value) for name, value in reply[field].items()}
+            reply[field] = _decoded_item(reply[field])
+    if "Items" in reply:  # a Query's page
+        reply["Items"] = [_decoded_item(item) for item in reply["Items"]]
 
 
 class LeanClient:
-    """``put_item`` / ``delete_item`` / ``update_item`` / ``get_item`` with botocore's keyword
-    parameters and answers, one keep-alive connection per thread. Thread-safe."""
+    """``put_item`` / ``delete_item`` / ``update_item`` / ``get_item`` / ``query`` with botocore's
+    keyword parameters and answers, one keep-alive connection per thread. Thread-safe."""
 
     def __init__(
         self, client: Any, credentials: Any, *, ca_bundle: str | None = None, user_agent: str = "iii-state"
@@ -151,6 +157,9 @@ class LeanClient:
 
     def get_item(self, **params: Any) -> dict[str, Any]:
         return self.request("GetItem", params)
+
+    def query(self, **params: Any) -> dict[str, Any]:
+        return self.request("Query", params)
 
     # -- one request ----------------------------------------------------------------------------
     def request(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:

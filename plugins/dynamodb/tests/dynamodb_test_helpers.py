@@ -31,7 +31,7 @@ def before_each_request(adapter: Any, hook: Callable[[str], object]) -> None:
     """Call ``hook(operation name)`` before every request the adapter sends, through botocore or
     through the lean client of its batch rounds."""
     adapter._client.meta.events.register("before-call.dynamodb", lambda model, **_: hook(model.name))
-    lean = adapter._batch_via
+    lean = adapter._lean
     if lean is not adapter._client:
         send = lean.request
 

@@ -115,6 +115,43 @@ def test_one_request_per_set_delete_and_get(store: StateStore, requests: list[st
     store.delete("rounds", "k")
 
 
+def test_a_first_page_counts_its_scope_beside_the_page(store: StateStore, adapter: DynamoDBAdapter) -> None:
+    """A first page of a scope longer than the page sends its count Query beside the page; a
+    scope whose first page held it all is counted by its page, and its next first page sends no
+    count until the scope outgrows a page."""
+    sent: list[str] = []
+    lock = threading.Lock()
+    together: list[threading.Barrier] = []
+
+    def record(operation: str) -> None:
+        with lock:
+            sent.append(operation)
+        if together and operation == "Query":
+            together[0].wait()  # both Queries in flight at once, or this breaks after 10 s
+
+    before_each_request(adapter, record)
+    scope = f"pages-{secrets.token_hex(3)}"
+    store.set_many(scope, {f"k{n:02}": n for n in range(25)})
+    sent.clear()
+    together.append(threading.Barrier(2, timeout=10))
+    first = store.list_entries(scope, None, 10)
+    together.clear()
+    assert (first.total, len(first.entries)) == (25, 10)
+    assert sent == ["Query", "Query"]  # the page and the count
+    small = f"small-{secrets.token_hex(3)}"
+    store.set_many(small, {"a": 1, "b": 2})
+    for _ in range(2):
+        sent.clear()
+        page = store.list_entries(small, None, 10)
+        assert (page.total, [key for key, _value in page.entries]) == (2, ["a", "b"])
+    assert sent == ["Query"]  # remembered as one page: no count beside it
+    store.set_many(small, {f"k{n:02}": n for n in range(12)})
+    sent.clear()
+    grown = store.list_entries(small, None, 10)
+    assert grown.total == 14 and len(grown.entries) == 10
+    assert sent == ["Query", "Query"]  # the page, then the count it now needs
+
+
 def test_every_write_gives_a_new_version(adapter: DynamoDBAdapter) -> None:
     adapter.write("versions", "k", b"1")
     _, token = adapter.read_versioned("versions", "k")
@@ -214,7 +251,7 @@ def test_a_batch_rounds_writes_are_in_flight_together_and_each_returns_what_it_r
     with open_store(adapter="dynamodb", adapter_config={**config, "lean_requests": lean}) as store:
         adapter = store.adapter
         assert isinstance(adapter, DynamoDBAdapter)
-        assert isinstance(adapter._batch_via, LeanClient) is lean
+        assert isinstance(adapter._lean, LeanClient) is lean
         _writes_in_flight_together(store, adapter)
 
 

@@ -25,8 +25,8 @@ from iii_state_core import BackendError, open_store
 
 
 def _lean(adapter: DynamoDBAdapter) -> LeanClient:
-    assert isinstance(adapter._batch_via, LeanClient)
-    return adapter._batch_via
+    assert isinstance(adapter._lean, LeanClient)
+    return adapter._lean
 
 
 def _key(scope: str, key: str) -> dict[str, Any]:
@@ -99,6 +99,45 @@ def test_replies_and_errors_are_botocores(adapter: DynamoDBAdapter, endpoint: st
     codes = [response["Error"]["Code"] for _kind, _op, response in ours["errors"]]
     assert codes == ["ConditionalCheckFailedException", "ResourceNotFoundException", "ValidationException"]
     assert ours["errors"][0][0] is client.exceptions.ConditionalCheckFailedException
+
+
+def test_queries_are_botocores(adapter: DynamoDBAdapter) -> None:
+    """A listing's Queries through both clients: pages with their ``LastEvaluatedKey``, counts,
+    items holding blobs, and a Query's error reply, all equal."""
+    client, lean, table = adapter._client, _lean(adapter), adapter.table
+    scope = f"lean-q-{secrets.token_hex(3)}"
+    for n in range(5):
+        item = {**_key(scope, f"k{n}"), "val": {"S": f"{n}"}, "bin": {"B": b"\x00%d" % n}}
+        client.put_item(TableName=table, Item=item)
+    missing = "no-such-table-" + secrets.token_hex(3)
+    partition = {":p": {"S": "#" + scope}}
+    pages = {"TableName": table, "KeyConditionExpression": "pk = :p", "ConsistentRead": True, "Limit": 2}
+    counted = {**pages, "Select": "COUNT", "FilterExpression": "attribute_exists(val)"}
+    del counted["Limit"]
+    replies: list[list[dict[str, Any]]] = []
+    for via in (client, lean):
+        got: list[dict[str, Any]] = []
+        start: dict[str, Any] | None = None
+        while True:
+            params = {**pages, "ExpressionAttributeValues": partition}
+            if start is not None:
+                params["ExclusiveStartKey"] = start
+            reply = via.query(**params)
+            got.append(_without_metadata(reply))
+            start = reply.get("LastEvaluatedKey")
+            if not start:
+                break
+        got.append(_without_metadata(via.query(**counted, ExpressionAttributeValues=partition)))
+        with pytest.raises(ClientError) as info:
+            via.query(**{**pages, "TableName": missing}, ExpressionAttributeValues=partition)
+        got.append({"error": type(info.value).__name__, **_without_metadata(info.value.response)})
+        replies.append(got)
+    boto, ours = replies
+    assert ours == boto
+    assert len(ours) == 3 + 2  # three pages, the count, the error
+    blobs = [item["bin"]["B"] for page in ours[:3] for item in page["Items"]]
+    assert blobs == [b"\x00%d" % n for n in range(5)]
+    assert ours[3]["Count"] == 5
 
 
 def test_requests_on_the_wire_are_signed_as_botocore_signs_them(
@@ -232,7 +271,7 @@ def test_connection_refused_and_no_credentials_are_botocores_errors(
 def test_lean_requests_false_sends_everything_with_botocore(config: dict[str, Any]) -> None:
     with open_store(adapter="dynamodb", adapter_config={**config, "lean_requests": False}) as store:
         adapter = store.adapter
-        assert isinstance(adapter, DynamoDBAdapter) and adapter._batch_via is adapter._client
+        assert isinstance(adapter, DynamoDBAdapter) and adapter._lean is adapter._client
         assert store.set_many("lean-off", {"a": 1})["a"].new_value == 1
 
 
