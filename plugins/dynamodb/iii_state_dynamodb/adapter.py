@@ -524,8 +524,9 @@ class DynamoDBAdapter(Adapter):
         ``(scope, key, value, deadline)``, each once across processes while its claim holds (see
         :mod:`.sweep`): with expiry events on, a lease until :meth:`ack_expired`; else a delete."""
         if not self.settings.expiry_events:
-            return take_expired(self._client, self._call, limit, self._sweep)
-        leased = lease_expired(self._client, self._call, limit, self._sweep, self.settings.expiry_lease_ms)
+            return take_expired(self._lean, self._call, limit, self._sweep, self._together)
+        lease_ms = self.settings.expiry_lease_ms
+        leased = lease_expired(self._lean, self._call, limit, self._sweep, lease_ms, self._together)
         with self._leases_lock:
             self._leases.update(leased)
         return [entry for entry, _stash in leased]
@@ -535,7 +536,7 @@ class DynamoDBAdapter(Adapter):
         with self._leases_lock:
             held = [self._leases[entry] for entry in taken if entry in self._leases]
         if held:
-            ack_leases(self._client, self._call, held)
+            ack_leases(self._lean, self._call, held, self._together)
         with self._leases_lock:
             for entry in taken:
                 self._leases.pop(entry, None)

@@ -109,12 +109,16 @@ def _decode_item_blobs(reply: dict[str, Any]) -> None:
     for field in ("Attributes", "Item", "LastEvaluatedKey"):
         if field in reply:
             reply[field] = _decoded_item(reply[field])
-    if "Items" in reply:  # a Query's page
+    if "Items" in reply:  # a Query's or Scan's page
         reply["Items"] = [_decoded_item(item) for item in reply["Items"]]
+    if "Responses" in reply:  # a BatchGetItem's items, by table
+        by_table = reply["Responses"]
+        reply["Responses"] = {table: [_decoded_item(i) for i in items] for table, items in by_table.items()}
 
 
 class LeanClient:
-    """``put_item`` / ``delete_item`` / ``update_item`` / ``get_item`` / ``query`` with botocore's
+    """The requests the adapter sends this way (``put_item``, ``delete_item``, ``update_item``,
+    ``get_item``, ``query``, ``scan``, ``batch_get_item``, ``batch_write_item``) with botocore's
     keyword parameters and answers, one keep-alive connection per thread. Thread-safe."""
 
     def __init__(
@@ -160,6 +164,15 @@ class LeanClient:
 
     def query(self, **params: Any) -> dict[str, Any]:
         return self.request("Query", params)
+
+    def scan(self, **params: Any) -> dict[str, Any]:
+        return self.request("Scan", params)
+
+    def batch_get_item(self, **params: Any) -> dict[str, Any]:
+        return self.request("BatchGetItem", params)
+
+    def batch_write_item(self, **params: Any) -> dict[str, Any]:
+        return self.request("BatchWriteItem", params)
 
     # -- one request ----------------------------------------------------------------------------
     def request(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -34,11 +34,11 @@ before its handlers ran, or a lost reply, loses nothing:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import secrets
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -72,7 +72,8 @@ from .layout import (
 log = logging.getLogger("iii_state.dynamodb")
 
 Taken = tuple[str, str, bytes, int]
-#: Conditional deletes of one ``take_expired`` call in flight at once.
+#: A leasing sweep sends its claims in rounds of ``4 * TAKERS``, each round at once on the
+#: adapter's pool, and checks its time budget between rounds.
 TAKERS: Final = 8
 
 
@@ -213,13 +214,18 @@ def _find(client: Any, call: Caller, limit: int, sweep: Sweep) -> list[Item]:
     return found
 
 
-def _run(work: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-    """``work`` on each item, ``TAKERS`` at a time (one round trip each, so a sweep of many
-    expired entries is not one long queue)."""
+#: Runs thunks at once and answers their results in order: the adapter's pool (``_together``),
+#: whose threads live as long as the adapter, so the lean client's per-thread keep-alive
+#: connections are reused from one sweep to the next (threads made per sweep opened new ones).
+Together = Callable[[list[Callable[[], Any]]], list[Any]]
+
+
+def _run(work: Callable[[Any], Any], items: list[Any], together: Together) -> list[Any]:
+    """``work`` on each item, all at once on ``together`` (one round trip each, so a sweep of
+    many expired entries is not one long queue)."""
     if len(items) <= 1:
         return [work(item) for item in items]
-    with ThreadPoolExecutor(min(TAKERS, len(items)), thread_name_prefix="iii-state-take") as pool:
-        return list(pool.map(work, items))
+    return together([functools.partial(work, item) for item in items])
 
 
 def _claimed(outcomes: list[Any], tried: int, what: str) -> list[Any]:
@@ -234,15 +240,15 @@ def _claimed(outcomes: list[Any], tried: int, what: str) -> list[Any]:
     return got
 
 
-def take_expired(client: Any, call: Caller, limit: int, sweep: Sweep | None = None) -> list[Taken]:
+def take_expired(client: Any, call: Caller, limit: int, sweep: Sweep, together: Together) -> list[Taken]:
     """Delete up to ``limit`` expired entries and return them, each once across processes
     (without expiry events; with them the sweeper leases: :func:`lease_expired`).
 
     A failure after some were taken returns those (logged; the next call meets the failure
     again), so no taken entry is dropped; a failure before any raises.
     """
-    found = _find(client, call, limit, Sweep() if sweep is None else sweep)
-    return _claimed(_run(lambda item: _attempt(client, call, item), found), len(found), "deletes")
+    found = _find(client, call, limit, sweep)
+    return _claimed(_run(lambda item: _attempt(client, call, item), found, together), len(found), "deletes")
 
 
 def _attempt(client: Any, call: Caller, item: Item) -> Taken | Exception | None:
@@ -316,7 +322,7 @@ Leased = tuple[Taken, str]
 
 
 def lease_expired(
-    client: Any, call: Caller, limit: int, sweep: Sweep, lease_ms: int
+    client: Any, call: Caller, limit: int, sweep: Sweep, lease_ms: int, together: Together
 ) -> list[Leased]:
     """Lease up to ``limit`` expired entries (see the module docstring), each to one caller
     until ``lease_ms`` from now. A failure after some were leased returns those (logged); a
@@ -345,7 +351,7 @@ def lease_expired(
     for at in range(0, len(items), 4 * TAKERS):
         if at and now_ms() > budget_end:
             break
-        outcomes += _run(attempt, items[at : at + 4 * TAKERS])
+        outcomes += _run(attempt, items[at : at + 4 * TAKERS], together)
     return _claimed(outcomes, len(found), "claims")
 
 
@@ -415,10 +421,10 @@ MARKER_S: Final = 86_400
 MAX_WRITE_ITEMS: Final = 25
 
 
-def ack_leases(client: Any, call: Caller, stash_keys: list[str]) -> None:
+def ack_leases(client: Any, call: Caller, stash_keys: list[str], together: Together) -> None:
     """Mark leased stashes delivered: each replaced by a marker (the key and a ``ttl`` a day on:
     no ``val``, ``exp`` or shard, so no sweep finds it and a late stash of that expiry fails its
-    condition), ``BatchWriteItem`` of 25 at a time, ``TAKERS`` requests in flight: a few round
+    condition), ``BatchWriteItem`` of 25 at a time, all in flight at once: a few round
     trips for a full batch, so the window in which a kill delivers twice stays short."""
     ttl = {"N": str(ttl_seconds(now_ms()) + MARKER_S)}
     chunks = [stash_keys[at : at + MAX_WRITE_ITEMS] for at in range(0, len(stash_keys), MAX_WRITE_ITEMS)]
@@ -441,6 +447,6 @@ def ack_leases(client: Any, call: Caller, stash_keys: list[str]) -> None:
             f"after {call.max_attempts} attempts (throttled)"
         )
 
-    failures = [got for got in _run(send, chunks) if got is not None]
+    failures = [got for got in _run(send, chunks, together) if got is not None]
     if failures:
         raise failures[0]

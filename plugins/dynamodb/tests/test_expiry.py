@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
-from dynamodb_test_helpers import adapter_config, new_table_name
+from dynamodb_test_helpers import adapter_config, before_each_request, new_table_name
 from iii_state_conformance.cpu_load import MOST, CpuLoad
 from iii_state_dynamodb import DynamoDBAdapter, sweep
 from iii_state_dynamodb.layout import item_key
@@ -243,7 +243,7 @@ def test_expiries_met_by_writes_are_kept_and_two_sweepers_deliver_each_once(
 def _operations(adapter: DynamoDBAdapter) -> list[str]:
     """The DynamoDB operations ``adapter`` sends from now on, in order."""
     sent: list[str] = []
-    adapter._client.meta.events.register("before-call.dynamodb.*", lambda model, **_: sent.append(model.name))
+    before_each_request(adapter, sent.append)  # botocore's requests and the lean client's
     return sent
 
 

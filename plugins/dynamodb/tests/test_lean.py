@@ -101,9 +101,10 @@ def test_replies_and_errors_are_botocores(adapter: DynamoDBAdapter, endpoint: st
     assert ours["errors"][0][0] is client.exceptions.ConditionalCheckFailedException
 
 
-def test_queries_are_botocores(adapter: DynamoDBAdapter) -> None:
-    """A listing's Queries through both clients: pages with their ``LastEvaluatedKey``, counts,
-    items holding blobs, and a Query's error reply, all equal."""
+def test_reads_and_batch_requests_are_botocores(adapter: DynamoDBAdapter) -> None:
+    """A listing's Queries through both clients (pages with their ``LastEvaluatedKey``, counts,
+    items holding blobs, a Query's error reply) and the sweeper's Scan, BatchGetItem and
+    BatchWriteItem: all equal."""
     client, lean, table = adapter._client, _lean(adapter), adapter.table
     scope = f"lean-q-{secrets.token_hex(3)}"
     for n in range(5):
@@ -132,9 +133,21 @@ def test_queries_are_botocores(adapter: DynamoDBAdapter) -> None:
             via.query(**{**pages, "TableName": missing}, ExpressionAttributeValues=partition)
         got.append({"error": type(info.value).__name__, **_without_metadata(info.value.response)})
         replies.append(got)
+    for via in (client, lean):  # the sweeper's requests: a Scan, a BatchGetItem, a BatchWriteItem
+        got = replies[0 if via is client else 1]
+        scanned = via.scan(TableName=table, FilterExpression="pk = :p AND attribute_exists(bin)",
+                           ExpressionAttributeValues=partition,
+                           ConsistentRead=True)  # fmt: skip
+        got.append(sorted((item["sk"]["S"], item["bin"]["B"]) for item in scanned["Items"]))
+        keys = [_key(scope, f"k{n}") for n in range(5)]
+        fetched = via.batch_get_item(RequestItems={table: {"Keys": keys, "ConsistentRead": True}})
+        got.append(sorted((item["sk"]["S"], item["bin"]["B"]) for item in fetched["Responses"][table]))
+        marker = {"PutRequest": {"Item": {**_key(scope, "marker"), "ttl": {"N": "1"}}}}
+        got.append(_without_metadata(via.batch_write_item(RequestItems={table: [marker]})))
     boto, ours = replies
     assert ours == boto
-    assert len(ours) == 3 + 2  # three pages, the count, the error
+    assert len(ours) == 3 + 2 + 3  # three pages, the count, the error; a scan, a batch get, a batch write
+    assert ours[5] == ours[6] == [(f"#k{n}", b"\x00%d" % n) for n in range(5)]
     blobs = [item["bin"]["B"] for page in ours[:3] for item in page["Items"]]
     assert blobs == [b"\x00%d" % n for n in range(5)]
     assert ours[3]["Count"] == 5
