@@ -11,6 +11,7 @@ import collections
 import functools
 import itertools
 import json
+import logging
 import operator
 import os
 import sqlite3
@@ -26,6 +27,8 @@ from iii_state_core.expiry import EXPIRY_LEASE_MS, KEEP, ExpiresAt, now_ms, reso
 
 from . import cursors
 from .memory_store import KvMemoryStore
+
+log = logging.getLogger("iii_state.kv")
 
 DB_FILE = "state.sqlite3"
 _SCHEMA = """
@@ -134,6 +137,16 @@ _DROP_LEASED = (
     "DELETE FROM entries WHERE (scope, key) IN (SELECT scope, key FROM expired WHERE rowid >= ?1) "
     "AND expires <= ?2"
 )
+#: The sweeper's checkpoint (:meth:`KvFileStore._checkpoint`) and how often it runs at most: at
+#: 10,000 expiries a second and a get/set load the WAL grows a few hundred pages in that time.
+_CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"
+_CHECKPOINT_EVERY_S = 0.1
+#: WAL pages after which a commit of the store's own connection checkpoints: SQLite's default,
+#: and while the sweeper checkpoints, a bound it reaches only when the sweeper falls behind (its
+#: polls are 0.25 s apart when few entries expire, and a busy application writes more than 1,000
+#: pages in that time; 4,000 pages: a WAL of 16 MB at most).
+_AUTOCHECKPOINT = 1000
+_AUTOCHECKPOINT_SWEPT = 4000
 _SWEEP_INDEX = "CREATE INDEX IF NOT EXISTS entries_by_sweep ON entries (sweep_at) WHERE sweep_at IS NOT NULL"
 # Args (scope, key, value, expires); a new row's sweep_at is its deadline. ``_UPSERT`` keeps the
 # row's sweep_at (correct only while it is set and not after the new deadline, or there is no
@@ -418,6 +431,12 @@ class KvFileStore(Adapter):
         #: ``ack_expired``; a sweeper has one claim at a time, so mostly one)
         self._claims: dict[int, dict[Expired, int]] = {}
         self._leases_lock = threading.Lock()
+        #: The sweeper's own connection, only for checkpoints (see :meth:`_checkpoint`), opened at
+        #: its first one; none after closing or once a checkpoint failed (``_checkpoints_off``).
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoints_off = False
+        self._checkpoint_lock = threading.Lock()
+        self._next_checkpoint = 0.0
 
     def _prepare(self, fsync: bool, patience: float) -> None:
         """Switch to WAL and create the table, waiting out other processes doing the same.
@@ -972,6 +991,8 @@ class KvFileStore(Adapter):
         a lease that ended unacknowledged (its sweeper was killed) is claimed again. Without
         expiry events (the writes' own clean-up) they are deleted.
         """
+        if self._keep_expired:
+            self._checkpoint()
         now = now_ms()
         with self._lock:
             # a read first: polling an empty sweep must not take the write lock every time
@@ -1151,6 +1172,46 @@ class KvFileStore(Adapter):
             return False
         return True
 
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database file on a connection of the sweeper's own, at most every
+        :data:`_CHECKPOINT_EVERY_S`, so the application's commits rarely reach SQLite's
+        autocheckpoint (1,000 pages; whichever commit crosses it copies them, its caller waiting,
+        and the sweeper's claims and acknowledgements bring it sooner). ``PASSIVE`` waits for
+        nobody and leaves alone what a reader still sees; the connection is not the store's, so
+        neither ``self._lock`` nor (inside SQLite) the GIL is held while it copies: the
+        application's reads and writes go on beside it."""
+        now = time.monotonic()
+        if now < self._next_checkpoint or self._checkpoints_off:
+            return
+        self._next_checkpoint = now + _CHECKPOINT_EVERY_S
+        with self._checkpoint_lock:
+            if self._checkpoints_off:  # closed meanwhile
+                return
+            try:
+                checkpointer = self._checkpointer
+                if checkpointer is None:
+                    checkpointer = self._checkpointer = sqlite3.connect(
+                        self.path, isolation_level=None, check_same_thread=False, timeout=0
+                    )
+                    with self._lock:  # the application's commits copy the WAL only if this falls behind
+                        self._db.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_SWEPT}")
+                checkpointer.execute(_CHECKPOINT).fetchall()
+            except sqlite3.Error as exc:
+                if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+                    return  # another process opening or recovering the file: next time
+                log.debug("kv file store %s: the sweeper's checkpoints stop (%s)", self.path, exc)
+                self._checkpoints_off = True
+                if self._checkpointer is not None:
+                    self._checkpointer.close()
+                    self._checkpointer = None
+                with self._lock:  # the application's commits copy the WAL again, as before
+                    self._db.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT}")
+
     def close(self) -> None:
+        with self._checkpoint_lock:
+            self._checkpoints_off = True
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
         with self._lock:
             self._db.close()
