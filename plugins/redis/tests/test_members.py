@@ -1,0 +1,37 @@
+"""The take scripts' replies parsed in bulk (``expiring._members``) exactly as one member at a
+time (``expiring.parse_member``), whatever the replies hold: no server needed."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+from iii_state_redis.expiring import _members, parse_member
+
+
+def _member(scope: str, key: str, deadline: int, value: bytes) -> bytes:
+    """A lease member as the take scripts write it."""
+    s, k = scope.encode("utf-8", "surrogatepass"), key.encode("utf-8", "surrogatepass")
+    return b"%d:%s%d:%s%d:%s" % (len(s), s, len(k), k, deadline, value)
+
+
+names = st.text(max_size=12)  # surrogates too: a member that is not UTF-8 is not ours
+garbage = st.binary(max_size=30)
+scopes = st.sampled_from(["s", "t", "scope:1", "scope:2", "é"]) | names  # alike, to tell apart
+ours = st.builds(_member, scopes, names, st.integers(0, 2**53), st.binary(max_size=20))
+torn = st.builds(lambda member, cut: member[:cut], ours, st.integers(0, 40))
+members = st.one_of(ours, garbage, torn)
+
+
+@given(st.lists(members, max_size=30))
+def test_bulk_parsing_matches_one_at_a_time(reply: list[bytes]) -> None:
+    one_by_one = [(entry, member) for member in reply if (entry := parse_member(member)) is not None]
+    assert _members(reply) == one_by_one
+
+
+def test_a_reply_of_one_scope_and_its_odd_members() -> None:
+    reply = [_member("s", f"k{n}", 1_700_000_000_000 + n, b'{"n":1}') for n in range(3)]
+    reply[1:1] = [b"not ours", _member("s2", "k", 5, b"1"), b"1:s1:k1.5e3:v"]  # a float deadline too
+    assert [(entry[0], entry[1], entry[3]) for entry, _member in _members(reply)] == [
+        ("s", "k0", 1_700_000_000_000), ("s2", "k", 5), ("s", "k", 1500),
+        ("s", "k1", 1_700_000_000_001), ("s", "k2", 1_700_000_000_002),
+    ]  # fmt: skip
