@@ -29,7 +29,7 @@ from .listing import Listing
 from .nodes import CasStore, Cluster, Node, OutOfMemoryError, Stored
 from .plugin import CAPABILITIES, MemcachedDeclaration
 from .records import Record
-from .schedule import STASH, Candidate, Schedule
+from .schedule import DELIVERED, STASH, Candidate, Schedule
 from .settings import Settings, read_settings
 from .sizes import DEFAULT_ITEM_SIZE_MAX, NAME_ALLOWANCE, item_limit, value_limit
 
@@ -735,25 +735,39 @@ class MemcachedAdapter(Adapter):
         with self._leases_lock:  # this process's own leases: never claimed again by it
             mine = set(self._leases.values())
 
-        def claim(candidate: Candidate) -> bytes | None:
-            if candidate.kind == STASH and candidate.number in mine:
-                return None
-            got = self._lease(candidate, until)
-            if got is None:
-                return None
-            value, number, deadline = got
-            held[candidate] = (number, deadline)
-            mine.add(number)
-            return value
+        def claim(candidates: list[Candidate]) -> list[bytes | None]:
+            skip = [c.kind == STASH and c.number in mine for c in candidates]
+            # an unacknowledged lease of this process (its batch still being delivered): the
+            # candidate comes up again one lease later, when it may be acknowledged
+            self._schedule_defer([c for c, own in zip(candidates, skip, strict=True) if own], until)
+            got = iter(
+                self._lease_many([c for c, own in zip(candidates, skip, strict=True) if not own], until)
+            )
+            out: list[bytes | None] = []
+            for candidate, own in zip(candidates, skip, strict=True):
+                leased = None if own else next(got)
+                if leased is None:
+                    out.append(None)
+                    continue
+                value, number, deadline = leased
+                held[candidate] = (number, deadline)
+                mine.add(number)
+                out.append(value)
+            return out
 
-        # claims go one by one: stop after a quarter of the lease, so the batch is delivered and
-        # acknowledged long before its first lease ends (another sweeper would claim it again)
+        # stop after a quarter of the lease, so the batch is delivered and acknowledged long
+        # before its first lease ends (another sweeper would claim it again)
         taken = self._schedule.sweep(claim, limit, started + lease // 4)
         out = [(c.scope, c.key, value, held[c][1]) for c, value in taken]
         with self._leases_lock:
             for (c, _value), entry in zip(taken, out, strict=True):
                 self._leases[entry] = held[c][0]
         return out
+
+    def _schedule_defer(self, candidates: list[Candidate], until: int) -> None:
+        if candidates:
+            assert self._schedule is not None
+            self._schedule.defer(candidates, until)
 
     def ack_expired(self, taken: Sequence[tuple[str, str, bytes, int]]) -> None:
         """Mark the leased stashes of delivered entries delivered (``Schedule.delivered``: one
@@ -767,6 +781,149 @@ class MemcachedAdapter(Adapter):
         with self._leases_lock:
             for entry in taken:
                 self._leases.pop(entry, None)
+
+    def _lease_many(self, candidates: list[Candidate], until: int) -> list[tuple[bytes, int, int] | None]:
+        """Lease the expiries ``candidates`` name: per candidate ``(value, stash number,
+        deadline)`` if this call got it, else ``None``. Pipelined, each step one request per
+        server for the whole batch, in the order one claim needs them: the entries' items read
+        (``gets``); the leased stashes' ``STASH`` candidates appended (one append), then the
+        stashes added; then the items taken (tracked deletes, decision 0022); then their index
+        entries dropped (one change per scope), and only then the deletes ended. A take that
+        loses its cas race (a writer came first) goes on alone, as :meth:`_lease` does it."""
+        assert self._schedule is not None
+        schedule = self._schedule
+        out: list[tuple[bytes, int, int] | None] = [None] * len(candidates)
+        stashed = [i for i, c in enumerate(candidates) if c.kind == STASH]
+        if stashed:
+            read = schedule.stashes([candidates[i] for i in stashed])
+            for i in stashed:
+                c = candidates[i]
+                item, cas = read.get(self._codec.stash_key(c.number), (None, None))
+                if item is None or item[:1] == DELIVERED:
+                    continue  # delivered, or dropped: nothing to lease (saves the round trips)
+                record = schedule.lease_stash(c, until, (item, cas))
+                if record is not None:
+                    out[i] = (record.value, c.number, record.deadline or c.deadline)
+        # entries: one claim per item in the batch; a second candidate of the same item (its
+        # key rewritten with another deadline, or a colliding name) goes alone after the batch
+        batch: list[tuple[int, bytes, Node]] = []
+        alone: list[int] = []
+        seen: set[bytes] = set()
+        for i, c in enumerate(candidates):
+            if c.kind == STASH:
+                continue
+            mc_key, node = self._locate(c.scope, c.key)
+            if mc_key in seen:
+                alone.append(i)
+            else:
+                seen.add(mc_key)
+                batch.append((i, mc_key, node))
+        if batch:
+            self._lease_entries(candidates, batch, until, out)
+        for i in alone:
+            out[i] = self._lease(candidates[i], until)
+        return out
+
+    def _lease_entries(
+        self,
+        candidates: list[Candidate],
+        batch: list[tuple[int, bytes, Node]],
+        until: int,
+        out: list[tuple[bytes, int, int] | None],
+    ) -> None:
+        assert self._schedule is not None
+        found = self._cluster.gets_many([mc_key for _, mc_key, _ in batch])
+        now = now_ms()
+        due: list[tuple[int, bytes, Node, bytes, bytes, Record]] = []
+        for i, mc_key, node in batch:
+            hit = found.get(mc_key)
+            if hit is None:
+                continue
+            item, cas = hit
+            c = candidates[i]
+            own = _own(item, mc_key, c.scope, c.key)
+            if (
+                own is None
+                or own.generation != c.number
+                or own.deadline != c.deadline
+                or not own.expired(now)
+            ):
+                continue
+            due.append((i, mc_key, node, item, cas, own))
+        if not due:
+            return
+        numbers = self._schedule.lease_records([own for *_, own in due], until)  # before any take
+        again: list[int] = []  # index in due: the take lost its race; retried alone
+        deletes: list[tuple[int, bytes, Node, bytes]] = []  # (index in due, mc_key, node, cas)
+        for n, (_i, mc_key, node, item, cas, own) in enumerate(due):
+            if records.without(item, mc_key, own.scope, own.key) is None:
+                deletes.append((n, mc_key, node, cas))
+            elif self._take(node, mc_key, item, cas, own, None):  # other records share the item
+                self._cache.drop(mc_key)
+            else:
+                again.append(n)
+        taken: list[int] = [n for n, *_ in deletes]
+        done: dict[int, bool] = {}
+        try:
+            for node, mine in self._cluster.by_node_of(deletes, lambda d: d[1]):
+                done.update(
+                    zip(
+                        (n for n, *_ in mine),
+                        node.delete_tracked_many([(k, cas) for _, k, _, cas in mine]),
+                        strict=True,
+                    )
+                )
+        finally:
+            # whatever was deleted is unindexed, then every delete sent is ended (decision 0022)
+            gone: dict[str, dict[str, int]] = {}
+            for n in taken:
+                if done.get(n):
+                    own = due[n][5]
+                    gone.setdefault(own.scope.decode("utf-8"), {})[own.key.decode("utf-8")] = own.generation
+                    self._cache.drop(due[n][1])
+            unindexed = {scope: self._drop_entries(scope, entries) for scope, entries in gone.items()}
+            for node, mine in self._cluster.by_node_of([d for d in deletes if d[0] in done], lambda d: d[1]):
+                reflected = []
+                for n, *_ in mine:
+                    own = due[n][5]
+                    reflected.append(done[n] and unindexed[own.scope.decode("utf-8")])
+                node.end_tracked_many(reflected)
+        again += [n for n in taken if not done[n]]
+        for n in sorted(again):
+            i = due[n][0]
+            self._retake(candidates[i], due[n][1], due[n][2])
+        for n, number in enumerate(numbers):
+            if number is not None:
+                own = due[n][5]
+                assert own.deadline is not None
+                out[due[n][0]] = (own.value, number, own.deadline)
+
+    def _drop_entries(self, scope: str, entries: dict[str, int]) -> bool:
+        """:meth:`_unindex` of several deleted records of one scope, in one index change."""
+        try:
+            self._index.drop_entries(scope, entries)
+        except Exception as exc:  # the deletes themselves happened and are reported as done
+            log.warning("memcached adapter: unindexing deleted keys failed after the deletes: %s", exc)
+            return False
+        return True
+
+    def _retake(self, candidate: Candidate, mc_key: bytes, node: Node) -> None:
+        """Take the expired record ``candidate`` names whose stash was already attempted (a take
+        lost its cas race): read again and take it while it is still there."""
+        scope_raw, key_raw = candidate.scope.encode("utf-8"), candidate.key.encode("utf-8")
+
+        def attempt() -> Lost | None:
+            item, cas, _ = node.gets(mc_key)
+            own = None if item is None else records.find(item, mc_key, scope_raw, key_raw)
+            if own is None or own.generation != candidate.number or own.deadline != candidate.deadline:
+                return None  # replaced (its writer found the stash) or taken by another sweeper
+            assert item is not None and cas is not None
+            if not self._take(node, mc_key, item, cas, own, None):
+                return LOST
+            self._cache.drop(mc_key)
+            return None
+
+        retry(attempt, attempts=self._attempts)
 
     def _lease(self, candidate: Candidate, until: int) -> tuple[bytes, int, int] | None:
         """Lease the expiry a candidate names: ``(value, stash number, deadline)`` if this call

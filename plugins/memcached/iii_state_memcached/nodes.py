@@ -366,6 +366,51 @@ class Node:
             self.end_tracked(reflected=deleted)
         return deleted is True
 
+    def delete_tracked_many(self, deletes: list[tuple[bytes, bytes]]) -> list[bool]:
+        """:meth:`delete_tracked` of each ``(key, cas)`` (distinct keys), pipelined: one write,
+        one read of the replies. Each delete is begun by its own ``ma`` just before its ``md``,
+        exactly as one :meth:`delete_tracked` sends it, so the counters' arithmetic (decision
+        0022: one ``incr`` per begin) is unchanged. :returns: per delete, ``True`` when it
+        deleted the item; the caller must then :meth:`end_tracked_many` every one of them.
+
+        :raises UnknownOutcomeError: when a reply was lost or out of step (the ones begun stay
+            in flight, or are ended unreflected: counts probe, as after a lost single delete).
+        """
+        if not deletes:
+            return []
+        if self.counters is None:
+            conn = self._acquire()
+            try:
+                commands = [b"md %s C%s\r\n" % (key, cas) for key, cas in deletes]
+                replies = self._send_all(conn, "delete", commands)
+                if all(reply.startswith(b"HD") or reply[:2] in (b"EX", b"NF") for reply in replies):
+                    return [reply.startswith(b"HD") for reply in replies]
+                conn.close()  # out of step with the server: never reuse this connection
+            finally:
+                self._release(conn)
+            raise self._unknown("delete", "unexpected reply in a pipelined delete")
+        begin = b"ma %s N0 J%d D%d\r\n" % (self.counters[0], _BEGUN, _BEGUN)
+        commands = []
+        for key, cas in deletes:
+            commands += [begin, b"md %s C%s\r\n" % (key, cas)]
+        conn = self._acquire()
+        try:
+            try:
+                replies = self._send_all(conn, "delete", commands)
+            except UnknownOutcomeError:
+                raise
+            except BackendError as exc:  # a refused begin: the commands after it ran all the same
+                raise self._unknown("delete", str(exc)) from None
+            began = [reply.startswith(b"HD") for reply in replies[0::2]]
+            done = replies[1::2]
+            if all(began) and all(r.startswith(b"HD") or r[:2] in (b"EX", b"NF") for r in done):
+                return [r.startswith(b"HD") for r in done]
+            conn.close()  # out of step with the server: never reuse this connection
+        finally:
+            self._release(conn)
+        self.end_tracked_many([False] * sum(began))  # begun: end them (outcomes unknown, unreflected)
+        raise self._unknown("delete", "unexpected reply in a pipelined delete")
+
     def end_tracked(self, reflected: bool) -> None:
         """End a tracked delete: ``reflected`` (it deleted an item and the index says so) adds
         it to the ``hits`` counter first. Sent quiet, ending in ``mn``, and not waited for: the
@@ -373,11 +418,20 @@ class Node:
         connection out first, so this process's next request to the server comes after it.
         Failures are logged, never raised: the delete is done, and a begun delete never ended
         only makes counts probe (``_liveness``)."""
-        if self.counters is None:
+        self.end_tracked_many([reflected])
+
+    def end_tracked_many(self, reflected: list[bool]) -> None:
+        """:meth:`end_tracked` of several tracked deletes, each ended by its own commands (in
+        one quiet write, one ``mn``)."""
+        if self.counters is None or not reflected:
             return
         removes, hits = self.counters
-        commands = [b"ma %s N0 J1 q\r\n" % hits] if reflected else []
-        commands.append(b"ma %s MD q\r\nmn\r\n" % removes)
+        commands = []
+        for one in reflected:
+            if one:
+                commands.append(b"ma %s N0 J1 q\r\n" % hits)
+            commands.append(b"ma %s MD q\r\n" % removes)
+        commands.append(b"mn\r\n")
         conn = self._acquire()
         try:
             if conn.sock is None:
@@ -565,6 +619,27 @@ class Node:
                 raise BackendError(f"memcached at {self.name}: a store was refused")
         finally:
             self._release(conn)
+
+    def add_all(self, items: list[tuple[bytes, bytes]], ttl: int = 0) -> list[bool]:
+        """Store each ``(key, item)`` only if its key is missing, in one write and one read of
+        the replies. :returns: per item, ``True`` when it was stored (``False``: the key exists).
+
+        :raises BackendError: when the first was not sent or one was refused (the rest unknown,
+            the connection closed); an unknown outcome when a reply was lost.
+        """
+        if not items:
+            return []
+        conn = self._acquire()
+        try:
+            lifetime = _lifetime(ttl)
+            commands = [b"ms %s %d ME%s\r\n%s\r\n" % (key, len(item), lifetime, item) for key, item in items]
+            replies = self._send_all(conn, "store", commands)
+            if all(reply.startswith(b"HD") or reply[:2] in (b"NS", b"EX", b"NF") for reply in replies):
+                return [reply.startswith(b"HD") for reply in replies]
+            conn.close()  # out of step with the server: never reuse this connection
+        finally:
+            self._release(conn)
+        raise self._unknown("store", "unexpected reply in a pipelined add")
 
     def append(self, key: bytes, data: bytes) -> bool:
         """Append ``data`` to an existing item; ``False`` when it is missing."""

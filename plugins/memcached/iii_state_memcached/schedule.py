@@ -21,8 +21,16 @@ comes up after its lease ended is leased again (cas), and acknowledging a delive
 overwrites it with a *delivered* marker, kept for the grace, so nobody stashes it again.
 
 Slots are swept once their time is ``LAG_MS`` past, from a cursor item (the first slot not yet
-swept) kept with cas; the last ``RECHECK_SLOTS`` before it are read again on every sweep, for
+swept to its end: a sweep stopped by its limit or time budget moves it to the slot it stopped in)
+kept with cas; the last ``RECHECK_SLOTS`` before it are read again on every sweep, for
 candidates appended late. A swept slot is deleted if unchanged since read.
+
+A sweep claims a slot's candidates in chunks (``Claim``: the adapter pipelines each chunk's round
+trips), and each process remembers how far into each slot item it walked (``Schedule._resume``),
+so a sweep stopped at its limit goes on where it stopped instead of claiming the slot's start
+again; other processes sharing the cursor walk from their own marks (their claims of what this
+one took just find nothing). A ``STASH`` candidate of a lease its own sweeper still holds
+unacknowledged is appended again one lease later (``defer``), so it is not consumed with its slot.
 """
 
 from __future__ import annotations
@@ -73,9 +81,10 @@ def _candidate(kind: int, number: int, deadline: int, scope: bytes, key: bytes) 
     return _CANDIDATE.pack(kind, number, deadline, len(scope), len(key)) + scope + key
 
 
-def _parse(item: bytes) -> list[Candidate]:
-    out: list[Candidate] = []
-    at, end = 0, len(item)
+def _parse(item: bytes, at: int = 0) -> list[tuple[Candidate, int]]:
+    """The candidates in ``item`` from byte ``at`` on, each with the offset just past it."""
+    out: list[tuple[Candidate, int]] = []
+    end = len(item)
     while at + _CANDIDATE.size <= end:
         kind, number, deadline, scope_len, key_len = _CANDIDATE.unpack_from(item, at)
         at += _CANDIDATE.size
@@ -83,12 +92,20 @@ def _parse(item: bytes) -> list[Candidate]:
         at += scope_len + key_len
         if at > end or kind not in (ENTRY, STASH):
             break  # a torn or foreign tail: nothing after it can be trusted
-        out.append(Candidate(kind, number, deadline, scope.decode("utf-8"), key.decode("utf-8")))
+        out.append((Candidate(kind, number, deadline, scope.decode("utf-8"), key.decode("utf-8")), at))
     return out
 
 
-#: ``claim(candidate)``: the entry's value if this call took it, else ``None``.
-Claim = Callable[[Candidate], bytes | None]
+#: ``claim(candidates)``: per candidate, the entry's value if this call took it, else ``None``.
+#: Called with up to ``_CHUNK`` candidates of one slot at a time, so their round trips can be
+#: pipelined; raising claims nothing the next sweep cannot find again (see ``Schedule.sweep``).
+Claim = Callable[[list[Candidate]], list[bytes | None]]
+#: Candidates handed to one ``claim`` call at most.
+_CHUNK = 250
+
+
+def _prefix_digest(item: bytes, end: int) -> bytes:
+    return hashlib.blake2b(memoryview(item)[:end], digest_size=16).digest()
 
 
 class Schedule:
@@ -97,6 +114,11 @@ class Schedule:
         self.codec = codec
         self.grace = grace
         self.max_attempts = max_attempts
+        #: Slot -> (offset, digest of the item's bytes before it): where this process's last walk
+        #: of that slot's item stopped. A slot item only grows (appends) until it is deleted, so
+        #: while its first ``offset`` bytes are unchanged, every candidate in them was handed to a
+        #: claim already, and the next sweep starts after them (a recreated item fails the digest).
+        self._resume: dict[int, tuple[int, bytes]] = {}
 
     # -- writers -------------------------------------------------------------------------------
     def _append(self, slot: int, candidate: bytes) -> None:
@@ -144,19 +166,55 @@ class Schedule:
 
         :returns: the stash's number, or ``None`` when another stash of it exists.
         """
-        number = stash_number(record)
-        assert record.deadline is not None
-        self._append(until // SLOT_MS, _candidate(STASH, number, record.deadline, record.scope, record.key))
-        key = self.codec.stash_key(number)
-        item = LEASED + _LEASE.pack(until) + records.pack([record])
-        return number if self.cluster.node(key).store(key, item, None, self._lease_ttl(until)).ok else None
+        return self.lease_records([record], until)[0]
 
-    def lease_stash(self, candidate: Candidate, until: int) -> Record | None:
+    def lease_records(self, leased: list[Record], until: int) -> list[int | None]:
+        """:meth:`lease_record` of each of ``leased`` (distinct expiries): their ``STASH``
+        candidates in one append, then the stashes added with one pipelined request per server
+        (the candidates first: a stash without a candidate is never found)."""
+        if not leased:
+            return []
+        numbers = [stash_number(record) for record in leased]
+        candidates = []
+        for record, number in zip(leased, numbers, strict=True):
+            assert record.deadline is not None
+            candidates.append(_candidate(STASH, number, record.deadline, record.scope, record.key))
+        self._append(until // SLOT_MS, b"".join(candidates))
+        head = LEASED + _LEASE.pack(until)
+        items = [
+            (self.codec.stash_key(number), head + records.pack([record]))
+            for record, number in zip(leased, numbers, strict=True)
+        ]
+        added: dict[bytes, bool] = {}
+        ttl = self._lease_ttl(until)
+        for node, mine in self.cluster.by_node_of(items, lambda kv: kv[0]):
+            added.update(zip((key for key, _ in mine), node.add_all(mine, ttl), strict=True))
+        return [number if added[key] else None for number, (key, _) in zip(numbers, items, strict=True)]
+
+    def stashes(self, candidates: list[Candidate]) -> dict[bytes, tuple[bytes, bytes]]:
+        """The stashes ``STASH`` candidates name, as ``gets`` reads them (for :meth:`lease_stash`),
+        one request per server."""
+        return self.cluster.gets_many(list({self.codec.stash_key(c.number) for c in candidates}))
+
+    def defer(self, candidates: list[Candidate], until: int) -> None:
+        """Append ``candidates`` again, to the slot of ``until``: they come up once more then."""
+        if candidates:
+            blob = [
+                _candidate(c.kind, c.number, c.deadline, c.scope.encode(), c.key.encode()) for c in candidates
+            ]
+            self._append(until // SLOT_MS, b"".join(blob))
+
+    def lease_stash(
+        self, candidate: Candidate, until: int, read: tuple[bytes | None, bytes | None] | None = None
+    ) -> Record | None:
         """Lease the stash ``candidate`` names if nobody holds it (never leased, or its lease
-        ended): cas-checked, so one caller gets it. :returns: its record, or ``None``."""
+        ended): cas-checked, so one caller gets it. :returns: its record, or ``None``.
+
+        ``read``: the stash's ``(item, cas)`` as read just before (``(None, None)``: missing).
+        """
         key = self.codec.stash_key(candidate.number)
         node = self.cluster.node(key)
-        item, cas, _ = node.gets(key)
+        item, cas = node.gets(key)[:2] if read is None else read
         if item is None or cas is None or item[:1] == DELIVERED:
             return None
         body = item
@@ -191,46 +249,72 @@ class Schedule:
         raw, cursor_cas, _ = cursor_node.gets(cursor_key)
         cursor = int(raw) if raw is not None and raw.isdigit() else oldest
         start = max(oldest, min(cursor, due) - RECHECK_SLOTS)
+        for slot in [s for s in self._resume if s < start]:
+            del self._resume[slot]  # swept for good (or dropped by memcached)
         taken: list[tuple[Candidate, bytes]] = []
         complete = True
+        reached = due  # the first slot not walked to its end
         for first in range(start, due, _BATCH):
             slots = range(first, min(due, first + _BATCH))
             keys = [self.codec.slot_key(s) for s in slots]
             found = self.cluster.gets_many(keys)
-            for key in keys:
+            for slot, key in zip(slots, keys, strict=True):
                 hit = found.get(key)
                 if hit is None:
+                    self._resume.pop(slot, None)
                     continue
                 item, cas = hit
-                for candidate in _parse(item):
-                    if len(taken) >= limit or (until_ms is not None and now_ms() > until_ms):
-                        complete = False
+                parsed = _parse(item, self._resumed(slot, item))
+                at = 0
+                while at < len(parsed):
+                    room = min(limit - len(taken), _CHUNK)
+                    if room <= 0 or (until_ms is not None and now_ms() > until_ms):
+                        complete, reached = False, slot
                         break
+                    chunk = parsed[at : at + room]
                     try:
-                        value = claim(candidate)
+                        values = claim([candidate for candidate, _ in chunk])
                     except Exception as exc:
                         if not taken:
                             raise
-                        # what was claimed before the failure is deleted already: hand it back
-                        # (raising would lose those events); the slots and cursor stay as they
-                        # were, so the next sweep reads them again and finds the rest
+                        # what was claimed before the failure is taken already: hand it back
+                        # (raising would delay those events by a lease); this chunk is not marked
+                        # walked, so the next sweep reads it again (its stashed claims come back
+                        # through their leases' candidates)
                         log.warning(
                             "expiry sweep: a claim failed after %d taken (%s); returning those",
                             len(taken),
                             exc,
                         )
                         return taken
-                    if value is not None:
-                        taken.append((candidate, value))
+                    taken += [(c, v) for (c, _), v in zip(chunk, values, strict=True) if v is not None]
+                    at += len(chunk)
+                    end = chunk[-1][1]
+                    self._resume[slot] = (end, _prefix_digest(item, end))
                 if not complete:
                     break
-                self.cluster.node(key).delete_counted(key, cas)  # unchanged: every candidate was seen
+                if self.cluster.node(key).delete_counted(key, cas):  # unchanged: every candidate was seen
+                    self._resume.pop(slot, None)
             if not complete:
                 break
-        if complete and due > cursor:
-            new = b"%d" % due
+        # the slots before the one this sweep stopped in were walked to their ends: a sweep that
+        # stopped at its limit moves the cursor too, so the next does not read them all again
+        # (the last ones stay in the recheck window, read past what this process walked)
+        if reached > cursor:
+            new = b"%d" % reached
             cursor_node.store(cursor_key, new, cursor_cas, 0)  # a racing sweeper may win: fine
         return taken
+
+    def _resumed(self, slot: int, item: bytes) -> int:
+        """Where to start reading ``item`` (the slot's item): past what this process walked."""
+        mark = self._resume.get(slot)
+        if mark is None:
+            return 0
+        end, digest = mark
+        if len(item) >= end and _prefix_digest(item, end) == digest:
+            return end
+        del self._resume[slot]  # deleted and created again since: walk it all
+        return 0
 
 
 def stash_number(record: Record) -> int:

@@ -160,11 +160,14 @@ def test_an_expiry_while_no_store_was_open_is_delivered_by_the_next_one(
 
 
 def test_a_claim_failing_mid_sweep_returns_what_was_already_taken(
-    memcached_config: dict[str, Any],
+    memcached_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sweep that raised after some claims returns those (found by the expiry fault campaign: a
     reset mid-sweep lost tens of events before claims were leases), and the next sweep takes the
     rest."""
+    from iii_state_memcached import schedule
+
+    monkeypatch.setattr(schedule, "_CHUNK", 1)  # one candidate per pipelined claim
     config = _events_config(memcached_config["servers"], memcached_config["key_prefix"])
     with open_store(config) as store:
         assert store._sweeper is not None
@@ -173,18 +176,18 @@ def test_a_claim_failing_mid_sweep_returns_what_was_already_taken(
             store.set("s", f"k{i}", i, ttl_ms=10)
         time.sleep(0.4)  # their slots are due
         adapter: Any = store.adapter
-        claim, calls = adapter._lease, []
+        claim, calls = adapter._lease_many, []
 
-        def failing_third(candidate: Any, until: int) -> Any:
-            calls.append(candidate)
+        def failing_third(candidates: Any, until: int) -> Any:
+            calls.append(candidates)
             if len(calls) == 3:
                 raise BackendError("memcached: connection reset (injected)")
-            return claim(candidate, until)
+            return claim(candidates, until)
 
-        adapter._lease = failing_third
+        adapter._lease_many = failing_third
         first = adapter.take_expired(100)
         assert 1 <= len(first) <= 2, first  # the claims before the third (some may find nothing)
-        adapter._lease = claim
+        adapter._lease_many = claim
         rest = adapter.take_expired(100)
         assert sorted(k for _, k, _, _ in first + rest) == [f"k{i}" for i in range(5)]
         assert adapter.take_expired(100) == []
