@@ -14,6 +14,7 @@ import time
 from collections.abc import Generator, Sequence
 from typing import Any, Final
 
+from iii_state_core import BackendError
 from iii_state_core.adapter import Expired
 from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
@@ -115,10 +116,11 @@ def take_plan(
                 if lease_ms is not None:
                     leased = (layout.lease_key(tag), layout.due_key(tag))
                     reply = yield Run(RETAKE, leased, (now, limit - len(taken), lease), "write")
-                    taken.extend(_members(reply))
+                    taken.extend(_members(unpacked(reply)))
             elif bytes(member) == KEPT_MARKER:  # expired fields a write or delete met: taken first
                 kept = (layout.kept_key(tag), layout.due_key(tag), layout.lease_key(tag))
-                taken.extend(_members((yield Run(TAKE_KEPT, kept, (limit - len(taken), lease), "write"))))
+                reply = yield Run(TAKE_KEPT, kept, (limit - len(taken), lease), "write")
+                taken.extend(_members(unpacked(reply)))
             else:
                 try:
                     scope = bytes(member).decode("utf-8")
@@ -129,7 +131,7 @@ def take_plan(
                     continue  # not written by this adapter either
                 keys = (names.hash, names.deadlines, names.due, layout.lease_key(tag))
                 reply = yield Run(TAKE, keys, (now, limit - len(taken), names.scope, lease), "write")
-                taken.extend(_members(reply))
+                taken.extend(_members(unpacked(reply)))
             if len(taken) >= limit:
                 return taken
     return taken
@@ -148,7 +150,37 @@ def ack_plan(layout: Layout, claimed: list[Claimed]) -> Generator[Run, Any, None
     for tag, members in by_tag.items():
         keys = (layout.lease_key(tag), layout.due_key(tag))
         for at in range(0, len(members), ACK_CHUNK):
-            yield Run(ACK, keys, tuple(members[at : at + ACK_CHUNK]), "write")
+            yield Run(ACK, keys, (packed(members[at : at + ACK_CHUNK]),), "write")
+
+
+def packed(members: list[bytes]) -> bytes:
+    """Members as the ACK script takes them and the take scripts answer them: each
+    ``<length>:<member>``, one after another."""
+    return b"".join([b"%d:%s" % (len(member), member) for member in members])
+
+
+def unpacked(reply: Any) -> list[bytes]:
+    """The members of a take script's packed reply (:func:`packed`'s inverse).
+
+    :raises BackendError: when the reply is not packed members (a server that ran another script).
+    """
+    data = bytes(reply)
+    members: list[bytes] = []
+    append = members.append
+    at, end = 0, len(data)
+    try:
+        while at < end:
+            colon = data.index(b":", at)
+            stop = colon + 1 + int(data[at:colon])
+            if stop > end or stop <= colon:
+                raise ValueError("a member runs past the reply")
+            append(data[colon + 1 : stop])
+            at = stop
+    except ValueError as exc:
+        raise BackendError(
+            f"redis: a take script answered {len(data)} bytes that are not packed members ({exc})"
+        ) from None
+    return members
 
 
 def parse_member(member: bytes) -> Taken | None:

@@ -3,9 +3,12 @@ time (``expiring.parse_member``), whatever the replies hold: no server needed.""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from iii_state_redis.expiring import _members, parse_member
+from iii_state_redis.expiring import _members, packed, parse_member, unpacked
+
+from iii_state_core import BackendError
 
 
 def _member(scope: str, key: str, deadline: int, value: bytes) -> bytes:
@@ -35,3 +38,15 @@ def test_a_reply_of_one_scope_and_its_odd_members() -> None:
         ("s", "k0", 1_700_000_000_000), ("s2", "k", 5), ("s", "k", 1500),
         ("s", "k1", 1_700_000_000_001), ("s", "k2", 1_700_000_000_002),
     ]  # fmt: skip
+
+
+@given(st.lists(st.binary(max_size=40), max_size=30))
+def test_packed_members_unpack_to_themselves(members: list[bytes]) -> None:
+    """What the ACK script takes and the take scripts answer: any bytes, ``:`` included."""
+    assert unpacked(packed(members)) == members
+
+
+@pytest.mark.parametrize("reply", [b"5:abc", b"x:abc", b"3abc", b"-1:a", b"3:abc2"])
+def test_a_reply_that_is_not_packed_members_is_a_clear_error(reply: bytes) -> None:
+    with pytest.raises(BackendError, match="not packed members"):
+        unpacked(reply)
