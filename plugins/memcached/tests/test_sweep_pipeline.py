@@ -62,6 +62,14 @@ def _scheduled(adapter: Any, around: int) -> list[Any]:
     return [c for key in keys if key in found for c, _ in schedule._parse(found[key])]
 
 
+def _expired(store: StateStore, count: int, ahead: list[int]) -> None:
+    """Entries ``k0``… of scope ``s`` written with a 10 ms TTL, the clock then moved 1 s on: all
+    expired, their slots due."""
+    for i in range(count):
+        store.set("s", f"k{i}", i, ttl_ms=10)
+    ahead[0] = 1_000
+
+
 def test_a_sweep_stopped_at_its_limit_goes_on_where_it_stopped(
     stores: list[StateStore], ahead: list[int]
 ) -> None:
@@ -112,9 +120,7 @@ def test_pipelined_takes_losing_to_a_writer_deliver_each_expiry_once(
     delivered exactly once (the sweeper's stash came first, the writer's finds it)."""
     store, other = stores
     adapter: Any = store.adapter
-    for i in range(10):
-        store.set("s", f"k{i}", i, ttl_ms=10)
-    ahead[0] = 1_000
+    _expired(store, 10, ahead)
     real = nodes.Node.delete_tracked_many
     raced: list[bool] = []
 
@@ -202,9 +208,7 @@ def test_a_take_failing_inside_the_pipeline_loses_nothing(stores: list[StateStor
     once the leases lapse each expiry is delivered once."""
     store, other = stores
     adapter: Any = store.adapter
-    for i in range(6):
-        store.set("s", f"k{i}", i, ttl_ms=10)
-    ahead[0] = 1_000
+    _expired(store, 6, ahead)
     real = nodes.Node.delete_tracked_many
 
     def failing(self: nodes.Node, deletes: list[tuple[bytes, bytes]]) -> list[bool]:
