@@ -121,8 +121,9 @@ class DynamoDBAdapter(Adapter):
             region = region_of(settings, self._session)
             client = make_client(settings, self._session, region)
         self._client = client
-        #: what a batch round's writes and the listings' Queries are sent through: the lean
-        #: client, or the botocore one (``lean_requests: false``, or an endpoint it cannot serve)
+        #: what a batch round's writes, the listings' Queries and the sweeper's requests are sent
+        #: through: the lean client, or the botocore one (``lean_requests: false``, or an
+        #: endpoint it cannot serve; decisions 0021, 0025)
         self._lean: Any = client
         if self._session is not None:
             self._lean = make_lean(settings, self._session, client) or client
