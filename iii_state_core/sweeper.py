@@ -44,7 +44,7 @@ MIN_INTERVAL_S: Final = 0.05
 MAX_BACKOFF_S: Final = 5.0
 #: Entries delivered between two ``ack_expired`` calls: a sweeper killed after its handlers and
 #: before the acknowledgement delivers at most this many twice (decision 0016).
-ACK_CHUNK: Final = 64
+ACK_CHUNK: Final = 500
 #: Tries of ``ack_expired`` before the batch is left to its leases (retried at once: the lease
 #: lapses otherwise, and the batch is delivered again).
 ACK_TRIES: Final = 3

@@ -408,26 +408,36 @@ def test_the_sweeper_acknowledges_each_batch_after_its_handlers_ran(
         assert adapter.acks == [] and "acknowledging 2 delivered expiries failed 3 times" in caplog.text
 
 
-def test_the_sweeper_acknowledges_a_large_batch_in_chunks_as_it_delivers_them() -> None:
+def test_the_sweeper_acknowledges_each_chunk_right_after_its_handlers() -> None:
     """A sweeper killed after its handlers and before an acknowledgement delivers at most one
-    chunk twice: each chunk is acknowledged right after its own handlers ran."""
-    from iii_state_core.sweeper import ACK_CHUNK
+    chunk twice: each chunk (of ``ACK_CHUNK``, within batches of ``BATCH``) is acknowledged right
+    after its own handlers ran, before the next chunk's handlers run."""
+    from iii_state_core.sweeper import ACK_CHUNK, BATCH
 
     seen: list[StateEvent] = []
     adapter = AckingMemoryStore(seen)
     limits = Limits(capabilities=adapter.capabilities, adapter_name="kv")
+    count = 2 * max(ACK_CHUNK, BATCH) + 5
     with StateStore(adapter, limits, EventBus(), settings=StateConfig(expiry_events=True)) as store:
         assert store._sweeper is not None
-        store._sweeper.stop()
+        store._sweeper.stop()  # swept by hand: each sweep() then takes one batch
         store.on_change(seen.append)
-        count = 2 * ACK_CHUNK + 5
         for n in range(count):
             store.set("s", f"k{n}", n, ttl_ms=1)
         time.sleep(0.01)
-        assert store._sweeper.sweep() == count
-    assert [(len(entries), by_then) for entries, by_then in adapter.acks] == [
-        (ACK_CHUNK, ACK_CHUNK), (ACK_CHUNK, 2 * ACK_CHUNK), (5, count)
-    ]
+        swept = 0
+        while swept < count:
+            took = store._sweeper.sweep()
+            assert 0 < took <= BATCH
+            swept += took
+    expected, delivered = [], 0
+    for batch_start in range(0, count, BATCH):
+        batch = min(BATCH, count - batch_start)
+        for chunk_start in range(0, batch, ACK_CHUNK):
+            delivered += min(ACK_CHUNK, batch - chunk_start)
+            expected.append((min(ACK_CHUNK, batch - chunk_start), delivered))
+    assert [(len(entries), by_then) for entries, by_then in adapter.acks] == expected
+    assert len(_expired(seen)) == count
 
 
 def _file_store_swept_by_hand(directory: Path) -> StateStore:

@@ -116,11 +116,11 @@ def take_plan(
                 if lease_ms is not None:
                     leased = (layout.lease_key(tag), layout.due_key(tag))
                     reply = yield Run(RETAKE, leased, (now, limit - len(taken), lease), "write")
-                    taken.extend(_members(unpacked(reply)))
+                    taken.extend(claimed_from(reply))
             elif bytes(member) == KEPT_MARKER:  # expired fields a write or delete met: taken first
                 kept = (layout.kept_key(tag), layout.due_key(tag), layout.lease_key(tag))
                 reply = yield Run(TAKE_KEPT, kept, (limit - len(taken), lease), "write")
-                taken.extend(_members(unpacked(reply)))
+                taken.extend(claimed_from(reply))
             else:
                 try:
                     scope = bytes(member).decode("utf-8")
@@ -131,7 +131,7 @@ def take_plan(
                     continue  # not written by this adapter either
                 keys = (names.hash, names.deadlines, names.due, layout.lease_key(tag))
                 reply = yield Run(TAKE, keys, (now, limit - len(taken), names.scope, lease), "write")
-                taken.extend(_members(unpacked(reply)))
+                taken.extend(claimed_from(reply))
             if len(taken) >= limit:
                 return taken
     return taken
@@ -159,30 +159,6 @@ def packed(members: list[bytes]) -> bytes:
     return b"".join([b"%d:%s" % (len(member), member) for member in members])
 
 
-def unpacked(reply: Any) -> list[bytes]:
-    """The members of a take script's packed reply (:func:`packed`'s inverse).
-
-    :raises BackendError: when the reply is not packed members (a server that ran another script).
-    """
-    data = bytes(reply)
-    members: list[bytes] = []
-    append = members.append
-    at, end = 0, len(data)
-    try:
-        while at < end:
-            colon = data.index(b":", at)
-            stop = colon + 1 + int(data[at:colon])
-            if stop > end or stop <= colon:
-                raise ValueError("a member runs past the reply")
-            append(data[colon + 1 : stop])
-            at = stop
-    except ValueError as exc:
-        raise BackendError(
-            f"redis: a take script answered {len(data)} bytes that are not packed members ({exc})"
-        ) from None
-    return members
-
-
 def parse_member(member: bytes) -> Taken | None:
     """``(scope, key, value, deadline)`` of a lease member; ``None`` if it is not one of ours."""
     try:
@@ -199,33 +175,51 @@ def parse_member(member: bytes) -> Taken | None:
     return parts[0], parts[1], member[colon + 1 :], deadline
 
 
-def _members(reply: Any) -> list[Claimed]:
-    """The entries of a take script's reply, as :func:`parse_member` parses each, in half its
-    time (the sweeper parses up to 10,000 a second under the GIL the application wants): a
-    reply mostly holds one scope, so its part of the member is parsed once and matched after."""
+def claimed_from(reply: Any) -> list[Claimed]:
+    """The entries of a take script's packed reply (members packed as :func:`packed` packs them,
+    each parsed as :func:`parse_member` parses it) in one pass, in half their time (the sweeper parses up to
+    10,000 a second under the GIL the application wants): a reply mostly holds one scope, so its
+    part of a member is parsed once and matched after.
+
+    :raises BackendError: when the reply is not packed members (a server that ran another
+        script); a member that is not one of ours is skipped.
+    """
+    data = bytes(reply)
     out: list[Claimed] = []
-    append = out.append
+    append, index = out.append, data.index
+    at, end = 0, len(data)
     head, scope = b"", ""  # the last scope's part of a member ("<length>:<scope>"), and the scope
-    for raw in reply:
-        member = bytes(raw)
-        try:
-            if head and member.startswith(head):  # the length prefix makes the match exact
-                at = len(head)
-            else:
-                colon = member.index(b":")
-                at = colon + 1 + int(member[:colon])
-                scope = member[colon + 1 : at].decode("utf-8")
-                head = member[:at]
-            colon = member.index(b":", at)
-            end = colon + 1 + int(member[at:colon])
-            key = member[colon + 1 : end].decode("utf-8")
-            colon = member.index(b":", end)
-            digits = member[end:colon]
-            deadline = int(digits) if digits.isdigit() else deadline_of(digits)
-        except (ValueError, UnicodeDecodeError):
-            head = b""  # not one of ours (see parse_member): skipped
-            continue
-        append(((scope, key, member[colon + 1 :], deadline), member))
+    try:
+        while at < end:
+            colon = index(b":", at)
+            start = colon + 1
+            stop = start + int(data[at:colon])
+            if stop > end or stop < start:
+                raise ValueError("a member runs past the reply")
+            at = stop
+            member = data[start:stop]
+            try:
+                if head and member.startswith(head):  # the length prefix makes the match exact
+                    cut = len(head)
+                else:
+                    colon = member.index(b":")
+                    cut = colon + 1 + int(member[:colon])
+                    scope = member[colon + 1 : cut].decode("utf-8")
+                    head = member[:cut]
+                colon = member.index(b":", cut)
+                after = colon + 1 + int(member[cut:colon])
+                key = member[colon + 1 : after].decode("utf-8")
+                colon = member.index(b":", after)
+                digits = member[after:colon]
+                deadline = int(digits) if digits.isdigit() else deadline_of(digits)
+            except (ValueError, UnicodeDecodeError):
+                head = b""  # not one of ours (see parse_member): skipped
+                continue
+            append(((scope, key, member[colon + 1 :], deadline), member))
+    except ValueError as exc:
+        raise BackendError(
+            f"redis: a take script answered {len(data)} bytes that are not packed members ({exc})"
+        ) from None
     return out
 
 
