@@ -27,7 +27,8 @@ fill so far + 0.5 s), so every entry is in place before the clock starts; a roun
 overran its lead is run again with a longer one.
 
 RATE: 10,000 per second (the bar's) unless the adapter's sweeper cannot come near it: memcached's
-default is 5,000/s (what one process's sweeper keeps up with beside the load, decision 0027) and
+default is 5,000/s (what one process's sweeper keeps up with beside the load, decisions 0027 and
+0029: it hands the GIL to the load every 50 µs, so at 10,000/s it falls behind) and
 DynamoDB's 100/s (see DEFAULT_RATES), and every report line then says
 "10,000/s not reached". ``--rate N`` sets it for every adapter named, ``--rate ADAPTER=N`` for one.
 A sweeper more than its adapter's declared delay + 0.5 s behind the deadlines when the load stops
@@ -80,7 +81,9 @@ KEYS: Final = 1_000
 #: Adapters this bench measures, with the ``bench/run/targets.py`` target that serves each.
 ADAPTERS: Final = ("kv", "kv-memory", "redis", "memcached", "dynamodb", "dynamodb-moto")
 #: Seeded rates where 10,000/s is out of reach. memcached's sweeper claims a slot's candidates
-#: in pipelined chunks (decision 0027): 4,000-15,000 a second alone, 3,400-5,200 beside the load.
+#: in pipelined chunks (decisions 0027, 0029): 9,700-10,700 a second alone; beside the load it
+#: releases the GIL every 50 µs and delivers 3,500-4,700 a second (at full speed it kept up with
+#: 10,000 but left the load a quarter of its speed).
 #: Each DynamoDB expiry is a BatchGetItem share, a stash PutItem, a DeleteItem and a share of an
 #: acknowledging BatchWriteItem (sweep.py), which dynalite (one Node process) serves at 750-1,000
 #: events per second alone on this machine and under 200 beside the load.

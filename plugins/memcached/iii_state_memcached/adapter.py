@@ -27,6 +27,7 @@ from .index import Index, quietly
 from .keys import Digest, KeyCodec, sha256_digest
 from .listing import Listing
 from .nodes import CasStore, Cluster, Node, OutOfMemoryError, Stored
+from .pace import breathe
 from .plugin import CAPABILITIES, MemcachedDeclaration
 from .records import Record
 from .schedule import DELIVERED, STASH, Candidate, Schedule
@@ -758,10 +759,15 @@ class MemcachedAdapter(Adapter):
         # stop after a quarter of the lease, so the batch is delivered and acknowledged long
         # before its first lease ends (another sweeper would claim it again)
         taken = self._schedule.sweep(claim, limit, started + lease // 4)
-        out = [(c.scope, c.key, value, held[c][1]) for c, value in taken]
+        out: list[tuple[str, str, bytes, int]] = []
+        numbers: list[int] = []
+        for c, value in taken:
+            number, deadline = held[c]
+            out.append((c.scope, c.key, value, deadline))
+            numbers.append(number)
+            breathe()
         with self._leases_lock:
-            for (c, _value), entry in zip(taken, out, strict=True):
-                self._leases[entry] = held[c][0]
+            self._leases.update(zip(out, numbers, strict=True))
         return out
 
     def _schedule_defer(self, candidates: list[Candidate], until: int) -> None:
@@ -804,22 +810,42 @@ class MemcachedAdapter(Adapter):
                 record = schedule.lease_stash(c, until, (item, cas))
                 if record is not None:
                     out[i] = (record.value, c.number, record.deadline or c.deadline)
-        # entries: one claim per item in the batch; a second candidate of the same item (its
-        # key rewritten with another deadline, or a colliding name) goes alone after the batch
+        # entries: one claim per item in the batch. A second candidate of the same pair (its key
+        # rewritten with another deadline, or created again after a lost race, with another
+        # generation) names a record the item may hold instead: the batch's read tells which
+        # one, if any, is the item's (an item holds one record per pair). A candidate of another
+        # pair sharing the item (a colliding name) goes alone after the batch.
         batch: list[tuple[int, bytes, Node]] = []
         alone: list[int] = []
-        seen: set[bytes] = set()
+        seen: dict[bytes, int] = {}
+        same: dict[int, list[int]] = {}
+        # the keys of each scope encoded in bulk, past the cache of hot keys (``listed_data_key``:
+        # a sweep's keys are each claimed once, and would only push the application's out of it)
+        by_scope: dict[str, list[int]] = {}
+        for i, c in enumerate(candidates):
+            if c.kind != STASH:
+                by_scope.setdefault(c.scope, []).append(i)
+        keys: dict[int, bytes] = {}
+        for scope, indices in by_scope.items():
+            encoded = self._codec.listed_data_keys(scope, [candidates[i].key for i in indices])
+            keys.update(zip(indices, encoded, strict=True))
+        node_of = self._cluster.node
         for i, c in enumerate(candidates):
             if c.kind == STASH:
                 continue
-            mc_key, node = self._locate(c.scope, c.key)
-            if mc_key in seen:
-                alone.append(i)
-            else:
-                seen.add(mc_key)
+            breathe()
+            mc_key = keys[i]
+            node = node_of(mc_key)
+            first = seen.get(mc_key)
+            if first is None:
+                seen[mc_key] = i
                 batch.append((i, mc_key, node))
+            elif (candidates[first].scope, candidates[first].key) == (c.scope, c.key):
+                same.setdefault(first, []).append(i)
+            else:
+                alone.append(i)
         if batch:
-            self._lease_entries(candidates, batch, until, out)
+            self._lease_entries(candidates, batch, until, out, same)
         for i in alone:
             out[i] = self._lease(candidates[i], until)
         return out
@@ -830,33 +856,45 @@ class MemcachedAdapter(Adapter):
         batch: list[tuple[int, bytes, Node]],
         until: int,
         out: list[tuple[bytes, int, int] | None],
+        same: dict[int, list[int]],
     ) -> None:
+        """:meth:`_lease_many` of the candidates ``batch`` names (index, item key, server), one
+        per item; ``same``: by index in ``batch``, the other candidates of that pair."""
         assert self._schedule is not None
         found = self._cluster.gets_many([mc_key for _, mc_key, _ in batch])
         now = now_ms()
         due: list[tuple[int, bytes, Node, bytes, bytes, Record]] = []
+        packed: list[bytes | None] = []  # per due entry: its item when it holds that record alone
+        alone = records.alone
         for i, mc_key, node in batch:
+            breathe()
             hit = found.get(mc_key)
             if hit is None:
                 continue
             item, cas = hit
             c = candidates[i]
-            own = _own(item, mc_key, c.scope, c.key)
-            if (
-                own is None
-                or own.generation != c.number
-                or own.deadline != c.deadline
-                or not own.expired(now)
-            ):
+            own = alone(item, c.scope.encode("utf-8"), c.key.encode("utf-8"))
+            single = own is not None
+            if own is None:
+                own = _own(item, mc_key, c.scope, c.key)
+            if own is None:
+                continue
+            if own.generation != c.number or own.deadline != c.deadline:
+                i = next((j for j in same.get(i, ()) if (candidates[j].number, candidates[j].deadline)
+                          == (own.generation, own.deadline)), -1)  # fmt: skip
+                if i < 0:
+                    continue  # no candidate names the record the item holds: none is due
+            if own.deadline is None or own.deadline > now:
                 continue
             due.append((i, mc_key, node, item, cas, own))
+            packed.append(item if single else None)
         if not due:
             return
-        numbers = self._schedule.lease_records([own for *_, own in due], until)  # before any take
+        numbers = self._schedule.lease_records([own for *_, own in due], until, packed)  # before any take
         again: list[int] = []  # index in due: the take lost its race; retried alone
         deletes: list[tuple[int, bytes, Node, bytes]] = []  # (index in due, mc_key, node, cas)
         for n, (_i, mc_key, node, item, cas, own) in enumerate(due):
-            if records.without(item, mc_key, own.scope, own.key) is None:
+            if packed[n] is not None or records.without(item, mc_key, own.scope, own.key) is None:
                 deletes.append((n, mc_key, node, cas))
             elif self._take(node, mc_key, item, cas, own, None):  # other records share the item
                 self._cache.drop(mc_key)
@@ -877,6 +915,7 @@ class MemcachedAdapter(Adapter):
             # whatever was deleted is unindexed, then every delete sent is ended (decision 0022)
             gone: dict[str, dict[str, int]] = {}
             for n in taken:
+                breathe()
                 if done.get(n):
                     own = due[n][5]
                     gone.setdefault(own.scope.decode("utf-8"), {})[own.key.decode("utf-8")] = own.generation

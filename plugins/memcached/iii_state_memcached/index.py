@@ -42,7 +42,8 @@ from iii_state_core.retry import LOST, Lost, retry
 from . import records
 from .cas_cache import CasCache, Known
 from .keys import MAX_DEPTH, KeyCodec, key_hash
-from .nodes import Cluster, Node, OutOfMemoryError, Stored
+from .nodes import CasStore, Cluster, Node, OutOfMemoryError, Stored
+from .pace import breathe
 
 log = logging.getLogger("iii_state.memcached")
 
@@ -57,6 +58,8 @@ _PREFETCH = 8
 #: A cas no probe ever returns: "not known", forcing the full re-check.
 _UNKNOWN: Final = b"?"
 _TOP = 1 << 64
+#: Largest run of entry records appended to a leaf (``_append_known``); more is stored whole.
+_APPEND_BYTES = 1024
 
 
 def path_of(h: int, depth: int) -> int:
@@ -503,11 +506,131 @@ class Index:
             return
         self.convert(scope)
         owner = self._hashed_scope(scope)
-        pending = sorted(
-            (key_hash(key), records.entry_record(records.DROP, generation, owner, key.encode("utf-8")))
-            for key, generation in entries.items()
-        )
-        self._append(scope, pending)
+        pending: list[tuple[int, bytes]] = []
+        for key, generation in entries.items():
+            record = records.entry_record(records.DROP, generation, owner, key.encode("utf-8"))
+            pending.append((key_hash(key), record))
+            breathe()
+        pending.sort()
+        if len(pending) > 1:
+            # many leaves at once (the sweeper's chunks): appended in one request to the leaves
+            # this process knows, then to the ones one multi-get reads; only what is left (a
+            # leaf that changed again, is sealed or missing, or would outgrow leaf_bytes) takes
+            # the one-leaf-at-a-time path
+            pending = self._append_known(scope, pending)
+            if pending:
+                self._read_leaves(scope, [h for h, _ in pending])
+                pending = self._append_known(scope, pending)
+        if pending:
+            self._append(scope, pending)
+
+    def _append_known(self, scope: str, pending: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        """Append entry records (``(hash, record)``, sorted by hash) to the leaves this process
+        remembers, all in one request to the scope's server: each leaf's records appended only if
+        the leaf is still at its remembered cas (``ms … MA C<cas>``), so a leaf nobody changed is
+        extended exactly as :meth:`_append_batch` would store it (the same bytes; a leaf split or
+        sealed meanwhile has another cas; a run over ``_APPEND_BYTES`` is sent with the leaf's
+        bytes, stored whole under the same cas). A leaf the records would take past ``leaf_bytes`` is
+        compacted as :meth:`_append_batch` compacts it, from the remembered bytes, and stored
+        whole under the same cas; one that would then have to split is left to that method.
+        :returns: the records not appended, sorted.
+
+        :raises BackendError: when a server failed (an unknown outcome included: appending a
+            ``DROP`` twice changes nothing, but callers learn that the index may lag).
+        """
+        node = self.home(scope)
+        # leaf -> (as remembered, what is sent, whether it is appended, the records)
+        groups: dict[bytes, tuple[Known, bytes, bool, list[tuple[int, bytes]]]] = {}
+        rest: list[tuple[int, bytes]] = []
+        at, end = 0, len(pending)
+        while at < end:
+            breathe()
+            h = pending[at][0]
+            known = self._known_leaf(scope, h)
+            if known is None:
+                rest.append(pending[at])
+                at += 1
+                continue
+            key, depth, remembered = known
+            path = path_of(h, depth)
+            stop = at + 1
+            while stop < end and path_of(pending[stop][0], depth) == path:
+                stop += 1
+            group = pending[at:stop]
+            at = stop
+            added = b"".join([record for _, record in group])
+            if key in groups or remembered.item[0] != records.LEAF:
+                rest += group
+            elif len(remembered.item) + len(added) <= self.leaf_bytes:
+                # memcached reads an append's bytes into an item of their own first: a large one
+                # could evict a value of that size under memory pressure, so that one is stored
+                # whole (as _append_batch stores it), only the usual few records appended
+                if len(added) <= _APPEND_BYTES:
+                    groups[key] = (remembered, added, True, group)
+                else:
+                    groups[key] = (remembered, remembered.item + added, False, group)
+            else:
+                # compacted as _append_batch compacts it, from the remembered bytes (the cas
+                # proves them current); a leaf that must split takes the one-leaf path
+                entries = records.replay(remembered.item, key)
+                compact = records.leaf_item(entries)
+                size = len(compact) + len(added)
+                if (size > self.leaf_bytes * 3 // 4 and len(entries) > 1) or size > self.item_limit:
+                    rest += group
+                else:
+                    groups[key] = (remembered, compact + added, False, group)
+        if not groups:
+            return rest
+        stores = [CasStore(key, sent, was.cas, 0, was.epoch) for key, (was, sent, *_) in groups.items()]
+        appends = [appended for _, _, appended, _ in groups.values()]
+        failure: Exception | None = None
+        for (key, (was, sent, appended, group)), reply in zip(
+            groups.items(), node.store_many(stores, append=appends), strict=True
+        ):
+            if type(reply) is Stored and reply.ok:
+                self._leaves.put(key, reply.epoch, reply.cas, was.item + sent if appended else sent)
+                continue
+            self._leaves.drop(key)
+            rest += group
+            if isinstance(reply, OutOfMemoryError):
+                # memcached drops the item a refused store would have replaced: put it back
+                if not node.put_back(key, was.item):
+                    log.warning("memcached adapter: an index item was lost to an out-of-memory store")
+                failure = failure or reply
+            elif isinstance(reply, UnknownOutcomeError):
+                failure = failure or BackendError(f"{reply} (while updating the listing index)")
+            elif isinstance(reply, Exception):
+                failure = failure or reply
+        if failure is not None:
+            raise failure
+        rest.sort()
+        return rest
+
+    def _read_leaves(self, scope: str, hashes: list[int]) -> None:
+        """Read, in one multi-get, the path nodes of each hash down to the scope's known depth
+        (and one more), and remember with its cas each leaf found there, as :meth:`locate` finds
+        it (the shallowest node on the path that is not a split marker). A path deeper than
+        that is left to :meth:`locate`."""
+        window = min(self._depth.get(scope, 0) + 1, MAX_DEPTH)
+        paths = sorted({path_of(h, window) for h in hashes})
+        keys = list(dict.fromkeys(
+            self.codec.node_key(scope, d, p >> (window - d)) for p in paths for d in range(window + 1)
+        ))  # fmt: skip
+        found, epoch = self.home(scope).gets_many(keys)
+        for p in paths:
+            for d in range(window + 1):
+                key = self.codec.node_key(scope, d, p >> (window - d))
+                hit = found.get(key)
+                if hit is None:
+                    continue  # missing (an evicted split marker): its children are below
+                item, cas = hit
+                kind = records.node_kind(item, key)
+                if kind == records.SPLIT:
+                    continue
+                if kind == records.LEAF:
+                    self._saw_depth(scope, d)
+                    self._leaves.put(key, epoch, cas, item)
+                break  # a leaf (or a sealed one, whose split the one-leaf path finishes)
 
     def resync(self, scope: str, keys: list[str]) -> None:
         """Re-index those ``keys`` whose value is live now (after a prune, or a racing delete)."""

@@ -19,7 +19,7 @@ import logging
 import select
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from pymemcache.client.base import Client  # type: ignore[import-untyped]
@@ -492,7 +492,7 @@ class Node:
                 conn.close()
                 raise BackendError(f"memcached at {self.name}: cannot connect: {_detail(exc)}") from exc
         try:
-            replies: list[bytes] = conn._misc_cmd(commands, b"ms", False, b"\r\n")
+            replies = _meta_replies(conn, commands)
         except MemcacheUnexpectedCloseError as exc:
             raise self._unknown(op, "the server closed the connection") from exc
         except MemcacheServerError as exc:
@@ -609,14 +609,31 @@ class Node:
         :raises BackendError: when one was refused (or not sent); an unknown outcome when a
             reply was lost.
         """
+        if not items:
+            return
         conn = self._acquire()
         try:
+            if conn.sock is None:
+                try:
+                    conn._connect()
+                except (MemcacheError, OSError) as exc:
+                    conn.close()
+                    raise BackendError(f"memcached at {self.name}: cannot connect: {_detail(exc)}") from exc
+            # quiet (``q``): a stored item is not answered, so the reply is one ``MN`` unless
+            # something was refused: one short read instead of a line per item
             lifetime = _lifetime(ttl)
-            commands = [b"ms %s %d%s\r\n%s\r\n" % (key, len(item), lifetime, item) for key, item in items]
-            replies = self._send_all(conn, "store", commands)
-            if not all(reply.startswith(b"HD") for reply in replies):
+            commands = [b"ms %s %d%s q\r\n%s\r\n" % (key, len(item), lifetime, item) for key, item in items]
+            commands.append(b"mn\r\n")
+            try:
+                conn.sock.sendall(b"".join(commands))
+                refused = _lines_until_mn(conn)
+            except (MemcacheError, OSError) as exc:
+                conn.close()
+                raise self._unknown("store", _detail(exc)) from exc
+            if refused:
                 conn.close()  # out of step or refused: never reuse this connection
-                raise BackendError(f"memcached at {self.name}: a store was refused")
+                shown = refused[0][:60].decode("ascii", "replace")
+                raise BackendError(f"memcached at {self.name}: a store was refused: {shown}")
         finally:
             self._release(conn)
 
@@ -660,8 +677,14 @@ class Node:
         finally:
             self._release(conn)
 
-    def store_many(self, stores: list[CasStore]) -> list[Stored | Exception | None]:
+    def store_many(
+        self, stores: list[CasStore], *, append: Sequence[bool] | None = None
+    ) -> list[Stored | Exception | None]:
         """Conditional stores of distinct keys on one connection, sent in one write.
+
+        ``append``: per store, whether its ``item`` is appended to the stored item instead (still
+        only if that is at ``cas``: ``ms <key> MA C<cas>``), so only the new bytes travel;
+        ``Stored.cas`` is then the cas of the whole item, the stored bytes followed by ``item``.
 
         Each is ``ms <key> C<cas>`` (a :class:`CasStore`), answered as :meth:`store` answers it
         (``Stored``), or ``None`` when its ``epoch`` names another connection (not sent), or the
@@ -681,10 +704,17 @@ class Node:
                     return [failed] * len(stores)
             sent = [i for i, s in enumerate(stores) if s.epoch is None or s.epoch == conn.epoch]
             out: list[Stored | Exception | None] = [None] * len(stores)
-            request = b"".join([
-                b"ms %s %d C%s%s c\r\n%s\r\n" % (s.key, len(s.item), s.cas, _lifetime(s.ttl), s.item)
-                for s in (stores[i] for i in sent)
-            ])  # fmt: skip
+            if append is None:
+                request = b"".join([
+                    b"ms %s %d C%s%s c\r\n%s\r\n" % (s.key, len(s.item), s.cas, _lifetime(s.ttl), s.item)
+                    for s in (stores[i] for i in sent)
+                ])  # fmt: skip
+            else:
+                request = b"".join([
+                    b"ms %s %d %sC%s%s c\r\n%s\r\n"
+                    % (s.key, len(s.item), b"MA " if append[i] else b"", s.cas, _lifetime(s.ttl), s.item)
+                    for i, s in ((i, stores[i]) for i in sent)
+                ])  # fmt: skip
             try:
                 conn.sock.sendall(request)
             except (MemcacheError, OSError) as exc:
@@ -853,6 +883,49 @@ def _fetch(
         raise
 
 
+def _meta_replies(conn: Conn, commands: list[bytes]) -> list[bytes]:
+    """Send meta commands (each answered by one line) in one write; :returns: their reply lines.
+
+    pymemcache's ``_misc_cmd`` with the same errors, read from whole buffers: it reads each line
+    through a Python-level segment reader and checks it for three error prefixes, which cost the
+    sweeper's pipelined requests more than the server's work. An error reply raises as there
+    (``ERROR``, ``CLIENT_ERROR``, ``SERVER_ERROR``: the first one, the replies after it unread);
+    more reply bytes than commands raise :class:`MemcacheUnknownError`. The connection is
+    closed on any exception.
+    """
+    if conn.sock is None:
+        conn._connect()
+    want = len(commands)
+    try:
+        sock = conn.sock
+        sock.sendall(b"".join(commands))
+        buf = _recv(sock)
+        while buf.count(b"\r\n") < want:
+            if b"ERROR" in buf and _error_line(buf) is not None:
+                break  # the server may not answer the commands after a refused one
+            buf += _recv(sock)
+        lines = buf.split(b"\r\n")
+        if b"ERROR" in buf:
+            error = _error_line(buf)
+            if error is not None:
+                conn._raise_errors(error, b"ms")
+        if len(lines) != want + 1 or lines[-1]:
+            raise MemcacheUnknownError(b"more replies than requests")
+        del lines[-1]
+        return lines
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _error_line(buf: bytes) -> bytes | None:
+    """The first whole line of ``buf`` that is an error reply, if any (a rare path)."""
+    for line in buf.split(b"\r\n")[:-1]:
+        if line.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
+            return line
+    return None
+
+
 def _reply_lines(conn: Conn, count: int) -> list[bytes]:
     """Up to ``count`` reply lines; fewer (and the connection closed) when it fails or a reply
     is not a store's (``HD``/``NS``/``EX``/``NF``/``SERVER_ERROR``): the stream is out of step."""
@@ -968,6 +1041,8 @@ class Cluster:
         return self._by_node(keys)
 
     def _by_node(self, keys: Iterable[bytes]) -> list[tuple[Node, list[bytes]]]:
+        if self._single is not None:
+            return [(self._single, list(keys))]
         by_node: dict[int, tuple[Node, list[bytes]]] = {}
         for key in keys:
             node = self.node(key)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from iii_state_core import BackendError
 
@@ -117,6 +117,27 @@ def find(item: bytes, mc_key: bytes, scope: bytes, key: bytes) -> Record | None:
         if record.scope == scope and record.key == key:
             return record
     return None
+
+
+def alone(item: bytes, scope: bytes, key: bytes) -> Record | None:
+    """The pair's record when ``item`` is an item with a deadline holding exactly that one
+    record (what the sweeper claims, nearly always); ``None`` for any other item. Then
+    ``pack([record]) == item``, and the item without it is empty."""
+    if item[:1] != _EXPIRING or len(item) < 1 + _HEAD_EXPIRING.size:
+        return None
+    scope_len, key_len, generation, deadline, value_len = _HEAD_EXPIRING.unpack_from(item, 1)
+    at = 1 + _HEAD_EXPIRING.size
+    key_at = at + scope_len
+    value_at = key_at + key_len
+    if value_at + value_len != len(item) or item[at:key_at] != scope or item[key_at:value_at] != key:
+        return None
+    record: Record = _new_record(Record, (scope, key, generation, item[value_at:], deadline or None))
+    return record
+
+
+_EXPIRING = bytes((MAGIC_EXPIRING,))
+#: Builds a Record without its Python-level ``__new__`` (per claimed entry).
+_new_record: Any = tuple.__new__
 
 
 def _only(item: bytes, new: Record) -> bool:

@@ -39,7 +39,7 @@ import hashlib
 import logging
 import struct
 from collections.abc import Callable
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from iii_state_core import BackendError
 from iii_state_core.expiry import now_ms
@@ -47,6 +47,7 @@ from iii_state_core.expiry import now_ms
 from . import records
 from .keys import KeyCodec
 from .nodes import Cluster
+from .pace import breathe
 from .records import Record
 
 log = logging.getLogger("iii_state.memcached")
@@ -81,19 +82,36 @@ def _candidate(kind: int, number: int, deadline: int, scope: bytes, key: bytes) 
     return _CANDIDATE.pack(kind, number, deadline, len(scope), len(key)) + scope + key
 
 
-def _parse(item: bytes, at: int = 0) -> list[tuple[Candidate, int]]:
-    """The candidates in ``item`` from byte ``at`` on, each with the offset just past it."""
-    out: list[tuple[Candidate, int]] = []
+#: Builds a named tuple from its fields without its Python-level ``__new__`` (per candidate).
+_new: Any = tuple.__new__
+
+
+def _parse(item: bytes, at: int = 0, most: int | None = None) -> tuple[list[Candidate], int]:
+    """The candidates in ``item`` from byte ``at`` on (``most`` of them at most), and the offset
+    just past the last one. A slot holds thousands and a sweep takes a few hundred, so a sweep
+    parses what it hands to a claim, not the rest of the slot each time."""
+    out: list[Candidate] = []
     end = len(item)
-    while at + _CANDIDATE.size <= end:
-        kind, number, deadline, scope_len, key_len = _CANDIDATE.unpack_from(item, at)
-        at += _CANDIDATE.size
-        scope, key = item[at : at + scope_len], item[at + scope_len : at + scope_len + key_len]
-        at += scope_len + key_len
-        if at > end or kind not in (ENTRY, STASH):
+    size = _CANDIDATE.size
+    unpack = _CANDIDATE.unpack_from
+    scopes: dict[bytes, str] = {}  # a slot's candidates mostly share a few scopes
+    left = -1 if most is None else most
+    while left and at + size <= end:
+        kind, number, deadline, scope_len, key_len = unpack(item, at)
+        start = at + size
+        stop = start + scope_len + key_len
+        if stop > end or kind not in (ENTRY, STASH):
             break  # a torn or foreign tail: nothing after it can be trusted
-        out.append((Candidate(kind, number, deadline, scope.decode("utf-8"), key.decode("utf-8")), at))
-    return out
+        raw = item[start : start + scope_len]
+        scope = scopes.get(raw)
+        if scope is None:
+            scope = scopes[raw] = raw.decode("utf-8")
+        key = item[start + scope_len : stop].decode("utf-8")
+        out.append(_new(Candidate, (kind, number, deadline, scope, key)))
+        at = stop
+        left -= 1
+        breathe()
+    return out, at
 
 
 #: ``claim(candidates)``: per candidate, the entry's value if this call took it, else ``None``.
@@ -168,23 +186,34 @@ class Schedule:
         """
         return self.lease_records([record], until)[0]
 
-    def lease_records(self, leased: list[Record], until: int) -> list[int | None]:
+    def lease_records(
+        self, leased: list[Record], until: int, packed: list[bytes | None] | None = None
+    ) -> list[int | None]:
         """:meth:`lease_record` of each of ``leased`` (distinct expiries): their ``STASH``
         candidates in one append, then the stashes added with one pipelined request per server
-        (the candidates first: a stash without a candidate is never found)."""
+        (the candidates first: a stash without a candidate is never found).
+
+        ``packed``: per record, ``records.pack([record])`` when the caller has those bytes
+        already (the record's own item, when it holds that record alone), else ``None``."""
         if not leased:
             return []
-        numbers = [stash_number(record) for record in leased]
-        candidates = []
-        for record, number in zip(leased, numbers, strict=True):
-            assert record.deadline is not None
-            candidates.append(_candidate(STASH, number, record.deadline, record.scope, record.key))
-        self._append(until // SLOT_MS, b"".join(candidates))
+        pack = _CANDIDATE.pack
         head = LEASED + _LEASE.pack(until)
-        items = [
-            (self.codec.stash_key(number), head + records.pack([record]))
-            for record, number in zip(leased, numbers, strict=True)
-        ]
+        stash_key = self.codec.stash_key
+        if packed is None:
+            packed = [None] * len(leased)
+        numbers: list[int] = []
+        candidates: list[bytes] = []
+        items: list[tuple[bytes, bytes]] = []
+        for record, body in zip(leased, packed, strict=True):
+            assert record.deadline is not None
+            number = stash_number(record)
+            numbers.append(number)
+            scope, key = record.scope, record.key
+            candidates += [pack(STASH, number, record.deadline, len(scope), len(key)), scope, key]
+            items.append((stash_key(number), head + (body if body is not None else records.pack([record]))))
+            breathe()
+        self._append(until // SLOT_MS, b"".join(candidates))
         added: dict[bytes, bool] = {}
         ttl = self._lease_ttl(until)
         for node, mine in self.cluster.by_node_of(items, lambda kv: kv[0]):
@@ -264,16 +293,18 @@ class Schedule:
                     self._resume.pop(slot, None)
                     continue
                 item, cas = hit
-                parsed = _parse(item, self._resumed(slot, item))
-                at = 0
-                while at < len(parsed):
+                at = self._resumed(slot, item)
+                while True:
                     room = min(limit - len(taken), _CHUNK)
                     if room <= 0 or (until_ms is not None and now_ms() > until_ms):
-                        complete, reached = False, slot
+                        if _parse(item, at, 1)[0]:  # something left in this slot
+                            complete, reached = False, slot
                         break
-                    chunk = parsed[at : at + room]
+                    chunk, end = _parse(item, at, room)
+                    if not chunk:
+                        break
                     try:
-                        values = claim([candidate for candidate, _ in chunk])
+                        values = claim(chunk)
                     except Exception as exc:
                         if not taken:
                             raise
@@ -287,9 +318,8 @@ class Schedule:
                             exc,
                         )
                         return taken
-                    taken += [(c, v) for (c, _), v in zip(chunk, values, strict=True) if v is not None]
-                    at += len(chunk)
-                    end = chunk[-1][1]
+                    taken += [(c, v) for c, v in zip(chunk, values, strict=True) if v is not None]
+                    at = end
                     self._resume[slot] = (end, _prefix_digest(item, end))
                 if not complete:
                     break
@@ -319,8 +349,11 @@ class Schedule:
 
 def stash_number(record: Record) -> int:
     """The number of the stash of one expiry: its scope, key, generation and deadline, hashed."""
-    parts = (record.scope, record.key, b"%d" % record.generation, b"%d" % (record.deadline or 0))
-    return int.from_bytes(hashlib.sha256(b"\x00".join(parts)).digest()[:8], "big") >> 1
+    material = b"%s\x00%s\x00%d\x00%d" % (record.scope, record.key, record.generation, record.deadline or 0)
+    return int.from_bytes(_sha256(material).digest()[:8], "big") >> 1
+
+
+_sha256 = hashlib.sha256
 
 
 def raise_busy(key: bytes) -> None:

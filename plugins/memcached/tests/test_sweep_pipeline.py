@@ -59,7 +59,7 @@ def _scheduled(adapter: Any, around: int) -> list[Any]:
     first = (around - 2_000) // schedule.SLOT_MS
     keys = [sched.codec.slot_key(slot) for slot in range(first, first + 16_000 // schedule.SLOT_MS)]
     found = sched.cluster.get_many(keys)
-    return [c for key in keys if key in found for c, _ in schedule._parse(found[key])]
+    return [c for key in keys if key in found for c in schedule._parse(found[key])[0]]
 
 
 def _expired(store: StateStore, count: int, ahead: list[int]) -> None:
