@@ -336,12 +336,7 @@ class Node:
         try:
             if epoch is not None and (conn.epoch != epoch or conn.sock is None):
                 return None
-            if conn.sock is None:
-                try:
-                    conn._connect()
-                except (MemcacheError, OSError) as exc:  # nothing was sent
-                    conn.close()
-                    raise BackendError(f"memcached at {self.name}: cannot connect: {_detail(exc)}") from exc
+            self._connected(conn)  # nothing was sent if it raises
             begin = b"ma %s N0 J%d D%d\r\n" % (self.counters[0], _BEGUN, _BEGUN)
             try:
                 began, reply = self._send_all(conn, "delete", [begin, b"md %s C%s\r\n" % (key, cas)])
@@ -477,6 +472,15 @@ class Node:
         """Send one meta command and return its reply line (see :meth:`_send_all`)."""
         return self._send_all(conn, op, [command + b"\r\n"])[0]
 
+    def _connected(self, conn: Conn) -> None:
+        """Connect ``conn`` if it is not; :raises BackendError: when that fails (nothing was sent)."""
+        if conn.sock is None:
+            try:
+                conn._connect()
+            except (MemcacheError, OSError) as exc:
+                conn.close()
+                raise BackendError(f"memcached at {self.name}: cannot connect: {_detail(exc)}") from exc
+
     def _send_all(self, conn: Conn, op: str, commands: list[bytes]) -> list[bytes]:
         """Send meta commands (each ending in CRLF) in one write and return their reply lines.
 
@@ -485,12 +489,7 @@ class Node:
         :raises BackendError: when the first was certainly not applied (no connection, refusal).
         :raises UnknownOutcomeError: when they were sent and a reply was lost.
         """
-        if conn.sock is None:
-            try:
-                conn._connect()
-            except (MemcacheError, OSError) as exc:
-                conn.close()
-                raise BackendError(f"memcached at {self.name}: cannot connect: {_detail(exc)}") from exc
+        self._connected(conn)
         try:
             replies = _meta_replies(conn, commands)
         except MemcacheUnexpectedCloseError as exc:
@@ -613,12 +612,7 @@ class Node:
             return
         conn = self._acquire()
         try:
-            if conn.sock is None:
-                try:
-                    conn._connect()
-                except (MemcacheError, OSError) as exc:
-                    conn.close()
-                    raise BackendError(f"memcached at {self.name}: cannot connect: {_detail(exc)}") from exc
+            self._connected(conn)
             # quiet (``q``): a stored item is not answered, so the reply is one ``MN`` unless
             # something was refused: one short read instead of a line per item
             lifetime = _lifetime(ttl)

@@ -11,11 +11,13 @@ import pytest
 # The shared servers (``memcached_servers``, ``memcached_servers_pair``,
 # ``memcached_server_factory``, ``start_server``) are fixtures of the unpublished test-support
 # package's pytest plugin (tests/support). Nothing here starts a server itself.
-from iii_state_memcached import MemcachedAdapter
+from iii_state_memcached import MemcachedAdapter, schedule
+from iii_state_memcached import adapter as adapter_module
 from iii_state_memcached.keys import Digest
 
 from iii_state_core import StateStore, open_store
 from iii_state_core.events import EventBus
+from iii_state_core.expiry import now_ms
 from iii_state_core.operations import Limits
 
 
@@ -54,3 +56,13 @@ def open_memcached() -> Iterator[Callable[..., StateStore]]:
     yield make
     for store in opened:
         store.close()
+
+
+@pytest.fixture
+def ahead(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Milliseconds added to the adapter's clock (``ahead[0]``): the sweeper tests move it
+    instead of sleeping through leases."""
+    shift = [0]
+    for module in (adapter_module, schedule):
+        monkeypatch.setattr(module, "now_ms", lambda: now_ms() + shift[0])
+    return shift

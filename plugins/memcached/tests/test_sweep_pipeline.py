@@ -11,20 +11,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from iii_state_memcached import adapter as adapter_module
 from iii_state_memcached import nodes, schedule
 
 from iii_state_core import BackendError, StateStore, open_store
 from iii_state_core.expiry import now_ms
-
-
-@pytest.fixture
-def ahead(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Milliseconds added to the adapter's clock (``ahead[0]``)."""
-    shift = [0]
-    for module in (adapter_module, schedule):
-        monkeypatch.setattr(module, "now_ms", lambda: now_ms() + shift[0])
-    return shift
 
 
 @pytest.fixture

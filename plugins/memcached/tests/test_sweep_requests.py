@@ -9,8 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from iii_state_memcached import adapter as adapter_module
-from iii_state_memcached import pace, records, schedule
+from iii_state_memcached import pace, records
 from iii_state_memcached.nodes import CasStore, Node, Stored
 
 from iii_state_core import BackendError, StateStore, ValueTooLargeError, open_store
@@ -168,15 +167,6 @@ def _config_of(store: StateStore) -> dict[str, Any]:
 
 
 # -- a chunk's second candidate of one pair --------------------------------------------------------
-
-
-@pytest.fixture
-def ahead(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Milliseconds added to the adapter's clock (``ahead[0]``)."""
-    shift = [0]
-    for module in (adapter_module, schedule):
-        monkeypatch.setattr(module, "now_ms", lambda: now_ms() + shift[0])
-    return shift
 
 
 @pytest.fixture
