@@ -270,6 +270,9 @@ SCAN_PAGE: Final = Script("scan_page", _scan_page(""))
 #: ``SCAN_PAGE``'s ARGV and reply, plus the count as a third element. Read-only.
 SCAN_COUNTED: Final = Script("scan_counted", _live_count("ARGV[3]") + _scan_page(", n"))
 
+# member(scope, field, value, deadline, out): one claimed entry's lease member, appended to ``out``
+# packed and returned; leased(lease_key, lease, members): those members added to the slot's lease
+# set with the lease deadline as their score, in one ZADD per 500 (nothing without a lease).
 # claimed(lease_key, lease, scope, field, value, deadline, out): one claimed entry, appended to
 # ``out`` as its lease member (``<len>:<scope><len>:<field><deadline>:<value>``, see
 # ``expiring.parse_member``) packed (``<length>:<member>``, ``expiring.claimed_from``: the take
