@@ -74,6 +74,7 @@ from iii_state_core import StateStore, open_store
 from iii_state_core.events import EventBus, Subscription
 from iii_state_core.expiry import now_ms
 from iii_state_core.sweeper import BATCH, ThreadSweeper
+from iii_state_core.sweeper_process import ProcessSweeper
 
 #: The bar's rate: expiring entries per second.
 RATE: Final = 10_000
@@ -187,13 +188,16 @@ def sweep_alone(rounds: int = 5) -> float:
 
 
 def _sweeper_cpu(store: Any) -> Callable[[], float]:
-    """The CPU seconds the store's sweeper thread has used so far (0 without one)."""
+    """The CPU seconds the store's sweeper thread has used so far (0 without one), plus its
+    sweeper process's (``expiry_sweeper: process``; one restarted counts from its start)."""
     sweeper = getattr(store, "_sweeper", None)
     ident = getattr(getattr(sweeper, "_thread", None), "ident", None)
     if ident is None:
         return lambda: 0.0
     clock = time.pthread_getcpuclockid(ident)
-    return lambda: time.clock_gettime(clock)
+    if not isinstance(sweeper, ProcessSweeper):
+        return lambda: time.clock_gettime(clock)
+    return lambda: time.clock_gettime(clock) + (process_cpu_s(sweeper.pid) or 0.0)
 
 
 class FillOverran(RuntimeError):
@@ -233,8 +237,10 @@ class Round:
 class Bench:
     """One adapter's rounds, on the session ``bench/run/targets.py`` opened (its server)."""
 
-    def __init__(self, name: str, session: Session, rate: int) -> None:
+    def __init__(self, name: str, session: Session, rate: int, sweeper: str = "thread") -> None:
         self.name = name
+        #: ``expiry_sweeper`` of the rounds with expiry events
+        self.sweeper = sweeper
         self.session = session
         self.rate = rate
         #: the slowest filling so far (s): the next round's lead follows it
@@ -244,8 +250,9 @@ class Bench:
         self._dirs: list[str] = []
 
     # -- per-adapter parts ---------------------------------------------------------------------------
-    def _state(self, events: bool, tag: str) -> dict[str, Any]:
-        """The state block of a fresh store for one round (tag: the round's own name)."""
+    def _state(self, events: bool, tag: str, *, alone: bool = False) -> dict[str, Any]:
+        """The state block of a fresh store for one round (tag: the round's own name; alone: for
+        :meth:`sweep_alone`, which sweeps on its own thread)."""
         config = dict(self.session.adapter_config)
         if self.name == "kv":
             directory = tempfile.mkdtemp(prefix="iii-bench-expiry-")
@@ -255,7 +262,10 @@ class Bench:
             config["key_prefix"] = f"x{tag}:"  # the index and schedule of this round alone
         elif self.name.startswith("dynamodb"):
             config.update(table_name=f"iii-bench-x{tag}", create_table=True)
-        return {"adapter": {"name": self.session.adapter, "config": config}, "expiry_events": events}
+        state = {"adapter": {"name": self.session.adapter, "config": config}, "expiry_events": events}
+        if events and not alone and self.sweeper != "thread":
+            state["expiry_sweeper"] = self.sweeper
+        return state
 
     def _clean(self, state: dict[str, Any]) -> None:
         """Leave nothing of a round for the next one's sweeper to find (or the server to carry)."""
@@ -375,7 +385,7 @@ class Bench:
         speeds: list[float] = []
         tries = 0
         while len(costs) <= rounds:  # the first warms up, not counted
-            state = self._state(True, secrets.token_hex(4))
+            state = self._state(True, secrets.token_hex(4), alone=True)
             try:
                 with open_store(state) as store:
                     sweeper: Any = store._sweeper
@@ -440,6 +450,13 @@ class Found:
     load: str = ""
     #: the adapter's declared expiry-event delay (s): a sweeper keeping up lags about half of it
     delay_s: float = 1.0
+    #: ``expiry_sweeper``: where the sweeper claims (its thread, or a process of its own)
+    sweeper: str = "thread"
+
+    @property
+    def label(self) -> str:
+        """The adapter's name, and where its sweeper ran when not in a thread."""
+        return self.name if self.sweeper == "thread" else f"{self.name} ({self.sweeper})"
 
     @staticmethod
     def _median(rounds: list[Round], what: Callable[[Round], float]) -> float:
@@ -527,13 +544,15 @@ def measure(
     name: str = "kv",
     rate: int | None = None,
     progress: Callable[[str], None] | None = None,
+    sweeper: str = "thread",
 ) -> Found:
     """``rounds`` of each setting, alternating (false first), on one adapter's own server."""
     target = TARGETS[name]
-    found = Found(name, target.title.split(" vs ")[0], rate or DEFAULT_RATES.get(name, RATE), seconds)
+    rate = rate or (RATE if sweeper == "process" else DEFAULT_RATES.get(name, RATE))
+    found = Found(name, target.title.split(" vs ")[0], rate, seconds, sweeper=sweeper)
     load_before = load()
     with target.open() as session:
-        bench = Bench(name, session, found.rate)
+        bench = Bench(name, session, found.rate, sweeper)
         found.delay_s = (session.store.capabilities.expiry_event_delay_ms or 1000) / 1000
         if rounds > 1:  # a real measurement (not the quick check of the report's shape)
             # one short round of each first, not counted: a process's first rounds pay for warming
@@ -567,13 +586,16 @@ def report(found: Found, rounds: int) -> str:
         alone += f", {found.alone_per_s:,.0f} events/s"
     lines = [
         f"{found.title}: one thread of get/set while {found.rate:,} entries expire per second, "
-        f"median of {rounds} rounds of {found.seconds:g} s, alternating:",
+        f"median of {rounds} rounds of {found.seconds:g} s, alternating"
+        + (":" if found.sweeper == "thread" else f", expiry_sweeper: {found.sweeper}:"),
         f"  expiry_events: false  {found.ops_off:,.0f} ops/s",
         f"  expiry_events: true   {found.ops_on:,.0f} ops/s  ({found.ratio:.2f}x; "
         f"{found.events_per_s:,.0f} state:expired events/s delivered)",
         f"  per CPU-second of the load thread: {found.cpu_off:,.0f} vs {found.cpu_on:,.0f} "
         f"({found.cpu_ratio:.2f}x)",
-        f"  sweeper CPU per event delivered: {found.sweeper_us:.1f} us its thread, "
+        f"  sweeper CPU per event delivered: {found.sweeper_us:.1f} us its thread"
+        + (" and process" if found.sweeper == "process" else "")
+        + ", "
         f"{found.others_us:.1f} us every thread but the load's; "
         f"server CPU per event: {_us(found.server_us)} us",
         f"  sweeping a backlog alone, no load: {alone}",
@@ -597,7 +619,7 @@ def summary(all_found: list[Found]) -> str:
     for f in all_found:
         alone = f"{f.alone_us:.1f}" + (f" ({f.alone_per_s:,.0f}/s)" if f.alone_per_s else "")
         lines.append(
-            f"| {f.name} | {f.rate:,} | {f.ops_off:,.0f} | {f.ops_on:,.0f} | {f.ratio:.2f}× | "  # noqa: RUF001
+            f"| {f.label} | {f.rate:,} | {f.ops_off:,.0f} | {f.ops_on:,.0f} | {f.ratio:.2f}× | "  # noqa: RUF001
             + ", ".join(f"{r:.2f}" for r in f.round_ratios)
             + f" | {f.events_per_s:,.0f} | {f.cpu_ratio:.2f}× | {f.sweeper_us:.1f} / {f.others_us:.1f} | "  # noqa: RUF001
             f"{_us(f.server_us)} | {alone} | {'; '.join(f.short) or '-'} |"
@@ -645,7 +667,7 @@ def section(seconds: float, rounds: int, adapters: tuple[str, ...] = ("kv",)) ->
     return "\n".join(parts).rstrip("\n")
 
 
-def _parse(argv: list[str]) -> tuple[float, int, list[str], dict[str, int]]:
+def _parse(argv: list[str]) -> tuple[float, int, list[str], dict[str, int], str]:
     parser = argparse.ArgumentParser(
         prog="python -m bench.expiry",
         description=__doc__.split("\n\n")[0],
@@ -656,6 +678,12 @@ def _parse(argv: list[str]) -> tuple[float, int, list[str], dict[str, int]]:
         "args", nargs="*", metavar="[SECONDS [ROUNDS]] ADAPTER",
         help=f"seconds of load per round (3), rounds per setting (3), then adapters: "
         f"{', '.join(ADAPTERS)} (default kv)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sweeper", choices=("thread", "process"), default="thread",
+        help="expiry_sweeper of the rounds with expiry events: the sweeper in a thread of the "
+        "load's process (default), or in a process of its own (then every adapter is seeded at "
+        f"{RATE:,}/s unless --rate says otherwise)",
     )  # fmt: skip
     parser.add_argument(
         "--rate", action="append", default=[], metavar="N|ADAPTER=N",
@@ -689,17 +717,19 @@ def _parse(argv: list[str]) -> tuple[float, int, list[str], dict[str, int]]:
             parser.error(f"--rate {given}: a whole number of entries per second >= 1")
         for name in [adapter] if adapter else names:
             rates[name] = int(number)
-    return seconds, rounds, names, rates
+    return seconds, rounds, names, rates, args.sweeper
 
 
 def main(argv: list[str]) -> int:
-    seconds, rounds, names, rates = _parse(argv)
+    seconds, rounds, names, rates, sweeper = _parse(argv)
     print(f"Load average at the start (1/5/15 min): {load()}\n", flush=True)
     all_found = []
     failed = []
     for name in names:
         try:
-            found = measure(seconds, rounds, name, rates.get(name), lambda line: print(line, flush=True))
+            found = measure(
+                seconds, rounds, name, rates.get(name), lambda line: print(line, flush=True), sweeper
+            )
         except Exception as exc:  # the other adapters still get measured; the exit code says it
             failed.append(name)
             print(f"{name}: FAILED: {type(exc).__name__}: {exc}\n", flush=True)

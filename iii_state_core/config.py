@@ -30,6 +30,8 @@ LEGACY_ADAPTERS = {
     "modules::state::adapters::KvStore": "kv",
     "modules::state::adapters::RedisAdapter": "redis",
 }
+#: Where a store's expiry sweeper may run (``expiry_sweeper``).
+EXPIRY_SWEEPERS: Final = ("thread", "process")
 #: The deepest nesting a store may be configured to accept (JSON encoding recurses per level).
 MAX_VALUE_DEPTH_LIMIT = 512
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
@@ -54,6 +56,9 @@ class StateConfig:
     #: Emit ``state:expired`` events (contract § Expiry): a sweeper per open store polls the
     #: adapter's ``take_expired``.
     expiry_events: bool = False
+    #: Where the expiry sweeper claims: ``thread`` (a thread of the opening process) or
+    #: ``process`` (a child process; decision 0030). Only with ``expiry_events``.
+    expiry_sweeper: str = "thread"
 
     def __repr__(self) -> str:  # the adapter config may hold secrets: never print it
         return f"StateConfig(adapter={self.adapter!r}, source={self.source!r})"
@@ -269,7 +274,13 @@ def parse_state_block(block: Mapping[str, Any], *, source: str) -> StateConfig:
         )
     interval = opts.int("save_interval_ms", None, minimum=0)
     expiry_events = opts.bool("expiry_events", False)
+    sweeper = opts.str("expiry_sweeper", "thread", choices=EXPIRY_SWEEPERS)
     opts.finish()
+    if sweeper != "thread" and not expiry_events:
+        raise ConfigError(
+            f"state config ({source}): 'expiry_sweeper: {sweeper}' places the sweeper of expiry events, "
+            f"but 'expiry_events' is not true; set 'expiry_events: true' or drop expiry_sweeper"
+        )
     if expiry_events and not triggers:
         raise ConfigError(
             f"state config ({source}): 'expiry_events: true' needs events, but 'triggers_enabled' is "
@@ -280,7 +291,7 @@ def parse_state_block(block: Mapping[str, Any], *, source: str) -> StateConfig:
         folded["expiry_events"] = True
     return StateConfig(
         name, adapter_config, triggers, max_bytes, depth, source,
-        state_options=folded, expiry_events=expiry_events,
+        state_options=folded, expiry_events=expiry_events, expiry_sweeper=sweeper,
     )  # fmt: skip
 
 

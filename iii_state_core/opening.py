@@ -108,6 +108,27 @@ def _check_expiry_events(cls: type[Adapter], settings: StateConfig) -> None:
         )
 
 
+def _check_sweeper_process(settings: StateConfig, *, sync: bool) -> None:
+    """:raises ConfigError: when ``expiry_sweeper: process`` is asked of an asyncio store."""
+    if settings.expiry_sweeper == "process" and not sync:
+        raise ConfigError(
+            f"state config ({settings.source}): 'expiry_sweeper: process' is for stores opened with "
+            f"open_store(); an asyncio store (and the worker) sweeps on its event loop: drop expiry_sweeper"
+        )
+
+
+def _check_shared(instance: Adapter, settings: StateConfig) -> None:
+    """:raises ConfigError: when ``expiry_sweeper: process`` is asked of a store no other process
+    can open (the kv adapter's class is known only once it is open: file or memory)."""
+    if settings.expiry_sweeper == "process" and not type(instance).capabilities.shared:
+        instance.close()
+        raise ConfigError(
+            f"state config ({settings.source}): 'expiry_sweeper: process' needs a store another process "
+            f"can open, and this {settings.adapter} store lives in this process only (capability shared "
+            f"is false); drop expiry_sweeper or use a shared store"
+        )
+
+
 def read_settings(config: ConfigSource) -> StateConfig:
     """The settings ``config`` names (as :func:`open_store` reads them), without opening anything.
 
@@ -122,21 +143,25 @@ def _open(
     adapter_config: Mapping[str, Any] | None,
     registry: Registry | None,
     must_exist: bool = False,
+    *,
+    sync: bool = True,
 ) -> tuple[Adapter, Limits, EventBus, StateConfig, Registry]:
-    return _open_settings(_settings(config, adapter, adapter_config), registry, must_exist)
+    return _open_settings(_settings(config, adapter, adapter_config), registry, must_exist, sync=sync)
 
 
 def _open_settings(
-    settings: StateConfig, registry: Registry | None, must_exist: bool = False
+    settings: StateConfig, registry: Registry | None, must_exist: bool = False, *, sync: bool = True
 ) -> tuple[Adapter, Limits, EventBus, StateConfig, Registry]:
     registry = registry or default_registry()
     info = registry.adapter(settings.adapter)
+    _check_sweeper_process(settings, sync=sync)
     # the store keeps the resolved paths, so whoever reopens it from its settings (another
     # process of the suite, a second store object) opens this store, wherever it runs from
     settings = dataclasses.replace(settings, adapter_config=adapter_config_for(info.cls, settings))
     if settings.expiry_events:
         _check_expiry_events(info.cls, settings)
     instance = _open_adapter(info.cls, settings, must_exist=must_exist)
+    _check_shared(instance, settings)
     bytes_tokens = type(instance).read_versioned in (Adapter.read_versioned, AsyncAdapter.read_versioned)
     limits = Limits(
         capabilities=type(instance).capabilities,
@@ -184,10 +209,10 @@ def open_async_store(
     must_exist: bool = False,
 ) -> AsyncStateStore:
     """Like :func:`open_store`, for asyncio code: every method is awaited."""
-    return AsyncStateStore(*_open(config, adapter, adapter_config, registry, must_exist))
+    return AsyncStateStore(*_open(config, adapter, adapter_config, registry, must_exist, sync=False))
 
 
 def open_async_store_with(settings: StateConfig, *, registry: Registry | None = None) -> AsyncStateStore:
     """Open an asyncio store from settings already read (:func:`read_settings`, possibly changed:
     the worker applies its configuration entry's adapter this way)."""
-    return AsyncStateStore(*_open_settings(settings, registry))
+    return AsyncStateStore(*_open_settings(settings, registry, sync=False))

@@ -22,6 +22,7 @@ from .namespaces import ReservedScopes, load_ledger
 from .operations import Limits, Plan
 from .results import SetResult
 from .sweeper import TaskSweeper, ThreadSweeper, poll_interval
+from .sweeper_process import ProcessSweeper
 from .table import AsyncFront, StateFunction, SyncFront, serve
 from .values import JSON
 from .wire import decode_call
@@ -113,14 +114,27 @@ class StateStore(_Base, StateFunctions, SyncFront):
     """Scoped JSON state over one adapter. Thread-safe; use as a context manager or ``close()``.
 
     One method per state function (``get``, ``set``, ``update`` …), made from the function table.
-    With ``expiry_events: true`` a daemon thread delivers ``state:expired`` events until ``close()``.
+    With ``expiry_events: true`` a daemon thread delivers ``state:expired`` events until ``close()``
+    (with ``expiry_sweeper: process`` a child process claims them, and the thread delivers).
     """
 
-    _sweeper: ThreadSweeper | None = None
+    _sweeper: ThreadSweeper | ProcessSweeper | None = None
 
     def _opened(self) -> None:
         interval = self._sweep_interval()
-        if interval is not None:
+        if interval is None:
+            return
+        if self.settings is not None and self.settings.expiry_sweeper == "process":
+            sweeper = ProcessSweeper(
+                self.settings, self.registry, self.events, interval, self.adapter.describe()
+            )
+            try:
+                sweeper.start()
+            except BaseException:
+                self.adapter.close()
+                raise
+            self._sweeper = sweeper
+        else:
             self._sweeper = ThreadSweeper(self.adapter, self.events, interval)
             self._sweeper.start()
 
@@ -308,7 +322,6 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
 
 
 def _ledger_plan() -> Plan:

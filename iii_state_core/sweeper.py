@@ -21,7 +21,7 @@ import logging
 import operator
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 
 from .adapter import Adapter, AsyncAdapter, Expired
@@ -55,6 +55,10 @@ STOP_WAIT_S: Final = 10.0
 #: Expiries whose acknowledgement failed that a sweeper remembers (to drop them when it claims
 #: them again): the oldest are forgotten past this.
 REMEMBERED: Final = 100_000
+
+#: True in a sweeper process (``expiry_sweeper: process``): nothing there waits for the GIL, so
+#: an adapter's sweeping need not hand it over (memcached's ``pace``).
+alone = False
 
 
 def poll_interval(delay_ms: int) -> float:
@@ -158,7 +162,7 @@ def expired_events(entries: list[Expired]) -> list[StateEvent]:
     return events
 
 
-class _Backoff:
+class Backoff:
     """Poll interval, doubled after each failure of ``take_expired`` (logged once per streak)."""
 
     def __init__(self, interval: float, describe: str, secrets: list[str]) -> None:
@@ -203,7 +207,7 @@ def wanted_events(taken: list[Expired], events: EventBus) -> list[StateEvent]:
 _scope_of = operator.itemgetter(0)
 
 
-class _Unacknowledged:
+class Unacknowledged:
     """Expiries this sweeper delivered whose acknowledgement failed: their leases lapse and the
     entries are claimed again, maybe by this sweeper, which then acknowledges them without
     delivering them twice (what another sweeper claims again it delivers again)."""
@@ -244,7 +248,7 @@ def _chunks(taken: list[Expired]) -> list[list[Expired]]:
     return [taken[at : at + ACK_CHUNK] for at in range(0, len(taken), ACK_CHUNK)]
 
 
-def _acked(adapter: Adapter, taken: list[Expired], unacknowledged: _Unacknowledged) -> None:
+def _acked(adapter: Adapter, taken: list[Expired], unacknowledged: Unacknowledged) -> None:
     for attempt in range(1, ACK_TRIES + 1):
         try:
             adapter.ack_expired(taken)
@@ -257,33 +261,50 @@ def _acked(adapter: Adapter, taken: list[Expired], unacknowledged: _Unacknowledg
             return
 
 
+def sweep(
+    adapter: Adapter,
+    deliver: Callable[[list[Expired]], object],
+    unacknowledged: Unacknowledged,
+    stopping: Callable[[], bool],
+) -> int:
+    """One pass of a sync sweeper: take and deliver until none are left (or ``stopping()``).
+
+    ``deliver`` gets the entries of each chunk whose events this sweeper has not delivered yet;
+    when it returns they are acknowledged. :returns: how many entries were taken.
+    """
+    delivered = 0
+    while True:
+        taken = adapter.take_expired(BATCH)
+        # already claimed: deliver all of them, even when stopping
+        for chunk in _chunks(taken):
+            # nothing between the handlers and the acknowledgement: a kill there doubles
+            deliver(unacknowledged.fresh(chunk))
+            _acked(adapter, chunk, unacknowledged)
+        delivered += len(taken)
+        if len(taken) < BATCH or stopping():
+            return delivered
+
+
 class ThreadSweeper:
     """The sync store's sweeper: a daemon thread polling ``take_expired``."""
 
     def __init__(self, adapter: Adapter, events: EventBus, interval: float) -> None:
         self._adapter = adapter
         self._events = events
-        self._backoff = _Backoff(interval, adapter.describe(), adapter.secrets())
+        self._backoff = Backoff(interval, adapter.describe(), adapter.secrets())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="iii-state-expiry", daemon=True)
-        self._unacknowledged = _Unacknowledged()
+        self._unacknowledged = Unacknowledged()
 
     def start(self) -> None:
         self._thread.start()
 
     def sweep(self) -> int:
         """One pass: take and deliver until none are left. :returns: how many were delivered."""
-        delivered = 0
-        while True:
-            taken = self._adapter.take_expired(BATCH)
-            # already claimed: deliver all of them, even when stopping
-            for chunk in _chunks(taken):
-                # nothing between the handlers and the acknowledgement: a kill there doubles
-                self._events.emit_many(wanted_events(self._unacknowledged.fresh(chunk), self._events))
-                _acked(self._adapter, chunk, self._unacknowledged)
-            delivered += len(taken)
-            if len(taken) < BATCH or self._stop.is_set():
-                return delivered
+        return sweep(self._adapter, self._deliver, self._unacknowledged, self._stop.is_set)
+
+    def _deliver(self, fresh: list[Expired]) -> None:
+        self._events.emit_many(wanted_events(fresh, self._events))
 
     def _run(self) -> None:
         # wait first: whoever opened the store subscribes before the first sweep delivers
@@ -317,11 +338,11 @@ class TaskSweeper:
     ) -> None:
         self._adapter = adapter
         self._events = events
-        self._backoff = _Backoff(interval, describe, secrets)
+        self._backoff = Backoff(interval, describe, secrets)
         self._stop = asyncio.Event()
         #: The sweeping task, once started (the async store checks it on every call).
         self.task: asyncio.Task[None] | None = None
-        self._unacknowledged = _Unacknowledged()
+        self._unacknowledged = Unacknowledged()
 
     @property
     def started(self) -> bool:

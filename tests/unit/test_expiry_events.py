@@ -148,9 +148,9 @@ def test_take_expired_errors_are_logged_without_secrets_and_retried(caplog: pyte
 def test_after_a_long_outage_the_sweeper_tries_again_within_seconds() -> None:
     """The back-off doubles per failed take up to 5 s (not 30: a sweeper that met a restarting
     server must deliver what expired meanwhile soon after it answers), and a success resets it."""
-    from iii_state_core.sweeper import MAX_BACKOFF_S, _Backoff
+    from iii_state_core.sweeper import MAX_BACKOFF_S, Backoff
 
-    backoff = _Backoff(0.25, "kv", [])
+    backoff = Backoff(0.25, "kv", [])
     waits = []
     for _ in range(12):
         backoff.failed(ConnectionError("down"))

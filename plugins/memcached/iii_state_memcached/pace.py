@@ -16,6 +16,8 @@ from __future__ import annotations
 import time
 from typing import Final
 
+from iii_state_core import sweeper as _core_sweeper
+
 #: The longest stretch of Python the sweeper runs without releasing the GIL, in nanoseconds.
 SLICE_NS: Final = 50_000
 
@@ -26,7 +28,10 @@ _last = [0]
 
 
 def breathe() -> None:
-    """Release the GIL for a moment if this process's sweeping ran ``SLICE_NS`` without doing so."""
+    """Release the GIL for a moment if this process's sweeping ran ``SLICE_NS`` without doing so
+    (not in a sweeper process of its own: nothing there waits for it)."""
+    if _core_sweeper.alone:
+        return
     now = _clock()
     if now - _last[0] >= SLICE_NS:
         _sleep(0)

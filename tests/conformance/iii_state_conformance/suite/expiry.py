@@ -60,6 +60,14 @@ def _with_events(spec: StoreSpec, on: bool = True) -> StoreSpec:
     return dataclasses.replace(spec, state_block={**spec.state_block, "expiry_events": on})
 
 
+def _in_a_process(spec: StoreSpec, caps: Any) -> StoreSpec:
+    """The same store with its sweeper in a process of its own (``expiry_sweeper: process``);
+    skips (visibly) a store that lives in this process only."""
+    if not caps.shared:
+        pytest.skip("the adapter declares shared=False: no other process can open it to sweep")
+    return dataclasses.replace(spec, state_block={**spec.state_block, "expiry_sweeper": "process"})
+
+
 def _expired_on(store: StateStore, scope: str) -> list[tuple[str, Any, int]]:
     """Start recording ``(key, old_value, delivered at ms)`` of each ``state:expired`` on ``scope``."""
     seen: list[tuple[str, Any, int]] = []
@@ -297,10 +305,13 @@ class ExpiryTests:
             _with_events(spec).open().close()
         assert "expiry_events" in str(info.value) and store.adapter.name in str(info.value)
 
+    @pytest.mark.parametrize("sweeper", ["thread", "process"])
     def test_an_expiry_is_one_event_with_its_value_within_the_declared_delay(
-        self, store: StateStore, scope: str, caps: Any
+        self, store: StateStore, scope: str, caps: Any, sweeper: str
     ) -> None:
         spec = _events_spec(store, caps)
+        if sweeper == "process":
+            spec = _in_a_process(spec, caps)
         delay: int = caps.expiry_event_delay_ms
         load = CpuLoad()
         with spec.open() as sweeping:
@@ -343,8 +354,10 @@ class ExpiryTests:
             )
         )
         children.start()
+        # one more sweeper, in a process of its own where the store can have one
+        with_mine = _in_a_process(events, caps) if caps.shared else events
         try:
-            with events.open() as mine:  # a sweeper too: writes come from a store with expiry events
+            with with_mine.open() as mine:  # a sweeper too: writes come from a store with expiry events
                 seen = _expired_on(mine, scope)
                 ready.wait(60)
                 deadlines = {}
