@@ -130,6 +130,7 @@ def test_update_refreshes_only_the_named_adapter(report: str, tmp_path: Path) ->
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     updated = target.read_text()
     assert "The kv-memory figures were refreshed by `python -m bench --quick --adapters kv-memory" in updated
+
     # everything about kv is as the full run wrote it, in the same place
     def kept(text: str) -> list[str]:
         return [line for line in text.splitlines() if line.startswith(("| kv |", "## "))]
@@ -336,16 +337,36 @@ def test_bench_expiry_rounds_count_events_and_load_per_setting(needs_server: Any
     assert on.fill_s < on.lead_ms / 1000, "every entry was written before the first deadline"
 
 
+def test_bench_expiry_with_a_sweeper_process_counts_its_cpu() -> None:
+    """``--sweeper process``: the rounds with expiry events sweep in a child process, whose CPU
+    the sweeper column counts (the load's process alone used less than the whole)."""
+    from bench import expiry as bench_expiry
+
+    found = bench_expiry.measure(1.0, 1, "kv", rate=2000, sweeper="process")
+    on = found.on[0]
+    assert found.label == "kv (process)" and on.events > 0
+    assert on.sweeper_cpu_s > 0 and on.sweeper_cpu_s > on.others_cpu_s  # the child's CPU is in it
+    assert "| kv (process) | 2,000 |" in bench_expiry.summary([found])
+
+
 def test_bench_expiry_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     from bench import expiry as bench_expiry
 
-    assert bench_expiry._parse([]) == (3.0, 3, ["kv"], {})
-    assert bench_expiry._parse(["2", "5"]) == (2.0, 5, ["kv"], {})  # the call before adapters existed
+    assert bench_expiry._parse([]) == (3.0, 3, ["kv"], {}, "thread")
+    assert bench_expiry._parse(["2", "5"]) == (2.0, 5, ["kv"], {}, "thread")  # before adapters existed
     assert bench_expiry._parse(["2", "5", "redis", "dynamodb", "--rate", "dynamodb=50"]) == (
-        2.0, 5, ["redis", "dynamodb"], {"dynamodb": 50},
+        2.0, 5, ["redis", "dynamodb"], {"dynamodb": 50}, "thread",
     )  # fmt: skip
+    assert bench_expiry._parse(["1", "memcached", "--sweeper", "process"])[4] == "process"
     assert bench_expiry._parse(["1", "kv-memory", "--rate", "300"])[3] == {"kv-memory": 300}
-    for wrong in (["nosuch"], ["x", "kv"], ["1", "2", "3"], ["--rate", "0"], ["--rate", "redis=x"]):
+    for wrong in (
+        ["nosuch"],
+        ["x", "kv"],
+        ["1", "2", "3"],
+        ["--rate", "0"],
+        ["--rate", "redis=x"],
+        ["--sweeper", "x"],
+    ):
         with pytest.raises(SystemExit) as refused:
             bench_expiry._parse(wrong)
         assert refused.value.code == 2, wrong
@@ -353,5 +374,5 @@ def test_bench_expiry_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         bench_expiry._parse(["--help"])
     shown = capsys.readouterr().out
-    for word in (*bench_expiry.ADAPTERS, "--rate", "not reached", "per CPU-second", "alone"):
+    for word in (*bench_expiry.ADAPTERS, "--rate", "--sweeper", "not reached", "per CPU-second", "alone"):
         assert word in shown, word
