@@ -98,6 +98,36 @@ def test_a_killed_sweeper_process_is_replaced_and_nothing_is_lost(
     assert "exited (code -9); starting another" in caplog.text
 
 
+def test_sweeper_processes_killed_again_and_again_lose_no_expiry(tmp_path: Path) -> None:
+    """SIGKILL the sweeper process whenever one runs while 300 entries expire: every expiry is
+    still delivered, and one delivered twice (a kill between its handlers and the
+    acknowledgement) carries the same ``expiry_id`` both times."""
+    config = _config(tmp_path / "kv")
+    config["adapter"]["config"]["expiry_lease_ms"] = 300  # claims of a killed child lapse soon
+    seen: list[StateEvent] = []
+    kills = 0
+    with open_store(config) as store:
+        store.on_change(seen.append, scope="s", condition=lambda e: e.event_type == "state:expired")
+        for n in range(300):
+            store.set("s", f"k{n}", n, ttl_ms=20 + 5 * n)  # deadlines over 1.5 s
+        until = time.monotonic() + 3.0
+        while time.monotonic() < until:
+            pid = store._sweeper.pid  # type: ignore[union-attr]
+            if pid is not None and _running(pid):
+                os.kill(pid, signal.SIGKILL)
+                kills += 1
+            time.sleep(0.4)
+        assert _wait_for(lambda: len({e.key for e in seen}) == 300, 30), (
+            f"{len({e.key for e in seen})} of 300"
+        )
+    ids: dict[str, set[str | None]] = {}
+    for event in seen:
+        ids.setdefault(event.key, set()).add(event.expiry_id)
+        assert event.old_value == int(event.key[1:])
+    assert all(len(one) == 1 for one in ids.values()), "a redelivery carried another expiry_id"
+    assert kills >= 3, f"only {kills} sweeper processes were running to be killed"
+
+
 def test_a_sweeper_process_ends_when_the_process_that_opened_the_store_dies(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
