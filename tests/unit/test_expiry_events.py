@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from iii_state_conformance.cpu_load import CpuLoad
+from iii_state_conformance.cpu_load import CpuLoad, wait_until
 from iii_state_kvfile.memory_store import KvMemoryStore
 
 from iii_state_core import ConfigError, StateStore, open_async_store, open_store
@@ -37,12 +37,7 @@ def _file_config(directory: Path, **extra: Any) -> dict[str, Any]:
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = PATIENCE_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return wait_until(condition, timeout)
 
 
 def _expired(seen: list[StateEvent]) -> list[tuple[str, str, Any, Any]]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import failing_take_plugin
 import pytest
+from iii_state_conformance.cpu_load import wait_until
 
 from iii_state_core import BackendError, ConfigError, open_async_store, open_store
 from iii_state_core.plugins import Registry
@@ -35,12 +36,7 @@ def _config(directory: Path, **extra: Any) -> dict[str, Any]:
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = PATIENCE_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return wait_until(condition, timeout)
 
 
 def _running(pid: int) -> bool:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from iii_state_conformance.cpu_load import CpuLoad
+from iii_state_conformance.cpu_load import CpuLoad, wait_until
 from iii_state_memcached import records
 
 from iii_state_core import BackendError, StateStore, open_store
@@ -91,12 +91,7 @@ def _expired(seen: list[Any]) -> list[tuple[str, str, Any]]:
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 4.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return wait_until(condition, timeout)
 
 
 def test_each_expiry_is_one_event_with_its_value_across_stores_sharing_the_servers(

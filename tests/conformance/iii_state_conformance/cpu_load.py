@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 #: How often :meth:`CpuLoad.sleep` samples the run queue.
 SAMPLE_S = 0.05
@@ -62,3 +63,14 @@ class CpuLoad:
         else:
             per_cpu = os.getloadavg()[0] / self._cpus
         return min(MOST, max(1.0, per_cpu))
+
+
+def wait_until(condition: Callable[[], object], timeout: float) -> bool:
+    """Poll ``condition`` every 10 ms until it holds (``True``) or ``timeout`` seconds passed
+    (``False``): a test waiting for another thread or process returns as soon as it may."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
