@@ -217,10 +217,11 @@ class ProcessSweeper:
 
     def _end_child(self) -> int | None:
         process = self._process
-        for fd in (self._control, self._data):
-            if fd >= 0:
-                os.close(fd)
-        self._control = self._data = -1
+        with self._lock:  # stop() may be writing to it: a closed number could be reused meanwhile
+            for fd in (self._control, self._data):
+                if fd >= 0:
+                    os.close(fd)
+            self._control = self._data = -1
         if process is None:
             return None
         try:
