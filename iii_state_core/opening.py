@@ -109,7 +109,13 @@ def _check_expiry_events(cls: type[Adapter], settings: StateConfig) -> None:
 
 
 def _check_sweeper_process(settings: StateConfig, *, sync: bool) -> None:
-    """:raises ConfigError: when ``expiry_sweeper: process`` is asked of an asyncio store."""
+    """:raises ConfigError: when ``expiry_sweeper: process`` is asked of an asyncio store, or
+    where a child cannot be given pipes (not POSIX)."""
+    if settings.expiry_sweeper == "process" and os.name != "posix":
+        raise ConfigError(
+            f"state config ({settings.source}): 'expiry_sweeper: process' needs a POSIX system (its "
+            f"child process talks over inherited pipes); drop expiry_sweeper"
+        )
     if settings.expiry_sweeper == "process" and not sync:
         raise ConfigError(
             f"state config ({settings.source}): 'expiry_sweeper: process' is for stores opened with "

@@ -85,6 +85,14 @@ def _read(fd: int) -> tuple[Any, ...] | None:
     return message
 
 
+def _readable(fd: int, timeout: float) -> bool:
+    """Whether ``fd`` has something to read (or its other end closed) within ``timeout`` seconds
+    (``poll``: ``select`` refuses descriptors past 1,023, and a busy server holds that many)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
+
+
 def _plain(entries: list[Expired]) -> list[Expired]:
     """Entries as marshal takes them (an adapter may hand out a bytes-like value or a subclass)."""
     return [(str(scope), str(key), bytes(raw), int(deadline)) for scope, key, raw, deadline in entries]
@@ -163,8 +171,7 @@ class ProcessSweeper:
 
     def _first_answer(self) -> tuple[Any, ...]:
         while True:
-            ready, _, _ = select.select([self._data], [], [], START_WAIT_S)
-            if not ready:
+            if not _readable(self._data, START_WAIT_S):
                 return ("error", "OPEN_ERROR", f"no answer within {START_WAIT_S:g} s")
             message = _read(self._data)
             if message is None:
@@ -329,8 +336,7 @@ def _sweep_until_stopped(adapter: Adapter, control: int, channel: _Channel, inte
     backoff = Backoff(interval, adapter.describe(), adapter.secrets())
     unacknowledged = Unacknowledged()
     while not stopping:
-        ready, _, _ = select.select([control], [], [], backoff.wait)
-        if ready:
+        if _readable(control, backoff.wait):
             message = _read(control)
             if message is None or message[0] == "stop":
                 return
