@@ -26,10 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", help="comma-separated: redis, memcached, dynamodb, kv, kv-memory")
     parser.add_argument("--seed", type=int, help="seed for every random choice (default: random, reported)")
     parser.add_argument("--out", type=Path, help="write the report here (default: print it)")
+    parser.add_argument(
+        "--sweeper", choices=("thread", "process"), default="thread",
+        help="expiry part: where each sweeping process's sweeper claims (process: "
+        "expiry_sweeper: process, a child of its own, which is SIGKILLed too)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     plan = Plan.make(
-        quick=args.quick, parts=_split(args.only), backends=_split(args.backends), seed=args.seed
-    )
+        quick=args.quick, parts=_split(args.only), backends=_split(args.backends), seed=args.seed,
+        sweeper=args.sweeper,
+    )  # fmt: skip
     facts = machine.facts()
     lines = run(plan)
     text = markdown(

@@ -33,6 +33,9 @@ class Plan:
     model_examples: int
     fuzz_examples: int
     seed: int | None
+    #: ``expiry_sweeper`` of the expiry part's sweeping processes (``process``: each sweeps in a
+    #: child of its own, which the part SIGKILLs too)
+    sweeper: str = "thread"
 
     @classmethod
     def make(
@@ -42,9 +45,10 @@ class Plan:
         parts: tuple[str, ...] | None = None,
         backends: tuple[str, ...] | None = None,
         seed: int | None = None,
+        sweeper: str = "thread",
     ) -> Plan:
         if quick:
-            return cls(True, parts or PARTS, backends or ("redis",), 20, 6.0, 8, 150, seed)
+            return cls(True, parts or PARTS, backends or ("redis",), 20, 6.0, 8, 150, seed, sweeper)
         return cls(
             False,
             parts or PARTS,
@@ -54,6 +58,7 @@ class Plan:
             1000,
             5000,
             seed,
+            sweeper,
         )
 
 
@@ -82,7 +87,7 @@ def _servers_step(name: str, plan: Plan) -> Callable[[], list[Line]]:
 
 
 def _expiry_step(name: str, kills: int, plan: Plan) -> Callable[[], list[Line]]:
-    return lambda: [expiry.run(name, kills, plan.seed)]
+    return lambda: [expiry.run(name, kills, plan.seed, expiry_sweeper=plan.sweeper)]
 
 
 def _transactions_step(name: str, plan: Plan) -> Callable[[], list[Line]]:

@@ -251,9 +251,10 @@ def _leftover(name: str, direct: dict[str, Any], port: int) -> Callable[[list[st
     return count
 
 
-def _spawn(target: _Target, log: Path, name: str, double: bool) -> subprocess.Popen[bytes]:
+def _spawn(target: _Target, log: Path, name: str, double: bool, where: str) -> subprocess.Popen[bytes]:
+    config = target.config if where == "thread" else {**target.config, "expiry_sweeper": where}
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.faults.sweeper", json.dumps(target.config), str(log), name],
+        [sys.executable, "-m", "bench.faults.sweeper", json.dumps(config), str(log), name],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=Path(__file__).resolve().parents[2],
@@ -322,15 +323,42 @@ def _inject(target: _Target, stop: threading.Event, rng: random.Random, faults: 
         faults[target.fault(rng)] += 1
 
 
-def run(backend: str, kills: int, seed: int | None = None, *, double: bool = False) -> Line:
+def _child_of(log: Path) -> int | None:
+    """The sweeper process a sweeping writer logged (``P pid``), if any."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return next((int(line[2:]) for line in lines if line.startswith("P ")), None)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def run(
+    backend: str,
+    kills: int,
+    seed: int | None = None,
+    *,
+    double: bool = False,
+    expiry_sweeper: str = "thread",
+) -> Line:
     """SIGKILL sweeping writers ``kills`` times in all (breaking the server meanwhile), then
     drain and check every expiry.
 
     :param backend: ``kv`` (file store) or a server backend of ``FAULTS``.
     :param double: a negative control: sweepers deliver each taken entry twice, and the check
         must say so.
+    :param expiry_sweeper: ``process``: each writer sweeps with ``expiry_sweeper: process``; half the
+        kills SIGKILL its sweeper process first, at a random moment, and every sweeper process
+        must end with its writer. Their claims are not logged (made in the child), so a double
+        is judged by ``expiry_id`` and by the count of deliveries against the kills.
     """
     leased = backend in LEASED
+    if expiry_sweeper != "thread" and not leased:
+        raise ValueError(f"{backend}: expiry_sweeper: process needs a store other processes open")
     line = Line(
         backend,
         "",
@@ -346,6 +374,8 @@ def run(backend: str, kills: int, seed: int | None = None, *, double: bool = Fal
     faults: Counter[str] = Counter()
     killed_at: dict[str, float] = {}
     cycle = 0
+    children: list[int] = []
+    children_killed = 0
     lease_ms = LEASE_MS if kills >= 20 else QUICK_LEASE_MS
     with _target(backend, kill_run.directory, lease_ms) as target:
         line.area = target.area
@@ -361,7 +391,7 @@ def run(backend: str, kills: int, seed: int | None = None, *, double: bool = Fal
             while line.tried < kills:
                 cycle += 1
                 names = [f"p{cycle}-{i}" for i in range(PROCESSES)]
-                procs = [(_spawn(target, logs / f"{n}.log", n, double), n) for n in names]
+                procs = [(_spawn(target, logs / f"{n}.log", n, double, expiry_sweeper), n) for n in names]
                 for proc, _name in procs:
                     assert proc.stdout is not None
                     proc.stdout.readline()  # "ready" (or EOF if it died)
@@ -369,6 +399,13 @@ def run(backend: str, kills: int, seed: int | None = None, *, double: bool = Fal
                     if double:
                         _await_acknowledgement(logs / f"{name}.log")
                     time.sleep(rng.uniform(0.05, 0.4))
+                    child = _child_of(logs / f"{name}.log")
+                    if child is not None:
+                        children.append(child)
+                        if rng.random() < 0.5:  # its sweeper process first: mid-claim, mid-batch
+                            os.kill(child, signal.SIGKILL)
+                            children_killed += 1
+                            time.sleep(rng.uniform(0.05, 0.6))  # long enough for one to be started again
                     proc.send_signal(signal.SIGKILL)
                     killed_at[name] = time.time() * 1000
                     proc.wait(10)
@@ -433,6 +470,12 @@ def run(backend: str, kills: int, seed: int | None = None, *, double: bool = Fal
         )
     if left:
         line.fail(f"seed {recorded}: {left} expired entries left in the store after the drain (never taken)")
+    if expiry_sweeper != "thread":
+        if not children:
+            line.fail(f"seed {recorded}: no sweeping writer logged its sweeper process")
+        orphans = [pid for pid in children if _running(pid)]
+        if orphans:
+            line.fail(f"seed {recorded}: sweeper processes {orphans[:5]} outlived their writers")
     at_most_once = {
         "lost (claimed, then the sweeper killed before its handlers)": min(counted, known),
         "lost (inside a claim whose size is unknown: killed mid-take or its reply lost)": len(in_unknown),
@@ -452,6 +495,11 @@ def run(backend: str, kills: int, seed: int | None = None, *, double: bool = Fal
         "sweepers killed inside a take": sum(log.killed_in_take for log in parsed),
         "cycles": cycle,
     }
+    if expiry_sweeper != "thread":
+        details["sweeper"] = (
+            f"expiry_sweeper: {expiry_sweeper} ({children_killed} sweeper processes SIGKILLed before their "
+            "writers; claims made there are not logged)"
+        )
     if faults:
         details["faults"] = ", ".join(f"{n} {kind}s" for kind, n in sorted(faults.items()))
     return kill_run.finish(line, details)

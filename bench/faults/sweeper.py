@@ -16,7 +16,9 @@ leaves half a line that counts):
   before the error is lost with the reply, or, where claims are leases, claimed again later),
   ``D key expiry_id value`` per ``state:expired`` delivered (a sweep is complete once ``n``
   ``D`` lines follow ``T n``), ``A keys`` once ``ack_expired`` returned for those entries;
-- ``X key`` when a read returned an entry past the deadline its writer logged.
+- ``X key`` when a read returned an entry past the deadline its writer logged;
+- ``P pid`` once open, with ``expiry_sweeper: process``: its sweeper process (whose claims and
+  acknowledgements are not logged: they are made there).
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ def run(config: dict[str, Any], log_path: str, name: str, writes: int | None = N
         os.write(log, (line + "\n").encode())
 
     store = _open(config)
+    child = getattr(getattr(store, "_sweeper", None), "pid", None)
+    if child is not None:
+        note(f"P {child}")
     take = store.adapter.take_expired
 
     def logged_take(limit: int) -> Any:
