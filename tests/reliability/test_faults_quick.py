@@ -80,6 +80,16 @@ def test_kv_expiry_events_survive_sigkills_of_the_sweepers() -> None:
     assert isinstance(delivered, int) and delivered > 0
 
 
+def test_kv_expiry_events_survive_sigkills_of_sweeper_processes_and_their_writers() -> None:
+    """``expiry_sweeper: process``: half the kills take the sweeper process first."""
+    line = expiry.run("kv", 6, 7, expiry_sweeper="process")  # seed 7: 3 sweeper processes killed
+    assert line.tried == 6
+    assert line.failed == 0, _explain(line)
+    delivered = line.details["expiry events delivered"]
+    assert isinstance(delivered, int) and delivered > 0
+    assert "sweeper processes SIGKILLed" in str(line.details["sweeper"])
+
+
 def test_redis_expiry_events_survive_sweeper_kills_server_restarts_and_resets(needs_server: Any) -> None:
     line = needs_server(lambda: expiry.run("redis", 3))
     assert line.tried == 3
