@@ -419,6 +419,8 @@ def run(
             stop.set()
             if injector.is_alive():
                 injector.join(30)
+        if target.fault is not None and not faults:  # a short run ended before the first fault
+            faults[target.fault(rng)] += 1
         if target.revive is not None:
             target.revive()
         drained = _drain(target, (sweeper.MAX_TTL_MS + 1500 + (lease_ms if leased else 0)) / 1000)
