@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from iii_state_conformance.processes import running
+
 from . import sweeper
 from .backends import BACKENDS
 from .outcome import Line, start_kill_run
@@ -329,14 +331,6 @@ def _child_of(log: Path) -> int | None:
     return next((int(line[2:]) for line in lines if line.startswith("P ")), None)
 
 
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def run(
     backend: str,
     kills: int,
@@ -475,7 +469,7 @@ def run(
     if expiry_sweeper != "thread":
         if not children:
             line.fail(f"seed {recorded}: no sweeping writer logged its sweeper process")
-        orphans = [pid for pid in children if _running(pid)]
+        orphans = [pid for pid in children if running(pid)]
         if orphans:
             line.fail(f"seed {recorded}: sweeper processes {orphans[:5]} outlived their writers")
     at_most_once = {

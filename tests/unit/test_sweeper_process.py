@@ -17,6 +17,7 @@ from typing import Any
 import failing_take_plugin
 import pytest
 from iii_state_conformance.cpu_load import wait_until
+from iii_state_conformance.processes import running
 
 from iii_state_core import BackendError, ConfigError, open_async_store, open_store
 from iii_state_core.plugins import Registry
@@ -39,15 +40,6 @@ def _wait_for(condition: Callable[[], bool], timeout: float = PATIENCE_S) -> boo
     return wait_until(condition, timeout)
 
 
-def _running(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, ended but not yet reaped by an init that never does, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def _expired(seen: list[StateEvent]) -> dict[str, Any]:
     """``{key: old_value}`` of the expiry events seen; fails on a key expired twice."""
     found: dict[str, Any] = {}
@@ -63,7 +55,7 @@ def test_a_sweeper_process_delivers_each_expiry_once_here_with_the_value_it_held
     seen: list[StateEvent] = []
     with open_store(_config(tmp_path / "kv")) as store:
         pid = store._sweeper.pid  # type: ignore[union-attr]
-        assert pid is not None and pid != os.getpid() and _running(pid)
+        assert pid is not None and pid != os.getpid() and running(pid)
         store.on_change(seen.append, scope="s")
         wanted = {f"k{n}": {"n": n} for n in range(700)}  # more than one batch of 500
         store.set_many("s", {"kept": 1})
@@ -73,7 +65,7 @@ def test_a_sweeper_process_delivers_each_expiry_once_here_with_the_value_it_held
         time.sleep(0.6)  # a later sweep must not deliver them again
         assert _expired(seen) == wanted
         assert store.list_keys("s") == ["kept"]
-    assert _wait_for(lambda: not _running(pid)), "the sweeper process outlived its store"
+    assert _wait_for(lambda: not running(pid)), "the sweeper process outlived its store"
 
 
 def test_a_killed_sweeper_process_is_replaced_and_nothing_is_lost(
@@ -109,7 +101,7 @@ def test_sweeper_processes_killed_again_and_again_lose_no_expiry(tmp_path: Path)
         until = time.monotonic() + 3.0
         while time.monotonic() < until:
             pid = store._sweeper.pid  # type: ignore[union-attr]
-            if pid is not None and _running(pid):
+            if pid is not None and running(pid):
                 os.kill(pid, signal.SIGKILL)
                 kills += 1
             time.sleep(0.4)
@@ -137,7 +129,7 @@ def test_a_sweeper_process_ends_when_the_process_that_opened_the_store_dies(tmp_
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == -signal.SIGKILL, done.stderr
     child = int(done.stdout.strip())
-    assert _wait_for(lambda: not _running(child)), "the sweeper process outlived the process that started it"
+    assert _wait_for(lambda: not running(child)), "the sweeper process outlived the process that started it"
 
 
 def test_the_sweeper_process_logs_here_without_secrets_and_recovers(

@@ -19,6 +19,16 @@ from iii_state_core import ConflictError, StateStore, open_store
 from iii_state_core.plugins import Registry
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` runs (Linux ``/proc``). A zombie, ended but not reaped (an init
+    that never reaps leaves orphans so), does not."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class StoreSpec:
     """Everything another process needs to open the same store."""
