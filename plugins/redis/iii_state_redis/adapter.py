@@ -250,14 +250,15 @@ class RedisAdapter(Adapter):
         wait in their slot's lease set until :meth:`ack_expired`, and are claimed again once
         the lease lapses; without, they are removed."""
         claimed: list[Claimed] = self._drive(take_plan(self.layout, limit, self._lease_ms))
-        return self.leases.hold(claimed) if self._lease_ms is not None else [e for e, _ in claimed]
+        return self.leases.hold(claimed) if self._lease_ms is not None else [claim[0] for claim in claimed]
 
     def ack_expired(self, taken: Sequence[Taken]) -> None:
-        """Remove the leases of delivered entries: one ACK script per slot."""
-        held = self.leases.held(taken)
-        if held:
-            self._drive(ack_plan(self.layout, held))
-        self.leases.drop(taken)
+        """Remove the leases of delivered entries: one ACK script per slot (a batch acknowledged in
+        part: its lease replaced by one of the rest, ``expiring.Leases.release``)."""
+        changes = self.leases.release(taken)
+        if changes:
+            self._drive(ack_plan(self.layout, changes))
+        self.leases.drop(taken, changes)
 
     def write_many_if(
         self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]

@@ -262,14 +262,14 @@ class AsyncRedisAdapter(AsyncAdapter):
     async def take_expired(self, limit: int = 1000) -> list[Taken]:
         """See :meth:`RedisAdapter.take_expired`."""
         claimed: list[Claimed] = await self._drive(take_plan(self.layout, limit, self._lease_ms))
-        return self.leases.hold(claimed) if self._lease_ms is not None else [e for e, _ in claimed]
+        return self.leases.hold(claimed) if self._lease_ms is not None else [claim[0] for claim in claimed]
 
     async def ack_expired(self, taken: Sequence[Taken]) -> None:
         """See :meth:`RedisAdapter.ack_expired`."""
-        held = self.leases.held(taken)
-        if held:
-            await self._drive(ack_plan(self.layout, held))
-        self.leases.drop(taken)
+        changes = self.leases.release(taken)
+        if changes:
+            await self._drive(ack_plan(self.layout, changes))
+        self.leases.drop(taken, changes)
 
     async def write_many_if(
         self, checks: Sequence[tuple[str, str, Token]], writes: Sequence[PlannedWrite]

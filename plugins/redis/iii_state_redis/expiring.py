@@ -9,6 +9,7 @@ deadlines is always in the registry. The registry never shrinks (16,384 tags at 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Generator, Sequence
@@ -20,7 +21,7 @@ from iii_state_core.expiry import KEEP, ExpiresAt, now_ms
 
 from .layout import KEPT_MARKER, LEASE_MARKER, Layout
 from .listing import Read, ReadMany, Run
-from .scripts import ACK, RETAKE, TAKE, TAKE_KEPT
+from .scripts import ACK, RELEASE, RETAKE, TAKE, TAKE_KEPT
 
 #: Seconds a process trusts that a slot it registered is still in the registry.
 REGISTER_EVERY: Final = 60.0
@@ -88,8 +89,22 @@ class SweepClock:
         return True
 
 
-#: A claimed entry and its lease member (what :func:`ack_plan` removes).
-Claimed = tuple[Taken, bytes]
+#: A claimed entry, its own member (``parse_member``) and the lease member that holds it: the id
+#: of the batch the take leased it in (decision 0031), or the entry's own member when an earlier
+#: version leased it alone.
+Claimed = tuple[Taken, bytes, bytes]
+#: An entry of a packed reply and its own member (``claimed_from``).
+Parsed = tuple[Taken, bytes]
+#: A lease member to remove (``None``) or a batch to keep leased with fewer entries (them,
+#: packed), and a scope it holds.
+LeaseChange = tuple[str, bytes, bytes | None]
+
+BATCH_MARK: Final = b"#"
+
+
+def batch_id() -> bytes:
+    """A new batch's id: ``#`` (no entry member starts with one) and 64 random bits."""
+    return BATCH_MARK + os.urandom(8).hex().encode()
 
 
 def take_plan(
@@ -111,16 +126,18 @@ def take_plan(
     # every slot's due scopes in one pipeline: a poll is a few round trips however many slots
     asks = tuple(("ZRANGEBYSCORE", layout.due_key(tag), "-inf", now, "LIMIT", 0, limit) for tag in tags)
     for tag, due in zip(tags, (yield ReadMany(asks)), strict=True):
+        leases, batches = layout.lease_key(tag), layout.batch_key(tag)
         for member in due:
             if bytes(member) == LEASE_MARKER:  # leases that lapsed: their holder died or lost the reply
                 if lease_ms is not None:
-                    leased = (layout.lease_key(tag), layout.due_key(tag))
+                    leased = (leases, layout.due_key(tag), batches)
                     reply = yield Run(RETAKE, leased, (now, limit - len(taken), lease), "write")
-                    taken.extend(claimed_from(reply))
+                    taken.extend(retaken_from(reply))
             elif bytes(member) == KEPT_MARKER:  # expired fields a write or delete met: taken first
-                kept = (layout.kept_key(tag), layout.due_key(tag), layout.lease_key(tag))
-                reply = yield Run(TAKE_KEPT, kept, (limit - len(taken), lease), "write")
-                taken.extend(claimed_from(reply))
+                batch = batch_id()
+                kept = (layout.kept_key(tag), layout.due_key(tag), leases, batches)
+                reply = yield Run(TAKE_KEPT, kept, (limit - len(taken), lease, batch), "write")
+                taken.extend(batch_from(reply, batch))
             else:
                 try:
                     scope = bytes(member).decode("utf-8")
@@ -129,26 +146,28 @@ def take_plan(
                 names = layout.names(scope)
                 if names.tag != tag:
                     continue  # not written by this adapter either
-                keys = (names.hash, names.deadlines, names.due, layout.lease_key(tag))
-                reply = yield Run(TAKE, keys, (now, limit - len(taken), names.scope, lease), "write")
-                taken.extend(claimed_from(reply))
+                keys = (names.hash, names.deadlines, names.due, leases, batches)
+                batch = batch_id()
+                reply = yield Run(TAKE, keys, (now, limit - len(taken), names.scope, lease, batch), "write")
+                taken.extend(batch_from(reply, batch))
             if len(taken) >= limit:
                 return taken
     return taken
 
 
-def ack_plan(layout: Layout, claimed: list[Claimed]) -> Generator[Run, Any, None]:
-    """Remove the leases of ``claimed`` (from :func:`take_plan` with a lease): one script per
-    slot and at most ``ACK_CHUNK`` members each."""
+def ack_plan(layout: Layout, changes: list[LeaseChange]) -> Generator[Run, Any, None]:
+    """Remove (or replace) the lease members of acknowledged entries (:meth:`Leases.release`):
+    the removals in one script per slot and at most ``ACK_CHUNK`` members each, a replacement
+    (some of a batch acknowledged, decision 0031) in one script each."""
     by_tag: dict[bytes, list[bytes]] = {}
-    tags: dict[str, bytes] = {}  # a batch mostly holds few scopes: hash each scope's slot once
-    for entry, member in claimed:
-        tag = tags.get(entry[0])
-        if tag is None:
-            tag = tags[entry[0]] = layout.names(entry[0]).tag
-        by_tag.setdefault(tag, []).append(member)
+    for scope, lease, smaller in changes:
+        tag = layout.names(scope).tag
+        if smaller is None:
+            by_tag.setdefault(tag, []).append(lease)
+        else:
+            yield Run(RELEASE, (layout.lease_key(tag), layout.batch_key(tag)), (lease, smaller), "write")
     for tag, members in by_tag.items():
-        keys = (layout.lease_key(tag), layout.due_key(tag))
+        keys = (layout.lease_key(tag), layout.due_key(tag), layout.batch_key(tag))
         for at in range(0, len(members), ACK_CHUNK):
             yield Run(ACK, keys, (packed(members[at : at + ACK_CHUNK]),), "write")
 
@@ -175,7 +194,7 @@ def parse_member(member: bytes) -> Taken | None:
     return parts[0], parts[1], member[colon + 1 :], deadline
 
 
-def claimed_from(reply: Any) -> list[Claimed]:
+def claimed_from(reply: Any) -> list[Parsed]:
     """The entries of a take script's packed reply (members packed as :func:`packed` packs them,
     each parsed as :func:`parse_member` parses it) in one pass, in half their time (the sweeper parses up to
     10,000 a second under the GIL the application wants): a reply mostly holds one scope, so its
@@ -185,7 +204,7 @@ def claimed_from(reply: Any) -> list[Claimed]:
         script); a member that is not one of ours is skipped.
     """
     data = bytes(reply)
-    out: list[Claimed] = []
+    out: list[Parsed] = []
     append, index = out.append, data.index
     at, end = 0, len(data)
     head, scope = b"", ""  # the last scope's part of a member ("<length>:<scope>"), and the scope
@@ -223,26 +242,102 @@ def claimed_from(reply: Any) -> list[Claimed]:
     return out
 
 
+def frames(reply: Any) -> list[bytes]:
+    """The members of a packed reply (:func:`packed`), whatever they hold.
+
+    :raises BackendError: when the reply is not packed members."""
+    data = bytes(reply)
+    out: list[bytes] = []
+    at, end = 0, len(data)
+    try:
+        while at < end:
+            colon = data.index(b":", at)
+            stop = colon + 1 + int(data[at:colon])
+            if stop > end or stop <= colon:
+                raise ValueError("a member runs past the reply")
+            out.append(data[colon + 1 : stop])
+            at = stop
+    except ValueError as exc:
+        raise BackendError(
+            f"redis: a take script answered {len(data)} bytes that are not packed members ({exc})"
+        ) from None
+    return out
+
+
+def batch_from(reply: Any, batch: bytes) -> list[Claimed]:
+    """The entries of a TAKE or TAKE_KEPT reply, each held by the lease of ``batch``."""
+    return [(entry, member, batch) for entry, member in claimed_from(reply)]
+
+
+def retaken_from(reply: Any) -> list[Claimed]:
+    """The entries of a RETAKE reply: its leases, each a batch (``<id>:<its entries packed>``) or,
+    leased by an earlier version, one entry's own member."""
+    out: list[Claimed] = []
+    for item in frames(reply):
+        if item.startswith(BATCH_MARK):
+            colon = item.find(b":")
+            if colon < 0:
+                raise BackendError(f"redis: a retaken batch without its entries ({len(item)} bytes)")
+            batch = item[:colon]
+            out.extend((entry, member, batch) for entry, member in claimed_from(item[colon + 1 :]))
+        elif (entry := parse_member(item)) is not None:
+            out.append((entry, item, item))
+    return out
+
+
 class Leases:
-    """The lease members of the entries this adapter claimed and has not acknowledged yet
-    (thread-safe): ``ack_expired`` gets the entries back, the ACK script needs the members."""
+    """The entries this adapter claimed and has not acknowledged yet, with their members and
+    lease members (thread-safe): ``ack_expired`` gets the entries back, the ACK script needs the
+    lease members, and a batch acknowledged in part keeps the rest (their members, packed)."""
 
     def __init__(self) -> None:
-        self._members: dict[Taken, bytes] = {}
+        self._held: dict[Taken, tuple[bytes, bytes]] = {}
+        #: each lease member held: its entries still held, in the order they were claimed
+        self._leases: dict[bytes, dict[Taken, bytes]] = {}
         self._lock = threading.Lock()
 
     def hold(self, claimed: list[Claimed]) -> list[Taken]:
         with self._lock:
-            self._members.update(claimed)
-        return [entry for entry, _member in claimed]
+            held, leases = self._held, self._leases
+            for entry, member, lease in claimed:
+                held[entry] = member, lease
+                batch = leases.get(lease)
+                if batch is None:
+                    batch = leases[lease] = {}
+                batch[entry] = member
+        return [claim[0] for claim in claimed]
 
-    def held(self, taken: Sequence[Taken]) -> list[Claimed]:
-        """The entries of ``taken`` still held, with their members."""
+    def release(self, taken: Sequence[Taken]) -> list[LeaseChange]:
+        """What acknowledging ``taken`` changes in the lease sets: each lease member whose
+        entries are all in ``taken`` is removed; a batch holding others too keeps only those.
+        Nothing is forgotten until :meth:`drop`."""
+        acked: dict[bytes, int] = {}
         with self._lock:
-            return [(entry, self._members[entry]) for entry in taken if entry in self._members]
-
-    def drop(self, taken: Sequence[Taken]) -> None:
-        """Forget ``taken`` once acknowledged."""
-        with self._lock:
+            held, leases = self._held, self._leases
             for entry in taken:
-                self._members.pop(entry, None)
+                claim = held.get(entry)
+                if claim is not None:
+                    acked[claim[1]] = acked.get(claim[1], 0) + 1
+            changes: list[LeaseChange] = []
+            for lease, count in acked.items():
+                batch = leases[lease]
+                scope = next(iter(batch))[0]
+                if count == len(batch):
+                    changes.append((scope, lease, None))
+                else:
+                    done = set(taken)
+                    rest = [member for entry, member in batch.items() if entry not in done]
+                    changes.append((scope, lease, packed(rest)))
+        return changes
+
+    def drop(self, taken: Sequence[Taken], changes: list[LeaseChange]) -> None:
+        """Forget ``taken`` once acknowledged (``changes``: what :meth:`release` answered)."""
+        with self._lock:
+            held, leases = self._held, self._leases
+            for entry in taken:
+                claim = held.pop(entry, None)
+                if claim is not None:
+                    leases[claim[1]].pop(entry, None)
+            for _scope, lease, rest in changes:
+                if rest is None:
+                    leases.pop(lease, None)

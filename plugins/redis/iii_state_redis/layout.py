@@ -11,9 +11,11 @@ never lists them as scopes:
 - ``{T}iii-ttl-kept:<prefix>``: per Cluster slot, a list of (scope, field, value, deadline)
   quadruples: expired fields a write or delete met before a sweep took them, kept for the
   sweep when expiry events are on;
-- ``{T}iii-ttl-lease:<prefix>``: per Cluster slot, a sorted set of the expired entries a sweeper
-  claimed and has not yet acknowledged, member = the entry packed (``scripts._CLAIMED``), score =
-  when the lease lapses (then a sweep claims it again);
+- ``{T}iii-ttl-lease:<prefix>``: per Cluster slot, a sorted set of the batches of expired entries
+  sweepers claimed and have not yet acknowledged, member = a batch id (``#`` and 16 hex digits;
+  before decision 0031, one entry packed, ``scripts._CLAIMED``), score = when the lease lapses
+  (then a sweep claims it again);
+- ``{T}iii-ttl-batch:<prefix>``: per Cluster slot, a hash: batch id -> its entries, packed;
 - ``iii-ttl-slots:<prefix>``: the set of tags ``T`` whose slot holds deadlines.
 
 ``T`` is a 4-character hash tag whose CRC16 slot equals the slot of the scope's hash, so one
@@ -36,6 +38,7 @@ KEPT_STEM: Final = b"iii-ttl-kept:"
 #: The due index member saying "this slot's kept list is not empty": not UTF-8, so no scope.
 KEPT_MARKER: Final = b"\xff"
 LEASE_STEM: Final = b"iii-ttl-lease:"
+BATCH_STEM: Final = b"iii-ttl-batch:"
 #: The due index member saying "this slot has leases", scored with the earliest lease deadline.
 LEASE_MARKER: Final = b"\xfe"
 REGISTRY_STEM: Final = b"iii-ttl-slots:"
@@ -144,6 +147,9 @@ class Layout:
 
     def lease_key(self, tag: bytes) -> bytes:
         return b"{" + tag + b"}" + LEASE_STEM + self.prefix
+
+    def batch_key(self, tag: bytes) -> bytes:
+        return b"{" + tag + b"}" + BATCH_STEM + self.prefix
 
     def registry_key(self) -> bytes:
         return REGISTRY_STEM + self.prefix

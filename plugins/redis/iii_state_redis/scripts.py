@@ -270,36 +270,30 @@ SCAN_PAGE: Final = Script("scan_page", _scan_page(""))
 #: ``SCAN_PAGE``'s ARGV and reply, plus the count as a third element. Read-only.
 SCAN_COUNTED: Final = Script("scan_counted", _live_count("ARGV[3]") + _scan_page(", n"))
 
-# member(scope, field, value, deadline, out): one claimed entry's lease member, appended to ``out``
-# packed and returned; leased(lease_key, lease, members): those members added to the slot's lease
-# set with the lease deadline as their score, in one ZADD per 500 (nothing without a lease).
-# claimed(lease_key, lease, scope, field, value, deadline, out): one claimed entry, appended to
-# ``out`` as its lease member (``<len>:<scope><len>:<field><deadline>:<value>``, see
-# ``expiring.parse_member``) packed (``<length>:<member>``, ``expiring.claimed_from``: the take
-# scripts answer one string, which the client parses in a fraction of the time a reply of one
-# bulk string per member takes) and, with a lease deadline (``lease`` not ""), added to the slot's
-# lease set with that score. marked(lease_key, due, lease, out): the due index's lease marker
-# no later than the new lease, so a sweep finds it once it lapses.
+# A take's claims are leased as one batch (decision 0031): the slot's lease set gets one member,
+# the batch id the client chose (``#`` and 16 hex digits), and the slot's batch hash that id's
+# entries, packed as the take answers them; the acknowledgement removes both. A lease member per
+# entry (what earlier versions wrote; RETAKE still re-leases and ACK removes those) cost the
+# server a ZADD and a ZREM per event, about a third of its time per event.
+# member(scope, field, value, deadline, out): one claimed entry appended to ``out``, packed as
+# ``<length>:<member>`` with the member ``<len>:<scope><len>:<field><deadline>:<value>`` (see
+# ``expiring.parse_member``; the take scripts answer one string, which the client parses in a
+# fraction of the time a reply of one bulk string per member takes). leased(lease_key,
+# batch_key, lease, id, out): the batch leased until ``lease`` (nothing without a lease or a
+# claim); returns the reply. marked(due, lease, out): the due index's lease marker no later than
+# the new lease, so a sweep finds it once it lapses.
 _CLAIMED = """
 local function member(scope, f, v, d, out)
   local m = string.len(scope) .. ':' .. scope .. string.len(f) .. ':' .. f .. d .. ':' .. v
   out[#out + 1] = string.len(m) .. ':' .. m
-  return m
 end
-local function claimed(lease_key, lease, scope, f, v, d, out)
-  local m = member(scope, f, v, d, out)
-  if lease ~= '' then redis.call('ZADD', lease_key, lease, m) end
-end
-local function leased(lease_key, lease, members)
-  if lease == '' then return end
-  local args = {}
-  for at = 1, #members, 500 do
-    local k = 0
-    for i = at, math.min(#members, at + 499) do
-      args[k + 1], args[k + 2], k = lease, members[i], k + 2
-    end
-    redis.call('ZADD', lease_key, unpack(args, 1, k))
+local function leased(lease_key, batch_key, lease, id, out)
+  local reply = table.concat(out)
+  if lease ~= '' and reply ~= '' then
+    redis.call('ZADD', lease_key, lease, id)
+    redis.call('HSET', batch_key, id, reply)
   end
+  return reply
 end
 local function marked(due, lease, out)
   if lease == '' or #out == 0 then return end
@@ -308,19 +302,20 @@ local function marked(due, lease, out)
 end
 """
 
-#: KEYS: hash, deadlines, the slot's due index, its lease set. ARGV: now, limit, scope, lease
-#: deadline ("": remove without a lease). Claims up to ``limit`` fields whose deadline passed:
-#: removes them from the hash (and deadlines) and returns their lease members packed (``_CLAIMED``),
-#: leased until the lease deadline when one is given. Then re-scores the scope in the due index.
+#: KEYS: hash, deadlines, the slot's due index, its lease set, its batch hash. ARGV: now, limit,
+#: scope, lease deadline ("": remove without a lease), batch id. Claims up to ``limit`` fields
+#: whose deadline passed: removes them from the hash (and deadlines) and returns them packed
+#: (``_CLAIMED``), leased as one batch until the lease deadline when one is given. Then re-scores
+#: the scope in the due index.
 TAKE: Final = Script(
-    "take_packed",
+    "take_batch",
     _CLAIMED
     + "local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[2])\n"
     "local out, n = {}, #due / 2\n"
     "if n > 0 then\n"
     # one command per step for the whole claim, not four per field: a take of 500 held the
     # server (and every client's command behind it) about four times as long field by field
-    "  local fields, gone, members = {}, {}, {}\n"
+    "  local fields, gone = {}, {}\n"
     "  for i = 1, n do fields[i] = due[2 * i - 1] end\n"
     # the n lowest ranks are the n fields just read: ZRANGEBYSCORE from -inf lists by rank
     "  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - 1)\n"
@@ -329,30 +324,38 @@ TAKE: Final = Script(
     "    local part = redis.call('HMGET', KEYS[1], unpack(fields, at, math.min(n, at + 999)))\n"
     "    for j = 1, #part do values[at + j - 1] = part[j] end\n"
     "  end\n"
+    # member() for each, its pieces put in ``out`` for one table.concat, not joined per entry:
+    # the scope's part once, a field length's ``<len>:`` once per length
+    "  local head = ':' .. string.len(ARGV[3]) .. ':' .. ARGV[3]\n"
+    "  local fixed, lens, k = #head - 1, {}, 0\n"
     "  for i = 1, n do\n"
     "    local v = values[i]\n"
     "    if v then\n"
-    "      gone[#gone + 1] = fields[i]\n"
-    "      members[#members + 1] = member(ARGV[3], fields[i], v, due[2 * i], out)\n"
+    "      local f, d = fields[i], due[2 * i]\n"
+    "      local fl = string.len(f)\n"
+    "      local lf = lens[fl]\n"
+    "      if not lf then lf = fl .. ':'; lens[fl] = lf end\n"
+    "      gone[#gone + 1] = f\n"
+    "      out[k + 1], out[k + 2], out[k + 3], out[k + 4] = fixed + #lf + fl + #d + 1 + #v, head, lf, f\n"
+    "      out[k + 5], out[k + 6], out[k + 7], k = d, ':', v, k + 7\n"
     "    end\n"
     "  end\n"
     "  for at = 1, #gone, 1000 do\n"
     "    redis.call('HDEL', KEYS[1], unpack(gone, at, math.min(#gone, at + 999)))\n"
     "  end\n"
-    "  leased(KEYS[4], ARGV[4], members)\n"
     "end\n"
     "local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')\n"
     "if first[2] then redis.call('ZADD', KEYS[3], first[2], ARGV[3])\n"
     "else redis.call('ZREM', KEYS[3], ARGV[3]) end\n"
     "marked(KEYS[3], ARGV[4], out)\n"
-    "return table.concat(out)\n",
+    "return leased(KEYS[4], KEYS[5], ARGV[4], ARGV[5], out)\n",
 )
 
-#: KEYS: the slot's kept list, its due index, its lease set. ARGV: limit, lease deadline ("":
-#: none). Pops up to ``limit`` kept entries as lease members, packed (``_CLAIMED``), and drops the
-#: kept marker once the list is empty.
+#: KEYS: the slot's kept list, its due index, its lease set, its batch hash. ARGV: limit, lease
+#: deadline ("": none), batch id. Pops up to ``limit`` kept entries, packed (``_CLAIMED``) and
+#: leased as one batch, and drops the kept marker once the list is empty.
 TAKE_KEPT: Final = Script(
-    "take_kept_packed",
+    "take_kept_batch",
     _CLAIMED + "local out = {}\n"
     "for i = 1, tonumber(ARGV[1]) do\n"
     "  local scope = redis.call('LPOP', KEYS[1])\n"
@@ -360,24 +363,34 @@ TAKE_KEPT: Final = Script(
     "  local f = redis.call('LPOP', KEYS[1])\n"
     "  local v = redis.call('LPOP', KEYS[1])\n"
     "  local d = redis.call('LPOP', KEYS[1])\n"
-    "  claimed(KEYS[3], ARGV[2], scope, f, v, d, out)\n"
+    "  member(scope, f, v, d, out)\n"
     "end\n"
     "if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], '\\255') end\n"
     "marked(KEYS[2], ARGV[2], out)\n"
-    "return table.concat(out)\n",
+    "return leased(KEYS[3], KEYS[4], ARGV[2], ARGV[3], out)\n",
 )
 
-#: KEYS: the slot's lease set, its due index. ARGV: now, limit, new lease deadline. Claims again
-#: up to ``limit`` leases that lapsed (their holder died or lost the reply): leased anew until the
-#: new deadline and returned as members, packed as ``_CLAIMED`` packs them; the due index's lease
-#: marker gets the earliest lease.
+#: KEYS: the slot's lease set, its due index, its batch hash. ARGV: now, limit, new lease
+#: deadline. Claims again up to ``limit`` leases that lapsed (their holder died or lost the
+#: reply): leased anew until the new deadline and returned packed as ``_CLAIMED`` packs them, a
+#: batch as ``<id>:<its entries packed>``, an entry an earlier version leased alone as its member;
+#: the due index's lease marker gets the earliest lease.
 RETAKE: Final = Script(
-    "retake_packed",
+    "retake_batch",
     "local m = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])\n"
     "local out = {}\n"
     "for i = 1, #m do\n"
-    "  redis.call('ZADD', KEYS[1], ARGV[3], m[i])\n"
-    "  out[i] = string.len(m[i]) .. ':' .. m[i]\n"
+    "  local item = m[i]\n"
+    "  if string.sub(item, 1, 1) == '#' then\n"
+    "    local batch = redis.call('HGET', KEYS[3], item)\n"
+    "    if batch then item = item .. ':' .. batch else item = nil end\n"
+    "  end\n"
+    "  if item then\n"
+    "    redis.call('ZADD', KEYS[1], ARGV[3], m[i])\n"
+    "    out[#out + 1] = string.len(item) .. ':' .. item\n"
+    "  else\n"
+    "    redis.call('ZREM', KEYS[1], m[i])\n"
+    "  end\n"
     "end\n"
     "local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
     "if first[2] then redis.call('ZADD', KEYS[2], first[2], '\\254')\n"
@@ -385,13 +398,14 @@ RETAKE: Final = Script(
     "return table.concat(out)\n",
 )
 
-#: KEYS: the slot's lease set, its due index. ARGV[1]: the lease members whose events were
-#: delivered, packed (each ``<length>:<member>``, ``expiring.packed``), so the client sends one
-#: argument, not one per member (redis-py encodes each argument on its own: about a third of the
-#: sweeper's client CPU per event went into acknowledging). Removes them (idempotent) and the due
-#: index's lease marker once the set is empty.
+#: KEYS: the slot's lease set, its due index, its batch hash. ARGV[1]: the lease members (batch
+#: ids, and entries an earlier version leased alone) whose events were delivered, packed (each
+#: ``<length>:<member>``, ``expiring.packed``), so the client sends one argument, not one per
+#: member (redis-py encodes each argument on its own: about a third of the sweeper's client CPU
+#: per event went into acknowledging per-entry members). Removes them and their batches
+#: (idempotent) and the due index's lease marker once the set is empty.
 ACK: Final = Script(
-    "ack_packed",
+    "ack_batch",
     "local packed, at, members = ARGV[1], 1, {}\n"
     "while at <= #packed do\n"
     "  local colon = string.find(packed, ':', at, true)\n"
@@ -399,7 +413,20 @@ ACK: Final = Script(
     "  members[#members + 1] = string.sub(packed, colon + 1, stop)\n"
     "  at = stop + 1\n"
     "end\n"
-    "if #members > 0 then redis.call('ZREM', KEYS[1], unpack(members)) end\n"
+    "if #members > 0 then\n"
+    "  redis.call('ZREM', KEYS[1], unpack(members))\n"
+    "  redis.call('HDEL', KEYS[3], unpack(members))\n"
+    "end\n"
     "if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], '\\254') end\n"
+    "return 1\n",
+)
+
+#: KEYS: the slot's lease set, its batch hash. ARGV: a batch id, the entries that stay in it
+#: (some were acknowledged, decision 0031), packed. Only while the batch is still leased (its
+#: acknowledgement may have removed it already).
+RELEASE: Final = Script(
+    "release_part",
+    "if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end\n"
+    "redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])\n"
     "return 1\n",
 )

@@ -310,9 +310,82 @@ def test_with_expiry_events_a_claim_is_a_lease_taken_again_once_it_lapses_until_
         alive.ack_expired(again)  # idempotent
         ahead[0] = 22_000
         assert [e for e in dead.take_expired(10_000) if e[0] == scope] == []  # acknowledged: gone
-        client: Any = alive._connect()
-        members = client.zrange(alive.layout.lease_key(alive.layout.names(scope).tag), 0, -1)
-        assert not [m for m in members if bytes(m).startswith(b"%d:%s" % (len(scope), scope.encode()))]
+        assert _leased(alive, scope) == []
     finally:
         dead.close()
         alive.close()
+
+
+def _leased(adapter: RedisAdapter, scope: str) -> list[str]:
+    """The keys of ``scope`` still in its slot's lease set: in a leased batch or leased alone."""
+    client: Any = adapter._connect()
+    tag = adapter.layout.names(scope).tag
+    keys: list[str] = []
+    for member in client.zrange(adapter.layout.lease_key(tag), 0, -1):
+        if bytes(member).startswith(expiring.BATCH_MARK):
+            batch = client.hget(adapter.layout.batch_key(tag), member)
+            assert batch is not None, f"batch {member!r} is leased without its entries"
+            keys += [entry[1] for entry, _member in expiring.claimed_from(batch) if entry[0] == scope]
+        elif (entry := expiring.parse_member(bytes(member))) is not None and entry[0] == scope:
+            keys.append(entry[1])
+    return sorted(keys)
+
+
+def test_a_batch_acknowledged_in_part_keeps_the_rest_leased(
+    redis_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A take's entries are leased as one batch (decision 0031); acknowledging some of them leaves
+    exactly the others to be claimed again once the lease lapses, by whoever takes then."""
+    config = {**redis_config, "expiry_events": True}
+    first, second = RedisAdapter(read_settings(config)), RedisAdapter(read_settings(config))
+    scope, ahead = unique("part"), [0]
+    monkeypatch.setattr(expiring, "now_ms", lambda: now_ms() + ahead[0])
+    try:
+        deadline = now_ms() + 20
+        for n in range(6):
+            first.write(scope, f"k{n}", b"%d" % n, deadline)
+        time.sleep(0.03)
+        claimed = sorted(e for e in first.take_expired(10_000) if e[0] == scope)
+        assert [e[1] for e in claimed] == [f"k{n}" for n in range(6)]
+        first.ack_expired(claimed[:2])
+        assert _leased(first, scope) == ["k2", "k3", "k4", "k5"]
+        first.ack_expired(claimed[2:3])
+        assert _leased(first, scope) == ["k3", "k4", "k5"]
+        ahead[0] = 11_000  # the lease (10 s) lapses: the rest is claimed again, nothing acknowledged
+        again = sorted(e for e in second.take_expired(10_000) if e[0] == scope)
+        assert again == claimed[3:]
+        first.ack_expired(claimed)  # late, for entries `second` holds now: removes nothing twice
+        second.ack_expired(again)
+        assert _leased(second, scope) == []
+        ahead[0] = 22_000
+        assert [e for e in first.take_expired(10_000) if e[0] == scope] == []
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_entry_an_earlier_version_leased_alone_is_claimed_again_and_acknowledged(
+    redis_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before decision 0031 each claimed entry was its own lease member: one left by a sweeper of
+    that version that died is claimed again by this one, delivered once, and removed."""
+    adapter = RedisAdapter(read_settings({**redis_config, "expiry_events": True}))
+    scope, ahead = unique("old"), [0]
+    monkeypatch.setattr(expiring, "now_ms", lambda: now_ms() + ahead[0])
+    try:
+        client: Any = adapter._connect()
+        names = adapter.layout.names(scope)
+        deadline, lapsed = now_ms() - 50, now_ms() - 10
+        member = b"%d:%s%d:%s%d:%s" % (len(names.scope), names.scope, 3, b"old", deadline, b'"v"')
+        client.zadd(adapter.layout.lease_key(names.tag), {member: lapsed})
+        client.zadd(names.due, {expiring.LEASE_MARKER: lapsed})
+        client.sadd(adapter.layout.registry_key(), names.tag)
+        taken = [e for e in adapter.take_expired(10_000) if e[0] == scope]
+        assert taken == [(scope, "old", b'"v"', deadline)]
+        assert _leased(adapter, scope) == ["old"]  # leased anew, alone as before
+        adapter.ack_expired(taken)
+        assert _leased(adapter, scope) == []
+        ahead[0] = 11_000
+        assert [e for e in adapter.take_expired(10_000) if e[0] == scope] == []
+    finally:
+        adapter.close()

@@ -1,12 +1,21 @@
 """The take scripts' replies parsed in bulk (``expiring.claimed_from``) exactly as one member at a
-time (``expiring.parse_member``), whatever the replies hold: no server needed."""
+time (``expiring.parse_member``), whatever the replies hold, and the leases they come with
+(``expiring.retaken_from``, ``expiring.Leases``): no server needed."""
 
 from __future__ import annotations
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from iii_state_redis.expiring import claimed_from, packed, parse_member
+from iii_state_redis.expiring import (
+    Leases,
+    batch_from,
+    batch_id,
+    claimed_from,
+    packed,
+    parse_member,
+    retaken_from,
+)
 
 from iii_state_core import BackendError
 
@@ -50,3 +59,43 @@ def test_packed_members_come_back_as_themselves(members: list[bytes]) -> None:
 def test_a_reply_that_is_not_packed_members_is_a_clear_error(reply: bytes) -> None:
     with pytest.raises(BackendError, match="not packed members"):
         claimed_from(reply)
+
+
+@given(st.lists(st.one_of(st.lists(ours, min_size=1, max_size=5), ours), max_size=8))
+def test_a_retake_gives_each_batch_entry_its_batch_and_an_old_member_itself(
+    leases: list[list[bytes] | bytes],
+) -> None:
+    """RETAKE answers each lapsed lease packed: a batch as ``<id>:<its entries packed>``, an entry
+    an earlier version leased alone as its member (decision 0031)."""
+    items, expected = [], []
+    for lease in leases:
+        if isinstance(lease, list):
+            batch = batch_id()
+            items.append(batch + b":" + packed(lease))
+            expected += [(entry, member, batch) for entry, member in claimed_from(packed(lease))]
+        else:
+            items.append(lease)
+            expected += [(entry, lease, lease) for entry in [parse_member(lease)] if entry is not None]
+    assert retaken_from(packed(items)) == expected
+
+
+def test_a_batch_acknowledged_in_part_keeps_the_rest_and_then_goes() -> None:
+    members = [_member("s", f"k{n}", 10 + n, b"1") for n in range(4)]
+    one, two = batch_id(), batch_id()
+    leases = Leases()
+    taken = leases.hold(batch_from(packed(members[:3]), one) + batch_from(packed(members[3:]), two))
+    assert [entry[1] for entry in taken] == ["k0", "k1", "k2", "k3"]
+    part = [taken[1], taken[3]]
+    changes = leases.release(part)
+    assert changes == [("s", one, packed([members[0], members[2]])), ("s", two, None)]
+    leases.drop(part, changes)
+    assert leases.release(part) == []  # acknowledged already: nothing left to change
+    rest = [taken[0], taken[2]]
+    assert leases.release(rest) == [("s", one, None)]
+    leases.drop(rest, leases.release(rest))
+    assert leases.release(taken) == []
+
+
+def test_batch_ids_are_marked_and_distinct() -> None:
+    ids = {batch_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(i.startswith(b"#") and len(i) == 17 for i in ids)
