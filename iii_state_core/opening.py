@@ -108,18 +108,13 @@ def _check_expiry_events(cls: type[Adapter], settings: StateConfig) -> None:
         )
 
 
-def _check_sweeper_process(settings: StateConfig, *, sync: bool) -> None:
-    """:raises ConfigError: when ``expiry_sweeper: process`` is asked of an asyncio store, or
-    where a child cannot be given pipes (not POSIX)."""
+def _check_sweeper_process(settings: StateConfig) -> None:
+    """:raises ConfigError: when ``expiry_sweeper: process`` is asked where a child cannot be
+    given pipes (not POSIX)."""
     if settings.expiry_sweeper == "process" and os.name != "posix":
         raise ConfigError(
             f"state config ({settings.source}): 'expiry_sweeper: process' needs a POSIX system (its "
             f"child process talks over inherited pipes); drop expiry_sweeper"
-        )
-    if settings.expiry_sweeper == "process" and not sync:
-        raise ConfigError(
-            f"state config ({settings.source}): 'expiry_sweeper: process' is for stores opened with "
-            f"open_store(); an asyncio store (and the worker) sweeps on its event loop: drop expiry_sweeper"
         )
 
 
@@ -149,18 +144,16 @@ def _open(
     adapter_config: Mapping[str, Any] | None,
     registry: Registry | None,
     must_exist: bool = False,
-    *,
-    sync: bool = True,
 ) -> tuple[Adapter, Limits, EventBus, StateConfig, Registry]:
-    return _open_settings(_settings(config, adapter, adapter_config), registry, must_exist, sync=sync)
+    return _open_settings(_settings(config, adapter, adapter_config), registry, must_exist)
 
 
 def _open_settings(
-    settings: StateConfig, registry: Registry | None, must_exist: bool = False, *, sync: bool = True
+    settings: StateConfig, registry: Registry | None, must_exist: bool = False
 ) -> tuple[Adapter, Limits, EventBus, StateConfig, Registry]:
     registry = registry or default_registry()
     info = registry.adapter(settings.adapter)
-    _check_sweeper_process(settings, sync=sync)
+    _check_sweeper_process(settings)
     # the store keeps the resolved paths, so whoever reopens it from its settings (another
     # process of the suite, a second store object) opens this store, wherever it runs from
     settings = dataclasses.replace(settings, adapter_config=adapter_config_for(info.cls, settings))
@@ -215,10 +208,10 @@ def open_async_store(
     must_exist: bool = False,
 ) -> AsyncStateStore:
     """Like :func:`open_store`, for asyncio code: every method is awaited."""
-    return AsyncStateStore(*_open(config, adapter, adapter_config, registry, must_exist, sync=False))
+    return AsyncStateStore(*_open(config, adapter, adapter_config, registry, must_exist))
 
 
 def open_async_store_with(settings: StateConfig, *, registry: Registry | None = None) -> AsyncStateStore:
     """Open an asyncio store from settings already read (:func:`read_settings`, possibly changed:
     the worker applies its configuration entry's adapter this way)."""
-    return AsyncStateStore(*_open_settings(settings, registry, sync=False))
+    return AsyncStateStore(*_open_settings(settings, registry))

@@ -22,6 +22,7 @@ from .namespaces import ReservedScopes, load_ledger
 from .operations import Limits, Plan
 from .results import SetResult
 from .sweeper import TaskSweeper, ThreadSweeper, poll_interval
+from .sweeper_loop import LoopProcessSweeper
 from .sweeper_process import ProcessSweeper
 from .table import AsyncFront, StateFunction, SyncFront, serve
 from .values import JSON
@@ -210,7 +211,7 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
     """The same surface as :class:`StateStore`, awaited. Adapter calls never block the loop."""
 
     _awaits_handlers = True
-    _sweeper: TaskSweeper | None = None
+    _sweeper: TaskSweeper | LoopProcessSweeper | None = None
     _sweep_held = False
 
     def _opened(self) -> None:
@@ -218,11 +219,20 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
         self._describe = self.adapter.describe()
         self._secrets = self.adapter.secrets()
         interval = self._sweep_interval()
-        if interval is not None:
-            self._sweeper = TaskSweeper(
-                self.async_adapter, self.events, interval, self._describe, self._secrets
-            )
-            self._start_sweeper()
+        if interval is None:
+            return
+        if self.settings is not None and self.settings.expiry_sweeper == "process":
+            sweeper = LoopProcessSweeper(self.settings, self.registry, self.events, interval, self._describe)
+            try:
+                sweeper.open()
+            except BaseException:
+                self.adapter.close()
+                raise
+            self._sweeper = sweeper
+        else:
+            adapter = self.async_adapter
+            self._sweeper = TaskSweeper(adapter, self.events, interval, self._describe, self._secrets)
+        self._start_sweeper()
 
     def hold_expiry_events(self) -> None:
         """Start no expiry sweeper until :meth:`start_expiry_events` (the worker waits for its

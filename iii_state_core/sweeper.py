@@ -21,8 +21,8 @@ import logging
 import operator
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from typing import Any, Final, cast
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final, TypeVar, cast
 
 from .adapter import Adapter, AsyncAdapter, Expired
 from .driver import redact
@@ -131,18 +131,22 @@ def _id_tails(entries: list[Expired]) -> list[bytes]:
     return [tail.encode("utf-8", "surrogatepass") for tail in tails]
 
 
-def expired_events(entries: list[Expired]) -> list[StateEvent]:
-    """:func:`expired_event` of each entry, the same events built in bulk (the sweeper builds up to
-    10,000 a second, holding the GIL the application's threads want): the values decoded in one
-    :func:`decode_all`, each scope's part of the ids hashed once per batch, the rest of their
-    texts encoded in one call, and each event built as an :class:`_Unfrozen` one."""
+#: One expiry's event, decoded (:func:`expiry_parts`): scope, key, the value it held, its id.
+ExpiryParts = tuple[str, str, JSON, str]
+
+
+def expiry_parts(entries: list[Expired]) -> list[ExpiryParts]:
+    """What :func:`expired_events` builds each event of, in bulk: the values decoded in one
+    :func:`decode_all`, each scope's part of the ids hashed once per batch and the rest of their
+    texts encoded in one call. (A sweeper process sends these: decoding and hashing then cost
+    the application's process nothing.)"""
     try:
         values = decode_all([entry[2] for entry in entries])
     except StoredValueError:  # some entry held bytes that are not JSON: decode one by one
         values = [_old_value(entry) for entry in entries]
     hashers: dict[str, Any] = {}
-    events: list[StateEvent] = []
-    append = events.append
+    parts: list[ExpiryParts] = []
+    append = parts.append
     for (scope, key, _raw, _deadline), old, tail in zip(entries, values, _id_tails(entries), strict=True):
         hasher = hashers.get(scope)
         if hasher is None:  # expiry_id's text, its scope part hashed once
@@ -150,16 +154,31 @@ def expired_events(entries: list[Expired]) -> list[StateEvent]:
             hasher = hashers[scope] = _blake2b(head, digest_size=16)
         hasher = hasher.copy()
         hasher.update(tail)
+        append((scope, key, old, hasher.hexdigest()))
+    return parts
+
+
+def events_of(parts: Iterable[ExpiryParts]) -> list[StateEvent]:
+    """The ``state:expired`` events of :func:`expiry_parts`, each built as an :class:`_Unfrozen`
+    one (the sweeper builds up to 10,000 a second, holding the GIL the application's threads want)."""
+    events: list[StateEvent] = []
+    append = events.append
+    for scope, key, old, expiry in parts:
         event = _Unfrozen()
         event.event_type = "state:expired"
         event.scope = scope
         event.key = key
         event.old_value = old
         event.new_value = None
-        event.expiry_id = hasher.hexdigest()
+        event.expiry_id = expiry
         event.__class__ = StateEvent  # type: ignore[assignment]  # see _Unfrozen
         append(cast("StateEvent", event))
     return events
+
+
+def expired_events(entries: list[Expired]) -> list[StateEvent]:
+    """:func:`expired_event` of each entry, the same events built in bulk."""
+    return events_of(expiry_parts(entries))
 
 
 class Backoff:
@@ -193,18 +212,30 @@ def wanted_events(taken: list[Expired], events: EventBus) -> list[StateEvent]:
     An entry nothing in this process listens to is not decoded: its event would go nowhere (the
     entry is taken either way, as it always was when nothing listened).
     """
+    return expired_events(wanted(taken, events))
+
+
+def wanted_parts(parts: list[ExpiryParts], events: EventBus) -> list[StateEvent]:
+    """:func:`wanted_events` of expiries a sweeper process decoded (:func:`expiry_parts`)."""
+    return events_of(wanted(parts, events))
+
+
+def wanted(items: list[_Item], events: EventBus) -> list[_Item]:
+    """The items (an entry or its parts: scope and key first) whose events reach a subscription
+    or the plugin hook."""
     scopes = events.wanted_scopes()
     if scopes is not None:  # one look-up per scope of the batch, the usual case
-        if set(map(_scope_of, taken)) <= scopes:
-            return expired_events(taken)
-        return expired_events([entry for entry in taken if entry[0] in scopes])
-    wanted = events.wanted()
-    if wanted is None:
-        return expired_events(taken)
-    return expired_events([entry for entry in taken if wanted(entry[0], entry[1])])
+        if set(map(_scope_of, items)) <= scopes:
+            return items
+        return [item for item in items if item[0] in scopes]
+    wants = events.wanted()
+    if wants is None:
+        return items
+    return [item for item in items if wants(item[0], item[1])]
 
 
 _scope_of = operator.itemgetter(0)
+_Item = TypeVar("_Item", Expired, ExpiryParts)
 
 
 class Unacknowledged:

@@ -28,6 +28,7 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from . import sweeper as _sweeper
@@ -35,7 +36,8 @@ from .adapter import Adapter, Expired
 from .driver import redact
 from .errors import BackendError, StateError
 from .events import EventBus
-from .sweeper import STOP_WAIT_S, Backoff, Unacknowledged, sweep, wanted_events
+from .results import StateEvent
+from .sweeper import STOP_WAIT_S, Backoff, Unacknowledged, expiry_parts, sweep, wanted_events, wanted_parts
 
 if TYPE_CHECKING:
     from .config import StateConfig
@@ -55,7 +57,10 @@ class _ParentGone(Exception):
 
 
 def _write(fd: int, message: tuple[Any, ...]) -> None:
-    data = marshal.dumps(message)
+    _write_body(fd, marshal.dumps(message))
+
+
+def _write_body(fd: int, data: bytes) -> None:
     view = memoryview(_FRAME.pack(len(data)) + data)
     while view:
         view = view[os.write(fd, view) :]
@@ -98,9 +103,39 @@ def _plain(entries: list[Expired]) -> list[Expired]:
     return [(str(scope), str(key), bytes(raw), int(deadline)) for scope, key, raw, deadline in entries]
 
 
+def _batch(fresh: list[Expired]) -> bytes:
+    """The child's message for a claimed batch, marshalled: its expiries decoded here (values
+    parsed, ids hashed: ``"decoded"``), so the application's process only builds the events; the
+    entries as they are (``"raw"``) when marshal cannot carry a value (nested past its limit)."""
+    plain = _plain(fresh)
+    try:
+        return marshal.dumps(("decoded", expiry_parts(plain)))
+    except ValueError:
+        return marshal.dumps(("raw", plain))
+
+
+class Undelivered(Exception):
+    """A batch whose handlers could not run (the store is closing): the child does not
+    acknowledge it, and it is left to its leases."""
+
+
+def _events(message: tuple[Any, ...], bus: EventBus) -> list[StateEvent]:
+    """The events of a batch the child sent that reach something here."""
+    if message[0] == "decoded":
+        return wanted_parts(message[1], bus)
+    return wanted_events(message[1], bus)
+
+
 class ProcessSweeper:
-    """The sync store's sweeper with ``expiry_sweeper: process``: a child process claims and
-    acknowledges; a thread of this process delivers each batch's events in between."""
+    """The sweeper with ``expiry_sweeper: process``: a child process claims and acknowledges; a
+    thread of this process builds each batch's events in between and delivers them.
+
+    :param deliver: runs a batch's events' handlers and returns once they ran; by default
+        ``events.emit_many`` on this thread (the sync store); the async store's runs them on its
+        event loop (:mod:`.sweeper_loop`).
+    :param held: the child opens the store but claims nothing until :meth:`release` (the
+        worker waits for its engine connection before expiry events flow).
+    """
 
     def __init__(
         self,
@@ -109,14 +144,19 @@ class ProcessSweeper:
         events: EventBus,
         interval: float,
         describe: str,
+        *,
+        deliver: Callable[[list[StateEvent]], None] | None = None,
+        held: bool = False,
     ) -> None:
         self._settings = settings
         # the child builds the same registry: installed plugins, and the extra plugin modules
         self._modules = [] if registry is None else list(registry.extra_plugin_modules)
         self._entry_points = True if registry is None else registry.load_entry_points
-        self._events = events
+        self._bus = events
+        self._deliver = events.emit_many if deliver is None else deliver
         self._interval = interval
         self._describe = describe
+        self._held = held
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # one writer at a time on the child's pipe
         self._process: subprocess.Popen[bytes] | None = None
@@ -139,6 +179,8 @@ class ProcessSweeper:
         self._thread.start()
 
     def _spawn(self) -> None:
+        settings = pickle.dumps(self._settings)
+        level = logging.getLogger("iii_state").getEffectiveLevel()
         control_child, control = os.pipe()
         data, data_child = os.pipe()
         # the child imports what this process imports, wherever it was run from
@@ -155,11 +197,12 @@ class ProcessSweeper:
         finally:
             os.close(control_child)
             os.close(data_child)
-        self._process, self._control, self._data = process, control, data
-        level = logging.getLogger("iii_state").getEffectiveLevel()
         try:
-            settings = pickle.dumps(self._settings)
-            _write(control, ("open", settings, self._modules, self._entry_points, self._interval, level))
+            # under the lock: release() sends "go" once the child has its "open", never before
+            with self._lock:
+                self._process, self._control, self._data = process, control, data
+                modules, held = self._modules, self._held
+                _write(control, ("open", settings, modules, self._entry_points, self._interval, level, held))
             answer = self._first_answer()
         except BaseException:
             self._end_child()
@@ -201,9 +244,21 @@ class ProcessSweeper:
                 continue
             wait = 0.5
 
+    def release(self) -> None:
+        """Let a held child start claiming (a child started after this claims at once)."""
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+            try:
+                if self._control >= 0:
+                    _write(self._control, ("go",))
+            except OSError:  # the child ended: the next one is started unheld
+                pass
+
     def _relay(self) -> None:
         """Deliver the child's batches and pass on its log records until it ends."""
-        events = self._events
+        deliver, bus = self._deliver, self._bus
         while True:
             try:
                 message = _read(self._data)
@@ -212,8 +267,15 @@ class ProcessSweeper:
             if message is None:
                 return
             kind = message[0]
-            if kind == "batch":
-                events.emit_many(wanted_events(message[1], events))
+            if kind in ("decoded", "raw"):
+                try:
+                    deliver(_events(message, bus))
+                except Undelivered:  # the store is closing: the batch is left to its leases
+                    return
+                except Exception as exc:  # the handlers are guarded: the delivery itself broke
+                    log.warning("expiry sweeper: delivering a batch failed (%s: %s); it is left to "
+                                "its leases", type(exc).__name__, exc)  # fmt: skip
+                    return
                 try:
                     with self._lock:
                         _write(self._control, ("delivered",))
@@ -284,8 +346,12 @@ class _Channel:
         self._lock = threading.Lock()
 
     def send(self, message: tuple[Any, ...]) -> None:
+        self.send_body(marshal.dumps(message))
+
+    def send_body(self, data: bytes) -> None:
+        """A message already marshalled."""
         with self._lock:
-            _write(self._fd, message)
+            _write_body(self._fd, data)
 
 
 def _child(control: int, channel: _Channel) -> int:
@@ -295,7 +361,7 @@ def _child(control: int, channel: _Channel) -> int:
     first = _read(control)
     if first is None:
         return 0
-    _kind, settings_pickle, modules, entry_points, interval, level = first
+    _kind, settings_pickle, modules, entry_points, interval, level, held = first
     logging.basicConfig(level=level, handlers=[_Forward(channel)], force=True)
     settings: StateConfig = pickle.loads(settings_pickle)
     try:
@@ -311,10 +377,21 @@ def _child(control: int, channel: _Channel) -> int:
     _sweeper.alone = True
     channel.send(("ready", os.getpid()))
     try:
-        _sweep_until_stopped(adapter, control, channel, interval)
+        if not held or _released(control):
+            _sweep_until_stopped(adapter, control, channel, interval)
     finally:
         adapter.close()
     return 0
+
+
+def _released(control: int) -> bool:
+    """Wait for "go" (True) or for "stop" or the application's process ending (False)."""
+    while True:
+        message = _read(control)
+        if message is None or message[0] == "stop":
+            return False
+        if message[0] == "go":
+            return True
 
 
 def _sweep_until_stopped(adapter: Adapter, control: int, channel: _Channel, interval: float) -> None:
@@ -324,7 +401,7 @@ def _sweep_until_stopped(adapter: Adapter, control: int, channel: _Channel, inte
         nonlocal stopping
         if not fresh:
             return
-        channel.send(("batch", _plain(fresh)))
+        channel.send_body(_batch(fresh))
         while True:  # until the application's process has run the handlers
             message = _read(control)
             if message is None:

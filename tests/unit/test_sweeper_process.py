@@ -3,12 +3,14 @@ process delivers their events; its config, its failures, and its life beside the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -185,7 +187,98 @@ def test_expiry_sweeper_config_is_checked(tmp_path: Path) -> None:
         open_store({"adapter": kv, "expiry_events": True, "expiry_sweeper": "fork"})
     with pytest.raises(ConfigError, match="lives in this process only"):
         open_store({"adapter": {"name": "kv"}, "expiry_events": True, "expiry_sweeper": "process"})
-    with pytest.raises(ConfigError, match="for stores opened with open_store"):
-        open_async_store({"adapter": kv, "expiry_events": True, "expiry_sweeper": "process"})
     with open_store({"adapter": kv, "expiry_events": True, "expiry_sweeper": "thread"}) as store:
         assert type(store._sweeper).__name__ == "ThreadSweeper"
+    with pytest.raises(ConfigError, match="lives in this process only"):
+        open_async_store({"adapter": {"name": "kv"}, "expiry_events": True, "expiry_sweeper": "process"})
+
+
+def test_an_async_store_sweeper_process_runs_the_handlers_on_its_loop(tmp_path: Path) -> None:
+    """``open_async_store`` (and so the worker): the child claims, the store's event loop runs
+    the handlers, coroutines awaited there, each expiry once with the value it held."""
+
+    async def main() -> tuple[dict[str, Any], set[int], int]:
+        seen: list[StateEvent] = []
+        threads: set[int] = set()
+
+        async def handler(event: StateEvent) -> None:
+            threads.add(threading.get_ident())
+            await asyncio.sleep(0)
+            seen.append(event)
+
+        async with open_async_store(_config(tmp_path / "kv")) as store:
+            pid = store._sweeper.pid  # type: ignore[union-attr]
+            assert pid is not None and running(pid)
+            store.on_change(handler, scope="s")
+            for n in range(600):
+                await store.set("s", f"k{n}", n, ttl_ms=30)
+            until = time.monotonic() + PATIENCE_S
+            while len(_expired(seen)) < 600 and time.monotonic() < until:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.6)  # a later sweep must not deliver them again
+            assert await store.list_keys("s") == []
+        return _expired(seen), threads, pid
+
+    expired, threads, pid = asyncio.run(main())
+    assert expired == {f"k{n}": n for n in range(600)}
+    assert threads == {threading.get_ident()}  # asyncio.run's loop runs in this thread
+    assert _wait_for(lambda: not running(pid)), "the sweeper process outlived its store"
+
+
+def test_a_held_async_store_sweeper_process_claims_nothing_until_started(tmp_path: Path) -> None:
+    """The worker holds its sweeper until it is connected to the engine: the child opens the
+    store at once but claims nothing (another taker still finds the expired entries), and
+    delivers from ``start_expiry_events`` on."""
+    config = _config(tmp_path / "kv")
+
+    async def main() -> tuple[list[str], dict[str, Any]]:
+        seen: list[StateEvent] = []
+        # opened in a thread, as the worker opens its store: inside a loop its sweeper would start
+        store = await asyncio.to_thread(open_async_store, config)
+        store.hold_expiry_events()
+        try:
+            store.on_change(seen.append, scope="s")
+            await store.set("s", "early", 1, ttl_ms=20)
+            await asyncio.sleep(1.5)  # the child polls every 0.25 s: it would have claimed it
+            with open_store({"adapter": config["adapter"]}) as other:  # no sweeper of its own
+                taken = other.adapter.take_expired(100)
+                other.adapter.ack_expired(taken)
+            await store.set("s", "late", 2, ttl_ms=20)
+            store.start_expiry_events()
+            until = time.monotonic() + PATIENCE_S
+            while "late" not in _expired(seen) and time.monotonic() < until:
+                await asyncio.sleep(0.05)
+        finally:
+            await store.close()
+        return [entry[1] for entry in taken], _expired(seen)
+
+    taken, expired = asyncio.run(main())
+    assert taken == ["early"]
+    assert expired == {"late": 2}
+
+
+def test_a_batch_goes_to_the_application_decoded_or_else_as_it_was_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The child decodes each batch's values and hashes its ids, so the application's process
+    only builds the events; a batch marshal cannot carry goes raw, and gives the same events."""
+    import marshal
+
+    from iii_state_core import sweeper_process
+    from iii_state_core.events import EventBus, Subscription
+    from iii_state_core.sweeper import expired_events
+
+    bus = EventBus()
+    bus.subscribe(Subscription(lambda event: None, scope="s"))
+    taken = [
+        ("s", f"k{n}", b'{"n":%d,"l":[1.5,"\\u00e9",null]}' % n, 1_700_000_000_000 + n) for n in range(3)
+    ]
+    taken += [("other", "k", b"1", 5), ("s", "bad", b"not json", 7)]
+    expected = [event for event in expired_events(taken) if event.scope == "s"]
+    decoded = marshal.loads(sweeper_process._batch(taken))
+    assert decoded[0] == "decoded"
+    assert sweeper_process._events(decoded, bus) == expected
+    monkeypatch.setattr(sweeper_process, "expiry_parts", lambda plain: [object()])  # unmarshallable
+    raw = marshal.loads(sweeper_process._batch(taken))
+    assert raw[0] == "raw" and raw[1] == taken
+    assert sweeper_process._events(raw, bus) == expected

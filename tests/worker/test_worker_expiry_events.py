@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from engine_peer import EnginePeer
 from worker_harness import FAST, free_port, run, serving
 
@@ -17,11 +18,16 @@ from iii_state_core import open_store
 from iii_state_core.worker import StateWorker
 
 
-def expiring_file_store(path: Path) -> dict[str, Any]:
+def expiring_file_store(path: Path, sweeper: str = "thread") -> dict[str, Any]:
     return {
         "adapter": {"name": "kv", "config": {"store_method": "file_based", "file_path": str(path)}},
         "expiry_events": True,
+        "expiry_sweeper": sweeper,  # process: a child of the worker claims (decision 0030)
     }
+
+
+#: Where the worker's sweeper claims: its event loop's task, or a child process.
+sweepers = pytest.mark.parametrize("sweeper", ["thread", "process"])
 
 
 async def bind_expired(peer: EnginePeer) -> None:
@@ -35,9 +41,12 @@ def expired_calls(peer: EnginePeer, function_id: str) -> list[dict[str, Any]]:
     return [c.data for c in peer.calls_to(function_id) if c.data.get("event_type") == "state:expired"]
 
 
-def test_triggers_and_observers_get_state_expired_including_one_from_downtime(tmp_path: Path) -> None:
-    config = expiring_file_store(tmp_path / "kv")
-    with open_store({**config, "expiry_events": False}) as before:  # no worker runs meanwhile
+@sweepers
+def test_triggers_and_observers_get_state_expired_including_one_from_downtime(
+    tmp_path: Path, sweeper: str
+) -> None:
+    config = expiring_file_store(tmp_path / "kv", sweeper)
+    with open_store({"adapter": config["adapter"]}) as before:  # no worker runs meanwhile
         before.set("s", "while-down", {"n": 1}, ttl_ms=10)
 
     async def scenario() -> None:
@@ -72,8 +81,9 @@ def test_triggers_and_observers_get_state_expired_including_one_from_downtime(tm
     run(scenario())
 
 
-def test_two_replicas_deliver_each_expiry_once(tmp_path: Path) -> None:
-    config = expiring_file_store(tmp_path / "kv")
+@sweepers
+def test_two_replicas_deliver_each_expiry_once(tmp_path: Path, sweeper: str) -> None:
+    config = expiring_file_store(tmp_path / "kv", sweeper)
     entries = 20
 
     async def scenario() -> None:
@@ -103,7 +113,7 @@ def test_no_expiry_is_taken_before_the_engine_connection(tmp_path: Path) -> None
     """Expiries from while no worker ran must wait for the engine (and the bindings it replays):
     a worker that cannot reach its engine takes none."""
     config = expiring_file_store(tmp_path / "kv")
-    with open_store({**config, "expiry_events": False}) as before:
+    with open_store({"adapter": config["adapter"]}) as before:
         before.set("s", "k", 1, ttl_ms=10)
 
     async def scenario() -> None:
