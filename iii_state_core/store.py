@@ -23,7 +23,7 @@ from .operations import Limits, Plan
 from .results import SetResult
 from .sweeper import TaskSweeper, ThreadSweeper, poll_interval
 from .sweeper_loop import LoopProcessSweeper
-from .sweeper_process import ProcessSweeper
+from .sweeper_process import ProcessSweeper, SweeperSpec
 from .table import AsyncFront, StateFunction, SyncFront, serve
 from .values import JSON
 from .wire import decode_call
@@ -127,7 +127,7 @@ class StateStore(_Base, StateFunctions, SyncFront):
             return
         if self.settings is not None and self.settings.expiry_sweeper == "process":
             sweeper = ProcessSweeper(
-                self.settings, self.registry, self.events, interval, self.adapter.describe()
+                SweeperSpec(self.settings, self.registry, self.events, interval, self.adapter.describe())
             )
             try:
                 sweeper.start()
@@ -222,7 +222,9 @@ class AsyncStateStore(_Base, StateFunctions, AsyncFront):
         if interval is None:
             return
         if self.settings is not None and self.settings.expiry_sweeper == "process":
-            sweeper = LoopProcessSweeper(self.settings, self.registry, self.events, interval, self._describe)
+            sweeper = LoopProcessSweeper(
+                SweeperSpec(self.settings, self.registry, self.events, interval, self._describe)
+            )
             try:
                 sweeper.open()
             except BaseException:

@@ -16,15 +16,11 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from .events import EventBus
 from .results import StateEvent
-from .sweeper_process import ProcessSweeper, Undelivered
-
-if TYPE_CHECKING:
-    from .config import StateConfig
-    from .plugins import Registry
+from .sweeper_process import ProcessSweeper, SweeperSpec, Undelivered
 
 log = logging.getLogger("iii_state.expiry")
 
@@ -114,18 +110,9 @@ class LoopProcessSweeper:
     sweeper until it is connected to the engine).
     """
 
-    def __init__(
-        self,
-        settings: StateConfig,
-        registry: Registry | None,
-        events: EventBus,
-        interval: float,
-        describe: str,
-    ) -> None:
-        self._delivery = LoopDelivery(events)
-        self._process = ProcessSweeper(
-            settings, registry, events, interval, describe, deliver=self._delivery, held=True
-        )
+    def __init__(self, spec: SweeperSpec) -> None:
+        self._delivery = LoopDelivery(spec.events)
+        self._process = ProcessSweeper(spec, deliver=self._delivery, held=True)
 
     @property
     def pid(self) -> int | None:

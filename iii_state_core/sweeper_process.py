@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from . import sweeper as _sweeper
@@ -126,6 +127,18 @@ def _events(message: tuple[Any, ...], bus: EventBus) -> list[StateEvent]:
     return wanted_events(message[1], bus)
 
 
+@dataclass(frozen=True)
+class SweeperSpec:
+    """What a store's sweeper process is started from: how the store was opened (the child opens
+    it again), the bus its events go to, the poll interval, and the store's name for logs."""
+
+    settings: StateConfig
+    registry: Registry | None
+    events: EventBus
+    interval: float
+    describe: str
+
+
 class ProcessSweeper:
     """The sweeper with ``expiry_sweeper: process``: a child process claims and acknowledges; a
     thread of this process builds each batch's events in between and delivers them.
@@ -139,23 +152,20 @@ class ProcessSweeper:
 
     def __init__(
         self,
-        settings: StateConfig,
-        registry: Registry | None,
-        events: EventBus,
-        interval: float,
-        describe: str,
+        spec: SweeperSpec,
         *,
         deliver: Callable[[list[StateEvent]], None] | None = None,
         held: bool = False,
     ) -> None:
+        settings, registry, events = spec.settings, spec.registry, spec.events
         self._settings = settings
         # the child builds the same registry: installed plugins, and the extra plugin modules
         self._modules = [] if registry is None else list(registry.extra_plugin_modules)
         self._entry_points = True if registry is None else registry.load_entry_points
         self._bus = events
         self._deliver = events.emit_many if deliver is None else deliver
-        self._interval = interval
-        self._describe = describe
+        self._interval = spec.interval
+        self._describe = spec.describe
         self._held = held
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # one writer at a time on the child's pipe

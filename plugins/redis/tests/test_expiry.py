@@ -7,6 +7,7 @@ The contract's expiry rules themselves are the conformance suite's "expiry" area
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
 import time
@@ -282,17 +283,30 @@ def test_without_expiry_events_a_process_that_stores_deadlines_sweeps_from_its_w
         adapter.close()
 
 
+@contextlib.contextmanager
+def _leasing(
+    redis_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch, name: str
+) -> Iterator[tuple[RedisAdapter, RedisAdapter, str, list[int]]]:
+    """Two sweepers' adapters (expiry events on: claims are leases) on one server, a fresh scope,
+    and the sweep's clock moved ``ahead[0]`` ms on, to lapse leases instead of sleeping."""
+    config = {**redis_config, "expiry_events": True}
+    one, two = RedisAdapter(read_settings(config)), RedisAdapter(read_settings(config))
+    ahead = [0]
+    monkeypatch.setattr(expiring, "now_ms", lambda: now_ms() + ahead[0])
+    try:
+        yield one, two, unique(name), ahead
+    finally:
+        one.close()
+        two.close()
+
+
 def test_with_expiry_events_a_claim_is_a_lease_taken_again_once_it_lapses_until_acknowledged(
     redis_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A sweeper that dies (or loses the reply) between claiming and acknowledging loses nothing:
     its lease lapses and the next take claims the entries again; an acknowledged one is gone.
     The sweep's clock is moved past the leases instead of sleeping through them."""
-    config = {**redis_config, "expiry_events": True}
-    dead, alive = RedisAdapter(read_settings(config)), RedisAdapter(read_settings(config))
-    scope, ahead = unique("lease"), [0]
-    monkeypatch.setattr(expiring, "now_ms", lambda: now_ms() + ahead[0])
-    try:
+    with _leasing(redis_config, monkeypatch, "lease") as (dead, alive, scope, ahead):
         deadline = now_ms() + 20
         for key in ("a", "b", "kept"):
             dead.write(scope, key, f'"{key}"'.encode(), deadline)
@@ -311,9 +325,6 @@ def test_with_expiry_events_a_claim_is_a_lease_taken_again_once_it_lapses_until_
         ahead[0] = 22_000
         assert [e for e in dead.take_expired(10_000) if e[0] == scope] == []  # acknowledged: gone
         assert _leased(alive, scope) == []
-    finally:
-        dead.close()
-        alive.close()
 
 
 def _leased(adapter: RedisAdapter, scope: str) -> list[str]:
@@ -336,11 +347,7 @@ def test_a_batch_acknowledged_in_part_keeps_the_rest_leased(
 ) -> None:
     """A take's entries are leased as one batch (decision 0031); acknowledging some of them leaves
     exactly the others to be claimed again once the lease lapses, by whoever takes then."""
-    config = {**redis_config, "expiry_events": True}
-    first, second = RedisAdapter(read_settings(config)), RedisAdapter(read_settings(config))
-    scope, ahead = unique("part"), [0]
-    monkeypatch.setattr(expiring, "now_ms", lambda: now_ms() + ahead[0])
-    try:
+    with _leasing(redis_config, monkeypatch, "part") as (first, second, scope, ahead):
         deadline = now_ms() + 20
         for n in range(6):
             first.write(scope, f"k{n}", b"%d" % n, deadline)
@@ -359,9 +366,6 @@ def test_a_batch_acknowledged_in_part_keeps_the_rest_leased(
         assert _leased(second, scope) == []
         ahead[0] = 22_000
         assert [e for e in first.take_expired(10_000) if e[0] == scope] == []
-    finally:
-        first.close()
-        second.close()
 
 
 def test_an_entry_an_earlier_version_leased_alone_is_claimed_again_and_acknowledged(
@@ -369,10 +373,7 @@ def test_an_entry_an_earlier_version_leased_alone_is_claimed_again_and_acknowled
 ) -> None:
     """Before decision 0031 each claimed entry was its own lease member: one left by a sweeper of
     that version that died is claimed again by this one, delivered once, and removed."""
-    adapter = RedisAdapter(read_settings({**redis_config, "expiry_events": True}))
-    scope, ahead = unique("old"), [0]
-    monkeypatch.setattr(expiring, "now_ms", lambda: now_ms() + ahead[0])
-    try:
+    with _leasing(redis_config, monkeypatch, "old") as (adapter, _other, scope, ahead):
         client: Any = adapter._connect()
         names = adapter.layout.names(scope)
         deadline, lapsed = now_ms() - 50, now_ms() - 10
@@ -387,5 +388,3 @@ def test_an_entry_an_earlier_version_leased_alone_is_claimed_again_and_acknowled
         assert _leased(adapter, scope) == []
         ahead[0] = 11_000
         assert [e for e in adapter.take_expired(10_000) if e[0] == scope] == []
-    finally:
-        adapter.close()
