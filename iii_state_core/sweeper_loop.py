@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import threading
 from typing import Final
 
 from .events import EventBus
 from .results import StateEvent
 from .sweeper_process import ProcessSweeper, SweeperSpec, Undelivered
-
-log = logging.getLogger("iii_state.expiry")
 
 #: How often a relay waiting on a loop checks that the loop still runs (and the store is open).
 WAKE_S: Final = 0.2

@@ -3,9 +3,10 @@
 A sweeper thread shares the application's GIL: at 10,000 expiries a second its claiming (the
 adapter's requests and their parsing) takes the interpreter from the application's own threads
 for 10-70 µs per event. Here a child process opens the same store and claims; the application's
-process only builds and delivers the events of each batch the child sends (about 3 µs an
-event), on one thread that waits on a pipe without the GIL, and answers "delivered", after which
-the child acknowledges the batch to the store, exactly as the sweeper thread does.
+process only builds the events of each batch the child sends (values already decoded and ids
+hashed there: 2-3 µs an event) and delivers them — on one thread that waits on the pipe without
+the GIL (the async store: on its event loop, :mod:`.sweeper_loop`) — and answers "delivered",
+after which the child acknowledges the batch to the store, exactly as the sweeper thread does.
 
 So the guarantees are the thread's (module :mod:`.sweeper`): claims are atomic, each batch is
 acknowledged after its handlers ran, a child killed between the two leaves the batch to its

@@ -312,9 +312,10 @@ class Leases:
         entries are all in ``taken`` is removed; a batch holding others too keeps only those.
         Nothing is forgotten until :meth:`drop`."""
         acked: dict[bytes, int] = {}
+        done = dict.fromkeys(taken)  # in order; an entry named twice is acknowledged once
         with self._lock:
             held, leases = self._held, self._leases
-            for entry in taken:
+            for entry in done:
                 claim = held.get(entry)
                 if claim is not None:
                     acked[claim[1]] = acked.get(claim[1], 0) + 1
@@ -325,7 +326,6 @@ class Leases:
                 if count == len(batch):
                     changes.append((scope, lease, None))
                 else:
-                    done = set(taken)
                     rest = [member for entry, member in batch.items() if entry not in done]
                     changes.append((scope, lease, packed(rest)))
         return changes

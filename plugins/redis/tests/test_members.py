@@ -94,6 +94,8 @@ def test_a_batch_acknowledged_in_part_keeps_the_rest_and_then_goes() -> None:
     assert leases.release(rest) == [("s", one, None)]
     leases.drop(rest, leases.release(rest))
     assert leases.release(taken) == []
+    again = leases.hold(batch_from(packed(members[:3]), one))
+    assert leases.release([again[0], again[0], again[1]]) == [("s", one, packed(members[2:3]))]
 
 
 def test_batch_ids_are_marked_and_distinct() -> None:
